@@ -1,0 +1,90 @@
+"""The registry: one literal table of formats, keyed by name, with their suffixes.
+
+Every format module offers the same verbs: `sniff(path) -> bool`, `read(path, **options) -> Model`
+and, where it writes, `write(model, path, **options) -> list[str]` (notes on what changed in form).
+Modules are imported only when a command needs them, so `rnnconvert --help` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+
+from ..errors import InputError, UnknownFormatError
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    module: str
+    suffixes: tuple[str, ...]
+    reads: bool
+    writes: bool
+    runtime: str          # the independent runtime that runs written files, if installed
+    description: str
+
+    def load(self):
+        return importlib.import_module(self.module)
+
+
+FORMATS: dict[str, Format] = {
+    "keras": Format("keras", "rnnconvert.formats.keras", (".h5", ".hdf5", ".keras"), True, False,
+                    "", "Keras .keras (Keras 3 zip) and legacy HDF5 .h5 (tf.keras 2.x, Keras 3)"),
+    "onnx": Format("onnx", "rnnconvert.formats.onnx", (".onnx",), True, True,
+                   "onnxruntime", "ONNX with native LSTM/GRU/RNN nodes"),
+    "canonical": Format("canonical", "rnnconvert.formats.canonical", (".rnnc",), True, True,
+                        "", "rnnconvert's own lossless form: JSON manifest + .npy arrays in a zip"),
+}
+
+
+def _suffix(path) -> str:
+    return os.path.splitext(str(path))[1].lower()
+
+
+def known() -> str:
+    return ", ".join(f"{f.name} ({' '.join(f.suffixes)})" for f in FORMATS.values())
+
+
+def by_name(name: str) -> Format:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise UnknownFormatError(f"unknown format '{name}'; known formats: {known()}") from None
+
+
+def for_reading(path, fmt: str | None = None) -> Format:
+    if fmt:
+        return by_name(fmt)
+    suffix = _suffix(path)
+    for f in FORMATS.values():
+        if suffix in f.suffixes and f.reads:
+            return f
+    if os.path.isfile(path):
+        for f in FORMATS.values():
+            if f.reads and f.load().sniff(path):
+                return f
+    raise UnknownFormatError(f"cannot tell the format of this file (suffix '{suffix or 'none'}'); "
+                             f"formats rnnconvert reads: {known()}", path=str(path))
+
+
+def for_writing(path, fmt: str | None = None) -> Format:
+    f = by_name(fmt) if fmt else None
+    if f is None:
+        suffix = _suffix(path)
+        f = next((f for f in FORMATS.values() if suffix in f.suffixes), None)
+        if f is None:
+            raise UnknownFormatError(f"unknown output suffix '{suffix or 'none'}'; formats rnnconvert writes: "
+                                     + ", ".join(f"{x.name} ({' '.join(x.suffixes)})"
+                                                 for x in FORMATS.values() if x.writes), path=str(path))
+    if not f.writes:
+        raise UnknownFormatError(f"rnnconvert reads {f.name} files but does not write them yet; "
+                                 "formats it writes: " + ", ".join(x.name for x in FORMATS.values() if x.writes),
+                                 path=str(path))
+    return f
+
+
+def check_exists(path) -> None:
+    if not os.path.exists(path):
+        raise InputError("no such file", path=str(path))
+    if os.path.isdir(path):
+        raise InputError("is a directory, expected a model file", path=str(path))

@@ -1,0 +1,149 @@
+"""rnnconvert's own form (`.rnnc`): a zip holding `model.json` and one `.npy` per array.
+
+Lossless by construction: arrays keep their dtype and bits, every setting of the canonical model
+is written.  Array member names carry the gate order (`layers/0/forward/W_ifgo.npy`).
+The manifest is described by `schemas/model.schema.json`.
+"""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+
+from .. import gates
+from ..errors import InputError
+from ..model import (LAYER_KINDS, Activation, DirectionWeights, InputSpec, Model, Recurrent,
+                     layer_fields)
+
+FORMAT_VERSION = 1
+MANIFEST = "model.json"
+
+
+def sniff(path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return MANIFEST in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _array_name(prefix: str, key: str, layer) -> str:
+    if isinstance(layer, Recurrent) and key in ("W", "R", "Wb", "Rb"):
+        return f"{prefix}/{key}_{layer.gate_order}"
+    return f"{prefix}/{key}"
+
+
+def to_manifest(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
+    arrays: dict[str, np.ndarray] = {}
+
+    def ref(name, a):
+        arrays[name] = np.asarray(a)
+        return {"array": name, "shape": list(a.shape), "dtype": str(a.dtype)}
+
+    layers = []
+    for k, layer in enumerate(model.layers):
+        entry = {"kind": layer.kind}
+        for key, v in layer_fields(layer).items():
+            entry[key] = v.to_dict() if isinstance(v, Activation) else v
+        if isinstance(layer, Recurrent):
+            entry["gate_order"] = layer.gate_order
+            entry["activations"] = [a.to_dict() for a in layer.activations]
+            entry["weights"] = []
+            for d, w in zip(layer.direction_names(), layer.weights):
+                wd = {"direction": d}
+                for a in DirectionWeights.ARRAYS:
+                    v = getattr(w, a)
+                    if v is not None:
+                        wd[a] = ref(_array_name(f"layers/{k}/{d}", a, layer), v)
+                entry["weights"].append(wd)
+        else:
+            for key, v in layer.arrays().items():
+                entry[key] = ref(f"layers/{k}/{key}", v)
+        layers.append(entry)
+    manifest = {
+        "format": "rnnconvert", "version": FORMAT_VERSION, "name": model.name,
+        "input": vars(model.input), "output_name": model.output_name,
+        "source": model.source, "layers": layers,
+    }
+    return manifest, arrays
+
+
+def from_manifest(manifest: dict, arrays: dict[str, np.ndarray], path=None) -> Model:
+    try:
+        if manifest.get("format") != "rnnconvert":
+            raise InputError("model.json is not an rnnconvert manifest", path=path)
+        if manifest.get("version") != FORMAT_VERSION:
+            raise InputError(f"manifest version {manifest.get('version')}, this rnnconvert reads "
+                             f"version {FORMAT_VERSION}", path=path)
+
+        def arr(r):
+            if r is None:
+                return None
+            try:
+                return arrays[r["array"]]
+            except KeyError:
+                raise InputError(f"array '{r['array']}' named in model.json is missing", path=path) from None
+
+        layers = []
+        for k, e in enumerate(manifest["layers"]):
+            e = dict(e)
+            kind = e.pop("kind")
+            if kind in gates.CANONICAL:
+                order = e.pop("gate_order")
+                if order != gates.CANONICAL[kind]:
+                    raise InputError(f"layers[{k}]: gate_order '{order}', the canonical order of "
+                                     f"{kind.upper()} is '{gates.CANONICAL[kind]}'", path=path)
+                ws = [DirectionWeights(**{a: arr(w.get(a)) for a in DirectionWeights.ARRAYS})
+                      for w in e.pop("weights")]
+                acts = [Activation(**a) for a in e.pop("activations")]
+                layers.append(Recurrent(weights=ws, activations=acts, **e))
+            elif kind in LAYER_KINDS:
+                cls = LAYER_KINDS[kind]
+                for key, v in list(e.items()):
+                    if isinstance(v, dict) and "array" in v:
+                        e[key] = arr(v)
+                    elif isinstance(v, dict) and "name" in v:
+                        e[key] = Activation(**v)
+                layers.append(cls(**e))
+            else:
+                raise InputError(f"layers[{k}]: unknown layer kind '{kind}'", path=path)
+        return Model(layers=layers, input=InputSpec(**manifest["input"]),
+                     output_name=manifest.get("output_name", "output"),
+                     name=manifest.get("name", "model"), source=manifest.get("source", {})
+                     ).validate(path)
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"model.json does not match the schema ({type(exc).__name__}: {exc})",
+                         path=path) from None
+
+
+def read(path, **options) -> Model:
+    try:
+        with zipfile.ZipFile(path) as z:
+            manifest = json.loads(z.read(MANIFEST))
+            arrays = {}
+            for name in z.namelist():
+                if name.endswith(".npy"):
+                    with z.open(name) as f:
+                        arrays[name[:-4]] = np.lib.format.read_array(f, allow_pickle=False)
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, ValueError, OSError) as exc:
+        raise InputError(f"not a readable .rnnc file ({exc})", path=str(path)) from None
+    return from_manifest(manifest, arrays, path=str(path))
+
+
+def write(model: Model, path, **options) -> list[str]:
+    manifest, arrays = to_manifest(model)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+        z.writestr(MANIFEST, json.dumps(manifest, indent=1, default=_json_default))
+        for name, a in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(a), allow_pickle=False)
+            z.writestr(name + ".npy", buf.getvalue())
+    return []
+
+
+def _json_default(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"{type(v).__name__} is not JSON serialisable")

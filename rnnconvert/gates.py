@@ -1,0 +1,104 @@
+"""Gate orders of every framework, and every permutation between them.
+
+A recurrent weight tensor stacks one block of `hidden` rows per gate.  The canonical model
+keeps LSTM blocks as `ifgo` and GRU blocks as `rzn`; each reader and writer converts with the
+functions here, whose names carry the orders they map between, so a permutation can be
+checked by reading it.
+
+| cell | Keras | ONNX | PyTorch | MATLAB | canonical |
+|------|-------|------|---------|--------|-----------|
+| LSTM | ifco  | iofc | ifgo    | ifgo   | ifgo      |
+| GRU  | zrh   | zrh  | rzn     | rzh    | rzn       |
+| RNN  | h     | h    | h       | -      | h         |
+
+Letters name the same gate across frameworks: LSTM `c` (Keras, ONNX) is `g` (the cell
+candidate); GRU `h` (Keras, ONNX; MATLAB's h-tilde) is `n` (PyTorch's new gate).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+CANONICAL = {"lstm": "ifgo", "gru": "rzn", "rnn": "h"}
+GATE_COUNT = {"lstm": 4, "gru": 3, "rnn": 1}
+
+# Per cell: letters that name the same gate in different frameworks.
+_ALIASES = {"lstm": {"c": "g"}, "gru": {"h": "n"}, "rnn": {}}
+
+ORDERS = {
+    "keras": {"lstm": "ifco", "gru": "zrh", "rnn": "h"},
+    "onnx": {"lstm": "iofc", "gru": "zrh", "rnn": "h"},
+    "torch": {"lstm": "ifgo", "gru": "rzn", "rnn": "h"},
+    "matlab": {"lstm": "ifgo", "gru": "rzh", "rnn": "h"},
+}
+
+GATE_NAMES = {
+    "lstm": {"i": "input gate", "f": "forget gate", "g": "cell candidate", "o": "output gate"},
+    "gru": {"r": "reset gate", "z": "update gate", "n": "candidate (new) state"},
+    "rnn": {"h": "hidden state"},
+}
+
+
+def _normalise(cell: str, order: str) -> str:
+    aliases = _ALIASES[cell]
+    norm = "".join(aliases.get(ch, ch) for ch in order)
+    if sorted(norm) != sorted(CANONICAL[cell]):
+        raise ValueError(f"'{order}' is not a gate order of a {cell.upper()} cell")
+    return norm
+
+
+def permutation(cell: str, src: str, dst: str) -> list[int]:
+    """Block indices `p` such that blocks of order `dst` are `src_blocks[p]`."""
+    s, d = _normalise(cell, src), _normalise(cell, dst)
+    return [s.index(ch) for ch in d]
+
+
+def permute(array: np.ndarray, cell: str, src: str, dst: str, axis: int = 0) -> np.ndarray:
+    """Reorder the gate blocks of `array` along `axis` from order `src` to order `dst`."""
+    perm = permutation(cell, src, dst)
+    if perm == list(range(len(perm))):
+        return array
+    n = array.shape[axis]
+    if n % len(perm):
+        raise ValueError(f"axis of size {n} does not split into {len(perm)} gate blocks")
+    blocks = np.split(array, len(perm), axis=axis)
+    return np.concatenate([blocks[p] for p in perm], axis=axis)
+
+
+def gate_slices(cell: str, order: str, hidden: int) -> list[tuple[str, int, int]]:
+    """[(gate letter as the framework names it, start, stop)] for a tensor in `order`."""
+    return [(ch, k * hidden, (k + 1) * hidden) for k, ch in enumerate(order)]
+
+
+# Named conversions: the letters say what they do.
+def ifco_to_ifgo(a, axis=0):
+    return permute(a, "lstm", "ifco", "ifgo", axis)
+
+
+def ifgo_to_ifco(a, axis=0):
+    return permute(a, "lstm", "ifgo", "ifco", axis)
+
+
+def iofc_to_ifgo(a, axis=0):
+    return permute(a, "lstm", "iofc", "ifgo", axis)
+
+
+def ifgo_to_iofc(a, axis=0):
+    return permute(a, "lstm", "ifgo", "iofc", axis)
+
+
+def zrh_to_rzn(a, axis=0):
+    return permute(a, "gru", "zrh", "rzn", axis)
+
+
+def rzn_to_zrh(a, axis=0):
+    return permute(a, "gru", "rzn", "zrh", axis)
+
+
+def to_canonical(a, cell: str, framework: str, axis: int = 0):
+    """Blocks in `framework`'s order -> canonical order."""
+    return permute(a, cell, ORDERS[framework][cell], CANONICAL[cell], axis)
+
+
+def from_canonical(a, cell: str, framework: str, axis: int = 0):
+    """Blocks in canonical order -> `framework`'s order."""
+    return permute(a, cell, CANONICAL[cell], ORDERS[framework][cell], axis)

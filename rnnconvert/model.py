@@ -1,0 +1,309 @@
+"""The canonical model every format reads into and writes from.
+
+A `Model` is an ordered stack of typed layers applied to one input `[batch, time, features]`
+(batch-major; `InputSpec.layout` records a source that was time-major).  Tensors between layers
+are `[batch, time, features]` until a recurrent layer returns one step, then `[batch, features]`.
+
+Recurrent weights are stored per direction in the canonical gate order (`gates.CANONICAL`:
+LSTM `ifgo`, GRU `rzn`), gate blocks along rows, with the ONNX symbols:
+
+    W   [gates*hidden, input]       input weights
+    R   [gates*hidden, hidden]      recurrent weights ([gates*hidden, proj] with a projection)
+    Wb  [gates*hidden]              input bias
+    Rb  [gates*hidden]              recurrent bias (zeros where the source has one bias)
+    h0  [hidden] or [batch, hidden] initial hidden state (None: zeros)
+    c0  same, LSTM only             initial cell state
+    proj [proj, hidden]             LSTM output projection (PyTorch proj_size), or None
+
+The schema of the on-disk form is `schemas/model.schema.json`; `schemas/README.md` is normative.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
+
+import numpy as np
+
+from . import gates
+from .errors import InputError
+
+CELLS = ("lstm", "gru", "rnn")
+DIRECTIONS = ("forward", "reverse", "bidirectional")
+MERGE_MODES = ("concat", "sum", "mul", "ave")
+OUTPUTS = ("sequence", "last_step", "final_state")
+TIME_ORDERS = ("input", "processing")
+
+# Activation names and the parameters each one takes (alpha, beta meaning as in ONNX).
+ACTIVATIONS = {
+    "linear": (), "sigmoid": (), "tanh": (), "relu": (), "softsign": (), "softplus": (),
+    "exponential": (), "swish": (), "gelu": (), "softmax": (), "log_softmax": (),
+    "hard_sigmoid": ("alpha", "beta"),     # clip(alpha*x + beta, 0, 1)
+    "elu": ("alpha",),                     # x if x > 0 else alpha*(exp(x)-1)
+    "selu": ("alpha", "beta"),             # beta * (x if x > 0 else alpha*(exp(x)-1)); beta = gamma
+    "leaky_relu": ("alpha",),
+    "thresholded_relu": ("alpha",),
+    "affine": ("alpha", "beta"),           # alpha*x + beta
+    "scaled_tanh": ("alpha", "beta"),      # alpha*tanh(beta*x)
+    "relu6": (),
+}
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_GAMMA = 1.0507009873554804934193349852946
+
+
+@dataclass(frozen=True)
+class Activation:
+    name: str
+    alpha: float | None = None
+    beta: float | None = None
+
+    def __post_init__(self):
+        if self.name not in ACTIVATIONS:
+            raise InputError(f"unknown activation '{self.name}'; known: {', '.join(sorted(ACTIVATIONS))}")
+
+    def __str__(self):
+        params = [f"{k}={getattr(self, k):.6g}" for k in ACTIVATIONS[self.name]]
+        return f"{self.name}({', '.join(params)})" if params else self.name
+
+    def to_dict(self) -> dict:
+        d = {"name": self.name}
+        for k in ACTIVATIONS[self.name]:
+            d[k] = getattr(self, k)
+        return d
+
+
+LINEAR = Activation("linear")
+SIGMOID = Activation("sigmoid")
+TANH = Activation("tanh")
+RELU = Activation("relu")
+HARD_SIGMOID_KERAS2 = Activation("hard_sigmoid", 0.2, 0.5)   # Keras 1/2, tf.keras 2.x, MATLAB, ONNX default
+HARD_SIGMOID_KERAS3 = Activation("hard_sigmoid", 1.0 / 6.0, 0.5)
+SELU = Activation("selu", SELU_ALPHA, SELU_GAMMA)
+
+
+@dataclass
+class DirectionWeights:
+    """One direction of a recurrent layer, gate blocks in canonical order."""
+    W: np.ndarray
+    R: np.ndarray
+    Wb: np.ndarray
+    Rb: np.ndarray
+    h0: np.ndarray | None = None
+    c0: np.ndarray | None = None
+    proj: np.ndarray | None = None
+
+    ARRAYS: ClassVar = ("W", "R", "Wb", "Rb", "h0", "c0", "proj")
+
+
+class Layer:
+    """Base of all layer kinds; `kind` is the discriminator written to the manifest."""
+    kind: ClassVar[str] = ""
+    name: str
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+
+@dataclass
+class Recurrent(Layer):
+    """LSTM, GRU or simple RNN, one or two directions.
+
+    activations, in ONNX's f, g, h roles:
+      LSTM [gate (f), cell candidate (g), hidden output (h)]
+      GRU  [gate (f), candidate (g)]
+      RNN  [hidden (f)]
+    output: 'sequence' -> [batch, time, H']; 'last_step' -> the time-aligned output at the
+      last input step (for a backward direction: after one step, as PyTorch `y[:, -1]` and
+      MATLAB OutputMode 'last'); 'final_state' -> each direction's state after the whole
+      sequence (Keras return_sequences=False).
+    time_order: 'processing' only for a reverse layer whose sequence is returned in the order
+      it was processed (Keras go_backwards); 'input' aligns outputs with input steps.
+    reset_after (GRU): True applies the reset gate after the recurrent matmul
+      (ONNX linear_before_reset=1, Keras reset_after=True, PyTorch); False before it.
+    """
+    name: str
+    cell: str
+    hidden: int
+    direction: str
+    weights: list[DirectionWeights]
+    activations: list[Activation]
+    output: str = "sequence"
+    merge: str = "concat"
+    time_order: str = "input"
+    reset_after: bool = True
+    clip: float | None = None
+    has_input_bias: bool = True
+    has_recurrent_bias: bool = True
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return self.cell
+
+    @property
+    def gate_order(self) -> str:
+        return gates.CANONICAL[self.cell]
+
+    @property
+    def input_size(self) -> int:
+        return int(self.weights[0].W.shape[1])
+
+    @property
+    def state_size(self) -> int:
+        p = self.weights[0].proj
+        return int(p.shape[0]) if p is not None else self.hidden
+
+    @property
+    def units_out(self) -> int:
+        n = self.state_size
+        return 2 * n if self.direction == "bidirectional" and self.merge == "concat" else n
+
+    def arrays(self):
+        out = {}
+        for d, w in zip(self.direction_names(), self.weights):
+            for a in DirectionWeights.ARRAYS:
+                v = getattr(w, a)
+                if v is not None:
+                    out[f"{d}.{a}"] = v
+        return out
+
+    def direction_names(self) -> list[str]:
+        return {"forward": ["forward"], "reverse": ["reverse"],
+                "bidirectional": ["forward", "reverse"]}[self.direction]
+
+
+@dataclass
+class Dense(Layer):
+    """y = activation(x @ kernel + bias); kernel [in, units]; on [batch, time, in] per step."""
+    name: str
+    kernel: np.ndarray
+    bias: np.ndarray | None = None
+    activation: Activation = LINEAR
+    kind: ClassVar[str] = "dense"
+
+    @property
+    def units_out(self) -> int:
+        return int(self.kernel.shape[1])
+
+    def arrays(self):
+        out = {"kernel": self.kernel}
+        if self.bias is not None:
+            out["bias"] = self.bias
+        return out
+
+
+@dataclass
+class ActivationLayer(Layer):
+    """A standalone activation over the last axis (softmax included)."""
+    name: str
+    activation: Activation
+    kind: ClassVar[str] = "activation"
+
+
+@dataclass
+class Dropout(Layer):
+    """Identity at inference; kept so that a round trip restores the stack."""
+    name: str
+    rate: float = 0.0
+    kind: ClassVar[str] = "dropout"
+
+
+LAYER_KINDS = {"dense": Dense, "activation": ActivationLayer, "dropout": Dropout}
+
+
+@dataclass
+class InputSpec:
+    name: str = "input"
+    features: int = 0
+    dtype: str = "float32"
+    layout: str = "batch_time_feature"    # or "time_batch_feature" (a time-major source)
+    time_steps: int | None = None           # fixed length in the source, if any
+
+
+@dataclass
+class Model:
+    layers: list[Layer]
+    input: InputSpec
+    output_name: str = "output"
+    name: str = "model"
+    source: dict = field(default_factory=dict)   # format, producer, versions, notes
+
+    @property
+    def recurrent_layers(self) -> list[Recurrent]:
+        return [layer for layer in self.layers if isinstance(layer, Recurrent)]
+
+    def parameter_count(self) -> int:
+        return sum(int(a.size) for layer in self.layers for a in layer.arrays().values())
+
+    def validate(self, path: str | None = None) -> "Model":
+        """Check shapes and settings all at once; raise InputError listing every problem."""
+        problems = list(_problems(self))
+        if problems:
+            raise InputError("invalid model: " + "; ".join(problems), path=path)
+        return self
+
+
+def _problems(model: Model):
+    features = model.input.features
+    seq = True
+    for k, layer in enumerate(model.layers):
+        where = f"layers[{k}] '{layer.name}'"
+        if isinstance(layer, Recurrent):
+            yield from _recurrent_problems(layer, where, features)
+            if not seq:
+                yield f"{where}: a recurrent layer needs a sequence but the layer before returns one step"
+            features = layer.units_out
+            seq = layer.output == "sequence"
+        elif isinstance(layer, Dense):
+            if layer.kernel.ndim != 2 or layer.kernel.shape[0] != features:
+                yield f"{where}: kernel shape {tuple(layer.kernel.shape)}, expected ({features}, units)"
+            elif layer.bias is not None and layer.bias.shape != (layer.kernel.shape[1],):
+                yield f"{where}: bias shape {tuple(layer.bias.shape)}, expected ({layer.kernel.shape[1]},)"
+            features = layer.units_out if layer.kernel.ndim == 2 else features
+
+
+def _recurrent_problems(layer: Recurrent, where: str, features: int):
+    if layer.cell not in CELLS:
+        yield f"{where}: cell '{layer.cell}', expected one of {', '.join(CELLS)}"
+        return
+    for attr, allowed in (("direction", DIRECTIONS), ("output", OUTPUTS),
+                          ("merge", MERGE_MODES), ("time_order", TIME_ORDERS)):
+        if getattr(layer, attr) not in allowed:
+            yield f"{where}: {attr} '{getattr(layer, attr)}', expected one of {', '.join(allowed)}"
+    if layer.time_order == "processing" and layer.direction != "reverse":
+        yield f"{where}: time_order 'processing' is only meaningful for a reverse layer"
+    n_acts = {"lstm": 3, "gru": 2, "rnn": 1}[layer.cell]
+    if len(layer.activations) != n_acts:
+        yield f"{where}: {len(layer.activations)} activations, a {layer.cell.upper()} takes {n_acts}"
+    n_dirs = 2 if layer.direction == "bidirectional" else 1
+    if len(layer.weights) != n_dirs:
+        yield f"{where}: {len(layer.weights)} weight sets for direction '{layer.direction}'"
+        return
+    G, H = gates.GATE_COUNT[layer.cell], layer.hidden
+    for name, w in zip(layer.direction_names(), layer.weights):
+        S = w.proj.shape[0] if w.proj is not None else H
+        expected = {"W": (G * H, features), "R": (G * H, S), "Wb": (G * H,), "Rb": (G * H,)}
+        if w.proj is not None:
+            if layer.cell != "lstm":
+                yield f"{where}.{name}: a projection is only defined for LSTM"
+            expected["proj"] = (S, H)
+        for a, shape in expected.items():
+            got = tuple(getattr(w, a).shape)
+            if got != shape:
+                yield f"{where}.{name}.{a}: shape {got}, expected {shape}"
+        for a, size in (("h0", S), ("c0", H)):
+            v = getattr(w, a)
+            if v is not None and v.shape[-1:] != (size,):
+                yield f"{where}.{name}.{a}: shape {tuple(v.shape)}, expected (..., {size})"
+        if w.c0 is not None and layer.cell != "lstm":
+            yield f"{where}.{name}: c0 given for a {layer.cell.upper()} layer"
+
+
+def layer_fields(layer: Layer) -> dict:
+    """Non-array settings of a layer, for manifests and reports."""
+    out = {}
+    for f in fields(layer):  # type: ignore[arg-type]
+        v = getattr(layer, f.name)
+        if isinstance(v, np.ndarray) or f.name == "weights":
+            continue
+        out[f.name] = v
+    return out
