@@ -1,0 +1,108 @@
+"""Keras: the legacy HDF5 file (`.h5`, Keras 1 to 3, tf.keras 2.x) and the Keras 3 zip (`.keras`),
+read with h5py, zipfile and json only: no TensorFlow or Keras needed.
+
+Layout: kernels are [input, gates*units] with gate blocks along COLUMNS (LSTM ifco, GRU zrh).
+Odd: `hard_sigmoid` is clip(0.2x+0.5) before Keras 3 and clip(x/6+0.5) from Keras 3 on;
+`go_backwards` returns its sequence in processing (reversed) order; a `.keras` weights file names
+its groups by layer class (`layers/lstm_1`), not by layer name.  `container.py` has the file
+layouts, `graph.py` the config shapes, `layers.py` the weight conversion.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+from ...errors import InputError, RnnConvertError, UnsupportedError
+from ...model import InputSpec, Model, Recurrent
+from . import container, graph
+from .layers import SUPPORTED, Converter
+
+__all__ = ["sniff", "read", "SUPPORTED"]
+
+
+def sniff(path) -> bool:
+    """True for a Keras model (or Keras weights) file; never raises."""
+    return container.sniff(path)
+
+
+def read(path, **options) -> Model:
+    """Read a Keras model file into the canonical model.
+
+    Options: allow_stateful=True reads stateful=True layers as layers starting from zero states.
+    """
+    path = str(path)
+    try:
+        return _read(path, allow_stateful=bool(options.get("allow_stateful", False)))
+    except RnnConvertError:
+        raise
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError, OSError, RuntimeError) as exc:
+        raise InputError(f"cannot read this Keras file: unexpected content ({type(exc).__name__}: {exc})",
+                         path=path) from None
+
+
+def _read(path: str, allow_stateful: bool) -> Model:
+    saved = container.open_file(path)
+    notes = list(saved.notes)
+    model_class, name, entries = graph.chain(saved.config, path)
+    major = _keras_major(saved.keras_version, saved.config, notes)
+    shape = graph.input_shape(entries, saved.config)
+    features = shape[-1] if shape and isinstance(shape[-1], int) else None
+    conv = Converter(path, major, saved.layer_weights, model_class=model_class, features=features,
+                     allow_stateful=allow_stateful)
+    layers, problems = [], []
+    for e in entries:
+        if e.cls == "InputLayer":
+            continue
+        try:
+            layer = conv.convert(e)
+        except RnnConvertError as exc:
+            problems.append(exc)
+            conv.features, conv.seq = None, True     # unknown after a layer that could not be read
+            continue
+        if layer is not None:
+            layers.append(layer)
+    if problems:
+        raise _combined(problems, path)
+    if not any(isinstance(layer, Recurrent) for layer in layers):
+        raise UnsupportedError("the model has no LSTM, GRU or SimpleRNN layer; nothing to convert", path=path)
+    if shape is not None and len(shape) != 3:
+        raise UnsupportedError(f"input shape {_shape(shape)}: rnnconvert reads models whose input is "
+                               "[batch, time, features]", path=path)
+    notes += conv.notes
+    time_steps = shape[1] if shape is not None and isinstance(shape[1], int) else None
+    input_name = entries[0].name if entries and entries[0].cls == "InputLayer" else "input"
+    source = {"format": "keras", "container": saved.container, "keras_version": saved.keras_version,
+              "backend": saved.backend, "model_class": model_class}
+    if notes:
+        source["notes"] = notes
+    model = Model(layers=layers, input=InputSpec(name=input_name, features=int(conv.input_features),
+                                                 time_steps=time_steps),
+                  output_name="output", name=str(name), source=source)
+    return model.validate(path)
+
+
+def _keras_major(version: str | None, config: dict, notes: list[str]) -> int:
+    m = re.match(r"\s*(\d+)", version or "")
+    if m:
+        return int(m.group(1))
+    text = json.dumps(config)
+    if '"DTypePolicy"' in text or '"batch_shape"' in text:
+        notes.append("no keras_version; the config is in Keras 3 form, read as Keras 3")
+        return 3
+    if '"units"' in text:
+        notes.append("no keras_version; the config is in Keras 2 form, read as Keras 2")
+        return 2
+    notes.append("no keras_version; read as Keras 1")
+    return 1
+
+
+def _combined(problems: list[RnnConvertError], path: str) -> RnnConvertError:
+    if len(problems) == 1:
+        return problems[0]
+    parts = [f"layer '{p.layer}': {p.message}" if p.layer else p.message for p in problems]
+    cls = UnsupportedError if all(isinstance(p, UnsupportedError) for p in problems) else InputError
+    return cls(f"{len(problems)} problems: " + "; ".join(parts), path=path)
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"

@@ -1,0 +1,243 @@
+"""Open a Keras file without Keras: the legacy HDF5 file (`.h5`) and the Keras 3 zip (`.keras`).
+
+Legacy HDF5 (Keras 1 and 2, tf.keras 2.x, Keras 3 `model.save('x.h5')`): root attributes
+`model_config` (JSON), `keras_version`, `backend`; one group per layer in `model_weights/`, whose
+`weight_names` attribute (split into `weight_names0`, `weight_names1`, ... when long) lists the
+arrays in order as paths relative to the group: `lstm_1/kernel:0` (Keras 2),
+`lstm/lstm_cell/kernel:0` (tf.keras 2.x), `sequential/lstm/lstm_cell/kernel` (Keras 3).
+
+`.keras` zip (Keras 3, tf.keras >= 2.13): `config.json`, `metadata.json` and `model.weights.h5`,
+where a layer's group is named after its CLASS, numbered per class in model order (`layers/lstm`,
+`layers/lstm_1`), not after the layer; arrays are `<object>/vars/0..n` with sub-objects below
+(`cell`, `forward_layer`, `backward_layer`, `layer`).  tf.keras 2.x on Windows wrote backslashes
+into those group names (`layers\\lstm\\cell`); they are read as slashes.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from typing import Callable
+
+import h5py
+import numpy as np
+
+from ...errors import InputError, UnsupportedError
+
+ZIP_CONFIG, ZIP_METADATA, ZIP_WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
+WEIGHTS_ONLY_HINT = ("A weights-only file (save_weights) holds no architecture: build the model in Keras, "
+                     "call model.load_weights() on it and save it with model.save('model.keras')")
+
+
+@dataclass
+class Saved:
+    """What a Keras file holds, read into memory: config, versions and per-layer weight lookup."""
+    container: str                       # "h5" or "keras"
+    config: dict                         # {"class_name": "Sequential" | "Functional" | "Model", "config": ...}
+    keras_version: str | None
+    backend: str | None
+    layer_weights: Callable              # (entry) -> (list[(name, array)], where they were looked up)
+    notes: list[str] = field(default_factory=list)
+
+
+def is_zip(path) -> bool:
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
+def sniff(path) -> bool:
+    """True for a Keras model or weights file; never raises."""
+    try:
+        if is_zip(path):
+            with zipfile.ZipFile(path) as z:
+                names = set(z.namelist())
+            return ZIP_CONFIG in names and bool(names & {ZIP_METADATA, ZIP_WEIGHTS, "model.weights.npz"})
+        if not h5py.is_hdf5(path):
+            return False
+        with h5py.File(path, "r") as f:
+            return ("model_config" in f.attrs or "layer_names" in f.attrs
+                    or ("layers" in f and "vars" in f))
+    except Exception:  # noqa: BLE001 - sniffing must answer, not raise
+        return False
+
+
+def text(value) -> str | None:
+    """An HDF5 attribute or JSON value as str (attributes may be bytes or 0-d arrays)."""
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value.item()
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8")
+    return str(value)
+
+
+def attr_list(group, name: str) -> list[str]:
+    """A list attribute, joined from its chunks `name0`, `name1`, ... when Keras split it."""
+    if name in group.attrs:
+        chunks = [group.attrs[name]]
+    else:
+        chunks, k = [], 0
+        while f"{name}{k}" in group.attrs:
+            chunks.append(group.attrs[f"{name}{k}"])
+            k += 1
+    return [text(n) for c in chunks for n in np.atleast_1d(c)]
+
+
+def _json(raw, what: str, path) -> dict:
+    try:
+        obj = json.loads(text(raw) if not isinstance(raw, str) else raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{what} is not valid JSON ({exc})", path=path) from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{what} is JSON but not an object (found {type(obj).__name__})", path=path)
+    return obj
+
+
+def open_file(path) -> Saved:
+    """Open by content (a renamed file still reads); the error names what the suffix promised."""
+    if is_zip(path):
+        return open_zip(path)
+    if str(path).lower().endswith(".keras") and not h5py.is_hdf5(path):
+        try:
+            zipfile.ZipFile(path).close()
+            reason = "unknown"
+        except Exception as exc:  # noqa: BLE001 - the reason is reported, whatever zipfile raised
+            reason = str(exc)
+        raise InputError(f"not a Keras model file (cannot open as a .keras zip archive: {reason})", path=path)
+    return open_h5(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Legacy HDF5
+
+def open_h5(path) -> Saved:
+    try:
+        f = h5py.File(path, "r")
+    except Exception as exc:  # noqa: BLE001 - h5py raises OSError, sometimes others
+        raise InputError(f"not a Keras model file (cannot open as HDF5: {exc})", path=path) from None
+    with f:
+        if "model_config" not in f.attrs:
+            raise InputError(_no_config_message(f), path=path)
+        config = _json(f.attrs["model_config"], "the 'model_config' attribute", path)
+        version = text(f.attrs.get("keras_version"))
+        backend = text(f.attrs.get("backend"))
+        root = f.get("model_weights")
+        if not isinstance(root, h5py.Group):
+            raise InputError("the file holds a model_config but no 'model_weights' group: it has no weights "
+                             "to convert; save the trained model with model.save()", path=path)
+        weights = {}
+        for lname, group in root.items():
+            if not isinstance(group, h5py.Group):
+                continue
+            arrays = []
+            for wname in attr_list(group, "weight_names"):
+                ds = group.get(wname)
+                if not isinstance(ds, h5py.Dataset):
+                    raise InputError(f"weight '{wname}' is listed in weight_names but missing from "
+                                     f"model_weights/{lname}; the file is damaged", path=path, layer=lname)
+                arrays.append((wname, np.asarray(ds[()])))
+            weights[lname] = arrays
+    notes = []
+    if version is None:
+        notes.append("no keras_version attribute (Keras 1 files have none)")
+
+    def lookup(entry):
+        return weights.get(entry.name), f"model_weights/{entry.name}"
+
+    return Saved("h5", config, version, backend, lookup, notes)
+
+
+def _no_config_message(f) -> str:
+    msg = ("HDF5 file has no 'model_config' attribute; it is not a Keras model saved with model.save(). "
+           + WEIGHTS_ONLY_HINT)
+    names = attr_list(f, "layer_names")
+    if names:
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        msg += f" (this file looks weights-only: it lists layers {shown})"
+    elif "layers" in f and "vars" in f:
+        msg += " (this file looks like a Keras 3 weights file, model.weights.h5)"
+    return msg
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras 3 zip
+
+def open_zip(path) -> Saved:
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            if ZIP_CONFIG not in names:
+                shown = ", ".join(names[:10]) or "nothing"
+                raise InputError(f"zip archive has no config.json; it is not a Keras .keras model "
+                                 f"(it holds {shown})", path=path)
+            config = _json(z.read(ZIP_CONFIG), "config.json", path)
+            meta = _json(z.read(ZIP_METADATA), "metadata.json", path) if ZIP_METADATA in names else {}
+            if ZIP_WEIGHTS not in names:
+                if "model.weights.npz" in names:
+                    raise UnsupportedError("the weights are stored as model.weights.npz; rnnconvert reads "
+                                           "model.weights.h5: re-save with model.save('model.keras')", path=path)
+                raise InputError("the archive has no model.weights.h5: it holds no weights to convert",
+                                 path=path)
+            data = z.read(ZIP_WEIGHTS)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        raise InputError(f"not a Keras model file (cannot read the .keras zip archive: {exc})",
+                         path=path) from None
+    try:
+        f = h5py.File(io.BytesIO(data), "r")
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"model.weights.h5 in the archive cannot be opened as HDF5 ({exc})", path=path) from None
+    arrays: dict[str, np.ndarray] = {}
+    var_names: dict[str, str] = {}        # layer name (attribute of Keras >= 3.10 vars groups) -> key
+    windows = False
+    with f:
+        def visit(name, obj):
+            nonlocal windows
+            norm = name.replace("\\", "/")
+            windows = windows or norm != name
+            if not norm.startswith("layers/"):
+                return
+            if isinstance(obj, h5py.Dataset):
+                arrays[norm] = np.asarray(obj[()])
+            elif norm.endswith("/vars") and norm.count("/") == 2 and "name" in obj.attrs:
+                var_names[text(obj.attrs["name"])] = norm[: -len("/vars")]
+        f.visititems(visit)
+    notes = []
+    if windows:
+        notes.append("model.weights.h5 names its groups with Windows path separators (layers\\lstm\\cell), "
+                     "as tf.keras 2.x wrote them on Windows; read as layers/lstm/cell")
+    version = text(meta.get("keras_version"))
+
+    def lookup(entry):
+        key = var_names.get(entry.name) or f"layers/{entry.key}"
+        found = _vars_under(arrays, key)
+        if not found and entry.key != entry.name and _vars_under(arrays, f"layers/{entry.name}"):
+            key = f"layers/{entry.name}"
+            found = _vars_under(arrays, key)
+        return found, f"model.weights.h5:{key}"
+
+    return Saved("keras", config, version, text(meta.get("backend")), lookup, notes)
+
+
+_SUB_ORDER = {"forward_layer": 0, "backward_layer": 1}
+
+
+def _vars_under(arrays: dict, key: str) -> list[tuple[str, np.ndarray]]:
+    """Arrays of one layer in the order Keras lists its weights: own vars, then sub-objects
+    (forward before backward), each `vars/<i>` in numeric order."""
+    prefix = key + "/"
+    rows = []
+    for name, a in arrays.items():
+        if not name.startswith(prefix):
+            continue
+        m = re.fullmatch(r"(?:(.*)/)?vars/(\d+)", name[len(prefix):])
+        if not m:
+            continue
+        sub = m.group(1) or ""
+        first = sub.split("/")[0]
+        rows.append(((sub != "", _SUB_ORDER.get(first, 2), sub, int(m.group(2))), name, a))
+    return [(name, a) for _, name, a in sorted(rows, key=lambda r: r[0])]
