@@ -1,0 +1,10 @@
+"""ONNX (`.onnx`): native LSTM/GRU/RNN nodes; W [dirs, gates*H, in] in gate order iofc (LSTM) / zrh (GRU).
+
+Odd about it: B packs input and recurrent biases side by side ([dirs, 2*gates*H]); Y is time-major
+[T, dirs, batch, H] and everything a framework's predict returns is built around it with glue ops
+(Transpose, Squeeze, Slice, Gather, Reshape), which the reader follows and the writer emits.
+"""
+from .reader import read, sniff
+from .writer import write
+
+__all__ = ["sniff", "read", "write"]

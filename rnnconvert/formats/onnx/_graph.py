@@ -1,0 +1,139 @@
+"""What the ONNX reader knows about one tensor before it knows its meaning, and how to fold constants.
+
+Facts: `Const` (a value), `SymVec` (a shape vector whose entries may be the symbolic batch or time
+size), `Zeros` (an all-zero tensor of any shape, e.g. ConstantOfShape), `Bcast` (a constant
+expanded to a runtime shape) and `Unusable` (an output the canonical model has no place for).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper
+
+BIG = 2 ** 31 - 1          # Slice ends at or beyond this mean "to the end" (INT32_MAX, INT64_MAX)
+
+
+def node_attrs(node: onnx.NodeProto) -> dict:
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        elif isinstance(v, list) and v and isinstance(v[0], bytes):
+            v = [x.decode("utf-8", "replace") for x in v]
+        out[a.name] = v
+    return out
+
+
+def describe(node: onnx.NodeProto) -> str:
+    return f"{node.op_type} node '{node.name}'" if node.name else f"{node.op_type} node (output '{node.output[0]}')"
+
+
+@dataclass(frozen=True)
+class Size:
+    """A dimension size: an integer times a product of symbols ('A0', 'A1': the input's first axes)."""
+    coef: int
+    syms: tuple = ()
+
+    def __mul__(self, other: "Size") -> "Size":
+        return Size(self.coef * other.coef, tuple(sorted(self.syms + other.syms)))
+
+    def div(self, other: "Size") -> "Size | None":
+        if other.coef == 0 or self.coef % other.coef:
+            return None
+        syms = list(self.syms)
+        for s in other.syms:
+            if s not in syms:
+                return None
+            syms.remove(s)
+        return Size(self.coef // other.coef, tuple(syms))
+
+    @property
+    def is_int(self) -> bool:
+        return not self.syms
+
+    def __repr__(self):
+        return "*".join([str(self.coef)] * (self.coef != 1 or not self.syms) + list(self.syms))
+
+
+ONE = Size(1)
+
+
+@dataclass(frozen=True)
+class Const:
+    value: np.ndarray
+
+
+@dataclass(frozen=True)
+class SymVec:
+    items: tuple            # of Size
+    scalar: bool = False
+
+
+@dataclass(frozen=True)
+class Zeros:
+    pass
+
+
+@dataclass(frozen=True)
+class Bcast:
+    base: np.ndarray
+    rank: int
+
+
+@dataclass(frozen=True)
+class FullLen:
+    """A [batch] vector holding the full sequence length (ReverseSequence over whole sequences)."""
+    size: Size
+
+
+@dataclass(frozen=True)
+class Unusable:
+    why: str
+
+
+def as_sizes(fact) -> list[Size] | None:
+    """A 1-D integer Const or a SymVec as a list of Sizes (None if it is neither)."""
+    if isinstance(fact, SymVec):
+        return list(fact.items)
+    if isinstance(fact, Const) and fact.value.dtype.kind in "iu" and fact.value.ndim <= 1:
+        return [Size(int(v)) for v in np.atleast_1d(fact.value)]
+    return None
+
+
+def symvec(items, scalar=False):
+    """A SymVec, or a Const when every entry is a plain integer."""
+    items = tuple(items)
+    if all(s.is_int for s in items):
+        arr = np.array([s.coef for s in items], dtype=np.int64)
+        return Const(arr.reshape(()) if scalar else arr)
+    return SymVec(items, scalar)
+
+
+
+def fold(node: onnx.NodeProto, arrays: list, opset: int) -> list[np.ndarray]:
+    """Evaluate one node on constant inputs with onnx's reference evaluator."""
+    from onnx.reference import ReferenceEvaluator
+    names = list(node.input)
+    feeds = {n: a for n, a in zip(names, arrays) if n}
+    vi = [helper.make_value_info(n, onnx.TypeProto()) for n in feeds]
+    vo = [helper.make_value_info(n, onnx.TypeProto()) for n in node.output if n]
+    graph = helper.make_graph([node], "fold", vi, vo)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    outs = ReferenceEvaluator(model).run(None, feeds)
+    result, k = [], 0
+    for n in node.output:
+        if n:
+            result.append(np.asarray(outs[k]))
+            k += 1
+        else:
+            result.append(None)
+    return result
+
+
+def int_list(fact) -> list[int] | None:
+    if isinstance(fact, Const) and fact.value.dtype.kind in "iu":
+        return [int(v) for v in np.atleast_1d(fact.value)]
+    return None

@@ -1,0 +1,534 @@
+"""Glue ops on flows, shape vectors and zero states: what each ONNX op does to a tensor's meaning.
+
+`GlueOps` is mixed into `glue.Walker`; each `flow_<OpType>` takes the node and its input facts and
+returns the output facts, or refuses the node by name when the canonical model cannot say what it
+computes (`Walker.refuse`).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ...errors import InputError
+from ...model import Activation, ActivationLayer, Dense
+from . import _exprs
+from ._flow import Flow, Piece, axis_name, collapse, prod
+from ._graph import (BIG, ONE, Bcast, Const, FullLen, Size, SymVec, Zeros, as_sizes, describe,
+                     int_list, node_attrs, symvec)
+
+
+class GlueOps:
+    def flow_Identity(self, node, ins):
+        return [ins[0]]
+
+    def flow_Dropout(self, node, ins):
+        return [ins[0]]
+
+    def flow_Cast(self, node, ins):
+        to = node_attrs(node).get("to")
+        if to not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
+            self.refuse(node, f"it casts the signal to {onnx.TensorProto.DataType.Name(to)}")
+        return [ins[0]]
+
+    def flow_Transpose(self, node, ins):
+        f = ins[0]
+        perm = node_attrs(node).get("perm", list(range(len(f.axes)))[::-1])
+        if sorted(perm) != list(range(len(f.axes))):
+            raise InputError(f"{describe(node)}: perm {perm} for rank {len(f.axes)}", path=self.path)
+        return [replace(f, axes=tuple(f.axes[p] for p in perm))]
+
+    def flow_Squeeze(self, node, ins):
+        f = ins[0]
+        axes = self.axes_arg(node, ins)
+        if axes is None:
+            axes = [i for i, a in enumerate(f.axes) if self.size(f, a) == ONE]
+        axes = sorted({self.norm(a, len(f.axes), node) for a in axes})
+        for a in axes:
+            kind = f.axes[a]
+            if not (kind == "1" or kind == "D" and len(f.entries) == 1):
+                self.refuse(node, f"it squeezes axis {a} ({axis_name(kind)}), which is not of size 1")
+        new_axes = tuple(ax for i, ax in enumerate(f.axes) if i not in axes)
+        if any(f.axes[a] == "D" for a in axes):
+            f = collapse(f)
+        return [replace(f, axes=new_axes)]
+
+    def flow_Unsqueeze(self, node, ins):
+        f = ins[0]
+        axes = self.axes_arg(node, ins)
+        if axes is None:
+            self.refuse(node, "no axes")
+        rank = len(f.axes) + len(axes)
+        axes = sorted(self.norm(a, rank, node) for a in axes)
+        out = list(f.axes)
+        for a in axes:
+            out.insert(a, "1")
+        return [replace(f, axes=tuple(out))]
+
+    def flow_Flatten(self, node, ins):
+        f = ins[0]
+        axis = self.norm(int(node_attrs(node).get("axis", 1)), len(f.axes) + 1, node)
+        sizes = [self.size(f, a) for a in f.axes]
+        return [self._reshape(node, f, [prod(sizes[:axis]), prod(sizes[axis:])])]
+
+    def flow_Reshape(self, node, ins):
+        f = ins[0]
+        target = as_sizes(ins[1]) if len(ins) > 1 and ins[1] is not None else None
+        if target is None:
+            self.refuse(node, "its target shape is neither constant nor built from the input's shape")
+        sizes = [self.size(f, a) for a in f.axes]
+        allowzero = int(node_attrs(node).get("allowzero", 0))
+        tgt = []
+        for i, t in enumerate(target):
+            if t == Size(0) and not allowzero:
+                tgt.append(sizes[i] if i < len(sizes) else self.refuse(node, "copies a missing axis"))
+            else:
+                tgt.append(t)
+        if tgt.count(Size(-1)) > 1:
+            raise InputError(f"{describe(node)}: more than one -1 in the target shape", path=self.path)
+        if Size(-1) in tgt:
+            known = prod([t for t in tgt if t != Size(-1)])
+            rest = prod(sizes).div(known)
+            if rest is None:
+                self.refuse(node, f"its target shape {tgt} does not divide the input's size {prod(sizes)}")
+            tgt[tgt.index(Size(-1))] = rest
+        return [self._reshape(node, f, tgt)]
+
+    def _reshape(self, node, f: Flow, tgt: list[Size]) -> Flow:
+        if "D" in f.axes and len(f.entries) == 1:
+            f = collapse(f)
+        src = list(f.axes)
+        sizes = [self.size(f, a) for a in src]
+        kept = [i for i, a in enumerate(src) if a != "1"]
+        out, i = [], 0
+        for t in tgt:
+            if t == ONE:
+                if i < len(kept) and sizes[kept[i]] == ONE:
+                    out.append(src[kept[i]])
+                    i += 1
+                else:
+                    out.append("1")
+                continue
+            group, acc = [], ONE
+            while acc != t:
+                if i >= len(kept):
+                    self.refuse(node, f"reshape of axes {tuple(src)} (sizes {sizes}) to {tgt} does not keep "
+                                      "batch, time, directions and features apart")
+                acc = acc * sizes[kept[i]]
+                group.append(src[kept[i]])
+                i += 1
+            if len(group) == 1:
+                out.append(group[0])
+            elif group == ["D", "F"] and not f.pieces:
+                out.append("DF")
+            else:
+                self.refuse(node, f"it merges axes {group} into one; only a [directions, hidden] pair "
+                                  "merges into features")
+        if i != len(kept):
+            self.refuse(node, f"reshape of axes {tuple(src)} to {tgt} drops axes")
+        if "DF" in out:
+            f = collapse(f)
+            out = ["F" if a == "DF" else a for a in out]
+        return replace(f, axes=tuple(out))
+
+    def flow_Slice(self, node, ins):
+        f = ins[0]
+        a = node_attrs(node)
+        if self.opset < 10:
+            starts, ends = a.get("starts"), a.get("ends")
+            axes = a.get("axes", list(range(len(starts))))
+            steps = [1] * len(starts)
+        else:
+            starts, ends = int_list(ins[1]), int_list(ins[2])
+            axes = int_list(ins[3]) if len(ins) > 3 and ins[3] is not None else None
+            steps = int_list(ins[4]) if len(ins) > 4 and ins[4] is not None else None
+            if starts is None or ends is None:
+                self.refuse(node, "its starts/ends are not constant")
+            axes = axes if axes is not None else list(range(len(starts)))
+            steps = steps if steps is not None else [1] * len(starts)
+        for ax, s, e, st in zip(axes, starts, ends, steps):
+            ax = self.norm(ax, len(f.axes), node)
+            f = self._slice_axis(node, f, ax, s, e, st)
+        return [f]
+
+    def _slice_axis(self, node, f, ax, s, e, step):
+        kind = f.axes[ax]
+        n = self.size(f, kind)
+        n_int = n.coef if n.is_int else None
+        if kind == "D":
+            entries = f.entries[slice(s, e, step)]
+            if not entries:
+                self.refuse(node, "it keeps no direction")
+            return replace(f, entries=entries)
+        full_end = e >= BIG or (n_int is not None and e >= n_int)
+        if step == 1 and (s == 0 or (n_int is not None and s <= -n_int)) and full_end:
+            return f
+        if self.time is None and kind in ("A0", "A1") and step == -1:
+            self.time = kind          # reversing an input axis before any recurrent node: that is time
+        if kind == self.time:
+            last_start = s == -1 or (n_int is not None and s == n_int - 1)
+            if step == 1 and last_start and full_end:
+                return self._pick_time(node, f, ax, "last", keep=True)
+            if step == 1 and s == 0 and e == 1:
+                return self._pick_time(node, f, ax, "first", keep=True)
+            if step == -1 and (s == -1 or s >= BIG or (n_int is not None and s >= n_int - 1)) and \
+                    (e <= -BIG or (n_int is not None and e <= -n_int - 1)):
+                return replace(f, rev=not f.rev)
+            self.refuse(node, f"it keeps steps {s}:{e}:{step} of the time axis; the canonical model returns "
+                              "the whole sequence, the last step or the final state")
+        if kind == "F" and f.pieces and step == 1:
+            bounds = np.cumsum([0] + [self._piece_width(f)] * len(f.pieces))
+            s2 = s + f.width if s < 0 else min(s, f.width)
+            e2 = f.width if e >= BIG else (e + f.width if e < 0 else min(e, f.width))
+            if s2 in bounds and e2 in bounds and e2 > s2:
+                i, j = list(bounds).index(s2), list(bounds).index(e2)
+                return replace(f, pieces=f.pieces[i:j], width=e2 - s2)
+        self.refuse(node, f"it slices the {axis_name(kind)} axis ({s}:{e}:{step})")
+
+    def _piece_width(self, f):
+        return f.width // len(f.pieces)
+
+    def _pick_time(self, node, f, ax, which, keep):
+        if not f.raw:
+            self.refuse(node, "it picks one time step of a layer that is not recurrent; the canonical model "
+                              "picks steps only at recurrent layers (output last_step)")
+        if f.rev:
+            which = "first" if which == "last" else "last"
+
+        def stamp(p: Piece) -> Piece:
+            if any(w != "seq" for _, _, w in p.parts):
+                self.refuse(node, "it picks a time step twice")
+            return replace(p, parts=tuple((n, d, which) for n, d, _ in p.parts))
+
+        axes = list(f.axes)
+        if keep:
+            axes[ax] = "1"
+        else:
+            del axes[ax]
+        return replace(f, axes=tuple(axes), entries=tuple(map(stamp, f.entries)),
+                       pieces=tuple(map(stamp, f.pieces)), rev=False)
+
+    def flow_Gather(self, node, ins):
+        f, idx = ins[0], ins[1]
+        if not isinstance(idx, Const):
+            self.refuse(node, "its indices are not constant")
+        ax = self.norm(int(node_attrs(node).get("axis", 0)), len(f.axes), node)
+        kind = f.axes[ax]
+        v = idx.value
+        if kind == "D":
+            sel = tuple(f.entries[int(i)] for i in np.atleast_1d(v))
+            if v.ndim == 0:
+                g = replace(f, entries=sel)
+                g = collapse(replace(g, axes=g.axes))
+                return [replace(g, axes=tuple(a for i, a in enumerate(f.axes) if i != ax))]
+            return [replace(f, entries=sel)]
+        if kind == self.time and v.size == 1:
+            n = self.size(f, kind)
+            i = int(v.reshape(-1)[0])
+            if i == -1 or (n.is_int and i == n.coef - 1):
+                which = "last"
+            elif i == 0:
+                which = "first"
+            else:
+                self.refuse(node, f"it picks time step {i}; the canonical model returns the last step")
+            return [self._pick_time(node, f, ax, which, keep=v.ndim > 0)]
+        self.refuse(node, f"it gathers along the {axis_name(kind)} axis")
+
+    def flow_ReverseSequence(self, node, ins):
+        f, lens = ins[0], ins[1]
+        a = node_attrs(node)
+        t_ax, b_ax = int(a.get("time_axis", 0)), int(a.get("batch_axis", 1))
+        if self.time is None and f.axes[t_ax] in ("A0", "A1"):
+            self.time = f.axes[t_ax]
+        if f.axes[t_ax] != self.time or f.axes[b_ax] not in ("A0", "A1"):
+            self.refuse(node, f"it reverses axis {t_ax} ({axis_name(f.axes[t_ax])}), not the time axis")
+        n = self.size(f, self.time)
+        full = isinstance(lens, FullLen) and lens.size == n or \
+            isinstance(lens, Const) and n.is_int and bool(np.all(lens.value == n.coef))
+        if not full:
+            self.refuse(node, "its sequence_lens are not the full length of every sequence")
+        return [replace(f, rev=not f.rev)]
+
+    def flow_Concat(self, node, ins):
+        if not all(isinstance(f, Flow) for f in ins):
+            self.refuse(node, "it concatenates the signal with a constant or a runtime shape")
+        f0 = ins[0]
+        ax = self.norm(int(node_attrs(node)["axis"]), len(f0.axes), node)
+        for f in ins[1:]:
+            if f.axes != f0.axes or f.rev != f0.rev:
+                self.refuse(node, f"it concatenates tensors with different axes {[g.axes for g in ins]}")
+        kind = f0.axes[ax]
+        if kind == "F" and all(f.pieces for f in ins):
+            return [replace(f0, pieces=sum((f.pieces for f in ins), ()), width=sum(f.width for f in ins))]
+        if kind == "D" and all(f.entries for f in ins):
+            return [replace(f0, entries=sum((f.entries for f in ins), ()))]
+        if kind == "1" and all(len(f.entries) == 1 or f.pieces for f in ins):
+            self.refuse(node, "it stacks recurrent outputs along a new axis")
+        self.refuse(node, f"it concatenates along the {axis_name(kind)} axis")
+
+    def flow_Split(self, node, ins):
+        f = ins[0]
+        a = node_attrs(node)
+        ax = self.norm(int(a.get("axis", 0)), len(f.axes), node)
+        split = a.get("split") or (int_list(ins[1]) if len(ins) > 1 and ins[1] is not None else None)
+        kind = f.axes[ax]
+        items = f.entries if kind == "D" else f.pieces if kind == "F" and f.pieces else None
+        if items is None:
+            self.refuse(node, f"it splits the {axis_name(kind)} axis")
+        n_out = len(node.output)
+        unit = 1 if kind == "D" else self._piece_width(f)
+        split = split or [len(items) * unit // n_out] * n_out
+        outs, k = [], 0
+        for s in split:
+            if s % unit:
+                self.refuse(node, "it splits inside a direction")
+            part = items[k:k + s // unit]
+            k += s // unit
+            outs.append(replace(f, entries=part) if kind == "D" else replace(f, pieces=part, width=s))
+        return outs
+
+    def _reduce(self, node, ins, merge):
+        f = ins[0]
+        axes = self.axes_arg(node, ins)
+        keep = int(node_attrs(node).get("keepdims", 1))
+        if axes is None or len(axes) != 1 or f.axes[self.norm(axes[0], len(f.axes), node)] != "D":
+            self.refuse(node, "it reduces over an axis that is not the directions of a recurrent node")
+        ax = self.norm(axes[0], len(f.axes), node)
+        merged = self._merge(node, list(f.entries), merge)
+        g = replace(f, entries=(merged,))
+        if keep:
+            return [g]
+        g = collapse(g)
+        return [replace(g, axes=tuple(a for i, a in enumerate(f.axes) if i != ax))]
+
+    def flow_ReduceSum(self, node, ins):
+        return self._reduce(node, ins, "sum")
+
+    def flow_ReduceMean(self, node, ins):
+        return self._reduce(node, ins, "ave")
+
+    def flow_ReduceProd(self, node, ins):
+        return self._reduce(node, ins, "mul")
+
+    def _merge(self, node, pieces, merge) -> Piece:
+        if len(pieces) != 2 or any(len(p.parts) != 1 for p in pieces) or \
+                pieces[0].parts[0][:2] == pieces[1].parts[0][:2]:
+            self.refuse(node, "it combines recurrent outputs other than the two directions of one layer")
+        return Piece(pieces[0].parts + pieces[1].parts, merge)
+
+    def flow_binary(self, node, ins):
+        op = node.op_type
+        a, b = ins[0], ins[1]
+        if isinstance(a, Flow) and isinstance(b, Flow):
+            if a.raw and b.raw:
+                if op not in ("Add", "Mul") or a.axes != b.axes or a.rev != b.rev:
+                    self.refuse(node, f"{op} of two recurrent outputs")
+                ka, kb = (a.entries, b.entries) if "D" in a.axes else (a.pieces, b.pieces)
+                if len(ka) != 1 or len(kb) != 1:
+                    self.refuse(node, f"{op} of recurrent outputs with several directions each")
+                m = self._merge(node, [ka[0], kb[0]], "sum" if op == "Add" else "mul")
+                return [replace(a, entries=(m,)) if "D" in a.axes else replace(a, pieces=(m,))]
+            a, b = self.finalize(a, node), self.finalize(b, node)
+            if a.stack is not b.stack or a.axes != b.axes or a.rev != b.rev:
+                self.refuse(node, f"{op} of two different signals")
+            return [replace(a, expr=_exprs.op(op, {}, a.expr or _exprs.X, b.expr or _exprs.X),
+                            expr_name=node.name or op, tail="")]
+        f, c, flow_first = (a, b, True) if isinstance(a, Flow) else (b, a, False)
+        if not isinstance(c, Const):
+            self.refuse(node, f"{op} with a tensor computed at run time")
+        if f.raw:
+            p = f.entries if "D" in f.axes else f.pieces
+            v = c.value
+            if len(p) == 1 and p[0].merge == "sum" and v.size == 1 and \
+                    ((op == "Mul" and float(v.reshape(-1)[0]) == 0.5) or (op == "Div" and flow_first and float(v.reshape(-1)[0]) == 2.0)):
+                q = replace(p[0], merge="ave")
+                return [replace(f, entries=(q,)) if "D" in f.axes else replace(f, pieces=(q,))]
+            f = self.finalize(f, node)
+        if op == "Add" and f.tail == "matmul" and f.expr is None and c.value.size > 1:
+            units = f.width
+            v = c.value
+            if v.shape[-1:] != (units,) or v.size != units:
+                self.refuse(node, f"it adds a constant of shape {v.shape} after MatMul, not a bias of {units}")
+            dense = f.stack[-1]
+            layer = Dense(dense.name, dense.kernel, np.array(v.reshape(units)), dense.activation)
+            return [replace(f, stack=f.stack[:-1] + (layer,), tail="")]
+        if c.value.size != 1:
+            self.refuse(node, f"{op} with a constant of shape {c.value.shape}; rnnconvert maps only biases and "
+                              "scalar constants of activations")
+        if op == "Add" and f.tail == "matmul" and f.expr is None:   # a scalar bias
+            dense = f.stack[-1]
+            layer = Dense(dense.name, dense.kernel, np.full(f.width, c.value.reshape(-1)[0], dense.kernel.dtype),
+                          dense.activation)
+            return [replace(f, stack=f.stack[:-1] + (layer,), tail="")]
+        cst = ("c", float(c.value.reshape(-1)[0]))
+        e = f.expr or _exprs.X
+        args = (e, cst) if flow_first else (cst, e)
+        return [replace(f, expr=_exprs.op(op, {}, *args), expr_name=node.name or op, tail="")]
+
+    def flow_unary(self, node, ins):
+        f = self.finalize(ins[0], node)
+        attrs = {k: v for k, v in node_attrs(node).items() if isinstance(v, (int, float))}
+        return [replace(f, expr=_exprs.op(node.op_type, attrs, f.expr or _exprs.X),
+                        expr_name=node.name or node.op_type, tail="")]
+
+    def flow_Clip(self, node, ins):
+        f = self.finalize(ins[0], node)
+        a = node_attrs(node)
+        bounds = []
+        for k, key in ((1, "min"), (2, "max")):
+            if len(ins) > k and ins[k] is not None:
+                if not isinstance(ins[k], Const):
+                    self.refuse(node, f"its {key} is not constant")
+                bounds.append(("c", float(ins[k].value.reshape(-1)[0])))
+            elif key in a:
+                bounds.append(("c", float(a[key])))
+            else:
+                bounds.append(None)
+        return [replace(f, expr=_exprs.op("Clip", {}, f.expr or _exprs.X, *bounds),
+                        expr_name=node.name or "Clip", tail="")]
+
+    def _softmax(self, node, ins, name):
+        f = self.settle(ins[0], node)
+        axis = int(node_attrs(node).get("axis", -1 if self.opset >= 13 else 1))
+        if self.norm(axis, len(f.axes), node) != len(f.axes) - 1 or f.axes[-1] != "F":
+            self.refuse(node, f"{node.op_type} over axis {axis}, not the feature axis")
+        return [replace(f, stack=f.stack + (ActivationLayer(node.name or name, Activation(name)),))]
+
+    def flow_Softmax(self, node, ins):
+        return self._softmax(node, ins, "softmax")
+
+    def flow_LogSoftmax(self, node, ins):
+        return self._softmax(node, ins, "log_softmax")
+
+    def flow_MatMul(self, node, ins):
+        f, k = ins
+        if not isinstance(f, Flow) or not isinstance(k, Const) or k.value.ndim != 2:
+            self.refuse(node, "MatMul of the signal with something other than a constant 2-D kernel")
+        f = self.settle(f, node)
+        if f.axes[-1] != "F" or (f.width > 0 and k.value.shape[0] != f.width):
+            self.refuse(node, f"kernel {k.value.shape} does not act on the feature axis (width {f.width})")
+        layer = Dense(_dense_name(node), np.asarray(k.value))
+        return [replace(f, stack=f.stack + (layer,), width=int(k.value.shape[1]), tail="matmul")]
+
+    def flow_Gemm(self, node, ins):
+        f, k = ins[0], ins[1]
+        c = ins[2] if len(ins) > 2 else None
+        a = node_attrs(node)
+        if not isinstance(f, Flow) or not isinstance(k, Const) or (c is not None and not isinstance(c, Const)):
+            self.refuse(node, "Gemm of the signal with something other than constant weights")
+        if int(a.get("transA", 0)):
+            self.refuse(node, "transA=1")
+        f = self.settle(f, node)
+        if len(f.axes) != 2 or f.axes[-1] != "F":
+            self.refuse(node, f"Gemm on a signal with axes {f.axes}")
+        kernel = k.value.T if int(a.get("transB", 0)) else k.value
+        alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+        if alpha != 1.0:
+            kernel = kernel * np.float32(alpha)
+        units = kernel.shape[1]
+        bias = None
+        if c is not None:
+            v = c.value * np.float32(beta) if beta != 1.0 else c.value
+            if v.size not in (1, units):
+                self.refuse(node, f"its C of shape {v.shape} is not a bias of {units} units")
+            bias = np.broadcast_to(v.reshape(-1), (units,)).copy()
+        layer = Dense(_dense_name(node), np.ascontiguousarray(kernel), bias)
+        return [replace(f, stack=f.stack + (layer,), width=int(units), tail="")]
+
+    def flow_Shape(self, node, ins):
+        f = ins[0]
+        sizes = [self.size(f, a) for a in f.axes]
+        a = node_attrs(node)
+        start, end = a.get("start", 0), a.get("end", len(sizes))
+        return [symvec(sizes[slice(start, end)])]
+
+    # ---------------------------------------------------------------- shape vectors and zeros
+    def sym_op(self, node, ins):
+        op = node.op_type
+        vecs = [as_sizes(f) if f is not None else None for f in ins]
+        x = ins[0]
+        if op in ("Cast", "Identity"):
+            return [x]
+        if op == "Shape" and isinstance(x, SymVec):
+            return [Const(np.array([] if x.scalar else [len(x.items)], dtype=np.int64))]
+        if op == "Equal" and all(v is not None for v in vecs):
+            a, b = vecs
+            if len(b) == 1:
+                b = b * len(a)
+            out = []
+            for p, q in zip(a, b):
+                if p.is_int and q.is_int:
+                    out.append(p.coef == q.coef)
+                elif (q.is_int and q.coef <= 0) or (p.is_int and p.coef <= 0):
+                    out.append(False)          # a runtime size is never 0 or negative here
+                else:
+                    self.refuse(node, "compares two runtime sizes")
+            return [Const(np.array(out, dtype=bool))]
+        if op == "Where" and isinstance(ins[0], Const) and all(v is not None for v in vecs[1:]):
+            cond = np.atleast_1d(ins[0].value)
+            a, b = vecs[1], vecs[2]
+            n = max(len(cond), len(a), len(b))
+            a, b = (a * n if len(a) == 1 else a), (b * n if len(b) == 1 else b)
+            cond = np.broadcast_to(cond, (n,))
+            return [symvec([p if c else q for c, p, q in zip(cond, a, b)])]
+        if op == "Gather" and isinstance(ins[1], Const) and int(node_attrs(node).get("axis", 0)) == 0:
+            idx = ins[1].value
+            items = [vecs[0][int(i)] for i in np.atleast_1d(idx)]
+            return [symvec(items, scalar=idx.ndim == 0)]
+        if op == "Slice" and isinstance(x, SymVec):
+            a = node_attrs(node)
+            if self.opset < 10:
+                s, e, st = a["starts"][0], a["ends"][0], 1
+            else:
+                s, e = int_list(ins[1])[0], int_list(ins[2])[0]
+                st = int_list(ins[4])[0] if len(ins) > 4 and ins[4] is not None else 1
+            return [symvec(vecs[0][slice(s, min(e, BIG), st)])]
+        if op == "Concat" and all(v is not None for v in vecs):
+            return [symvec(sum(vecs, []))]
+        if op in ("Unsqueeze", "Squeeze", "Reshape") and isinstance(x, SymVec):
+            scalar = op == "Squeeze"
+            return [SymVec(x.items, scalar)]
+        if op in ("Mul", "Div") and all(v is not None for v in vecs):
+            a, b = vecs
+            if len(a) == 1 and len(b) > 1:
+                a = a * len(b)
+            if len(b) == 1 and len(a) > 1:
+                b = b * len(a)
+            out = [p * q if op == "Mul" else p.div(q) for p, q in zip(a, b)]
+            if all(o is not None for o in out):
+                return [symvec(out, scalar=isinstance(x, SymVec) and x.scalar)]
+        if op == "ConstantOfShape":
+            v = node_attrs(node).get("value")
+            val = numpy_helper.to_array(v) if v is not None else np.zeros(1, np.float32)
+            return [Zeros() if not np.any(val) else Bcast(val.reshape(()), len(vecs[0]))]
+        if op in ("Expand", "Tile") and isinstance(x, SymVec) and len(x.items) == 1:
+            return [FullLen(x.items[0])]     # one size repeated: sequence_lens of whole sequences
+        if op == "Expand" and isinstance(ins[0], Const):
+            base = ins[0].value
+            if not np.any(base) and base.size == 1:
+                return [Zeros()]
+            return [Bcast(base, len(vecs[1]))]
+        self.refuse(node, "a shape computation rnnconvert does not follow")
+
+    def zero_op(self, node, ins):
+        op = node.op_type
+        x = ins[0]
+        if isinstance(x, Zeros) and op in ("Unsqueeze", "Squeeze", "Reshape", "Transpose", "Slice", "Gather",
+                                           "Identity", "Cast", "Expand", "Tile"):
+            return [Zeros()]
+        if op == "Concat" and all(isinstance(f, Zeros) or (isinstance(f, Const) and not np.any(f.value))
+                                  for f in ins):
+            return [Zeros()]
+        if isinstance(x, (Bcast, FullLen)) and op in ("Identity", "Cast"):
+            return [x]
+        if op == "Expand" and isinstance(x, Zeros):
+            return [Zeros()]
+        self.refuse(node, "an op on an initial-state tensor that rnnconvert does not follow")
+
+
+def _dense_name(node) -> str:
+    name = node.name or node.output[0]
+    parts = [p for p in name.replace(":", "/").split("/") if p and p not in ("MatMul", "Gemm", "BiasAdd")]
+    return parts[-1] if parts else name

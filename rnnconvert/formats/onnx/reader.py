@@ -1,0 +1,295 @@
+"""ONNX file -> canonical model.
+
+The graph is the truth: weights, directions, activations and glue are read from the nodes
+(`glue.Walker`).  The `rnnconvert` metadata entry of a file this package wrote only restores
+what ONNX cannot carry (layer names, bias flags, exact activation parameters, Dropout layers,
+explicit zero states) and only where it agrees with the graph.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+
+import numpy as np
+import onnx
+
+from ...errors import InputError, UnsupportedError
+from ...model import (Activation, ActivationLayer, Dense, Dropout, InputSpec, Model, Recurrent)
+from .glue import RECURRENT, Walker
+from .writer import META_KEY, META_VERSION
+
+_CONTROL = ("If", "Loop", "Scan")
+
+
+def sniff(path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1)
+        if head != b"\x08":          # field 1 (ir_version), varint: how every ModelProto starts
+            return False
+        proto = onnx.load(str(path), load_external_data=False)
+        return proto.HasField("graph")
+    except Exception:
+        return False
+
+
+def load(path) -> onnx.ModelProto:
+    path = str(path)
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception as exc:
+        raise InputError(f"not an ONNX model (cannot parse protobuf: {_short(exc)})", path=path) from None
+    if not proto.HasField("graph") or proto.ir_version <= 0:
+        raise InputError("not an ONNX model (cannot parse protobuf: no graph and no IR version; the file is "
+                         "empty, truncated or another kind of protobuf)", path=path)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        try:
+            from onnx.external_data_helper import load_external_data_for_model
+            load_external_data_for_model(proto, os.path.dirname(os.path.abspath(path)))
+        except Exception as exc:
+            raise InputError(f"cannot load the external weight files next to it ({_short(exc)})", path=path) from None
+    return proto
+
+
+def read(path, output: str | None = None, **options) -> Model:
+    """Read an ONNX file; `output` picks one graph output when the graph has several."""
+    path = str(path)
+    proto = load(path)
+    g = proto.graph
+    _check_recurrent_ops(g, path)
+    init = {t.name for t in g.initializer}
+    inputs = [i for i in g.input if i.name not in init]
+    if len(inputs) != 1:
+        names = ", ".join(f"'{i.name}'" for i in inputs) or "none"
+        raise UnsupportedError(f"the graph has {len(inputs)} inputs ({names}); rnnconvert reads models with one "
+                               "input [batch, time, features] (states passed as inputs are not supported)",
+                               path=path)
+    elem = inputs[0].type.tensor_type.elem_type
+    if elem != onnx.TensorProto.FLOAT:
+        raise UnsupportedError(f"the graph input '{inputs[0].name}' is "
+                               f"{onnx.TensorProto.DataType.Name(elem)}, rnnconvert reads float32 inputs", path=path)
+    outputs = [o.name for o in g.output]
+    if output is None:
+        if len(outputs) != 1:
+            raise UnsupportedError(f"the graph has {len(outputs)} outputs ({', '.join(outputs)}); the canonical "
+                                   "model has one: pass output=NAME to read one of them", path=path)
+        output = outputs[0]
+    elif output not in outputs:
+        raise InputError(f"no graph output '{output}'; outputs: {', '.join(outputs)}", path=path)
+    walker = Walker(proto, path, output)
+    try:
+        final = walker.run(inputs[0].name)
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+        raise UnsupportedError(f"cannot follow the graph ({type(exc).__name__}: {exc})", path=path) from None
+    layers = list(final.stack)
+    if not any(isinstance(layer, Recurrent) for layer in layers):
+        raise UnsupportedError(f"the output '{output}' does not depend on the values of any recurrent node",
+                               path=path)
+    time = walker.time
+    batch = "A1" if time == "A0" else "A0"
+    axes = final.axes
+    if final.rev:
+        raise UnsupportedError(f"the output '{output}' is a sequence in reversed time order that no recurrent "
+                               "layer returns that way", path=path)
+    if time in axes and axes != ("A0", "A1", "F"):
+        raise UnsupportedError(f"the output '{output}' has its axes as {_axes_names(axes, time)}; the canonical "
+                               "model returns [batch, time, features] in the layout of its input", path=path)
+    if time not in axes and axes != (batch, "F"):
+        raise UnsupportedError(f"the output '{output}' has its axes as {_axes_names(axes, time)}, expected "
+                               "[batch, features]", path=path)
+    first = next(layer for layer in layers if isinstance(layer, (Recurrent, Dense)))
+    features = int(first.weights[0].W.shape[1]) if isinstance(first, Recurrent) else int(first.kernel.shape[0])
+    spec = InputSpec(name=inputs[0].name, features=features,
+                     layout="time_batch_feature" if time == "A0" else "batch_time_feature",
+                     time_steps=walker.static.get(time))
+    source = {"format": "onnx",
+              "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+              "opset": walker.opset, "ir_version": int(proto.ir_version)}
+    used = {walker.recs[k].key for k in walker.used}
+    unused = [n.name or n.output[0] for n in g.node if n.op_type in RECURRENT and (n.name or n.output[0]) not in used]
+    if unused:
+        source["notes"] = f"recurrent nodes not on the way to '{output}': {', '.join(unused)}"
+    model = Model(layers=_fold_activations(layers), input=spec, output_name=output,
+                  name=g.name or os.path.splitext(os.path.basename(path))[0], source=source)
+    meta = _metadata(proto)
+    if meta is not None:
+        model = _restore(model, layers, meta)
+    return model.validate(path)
+
+
+def _check_recurrent_ops(g: onnx.GraphProto, path: str) -> None:
+    top = [n for n in g.node if n.op_type in RECURRENT]
+    nested = []      # (control node, recurrent op type)
+
+    def walk(graph, owner):
+        for n in graph.node:
+            for a in n.attribute:
+                subs = list(a.g and [a.g] or []) + list(a.graphs)
+                for sub in subs:
+                    walk(sub, owner or n)
+            if owner is not None and n.op_type in RECURRENT:
+                nested.append((owner, n.op_type))
+
+    walk(g, None)
+    if top and nested:
+        return       # the walker refuses the control-flow node if it lies on the way to the output
+    if nested:
+        owners = sorted({f"{o.op_type} node '{o.name}'" for o, _ in nested})
+        kinds = sorted({k for _, k in nested})
+        raise UnsupportedError(f"the {'/'.join(kinds)} nodes sit inside the subgraphs of {', '.join(owners)}; "
+                               "rnnconvert reads recurrent nodes of the main graph only", path=path)
+    if not top:
+        counts: dict[str, int] = {}
+        for n in g.node:
+            counts[n.op_type] = counts.get(n.op_type, 0) + 1
+        found = ", ".join(f"{k} x{v}" if v > 1 else k for k, v in sorted(counts.items())) or "no nodes"
+        loops = [n for n in g.node if n.op_type in _CONTROL]
+        if loops:
+            names = ", ".join(f"{n.op_type} node '{n.name}'" for n in loops[:3])
+            raise UnsupportedError(f"no LSTM, GRU or RNN node found; the graph computes its recurrence with "
+                                   f"{names} (an unrolled or looped cell), which rnnconvert does not read; re-export "
+                                   f"with native recurrent ops (tf2onnx fuses Keras layers it recognises); "
+                                   f"found ops: {found}", path=path)
+        raise InputError(f"no LSTM, GRU or RNN node found; found ops: {found}", path=path)
+
+
+def _fold_activations(layers: list) -> list:
+    """Dense(linear) followed by an activation is one Dense layer, as Keras writes it."""
+    out: list = []
+    for layer in layers:
+        if isinstance(layer, ActivationLayer) and out and isinstance(out[-1], Dense) \
+                and out[-1].activation.name == "linear":
+            d = out[-1]
+            out[-1] = Dense(d.name, d.kernel, d.bias, layer.activation)
+        else:
+            out.append(layer)
+    return out
+
+
+def _metadata(proto) -> dict | None:
+    for p in proto.metadata_props:
+        if p.key == META_KEY:
+            try:
+                meta = json.loads(p.value)
+            except ValueError:
+                return None
+            return meta if isinstance(meta, dict) and meta.get("version") == META_VERSION else None
+    return None
+
+
+def _atoms(layers: list) -> list:
+    """Layers as recurrent / dense(linear) / activation atoms, so both groupings compare."""
+    out = []
+    for layer in layers:
+        if isinstance(layer, Recurrent):
+            out.append(("rec", layer))
+        elif isinstance(layer, Dense):
+            out.append(("dense", layer))
+            if layer.activation.name != "linear":
+                out.append(("act", layer.activation))
+        elif isinstance(layer, ActivationLayer):
+            out.append(("act", layer.activation))
+    return out
+
+
+def _restore(model: Model, raw_layers: list, meta: dict) -> Model:
+    """Put back what the metadata of a file rnnconvert wrote says, where the graph agrees."""
+    try:
+        atoms = _atoms(raw_layers)
+        entries = [e for e in meta["layers"] if e["kind"] != "dropout"]
+        kinds = []
+        for e in entries:
+            if e["kind"] in ("lstm", "gru", "rnn"):
+                kinds.append("rec")
+            elif e["kind"] == "dense":
+                kinds += ["dense"] + (["act"] if e["activation"]["name"] != "linear" else [])
+            elif e["activation"]["name"] != "linear":
+                kinds.append("act")
+        if kinds != [k for k, _ in atoms]:
+            return _note(model, "the rnnconvert metadata does not match the graph and was ignored")
+        it = iter(atoms)
+        layers = []
+        for e in meta["layers"]:
+            kind = e["kind"]
+            if kind == "dropout":
+                layers.append(Dropout(e["name"], float(e.get("rate", 0.0))))
+            elif kind in ("lstm", "gru", "rnn"):
+                _, r = next(it)
+                layers.append(_restore_recurrent(r, e))
+            elif kind == "dense":
+                _, d = next(it)
+                act = Activation("linear")
+                if e["activation"]["name"] != "linear":
+                    act = _same_activation(next(it)[1], e["activation"])
+                layers.append(Dense(e["name"], d.kernel, d.bias, act))
+            elif e["activation"]["name"] == "linear":
+                layers.append(ActivationLayer(e["name"], Activation("linear")))
+            else:
+                layers.append(ActivationLayer(e["name"], _same_activation(next(it)[1], e["activation"])))
+        spec = InputSpec(**{**vars(model.input), "time_steps": meta["input"].get("time_steps"),
+                            "name": model.input.name})
+        return Model(layers=layers, input=spec, output_name=model.output_name,
+                     name=meta.get("name", model.name), source=meta.get("source", model.source))
+    except (KeyError, TypeError, ValueError, StopIteration):
+        return _note(model, "the rnnconvert metadata is malformed and was ignored")
+
+
+def _restore_recurrent(r: Recurrent, e: dict) -> Recurrent:
+    if e["kind"] != r.cell:
+        raise ValueError("cell")
+    out = replace(r, name=e["name"], weights=[replace(w) for w in r.weights],
+                  activations=[_same_activation(a, m) for a, m in zip(r.activations, e["activations"])])
+    # output modes that compute the same numbers: forward-only last_step == final_state
+    if e["output"] != r.output and {e["output"], r.output} == {"last_step", "final_state"} \
+            and r.direction == "forward":
+        out.output = e["output"]
+    clip = e.get("clip")
+    if clip is not None and r.clip is not None and np.float32(clip) == np.float32(r.clip):
+        out.clip = float(clip)
+    for flag, key in (("has_input_bias", "Wb"), ("has_recurrent_bias", "Rb")):
+        if e.get(flag) is False and all(not np.any(getattr(w, key)) for w in r.weights):
+            setattr(out, flag, False)
+        elif e.get(flag) is True:
+            setattr(out, flag, True)
+    for key in ("h0", "c0"):
+        shape = e.get(key)
+        if shape and all(getattr(w, key) is None for w in r.weights):
+            for w in out.weights:
+                setattr(w, key, np.zeros(shape, np.float32))
+    return out
+
+
+def _same_activation(graph_act: Activation, meta_act: dict) -> Activation:
+    """The metadata's activation when it is the graph's at float32 precision, else the graph's."""
+    try:
+        m = Activation(**meta_act)
+    except Exception:
+        return graph_act
+    if m.name == "linear" and graph_act.name == "affine" and graph_act.alpha == 1.0 and graph_act.beta == 0.0:
+        return m
+    if m.name != graph_act.name:
+        if m.name == "affine" and graph_act.name == "linear" and m.alpha == 1.0 and m.beta == 0.0:
+            return m
+        return graph_act
+    for k in ("alpha", "beta"):
+        a, b = getattr(m, k), getattr(graph_act, k)
+        if (a is None) != (b is None) or (a is not None and np.float32(a) != np.float32(b)):
+            return graph_act
+    return m
+
+
+def _note(model: Model, text: str) -> Model:
+    notes = model.source.get("notes")
+    model.source["notes"] = f"{notes}; {text}" if notes else text
+    return model
+
+
+def _axes_names(axes, time) -> str:
+    names = {time: "time", "D": "directions", "F": "features", "1": "1"}
+    return "[" + ", ".join(names.get(a, "batch") for a in axes) + "]"
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]

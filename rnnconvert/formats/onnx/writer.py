@@ -1,0 +1,328 @@
+"""Canonical model -> ONNX graph (opset 17) with one native LSTM/GRU/RNN node per recurrent layer.
+
+Glue keeps the graph time-major between recurrent nodes and turns the result back into what the
+source framework's predict returns: `[batch, time, dirs*H]` (or merged), one step `[batch, H']`.
+Settings ONNX cannot carry (names, bias flags, exact activation parameters, Dropout) go into the
+`rnnconvert` metadata entry so that a file read back restores the canonical model; weights come
+only from the graph.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ... import __version__, gates
+from ...errors import InputError, UnsupportedError
+from ...model import ActivationLayer, Dense, Dropout, Model, Recurrent
+from . import _acts
+
+OPSET = 17
+META_KEY = "rnnconvert"
+META_VERSION = 1
+_OP = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
+_REDUCE = {"sum": "ReduceSum", "mul": "ReduceProd", "ave": "ReduceMean"}
+
+
+class _Builder:
+    """Collects nodes and float32/int64 initializers under unique names."""
+
+    def __init__(self):
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._used: set[str] = set()
+
+    def unique(self, base: str) -> str:
+        name, k = base, 1
+        while name in self._used:
+            name, k = f"{base}_{k}", k + 1
+        self._used.add(name)
+        return name
+
+    def const(self, base: str, array, dtype=np.float32) -> str:
+        name = self.unique(base)
+        self.inits.append(numpy_helper.from_array(np.array(array, dtype=dtype, order="C"), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], base: str, n_out: int = 1, outputs=None, **attrs):
+        node_name = self.unique(base)
+        outs = outputs or [self.unique(f"{node_name}_out{k}" if n_out > 1 else f"{node_name}_out")
+                           for k in range(n_out)]
+        self.nodes.append(helper.make_node(op_type, inputs, outs, name=node_name, **attrs))
+        return outs if n_out > 1 or outputs else outs[0]
+
+
+def write(model: Model, path, **options) -> list[str]:
+    """Write `model` to `path`; returns notes on what changed in form."""
+    proto, notes = to_onnx(model)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as exc:   # a bug of ours, not the user's: say so plainly
+        raise InputError(f"the ONNX graph written for this model does not pass onnx.checker ({exc})",
+                         path=str(path)) from None
+    onnx.save(proto, str(path))
+    return notes
+
+
+def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
+    model.validate()
+    _refuse_unwritable(model)
+    b = _Builder()
+    notes: list[str] = []
+    in_name = b.unique(model.input.name or "input")
+    out_name = model.output_name or "output"
+    if out_name == in_name:
+        raise InputError(f"the model's input and output are both named '{in_name}'; ONNX needs two names")
+    b.unique(out_name)      # reserved: no internal tensor may take the output's name
+    time_major_in = model.input.layout == "time_batch_feature"
+    dims = ["time", "batch", model.input.features] if time_major_in else ["batch", "time", model.input.features]
+    graph_input = helper.make_tensor_value_info(in_name, TensorProto.FLOAT, dims)
+    state = _State(cur=in_name, major="time" if time_major_in else "batch", has_time=True,
+                   graph_input=in_name, batch_axis=1 if time_major_in else 0)
+    meta_layers = []
+    for k, layer in enumerate(model.layers):
+        if isinstance(layer, Recurrent):
+            meta_layers.append(_write_recurrent(b, state, layer, k))
+        elif isinstance(layer, Dense):
+            base = _base(layer.name, k, "dense")
+            state.cur = b.op("MatMul", [state.cur, b.const(f"{base}/kernel", layer.kernel)], f"{base}/MatMul")
+            if layer.bias is not None:
+                state.cur = b.op("Add", [state.cur, b.const(f"{base}/bias", layer.bias)], f"{base}/BiasAdd")
+            state.cur = _activation(b, layer.activation, state.cur, base)
+            meta_layers.append({"kind": "dense", "name": layer.name, "activation": layer.activation.to_dict(),
+                                "bias": layer.bias is not None})
+        elif isinstance(layer, ActivationLayer):
+            state.cur = _activation(b, layer.activation, state.cur, _base(layer.name, k, "activation"))
+            meta_layers.append({"kind": "activation", "name": layer.name,
+                                "activation": layer.activation.to_dict()})
+        elif isinstance(layer, Dropout):
+            meta_layers.append({"kind": "dropout", "name": layer.name, "rate": layer.rate})
+            notes.append(f"layer '{layer.name}': Dropout is the identity at inference and is not written "
+                         "as a node (kept in the metadata)")
+        else:
+            raise UnsupportedError(f"the ONNX writer does not know layer kind '{layer.kind}'", layer=layer.name)
+    want_major = "time" if time_major_in else "batch"
+    if state.has_time and state.major != want_major:
+        state.cur = b.op("Transpose", [state.cur], "output/Transpose", perm=[1, 0, 2])
+    if state.cur == in_name or not b.nodes or b.nodes[-1].output[0] != state.cur:
+        b.nodes.append(helper.make_node("Identity", [state.cur], [out_name], name=b.unique("output/Identity")))
+    else:
+        b.nodes[-1].output[0] = out_name
+    width = _units(model)
+    out_dims = (["time", "batch", width] if time_major_in else ["batch", "time", width]) if state.has_time \
+        else ["batch", width]
+    graph_output = helper.make_tensor_value_info(out_name, TensorProto.FLOAT, out_dims)
+    graph = helper.make_graph(b.nodes, _safe(model.name) or "model", [graph_input], [graph_output], b.inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="rnnconvert", producer_version=__version__)
+    proto.ir_version = 8
+    meta = {"rnnconvert": __version__, "version": META_VERSION, "name": model.name,
+            "input": dict(vars(model.input)), "output_name": model.output_name,
+            "source": model.source, "layers": meta_layers}
+    helper.set_model_props(proto, {META_KEY: json.dumps(meta, default=_json_default, sort_keys=True)})
+    return proto, notes
+
+
+class _State:
+    def __init__(self, cur, major, has_time, graph_input, batch_axis):
+        self.cur, self.major, self.has_time = cur, major, has_time
+        self.graph_input, self.batch_axis = graph_input, batch_axis
+        self.batch_dim: str | None = None     # [B] int64 tensor, built on first use
+
+
+def _refuse_unwritable(model: Model) -> None:
+    problems = []
+    for layer in model.layers:
+        if not isinstance(layer, Recurrent):
+            continue
+        for role, act in zip(_roles(layer.cell), layer.activations):
+            if act.name not in _acts.TO_ONNX:
+                problems.append(f"layer '{layer.name}': ONNX LSTM/GRU/RNN nodes cannot use '{act.name}' "
+                                f"(the {role} activation of this {layer.cell.upper()}); they compute only "
+                                f"{', '.join(sorted(set(_acts.TO_ONNX) - {'affine'}))} and affine; keep this "
+                                "model in a format that has it (.rnnc)")
+        if any(w.proj is not None for w in layer.weights):
+            problems.append(f"layer '{layer.name}': ONNX LSTM nodes have no output projection (PyTorch "
+                            "proj_size); write this model to a format that keeps it")
+    if problems:
+        raise UnsupportedError("; ".join(problems))
+
+
+def _roles(cell: str) -> list[str]:
+    return {"lstm": ["gate (f)", "cell (g)", "output (h)"], "gru": ["gate (f)", "candidate (g)"],
+            "rnn": ["hidden (f)"]}[cell]
+
+
+def _write_recurrent(b: _Builder, st: _State, layer: Recurrent, k: int) -> dict:
+    base = _base(layer.name, k, layer.cell)
+    cell, H = layer.cell, layer.hidden
+    D = len(layer.weights)
+    order = gates.ORDERS["onnx"][cell]
+    x = st.cur if st.major == "time" else b.op("Transpose", [st.cur], f"{base}/X_time_major", perm=[1, 0, 2])
+    W = np.stack([gates.from_canonical(np.asarray(w.W), cell, "onnx") for w in layer.weights]).astype(np.float32)
+    R = np.stack([gates.from_canonical(np.asarray(w.R), cell, "onnx") for w in layer.weights]).astype(np.float32)
+    ins = [x, b.const(f"{base}/W_{order}", W), b.const(f"{base}/R_{order}", R)]
+    Wb = [np.asarray(w.Wb) for w in layer.weights]
+    Rb = [np.asarray(w.Rb) for w in layer.weights]
+    no_bias = not layer.has_input_bias and not layer.has_recurrent_bias and \
+        not any(np.any(a) for a in Wb + Rb)
+    if no_bias:
+        ins.append("")
+    else:
+        B = np.stack([np.concatenate([gates.from_canonical(wb, cell, "onnx"), gates.from_canonical(rb, cell, "onnx")])
+                      for wb, rb in zip(Wb, Rb)]).astype(np.float32)
+        ins.append(b.const(f"{base}/B_{order}", B))
+    ins.append("")   # sequence_lens
+    ins.append(_initial_state(b, st, layer, "h0", base))
+    if cell == "lstm":
+        ins.append(_initial_state(b, st, layer, "c0", base))
+    while ins and ins[-1] == "":
+        ins.pop()
+    names, alphas, betas = _acts.to_onnx(layer.activations)
+    attrs = {"hidden_size": H, "direction": layer.direction, "activations": names * D}
+    if alphas:
+        attrs["activation_alpha"] = alphas * D
+    if betas:
+        attrs["activation_beta"] = betas * D
+    if layer.clip is not None:
+        attrs["clip"] = float(layer.clip)
+    if cell == "gru":
+        attrs["linear_before_reset"] = int(bool(layer.reset_after))
+    node_name = b.unique(base)
+    if layer.output == "sequence":
+        outs = [b.unique(f"{node_name}/Y")]
+    else:
+        outs = ["", b.unique(f"{node_name}/Y_h")] if layer.output == "final_state" else [b.unique(f"{node_name}/Y")]
+    b.nodes.append(helper.make_node(_OP[cell], ins, outs, name=node_name, **attrs))
+    if layer.output == "sequence":
+        y = outs[0]                                           # [T, D, B, H]
+        if D == 1:
+            y = b.op("Squeeze", [y, b.const(f"{base}/axis1", [1], np.int64)], f"{base}/Squeeze_dirs")
+        elif layer.merge == "concat":
+            y = b.op("Transpose", [y], f"{base}/Y_TBDH", perm=[0, 2, 1, 3])
+            y = b.op("Reshape", [y, b.const(f"{base}/shape_TB_DH", [0, 0, D * H], np.int64)], f"{base}/concat_dirs")
+        else:
+            y = _reduce(b, layer.merge, y, 1, base)
+        if layer.time_order == "processing":
+            y = b.op("Slice", [y, b.const(f"{base}/rev_start", [-1], np.int64),
+                               b.const(f"{base}/rev_end", [np.iinfo(np.int64).min], np.int64),
+                               b.const(f"{base}/axis0", [0], np.int64),
+                               b.const(f"{base}/rev_step", [-1], np.int64)], f"{base}/processing_order")
+        st.cur, st.major, st.has_time = y, "time", True
+    else:
+        if layer.output == "last_step":                     # Y[T-1]: [D, B, H]
+            y = b.op("Gather", [outs[0], b.const(f"{base}/last", -1, np.int64)], f"{base}/last_step", axis=0)
+        else:
+            y = outs[1]                                       # Y_h: [D, B, H]
+        if D == 1:
+            y = b.op("Squeeze", [y, b.const(f"{base}/axis0", [0], np.int64)], f"{base}/Squeeze_dirs")
+        elif layer.merge == "concat":
+            y = b.op("Transpose", [y], f"{base}/BDH", perm=[1, 0, 2])
+            y = b.op("Reshape", [y, b.const(f"{base}/shape_B_DH", [0, D * H], np.int64)], f"{base}/concat_dirs")
+        else:
+            y = _reduce(b, layer.merge, y, 0, base)
+        st.cur, st.has_time = y, False
+    entry = {"kind": cell, "name": layer.name, "node": node_name,
+             "activations": [a.to_dict() for a in layer.activations], "output": layer.output,
+             "merge": layer.merge, "time_order": layer.time_order, "clip": layer.clip,
+             "has_input_bias": layer.has_input_bias, "has_recurrent_bias": layer.has_recurrent_bias}
+    for s in ("h0", "c0"):
+        v = getattr(layer.weights[0], s)
+        entry[s] = None if v is None else list(np.shape(v))
+    return entry
+
+
+def _reduce(b: _Builder, merge: str, y: str, axis: int, base: str) -> str:
+    op = _REDUCE[merge]
+    if op == "ReduceSum":   # axes is an input from opset 13, an attribute for the others until 18
+        return b.op(op, [y, b.const(f"{base}/axis{axis}", [axis], np.int64)], f"{base}/{merge}_dirs", keepdims=0)
+    return b.op(op, [y], f"{base}/{merge}_dirs", axes=[axis], keepdims=0)
+
+
+def _initial_state(b: _Builder, st: _State, layer: Recurrent, key: str, base: str) -> str:
+    values = [getattr(w, key) for w in layer.weights]
+    if all(v is None for v in values):
+        return ""
+    H = layer.state_size if key == "h0" else layer.hidden
+    if all(v is None or np.ndim(v) == 1 for v in values):
+        # [D, 1, H] broadcast to the runtime batch: Expand(base, [D, B, H]), B from Shape(input)
+        arr = np.stack([np.zeros(H) if v is None else np.asarray(v) for v in values])[:, None, :]
+        if st.batch_dim is None:
+            st.batch_dim = b.op("Shape", [st.graph_input], "batch_size", start=st.batch_axis,
+                                end=st.batch_axis + 1)
+        shape = b.op("Concat", [b.const(f"{base}/{key}_dirs", [len(values)], np.int64), st.batch_dim,
+                                b.const(f"{base}/{key}_size", [H], np.int64)], f"{base}/{key}_shape", axis=0)
+        return b.op("Expand", [b.const(f"{base}/{key}", arr), shape], f"{base}/{key}_broadcast")
+    batch = {np.shape(v)[0] for v in values if v is not None and np.ndim(v) == 2}
+    if len(batch) != 1:
+        raise InputError(f"{key} of the directions have different batch sizes {sorted(batch)}", layer=layer.name)
+    n = batch.pop()
+    arr = np.stack([np.zeros((n, H)) if v is None else np.broadcast_to(np.asarray(v), (n, H)) for v in values])
+    return b.const(f"{base}/{key}", arr)
+
+
+def _activation(b: _Builder, act, x: str, base: str) -> str:
+    n = act.name
+    simple = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "softplus": "Softplus",
+              "softsign": "Softsign", "exponential": "Exp"}
+    f32 = lambda name, v: b.const(f"{base}/{name}", np.float32(v))  # noqa: E731
+    if n == "linear":
+        return x
+    if n in simple:
+        return b.op(simple[n], [x], f"{base}/{simple[n]}")
+    if n in ("softmax", "log_softmax"):
+        op = "Softmax" if n == "softmax" else "LogSoftmax"
+        return b.op(op, [x], f"{base}/{op}", axis=-1)
+    if n == "hard_sigmoid":
+        return b.op("HardSigmoid", [x], f"{base}/HardSigmoid", alpha=float(act.alpha), beta=float(act.beta))
+    if n == "elu":
+        return b.op("Elu", [x], f"{base}/Elu", alpha=float(act.alpha))
+    if n == "selu":
+        return b.op("Selu", [x], f"{base}/Selu", alpha=float(act.alpha), gamma=float(act.beta))
+    if n == "leaky_relu":
+        return b.op("LeakyRelu", [x], f"{base}/LeakyRelu", alpha=float(act.alpha))
+    if n == "thresholded_relu":
+        return b.op("ThresholdedRelu", [x], f"{base}/ThresholdedRelu", alpha=float(act.alpha))
+    if n == "relu6":
+        return b.op("Clip", [x, f32("zero", 0.0), f32("six", 6.0)], f"{base}/Relu6")
+    if n == "affine":
+        y = b.op("Mul", [x, f32("alpha", act.alpha)], f"{base}/affine_scale")
+        return b.op("Add", [y, f32("beta", act.beta)], f"{base}/affine_shift")
+    if n == "scaled_tanh":
+        y = b.op("Mul", [x, f32("beta", act.beta)], f"{base}/scaled_tanh_in")
+        y = b.op("Tanh", [y], f"{base}/Tanh")
+        return b.op("Mul", [y, f32("alpha", act.alpha)], f"{base}/scaled_tanh_out")
+    if n == "swish":
+        return b.op("Mul", [x, b.op("Sigmoid", [x], f"{base}/Sigmoid")], f"{base}/swish")
+    if n == "gelu":   # exact form: 0.5 * x * (1 + erf(x / sqrt(2)))
+        e = b.op("Erf", [b.op("Div", [x, f32("sqrt2", math.sqrt(2.0))], f"{base}/gelu_scale")], f"{base}/Erf")
+        e = b.op("Add", [e, f32("one", 1.0)], f"{base}/gelu_add")
+        return b.op("Mul", [b.op("Mul", [x, f32("half", 0.5)], f"{base}/gelu_half"), e], f"{base}/gelu")
+    raise UnsupportedError(f"the ONNX writer cannot express the activation '{n}'")
+
+
+def _units(model: Model) -> int:
+    width = model.input.features
+    for layer in model.layers:
+        if isinstance(layer, (Recurrent, Dense)):
+            width = layer.units_out
+    return width
+
+
+def _base(name: str, k: int, kind: str) -> str:
+    return _safe(name) or f"{kind}_{k}"
+
+
+def _safe(name) -> str:
+    return str(name or "").strip()
+
+
+def _json_default(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return str(v)
