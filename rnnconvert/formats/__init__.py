@@ -32,6 +32,10 @@ FORMATS: dict[str, Format] = {
                     "", "Keras .keras (Keras 3 zip) and legacy HDF5 .h5 (tf.keras 2.x, Keras 3)"),
     "onnx": Format("onnx", "rnnconvert.formats.onnx", (".onnx",), True, True,
                    "onnxruntime", "ONNX with native LSTM/GRU/RNN nodes"),
+    "torch": Format("torch", "rnnconvert.formats.torch", (".pt", ".pth"), True, True,
+                    "torch", "PyTorch state dicts of nn.LSTM/nn.GRU/nn.RNN/nn.Linear (reading needs torch)"),
+    "safetensors": Format("safetensors", "rnnconvert.formats.torch", (".safetensors",), True, True,
+                          "torch", "PyTorch state dicts as safetensors (read and written without torch)"),
     "canonical": Format("canonical", "rnnconvert.formats.canonical", (".rnnc",), True, True,
                         "", "rnnconvert's own lossless form: JSON manifest + .npy arrays in a zip"),
 }
