@@ -17,6 +17,6 @@ def __getattr__(name):
         from . import api
         return getattr(api, name)
     if name in ("convert", "verify"):
-        from . import verify
-        return getattr(verify, name)
+        from . import verification
+        return getattr(verification, name)
     raise AttributeError(name)

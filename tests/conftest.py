@@ -1,0 +1,63 @@
+"""Shared test helpers: fixture discovery and the CLI runner.
+
+Fixtures live in fixtures/<origin>/<case>/ with the model file, inputs.npz, outputs.npz (the source
+framework's own predictions) and case.json; fixtures/README.md says how they were made.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+WILD = ROOT.parent / "shared" / "wild"
+
+
+class Case:
+    def __init__(self, folder: Path, model_file: Path):
+        self.folder = folder
+        self.path = model_file
+        self.origin = folder.parent.name
+        self.name = folder.name
+        self.meta = json.loads((folder / "case.json").read_text())
+
+    @property
+    def id(self):
+        return f"{self.origin}/{self.name}/{self.path.name}"
+
+    def io(self):
+        """[(key, x, y)] for every stored input/output pair."""
+        xs, ys = np.load(self.folder / "inputs.npz"), np.load(self.folder / "outputs.npz")
+        return [(k, xs[k], ys[k]) for k in xs.files]
+
+
+def cases(*origins: str, suffixes=(".h5", ".keras", ".onnx")) -> list[Case]:
+    """Every fixture model file of the given origins; fails loudly when there are none."""
+    found = []
+    for origin in origins:
+        for folder in sorted((FIXTURES / origin).glob("*/")):
+            for f in sorted(folder.iterdir()):
+                if f.suffix in suffixes and f.name.startswith("model"):
+                    found.append(Case(folder, f))
+    if not found:
+        raise RuntimeError(f"no fixtures found for {origins} under {FIXTURES}")
+    return found
+
+
+def keras_cases():
+    return cases("tfkeras2", "keras3", suffixes=(".h5", ".keras"))
+
+
+@pytest.fixture
+def runner():
+    from click.testing import CliRunner
+    try:
+        return CliRunner(mix_stderr=False)
+    except TypeError:  # click >= 8.2 keeps stderr apart by default
+        return CliRunner()
