@@ -30,7 +30,12 @@ def _torch(path, x, model):
     return torch_format.run(path, x, model)
 
 
-RUNTIMES = {"onnxruntime": _onnxruntime, "torch": _torch}
+def _keras(path, x, model):
+    from .formats import keras as keras_format
+    return keras_format.run(path, x, model)
+
+
+RUNTIMES = {"onnxruntime": _onnxruntime, "torch": _torch, "keras": _keras}
 
 
 def run(runtime: str, path, x: np.ndarray, model) -> np.ndarray:

@@ -28,8 +28,8 @@ class Format:
 
 
 FORMATS: dict[str, Format] = {
-    "keras": Format("keras", "rnnconvert.formats.keras", (".h5", ".hdf5", ".keras"), True, False,
-                    "", "Keras .keras (Keras 3 zip) and legacy HDF5 .h5 (tf.keras 2.x, Keras 3)"),
+    "keras": Format("keras", "rnnconvert.formats.keras", (".h5", ".hdf5", ".keras"), True, True,
+                    "keras", "Keras .keras (Keras 3 zip) and legacy HDF5 .h5 (tf.keras 2.x, Keras 3)"),
     "onnx": Format("onnx", "rnnconvert.formats.onnx", (".onnx",), True, True,
                    "onnxruntime", "ONNX with native LSTM/GRU/RNN nodes"),
     "torch": Format("torch", "rnnconvert.formats.torch", (".pt", ".pth"), True, True,

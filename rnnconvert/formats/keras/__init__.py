@@ -6,6 +6,9 @@ Odd: `hard_sigmoid` is clip(0.2x+0.5) before Keras 3 and clip(x/6+0.5) from Kera
 `go_backwards` returns its sequence in processing (reversed) order; a `.keras` weights file names
 its groups by layer class (`layers/lstm_1`), not by layer name.  `container.py` has the file
 layouts, `graph.py` the config shapes, `layers.py` the weight conversion.
+
+    write(model, path, keras_version=3, fold_hard_sigmoid=True, selectors=True)   `writer.py`, `plan.py`
+    run(path, x, model)     the file run by Keras itself (needs keras; `runtime.py`)
 """
 from __future__ import annotations
 
@@ -16,8 +19,10 @@ from ...errors import InputError, RnnConvertError, UnsupportedError
 from ...model import InputSpec, Model, Recurrent
 from . import container, graph
 from .layers import SUPPORTED, Converter
+from .runtime import run
+from .writer import write
 
-__all__ = ["sniff", "read", "SUPPORTED"]
+__all__ = ["sniff", "read", "write", "run", "SUPPORTED"]
 
 
 def sniff(path) -> bool:
