@@ -34,8 +34,9 @@ def make_stacked_keras(path, params_m: float, features=256):
     """A stacked LSTM saved by Keras 3 with about `params_m` million parameters."""
     import keras
     hidden = 1024
+    first = 4 * (features * hidden + hidden * hidden + hidden)
     per_layer = 4 * (2 * hidden * hidden + hidden)
-    n_layers = max(2, int(np.ceil(params_m * 1e6 / per_layer)))
+    n_layers = 1 + max(1, int(np.ceil((params_m * 1e6 - first) / per_layer)))
     layers = [keras.Input((None, features))]
     for k in range(n_layers):
         layers.append(keras.layers.LSTM(hidden, return_sequences=k < n_layers - 1))

@@ -142,10 +142,12 @@ def cli():
 @click.option("--to", "dst_format", help="Format of DST when its suffix does not say.")
 @click.option("--emit-module", type=click.Path(dir_okay=False),
               help="With a PyTorch DST: also write a standalone module file (imports only torch) that loads it.")
+@click.option("--keras-version", type=click.Choice(["2", "3"]), default=None,
+              help="With a Keras .h5 DST: 3 (default) writes what Keras 3 writes; 2 what tf.keras 2.x writes.")
 @check_options
 @click.pass_context
-def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, rtol, atol,
-            inputs_path, seed, report_path, arch_path):
+def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
+            rtol, atol, inputs_path, seed, report_path, arch_path):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from .errors import VerificationError
     from .verification import convert as run
@@ -153,6 +155,7 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
         report = run(src, dst, verify=not no_verify, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path),
                      force=force, keep_failed=keep_failed, src_format=src_format, dst_format=dst_format,
                      seed=seed, read_options=_read_options(arch_path), emit_module=emit_module,
+                     write_options={"keras_version": int(keras_version)} if keras_version else None,
                      progress=_progress)
     except VerificationError as exc:
         _write_report(exc.report, report_path)

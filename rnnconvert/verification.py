@@ -111,14 +111,26 @@ def compare(actual, expected, tol: dict, oracle: str, label: str) -> Check:
                  bool((excess <= 0).all()))
 
 
-def _runtime_checks(report, fmt, path, model, suite, expected, tol, role):
+def _relayout(a, src: Model, dst: Model):
+    """`a` in src's input layout -> dst's (a time-major source written batch-major, or back)."""
+    if src.input.layout != dst.input.layout and a.ndim == 3:
+        return np.ascontiguousarray(np.swapaxes(a, 0, 1))
+    return a
+
+
+def _run_in_layout(fn, x, src: Model, dst: Model):
+    """Run `fn` (which takes dst's layout) on `x` given in src's layout; output back in src's."""
+    return _relayout(fn(_relayout(x, src, dst)), dst, src)
+
+
+def _runtime_checks(report, fmt, path, model, suite, expected, tol, role, src_model):
     runtime = fmt.runtime
     if not runtime:
         return
     oracle = f"{runtime}({role})"
     for (label, x), y in zip(suite, expected):
         try:
-            out = runtimes.run(runtime, path, x, model)
+            out = _run_in_layout(lambda v: runtimes.run(runtime, path, v, model), x, src_model, model)
         except runtimes.RuntimeUnavailable as exc:
             report.unavailable.append(f"{oracle}: {exc}")
             return
@@ -138,10 +150,11 @@ def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None
     report.inputs = [{"label": label, "shape": list(x.shape)} for label, x in suite]
     expected = [forward(src_model, x) for _, x in suite]
     for (label, x), y in zip(suite, expected):
-        report.checks.append(compare(forward(dst_model, x), y, tol, "reference(dst)", label))
+        out = _run_in_layout(lambda v: forward(dst_model, v), x, src_model, dst_model)
+        report.checks.append(compare(out, y, tol, "reference(dst)", label))
     if src_fmt is not None:
-        _runtime_checks(report, src_fmt, src_path, src_model, suite, expected, tol, "src")
-    _runtime_checks(report, dst_fmt, dst_path, dst_model, suite, expected, tol, "dst")
+        _runtime_checks(report, src_fmt, src_path, src_model, suite, expected, tol, "src", src_model)
+    _runtime_checks(report, dst_fmt, dst_path, dst_model, suite, expected, tol, "dst", src_model)
     return report
 
 
@@ -155,12 +168,14 @@ def _same_file(a, b) -> bool:
 def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: float | None = None,
             inputs: np.ndarray | None = None, force: bool = False, keep_failed: bool = False,
             src_format: str | None = None, dst_format: str | None = None, seed: int = 0,
-            read_options: dict | None = None, emit_module=None, progress=None) -> Report:
+            read_options: dict | None = None, write_options: dict | None = None, emit_module=None,
+            progress=None) -> Report:
     """Read `src`, write `dst`, read it back and verify; `dst` appears only when all checks pass.
 
     On a failed verification nothing is left at `dst` (an existing file there is untouched)
     unless `keep_failed`; the VerificationError carries the report.  `read_options` go to the
-    source's reader (e.g. `arch` hints for a PyTorch state dict).  `emit_module`: for a PyTorch
+    source's reader (e.g. `arch` hints for a PyTorch state dict), `write_options` to the destination's
+    writer (e.g. `keras_version=2`).  `emit_module`: for a PyTorch
     destination, also write a standalone module file that loads it (after verification passed).
     """
     say = progress or (lambda msg: None)
@@ -192,7 +207,7 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     try:
         say(f"writing {dst} ({dst_fmt.name})")
         try:
-            report.notes += dst_fmt.load().write(model, tmp) or []
+            report.notes += dst_fmt.load().write(model, tmp, **(write_options or {})) or []
             if verify:
                 say("verifying")
                 back = dst_fmt.load().read(tmp)

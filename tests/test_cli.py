@@ -89,14 +89,17 @@ def test_unknown_output_suffix(runner, tmp_path):
     res = runner.invoke(cli, [str(src), str(tmp_path / "out.xyz")])
     assert res.exit_code == 2
     assert _error(res) == (f"rnnconvert: error: {tmp_path / 'out.xyz'}: unknown output suffix '.xyz'; "
-                           "formats rnnconvert writes: onnx (.onnx), torch (.pt .pth), safetensors (.safetensors), "
-                           "canonical (.rnnc)")
+                           "formats rnnconvert writes: keras (.h5 .hdf5 .keras), onnx (.onnx), torch (.pt .pth), "
+                           "safetensors (.safetensors), canonical (.rnnc)")
 
 
-def test_reading_only_format_as_destination(runner, tmp_path):
-    res = runner.invoke(cli, [str(cases("torch_onnx")[0].path), str(tmp_path / "out.h5")])
+def test_target_that_cannot_express_a_feature_refuses(runner, tmp_path):
+    case = next(c for c in cases("torch_onnx") if c.name == "lstm_initial_state_expand")
+    res = runner.invoke(cli, [str(case.path), str(tmp_path / "out.keras")])
     assert res.exit_code == 2
-    assert "rnnconvert reads keras files but does not write them yet" in _error(res)
+    msg = _error(res)
+    assert msg.startswith(f"rnnconvert: error: {tmp_path / 'out.keras'}: ") and "initial state" in msg
+    assert os.listdir(tmp_path) == []          # nothing written, no temporary left
 
 
 def test_unknown_input_format(runner, tmp_path):
