@@ -75,8 +75,10 @@ def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = No
     """[(label, x)] float32 inputs that exercise recurrence, in the model's own layout."""
     rng = np.random.default_rng(seed)
     F = model.input.features
+    fixed_batch = _fixed_batch(model)
     suite = []
     for batch, time in SUITE_SHAPES:
+        batch = fixed_batch or batch
         if model.input.time_steps:
             time = model.input.time_steps
         x = rng.standard_normal((batch, time, F)).astype(np.float32)
@@ -93,6 +95,16 @@ def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = No
             raise InputError(f"--inputs has shape {x.shape}, expected [{order}, {F}] or [time, {F}]")
         suite.append(("user inputs", x.astype(np.float32)))
     return suite
+
+
+def _fixed_batch(model: Model) -> int | None:
+    """A model whose initial states are per batch row ([batch, H]) runs on that batch size only."""
+    for layer in model.recurrent_layers:
+        for w in layer.weights:
+            for state in (w.h0, w.c0):
+                if state is not None and state.ndim == 2:
+                    return int(state.shape[0])
+    return None
 
 
 def compare(actual, expected, tol: dict, oracle: str, label: str) -> Check:

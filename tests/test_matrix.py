@@ -1,0 +1,100 @@
+"""Every reader x every writer over the fixtures.
+
+Each fixture is converted with `rnnconvert.convert` (which verifies), then the written file is run by
+its own framework here, independently of rnnconvert's runtime hooks: onnxruntime, Keras 3
+(`load_model`), torch (the emitted module loading the written state dict). Its output must match the
+SOURCE framework's stored predictions within 1e-4.  A writer may refuse only where the table
+REFUSALS says so, with a message naming the feature.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import numpy as np
+import pytest
+
+import rnnconvert
+from conftest import FIXTURES, Case, cases
+from rnnconvert.errors import UnsupportedError
+
+TARGETS = ("model.onnx", "model.keras", "model.h5", "model.pt", "model.safetensors")
+
+SOURCES = (cases("tfkeras2", suffixes=(".h5",)) + cases("keras3", suffixes=(".keras",))
+           + cases("torch_onnx", "tf2onnx", suffixes=(".onnx",)) + cases("torch", suffixes=(".pt",)))
+
+# (source case name, target suffix) -> words the refusal must contain.
+REFUSALS = {
+    **{(name, ".onnx"): "selu" for name in ("simplernn_selu_dense",)},
+    **{(name, ".onnx"): "projection" for name in ("lstm_proj_linear",)},
+    **{(name, sfx): "initial state" for name in ("lstm_initial_state_expand", "lstm_initial_state_const")
+       for sfx in (".keras", ".h5")},
+    **{(name, sfx): "projection" for name in ("lstm_proj_linear",) for sfx in (".keras", ".h5")},
+    # PyTorch modules have fixed sigmoid/tanh cells and always reset after the recurrent product.
+    **{(name, sfx): "hard_sigmoid" for name in ("lstm_hard_sigmoid", "gru_hard_sigmoid")
+       for sfx in (".pt", ".safetensors")},
+    **{(name, sfx): "reset" for name in ("gru_reset_before_last",) for sfx in (".pt", ".safetensors")},
+    **{(name, sfx): "sigmoid" for name in ("lstm_sigmoid_sigmoid",) for sfx in (".pt", ".safetensors")},
+    **{(name, sfx): "selu" for name in ("simplernn_selu_dense",) for sfx in (".pt", ".safetensors")},
+}
+
+
+def arch_for(case: Case):
+    arch = case.folder / "arch.json"
+    return {"arch": str(arch)} if arch.exists() else {}
+
+
+def run_target(path, x, model):
+    suffix = path.suffix
+    if suffix == ".onnx":
+        import onnxruntime as ort
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[0]
+    if suffix in (".keras", ".h5"):
+        import keras
+        return np.asarray(keras.models.load_model(path, compile=False).predict(x.astype(np.float32), verbose=0))
+    import torch
+    from rnnconvert.formats.torch import write_module
+    code = path.with_suffix(".module.py")
+    write_module(model, code, weights=path.name)
+    spec = importlib.util.spec_from_file_location(f"emitted_{abs(hash(str(code)))}", code)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    net = module.Model()
+    if suffix == ".pt":
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    else:
+        from safetensors.torch import load_file
+        state = load_file(str(path))
+    net.load_state_dict(state, strict=True)
+    net.eval()
+    with torch.no_grad():
+        return net(torch.from_numpy(x.astype(np.float32))).numpy()
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("case", SOURCES, ids=lambda c: c.id)
+def test_convert_and_run_in_target_framework(case, target, tmp_path):
+    if target.endswith((".pt", ".safetensors")):
+        pytest.importorskip("torch")
+    if target.endswith((".keras", ".h5")):
+        pytest.importorskip("keras")
+    dst = tmp_path / target
+    expected_refusal = REFUSALS.get((case.name, dst.suffix))
+    if expected_refusal:
+        with pytest.raises(UnsupportedError) as exc:
+            rnnconvert.convert(case.path, dst, read_options=arch_for(case))
+        assert expected_refusal in str(exc.value)
+        assert not dst.exists()
+        return
+    report = rnnconvert.convert(case.path, dst, read_options=arch_for(case))
+    assert report.passed and report.checks
+    model = rnnconvert.read(dst)
+    for key, x, y in case.io():
+        if case.meta.get("input_layout") == "time_batch_feature" and model.input.layout != "time_batch_feature":
+            out = np.swapaxes(run_target(dst, np.swapaxes(x, 0, 1), model), 0, 1) if y.ndim == 3 else \
+                run_target(dst, np.swapaxes(x, 0, 1), model)
+        else:
+            out = run_target(dst, x, model)
+        np.testing.assert_allclose(out, y, atol=1e-4, rtol=0, err_msg=f"{case.id} -> {target} [{key}]")
