@@ -142,7 +142,7 @@ def _runtime_checks(report, fmt, path, model, suite, expected, tol, role, src_mo
     oracle = f"{runtime}({role})"
     for (label, x), y in zip(suite, expected):
         try:
-            out = _run_in_layout(lambda v: runtimes.run(runtime, path, v, model), x, src_model, model)
+            out = _run_in_layout(lambda v: runtimes.run(fmt, path, v, model), x, src_model, model)
         except runtimes.RuntimeUnavailable as exc:
             report.unavailable.append(f"{oracle}: {exc}")
             return

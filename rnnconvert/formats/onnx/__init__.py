@@ -5,6 +5,7 @@ Odd about it: B packs input and recurrent biases side by side ([dirs, 2*gates*H]
 (Transpose, Squeeze, Slice, Gather, Reshape), which the reader follows and the writer emits.
 """
 from .reader import read, sniff
+from .runtime import run
 from .writer import write
 
-__all__ = ["sniff", "read", "write"]
+__all__ = ["sniff", "read", "write", "run"]
