@@ -248,7 +248,7 @@ def _problems(model: Model):
     for k, layer in enumerate(model.layers):
         where = f"layers[{k}] '{layer.name}'"
         if isinstance(layer, Recurrent):
-            yield from _recurrent_problems(layer, where, features)
+            yield from recurrent_problems(layer, where, features)
             if not seq:
                 yield f"{where}: a recurrent layer needs a sequence but the layer before returns one step"
             features = layer.units_out
@@ -261,7 +261,7 @@ def _problems(model: Model):
             features = layer.units_out if layer.kernel.ndim == 2 else features
 
 
-def _recurrent_problems(layer: Recurrent, where: str, features: int):
+def recurrent_problems(layer: Recurrent, where: str, features: int):
     if layer.cell not in CELLS:
         yield f"{where}: cell '{layer.cell}', expected one of {', '.join(CELLS)}"
         return

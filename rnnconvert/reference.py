@@ -49,7 +49,7 @@ from . import gates
 from .errors import InputError, UnsupportedError
 from .model import (
     ACTIVATIONS, CELLS, DIRECTIONS, MERGE_MODES, OUTPUTS, TIME_ORDERS, Activation, ActivationLayer,
-    Dense, Dropout, Layer, Model, Recurrent, _recurrent_problems,
+    Dense, Dropout, Layer, Model, Recurrent, recurrent_problems,
 )
 
 LAYOUTS = ("batch_time_feature", "time_batch_feature")
@@ -197,7 +197,7 @@ def _check_recurrent(layer: Recurrent, X: np.ndarray) -> None:
                          "(does the layer before return one step?)", layer=layer.name)
     if X.shape[0] == 0:
         raise InputError("the input sequence has no time steps", layer=layer.name)
-    problems = [p.lstrip(":. ") for p in _recurrent_problems(layer, "", X.shape[-1])]
+    problems = [p.lstrip(":. ") for p in recurrent_problems(layer, "", X.shape[-1])]
     for name, w in zip(layer.direction_names(), layer.weights):
         for flag, array in (("has_input_bias", "Wb"), ("has_recurrent_bias", "Rb")):
             if not getattr(layer, flag) and np.any(getattr(w, array)):
