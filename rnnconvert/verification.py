@@ -4,33 +4,47 @@ Every check compares against the reference forward pass of the *source* model in
 ("expected").  The destination is checked twice where possible: the reference pass on the
 model read back from the written file, and the destination format's own runtime
 (onnxruntime for ONNX) on the file itself.  A check passes when every element satisfies
-`|actual - expected| <= atol + rtol * |expected|`.
+`|actual - expected| <= atol + rtol * |expected|`.  The destination is also streamed
+(`streaming(reference)`: chunks with the state carried, see `suite.py`) where streaming is defined.
+
+A report records both files with their SHA-256, every check, the tolerance policy, the seed, the
+oracles that ran and those unavailable, what the conversion preserved, changed in form or refused
+(`diagnose.classify`), and on a failure the first diverging layer (`diagnose.localize`).
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import formats, runtimes
+from . import formats, runtimes, vectors
 from .api import read
-from .errors import DestinationError, InputError, RnnConvertError, VerificationError
+from .diagnose import classify, localize
+from .errors import DestinationError, InputError, RnnConvertError, UnsupportedError, VerificationError
 from .model import Model
+from .suite import STREAMING, chunking, initial_states, input_suite, stream, streaming_undefined
 
 # One tolerance policy, by the dtype the written model computes in.
 TOLERANCES = {"float32": {"atol": 1e-4, "rtol": 1e-4}, "float64": {"atol": 1e-9, "rtol": 1e-9}}
-
-# (batch, time) of the seeded inputs: a single step, a short and a long sequence.
-SUITE_SHAPES = ((3, 1), (3, 7), (2, 120))
-SATURATION_SCALE = 6.0
+# Some trained networks amplify rounding over long sequences (the source model's own reference
+# pass in float32 then differs from float64 by far more than atol).  A check on such an input
+# allows NOISE_FACTOR times that float32 sensitivity on top of atol: a float32 runtime cannot do
+# better than the model allows, and a real conversion error shows on the short inputs, whose
+# sensitivity stays near float32 epsilon.
+NOISE_FACTOR = 10.0
+RULE = ("|actual - expected| <= atol + noise_factor * float32_noise + rtol * |expected| for every element; "
+        "float32_noise = max |reference_float32 - reference_float64| of the source model on that input")
+REPORT_KIND = "rnnconvert-report"
+REPORT_VERSION = 1
 
 
 @dataclass
 class Check:
-    oracle: str          # e.g. "reference(dst)", "onnxruntime(dst)"
+    oracle: str          # e.g. "reference(dst)", "onnxruntime(dst)", "streaming(reference)"
     input: str           # input label, e.g. "seeded b3 t7"
     max_abs: float
     max_rel: float
@@ -49,14 +63,35 @@ class Report:
     unavailable: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     verified: bool = True
+    dtype: str = "float32"
+    initial_states: list[str] = field(default_factory=list)
+    conversion: dict = field(default_factory=lambda: {"preserved": [], "changed_in_form": [],
+                                                      "refused": [], "assumed": []})
+    localization: dict | None = None
+    vectors: dict | None = None      # {"path": ..., "role": "written" | "checked"}
 
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.checks)
 
+    def oracles(self) -> list[str]:
+        return sorted({c.oracle for c in self.checks})
+
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["passed"] = self.passed
+        d = {"kind": REPORT_KIND, "version": REPORT_VERSION, **asdict(self)}
+        for c in d["checks"]:           # strict JSON: a non-finite error is null
+            for key in ("max_abs", "max_rel"):
+                if not np.isfinite(c[key]):
+                    c[key] = None
+        if d["localization"] and d["localization"]["max_abs"] is not None and not np.isfinite(d["localization"]["max_abs"]):
+            d["localization"]["max_abs"] = None
+        d["passed"] = self.passed and not self.conversion.get("refused")
+        d["tolerance_policy"] = {"dtype": self.dtype, "rule": RULE, "noise_factor": NOISE_FACTOR,
+                                 "by_dtype": TOLERANCES}
+        for i in d["inputs"]:
+            if "float32_noise" in i and not np.isfinite(i["float32_noise"]):
+                i["float32_noise"] = None
+        d["oracles"] = {"ran": self.oracles(), "unavailable": list(self.unavailable)}
         return d
 
     def worst(self) -> Check | None:
@@ -71,43 +106,14 @@ def file_info(path, fmt) -> dict:
     return {"path": str(path), "format": fmt, "sha256": h.hexdigest()}
 
 
-def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = None):
-    """[(label, x)] float32 inputs that exercise recurrence, in the model's own layout."""
-    rng = np.random.default_rng(seed)
-    F = model.input.features
-    fixed_batch = _fixed_batch(model)
-    suite = []
-    for batch, time in SUITE_SHAPES:
-        batch = fixed_batch or batch
-        if model.input.time_steps:
-            time = model.input.time_steps
-        x = rng.standard_normal((batch, time, F)).astype(np.float32)
-        x[0] *= SATURATION_SCALE           # drives gates into saturation
-        if model.input.layout == "time_batch_feature":
-            x = np.ascontiguousarray(np.swapaxes(x, 0, 1))
-        suite.append((f"seeded b{batch} t{time}", x))
-    if user_inputs is not None:
-        x = np.asarray(user_inputs)
-        if x.ndim == 2:   # one sequence [time, features]
-            x = x[:, None] if model.input.layout == "time_batch_feature" else x[None]
-        if x.ndim != 3 or x.shape[-1] != F:
-            order = "time, batch" if model.input.layout == "time_batch_feature" else "batch, time"
-            raise InputError(f"--inputs has shape {x.shape}, expected [{order}, {F}] or [time, {F}]")
-        suite.append(("user inputs", x.astype(np.float32)))
-    return suite
+def float32_noise(model: Model, x, expected) -> float:
+    """How far the model's own float32 reference pass strays from float64 on `x`."""
+    from .reference import forward
+    diff = np.abs(forward(model, x, dtype=np.float32).astype(np.float64) - expected)
+    return float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0))
 
 
-def _fixed_batch(model: Model) -> int | None:
-    """A model whose initial states are per batch row ([batch, H]) runs on that batch size only."""
-    for layer in model.recurrent_layers:
-        for w in layer.weights:
-            for state in (w.h0, w.c0):
-                if state is not None and state.ndim == 2:
-                    return int(state.shape[0])
-    return None
-
-
-def compare(actual, expected, tol: dict, oracle: str, label: str) -> Check:
+def compare(actual, expected, tol: dict, oracle: str, label: str, noise: float = 0.0) -> Check:
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     if actual.shape != expected.shape:
@@ -117,7 +123,7 @@ def compare(actual, expected, tol: dict, oracle: str, label: str) -> Check:
     diff = np.where(np.isnan(diff), np.inf, diff)
     rel = diff / np.maximum(np.abs(expected), 1e-12)
     k = int(np.argmax(diff)) if diff.size else 0
-    excess = diff - (tol["atol"] + tol["rtol"] * np.abs(expected))
+    excess = diff - (tol["atol"] + NOISE_FACTOR * noise + tol["rtol"] * np.abs(expected))
     return Check(oracle, label, float(diff.max(initial=0.0)), float(rel.max(initial=0.0)),
                  [int(i) for i in np.unravel_index(k, diff.shape)] if diff.size else [],
                  bool((excess <= 0).all()))
@@ -135,12 +141,12 @@ def _run_in_layout(fn, x, src: Model, dst: Model):
     return _relayout(fn(_relayout(x, src, dst)), dst, src)
 
 
-def _runtime_checks(report, fmt, path, model, suite, expected, tol, role, src_model):
+def _runtime_checks(report, fmt, path, model, suite, expected, tol, role, src_model, noise):
     runtime = fmt.runtime
     if not runtime:
         return
     oracle = f"{runtime}({role})"
-    for (label, x), y in zip(suite, expected):
+    for (label, x), y, n in zip(suite, expected, noise):
         try:
             out = _run_in_layout(lambda v: runtimes.run(fmt, path, v, model), x, src_model, model)
         except runtimes.RuntimeUnavailable as exc:
@@ -150,24 +156,61 @@ def _runtime_checks(report, fmt, path, model, suite, expected, tol, role, src_mo
             report.checks.append(Check(oracle, f"{label} (runtime error: {exc})",
                                        float("inf"), float("inf"), [], False))
             return
-        report.checks.append(compare(out, y, tol, oracle, label))
+        report.checks.append(compare(out, y, tol, oracle, label, n))
+
+
+def _streaming_checks(report, model, suite, expected, tol, src_model, noise):
+    reason = streaming_undefined(model)
+    if reason:
+        report.unavailable.append(f"{STREAMING}: not defined ({reason})")
+        return
+    for (label, x), y, n in zip(suite, expected, noise):
+        time_axis = 0 if src_model.input.layout == "time_batch_feature" else 1
+        if x.shape[time_axis] > 1:
+            out = _run_in_layout(lambda v: stream(model, v), x, src_model, model)
+            chunks = "+".join(map(str, chunking(x.shape[time_axis])))
+            report.checks.append(compare(out, y, tol, STREAMING, f"{label} chunks {chunks}", n))
 
 
 def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None,
                  src_fmt=None, src_path=None):
-    """Run every check of dst (and src's own runtime where it has one) against reference(src)."""
+    """Run every check of dst (and src's own runtime where it has one) against reference(src).
+
+    Returns (suite, expected): the inputs in src's layout and the reference outputs of src.
+    """
     from .reference import forward
     tol = report.tolerance
     suite = input_suite(src_model, report.seed, inputs)
-    report.inputs = [{"label": label, "shape": list(x.shape)} for label, x in suite]
+    report.initial_states = initial_states(src_model)
     expected = [forward(src_model, x) for _, x in suite]
-    for (label, x), y in zip(suite, expected):
+    noise = [float32_noise(src_model, x, y) for (_, x), y in zip(suite, expected)]
+    report.inputs = [{"label": label, "shape": list(x.shape), "float32_noise": n}
+                     for (label, x), n in zip(suite, noise)]
+    for (label, x), y, n in zip(suite, expected, noise):
+        if dst_model is None:       # a write-only format (generated code): its runtime is the check
+            break
         out = _run_in_layout(lambda v: forward(dst_model, v), x, src_model, dst_model)
-        report.checks.append(compare(out, y, tol, "reference(dst)", label))
+        report.checks.append(compare(out, y, tol, "reference(dst)", label, n))
+    if dst_model is not None:
+        _streaming_checks(report, dst_model, suite, expected, tol, src_model, noise)
     if src_fmt is not None:
-        _runtime_checks(report, src_fmt, src_path, src_model, suite, expected, tol, "src", src_model)
-    _runtime_checks(report, dst_fmt, dst_path, dst_model, suite, expected, tol, "dst", src_model)
-    return report
+        _runtime_checks(report, src_fmt, src_path, src_model, suite, expected, tol, "src", src_model, noise)
+    _runtime_checks(report, dst_fmt, dst_path, dst_model or src_model, suite, expected, tol, "dst", src_model,
+                    noise)
+    if not report.passed and dst_model is not None:
+        worst = report.worst()
+        x = next((x for label, x in suite if worst.input == label or worst.input.startswith(label + " ")),
+                 suite[min(1, len(suite) - 1)][1])
+        report.localization = localize(src_model, dst_model, x, tol)
+    return suite, expected
+
+
+def _emit_vectors(directory, report, info, suite, expected, src_model, model):
+    """Vectors for the file `info` describes, in that model's own layout."""
+    suite = [(label, _relayout(x, src_model, model)) for label, x in suite]
+    expected = [_relayout(y, src_model, model) for y in expected]
+    path = vectors.emit(directory, info, suite, expected, report.tolerance, report.seed)
+    report.vectors = {"path": path, "role": "written"}
 
 
 def _same_file(a, b) -> bool:
@@ -181,14 +224,16 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
             inputs: np.ndarray | None = None, force: bool = False, keep_failed: bool = False,
             src_format: str | None = None, dst_format: str | None = None, seed: int = 0,
             read_options: dict | None = None, write_options: dict | None = None, emit_module=None,
-            progress=None) -> Report:
+            emit_vectors=None, progress=None) -> Report:
     """Read `src`, write `dst`, read it back and verify; `dst` appears only when all checks pass.
 
     On a failed verification nothing is left at `dst` (an existing file there is untouched)
-    unless `keep_failed`; the VerificationError carries the report.  `read_options` go to the
-    source's reader (e.g. `arch` hints for a PyTorch state dict), `write_options` to the destination's
-    writer (e.g. `keras_version=2`).  `emit_module`: for a PyTorch
-    destination, also write a standalone module file that loads it (after verification passed).
+    unless `keep_failed`; the VerificationError carries the report.  A writer's refusal
+    (UnsupportedError) carries a report too, as `exc.report_so_far`, with the refusal in
+    `conversion["refused"]`.  `read_options` go to the source's reader (e.g. `arch` hints for a
+    PyTorch state dict), `write_options` to the destination's writer (e.g. `keras_version=2`).
+    `emit_module`: for a PyTorch destination, also write a standalone module file that loads it
+    (after verification passed).  `emit_vectors`: a directory for golden test vectors of `dst`.
     """
     say = progress or (lambda msg: None)
     src, dst = os.fspath(src), os.fspath(dst)
@@ -212,19 +257,30 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     report = Report(source=file_info(src, src_fmt.name), destination=None, tolerance=tol, seed=seed)
     report.notes += model.source.get("assumptions", [])
 
-    suffix = os.path.splitext(dst)[1]
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dst)}.", suffix=f".tmp{suffix}", dir=directory)
-    os.close(fd)
-    installed = False
+    # A temporary directory beside dst holding a file of dst's name: a writer's companion files
+    # (a C header, a NumPy script's weights) get their final names and are installed with dst.
+    tmpdir = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", suffix=".tmp", dir=directory)
+    tmp = os.path.join(tmpdir, os.path.basename(dst))
     try:
         say(f"writing {dst} ({dst_fmt.name})")
         try:
-            report.notes += dst_fmt.load().write(model, tmp, **(write_options or {})) or []
+            try:
+                written = dst_fmt.load().write(model, tmp, **(write_options or {})) or []
+            except UnsupportedError as exc:
+                report.verified = False
+                report.conversion = classify(model, None, refused=[exc.format().replace(tmp, dst)],
+                                             assumed=report.notes)
+                exc.report_so_far = report
+                raise
+            report.notes += written
+            assumed = model.source.get("assumptions", [])
             if verify:
                 say("verifying")
-                back = dst_fmt.load().read(tmp)
-                check_models(model, back, dst_fmt, tmp, report, inputs=inputs)
+                back = dst_fmt.load().read(tmp) if dst_fmt.reads else None
+                report.conversion = classify(model, back, notes=written, assumed=assumed)
+                suite, expected = check_models(model, back, dst_fmt, tmp, report, inputs=inputs)
             else:
+                report.conversion = classify(model, None, notes=written, assumed=assumed)
                 report.verified = False
         except OSError as exc:
             raise DestinationError(f"cannot write ({exc.strerror or exc})", path=dst) from None
@@ -234,32 +290,78 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
             raise
         report.destination = file_info(tmp, dst_fmt.name) | {"path": dst}
         if report.passed or keep_failed:
-            os.replace(tmp, dst)
-            installed = True
+            for name in sorted(os.listdir(tmpdir), key=lambda n: n == os.path.basename(dst)):   # dst last
+                os.replace(os.path.join(tmpdir, name), os.path.join(directory, name))
         if emit_module and report.passed:
             from .formats.torch import write_module
             write_module(model, emit_module, weights=os.path.basename(dst))
             report.notes.append(f"wrote {emit_module}: a standalone PyTorch module that loads {dst}")
+        if emit_vectors and verify and report.passed:
+            _emit_vectors(emit_vectors, report, report.destination, suite, expected, model, back or model)
         if not report.passed:
             raise VerificationError(_failure_message(report, dst, keep_failed), report=report)
         return report
     finally:
-        if not installed and os.path.exists(tmp):
-            os.remove(tmp)
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def verify(a, b, *, atol: float | None = None, rtol: float | None = None,
-           inputs: np.ndarray | None = None, seed: int = 0, read_options: dict | None = None) -> Report:
-    """Compare two model files of any supported formats; raises VerificationError when they differ."""
+def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
+           inputs: np.ndarray | None = None, seed: int = 0, read_options: dict | None = None,
+           vectors_path=None, emit_vectors=None) -> Report:
+    """Compare two model files of any supported formats; raises VerificationError when they differ.
+
+    With `vectors_path` (and no `b`): check `a` against golden vectors written by `emit_vectors`.
+    With `emit_vectors`: write vectors of `b` (expected: the reference pass of `a`) after a pass.
+    """
+    if vectors_path is not None:
+        if b is not None:
+            raise InputError("verify takes one model file with --vectors, not two")
+        return verify_vectors(a, vectors_path, atol=atol, rtol=rtol, read_options=read_options)
+    if b is None:
+        raise InputError("verify needs two model files A B, or one file and --vectors DIR")
     a, b = os.fspath(a), os.fspath(b)
     ma, mb = read(a, **(read_options or {})), read(b, **(read_options or {}))
     fa, fb = formats.for_reading(a), formats.for_reading(b)
     report = Report(source=file_info(a, fa.name), destination=file_info(b, fb.name),
                     tolerance=_tolerance(atol, rtol), seed=seed)
-    report.notes += ma.source.get("assumptions", []) + mb.source.get("assumptions", [])
-    check_models(ma, mb, fb, b, report, inputs=inputs, src_fmt=fa, src_path=a)
+    assumed = ma.source.get("assumptions", []) + mb.source.get("assumptions", [])
+    report.notes += assumed
+    report.conversion = classify(ma, mb, assumed=assumed)
+    suite, expected = check_models(ma, mb, fb, b, report, inputs=inputs, src_fmt=fa, src_path=a)
     if not report.passed:
         raise VerificationError(_failure_message(report, b, True), report=report)
+    if emit_vectors:
+        _emit_vectors(emit_vectors, report, report.destination, suite, expected, ma, mb)
+    return report
+
+
+def verify_vectors(path, vectors_path, *, atol=None, rtol=None, read_options=None) -> Report:
+    """Re-check one model file against golden vectors: its reference pass and its own runtime."""
+    from .reference import forward
+    path = os.fspath(path)
+    index, vecs = vectors.load(vectors_path)
+    model = read(path, **(read_options or {}))
+    fmt = formats.for_reading(path)
+    tol = dict(index.get("tolerance") or _tolerance(None, None))
+    tol = _tolerance(tol["atol"] if atol is None else atol, tol["rtol"] if rtol is None else rtol)
+    report = Report(source=file_info(path, fmt.name), destination=None, tolerance=tol,
+                    seed=int(index.get("seed", 0)))
+    report.vectors = {"path": os.fspath(vectors_path), "role": "checked"}
+    report.notes += model.source.get("assumptions", [])
+    made_for = index.get("model", {}).get("sha256")
+    if made_for and made_for != report.source["sha256"]:
+        report.notes.append(f"the vectors were made for another file ({index['model'].get('path')}, "
+                            f"sha256 {made_for[:12]}...)")
+    suite = [(label, x) for label, x, _ in vecs]
+    expected = [y for _, _, y in vecs]
+    noise = [float32_noise(model, x, forward(model, x)) for _, x in suite]
+    report.inputs = [{"label": label, "shape": list(x.shape), "float32_noise": n}
+                     for (label, x), n in zip(suite, noise)]
+    for (label, x), y, n in zip(suite, expected, noise):
+        report.checks.append(compare(forward(model, x), y, tol, "reference(file)", label, n))
+    _runtime_checks(report, fmt, path, model, suite, expected, tol, "file", model, noise)
+    if not report.passed:
+        raise VerificationError(_failure_message(report, path, True), report=report)
     return report
 
 
@@ -276,5 +378,6 @@ def _failure_message(report: Report, dst, kept: bool) -> str:
     w = report.worst()
     where = f"{w.oracle} on {w.input}: max abs error {w.max_abs:.3g} at {w.worst}" if w else ""
     fate = "kept as requested" if kept else "not written"
+    located = f"; {report.localization['message']}" if report.localization else ""
     return (f"NOT EQUIVALENT: {where} exceeds atol={report.tolerance['atol']:g} "
-            f"rtol={report.tolerance['rtol']:g}; {dst} {fate}")
+            f"rtol={report.tolerance['rtol']:g}{located}; {dst} {fate}")

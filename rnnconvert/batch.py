@@ -1,0 +1,492 @@
+"""`rnnconvert batch plan.yaml`: many verified conversions from one YAML plan, in parallel.
+
+    defaults: {atol: 1e-4, keras_version: 3}
+    jobs:
+      - src: models/a.h5
+        dst: [out/a.onnx, out/a.safetensors]
+      - src: models/b.pt
+        arch: models/b.arch.yaml        # or an inline mapping
+        dst: out/b.onnx
+        rtol: 1e-3
+
+The plan (`schemas/batch.schema.json`) is read with `yaml.safe_load` and validated whole before any
+work starts: every problem is reported at once with its location (`jobs[3].dst`).  Paths resolve
+relative to the plan file.  Each (job, destination) pair is one conversion (`verification.convert`);
+they run in worker processes.  A state file beside the plan (`.plan.yaml.rnnconvert-state.json`)
+records a fingerprint of each passed conversion (source, options, inputs and hints by SHA-256, and
+the destination's SHA-256), so a re-run skips what is unchanged.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from .errors import InputError
+
+PLAN_KEYS = ("version", "defaults", "jobs")
+OPTION_KEYS = ("atol", "rtol", "seed", "inputs", "arch", "keras_version", "emit_module", "emit_vectors",
+               "from", "to")
+JOB_KEYS = ("src", "dst", *OPTION_KEYS)
+PATH_OPTIONS = ("inputs", "emit_module", "emit_vectors")
+STATE_VERSION = 1
+REPORT_KIND = "rnnconvert-plan-report"
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+@dataclass
+class Task:
+    job: int                 # index in the plan's jobs
+    location: str            # "jobs[2].dst" or "jobs[2].dst[1]"
+    src: str                 # as written in the plan
+    dst: str
+    src_path: str            # resolved
+    dst_path: str
+    options: dict            # resolved paths
+
+
+@dataclass
+class Plan:
+    path: str
+    jobs: list
+    tasks: list[Task]
+
+    @property
+    def state_path(self) -> str:
+        d, name = os.path.split(os.path.abspath(self.path))
+        return os.path.join(d, f".{name}.rnnconvert-state.json")
+
+
+# ------------------------------------------------------------------------------------ validation
+
+def load_plan(path) -> Plan:
+    """Read and validate a plan; raise InputError listing every problem with its location."""
+    import yaml
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError("no such plan file", path=path)
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InputError(f"not valid YAML{where} ({getattr(exc, 'problem', None) or exc})", path=path) from None
+    problems: list[str] = []
+    tasks = _validate(raw, os.path.dirname(os.path.abspath(path)), problems)
+    if problems:
+        n = len(problems)
+        raise InputError(f"invalid plan, nothing was run; {n} problem{'s' if n > 1 else ''}: " + "; ".join(problems),
+                         path=path)
+    return Plan(path, raw["jobs"], tasks)
+
+
+def _type_problem(where, value, expected) -> str:
+    return f"{where}: expected {expected}, found {type(value).__name__} {value!r}"
+
+
+def _check_options(where: str, entry: dict, base: str, problems: list) -> None:
+    for key in ("atol", "rtol"):
+        if key in entry:
+            v = entry[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                problems.append(_type_problem(f"{where}.{key}", v, "a number >= 0"))
+    if "seed" in entry and (isinstance(entry["seed"], bool) or not isinstance(entry["seed"], int)):
+        problems.append(_type_problem(f"{where}.seed", entry["seed"], "an integer"))
+    if "keras_version" in entry and entry["keras_version"] not in (2, 3):
+        problems.append(f"{where}.keras_version: expected 2 or 3, found {entry['keras_version']!r}")
+    for key in (*PATH_OPTIONS, "from", "to"):
+        if key in entry and not isinstance(entry[key], str):
+            problems.append(_type_problem(f"{where}.{key}", entry[key], "a string"))
+    if "arch" in entry and not isinstance(entry["arch"], (str, dict)):
+        problems.append(_type_problem(f"{where}.arch", entry["arch"], "a path or a mapping"))
+    for key in ("inputs",) + (("arch",) if isinstance(entry.get("arch"), str) else ()):
+        if isinstance(entry.get(key), str) and not os.path.isfile(os.path.join(base, entry[key])):
+            problems.append(f"{where}.{key}: no such file '{entry[key]}'")
+    for key in ("from", "to"):
+        if isinstance(entry.get(key), str):
+            from .formats import FORMATS
+            if entry[key] not in FORMATS:
+                problems.append(f"{where}.{key}: unknown format '{entry[key]}'; known: {', '.join(FORMATS)}")
+
+
+def _unknown_keys(where, entry: dict, known, problems) -> None:
+    for key in entry:
+        if key not in known:
+            problems.append(f"{where}: unknown key '{key}' (known: {', '.join(known)})")
+
+
+def _validate(raw, base: str, problems: list) -> list[Task]:
+    from . import formats
+    from .errors import RnnConvertError
+    if not isinstance(raw, dict):
+        problems.append(_type_problem("plan", raw, "a mapping with 'jobs'"))
+        return []
+    _unknown_keys("plan", raw, PLAN_KEYS, problems)
+    if raw.get("version", 1) != 1:
+        problems.append(f"version: expected 1, found {raw['version']!r}")
+    defaults = raw.get("defaults", {})
+    if not isinstance(defaults, dict):
+        problems.append(_type_problem("defaults", defaults, "a mapping"))
+        defaults = {}
+    _unknown_keys("defaults", defaults, OPTION_KEYS, problems)
+    _check_options("defaults", defaults, base, problems)
+    jobs = raw.get("jobs")
+    if not isinstance(jobs, list) or not jobs:
+        problems.append("jobs: expected a non-empty list of jobs" if jobs is None or jobs == []
+                        else _type_problem("jobs", jobs, "a non-empty list"))
+        return []
+    tasks, written = [], {}
+    for i, job in enumerate(jobs):
+        where = f"jobs[{i}]"
+        if not isinstance(job, dict):
+            problems.append(_type_problem(where, job, "a mapping with src and dst"))
+            continue
+        _unknown_keys(where, job, JOB_KEYS, problems)
+        _check_options(where, job, base, problems)
+        options = {**defaults, **job}
+        src = job.get("src")
+        src_path = None
+        if src is None:
+            problems.append(f"{where}.src: missing (the model file to convert)")
+        elif not isinstance(src, str):
+            problems.append(_type_problem(f"{where}.src", src, "a path"))
+        else:
+            src_path = os.path.join(base, src)
+            if not os.path.isfile(src_path):
+                problems.append(f"{where}.src: no such file '{src}'")
+            else:
+                try:
+                    formats.for_reading(src_path, options.get("from") if isinstance(options.get("from"), str) else None)
+                except RnnConvertError:
+                    problems.append(f"{where}.src: cannot tell the format of '{src}' (known: {', '.join(formats.FORMATS)}, "
+                                    "or name it with 'from')")
+        dst = job.get("dst")
+        if dst is None:
+            problems.append(f"{where}.dst: missing (one path or a list of paths to write)")
+            continue
+        dsts = [(f"{where}.dst", dst)] if isinstance(dst, str) else (
+            [(f"{where}.dst[{j}]", d) for j, d in enumerate(dst)] if isinstance(dst, list) and dst else None)
+        if dsts is None:
+            problems.append(_type_problem(f"{where}.dst", dst, "a path or a non-empty list of paths"))
+            continue
+        torch_dsts = 0
+        for loc, d in dsts:
+            if not isinstance(d, str):
+                problems.append(_type_problem(loc, d, "a path"))
+                continue
+            dst_path = os.path.normpath(os.path.join(base, d))
+            try:
+                fmt = formats.for_writing(dst_path, options.get("to") if isinstance(options.get("to"), str) else None)
+            except RnnConvertError:
+                suffixes = " ".join(x for f in formats.FORMATS.values() if f.writes for x in f.suffixes)
+                problems.append(f"{loc}: unknown output suffix '{os.path.splitext(d)[1] or 'none'}' "
+                                f"(rnnconvert writes {suffixes})")
+                continue
+            torch_dsts += fmt.name in ("torch", "safetensors")
+            if src_path and os.path.abspath(dst_path) == os.path.abspath(src_path):
+                problems.append(f"{loc}: '{d}' is the job's source")
+            elif dst_path in written:
+                problems.append(f"{loc}: '{d}' is also written by {written[dst_path]}")
+            written[dst_path] = loc
+            tasks.append(Task(i, loc, src if isinstance(src, str) else "", d, src_path or "", dst_path,
+                              _resolve(options, base, fmt.name, len(dsts) > 1, d)))
+        if "emit_module" in job and torch_dsts != 1:
+            problems.append(f"{where}.emit_module: goes with exactly one PyTorch destination "
+                            f"(.pt, .pth, .safetensors), the job has {torch_dsts}")
+    return tasks
+
+
+def _resolve(options: dict, base: str, fmt: str, several: bool, dst: str) -> dict:
+    out = {k: v for k, v in options.items() if k in OPTION_KEYS}
+    for key in PATH_OPTIONS + ("arch",):
+        if isinstance(out.get(key), str):
+            out[key] = os.path.normpath(os.path.join(base, out[key]))
+    if "emit_vectors" in out and several:
+        out["emit_vectors"] = os.path.join(out["emit_vectors"], os.path.basename(dst))
+    if fmt != "keras":
+        out.pop("keras_version", None)
+    if fmt not in ("torch", "safetensors"):
+        out.pop("emit_module", None)
+    return out
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        i, n = (int(p) for p in text.split("/"))
+        if not 1 <= i <= n:
+            raise ValueError
+    except ValueError:
+        raise InputError(f"--shard expects I/N with 1 <= I <= N, found '{text}'") from None
+    return i, n
+
+
+# ------------------------------------------------------------------------------------ running
+
+def sha256_file(path, cache: dict | None = None) -> str:
+    if cache is not None:
+        key = (os.path.abspath(path), os.stat(path).st_mtime_ns, os.stat(path).st_size)
+        if key not in cache:
+            cache[key] = sha256_file(path)
+        return cache[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprint(task: Task, cache: dict | None = None) -> str:
+    """A hash of everything a conversion depends on: source, options, inputs and hint files."""
+    from . import __version__
+    parts = {"rnnconvert": __version__, "src": sha256_file(task.src_path, cache), "options": task.options}
+    for key in ("inputs", "arch"):
+        if isinstance(task.options.get(key), str):
+            parts[key + "_sha256"] = sha256_file(task.options[key], cache)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_task(task: Task) -> dict:
+    """One conversion; never raises: {"status": ok|failed|error, "message", "report", "seconds"}."""
+    start = time.perf_counter()
+    out = {"status": "ok", "message": "", "report": None}
+    try:
+        from .errors import RnnConvertError, UnsupportedError, VerificationError
+        from .verification import convert
+        o = task.options
+        inputs = None
+        if o.get("inputs"):
+            import numpy as np
+            try:
+                inputs = np.load(o["inputs"], allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise InputError(f"cannot read inputs as a .npy array ({exc})", path=o["inputs"]) from None
+        os.makedirs(os.path.dirname(task.dst_path) or ".", exist_ok=True)
+        report = convert(task.src_path, task.dst_path, atol=o.get("atol"), rtol=o.get("rtol"), inputs=inputs,
+                         force=True, src_format=o.get("from"), dst_format=o.get("to"), seed=o.get("seed", 0),
+                         read_options={"arch": o["arch"]} if o.get("arch") else None,
+                         write_options={"keras_version": o["keras_version"]} if o.get("keras_version") else None,
+                         emit_module=o.get("emit_module"), emit_vectors=o.get("emit_vectors"))
+        out["report"] = report.to_dict()
+    except VerificationError as exc:
+        out.update(status="failed", message=exc.format(), report=exc.report.to_dict())
+    except RnnConvertError as exc:
+        so_far = getattr(exc, "report_so_far", None)
+        out.update(status="refused" if isinstance(exc, UnsupportedError) else "error", message=exc.format(),
+                   report=so_far.to_dict() if so_far else None)
+    except Exception as exc:  # a bug: reported, the other jobs go on
+        out.update(status="internal", message=f"internal error ({type(exc).__name__}: {exc})")
+    out["seconds"] = round(time.perf_counter() - start, 3)
+    return out
+
+
+def _init_worker() -> None:
+    os.environ.update(WORKER_ENV)
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+
+
+STATUS_EXIT = {"ok": 0, "skipped": 0, "cancelled": 0, "failed": 1, "error": 2, "refused": 2, "internal": 3}
+STATUS_WORD = {"ok": "ok", "skipped": "skip", "failed": "FAIL", "error": "ERROR", "refused": "REFUSED",
+               "internal": "BUG", "cancelled": "stop"}
+
+
+@dataclass
+class PlanResult:
+    plan: Plan
+    results: list[tuple[Task, dict]] = field(default_factory=list)
+    processes: int = 1
+    seconds: float = 0.0
+    shard: tuple[int, int] | None = None
+
+    @property
+    def exit_code(self) -> int:
+        codes = {STATUS_EXIT[r["status"]] for _, r in self.results}
+        for code in (3, 2, 1):
+            if code in codes:
+                return code
+        return 0
+
+    def counts(self) -> dict:
+        c: dict[str, int] = {}
+        for _, r in self.results:
+            c[r["status"]] = c.get(r["status"], 0) + 1
+        return c
+
+    def summary(self) -> str:
+        c = self.counts()
+        parts = [f"{c.get(k, 0)} {w}" for k, w in (("ok", "ok"), ("skipped", "skipped (unchanged)"),
+                                                    ("failed", "not equivalent"), ("error", "bad input"), ("refused", "refused"),
+                                                    ("internal", "internal errors"), ("cancelled", "not run"))
+                 if c.get(k) or k in ("ok", "failed", "error")]
+        return (f"{len(self.results)} conversions: {', '.join(parts)}; {self.seconds:.1f} s with "
+                f"{self.processes} process{'es' if self.processes > 1 else ''}")
+
+    def problems(self) -> list[str]:
+        return [f"{t.location}: {t.src} -> {t.dst}: {r['message']}" for t, r in self.results
+                if r["status"] in ("failed", "error", "refused", "internal")]
+
+    def to_dict(self) -> dict:
+        return {"kind": REPORT_KIND, "version": 1,
+                "plan": {"path": self.plan.path, "sha256": sha256_file(self.plan.path)},
+                "shard": list(self.shard) if self.shard else None, "processes": self.processes,
+                "wall_seconds": round(self.seconds, 3), "exit_code": self.exit_code,
+                "passed": self.exit_code == 0, "counts": self.counts(),
+                "results": [{"job": t.job, "location": t.location, "src": t.src, "dst": t.dst,
+                             "status": r["status"], "message": r["message"], "seconds": r.get("seconds", 0.0),
+                             "report": r.get("report")} for t, r in self.results]}
+
+
+class Progress:
+    """`[3/10] ok    src -> dst (1.2 s)` lines; on a terminal one updating line, failures kept."""
+
+    def __init__(self, tty: bool = False, stream=None):
+        self.tty = tty
+        self.stream = stream
+        self.width = 0
+
+    def _out(self):
+        return self.stream or sys.stdout
+
+    def __call__(self, done: int, total: int, task: Task, result: dict) -> None:
+        word = STATUS_WORD[result["status"]]
+        line = f"[{done}/{total}] {word:<7} {task.src} -> {task.dst}"
+        if result.get("seconds"):
+            line += f" ({result['seconds']:.1f} s)"
+        out = self._out()
+        if self.tty:
+            keep = result["status"] not in ("ok", "skipped")
+            out.write("\r" + line.ljust(self.width) + ("\n" if keep or done == total else ""))
+            self.width = 0 if keep else len(line)
+        else:
+            out.write(line + "\n")
+        out.flush()
+
+
+    def close(self) -> None:
+        """End an updating terminal line left open (after --fail-fast stopped early)."""
+        if self.tty and self.width:
+            self._out().write("\n")
+            self.width = 0
+
+
+def _load_state(path) -> dict:
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        return state.get("tasks", {}) if state.get("version") == STATE_VERSION else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _unchanged(task: Task, record: dict | None, fp: str) -> bool:
+    if not record or record.get("fingerprint") != fp or not os.path.isfile(task.dst_path):
+        return False
+    if any(task.options.get(k) and not os.path.exists(task.options[k]) for k in ("emit_module", "emit_vectors")):
+        return False
+    return sha256_file(task.dst_path) == record.get("dst_sha256")
+
+
+def run_plan(plan: Plan, *, jobs: int | None = None, fail_fast: bool = False, force: bool = False,
+             shard: tuple[int, int] | None = None, progress=None) -> PlanResult:
+    """Run the plan's conversions (the shard's, if given); never raises for a failed conversion."""
+    start = time.perf_counter()
+    tasks = [t for t in plan.tasks if shard is None or t.job % shard[1] == shard[0] - 1]
+    state = _load_state(plan.state_path)
+    rel = {t.dst_path: os.path.relpath(t.dst_path, os.path.dirname(os.path.abspath(plan.path))) for t in tasks}
+    result = PlanResult(plan, shard=shard)
+    done: dict[int, dict] = {}
+    fps: dict[int, str] = {}
+    todo = []
+    report = progress or (lambda *a: None)
+    hashes: dict = {}
+    for k, t in enumerate(tasks):
+        try:
+            fps[k] = fingerprint(t, hashes)
+        except OSError as exc:          # a source removed after validation
+            done[k] = {"status": "error", "message": f"{t.src_path}: cannot read ({exc})", "report": None}
+            continue
+        if not force and _unchanged(t, state.get(rel[t.dst_path]), fps[k]):
+            done[k] = {"status": "skipped", "message": "unchanged since the last run", "report": None,
+                       "seconds": 0.0}
+        else:
+            todo.append(k)
+    n = 0
+    for k in sorted(done):
+        n += 1
+        report(n, len(tasks), tasks[k], done[k])
+    processes = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
+    result.processes = processes
+    stop = False
+
+    def finish(k, r):
+        nonlocal n, stop
+        done[k] = r
+        n += 1
+        report(n, len(tasks), tasks[k], r)
+        if r["status"] == "ok":
+            state[rel[tasks[k].dst_path]] = {"fingerprint": fps[k], "dst_sha256": r["report"]["destination"]["sha256"]}
+        else:
+            state.pop(rel[tasks[k].dst_path], None)
+            stop = stop or fail_fast
+
+    if processes == 1:
+        for k in todo:
+            if stop:
+                break
+            finish(k, run_task(tasks[k]))
+    elif todo:
+        finish_all_parallel(tasks, todo, processes, finish, lambda: stop)
+    for k in todo:
+        if k not in done:
+            done[k] = {"status": "cancelled", "message": "not run (--fail-fast)", "report": None}
+    _save_state(plan.state_path, state)
+    if hasattr(report, "close"):
+        report.close()
+    result.results = [(tasks[k], done[k]) for k in range(len(tasks))]
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def finish_all_parallel(tasks, todo, processes, finish, stopped) -> None:
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    saved = {k: os.environ.get(k) for k in WORKER_ENV}
+    os.environ.update(WORKER_ENV)       # inherited by spawned workers before they import numpy
+    try:
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker) as pool:
+            pending = {pool.submit(run_task, tasks[k]): k for k in todo}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    k = pending.pop(fut)
+                    if fut.cancelled():
+                        continue
+                    try:
+                        r = fut.result()
+                    except Exception as exc:   # a worker that died
+                        r = {"status": "internal", "message": f"worker failed ({type(exc).__name__}: {exc})",
+                             "report": None}
+                    finish(k, r)
+                if stopped():
+                    for fut in pending:
+                        fut.cancel()
+                    pending = {f: k for f, k in pending.items() if not f.cancelled()}
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _save_state(path, tasks: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"version": STATE_VERSION, "tasks": tasks}, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)

@@ -1,0 +1,127 @@
+"""The one input suite every verification uses, and the streaming check.
+
+The suite is seeded and reproducible: batch > 1, sequences of 1, 7, 120 and 300 steps (a model with a
+fixed length gets that length), one batch row scaled x6 so that gates saturate, in the model's own
+layout, plus the user's `--inputs`.  The model's own initial states (`h0`, `c0`) are part of the model
+and so of every pass.
+
+Streaming: a model whose every recurrent layer runs forward, and whose recurrent layers before the last
+return their whole sequence, computes the same when a sequence is fed in chunks with each layer's
+final state carried into the next chunk as `h0`/`c0` (`reference.forward_with_states`).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+
+from .errors import InputError
+from .model import Model, Recurrent
+
+# (batch, time) of the seeded inputs: a single step, a short, a long and a very long sequence.
+SUITE_SHAPES = ((3, 1), (3, 7), (2, 120), (2, 300))
+SATURATION_SCALE = 6.0
+STREAMING = "streaming(reference)"
+
+
+def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = None):
+    """[(label, x)] float32 inputs that exercise recurrence, in the model's own layout."""
+    rng = np.random.default_rng(seed)
+    F = model.input.features
+    fixed_batch = fixed_batch_size(model)
+    suite, seen = [], set()
+    for batch, time in SUITE_SHAPES:
+        batch = fixed_batch or batch
+        if model.input.time_steps:
+            time = model.input.time_steps
+        x = rng.standard_normal((batch, time, F)).astype(np.float32)
+        x[0] *= SATURATION_SCALE           # drives gates into saturation
+        label = f"seeded b{batch} t{time}"
+        if label in seen:                  # a fixed-length model: one seeded input per length
+            continue
+        seen.add(label)
+        if model.input.layout == "time_batch_feature":
+            x = np.ascontiguousarray(np.swapaxes(x, 0, 1))
+        suite.append((label, x))
+    if user_inputs is not None:
+        x = np.asarray(user_inputs)
+        if x.ndim == 2:   # one sequence [time, features]
+            x = x[:, None] if model.input.layout == "time_batch_feature" else x[None]
+        if x.ndim != 3 or x.shape[-1] != F:
+            order = "time, batch" if model.input.layout == "time_batch_feature" else "batch, time"
+            raise InputError(f"--inputs has shape {x.shape}, expected [{order}, {F}] or [time, {F}]")
+        suite.append(("user inputs", x.astype(np.float32)))
+    return suite
+
+
+def fixed_batch_size(model: Model) -> int | None:
+    """A model whose initial states are per batch row ([batch, H]) runs on that batch size only."""
+    for layer in model.recurrent_layers:
+        for w in layer.weights:
+            for state in (w.h0, w.c0):
+                if state is not None and state.ndim == 2:
+                    return int(state.shape[0])
+    return None
+
+
+def initial_states(model: Model) -> list[str]:
+    """The layers that carry non-zero initial states, e.g. ["layers[0] 'lstm': h0, c0"]."""
+    out = []
+    for k, layer in enumerate(model.layers):
+        if isinstance(layer, Recurrent):
+            names = sorted({a for w in layer.weights for a in ("h0", "c0")
+                            if getattr(w, a) is not None and np.any(getattr(w, a))})
+            if names:
+                out.append(f"layers[{k}] '{layer.name}': {', '.join(names)}")
+    return out
+
+
+def streaming_undefined(model: Model) -> str | None:
+    """Why streaming is not defined for `model`, or None when it is."""
+    rec = [(k, layer) for k, layer in enumerate(model.layers) if isinstance(layer, Recurrent)]
+    if not rec:
+        return "the model has no recurrent layer"
+    for k, layer in rec:
+        if layer.direction != "forward":
+            return f"layers[{k}] '{layer.name}' is {layer.direction}"
+    for k, layer in rec[:-1]:
+        if layer.output != "sequence":
+            return f"layers[{k}] '{layer.name}' returns one step before another recurrent layer"
+    return None
+
+
+def chunking(T: int) -> list[int]:
+    """Chunk sizes summing to T: one step at a time for short sequences, then growing chunks."""
+    if T <= 16:
+        return [1] * T
+    sizes = [1, 2, 5]
+    rest = T - sum(sizes)
+    return sizes + [rest // 3, rest - rest // 3]
+
+
+def stream(model: Model, x: np.ndarray, chunks: list[int] | None = None, dtype=np.float64) -> np.ndarray:
+    """`model` on `x` fed chunk by chunk, each recurrent layer's final state carried as h0/c0."""
+    from .reference import forward_with_states
+    time_axis = 0 if model.input.layout == "time_batch_feature" else 1
+    T = x.shape[time_axis]
+    chunks = chunks or chunking(T)
+    m = copy.copy(model)
+    m.layers = [copy.copy(layer) for layer in model.layers]
+    for layer in m.layers:
+        if isinstance(layer, Recurrent):
+            layer.weights = [dataclasses.replace(w) for w in layer.weights]
+    outs, pos = [], 0
+    for n in chunks:
+        y, states = forward_with_states(m, np.take(x, range(pos, pos + n), axis=time_axis), dtype)
+        pos += n
+        outs.append(y)
+        for layer, layer_states in zip(m.layers, states):
+            if isinstance(layer, Recurrent):
+                w, s = layer.weights[0], layer_states[0]
+                w.h0 = s.h
+                if layer.cell == "lstm":
+                    w.c0 = s.c
+    if outs[-1].ndim == 3:
+        return np.concatenate(outs, axis=time_axis)
+    return outs[-1]
