@@ -26,8 +26,6 @@ SOURCES = (cases("tfkeras2", suffixes=(".h5",)) + cases("keras3", suffixes=(".ke
 
 # (source case name, target suffix) -> words the refusal must contain.
 REFUSALS = {
-    **{(name, ".onnx"): "selu" for name in ("simplernn_selu_dense",)},
-    **{(name, ".onnx"): "projection" for name in ("lstm_proj_linear",)},
     **{(name, sfx): "initial state" for name in ("lstm_initial_state_expand", "lstm_initial_state_const")
        for sfx in (".keras", ".h5")},
     **{(name, sfx): "projection" for name in ("lstm_proj_linear",) for sfx in (".keras", ".h5")},

@@ -17,6 +17,8 @@ import onnx
 from ...errors import InputError, UnsupportedError
 from ...model import (Activation, ActivationLayer, Dense, Dropout, InputSpec, Model, Recurrent)
 from .glue import RECURRENT, Walker
+from .scan import is_scan_file, read_model
+from .stateful import to_stateless
 from .writer import META_KEY, META_VERSION
 
 _CONTROL = ("If", "Loop", "Scan")
@@ -55,7 +57,10 @@ def load(path) -> onnx.ModelProto:
 def read(path, output: str | None = None, **options) -> Model:
     """Read an ONNX file; `output` picks one graph output when the graph has several."""
     path = str(path)
-    proto = load(path)
+    proto = to_stateless(load(path))      # a --stateful file reads as the graph without its state inputs
+    meta = _metadata(proto)
+    if is_scan_file(meta):                # layers written as Scan: from the initializers the metadata names
+        return read_model(proto, meta, path)
     g = proto.graph
     _check_recurrent_ops(g, path)
     init = {t.name for t in g.initializer}

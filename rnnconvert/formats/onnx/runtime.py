@@ -16,4 +16,9 @@ def run(path, x, model) -> np.ndarray:
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     dtype = np.int64 if "int64" in inp.type else np.float32
-    return sess.run(None, {inp.name: np.ascontiguousarray(x.astype(dtype))})[0]
+    feeds = {inp.name: np.ascontiguousarray(x.astype(dtype))}
+    if len(sess.get_inputs()) > 1:        # a --stateful file: its states start at their initial values
+        from .stateful import initial_feeds
+        batch = x.shape[1 if model.input.layout == "time_batch_feature" else 0]
+        feeds.update(initial_feeds(sess.get_modelmeta().custom_metadata_map, batch))
+    return sess.run(None, feeds)[0]

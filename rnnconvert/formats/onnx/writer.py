@@ -1,5 +1,9 @@
 """Canonical model -> ONNX graph (opset 17) with one native LSTM/GRU/RNN node per recurrent layer.
 
+A layer no native node can compute (an activation outside ONNX's list, an LSTM projection) becomes a
+`Scan` over a cell of standard ops (`scan.py`); `stateful=True` exposes states as graph inputs and
+outputs (`stateful.py`).
+
 Glue keeps the graph time-major between recurrent nodes and turns the result back into what the
 source framework's predict returns: `[batch, time, dirs*H]` (or merged), one step `[batch, H']`.
 Settings ONNX cannot carry (names, bias flags, exact activation parameters, Dropout) go into the
@@ -19,6 +23,7 @@ from ... import __version__, gates
 from ...errors import InputError, UnsupportedError
 from ...model import ActivationLayer, Dense, Dropout, Model, Recurrent
 from . import _acts
+from . import scan as _scan
 
 OPSET = 17
 META_KEY = "rnnconvert"
@@ -55,9 +60,15 @@ class _Builder:
         return outs if n_out > 1 or outputs else outs[0]
 
 
-def write(model: Model, path, **options) -> list[str]:
-    """Write `model` to `path`; returns notes on what changed in form."""
+def write(model: Model, path, stateful: bool = False, **options) -> list[str]:
+    """Write `model` to `path`; returns notes on what changed in form.
+
+    stateful: each recurrent layer's state as extra graph inputs and outputs (`stateful.py`).
+    """
     proto, notes = to_onnx(model)
+    if stateful:
+        from .stateful import make_stateful
+        notes += make_stateful(proto, model, path)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:   # a bug of ours, not the user's: say so plainly
@@ -69,7 +80,7 @@ def write(model: Model, path, **options) -> list[str]:
 
 def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
     model.validate()
-    _refuse_unwritable(model)
+    scan = {k for k, layer in enumerate(model.layers) if isinstance(layer, Recurrent) and _scan.reasons(layer)}
     b = _Builder()
     notes: list[str] = []
     in_name = b.unique(model.input.name or "input")
@@ -85,15 +96,21 @@ def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
     meta_layers = []
     for k, layer in enumerate(model.layers):
         if isinstance(layer, Recurrent):
-            meta_layers.append(_write_recurrent(b, state, layer, k))
+            meta_layers.append(_write_recurrent(b, state, layer, k, k in scan, bool(scan)))
+            if scan:
+                form = ("a Scan over a cell of standard ops (" + "; ".join(_scan.reasons(layer)) + ")"
+                        if k in scan else f"one native {_OP[layer.cell]} node")
+                notes.append(f"layer '{layer.name}': written as {form}")
         elif isinstance(layer, Dense):
             base = _base(layer.name, k, "dense")
-            state.cur = b.op("MatMul", [state.cur, b.const(f"{base}/kernel", layer.kernel)], f"{base}/MatMul")
+            arrays = {"kernel": b.const(f"{base}/kernel", layer.kernel)}
+            state.cur = b.op("MatMul", [state.cur, arrays["kernel"]], f"{base}/MatMul")
             if layer.bias is not None:
-                state.cur = b.op("Add", [state.cur, b.const(f"{base}/bias", layer.bias)], f"{base}/BiasAdd")
+                arrays["bias"] = b.const(f"{base}/bias", layer.bias)
+                state.cur = b.op("Add", [state.cur, arrays["bias"]], f"{base}/BiasAdd")
             state.cur = _activation(b, layer.activation, state.cur, base)
             meta_layers.append({"kind": "dense", "name": layer.name, "activation": layer.activation.to_dict(),
-                                "bias": layer.bias is not None})
+                                "bias": layer.bias is not None, **({"arrays": arrays} if scan else {})})
         elif isinstance(layer, ActivationLayer):
             state.cur = _activation(b, layer.activation, state.cur, _base(layer.name, k, "activation"))
             meta_layers.append({"kind": "activation", "name": layer.name,
@@ -121,7 +138,7 @@ def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
     proto.ir_version = 8
     meta = {"rnnconvert": __version__, "version": META_VERSION, "name": model.name,
             "input": dict(vars(model.input)), "output_name": model.output_name,
-            "source": model.source, "layers": meta_layers}
+            "source": model.source, "layers": meta_layers, **({"scan": True} if scan else {})}
     helper.set_model_props(proto, {META_KEY: json.dumps(meta, default=_json_default, sort_keys=True)})
     return proto, notes
 
@@ -133,38 +150,34 @@ class _State:
         self.batch_dim: str | None = None     # [B] int64 tensor, built on first use
 
 
-def _refuse_unwritable(model: Model) -> None:
-    problems = []
-    for layer in model.layers:
-        if not isinstance(layer, Recurrent):
-            continue
-        for role, act in zip(_roles(layer.cell), layer.activations):
-            if act.name not in _acts.TO_ONNX:
-                problems.append(f"layer '{layer.name}': ONNX LSTM/GRU/RNN nodes cannot use '{act.name}' "
-                                f"(the {role} activation of this {layer.cell.upper()}); they compute only "
-                                f"{', '.join(sorted(set(_acts.TO_ONNX) - {'affine'}))} and affine; keep this "
-                                "model in a format that has it (.rnnc)")
-        if any(w.proj is not None for w in layer.weights):
-            problems.append(f"layer '{layer.name}': ONNX LSTM nodes have no output projection (PyTorch "
-                            "proj_size); write this model to a format that keeps it")
-    if problems:
-        raise UnsupportedError("; ".join(problems))
-
-
 def _roles(cell: str) -> list[str]:
     return {"lstm": ["gate (f)", "cell (g)", "output (h)"], "gru": ["gate (f)", "candidate (g)"],
             "rnn": ["hidden (f)"]}[cell]
 
 
-def _write_recurrent(b: _Builder, st: _State, layer: Recurrent, k: int) -> dict:
+def _write_recurrent(b: _Builder, st: _State, layer: Recurrent, k: int, scan: bool = False,
+                     record: bool = False) -> dict:
+    """The layer as one native node (or Scan nodes); `record` names its arrays in the metadata entry."""
     base = _base(layer.name, k, layer.cell)
+    cell, H = layer.cell, layer.state_size
+    D = len(layer.weights)
+    x = st.cur if st.major == "time" else b.op("Transpose", [st.cur], f"{base}/X_time_major", perm=[1, 0, 2])
+    if scan:
+        y_all, y_h, arrays, node_name = _scan.write_layer(b, st, layer, x, base, _activation, _initial_state)
+        outs = ["", y_h] if layer.output == "final_state" else [y_all]
+    else:
+        outs, arrays, node_name = _native(b, st, layer, x, base)
+    return _glue(b, st, layer, base, outs, node_name, D, H, arrays if record else None, "scan" if scan else "native")
+
+
+def _native(b: _Builder, st: _State, layer: Recurrent, x: str, base: str):
     cell, H = layer.cell, layer.hidden
     D = len(layer.weights)
     order = gates.ORDERS["onnx"][cell]
-    x = st.cur if st.major == "time" else b.op("Transpose", [st.cur], f"{base}/X_time_major", perm=[1, 0, 2])
     W = np.stack([gates.from_canonical(np.asarray(w.W), cell, "onnx") for w in layer.weights]).astype(np.float32)
     R = np.stack([gates.from_canonical(np.asarray(w.R), cell, "onnx") for w in layer.weights]).astype(np.float32)
     ins = [x, b.const(f"{base}/W_{order}", W), b.const(f"{base}/R_{order}", R)]
+    arrays = {"W": ins[1], "R": ins[2]}
     Wb = [np.asarray(w.Wb) for w in layer.weights]
     Rb = [np.asarray(w.Rb) for w in layer.weights]
     no_bias = not layer.has_input_bias and not layer.has_recurrent_bias and \
@@ -175,10 +188,13 @@ def _write_recurrent(b: _Builder, st: _State, layer: Recurrent, k: int) -> dict:
         B = np.stack([np.concatenate([gates.from_canonical(wb, cell, "onnx"), gates.from_canonical(rb, cell, "onnx")])
                       for wb, rb in zip(Wb, Rb)]).astype(np.float32)
         ins.append(b.const(f"{base}/B_{order}", B))
+        arrays["B"] = ins[-1]
     ins.append("")   # sequence_lens
-    ins.append(_initial_state(b, st, layer, "h0", base))
-    if cell == "lstm":
-        ins.append(_initial_state(b, st, layer, "c0", base))
+    for key in ("h0", "c0")[:2 if cell == "lstm" else 1]:
+        ins.append(_initial_state(b, st, layer, key, base))
+        if ins[-1]:     # the [D, 1 or n, size] constant, expanded or not
+            arrays[key] = next(t.name for t in reversed(b.inits) if t.name.startswith(f"{base}/{key}")
+                               and t.data_type == TensorProto.FLOAT)
     while ins and ins[-1] == "":
         ins.pop()
     names, alphas, betas = _acts.to_onnx(layer.activations)
@@ -197,6 +213,13 @@ def _write_recurrent(b: _Builder, st: _State, layer: Recurrent, k: int) -> dict:
     else:
         outs = ["", b.unique(f"{node_name}/Y_h")] if layer.output == "final_state" else [b.unique(f"{node_name}/Y")]
     b.nodes.append(helper.make_node(_OP[cell], ins, outs, name=node_name, **attrs))
+    return outs, arrays, node_name
+
+
+def _glue(b: _Builder, st: _State, layer: Recurrent, base: str, outs: list[str], node_name: str, D: int, H: int,
+          arrays: dict | None, form: str) -> dict:
+    """Around the recurrent outputs Y [T, D, B, H] / Y_h [D, B, H]: what the layer returns."""
+    cell = layer.cell
     if layer.output == "sequence":
         y = outs[0]                                           # [T, D, B, H]
         if D == 1:
@@ -232,6 +255,9 @@ def _write_recurrent(b: _Builder, st: _State, layer: Recurrent, k: int) -> dict:
     for s in ("h0", "c0"):
         v = getattr(layer.weights[0], s)
         entry[s] = None if v is None else list(np.shape(v))
+    if arrays is not None:
+        entry.update(form=form, arrays=arrays, hidden=layer.hidden, direction=layer.direction,
+                     reset_after=bool(layer.reset_after))
     return entry
 
 
