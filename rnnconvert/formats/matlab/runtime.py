@@ -1,0 +1,50 @@
+"""Octave on a written .mat: matlab/rnnconvert_predict.m implements MATLAB's documented layer
+equations over the time loop (independently of rnnconvert's reference pass) and runs on the file.
+v7.3 files are rewritten as v7 for Octave first (Octave does not read MATLAB's HDF5 layout)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ...runtimes import RuntimeUnavailable
+
+SCRIPTS = Path(__file__).resolve().parents[3] / "matlab"
+
+
+def run(path, x, model) -> np.ndarray:
+    octave = shutil.which("octave-cli") or shutil.which("octave")
+    if octave is None:
+        raise RuntimeUnavailable("octave is not installed (apt-get install octave)")
+    if not (SCRIPTS / "rnnconvert_predict.m").is_file():
+        raise RuntimeUnavailable(f"matlab/rnnconvert_predict.m not found next to the package ({SCRIPTS})")
+    import scipy.io
+    x = np.asarray(x, dtype=np.float64)
+    if model is not None and model.input.layout == "time_batch_feature":
+        x = x.transpose(1, 0, 2)
+    with tempfile.TemporaryDirectory(prefix="rnnconvert_octave_") as tmp:
+        src = str(path)
+        from . import mcos
+        if mcos.is_v73(src):
+            from .hdf5 import v73_to_v7
+            src = os.path.join(tmp, "net_v7.mat")
+            v73_to_v7(str(path), src)
+        xin, yout = os.path.join(tmp, "x.mat"), os.path.join(tmp, "y.mat")
+        scipy.io.savemat(xin, {"X": x})
+        code = (f"addpath('{SCRIPTS}'); S = load('{src}'); I = load('{xin}'); "
+                f"[Y, seq] = rnnconvert_predict(S.layers, I.X); save('-v7', '{yout}', 'Y', 'seq');")
+        proc = subprocess.run([octave, "--no-gui", "--quiet", "--norc", "--eval", code],
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0 or not os.path.exists(yout):
+            raise RuntimeError(f"octave failed on {path}: {proc.stderr.strip()[-2000:]}")
+        out = scipy.io.loadmat(yout)
+        y, sequence = out["Y"], bool(out["seq"].reshape(-1)[0])
+    if sequence and y.ndim == 2:
+        y = y[:, :, None]              # MATLAB drops a trailing singleton dimension
+    if y.ndim == 3 and model is not None and model.input.layout == "time_batch_feature":
+        y = y.transpose(1, 0, 2)
+    return y
