@@ -1,7 +1,8 @@
 """rnnconvert over real published models: `python bench/wild.py [WILD_DIR]` (default ../shared/wild).
 
 Each case folder holds a model file, `x.npy` (inputs), `y.npy` (the original framework's
-predictions, where known) and `case.json`; the folder's README table says what a user expects:
+predictions, where known) and `case.json`; y is compared under the project's one tolerance policy
+(atol 1e-4 + rtol 1e-4 * |y|); the folder's README table says what a user expects:
 `convert` (the whole model converts and predicts y), `layers` (its recurrent layers are listed and
 convert one by one; the whole model is refused cleanly or converts), `refuse` (a clean refusal).
 Prints one row per case and the totals; exits 1 when any case misses its expectation or crashes
@@ -24,7 +25,6 @@ import numpy as np
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 MODEL_SUFFIXES = (".h5", ".hdf5", ".keras", ".onnx", ".pt", ".pth", ".mat", ".safetensors")
-TOLERANCE = 1e-4
 
 
 def expectations(wild: Path) -> dict[str, str]:
@@ -76,12 +76,13 @@ def run_case(folder: Path, expect: str) -> dict:
                 rnnconvert.convert(path, dst)
                 if x_path.exists() and y_path.exists():
                     from rnnconvert.formats.onnx import run
+                    from rnnconvert.verification import TOLERANCES, compare
                     x, y = np.load(x_path), np.load(y_path)
-                    out = run(dst, x, rnnconvert.read(dst))
-                    err = float(np.max(np.abs(out.astype(np.float64) - y))) if out.shape == y.shape else float("inf")
-                    row["error"] = err
-                    row["whole"] = f"onnxruntime max err {err:.2g}" + ("" if out.shape == y.shape else
-                                                                       f" (shape {out.shape} != {y.shape})")
+                    check = compare(run(dst, x, rnnconvert.read(dst)), y, TOLERANCES["float32"], "onnxruntime", "x.npy")
+                    row["error"], row["within"] = check.max_abs, check.passed
+                    row["whole"] = f"onnxruntime max abs err {check.max_abs:.2g} (rel {check.max_rel:.2g})" + \
+                        ("" if check.passed else " exceeds tolerance") + \
+                        (f" {check.input}" if "shape" in check.input else "")
                 else:
                     row["whole"] = "converted (no y to compare)"
             except RnnConvertError as exc:
@@ -92,7 +93,7 @@ def run_case(folder: Path, expect: str) -> dict:
     else:
         row["whole"] = "refused (see found)"
     crashed = "CRASH" in row["found"] + row["whole"]
-    converted = row["error"] is not None and row["error"] <= TOLERANCE
+    converted = bool(row.get("within"))
     refused = row["whole"].startswith("refused")
     row["ok"] = not crashed and {"convert": converted, "refuse": refused,
                                  "layers": converted or refused}.get(expect, False)
