@@ -307,3 +307,12 @@ def layer_fields(layer: Layer) -> dict:
             continue
         out[f.name] = v
     return out
+
+
+def json_default(v):
+    """`json.dumps(default=...)` for settings that hold numpy scalars or arrays."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return str(v)

@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ... import __version__, gates
 from ...errors import InputError, UnsupportedError
-from ...model import ActivationLayer, Dense, Dropout, Model, Recurrent
+from ...model import ActivationLayer, Dense, Dropout, Model, Recurrent, json_default
 from . import _acts
 from . import scan as _scan
 
@@ -139,7 +139,7 @@ def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
     meta = {"rnnconvert": __version__, "version": META_VERSION, "name": model.name,
             "input": dict(vars(model.input)), "output_name": model.output_name,
             "source": model.source, "layers": meta_layers, **({"scan": True} if scan else {})}
-    helper.set_model_props(proto, {META_KEY: json.dumps(meta, default=_json_default, sort_keys=True)})
+    helper.set_model_props(proto, {META_KEY: json.dumps(meta, default=json_default, sort_keys=True)})
     return proto, notes
 
 
@@ -345,10 +345,3 @@ def _base(name: str, k: int, kind: str) -> str:
 def _safe(name) -> str:
     return str(name or "").strip()
 
-
-def _json_default(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return str(v)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ... import __version__
 from ...errors import UnsupportedError
-from ...model import ActivationLayer, Dense, DirectionWeights, Dropout, Model, Recurrent
+from ...model import ActivationLayer, Dense, DirectionWeights, Dropout, Model, Recurrent, json_default
 from . import module_code, safetensors_io
 from .loading import (METADATA_KEY, METADATA_VERSION, SAFETENSORS_METADATA_KEY, import_torch,
                      is_safetensors)
@@ -45,7 +45,7 @@ def write(model: Model, path, emit_module=None, **options) -> list[str]:
     path = str(path)
     specs, notes = from_canonical(model)
     sd = to_state_dict(specs)
-    meta = json.dumps(metadata(model, specs), separators=(",", ":"), default=_json_default)
+    meta = json.dumps(metadata(model, specs), separators=(",", ":"), default=json_default)
     if is_safetensors(path):
         safetensors_io.write(path, sd, {SAFETENSORS_METADATA_KEY: meta})
     else:
@@ -317,11 +317,4 @@ def metadata(model: Model, specs) -> dict:
             "name": model.name, "output_name": model.output_name, "input": vars(model.input),
             "source": source, "steps": steps}
 
-
-def _json_default(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return str(v)
 
