@@ -54,6 +54,30 @@ def keras_cases():
     return cases("tfkeras2", "keras3", suffixes=(".h5", ".keras"))
 
 
+def matlab_cannot_express(model) -> str | None:
+    """What MATLAB's layers cannot hold, from MATLAB's documented layer set, independent of the writer."""
+    for layer in model.recurrent_layers:
+        if layer.cell == "rnn":
+            return "MATLAB has no built-in simple RNN layer"
+        if any(w.proj is not None for w in layer.weights):
+            return "an LSTM projection has no lstmLayer property"
+        if layer.direction == "reverse":
+            return "a reverse-only layer has no MATLAB equivalent"
+        if layer.direction == "bidirectional" and layer.cell == "gru":
+            return "MATLAB has no bidirectional GRU layer"
+        if layer.direction == "bidirectional" and layer.merge != "concat":
+            return f"merge '{layer.merge}', bilstmLayer concatenates"
+        if layer.direction == "bidirectional" and layer.output == "final_state":
+            return "the backward direction's final state"
+        if layer.cell == "lstm" and layer.activations[1] != layer.activations[2]:
+            return "MATLAB takes one StateActivationFunction"
+        if layer.cell == "lstm" and layer.activations[1].name == "sigmoid":
+            return "MATLAB takes one StateActivationFunction"
+        if any(w.h0 is not None and w.h0.ndim == 2 for w in layer.weights):
+            return "differs per batch row; MATLAB keeps one state vector"
+    return None
+
+
 @pytest.fixture
 def runner():
     from click.testing import CliRunner

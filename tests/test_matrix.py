@@ -1,25 +1,24 @@
 """Every reader x every writer over the fixtures.
 
 Each fixture is converted with `rnnconvert.convert` (which verifies), then the written file is run by
-its own framework here, independently of rnnconvert's runtime hooks: onnxruntime, Keras 3
-(`load_model`), torch (the emitted module loading the written state dict). Its output must match the
+its own framework here: onnxruntime, Keras 3 (`load_model`), torch (the emitted module loading
+the written state dict), Octave (matlab/rnnconvert_predict.m, MATLAB's documented equations). Its output must match the
 SOURCE framework's stored predictions within 1e-4.  A writer may refuse only where the table
 REFUSALS says so, with a message naming the feature.
 """
 from __future__ import annotations
 
 import importlib.util
-import json
-import sys
+import shutil
 
 import numpy as np
 import pytest
 
 import rnnconvert
-from conftest import FIXTURES, Case, cases
+from conftest import Case, cases, matlab_cannot_express
 from rnnconvert.errors import UnsupportedError
 
-TARGETS = ("model.onnx", "model.keras", "model.h5", "model.pt", "model.safetensors")
+TARGETS = ("model.onnx", "model.keras", "model.h5", "model.pt", "model.safetensors", "model.mat")
 
 SOURCES = (cases("tfkeras2", suffixes=(".h5",)) + cases("keras3", suffixes=(".keras",))
            + cases("torch_onnx", "tf2onnx", suffixes=(".onnx",)) + cases("torch", suffixes=(".pt",)))
@@ -49,6 +48,9 @@ def run_target(path, x, model):
         import onnxruntime as ort
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         return sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[0]
+    if suffix == ".mat":
+        from rnnconvert.formats import matlab
+        return matlab.run(path, x, model)
     if suffix in (".keras", ".h5"):
         import keras
         return np.asarray(keras.models.load_model(path, compile=False).predict(x.astype(np.float32), verbose=0))
@@ -78,8 +80,12 @@ def test_convert_and_run_in_target_framework(case, target, tmp_path):
         pytest.importorskip("torch")
     if target.endswith((".keras", ".h5")):
         pytest.importorskip("keras")
+    if target.endswith(".mat") and not shutil.which("octave"):
+        pytest.skip("octave is not installed (.ci/run installs it)")
     dst = tmp_path / target
     expected_refusal = REFUSALS.get((case.name, dst.suffix))
+    if dst.suffix == ".mat":
+        expected_refusal = matlab_cannot_express(rnnconvert.read(case.path, **arch_for(case)))
     if expected_refusal:
         with pytest.raises(UnsupportedError) as exc:
             rnnconvert.convert(case.path, dst, read_options=arch_for(case))
