@@ -225,8 +225,7 @@ def test_several_networks_need_var(tmp_path):
     save_to_mat(str(path), {"a": net, "b": net}, version="v7")
     with pytest.raises(InputError) as e:
         rnnconvert.read(path)
-    assert e.value.message == ("several variables hold networks: a, b; choose one with var: NAME in an "
-                               "--arch YAML (read option var=)")
+    assert e.value.message == ("several variables hold networks: a, b; choose one with --var NAME")
     assert rnnconvert.read(path, var="b").layers[0].hidden == H
     with pytest.raises(InputError) as e:
         rnnconvert.read(path, var="c")
@@ -272,7 +271,7 @@ def test_plain_matrices_without_mapping_are_refused(tmp_path):
     with pytest.raises(InputError) as e:
         rnnconvert.read(path)
     assert e.value.message == ("no MATLAB network or layer array in the file (variables: W, R); for plain "
-                               "matrices give a mapping file (--arch map.yaml, read option mapping=; schemas/matlab.md)")
+                               "matrices give a mapping file (--mapping map.yaml; schemas/matlab.md)")
 
 
 # --------------------------------------------------------------------------------- bare matrices

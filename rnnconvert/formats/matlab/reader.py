@@ -101,10 +101,10 @@ def _network_variable(variables: dict, path: str, var: str | None):
     if not found:
         raise InputError("no MATLAB network or layer array in the file (variables: "
                          f"{', '.join(variables) or 'none'}); for plain matrices give a mapping file "
-                         "(--arch map.yaml, read option mapping=; schemas/matlab.md)", path=path)
+                         "(--mapping map.yaml; schemas/matlab.md)", path=path)
     if len(found) > 1:
         raise InputError(f"several variables hold networks: {', '.join(found)}; choose one with "
-                         "var: NAME in an --arch YAML (read option var=)", path=path)
+                         "--var NAME", path=path)
     name, layers = next(iter(found.items()))
     return name, _chain(variables[name], layers, name, path)
 

@@ -1,0 +1,3 @@
+classdef SigmoidLayer < nnet.cnn.layer.Layer
+  % Stand-in: no properties besides Name.
+end

@@ -1,0 +1,3 @@
+classdef SoftmaxLayer < nnet.cnn.layer.Layer
+  % Stand-in: no properties besides Name.
+end

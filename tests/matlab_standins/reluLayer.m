@@ -1,0 +1,3 @@
+function layer = reluLayer(varargin)
+  layer = standin_set(nnet.cnn.layer.ReLULayer(), varargin{:});
+end

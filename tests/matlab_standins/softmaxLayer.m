@@ -1,0 +1,3 @@
+function layer = softmaxLayer(varargin)
+  layer = standin_set(nnet.cnn.layer.SoftmaxLayer(), varargin{:});
+end

@@ -1,0 +1,3 @@
+function layer = tanhLayer(varargin)
+  layer = standin_set(nnet.cnn.layer.TanhLayer(), varargin{:});
+end
