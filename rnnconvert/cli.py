@@ -76,8 +76,24 @@ def _echo_assumptions(model) -> None:
         click.echo(f"rnnconvert: assumed: {note}", err=True)
 
 
-def _read_options(arch_path) -> dict:
-    return {"arch": arch_path} if arch_path else {}
+VAR_HELP = "MATLAB .mat: the variable holding the network, when several do (read option var=)."
+MAPPING_HELP = ("MATLAB .mat of bare matrices: YAML mapping variable names to layer properties "
+                "(read option mapping=; schemas/matlab.md).")
+
+
+def _read_options(arch_path, var=None, mapping=None) -> dict:
+    options = {"arch": arch_path} if arch_path else {}
+    if var:
+        options["var"] = var
+    if mapping:
+        options["mapping"] = mapping
+    return options
+
+
+def matlab_options(f):
+    f = click.option("--mapping", "mapping_path", type=click.Path(dir_okay=False), help=MAPPING_HELP)(f)
+    f = click.option("--var", "var_name", metavar="NAME", help=VAR_HELP)(f)
+    return f
 
 
 def check_options(f):
@@ -88,7 +104,9 @@ def check_options(f):
     f = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the input suite.")(f)
     f = click.option("--arch", "arch_path", type=click.Path(dir_okay=False), help=ARCH_HELP)(f)
     f = click.option("--report", "report_path", type=click.Path(dir_okay=False),
-                     help="Write the verification report as JSON.")(f)
+                     help="Write the verification report as JSON (schemas/report.schema.json).")(f)
+    f = click.option("--emit-vectors", "emit_vectors", type=click.Path(file_okay=False),
+                     help="Also write golden test vectors (vectors.npz + vectors.json) of the checked file to DIR.")(f)
     return f
 
 
@@ -97,25 +115,46 @@ def render_report(report) -> str:
     src, dst = report.source, report.destination
     if dst:
         lines.append(f"{src['path']} ({src['format']}) -> {dst['path']} ({dst['format']})")
+    elif report.vectors:
+        lines.append(f"{src['path']} ({src['format']}) against vectors {report.vectors['path']}")
+    conversion = getattr(report, "conversion", None) or {}
+    for key, title in (("preserved", "preserved"), ("changed_in_form", "changed in form"), ("refused", "refused")):
+        for item in conversion.get(key, []):
+            lines.append(f"  {title}: {item}")
     for note in report.notes:
-        lines.append(f"  note: {note}")
+        if note not in conversion.get("changed_in_form", []):
+            lines.append(f"  note: {note}")
     if not report.verified:
-        lines.append("  not verified (--no-verify)")
+        lines.append("  not verified (--no-verify)" if not conversion.get("refused") else "  not verified (refused)")
         return "\n".join(lines)
-    lines.append(f"  {'check':<20} {'input':<22} {'max abs':>10} {'max rel':>10}  result")
+    for state in getattr(report, "initial_states", []):
+        lines.append(f"  initial states used: {state}")
+    wo = max([20] + [len(c.oracle) for c in report.checks])
+    wi = max([22] + [len(c.input) for c in report.checks])
+    lines.append(f"  {'check':<{wo}} {'input':<{wi}} {'max abs':>10} {'max rel':>10}  result")
     for c in report.checks:
-        lines.append(f"  {c.oracle:<20} {c.input:<22} {c.max_abs:>10.3g} {c.max_rel:>10.3g}  "
+        lines.append(f"  {c.oracle:<{wo}} {c.input:<{wi}} {c.max_abs:>10.3g} {c.max_rel:>10.3g}  "
                      f"{'ok' if c.passed else 'FAIL'}")
     for u in report.unavailable:
         lines.append(f"  not run: {u}")
+    from .verification import NOISE_FACTOR
     t = report.tolerance
-    lines.append(f"  tolerance atol={t['atol']:g} rtol={t['rtol']:g} (|a-b| <= atol + rtol*|b|), seed {report.seed}")
+    lines.append(f"  tolerance atol={t['atol']:g} rtol={t['rtol']:g} (|a-b| <= atol + {NOISE_FACTOR:g}*noise + "
+                 f"rtol*|b|, {getattr(report, 'dtype', 'float32')}), seed {report.seed}")
+    noisy = [i for i in report.inputs if (i.get("float32_noise") or 0) > t["atol"]]
+    for i in noisy:
+        lines.append(f"  note: on {i['label']} this model amplifies rounding: its own float32 reference pass "
+                     f"differs from float64 by {i['float32_noise']:.3g} (noise)")
+    if getattr(report, "localization", None):
+        lines.append(f"  {report.localization['message']}")
+    if getattr(report, "vectors", None) and report.vectors.get("role") == "written":
+        lines.append(f"  wrote vectors {report.vectors['path']}")
     lines.append("  EQUIVALENT" if report.passed else "  NOT EQUIVALENT")
     return "\n".join(lines)
 
 
 def _write_report(report, path):
-    if path:
+    if path and report is not None:
         with open(path, "w") as f:
             json.dump(report.to_dict(), f, indent=1)
 
@@ -127,6 +166,8 @@ def cli():
 
     \b
       rnnconvert model.h5 model.onnx      convert (the default command), verified
+      rnnconvert verify a.h5 b.onnx       prove two files compute the same
+      rnnconvert batch plan.yaml          a YAML plan of conversions, in parallel
       rnnconvert inspect model.h5         layers, tensors and gate slices
       rnnconvert formats                  what reads and writes what
     """
@@ -144,21 +185,29 @@ def cli():
               help="With a PyTorch DST: also write a standalone module file (imports only torch) that loads it.")
 @click.option("--keras-version", type=click.Choice(["2", "3"]), default=None,
               help="With a Keras .h5 DST: 3 (default) writes what Keras 3 writes; 2 what tf.keras 2.x writes.")
+@click.option("--emit-test", is_flag=True,
+              help="With a C DST: also write <stem>_test.c, golden vectors that exit non-zero on drift.")
+@click.option("--stateful", is_flag=True,
+              help="With an ONNX DST: each recurrent layer's state as extra graph inputs and outputs (streaming).")
 @check_options
+@matlab_options
 @click.pass_context
 def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
-            rtol, atol, inputs_path, seed, report_path, arch_path):
+            emit_test, stateful, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
+            var_name, mapping_path):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
-    from .errors import VerificationError
     from .verification import convert as run
+    write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
+                                       ("emit_test", emit_test), ("stateful", stateful)) if v}
     try:
         report = run(src, dst, verify=not no_verify, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path),
                      force=force, keep_failed=keep_failed, src_format=src_format, dst_format=dst_format,
-                     seed=seed, read_options=_read_options(arch_path), emit_module=emit_module,
-                     write_options={"keras_version": int(keras_version)} if keras_version else None,
-                     progress=_progress)
-    except VerificationError as exc:
-        _write_report(exc.report, report_path)
+                     seed=seed, read_options=_read_options(arch_path, var_name, mapping_path),
+                     emit_module=emit_module,
+                     write_options=write_options or None,
+                     emit_vectors=emit_vectors, progress=_progress)
+    except RnnConvertError as exc:
+        _write_report(getattr(exc, "report", None) or getattr(exc, "report_so_far", None), report_path)
         raise
     _write_report(report, report_path)
     click.echo(render_report(report))
@@ -166,15 +215,24 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
 
 @cli.command()
 @click.argument("a", type=click.Path(dir_okay=False))
-@click.argument("b", type=click.Path(dir_okay=False))
+@click.argument("b", type=click.Path(dir_okay=False), required=False)
+@click.option("--vectors", "vectors_path", type=click.Path(),
+              help="Check the one file A against golden vectors (a DIR written by --emit-vectors, or its vectors.json).")
 @check_options
-def verify(a, b, rtol, atol, inputs_path, seed, report_path, arch_path):
-    """Prove that model files A and B compute the same (exit 0), or not (exit 1)."""
-    from .errors import VerificationError
+def verify(a, b, vectors_path, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors):
+    """Prove that model files A and B compute the same (exit 0), or not (exit 1); 2 on bad input.
+
+    \b
+      rnnconvert verify model.h5 model.onnx --report r.json
+      rnnconvert verify model.onnx --vectors vectors/
+    """
+    from .errors import InputError, VerificationError
     from .verification import verify as run
+    if vectors_path is not None and (inputs_path or emit_vectors):
+        raise InputError("--vectors checks the stored vectors only; it takes no --inputs or --emit-vectors")
     try:
         report = run(a, b, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path), seed=seed,
-                     read_options=_read_options(arch_path))
+                     read_options=_read_options(arch_path), vectors_path=vectors_path, emit_vectors=emit_vectors)
     except VerificationError as exc:
         _write_report(exc.report, report_path)
         raise
@@ -183,14 +241,49 @@ def verify(a, b, rtol, atol, inputs_path, seed, report_path, arch_path):
 
 
 @cli.command()
+@click.argument("plan", type=click.Path(dir_okay=False))
+@click.option("--jobs", "-j", "n_jobs", type=click.IntRange(min=1), default=None,
+              help="Conversions run in parallel (processes; default: the number of cores).")
+@click.option("--fail-fast", is_flag=True, help="Stop starting jobs after the first failure.")
+@click.option("--force", is_flag=True, help="Run every job, even those unchanged since the last run.")
+@click.option("--shard", default=None, metavar="I/N", help="Run only the I-th of N disjoint slices of the jobs (1-based).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Write one JSON report for the whole plan (schemas/report.schema.json).")
+@click.option("--check", "check_only", is_flag=True, help="Validate the plan and exit.")
+def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only):
+    """Run a YAML plan of conversions in parallel; exit 0 all passed, 1 any not equivalent, 2 any bad input.
+
+    \b
+      rnnconvert batch plan.yaml --jobs 8 --report plan-report.json
+    """
+    from . import batch as batch_module
+    plan_obj = batch_module.load_plan(plan)
+    if check_only:
+        click.echo(f"{plan}: valid, {len(plan_obj.tasks)} conversions in {len(plan_obj.jobs)} jobs")
+        return
+    tty = sys.stdout.isatty()
+    result = batch_module.run_plan(plan_obj, jobs=n_jobs, fail_fast=fail_fast, force=force,
+                                   shard=batch_module.parse_shard(shard), progress=batch_module.Progress(tty))
+    if report_path:
+        with open(report_path, "w") as f:
+            json.dump(result.to_dict(), f, indent=1)
+    click.echo(result.summary())
+    for line in result.problems():
+        click.echo(f"rnnconvert: {line}", err=True)
+    if result.exit_code:
+        raise click.exceptions.Exit(result.exit_code)
+
+
+@cli.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.option("--arch", "arch_path", type=click.Path(dir_okay=False), help=ARCH_HELP)
-def inspect(path, as_json, arch_path):
+@matlab_options
+def inspect(path, as_json, arch_path, var_name, mapping_path):
     """Show layers, tensor shapes, gate slices, activations and equations of PATH."""
     from . import api
     from .inspect import describe, render
-    model = api.read(path, **_read_options(arch_path))
+    model = api.read(path, **_read_options(arch_path, var_name, mapping_path))
     _echo_assumptions(model)
     desc = describe(model, path=path)
     click.echo(json.dumps(desc, indent=1) if as_json else render(desc))
@@ -204,13 +297,14 @@ def inspect(path, as_json, arch_path):
               help="Where to write the predictions (.npy).")
 @click.option("--float32", "use_float32", is_flag=True, help="Compute in float32 (default float64).")
 @click.option("--arch", "arch_path", type=click.Path(dir_okay=False), help=ARCH_HELP)
-def predict(path, inputs_path, output_path, use_float32, arch_path):
+@matlab_options
+def predict(path, inputs_path, output_path, use_float32, arch_path, var_name, mapping_path):
     """Run the reference forward pass on PATH, shaped like the framework's own predict."""
     import numpy as np
 
     from . import api
     from .errors import InputError
-    model = api.read(path, **_read_options(arch_path))
+    model = api.read(path, **_read_options(arch_path, var_name, mapping_path))
     _echo_assumptions(model)
     x = _load_inputs(inputs_path)
     if x.ndim != 3:

@@ -39,6 +39,9 @@ NOISE_FACTOR = 10.0
 RULE = ("|actual - expected| <= atol + noise_factor * float32_noise + rtol * |expected| for every element; "
         "float32_noise = max |reference_float32 - reference_float64| of the source model on that input")
 REPORT_KIND = "rnnconvert-report"
+# Options that only one kind of destination understands (the CLI's --emit-module, --stateful, ...).
+OPTION_FORMATS = {"emit_module": ("torch", "safetensors"), "keras_version": ("keras",), "emit_test": ("c",),
+                  "stateful": ("onnx",), "version": ("matlab",)}
 REPORT_VERSION = 1
 
 
@@ -242,9 +245,11 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
         raise DestinationError("destination is the source file; choose another path", path=dst)
     dst_fmt = formats.for_writing(dst, dst_format)
     src_fmt = formats.for_reading(src, src_format)
-    if emit_module and dst_fmt.name not in ("torch", "safetensors"):
-        raise DestinationError(f"--emit-module goes with a PyTorch destination (.pt, .pth, .safetensors), "
-                               f"not {dst_fmt.name}", path=dst)
+    for option, value in ({"emit_module": emit_module} | (write_options or {})).items():
+        allowed = OPTION_FORMATS.get(option)
+        if value and allowed and dst_fmt.name not in allowed:
+            raise DestinationError(f"--{option.replace('_', '-')} is for {' or '.join(allowed)} destinations, "
+                                   f"not {dst_fmt.name}", path=dst)
     if os.path.exists(dst) and not force:
         raise DestinationError("exists; pass --force to overwrite it", path=dst)
     directory = os.path.dirname(os.path.abspath(dst))

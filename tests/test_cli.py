@@ -18,7 +18,7 @@ from rnnconvert.cli import cli
 ort = pytest.importorskip("onnxruntime")
 
 KERAS = keras_cases()
-ONNX_ONLY = {"simplernn_selu_dense"}   # selu cannot be a native ONNX RNN activation: refused, tested below
+ONNX_ONLY: set[str] = set()   # selu, not a native ONNX RNN activation, is written as a Scan (tested below)
 
 
 def run_ort(path, x):
@@ -90,7 +90,8 @@ def test_unknown_output_suffix(runner, tmp_path):
     assert res.exit_code == 2
     assert _error(res) == (f"rnnconvert: error: {tmp_path / 'out.xyz'}: unknown output suffix '.xyz'; "
                            "formats rnnconvert writes: keras (.h5 .hdf5 .keras), onnx (.onnx), torch (.pt .pth), "
-                           "safetensors (.safetensors), canonical (.rnnc)")
+                           "safetensors (.safetensors), matlab (.mat), canonical (.rnnc), c (.c), js (.mjs), "
+                           "numpy (.py)")
 
 
 def test_target_that_cannot_express_a_feature_refuses(runner, tmp_path):
@@ -194,13 +195,12 @@ def test_wrong_weight_shape(runner, tmp_path):
     assert re.search(r"expected .*found|shape", _error(res))
 
 
-def test_selu_rnn_refused_by_onnx_writer(runner, tmp_path):
+def test_selu_rnn_written_by_onnx_writer_as_scan(runner, tmp_path):
     case = next(c for c in KERAS if c.name == "simplernn_selu_dense")
     res = runner.invoke(cli, [str(case.path), str(tmp_path / "o.onnx")])
-    assert res.exit_code == 2
-    assert "selu" in _error(res)
-    assert not (tmp_path / "o.onnx").exists()
-    assert not [p for p in os.listdir(tmp_path) if p.endswith(".onnx")]   # no temporary left behind
+    assert res.exit_code == 0, res.stderr
+    assert "layer 'simple_rnn': written as a Scan over a cell of standard ops" in res.output
+    assert os.listdir(tmp_path) == ["o.onnx"]   # no temporary left behind
 
 
 def test_bad_inputs_shape(runner, tmp_path):
@@ -271,3 +271,16 @@ def test_readme_documents_every_command_and_format():
         "regenerate it with `rnnconvert formats --markdown`"
     from rnnconvert.layouts import markdown_table
     assert markdown_table() in readme, "README weight layout table is stale: `python -m rnnconvert.layouts`"
+
+
+@pytest.mark.parametrize("option,dst,expected", [
+    (["--emit-test"], "out.onnx", "--emit-test is for c destinations, not onnx"),
+    (["--stateful"], "out.c", "--stateful is for onnx destinations, not c"),
+    (["--keras-version", "2"], "out.onnx", "--keras-version is for keras destinations, not onnx"),
+    (["--emit-module", "m.py"], "out.onnx", "--emit-module is for torch or safetensors destinations, not onnx"),
+])
+def test_destination_options_refused_for_other_formats(runner, tmp_path, option, dst, expected):
+    res = runner.invoke(cli, [str(KERAS[0].path), str(tmp_path / dst), *option])
+    assert res.exit_code == 2
+    assert _error(res) == f"rnnconvert: error: {tmp_path / dst}: {expected}"
+    assert os.listdir(tmp_path) == []

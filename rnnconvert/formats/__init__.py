@@ -31,13 +31,21 @@ FORMATS: dict[str, Format] = {
     "keras": Format("keras", "rnnconvert.formats.keras", (".h5", ".hdf5", ".keras"), True, True,
                     "keras", "Keras .keras (Keras 3 zip) and legacy HDF5 .h5 (tf.keras 2.x, Keras 3)"),
     "onnx": Format("onnx", "rnnconvert.formats.onnx", (".onnx",), True, True,
-                   "onnxruntime", "ONNX with native LSTM/GRU/RNN nodes"),
+                   "onnxruntime", "ONNX with native LSTM/GRU/RNN nodes (a Scan where they cannot express a layer)"),
     "torch": Format("torch", "rnnconvert.formats.torch", (".pt", ".pth"), True, True,
                     "torch", "PyTorch state dicts of nn.LSTM/nn.GRU/nn.RNN/nn.Linear (reading needs torch)"),
     "safetensors": Format("safetensors", "rnnconvert.formats.torch", (".safetensors",), True, True,
                           "torch", "PyTorch state dicts as safetensors (read and written without torch)"),
+    "matlab": Format("matlab", "rnnconvert.formats.matlab", (".mat",), True, True, "octave",
+                     "MATLAB networks saved with save() (v5, v7.3) and layer structs; bare matrices with --mapping"),
     "canonical": Format("canonical", "rnnconvert.formats.canonical", (".rnnc",), True, True,
                         "", "rnnconvert's own lossless form: JSON manifest + .npy arrays in a zip"),
+    "c": Format("c", "rnnconvert.formats.codegen.c", (".c",), False, True, "gcc",
+                "C99 source and header: float32, static weights, no allocation, streaming step (write-only)"),
+    "js": Format("js", "rnnconvert.formats.codegen.js", (".mjs",), False, True, "node",
+                 "ES module without dependencies for Node and browsers, streaming step (write-only)"),
+    "numpy": Format("numpy", "rnnconvert.formats.codegen.numpy_script", (".py",), False, True, "python",
+                    "standalone NumPy script with named gate slices, weights in a sidecar .npz (write-only)"),
 }
 
 
