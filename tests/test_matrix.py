@@ -102,3 +102,21 @@ def test_convert_and_run_in_target_framework(case, target, tmp_path):
         else:
             out = run_target(dst, x, model)
         np.testing.assert_allclose(out, y, atol=1e-4, rtol=0, err_msg=f"{case.id} -> {target} [{key}]")
+
+
+@pytest.mark.parametrize("via", ["model.onnx", "model.keras"])
+@pytest.mark.parametrize("case", cases("torch", suffixes=(".pt",)), ids=lambda c: c.id)
+def test_torch_fixtures_go_out_and_come_back(case, via, tmp_path):
+    """PyTorch -> ONNX or Keras -> PyTorch: the state dict that comes back runs in torch like the original."""
+    pytest.importorskip("torch")
+    mid, back = tmp_path / via, tmp_path / "back.pt"
+    expected_refusal = REFUSALS.get((case.name, mid.suffix))
+    if expected_refusal:
+        with pytest.raises(UnsupportedError, match=expected_refusal):
+            rnnconvert.convert(case.path, mid, read_options=arch_for(case))
+        return
+    rnnconvert.convert(case.path, mid, read_options=arch_for(case))
+    rnnconvert.convert(mid, back)
+    model = rnnconvert.read(back)
+    for key, x, y in case.io():
+        np.testing.assert_allclose(run_target(back, x, model), y, atol=1e-4, rtol=0, err_msg=f"{case.id} via {via} [{key}]")

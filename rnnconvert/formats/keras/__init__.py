@@ -12,6 +12,8 @@ layouts, `graph.py` the config shapes, `layers.py` the weight conversion.
 """
 from __future__ import annotations
 
+import numpy as np
+
 import json
 import re
 
@@ -74,6 +76,7 @@ def _read(path: str, allow_stateful: bool) -> Model:
         raise UnsupportedError(f"input shape {_shape(shape)}: rnnconvert reads models whose input is "
                                "[batch, time, features]", path=path)
     notes += conv.notes
+    layers = _fold_selectors(layers, notes)
     time_steps = shape[1] if shape is not None and isinstance(shape[1], int) else None
     input_name = entries[0].name if entries and entries[0].cls == "InputLayer" else "input"
     source = {"format": "keras", "container": saved.container, "keras_version": saved.keras_version,
@@ -111,3 +114,40 @@ def _combined(problems: list[RnnConvertError], path: str) -> RnnConvertError:
 
 def _shape(shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def _is_identity_selector(layer, prev) -> bool:
+    """A linear SimpleRNN with kernel I, recurrent kernel 0 and no bias right after a sequence: it only
+    picks or reorders time steps (what rnnconvert's Keras writer adds where Keras has no such layer)."""
+    if not (isinstance(layer, Recurrent) and layer.cell == "rnn" and layer.direction != "bidirectional"
+            and layer.activations[0].name == "linear" and isinstance(prev, Recurrent)
+            and prev.output == "sequence" and prev.direction != "forward"):
+        return False
+    w = layer.weights[0]
+    n = layer.hidden
+    return (n == prev.units_out and w.h0 is None and np.array_equal(w.W, np.eye(n, dtype=w.W.dtype))
+            and not np.any(w.R) and not np.any(w.Wb) and not np.any(w.Rb))
+
+
+def _fold_selectors(layers: list, notes: list) -> list:
+    """Fold identity SimpleRNN selectors into the layer before them (exact): a bidirectional layer's
+    last input step, a go_backwards layer's first processed step or its sequence in input order."""
+    out = []
+    for layer in layers:
+        prev = out[-1] if out else None
+        if _is_identity_selector(layer, prev):
+            picks_one = layer.output != "sequence"
+            if layer.direction == "forward" and picks_one and prev.time_order == "input":
+                prev.output = "last_step"                       # the last input step
+            elif layer.direction == "reverse" and prev.time_order == "processing":
+                prev.time_order = "input"                       # back in input order ...
+                if picks_one:
+                    prev.output = "last_step"                   # ... or its first processed step
+            else:
+                out.append(layer)
+                continue
+            notes.append(f"layer '{layer.name}' (an identity SimpleRNN that selects time steps) folded into "
+                         f"layer '{prev.name}' as output '{prev.output}', time order '{prev.time_order}'")
+            continue
+        out.append(layer)
+    return out
