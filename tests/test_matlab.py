@@ -213,16 +213,21 @@ def test_input_normalization_matches_torch_on_normalized_input(tmp_path, kind):
     _close(rnnconvert.predict(model, x), y.numpy())
 
 
-def test_several_networks_need_var(tmp_path):
-    C, H = 2, 3
+def _two_networks(path, C=2, H=3):
+    """A v7 file holding the same LSTM SeriesNetwork twice, as variables a and b."""
     m, _, _ = _torch_lstm(C, H)
     save_to_mat, MatlabOpaque, _ = _matio()
     layers = np.empty((2, 1), dtype=object)
     layers[0, 0] = MatlabOpaque(_input_layer(C)[1], "nnet.cnn.layer.SequenceInputLayer")
     layers[1, 0] = MatlabOpaque(_lstm_layer(m, H, "last")[1], "nnet.cnn.layer.LSTMLayer")
     net = MatlabOpaque({"Layers": layers}, "SeriesNetwork")
-    path = tmp_path / "two.mat"
     save_to_mat(str(path), {"a": net, "b": net}, version="v7")
+    return path
+
+
+def test_several_networks_need_var(tmp_path):
+    H = 3
+    path = _two_networks(tmp_path / "two.mat", H=H)
     with pytest.raises(InputError) as e:
         rnnconvert.read(path)
     assert e.value.message == ("several variables hold networks: a, b; choose one with --var NAME")
@@ -517,14 +522,7 @@ def test_cli_converts_a_network_and_refuses_untrained_layers(runner, tmp_path):
 
 def test_cli_var_through_arch_yaml(runner, tmp_path):
     from rnnconvert.cli import cli
-    C, H = 2, 3
-    m, _, _ = _torch_lstm(C, H)
-    save_to_mat, MatlabOpaque, _ = _matio()
-    layers = np.empty((2, 1), dtype=object)
-    layers[0, 0] = MatlabOpaque(_input_layer(C)[1], "nnet.cnn.layer.SequenceInputLayer")
-    layers[1, 0] = MatlabOpaque(_lstm_layer(m, H, "last")[1], "nnet.cnn.layer.LSTMLayer")
-    net = MatlabOpaque({"Layers": layers}, "SeriesNetwork")
-    save_to_mat(str(tmp_path / "two.mat"), {"a": net, "b": net}, version="v7")
+    _two_networks(tmp_path / "two.mat")
     (tmp_path / "pick.yaml").write_text("var: b\n")
     res = runner.invoke(cli, ["convert", str(tmp_path / "two.mat"), str(tmp_path / "b.onnx"),
                               "--arch", str(tmp_path / "pick.yaml")])
