@@ -201,17 +201,140 @@ class ActivationLayer(Layer):
 
 @dataclass
 class Dropout(Layer):
-    """Identity at inference; kept so that a round trip restores the stack."""
+    """Identity at inference; kept so that a round trip restores the stack.
+
+    variant: the source's class (`dropout`, `spatial_dropout1d`, `gaussian_noise`,
+    `gaussian_dropout`, `alpha_dropout`): all are the identity at inference.
+    """
     name: str
     rate: float = 0.0
+    variant: str = "dropout"
     kind: ClassVar[str] = "dropout"
 
 
-LAYER_KINDS = {"dense": Dense, "activation": ActivationLayer, "dropout": Dropout}
+@dataclass
+class Embedding(Layer):
+    """Token ids [batch, time] (integers) -> rows of `table` [vocab, dim]: [batch, time, dim].
+
+    mask_zero: id 0 marks a padding step (Keras `mask_zero=True`); the recurrent layers that follow
+    skip masked steps exactly as `Masking` says.  An id outside [0, vocab) is an input error.
+    """
+    name: str
+    table: np.ndarray
+    mask_zero: bool = False
+    kind: ClassVar[str] = "embedding"
+
+    @property
+    def units_out(self) -> int:
+        return int(self.table.shape[1])
+
+    def arrays(self):
+        return {"table": self.table}
+
+
+CONV_PADDINGS = ("valid", "same", "causal", "explicit")
+
+
+@dataclass
+class Conv1D(Layer):
+    """Convolution over time on [batch, time, in]: kernel [width, in/groups, filters] (Keras layout).
+
+    Output step t reads input steps t*strides + k*dilation - pad_left, k = 0..width-1 (cross-
+    correlation, as every framework computes it).  padding: 'valid' (none), 'same' (Keras/ONNX
+    SAME_UPPER: total = max((ceil(T/s)-1)*s + (width-1)*d + 1 - T, 0), left = total // 2), 'causal'
+    (left (width-1)*dilation, right 0), 'explicit' (`pads` = (left, right) zeros, PyTorch padding=p).
+    """
+    name: str
+    kernel: np.ndarray
+    bias: np.ndarray | None = None
+    strides: int = 1
+    dilation: int = 1
+    padding: str = "valid"
+    pads: tuple[int, int] = (0, 0)
+    groups: int = 1
+    activation: Activation = LINEAR
+    kind: ClassVar[str] = "conv1d"
+
+    @property
+    def units_out(self) -> int:
+        return int(self.kernel.shape[2])
+
+    def arrays(self):
+        out = {"kernel": self.kernel}
+        if self.bias is not None:
+            out["bias"] = self.bias
+        return out
+
+
+POOL_MODES = ("max", "average")
+
+
+@dataclass
+class Pooling1D(Layer):
+    """Max or average pooling over time.  pool_size None: global pooling, [batch, features] out.
+
+    Windowed pooling: output step t covers input steps t*strides .. t*strides+pool_size-1 after
+    padding ('valid': none; 'same': as Conv1D, padded steps ignored by max and not counted by
+    average, as Keras computes it).
+    """
+    name: str
+    mode: str
+    pool_size: int | None = None
+    strides: int | None = None
+    padding: str = "valid"
+    kind: ClassVar[str] = "pooling1d"
+
+
+@dataclass
+class Flatten(Layer):
+    """[batch, time, features] -> [batch, time*features] (row-major: time outer); needs a fixed length."""
+    name: str
+    kind: ClassVar[str] = "flatten"
+
+
+@dataclass
+class BatchNorm(Layer):
+    """Inference batch normalization over the last axis: (x - mean) / sqrt(variance + epsilon) * scale + offset."""
+    name: str
+    mean: np.ndarray
+    variance: np.ndarray
+    scale: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    epsilon: float = 1e-3
+    kind: ClassVar[str] = "batch_norm"
+
+    def arrays(self):
+        out = {"mean": self.mean, "variance": self.variance}
+        if self.scale is not None:
+            out["scale"] = self.scale
+        if self.offset is not None:
+            out["offset"] = self.offset
+        return out
+
+
+@dataclass
+class Masking(Layer):
+    """Keras `Masking`: a step whose features all equal `mask_value` is masked.
+
+    The layer passes its input through unchanged; a masked step is skipped by the recurrent layers
+    that follow (state carried over; see `reference.py` for what a skipped step outputs).  The mask
+    passes through Dropout, Dense and Activation and through a recurrent layer that returns its
+    sequence; a layer returning one step consumes it.
+    """
+    name: str
+    mask_value: float = 0.0
+    kind: ClassVar[str] = "masking"
+
+
+LAYER_KINDS = {"dense": Dense, "activation": ActivationLayer, "dropout": Dropout,
+               "embedding": Embedding, "conv1d": Conv1D, "pooling1d": Pooling1D, "flatten": Flatten,
+               "batch_norm": BatchNorm, "masking": Masking}
 
 
 @dataclass
 class InputSpec:
+    """The model's one input.  dtype 'int64'/'int32': token ids [batch, time] (no feature axis,
+    features 0) for a model that starts with an Embedding."""
     name: str = "input"
     features: int = 0
     dtype: str = "float32"
@@ -259,6 +382,50 @@ def _problems(model: Model):
             elif layer.bias is not None and layer.bias.shape != (layer.kernel.shape[1],):
                 yield f"{where}: bias shape {tuple(layer.bias.shape)}, expected ({layer.kernel.shape[1]},)"
             features = layer.units_out if layer.kernel.ndim == 2 else features
+        elif isinstance(layer, Embedding):
+            if k != 0:
+                yield f"{where}: an embedding must be the first layer (it takes the token ids)"
+            if layer.table.ndim != 2:
+                yield f"{where}: table shape {tuple(layer.table.shape)}, expected (vocabulary, dim)"
+            else:
+                features = layer.units_out
+        elif isinstance(layer, Conv1D):
+            yield from _conv_problems(layer, where, features, seq)
+            features = layer.units_out if layer.kernel.ndim == 3 else features
+        elif isinstance(layer, Pooling1D):
+            if layer.mode not in POOL_MODES:
+                yield f"{where}: mode '{layer.mode}', expected one of {', '.join(POOL_MODES)}"
+            if layer.padding not in ("valid", "same"):
+                yield f"{where}: padding '{layer.padding}', expected valid or same"
+            if not seq:
+                yield f"{where}: pooling over time needs a sequence"
+            seq = seq and layer.pool_size is not None
+        elif isinstance(layer, Flatten):
+            if not seq:
+                yield f"{where}: flatten needs a sequence"
+            seq = False
+            features = 0    # time * features: known only with a fixed length
+        elif isinstance(layer, BatchNorm):
+            for a in ("mean", "variance", "scale", "offset"):
+                v = getattr(layer, a)
+                if v is not None and features and v.shape != (features,):
+                    yield f"{where}: {a} shape {tuple(v.shape)}, expected ({features},)"
+
+
+def _conv_problems(layer: "Conv1D", where: str, features: int, seq: bool):
+    if not seq:
+        yield f"{where}: a convolution over time needs a sequence"
+    if layer.padding not in CONV_PADDINGS:
+        yield f"{where}: padding '{layer.padding}', expected one of {', '.join(CONV_PADDINGS)}"
+    if layer.strides < 1 or layer.dilation < 1 or layer.groups < 1:
+        yield f"{where}: strides, dilation and groups must be at least 1"
+    if layer.kernel.ndim != 3:
+        yield f"{where}: kernel shape {tuple(layer.kernel.shape)}, expected (width, in/groups, filters)"
+        return
+    if features and layer.kernel.shape[1] * layer.groups != features:
+        yield f"{where}: kernel shape {tuple(layer.kernel.shape)} with groups {layer.groups} does not take {features} input features"
+    if layer.bias is not None and layer.bias.shape != (layer.kernel.shape[2],):
+        yield f"{where}: bias shape {tuple(layer.bias.shape)}, expected ({layer.kernel.shape[2]},)"
 
 
 def recurrent_problems(layer: Recurrent, where: str, features: int):
