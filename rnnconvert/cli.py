@@ -68,7 +68,8 @@ def _load_inputs(path):
         raise CliError(f"{path}: cannot read inputs as a .npy array ({exc})", 2) from None
 
 
-ARCH_HELP = "YAML architecture hints for files that store only weights (PyTorch state dicts)."
+ARCH_HELP = ("YAML architecture hints for files that store only weights (PyTorch state dicts, Keras "
+             "weights-only files).")
 
 
 def _echo_assumptions(model) -> None:
@@ -76,6 +77,8 @@ def _echo_assumptions(model) -> None:
         click.echo(f"rnnconvert: assumed: {note}", err=True)
 
 
+LAYER_HELP = ("Convert only this recurrent layer (a name `inspect` lists) as a standalone model returning "
+              "its whole sequence.")
 VAR_HELP = "MATLAB .mat: the variable holding the network, when several do (read option var=)."
 MAPPING_HELP = ("MATLAB .mat of bare matrices: YAML mapping variable names to layer properties "
                 "(read option mapping=; schemas/matlab.md).")
@@ -189,11 +192,12 @@ def cli():
               help="With a C DST: also write <stem>_test.c, golden vectors that exit non-zero on drift.")
 @click.option("--stateful", is_flag=True,
               help="With an ONNX DST: each recurrent layer's state as extra graph inputs and outputs (streaming).")
+@click.option("--layer", "layer_name", metavar="NAME", help=LAYER_HELP)
 @check_options
 @matlab_options
 @click.pass_context
 def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
-            emit_test, stateful, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
+            emit_test, stateful, layer_name, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
             var_name, mapping_path):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from .verification import convert as run
@@ -205,7 +209,7 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
                      seed=seed, read_options=_read_options(arch_path, var_name, mapping_path),
                      emit_module=emit_module,
                      write_options=write_options or None,
-                     emit_vectors=emit_vectors, progress=_progress)
+                     emit_vectors=emit_vectors, progress=_progress, layer=layer_name)
     except RnnConvertError as exc:
         _write_report(getattr(exc, "report", None) or getattr(exc, "report_so_far", None), report_path)
         raise
@@ -278,15 +282,16 @@ def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only):
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.option("--arch", "arch_path", type=click.Path(dir_okay=False), help=ARCH_HELP)
+@click.option("--layer", "layer_name", metavar="NAME", help="Describe only this recurrent layer, as --layer converts it.")
 @matlab_options
-def inspect(path, as_json, arch_path, var_name, mapping_path):
+def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path):
     """Show layers, tensor shapes, gate slices, activations and equations of PATH."""
-    from . import api
-    from .inspect import describe, render
-    model = api.read(path, **_read_options(arch_path, var_name, mapping_path))
-    _echo_assumptions(model)
-    desc = describe(model, path=path)
-    click.echo(json.dumps(desc, indent=1) if as_json else render(desc))
+    from .inspect import render
+    from .select import inspect_file, render_extra
+    desc = inspect_file(path, layer=layer_name, **_read_options(arch_path, var_name, mapping_path))
+    for note in desc["source"].get("assumptions", []) if isinstance(desc["source"], dict) else []:
+        click.echo(f"rnnconvert: assumed: {note}", err=True)
+    click.echo(json.dumps(desc, indent=1) if as_json else render(desc) + render_extra(desc))
 
 
 @cli.command()

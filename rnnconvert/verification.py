@@ -227,7 +227,7 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
             inputs: np.ndarray | None = None, force: bool = False, keep_failed: bool = False,
             src_format: str | None = None, dst_format: str | None = None, seed: int = 0,
             read_options: dict | None = None, write_options: dict | None = None, emit_module=None,
-            emit_vectors=None, progress=None) -> Report:
+            emit_vectors=None, progress=None, layer: str | None = None) -> Report:
     """Read `src`, write `dst`, read it back and verify; `dst` appears only when all checks pass.
 
     On a failed verification nothing is left at `dst` (an existing file there is untouched)
@@ -237,6 +237,8 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     PyTorch state dict), `write_options` to the destination's writer (e.g. `keras_version=2`).
     `emit_module`: for a PyTorch destination, also write a standalone module file that loads it
     (after verification passed).  `emit_vectors`: a directory for golden test vectors of `dst`.
+    `layer`: convert only that recurrent layer of `src`, as a standalone model (`select.py`); for an
+    ONNX source it is also checked against onnxruntime running the node cut out of the source graph.
     """
     say = progress or (lambda msg: None)
     src, dst = os.fspath(src), os.fspath(dst)
@@ -257,7 +259,7 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
         raise DestinationError(f"directory '{directory}' does not exist", path=dst)
 
     say(f"reading {src} ({src_fmt.name})")
-    model = src_fmt.load().read(src, **(read_options or {}))
+    model = _read_source(src, src_fmt, read_options or {}, layer)
     tol = _tolerance(atol, rtol)
     report = Report(source=file_info(src, src_fmt.name), destination=None, tolerance=tol, seed=seed)
     report.notes += model.source.get("assumptions", [])
@@ -284,6 +286,10 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
                 back = dst_fmt.load().read(tmp) if dst_fmt.reads else None
                 report.conversion = classify(model, back, notes=written, assumed=assumed)
                 suite, expected = check_models(model, back, dst_fmt, tmp, report, inputs=inputs)
+                if layer is not None:
+                    from .select import node_checks
+                    report.checks += node_checks(src, layer, suite, expected, report.tolerance,
+                                                 [i["float32_noise"] for i in report.inputs], src_fmt.name)
             else:
                 report.conversion = classify(model, None, notes=written, assumed=assumed)
                 report.verified = False
@@ -308,6 +314,17 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
         return report
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _read_source(src, src_fmt, read_options: dict, layer: str | None) -> Model:
+    """The whole model, or with `layer` that layer alone; a refused whole model suggests --layer."""
+    from . import select
+    if layer is not None:
+        return select.extract(src, layer, src_fmt.name, **read_options)
+    try:
+        return src_fmt.load().read(src, **read_options)
+    except InputError as exc:
+        raise select.with_suggestion(exc, src, src_fmt.name, **read_options) from None
 
 
 def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,

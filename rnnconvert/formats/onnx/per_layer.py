@@ -1,0 +1,25 @@
+"""ONNX recurrent nodes as per-layer conversion candidates (`rnnconvert.select`): every LSTM/GRU/RNN
+node of the graph and of its If/Loop/Scan subgraphs, named as `extract.recurrent_nodes` names them."""
+from __future__ import annotations
+
+from ...select import Found
+from . import extract
+from .reader import load
+
+
+def scan(path: str) -> list[Found]:
+    proto = load(path)
+    opset = extract.opset_of(proto)
+    out = []
+    for ref in extract.recurrent_nodes(proto):
+        extract.resolve(ref, opset)
+        direction = next((a.s.decode() for a in ref.node.attribute if a.name == "direction"), "forward")
+        out.append(Found(ref.name, extract.RECURRENT[ref.node.op_type], direction == "bidirectional",
+                         f"{ref.node.op_type} node in the {ref.where}",
+                         (lambda ref=ref: _build(ref, path)), node=ref, opset=opset))
+    return out
+
+
+def _build(ref, path):
+    layer, notes = extract.to_layer(ref, path)
+    return [layer], notes

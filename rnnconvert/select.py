@@ -1,0 +1,230 @@
+"""Per-layer conversion: find every recurrent layer of a file and pull one out as a standalone model.
+
+`scan(path)` lists the recurrent layers rnnconvert can read, even when the whole model cannot be
+read (a CNN front end, If subgraphs, several inputs, custom layers, no stored architecture);
+`extract(path, name)` returns the one-layer model of layer `name`:
+
+    input   that layer's input features, [batch, time, features] (batch-major, whatever the source)
+    output  the layer's whole sequence [batch, time, D*H] (directions merged as the source merges
+            them; a Keras go_backwards layer's sequence in its processing order, as Keras returns it)
+    state   the layer's constant initial state, if it has one (a state fed at run time: zeros)
+
+Names: Keras layer names (also inside Bidirectional/TimeDistributed wrappers and nested models),
+PyTorch canonical names (`rnn`, `model.lstm`; layer k of a multi-layer module `lstm_l1`, also
+written `lstm.l1`; the bare module name of a multi-layer module is the whole stack), MATLAB layer
+Names, ONNX node names (an unnamed node: its first output name).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from . import formats
+from .errors import InputError, RnnConvertError
+from .model import InputSpec, Model, Recurrent
+
+
+@dataclass
+class Found:
+    name: str
+    kind: str                      # lstm | gru | rnn
+    bidirectional: bool
+    where: str                     # where in the file, for messages and inspect
+    build: Callable                # () -> (list[Recurrent], notes)
+    node: object = None            # ONNX: the extract.NodeRef, for the node check
+    opset: int = 0
+    group: list = field(default_factory=list)    # a multi-layer PyTorch module: its layers' names
+
+
+@dataclass
+class Scan:
+    path: str
+    format: str
+    layers: list                   # Found
+    whole: Model | None = None     # the whole model, when it reads
+    error: RnnConvertError | None = None   # why the whole model does not read
+    assumptions: list = field(default_factory=list)
+
+
+def scan(path, fmt: str | None = None, **options) -> Scan:
+    """Every recurrent layer of `path` (and the whole model or the reason it does not read)."""
+    path = os.fspath(path)
+    formats.check_exists(path)
+    f = formats.for_reading(path, fmt)
+    module = f.load()
+    whole, error = None, None
+    try:
+        whole = module.read(path, **options)
+    except RnnConvertError as exc:
+        error = exc
+    if f.name == "onnx":
+        from .formats.onnx import per_layer
+        found = per_layer.scan(path)
+    elif f.name == "keras":
+        from .formats.keras import per_layer
+        found = per_layer.scan(path, **options)
+    elif whole is not None:
+        found = _from_model(whole)
+    elif f.name in ("torch", "safetensors"):
+        from .formats.torch.per_layer import scan as torch_scan
+        found = torch_scan(path, **options)
+    elif f.name == "matlab":
+        from .formats.matlab.per_layer import scan as matlab_scan
+        found = matlab_scan(path, **options)
+    else:
+        raise error
+    assumptions = list(whole.source.get("assumptions", [])) if whole is not None else []
+    return Scan(path, f.name, found, whole, error, assumptions)
+
+
+def _from_model(model: Model) -> list[Found]:
+    out = []
+    for layer in model.recurrent_layers:
+        out.append(Found(layer.name, layer.cell, layer.direction == "bidirectional", f"layer '{layer.name}'",
+                         (lambda layer=layer: ([layer], []))))
+    groups: dict[str, list[str]] = {}
+    for layer in model.recurrent_layers:
+        m = re.fullmatch(r"(.+)_l\d+", layer.name)
+        if m and model.source.get("format") in ("torch", "safetensors"):
+            groups.setdefault(m.group(1), []).append(layer.name)
+    by_name = {f.name: f for f in out}
+    for base, names in groups.items():
+        if base not in by_name and len(names) > 1:
+            layers = [next(x for x in model.recurrent_layers if x.name == n) for n in names]
+            first = layers[0]
+            out.append(Found(base, first.cell, first.direction == "bidirectional",
+                             f"module '{base}' ({len(names)} layers)", (lambda layers=layers: (layers, [])),
+                             group=names))
+    return out
+
+
+def names(found: list[Found]) -> str:
+    return ", ".join(f"{f.name} ({f.kind}{', bidirectional' if f.bidirectional else ''})" for f in found
+                     if not f.group) or "none"
+
+
+def lookup(s: Scan, name: str) -> Found:
+    by = {f.name: f for f in s.layers}
+    m = re.fullmatch(r"(.+)\.l(\d+)", name)
+    for candidate in (name, f"{m.group(1)}_l{m.group(2)}" if m else None):
+        if candidate in by:
+            return by[candidate]
+    raise InputError(f"no recurrent layer '{name}'; recurrent layers found: {names(s.layers)}", path=s.path)
+
+
+def standalone(layers: list[Recurrent], s: Scan, found: Found, notes: list[str]) -> Model:
+    """The one-layer (or one-module) model: the layers returning their whole sequence."""
+    out = []
+    for layer in layers:
+        keep_processing = layer.time_order == "processing" and layer.direction == "reverse"
+        out.append(replace(layer, output="sequence", time_order="processing" if keep_processing else "input"))
+    source = {"format": s.format, "layer": found.name, "where": found.where,
+              "notes": list(notes), "assumptions": list(s.assumptions)}
+    model = Model(layers=out, input=InputSpec(name="input", features=out[0].input_size),
+                  output_name="output", name=found.name.replace("/", "_") or "layer", source=source)
+    return model.validate(s.path)
+
+
+def extract(path, name: str, fmt: str | None = None, **options) -> Model:
+    """The standalone one-layer model of recurrent layer `name` of `path`."""
+    s = scan(path, fmt, **options)
+    found = lookup(s, name)
+    layers, notes = found.build()
+    return standalone(layers, s, found, notes)
+
+
+def node_checks(path, name: str, suite, expected, tol, noise, fmt: str | None = None):
+    """ONNX sources: onnxruntime running the recurrent node cut out of the source graph, on every
+    input of the suite, against the expected outputs.  Returns a list of `verification.Check`."""
+    from .verification import Check, compare
+    f = formats.for_reading(path, fmt)
+    if f.name != "onnx":
+        return []
+    from .formats.onnx import per_layer
+    found = lookup(Scan(os.fspath(path), "onnx", per_layer.scan(os.fspath(path))), name)
+    from .formats.onnx.extract import run_node
+    checks = []
+    for (label, x), y, n in zip(suite, expected, noise):
+        try:
+            out = run_node(found.node, found.opset, x)
+        except ImportError as exc:
+            raise InputError(f"the node check needs onnxruntime ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - onnxruntime refusing the node is a failed check
+            checks.append(Check("onnxruntime(src node)", f"{label} (runtime error: {exc})",
+                                float("inf"), float("inf"), [], False))
+            continue
+        checks.append(compare(out, y, tol, "onnxruntime(src node)", label, n))
+    return checks
+
+
+def suggestion(path, fmt: str | None = None, **options) -> str:
+    """'; convert one recurrent layer with --layer NAME (recurrent layers found: ...)', or ''."""
+    try:
+        s = scan(path, fmt, **options)
+    except Exception:  # noqa: BLE001 - a suggestion never turns a clean refusal into a crash
+        return ""
+    if not s.layers:
+        return ""
+    return f"; to convert one recurrent layer on its own, pass --layer NAME (recurrent layers found: {names(s.layers)})"
+
+
+def with_suggestion(exc: RnnConvertError, path, fmt=None, **options) -> RnnConvertError:
+    """The whole-model refusal `exc`, its message extended with the --layer suggestion."""
+    from .errors import DestinationError, UnknownFormatError
+    if isinstance(exc, (DestinationError, UnknownFormatError)) or not isinstance(exc, InputError) \
+            or "--layer" in exc.message:
+        return exc
+    hint = suggestion(path, fmt, **options)
+    if hint:
+        exc.message += hint
+        exc.args = (exc.format(),)
+    return exc
+
+
+def inspect_file(path, fmt: str | None = None, layer: str | None = None, **options) -> dict:
+    """`inspect --json`: the whole model's description when it reads, else every recurrent layer
+    found, each described on its own; plus `whole_model` (readable, refusal) and `per_layer`
+    (the names `--layer` takes).  With `layer`: that layer's standalone model."""
+    from .inspect import _json, describe, describe_recurrent, source_framework
+    s = scan(path, fmt, **options)
+    if layer is not None:
+        found = lookup(s, layer)
+        built, notes = found.build()
+        d = describe(standalone(built, s, found, notes), path=s.path)
+    elif s.whole is not None:
+        d = describe(s.whole, path=s.path)
+    else:
+        entries = []
+        for found in s.layers:
+            try:
+                built, notes = found.build()
+                model = standalone(built, s, found, notes)
+            except RnnConvertError as exc:
+                entries.append({"name": found.name, "kind": found.kind, "bidirectional": found.bidirectional,
+                                "where": found.where, "error": exc.message, "parameters": 0, "nonfinite": 0})
+                continue
+            framework = source_framework(model)
+            for one in model.layers:
+                entries.append(describe_recurrent(one, framework) | {"where": found.where})
+        d = {"file": s.path, "format": s.format, "source": {"format": s.format}, "name": os.path.basename(s.path),
+             "input": {"name": "-", "features": 0, "dtype": "-", "layout": "-", "time_steps": None},
+             "output_name": None, "parameters": sum(e["parameters"] for e in entries),
+             "nonfinite": sum(e["nonfinite"] for e in entries), "layers": entries}
+    d["whole_model"] = {"readable": s.whole is not None, "refusal": s.error.format() if s.error else None}
+    d["per_layer"] = [{"name": f.name, "kind": f.kind, "bidirectional": f.bidirectional, "where": f.where}
+                      for f in s.layers]
+    return _json(d)
+
+
+def render_extra(desc: dict) -> str:
+    """The text `inspect` adds after the layer description: whole-model status and --layer names."""
+    out = []
+    if not desc["whole_model"]["readable"]:
+        out.append(f"whole model: not convertible: {desc['whole_model']['refusal']}")
+    if desc["per_layer"]:
+        out.append("per layer (--layer NAME):")
+        out += [f"  {p['name']}  {p['kind']}{' bidirectional' if p['bidirectional'] else ''}  ({p['where']})"
+                for p in desc["per_layer"]]
+    return "\n".join(out) + ("\n" if out else "")
