@@ -5,9 +5,14 @@ predictions, where known) and `case.json`; y is compared under the project's one
 (atol 1e-4 + rtol 1e-4 * |y|); the folder's README table says what a user expects:
 `convert` (the whole model converts and predicts y), `layers` (its recurrent layers are listed and
 convert one by one; the whole model is refused cleanly or converts), `refuse` (a clean refusal).
-Prints one row per case and the totals; exits 1 when any case misses its expectation or crashes
-(an uncaught exception is a crash: rnnconvert must answer bad or unsupported files with its own
-errors).  Never copies anything from the wild folder.
+Each row: what `inspect` found (the whole model's layers when it reads, and every recurrent layer
+`--layer` takes), the whole model converted to ONNX with its max error against y in onnxruntime, and
+every recurrent layer converted on its own with `--layer` (verified or not; for ONNX sources the
+error of onnxruntime running the node cut out of the source graph).  A `layers` case passes when
+every recurrent layer is listed and converts, and the whole model is refused (exit 2) or converts
+and verifies.  Prints the totals; `--check` exits 1 when any case misses its expectation or crashes
+(an uncaught exception anywhere is a crash: rnnconvert must answer bad or unsupported files with its
+own errors).  Never copies anything from the wild folder.
 """
 from __future__ import annotations
 
@@ -48,55 +53,97 @@ def first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def run_case(folder: Path, expect: str) -> dict:
+def _crash(row: dict, where: str, exc: BaseException) -> str:
+    row.setdefault("trace", "")
+    row["trace"] += f"[{where}]\n" + traceback.format_exc()
+    return f"CRASH {type(exc).__name__}: {first_line(exc)}"
+
+
+def whole_model(row: dict, folder: Path, path: Path) -> None:
+    """The whole model -> ONNX, verified, and compared with y.npy in onnxruntime."""
     import rnnconvert
     from rnnconvert.errors import RnnConvertError
-    row = {"case": folder.name, "expect": expect, "found": "", "whole": "", "error": None,
-           "layers": "-", "ok": False}
+    y_path, x_path = folder / "y.npy", folder / "x.npy"
+    with tempfile.TemporaryDirectory() as d:
+        dst = Path(d) / "model.onnx"
+        try:
+            rnnconvert.convert(path, dst)
+            row["whole_status"] = "converted"
+            if x_path.exists() and y_path.exists():
+                from rnnconvert.formats.onnx import run
+                from rnnconvert.verification import TOLERANCES, compare
+                x, y = np.load(x_path), np.load(y_path)
+                check = compare(run(dst, x, rnnconvert.read(dst)), y, TOLERANCES["float32"], "onnxruntime", "x.npy")
+                row["error"], row["within"] = check.max_abs, check.passed
+                row["whole"] = f"onnxruntime max abs err {check.max_abs:.2g} (rel {check.max_rel:.2g})" + \
+                    ("" if check.passed else " exceeds tolerance") + \
+                    (f" {check.input}" if "shape" in check.input else "")
+            else:
+                row["whole"] = "converted (no y to compare)"
+        except RnnConvertError as exc:
+            row["whole_status"] = f"exit {exc.exit_code}"
+            row["whole"] = f"refused (exit {exc.exit_code}): {first_line(exc)}"
+        except Exception as exc:  # noqa: BLE001 - a crash is what this script exists to find
+            row["whole_status"] = "crash"
+            row["whole"] = _crash(row, "whole model", exc)
+
+
+def per_layer(row: dict, path: Path, scan) -> None:
+    """Each recurrent layer with --layer to ONNX: verified, and for ONNX sources the node check."""
+    import rnnconvert
+    from rnnconvert.errors import RnnConvertError
+    results = []
+    for found in scan.layers:
+        if found.group:
+            continue
+        r = {"name": found.name, "kind": found.kind, "verified": False, "node_error": None, "message": ""}
+        with tempfile.TemporaryDirectory() as d:
+            try:
+                report = rnnconvert.convert(path, Path(d) / "layer.onnx", layer=found.name)
+                r["verified"] = report.passed
+                node = [c.max_abs for c in report.checks if c.oracle == "onnxruntime(src node)"]
+                r["node_error"] = max(node) if node else None
+            except RnnConvertError as exc:
+                r["message"] = f"exit {exc.exit_code}: {first_line(exc)}"
+            except Exception as exc:  # noqa: BLE001
+                r["message"] = _crash(row, f"layer {found.name}", exc)
+        results.append(r)
+    row["per_layer"] = results
+    row["layers"] = " ".join(
+        f"{r['name']}:{'ok' if r['verified'] else 'NO'}" + (f"(node {r['node_error']:.1g})" if r["node_error"] is not None
+                                                           else "") for r in results) or "none found"
+
+
+def run_case(folder: Path, expect: str) -> dict:
+    from rnnconvert import select
+    from rnnconvert.errors import RnnConvertError
+    row = {"case": folder.name, "expect": expect, "found": "", "whole": "", "whole_status": "", "error": None,
+           "layers": "-", "per_layer": [], "ok": False}
     path = model_file(folder)
     if path is None:
         row["whole"] = "no model file"
         return row
+    scan = None
     try:
-        model = rnnconvert.read(path)
-        row["found"] = ", ".join(f"{layer.kind}" + ("(bi)" if getattr(layer, "direction", "") == "bidirectional"
-                                                     else "") for layer in model.layers)
+        scan = select.scan(path)
+        found = [f"{f.name}({f.kind}{',bi' if f.bidirectional else ''})" for f in scan.layers if not f.group]
+        row["found"] = " ".join(found) or "no recurrent layer"
+        if scan.whole is not None:
+            row["found"] = "whole: " + ", ".join(layer.kind for layer in scan.whole.layers) + "; " + row["found"]
     except RnnConvertError as exc:
         row["found"] = f"refused: {first_line(exc)}"
-        model = None
-    except Exception as exc:  # noqa: BLE001 - a crash is what this script exists to find
-        row["found"] = f"CRASH {type(exc).__name__}: {first_line(exc)}"
-        row["trace"] = traceback.format_exc()
-        return row
-    y_path, x_path = folder / "y.npy", folder / "x.npy"
-    if model is not None:
-        with tempfile.TemporaryDirectory() as d:
-            dst = Path(d) / "model.onnx"
-            try:
-                rnnconvert.convert(path, dst)
-                if x_path.exists() and y_path.exists():
-                    from rnnconvert.formats.onnx import run
-                    from rnnconvert.verification import TOLERANCES, compare
-                    x, y = np.load(x_path), np.load(y_path)
-                    check = compare(run(dst, x, rnnconvert.read(dst)), y, TOLERANCES["float32"], "onnxruntime", "x.npy")
-                    row["error"], row["within"] = check.max_abs, check.passed
-                    row["whole"] = f"onnxruntime max abs err {check.max_abs:.2g} (rel {check.max_rel:.2g})" + \
-                        ("" if check.passed else " exceeds tolerance") + \
-                        (f" {check.input}" if "shape" in check.input else "")
-                else:
-                    row["whole"] = "converted (no y to compare)"
-            except RnnConvertError as exc:
-                row["whole"] = f"refused: {first_line(exc)}"
-            except Exception as exc:  # noqa: BLE001
-                row["whole"] = f"CRASH {type(exc).__name__}: {first_line(exc)}"
-                row["trace"] = traceback.format_exc()
-    else:
-        row["whole"] = "refused (see found)"
-    crashed = "CRASH" in row["found"] + row["whole"]
+    except Exception as exc:  # noqa: BLE001
+        row["found"] = _crash(row, "scan", exc)
+    whole_model(row, folder, path)
+    if scan is not None:
+        per_layer(row, path, scan)
+    crashed = "trace" in row
     converted = bool(row.get("within"))
-    refused = row["whole"].startswith("refused")
+    refused = row["whole_status"] == "exit 2"
+    layers_ok = bool(row["per_layer"]) and all(r["verified"] for r in row["per_layer"])
+    verified = row["whole_status"] == "converted"
     row["ok"] = not crashed and {"convert": converted, "refuse": refused,
-                                 "layers": converted or refused}.get(expect, False)
+                                 "layers": layers_ok and (refused or verified)}.get(expect, False)
     return row
 
 
@@ -105,6 +152,7 @@ def main(argv=None) -> int:
     ap.add_argument("wild", nargs="?", default=str(Path(__file__).resolve().parents[2] / "shared" / "wild"))
     ap.add_argument("--json", help="also write the rows as JSON to this file")
     ap.add_argument("--traces", action="store_true", help="print the traceback of every crash")
+    ap.add_argument("--check", action="store_true", help="exit 1 unless every case meets its expectation")
     args = ap.parse_args(argv)
     wild = Path(args.wild)
     if not wild.is_dir():
@@ -113,10 +161,16 @@ def main(argv=None) -> int:
     expect = expectations(wild)
     rows = [run_case(f, expect.get(f.name, "?")) for f in sorted(wild.iterdir()) if f.is_dir()]
     w = max(len(r["case"]) for r in rows)
-    print(f"{'case':<{w}}  {'expect':<7} {'ok':<4} {'inspect found':<40}  whole model -> ONNX")
+    print(f"{'case':<{w}}  {'expect':<7} {'ok':<4} {'inspect found':<40}  {'whole model -> ONNX':<60}  "
+          "per layer -> ONNX (--layer)")
     for r in rows:
         found = r["found"] if len(r["found"]) <= 40 else r["found"][:37] + "..."
-        print(f"{r['case']:<{w}}  {r['expect']:<7} {'yes' if r['ok'] else 'NO':<4} {found:<40}  {r['whole'][:110]}")
+        whole = r["whole"] if len(r["whole"]) <= 60 else r["whole"][:57] + "..."
+        print(f"{r['case']:<{w}}  {r['expect']:<7} {'yes' if r['ok'] else 'NO':<4} {found:<40}  {whole:<60}  "
+              f"{r['layers']}")
+        for p in r["per_layer"]:
+            if p["message"]:
+                print(f"{'':<{w}}    layer {p['name']}: {p['message'][:160]}")
         if args.traces and "trace" in r:
             print(r["trace"])
     by = {}
@@ -124,12 +178,16 @@ def main(argv=None) -> int:
         by.setdefault(r["expect"], [0, 0])
         by[r["expect"]][0] += r["ok"]
         by[r["expect"]][1] += 1
-    crashes = sum("CRASH" in r["found"] + r["whole"] for r in rows)
+    crashes = sum("trace" in r for r in rows)
+    n_layers = sum(len(r["per_layer"]) for r in rows)
+    n_verified = sum(p["verified"] for r in rows for p in r["per_layer"])
+    node = [p["node_error"] for r in rows for p in r["per_layer"] if p["node_error"] is not None]
     print("totals: " + ", ".join(f"{k} {ok}/{n}" for k, (ok, n) in sorted(by.items()))
-          + f"; all {sum(r['ok'] for r in rows)}/{len(rows)}; crashes {crashes}")
+          + f"; all {sum(r['ok'] for r in rows)}/{len(rows)}; per layer {n_verified}/{n_layers} verified"
+          + (f" ({len(node)} ONNX node checks, max error {max(node):.2g})" if node else "") + f"; crashes {crashes}")
     if args.json:
         Path(args.json).write_text(json.dumps([{k: v for k, v in r.items() if k != "trace"} for r in rows], indent=1))
-    return 0 if all(r["ok"] for r in rows) else 1
+    return 1 if args.check and not all(r["ok"] for r in rows) else 0
 
 
 if __name__ == "__main__":

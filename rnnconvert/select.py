@@ -65,14 +65,14 @@ def scan(path, fmt: str | None = None, **options) -> Scan:
     elif f.name == "keras":
         from .formats.keras import per_layer
         found = per_layer.scan(path, **options)
+    elif f.name == "matlab" and not options.get("mapping") and not options.get("arch"):
+        from .formats.matlab.per_layer import scan as matlab_scan
+        found = matlab_scan(path, **options)       # the layers as stored (no input normalization folded in)
     elif whole is not None:
         found = _from_model(whole)
     elif f.name in ("torch", "safetensors"):
         from .formats.torch.per_layer import scan as torch_scan
         found = torch_scan(path, **options)
-    elif f.name == "matlab":
-        from .formats.matlab.per_layer import scan as matlab_scan
-        found = matlab_scan(path, **options)
     else:
         raise error
     assumptions = list(whole.source.get("assumptions", [])) if whole is not None else []

@@ -35,10 +35,14 @@ def sniff(path) -> bool:
 def read(path, **options) -> Model:
     """Read a Keras model file into the canonical model.
 
-    Options: allow_stateful=True reads stateful=True layers as layers starting from zero states.
+    Options: allow_stateful=True reads stateful=True layers as layers starting from zero states;
+    arch= the architecture of a weights-only file (`weights_only.py`).
     """
     path = str(path)
+    from . import weights_only
     try:
+        if weights_only.is_weights_only(path):
+            return weights_only.read(path, arch=options.get("arch"))
         return _read(path, allow_stateful=bool(options.get("allow_stateful", False)))
     except RnnConvertError:
         raise
