@@ -121,7 +121,7 @@ def standalone(layers: list[Recurrent], s: Scan, found: Found, notes: list[str])
         keep_processing = layer.time_order == "processing" and layer.direction == "reverse"
         out.append(replace(layer, output="sequence", time_order="processing" if keep_processing else "input"))
     source = {"format": s.format, "layer": found.name, "where": found.where,
-              "notes": list(notes), "assumptions": list(s.assumptions)}
+              "assumptions": list(s.assumptions) + list(notes)}      # printed with every result
     model = Model(layers=out, input=InputSpec(name="input", features=out[0].input_size),
                   output_name="output", name=found.name.replace("/", "_") or "layer", source=source)
     return model.validate(s.path)
@@ -174,7 +174,7 @@ def with_suggestion(exc: RnnConvertError, path, fmt=None, **options) -> RnnConve
     """The whole-model refusal `exc`, its message extended with the --layer suggestion."""
     from .errors import DestinationError, UnknownFormatError
     if isinstance(exc, (DestinationError, UnknownFormatError)) or not isinstance(exc, InputError) \
-            or "--layer" in exc.message:
+            or "--layer" in exc.message or (exc.path and str(exc.path) != str(path)):   # e.g. a bad --arch file
         return exc
     hint = suggestion(path, fmt, **options)
     if hint:
