@@ -59,6 +59,21 @@ def scan(path, fmt: str | None = None, **options) -> Scan:
         whole = module.read(path, **options)
     except RnnConvertError as exc:
         error = exc
+    try:
+        found = _scan_format(f, path, whole, error, options)
+    except RnnConvertError:
+        raise
+    except _UNEXPECTED as exc:
+        raise InputError(f"cannot list the recurrent layers: unexpected content ({type(exc).__name__}: {exc})",
+                         path=path) from None
+    assumptions = list(whole.source.get("assumptions", [])) if whole is not None else []
+    return Scan(path, f.name, found, whole, error, assumptions)
+
+
+_UNEXPECTED = (KeyError, ValueError, TypeError, AttributeError, IndexError, OSError, RuntimeError)
+
+
+def _scan_format(f, path, whole, error, options) -> list[Found]:
     if f.name == "onnx":
         from .formats.onnx import per_layer
         found = per_layer.scan(path)
@@ -75,8 +90,7 @@ def scan(path, fmt: str | None = None, **options) -> Scan:
         found = torch_scan(path, **options)
     else:
         raise error
-    assumptions = list(whole.source.get("assumptions", [])) if whole is not None else []
-    return Scan(path, f.name, found, whole, error, assumptions)
+    return found
 
 
 def _from_model(model: Model) -> list[Found]:
@@ -127,12 +141,22 @@ def standalone(layers: list[Recurrent], s: Scan, found: Found, notes: list[str])
     return model.validate(s.path)
 
 
+def build(s: Scan, found: Found) -> Model:
+    """The standalone model of one found layer; unexpected content is an InputError naming it."""
+    try:
+        layers, notes = found.build()
+        return standalone(layers, s, found, notes)
+    except RnnConvertError:
+        raise
+    except _UNEXPECTED as exc:
+        raise InputError(f"cannot read this layer: unexpected content ({type(exc).__name__}: {exc})",
+                         path=s.path, layer=found.name) from None
+
+
 def extract(path, name: str, fmt: str | None = None, **options) -> Model:
     """The standalone one-layer model of recurrent layer `name` of `path`."""
     s = scan(path, fmt, **options)
-    found = lookup(s, name)
-    layers, notes = found.build()
-    return standalone(layers, s, found, notes)
+    return build(s, lookup(s, name))
 
 
 def node_checks(path, name: str, suite, expected, tol, noise, fmt: str | None = None):
@@ -190,17 +214,14 @@ def inspect_file(path, fmt: str | None = None, layer: str | None = None, **optio
     from .inspect import _json, describe, describe_recurrent, source_framework
     s = scan(path, fmt, **options)
     if layer is not None:
-        found = lookup(s, layer)
-        built, notes = found.build()
-        d = describe(standalone(built, s, found, notes), path=s.path)
+        d = describe(build(s, lookup(s, layer)), path=s.path)
     elif s.whole is not None:
         d = describe(s.whole, path=s.path)
     else:
         entries = []
         for found in s.layers:
             try:
-                built, notes = found.build()
-                model = standalone(built, s, found, notes)
+                model = build(s, found)
             except RnnConvertError as exc:
                 entries.append({"name": found.name, "kind": found.kind, "bidirectional": found.bidirectional,
                                 "where": found.where, "error": exc.message, "parameters": 0, "nonfinite": 0})
