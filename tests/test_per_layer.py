@@ -243,3 +243,29 @@ def test_torch_state_dict_layer_of_a_multilayer_gru(tmp_path, runner):
     x = _x(2, 5, 4, seed=3)
     with torch.no_grad():
         np.testing.assert_allclose(rnnconvert.predict(stack, x), gru(torch.from_numpy(x))[0].numpy(), atol=ATOL)
+
+
+# --------------------------------------------------------------------------- MATLAB bare matrices
+
+def test_matlab_bare_per_gate_matrices_without_mapping_match_torch(tmp_path, runner):
+    torch = pytest.importorskip("torch")
+    scipy_io = pytest.importorskip("scipy.io")
+    torch.manual_seed(2)
+    lstm = torch.nn.LSTM(3, 4, batch_first=True)
+    sd = {k: v.numpy() for k, v in lstm.state_dict().items()}
+    mats = {"w_input": np.ones((3, 2), np.float32)}        # another layer's matrix, not part of the LSTM
+    for part, key in (("w_i", "weight_ih_l0"), ("w_h", "weight_hh_l0"), ("b_i", "bias_ih_l0"), ("b_h", "bias_hh_l0")):
+        for g, block in zip("ifgo", np.split(sd[key], 4)):
+            mats[f"{part}{g}"] = block if block.ndim == 2 else block[None, :]
+    path = tmp_path / "plain.mat"
+    scipy_io.savemat(str(path), mats)
+    res = runner.invoke(cli, [str(path), str(tmp_path / "all.onnx")])
+    assert res.exit_code == 2 and _err(res).endswith(
+        "to convert one recurrent layer on its own, pass --layer NAME (recurrent layers found: lstm (lstm))")
+    res = runner.invoke(cli, [str(path), str(tmp_path / "lstm.onnx"), "--layer", "lstm"])
+    assert res.exit_code == 0, res.stderr
+    x = _x(3, 10, 3, seed=5)
+    with torch.no_grad():
+        want = lstm(torch.from_numpy(x))[0].numpy()
+    sess = ort.InferenceSession(str(tmp_path / "lstm.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {sess.get_inputs()[0].name: x})[0], want, atol=ATOL)
