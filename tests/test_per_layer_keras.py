@@ -167,3 +167,19 @@ def test_keras1_weights_only_wild_file_with_architecture_predicts_y(tmp_path, ru
     assert res.exit_code == 0, res.stderr
     assert ("layer 'lstm_1': activation 'tanh', inner_activation 'hard_sigmoid' (0.2x+0.5): the Keras 1 "
             "defaults (the weights do not store activations)") in res.stdout
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_layer_of_a_nested_model_matches_keras(suffix, tmp_path):
+    keras.utils.set_random_seed(7)
+    inner = keras.Sequential([keras.Input((None, 3)), keras.layers.LSTM(4, return_sequences=True, name="deep")],
+                             name="inner")
+    i = keras.Input((None, 3))
+    model = keras.Model(i, keras.layers.GRU(2, name="top")(inner(i)))
+    path = tmp_path / f"nested{suffix}"
+    model.save(path)
+    s = select.scan(path)
+    assert s.whole is None and [f.name for f in s.layers] == ["deep", "top"]
+    x = _x(2, 6, 3, seed=8)
+    np.testing.assert_allclose(rnnconvert.predict(select.extract(path, "deep"), x),
+                               keras.ops.convert_to_numpy(inner(x)), atol=ATOL)

@@ -59,14 +59,16 @@ def _layer_dicts(model_config: dict) -> list[dict]:
     return [x for x in layers or [] if isinstance(x, dict)]
 
 
-def _walk(model_config: dict, path: str, where: str):
-    """(entry, where) for every layer of the config, nested models included, with .keras keys."""
+def _walk(model_config: dict, path: str, where: str, prefix: str = ""):
+    """(entry, where) for every layer of the config, nested models included, with .keras keys
+    (a nested model's layers live under `layers/<model key>/layers/<key>`)."""
     dicts = _layer_dicts(model_config)
     entries = [graph._entry(x, path) for x in dicts]
     graph._number_by_class(entries, entries)
     for x, e in zip(dicts, entries):
+        e.key = prefix + e.key
         if e.cls in graph.MODEL_CLASSES:
-            yield from _walk(x, path, f"{where} > {e.cls} '{e.name}'")
+            yield from _walk(x, path, f"{where} > {e.cls} '{e.name}'", f"{e.key}/layers/")
         else:
             yield e, f"{e.cls} layer '{e.name}' in {where}"
 
