@@ -170,12 +170,15 @@ def to_layer(ref: NodeRef, path: str) -> tuple[Recurrent, list[str]]:
         raise UnsupportedError(f"{where}: its two directions use different activations ({names})",
                                path=path, layer=ref.name)
     notes = []
+    if "sequence_lens" in c or "sequence_lens" in ref.runtime_inputs:
+        notes.append(f"layer '{ref.name}': sequence_lens left out; the standalone layer runs every sequence to "
+                     "its full length")
     states = {}
     for role in ("initial_h", "initial_c"):
         v = c.get(role)
         if role in ref.runtime_inputs:
-            notes.append(f"layer '{ref.name}': {role} is fed at run time in the source graph; the standalone "
-                         "layer starts from zero states")
+            notes.append(f"layer '{ref.name}': {role} is not a constant of the file (a graph input or computed "
+                         "at run time); the standalone layer starts from zero states")
         if v is not None and np.any(v):
             v = v.astype(np.float32)
             if v.ndim != 3 or v.shape[0] != D or v.shape[2] != H:
@@ -199,12 +202,12 @@ def to_layer(ref: NodeRef, path: str) -> tuple[Recurrent, list[str]]:
 
 def node_model(ref: NodeRef, opset: int, batch: int | None = None) -> onnx.ModelProto:
     """The node alone: X [time, batch, features] as graph input, its constant inputs as initializers
-    (run-time states left out: zeros), Y as the graph output."""
+    (run-time states and sequence_lens left out: zeros, full length), Y as the graph output."""
     node = ref.node
     inputs, inits = ["X"], []
     for k, name in enumerate(list(node.input)[1:], start=1):
         role = ROLES[k] if k < len(ROLES) else None
-        if role in ref.constants and name:
+        if role in ref.constants and name and role != "sequence_lens":
             v = ref.constants[role]
             if role in ("W", "R", "B", "P", "initial_h", "initial_c"):
                 v = v.astype(np.float32)
