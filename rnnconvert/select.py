@@ -218,7 +218,7 @@ def inspect_file(path, fmt: str | None = None, layer: str | None = None, **optio
     elif s.whole is not None:
         d = describe(s.whole, path=s.path)
     else:
-        entries = []
+        entries, assumed = [], []
         for found in s.layers:
             try:
                 model = build(s, found)
@@ -226,10 +226,12 @@ def inspect_file(path, fmt: str | None = None, layer: str | None = None, **optio
                 entries.append({"name": found.name, "kind": found.kind, "bidirectional": found.bidirectional,
                                 "where": found.where, "error": exc.message, "parameters": 0, "nonfinite": 0})
                 continue
+            assumed += [a for a in model.source.get("assumptions", []) if a not in assumed]
             framework = source_framework(model)
             for one in model.layers:
                 entries.append(describe_recurrent(one, framework) | {"where": found.where})
-        d = {"file": s.path, "format": s.format, "source": {"format": s.format}, "name": os.path.basename(s.path),
+        d = {"file": s.path, "format": s.format, "source": {"format": s.format, "assumptions": assumed},
+             "name": os.path.basename(s.path),
              "input": {"name": "-", "features": 0, "dtype": "-", "layout": "-", "time_steps": None},
              "output_name": None, "parameters": sum(e["parameters"] for e in entries),
              "nonfinite": sum(e["nonfinite"] for e in entries), "layers": entries}
