@@ -183,3 +183,25 @@ def test_layer_of_a_nested_model_matches_keras(suffix, tmp_path):
     x = _x(2, 6, 3, seed=8)
     np.testing.assert_allclose(rnnconvert.predict(select.extract(path, "deep"), x),
                                keras.ops.convert_to_numpy(inner(x)), atol=ATOL)
+
+
+def test_layer_of_an_onnx_file_written_as_scan_matches_keras(tmp_path):
+    """A selu SimpleRNN has no native ONNX node (rnnconvert writes a Scan): --layer still finds it."""
+    from conftest import keras_cases
+    case = next(c for c in keras_cases() if c.name == "simplernn_selu_dense")
+    onnx_path = tmp_path / "selu.onnx"
+    rnnconvert.convert(case.path, onnx_path)
+    report = rnnconvert.convert(onnx_path, tmp_path / "layer.rnnc", layer="simple_rnn")
+    assert report.passed and not any(c.oracle == "onnxruntime(src node)" for c in report.checks)
+    import h5py
+    with h5py.File(case.path, "r") as f:           # the Keras file's own arrays, read with h5py
+        group = f["model_weights"]["simple_rnn"]
+        weights = [np.asarray(group[n][()]) for n in [n.decode() if isinstance(n, bytes) else n
+                                                     for n in group.attrs["weight_names"]]]
+    assert len(weights) == 3            # kernel, recurrent_kernel, bias
+    features = weights[0].shape[0]
+    rnn = _fresh(lambda: keras.layers.SimpleRNN(weights[1].shape[0], activation="selu", return_sequences=True),
+                 weights, features)
+    x = _x(2, 8, features, seed=9)
+    np.testing.assert_allclose(rnnconvert.predict(rnnconvert.read(tmp_path / "layer.rnnc"), x),
+                               keras.ops.convert_to_numpy(rnn(x)), atol=ATOL)
