@@ -316,7 +316,9 @@ WILD_REFUSE = {"k209_imdb_embed_lstm": ("rnn_model.h5", "layer 'embedding_6': un
                "tf214_sunspot_conv1d_lstm3": ("rnn_model.h5", "layer 'conv1d_3': unsupported layer class Conv1D"),
                "k231_stateful_lstm_b16": ("model.h5", "layer 'lstm_1': stateful=-1: Keras carries the state"),
                "k1_aind2rnn_weights": ("best_RNN_large_textdata_weights.hdf5",
-                                       "HDF5 file has no 'model_config' attribute")}
+                                       "a weights-only Keras file (save_weights: no model_config) holding "
+                                       "lstm_1 (lstm), dense_1 (dense), activation_1 (no weights); the whole "
+                                       "model needs its architecture: pass --arch arch.yaml")}
 
 
 def wild(case, filename):
@@ -433,9 +435,10 @@ def test_weights_only_h5(tmp_path):
         d.attrs["layer_names"] = [b"lstm", b"dense"]
         for name in ("lstm", "dense"):
             s.copy(s[f"model_weights/{name}"], d, name)
-    msg = refused(path)
-    assert msg.startswith(f"{path}: HDF5 file has no 'model_config' attribute")
-    assert msg.endswith("(this file looks weights-only: it lists layers lstm, dense)")
+    assert refused(path) == (
+        f"{path}: a weights-only Keras file (save_weights: no model_config) holding lstm (lstm), dense (dense); "
+        "the whole model needs its architecture: pass --arch arch.yaml listing the layers in order (layers: "
+        "[{name: ...}, ...]; README 'Keras weights-only files'), or convert one recurrent layer with --layer NAME")
     assert K.sniff(path)
 
 
