@@ -10,7 +10,7 @@ import pytest
 
 import rnnconvert
 import rnnconvert.select as select
-from conftest import WILD
+from conftest import ROOT, WILD
 from rnnconvert.cli import cli
 
 keras = pytest.importorskip("keras")
@@ -205,3 +205,16 @@ def test_layer_of_an_onnx_file_written_as_scan_matches_keras(tmp_path):
     x = _x(2, 8, features, seed=9)
     np.testing.assert_allclose(rnnconvert.predict(rnnconvert.read(tmp_path / "layer.rnnc"), x),
                                keras.ops.convert_to_numpy(rnn(x)), atol=ATOL)
+
+
+TFW = ROOT / "fixtures" / "weights_only" / "tfkeras2_lstm_bigru_rnn"     # fixtures/make_weights_only.py
+
+
+@pytest.mark.parametrize("name", ["lstm_a", "bi", "rnn_c"])
+def test_tfkeras2_weights_only_layers_match_tfkeras(name):
+    path = TFW / "weights.h5"
+    s = select.scan(path)
+    assert [(f.name, f.kind, f.bidirectional) for f in s.layers] == [
+        ("lstm_a", "lstm", False), ("bi", "gru", True), ("rnn_c", "rnn", False)]
+    x, y = np.load(TFW / "x.npz")[name], np.load(TFW / "y.npz")[name]
+    np.testing.assert_allclose(rnnconvert.predict(select.extract(path, name), x), y, atol=ATOL)
