@@ -61,11 +61,14 @@ def scan(path, fmt: str | None = None, **options) -> Scan:
         error = exc
     try:
         found = _scan_format(f, path, whole, error, options)
-    except RnnConvertError:
-        raise
-    except _UNEXPECTED as exc:
-        raise InputError(f"cannot list the recurrent layers: unexpected content ({type(exc).__name__}: {exc})",
-                         path=path) from None
+    except (RnnConvertError, *_UNEXPECTED) as exc:
+        if whole is not None:          # the whole model read: its layers are the per-layer candidates
+            found = _from_model(whole)
+        elif isinstance(exc, RnnConvertError):
+            raise
+        else:
+            raise InputError(f"cannot list the recurrent layers: unexpected content ({type(exc).__name__}: "
+                             f"{exc})", path=path) from None
     assumptions = list(whole.source.get("assumptions", [])) if whole is not None else []
     return Scan(path, f.name, found, whole, error, assumptions)
 
