@@ -81,13 +81,23 @@ MAPPING_HELP = ("MATLAB .mat of bare matrices: YAML mapping variable names to la
                 "(read option mapping=; schemas/matlab.md).")
 
 
-def _read_options(arch_path, var=None, mapping=None) -> dict:
+WINDOWS_HELP = ("Keras .keras: read weights whose group names use Windows path separators (layers\\lstm\\cell), "
+                "which Keras itself cannot load (read option accept_windows_paths=).")
+
+
+def _read_options(arch_path, var=None, mapping=None, accept_windows_paths=False) -> dict:
     options = {"arch": arch_path} if arch_path else {}
+    if accept_windows_paths:
+        options["accept_windows_paths"] = True
     if var:
         options["var"] = var
     if mapping:
         options["mapping"] = mapping
     return options
+
+
+def windows_option(f):
+    return click.option("--accept-windows-paths", "accept_windows_paths", is_flag=True, help=WINDOWS_HELP)(f)
 
 
 def matlab_options(f):
@@ -191,10 +201,11 @@ def cli():
               help="With an ONNX DST: each recurrent layer's state as extra graph inputs and outputs (streaming).")
 @check_options
 @matlab_options
+@windows_option
 @click.pass_context
 def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
             emit_test, stateful, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
-            var_name, mapping_path):
+            var_name, mapping_path, accept_windows_paths):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from .verification import convert as run
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
@@ -202,7 +213,7 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
     try:
         report = run(src, dst, verify=not no_verify, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path),
                      force=force, keep_failed=keep_failed, src_format=src_format, dst_format=dst_format,
-                     seed=seed, read_options=_read_options(arch_path, var_name, mapping_path),
+                     seed=seed, read_options=_read_options(arch_path, var_name, mapping_path, accept_windows_paths),
                      emit_module=emit_module,
                      write_options=write_options or None,
                      emit_vectors=emit_vectors, progress=_progress)
@@ -219,7 +230,9 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
 @click.option("--vectors", "vectors_path", type=click.Path(),
               help="Check the one file A against golden vectors (a DIR written by --emit-vectors, or its vectors.json).")
 @check_options
-def verify(a, b, vectors_path, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors):
+@windows_option
+def verify(a, b, vectors_path, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
+           accept_windows_paths):
     """Prove that model files A and B compute the same (exit 0), or not (exit 1); 2 on bad input.
 
     \b
@@ -232,7 +245,7 @@ def verify(a, b, vectors_path, rtol, atol, inputs_path, seed, report_path, arch_
         raise InputError("--vectors checks the stored vectors only; it takes no --inputs or --emit-vectors")
     try:
         report = run(a, b, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path), seed=seed,
-                     read_options=_read_options(arch_path), vectors_path=vectors_path, emit_vectors=emit_vectors)
+                     read_options=_read_options(arch_path, accept_windows_paths=accept_windows_paths), vectors_path=vectors_path, emit_vectors=emit_vectors)
     except VerificationError as exc:
         _write_report(exc.report, report_path)
         raise
@@ -279,11 +292,12 @@ def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.option("--arch", "arch_path", type=click.Path(dir_okay=False), help=ARCH_HELP)
 @matlab_options
-def inspect(path, as_json, arch_path, var_name, mapping_path):
+@windows_option
+def inspect(path, as_json, arch_path, var_name, mapping_path, accept_windows_paths):
     """Show layers, tensor shapes, gate slices, activations and equations of PATH."""
     from . import api
     from .inspect import describe, render
-    model = api.read(path, **_read_options(arch_path, var_name, mapping_path))
+    model = api.read(path, **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
     _echo_assumptions(model)
     desc = describe(model, path=path)
     click.echo(json.dumps(desc, indent=1) if as_json else render(desc))
@@ -298,13 +312,14 @@ def inspect(path, as_json, arch_path, var_name, mapping_path):
 @click.option("--float32", "use_float32", is_flag=True, help="Compute in float32 (default float64).")
 @click.option("--arch", "arch_path", type=click.Path(dir_okay=False), help=ARCH_HELP)
 @matlab_options
-def predict(path, inputs_path, output_path, use_float32, arch_path, var_name, mapping_path):
+@windows_option
+def predict(path, inputs_path, output_path, use_float32, arch_path, var_name, mapping_path, accept_windows_paths):
     """Run the reference forward pass on PATH, shaped like the framework's own predict."""
     import numpy as np
 
     from . import api
     from .errors import InputError
-    model = api.read(path, **_read_options(arch_path, var_name, mapping_path))
+    model = api.read(path, **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
     _echo_assumptions(model)
     x = _load_inputs(inputs_path)
     if x.ndim != 3:
