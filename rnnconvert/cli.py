@@ -306,9 +306,10 @@ def inspect(path, as_json, arch_path, var_name, mapping_path, accept_windows_pat
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--inputs", "inputs_path", required=True, type=click.Path(dir_okay=False),
-              help="Inputs as .npy, [batch, time, features] (time-major if the model is).")
+              help="Inputs as .npy, [batch, time, features] (time-major if the model is); for a model with state "
+                   "inputs an .npz keyed by input name (states [rows, batch, size]; unfed states start at zero).")
 @click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the predictions (.npy).")
+              help="Where to write the predictions (.npy; .npz: every output keyed by name, state outputs included).")
 @click.option("--float32", "use_float32", is_flag=True, help="Compute in float32 (default float64).")
 @click.option("--arch", "arch_path", type=click.Path(dir_okay=False), help=ARCH_HELP)
 @matlab_options
@@ -321,13 +322,39 @@ def predict(path, inputs_path, output_path, use_float32, arch_path, var_name, ma
     from .errors import InputError
     model = api.read(path, **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
     _echo_assumptions(model)
-    x = _load_inputs(inputs_path)
+    x, feeds = _predict_inputs(model, inputs_path)
     if x.ndim != 3:
         raise InputError(f"inputs have shape {list(x.shape)}, expected 3 axes [batch, time, features]",
                          path=inputs_path)
-    y = api.predict(model, x, dtype=np.float32 if use_float32 else np.float64)
+    y, outs = api.predict(model, x, dtype=np.float32 if use_float32 else np.float64, states=feeds,
+                          return_states=True)
+    if output_path.endswith(".npz"):
+        np.savez(output_path, **{model.output_name: y.astype(np.float32)},
+                 **{k: v.astype(np.float32) for k, v in outs.items()})
+        shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in [(model.output_name, y), *outs.items()])
+        click.echo(f"wrote {output_path}: {shapes}")
+        return
     np.save(output_path, y.astype(np.float32))
     click.echo(f"wrote {output_path}: shape {list(y.shape)}")
+
+
+def _predict_inputs(model, path):
+    """(x, state feeds) from an .npy (the input alone) or an .npz keyed by input name."""
+    import numpy as np
+
+    from .errors import InputError
+    data = _load_inputs(path)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        return data, None
+    with data:
+        arrays = {k: data[k] for k in data.files}
+    known = [model.input.name] + [p.name for p in model.state_inputs]
+    unknown = sorted(set(arrays) - set(known))
+    if model.input.name not in arrays or unknown:
+        raise InputError(f"the .npz holds {', '.join(sorted(arrays)) or 'nothing'}; expected the input "
+                         f"'{model.input.name}' and optionally the state inputs "
+                         f"{', '.join(known[1:]) or '(none: the model has no state inputs)'}", path=path)
+    return arrays.pop(model.input.name), arrays
 
 
 @cli.command()
