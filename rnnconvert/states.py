@@ -17,6 +17,7 @@ import numpy as np
 from .errors import InputError
 
 STATE_KINDS = ("h", "c")
+PORT_LAYOUTS = ("rows_batch_size", "batch_size")
 
 
 @dataclass
@@ -24,13 +25,16 @@ class StatePort:
     """A named tensor that carries recurrent states into (`Model.state_inputs`) or out of
     (`Model.state_outputs`) the model: `[rows, batch, size]`, the rows being the directions of
     `layers` stacked in order (forward before reverse).  `state` 'h' is the hidden state (size: the
-    layers' state_size), 'c' the LSTM cell state (size: hidden)."""
+    layers' state_size), 'c' the LSTM cell state (size: hidden).  layout 'batch_size': one direction of one
+    layer as `[batch, size]`, without the rows axis (Keras `initial_state` inputs and `return_state`)."""
     name: str
     state: str
     layers: list[str]
+    layout: str = "rows_batch_size"
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "state": self.state, "layers": list(self.layers)}
+        d = {"name": self.name, "state": self.state, "layers": list(self.layers)}
+        return d if self.layout == "rows_batch_size" else {**d, "layout": self.layout}
 
 
 def state_problems(model):
@@ -45,6 +49,11 @@ def state_problems(model):
                 yield f"{where}: state '{port.state}', expected h or c"
             if not port.layers:
                 yield f"{where}: names no layer"
+            if port.layout not in PORT_LAYOUTS:
+                yield f"{where}: layout '{port.layout}', expected one of {', '.join(PORT_LAYOUTS)}"
+            elif port.layout == "batch_size" and (len(port.layers) != 1 or any(
+                    len(layer.weights) != 1 for layer in model.recurrent_layers if layer.name in port.layers)):
+                yield f"{where}: layout 'batch_size' holds one direction of one layer"
             sizes = set()
             for name in port.layers:
                 layer = rec.get(name)
@@ -72,13 +81,20 @@ def size(model, port: StatePort) -> int:
     return layer.state_size if port.state == "h" else layer.hidden
 
 
+def shape(model, port: StatePort, batch) -> list:
+    """The port's tensor shape for `batch` rows of input."""
+    head = [] if port.layout == "batch_size" else [len(rows(model, port))]
+    return head + [batch, size(model, port)]
+
+
 def describe(model) -> list[str]:
-    """One line per port, e.g. "input 'h0' [1, batch, 5]: h of 'lstm'"."""
+    """One line per port, e.g. "state input 'h0' [1, batch, 5]: hidden state of 'lstm'"."""
     out = []
     for role, ports in (("input", model.state_inputs), ("output", model.state_outputs)):
         for p in ports:
             what = "hidden state" if p.state == "h" else "cell state"
-            out.append(f"state {role} '{p.name}' [{len(rows(model, p))}, batch, {size(model, p)}]: {what} of "
+            dims = ", ".join(map(str, shape(model, p, "batch")))
+            out.append(f"state {role} '{p.name}' [{dims}]: {what} of "
                        f"{', '.join(repr(n) for n in p.layers)}")
     return out
 
@@ -100,9 +116,11 @@ def with_states(model, feeds: dict | None):
             continue
         v = np.asarray(feeds[port.name])
         where = rows(model, port)
+        if port.layout == "batch_size" and v.ndim == 2:
+            v = v[None]
         if v.ndim != 3 or v.shape[0] != len(where) or v.shape[2] != size(model, port):
-            raise InputError(f"state input '{port.name}' has shape {list(v.shape)}, expected "
-                             f"[{len(where)}, batch, {size(model, port)}]")
+            want = ", ".join(map(str, shape(model, port, "batch")))
+            raise InputError(f"state input '{port.name}' has shape {list(v.shape)}, expected [{want}]")
         for r, (k, d) in enumerate(where):
             setattr(m.layers[k].weights[d], f"{port.state}0", v[r])
     return m
@@ -114,14 +132,16 @@ def forward(model, x, feeds: dict | None = None, dtype=np.float64):
     y, states = forward_with_states(with_states(model, feeds), x, dtype)
     outs = {}
     for port in model.state_outputs:
-        outs[port.name] = np.stack([getattr(states[k][d], port.state) for k, d in rows(model, port)])
+        v = np.stack([getattr(states[k][d], port.state) for k, d in rows(model, port)])
+        outs[port.name] = v[0] if port.layout == "batch_size" else v
     return y, outs
 
 
 def carried(model) -> list[tuple[StatePort, StatePort]]:
     """(state output, state input) pairs that continue a stream: same state of the same layers."""
-    ins = {(p.state, tuple(p.layers)): p for p in model.state_inputs}
-    return [(o, ins[(o.state, tuple(o.layers))]) for o in model.state_outputs if (o.state, tuple(o.layers)) in ins]
+    ins = {(p.state, tuple(p.layers), p.layout): p for p in model.state_inputs}
+    return [(o, ins[(o.state, tuple(o.layers), o.layout)]) for o in model.state_outputs
+            if (o.state, tuple(o.layers), o.layout) in ins]
 
 
 def stream(run, model, x, feeds: dict, chunks: list[int]):
@@ -138,12 +158,12 @@ def stream(run, model, x, feeds: dict, chunks: list[int]):
 
 
 def random_feeds(model, batch: int, rng, scale: float = 0.8) -> dict:
-    return {p.name: (rng.standard_normal((len(rows(model, p)), batch, size(model, p))) * scale).astype(np.float32)
+    return {p.name: (rng.standard_normal(shape(model, p, batch)) * scale).astype(np.float32)
             for p in model.state_inputs}
 
 
 def zero_feeds(model, batch: int) -> dict:
-    return {p.name: np.zeros((len(rows(model, p)), batch, size(model, p)), np.float32) for p in model.state_inputs}
+    return {p.name: np.zeros(shape(model, p, batch), np.float32) for p in model.state_inputs}
 
 
 def default_feeds(model, batch: int) -> dict:
@@ -154,7 +174,8 @@ def default_feeds(model, batch: int) -> dict:
         for k, d in rows(model, p):
             v = getattr(model.layers[k].weights[d], f"{p.state}0")
             vals.append(np.zeros((batch, size(model, p))) if v is None else np.broadcast_to(v, (batch, size(model, p))))
-        out[p.name] = np.stack(vals).astype(np.float32)
+        v = np.stack(vals).astype(np.float32)
+        out[p.name] = v[0] if p.layout == "batch_size" else v
     return out
 
 

@@ -1,8 +1,10 @@
 """Streaming ONNX graphs: recurrent states as graph inputs and outputs.
 
-Oracle: PyTorch itself.  fixtures/torch_onnx/states/ holds modules `y, (hn, cn) = rnn(x, (h0, c0))` exported
-with torch.onnx.export (fixtures/make_torch_states.py) with torch's own results for random and zero states
-and for a sequence fed in chunks with torch carrying its states.  onnxruntime runs the source graph and the
+Oracles: PyTorch and TF-Keras themselves.  fixtures/torch_onnx/states/ holds modules
+`y, (hn, cn) = rnn(x, (h0, c0))` exported with torch.onnx.export (fixtures/make_torch_states.py) with torch's
+own results for random and zero states and for a sequence fed in chunks with torch carrying its states;
+fixtures/tf2onnx/states/ holds TF-Keras models with `initial_state` inputs and `return_state` converted with
+tf2onnx (fixtures/make_tf2onnx_states.py), states [batch, size].  onnxruntime runs the source graph and the
 converted one with the same states.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rnnconvert.model import StatePort
 ort = pytest.importorskip("onnxruntime")
 
 CASES = sorted(p.name for p in (FIXTURES / "torch_onnx" / "states").iterdir() if p.is_dir())
+KERAS_CASES = sorted(p.name for p in (FIXTURES / "tf2onnx" / "states").iterdir() if p.is_dir())
 SETS = ("t1", "t7", "t40", "t7_zero")
 TOL = 1e-5
 PORTS = {   # case -> (state inputs, state outputs) as (name, state, number of layers)
@@ -31,11 +34,13 @@ PORTS = {   # case -> (state inputs, state outputs) as (name, state, number of l
     "lstm_2layer": ([("h0", "h", 2), ("c0", "c", 2)], [("hn", "h", 2), ("cn", "c", 2)]),
     "gru_bidir": ([("h0", "h", 1)], [("hn", "h", 1)]),
     "rnn_tanh": ([("h0", "h", 1)], [("hn", "h", 1)]),
+    "lstm_seq_states": ([("h0", "h", 1), ("c0", "c", 1)], [("lstm_1", "h", 1), ("lstm_2", "c", 1)]),
+    "gru_last_dense_states": ([("h0", "h", 1)], [("gru", "h", 1)]),
 }
 
 
 def load(case):
-    folder = FIXTURES / "torch_onnx" / "states" / case
+    folder = FIXTURES / ("tf2onnx" if case in KERAS_CASES else "torch_onnx") / "states" / case
     meta = json.loads((folder / "case.json").read_text())
     return folder / "model.onnx", meta, np.load(folder / "inputs.npz"), np.load(folder / "outputs.npz")
 
@@ -55,10 +60,10 @@ def max_err(got: dict, want, label, names) -> float:
 
 
 def test_every_case_has_its_ports():
-    assert sorted(PORTS) == CASES
+    assert sorted(PORTS) == sorted(CASES + KERAS_CASES)
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CASES + KERAS_CASES)
 def test_source_graph_in_onnxruntime_matches_torch(case):
     """The oracle's own consistency: the exported graph computes what torch computed."""
     path, meta, inputs, outputs = load(case)
@@ -67,23 +72,25 @@ def test_source_graph_in_onnxruntime_matches_torch(case):
         assert max_err(got, outputs, label, names) < TOL, label
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CASES + KERAS_CASES)
 def test_read_and_predict_with_states_matches_torch(case):
     path, meta, inputs, outputs = load(case)
     model = rnnconvert.read(path)
     want_in, want_out = PORTS[case]
     assert [(p.name, p.state, len(p.layers)) for p in model.state_inputs] == want_in
     assert [(p.name, p.state, len(p.layers)) for p in model.state_outputs] == want_out
-    assert model.input.name == "input" and model.output_name == "output"
-    assert model.input.layout == meta["input_layout"]
+    assert model.input.name == "input" and model.output_name == meta["graph_outputs"][0]
+    assert model.input.layout == meta.get("input_layout", "batch_time_feature")
+    layout = "batch_size" if case in KERAS_CASES else "rows_batch_size"
+    assert {p.layout for p in model.state_inputs + model.state_outputs} == {layout}
     for label in SETS:
         feeds = feeds_of(inputs, label)
         x = feeds.pop("input")
         y, outs = rnnconvert.predict(model, x, states=feeds, return_states=True)
-        assert max_err({"output": y, **outs}, outputs, label, meta["graph_outputs"]) < TOL, label
+        assert max_err({model.output_name: y, **outs}, outputs, label, meta["graph_outputs"]) < TOL, label
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", CASES + KERAS_CASES)
 def test_converted_to_onnx_keeps_names_order_and_numbers(case, tmp_path):
     path, meta, inputs, outputs = load(case)
     dst = tmp_path / "model.onnx"
@@ -96,8 +103,9 @@ def test_converted_to_onnx_keeps_names_order_and_numbers(case, tmp_path):
         got, ins, outs = session_run(dst, feeds_of(inputs, label))
         assert ins == meta["graph_inputs"] and outs == meta["graph_outputs"]
         assert max_err(got, outputs, label, outs) < TOL, label
-    assert sum(n.op_type in ("LSTM", "GRU", "RNN") for n in onnx.load(str(dst)).graph.node) == \
-        len(meta["onnx_rnn_nodes"])
+    def count(f):
+        return sum(n.op_type in ("LSTM", "GRU", "RNN") for n in onnx.load(str(f)).graph.node)
+    assert count(dst) == count(path)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c != "gru_bidir"])

@@ -52,7 +52,7 @@ def detach(proto: onnx.ModelProto, path: str):
     if not ins:
         return proto, [], []
     producer = {o: n for n in g.node for o in n.output if o}
-    outs = [p for p in (_output_port(o.name, producer, path) for o in g.output) if p is not None]
+    outs = [p for p in (_output_port(o.name, producer, consts, path) for o in g.output) if p is not None]
     proto = copy.deepcopy(proto)
     g = proto.graph
     cut = {p["name"] for p in ins}
@@ -86,7 +86,7 @@ def attach(model: Model, ins: list, outs: list, node_layers: dict, path: str) ->
                 raise UnsupportedError(f"the graph {p['role']} '{p['name']}' stacks the states of "
                                        f"{', '.join(f'{n}[{d}]' for n, d in rows)}, not every direction of each "
                                        f"layer in order; {HINT}", path=path)
-            out.append(StatePort(p["name"], p["state"], layers))
+            out.append(StatePort(p["name"], p["state"], layers, p.get("layout", "rows_batch_size")))
         return out
     model.state_inputs, model.state_outputs = ports(ins), ports(outs)
     return model
@@ -97,7 +97,7 @@ def add_state_io(proto: onnx.ModelProto, model: Model, nodes_of: dict, path=None
     g = proto.graph
     nodes = {n.name: n for n in g.node}
     taken = {t for n in g.node for t in list(n.input) + list(n.output)} | {i.name for i in g.initializer}
-    from ...states import rows, size
+    from ...states import shape
     notes = []
     for port in model.state_inputs + model.state_outputs:
         if port.name in taken:
@@ -107,10 +107,13 @@ def add_state_io(proto: onnx.ModelProto, model: Model, nodes_of: dict, path=None
         if missing:
             raise UnsupportedError(f"state '{port.name}' needs native recurrent nodes, but layer "
                                    f"'{missing[0]}' can only be written as a Scan", path=None if path is None else str(path))
+    def axes0(base):
+        g.initializer.append(numpy_helper.from_array(np.array([0], np.int64), f"{base}/axes"))
+        return f"{base}/axes"
+
     for port in model.state_inputs:
         slot = 5 if port.state == "h" else 6
-        n = len(rows(model, port))
-        g.input.append(helper.make_tensor_value_info(port.name, TensorProto.FLOAT, [n, "batch", size(model, port)]))
+        g.input.append(helper.make_tensor_value_info(port.name, TensorProto.FLOAT, shape(model, port, "batch")))
         start = 0
         for name in port.layers:
             node = nodes[nodes_of[name]]
@@ -120,7 +123,11 @@ def add_state_io(proto: onnx.ModelProto, model: Model, nodes_of: dict, path=None
             if node.input[slot]:
                 notes.append(f"layer '{name}': its initial {port.state} comes from the state input '{port.name}', "
                              "which must be fed")
-            if len(port.layers) == 1:
+            if port.layout == "batch_size":
+                node.input[slot] = f"{port.name}/Unsqueeze"
+                g.node.append(helper.make_node("Unsqueeze", [port.name, axes0(port.name)], [node.input[slot]],
+                                               name=f"{port.name}/Unsqueeze"))
+            elif len(port.layers) == 1:
                 node.input[slot] = port.name
             else:
                 base = f"{port.name}/{name}"
@@ -141,11 +148,14 @@ def add_state_io(proto: onnx.ModelProto, model: Model, nodes_of: dict, path=None
             if not node.output[out_slot]:
                 node.output[out_slot] = f"{node.name}/Y_{port.state}"
             parts.append(node.output[out_slot])
-        op = "Identity" if len(parts) == 1 else "Concat"
-        g.node.append(helper.make_node(op, parts, [port.name], name=f"{port.name}/{op}",
-                                       **({"axis": 0} if op == "Concat" else {})))
-        g.output.append(helper.make_tensor_value_info(port.name, TensorProto.FLOAT,
-                                                      [len(rows(model, port)), "batch", size(model, port)]))
+        if port.layout == "batch_size":
+            g.node.append(helper.make_node("Squeeze", [parts[0], axes0(port.name)], [port.name],
+                                           name=f"{port.name}/Squeeze"))
+        else:
+            op = "Identity" if len(parts) == 1 else "Concat"
+            g.node.append(helper.make_node(op, parts, [port.name], name=f"{port.name}/{op}",
+                                           **({"axis": 0} if op == "Concat" else {})))
+        g.output.append(helper.make_tensor_value_info(port.name, TensorProto.FLOAT, shape(model, port, "batch")))
     _topological(g)
     return notes + [f"state inputs {', '.join(p.name for p in model.state_inputs) or 'none'} and state outputs "
                     f"{', '.join(p.name for p in model.state_outputs) or 'none'} kept as graph inputs and outputs"]
@@ -156,18 +166,22 @@ def add_state_io(proto: onnx.ModelProto, model: Model, nodes_of: dict, path=None
 def _input_port(name: str, users: dict, consts: dict, path: str):
     if _feeds_sequence(name, users):
         return None          # the model's input (it may also size zero states through Shape)
-    parts, state = [], set()
+    parts, state, layouts = [], set(), set()
     for node, slot in users.get(name, []):
         if node.op_type in RECURRENT and slot in SLOTS:
             parts.append((0, _key(node), _dirs(node)))
             state.add(SLOTS[slot])
+            layouts.add("rows_batch_size")
             continue
         rows = _rows(node, consts) if node.op_type == "Slice" and slot == 0 else None
+        if node.op_type == "Unsqueeze" and slot == 0 and _axes(node, consts) == [0]:
+            rows = (0, 1)            # [batch, size] -> [1, batch, size]: Keras initial_state
         targets = [(n, s) for n, s in users.get(node.output[0], [])] if node.output else []
         if rows is not None and targets and all(n.op_type in RECURRENT and s in SLOTS for n, s in targets):
             for n, s in targets:
                 parts.append((rows[0], _key(n), _dirs(n)))
                 state.add(SLOTS[s])
+                layouts.add("batch_size" if node.op_type == "Unsqueeze" else "rows_batch_size")
             continue
         route = _route(node, users)
         if route:
@@ -180,6 +194,10 @@ def _input_port(name: str, users: dict, consts: dict, path: str):
         return None
     if len(state) != 1:
         raise UnsupportedError(f"the graph input '{name}' feeds both initial_h and initial_c; {HINT}", path=path)
+    layout = layouts.pop() if len(layouts) == 1 else None
+    if layout is None or (layout == "batch_size" and (len(parts) != 1 or parts[0][2] != 1)):
+        raise UnsupportedError(f"the graph input '{name}' feeds initial states both as [batch, size] and as "
+                               f"[directions, batch, size]; {HINT}", path=path)
     parts.sort(key=lambda p: p[0])
     expect = 0
     for start, key, n in parts:
@@ -187,13 +205,18 @@ def _input_port(name: str, users: dict, consts: dict, path: str):
             raise UnsupportedError(f"the graph input '{name}' is sliced into rows that do not follow each other "
                                    f"(node '{key}' starts at row {start}, expected {expect}); {HINT}", path=path)
         expect += n
-    return {"name": name, "role": "input", "state": state.pop(), "parts": [(k, n) for _, k, n in parts]}
+    return {"name": name, "role": "input", "state": state.pop(), "parts": [(k, n) for _, k, n in parts],
+            "layout": layout}
 
 
-def _output_port(out_name: str, producer: dict, path: str):
+def _output_port(out_name: str, producer: dict, consts: dict, path: str):
     name = out_name
     node = producer.get(name)
-    while node is not None and node.op_type == "Identity":
+    layout = "rows_batch_size"
+    while node is not None and (node.op_type == "Identity" or (node.op_type == "Squeeze" and layout != "batch_size"
+                                                               and _axes(node, consts) == [0])):
+        if node.op_type == "Squeeze":
+            layout = "batch_size"          # Y_h [1, batch, size] -> [batch, size]: Keras return_state
         name = node.input[0]
         node = producer.get(name)
     if node is None:
@@ -212,9 +235,9 @@ def _output_port(out_name: str, producer: dict, path: str):
             return None
         parts.append((_key(n), _dirs(n)))
         state.add(OUT_SLOTS[slot])
-    if len(state) != 1:
+    if len(state) != 1 or (layout == "batch_size" and (len(parts) != 1 or parts[0][1] != 1)):
         return None
-    return {"name": out_name, "role": "output", "state": state.pop(), "parts": parts}
+    return {"name": out_name, "role": "output", "state": state.pop(), "parts": parts, "layout": layout}
 
 
 def _feeds_sequence(name: str, users: dict) -> bool:
@@ -266,6 +289,15 @@ def _rows(node, consts) -> tuple[int, int] | None:
     return int(starts[0]), int(ends[0])
 
 
+def _axes(node, consts) -> list | None:
+    a = node_attrs(node)
+    if "axes" in a:
+        return list(a["axes"])
+    if len(node.input) > 1 and node.input[1] in consts:
+        return [int(v) for v in consts[node.input[1]]]
+    return None
+
+
 def _constants(g) -> dict:
     out = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     for n in g.node:
@@ -278,7 +310,7 @@ def _source(name: str, g, cut: set) -> bool:
     """True when tensor `name` is a cut graph input or a Slice of one."""
     if name in cut:
         return True
-    return any(n.op_type == "Slice" and name in n.output and n.input[0] in cut for n in g.node)
+    return any(n.op_type in ("Slice", "Unsqueeze") and name in n.output and n.input[0] in cut for n in g.node)
 
 
 def _key(node) -> str:
