@@ -245,7 +245,8 @@ def verify(a, b, vectors_path, rtol, atol, inputs_path, seed, report_path, arch_
         raise InputError("--vectors checks the stored vectors only; it takes no --inputs or --emit-vectors")
     try:
         report = run(a, b, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path), seed=seed,
-                     read_options=_read_options(arch_path, accept_windows_paths=accept_windows_paths), vectors_path=vectors_path, emit_vectors=emit_vectors)
+                     read_options=_read_options(arch_path, accept_windows_paths=accept_windows_paths),
+                     vectors_path=vectors_path, emit_vectors=emit_vectors)
     except VerificationError as exc:
         _write_report(exc.report, report_path)
         raise

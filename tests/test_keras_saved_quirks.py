@@ -95,7 +95,8 @@ def _save(folder, x):
 def keras_zip(tmp_path_factory):
     keras.utils.set_random_seed(2)
     model = keras.Sequential([keras.Input((None, F)), keras.layers.LSTM(6, return_sequences=True, name="lstm"),
-                              keras.layers.GRU(5, name="gru"), keras.layers.Dense(2, activation="softmax", name="dense")])
+                              keras.layers.GRU(5, name="gru"),
+                              keras.layers.Dense(2, activation="softmax", name="dense")])
     path = tmp_path_factory.mktemp("zip") / "model.keras"
     model.save(path)
     x = _x(3, 11)

@@ -184,7 +184,8 @@ def test_generated_code_says_where_the_states_went(runner, tmp_path):
     assert res.exit_code == 0, res.output + res.stderr
     assert ("note: the model's state inputs h0 and state outputs hn (of '/rnn/GRU') are not arguments of the "
             "generated predict") in res.output.replace("changed in form:", "note:")
-    assert "not run: state inputs/outputs: js files do not take them (only the initial states were checked)" in res.output
+    assert ("not run: state inputs/outputs: js files do not take them (only the initial states were checked)"
+            in res.output)
 
 
 def test_own_stateful_export_reads_back_with_its_ports(tmp_path):

@@ -106,7 +106,8 @@ def add_state_io(proto: onnx.ModelProto, model: Model, nodes_of: dict, path=None
         missing = [name for name in port.layers if name not in nodes_of]
         if missing:
             raise UnsupportedError(f"state '{port.name}' needs native recurrent nodes, but layer "
-                                   f"'{missing[0]}' can only be written as a Scan", path=None if path is None else str(path))
+                                   f"'{missing[0]}' can only be written as a Scan",
+                                   path=None if path is None else str(path))
     def axes0(base):
         g.initializer.append(numpy_helper.from_array(np.array([0], np.int64), f"{base}/axes"))
         return f"{base}/axes"
