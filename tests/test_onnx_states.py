@@ -219,3 +219,18 @@ def test_states_packed_into_one_tensor_refused(tmp_path):
                               "rnnconvert reads state inputs shaped [directions, batch, size] that feed "
                               "initial_h/initial_c directly or sliced per layer along their first axis; convert its "
                               "recurrent layers one by one with --layer")
+
+
+def test_identity_between_state_input_and_node_is_glue(tmp_path):
+    path, meta, inputs, outputs = load("gru_time_major")
+    proto = onnx.load(str(path))
+    g = proto.graph
+    node = next(n for n in g.node if n.op_type == "GRU")
+    g.node.insert(0, onnx.helper.make_node("Identity", ["h0"], ["h0_id"], name="id"))
+    node.input[5] = "h0_id"
+    onnx.save(proto, str(tmp_path / "id.onnx"))
+    model = rnnconvert.read(tmp_path / "id.onnx")
+    assert [p.name for p in model.state_inputs] == ["h0"]
+    feeds = feeds_of(inputs, "t7")
+    y, outs = rnnconvert.predict(model, feeds.pop("input"), states=feeds, return_states=True)
+    assert max_err({"output": y, **outs}, outputs, "t7", meta["graph_outputs"]) < TOL

@@ -168,7 +168,7 @@ def _input_port(name: str, users: dict, consts: dict, path: str):
     if _feeds_sequence(name, users):
         return None          # the model's input (it may also size zero states through Shape)
     parts, state, layouts = [], set(), set()
-    for node, slot in users.get(name, []):
+    for node, slot in _uses(name, users):
         if node.op_type in RECURRENT and slot in SLOTS:
             parts.append((0, _key(node), _dirs(node)))
             state.add(SLOTS[slot])
@@ -177,7 +177,7 @@ def _input_port(name: str, users: dict, consts: dict, path: str):
         rows = _rows(node, consts) if node.op_type == "Slice" and slot == 0 else None
         if node.op_type == "Unsqueeze" and slot == 0 and _axes(node, consts) == [0]:
             rows = (0, 1)            # [batch, size] -> [1, batch, size]: Keras initial_state
-        targets = [(n, s) for n, s in users.get(node.output[0], [])] if node.output else []
+        targets = _uses(node.output[0], users) if node.output else []
         if rows is not None and targets and all(n.op_type in RECURRENT and s in SLOTS for n, s in targets):
             for n, s in targets:
                 parts.append((rows[0], _key(n), _dirs(n)))
@@ -239,6 +239,14 @@ def _output_port(out_name: str, producer: dict, consts: dict, path: str):
     if len(state) != 1 or (layout == "batch_size" and (len(parts) != 1 or parts[0][1] != 1)):
         return None
     return {"name": out_name, "role": "output", "state": state.pop(), "parts": parts, "layout": layout}
+
+
+def _uses(name: str, users: dict) -> list:
+    """(node, slot) using tensor `name`, looking through Identity nodes."""
+    out = []
+    for n, s in users.get(name, []):
+        out += _uses(n.output[0], users) if n.op_type == "Identity" else [(n, s)]
+    return out
 
 
 def _feeds_sequence(name: str, users: dict) -> bool:
@@ -308,10 +316,11 @@ def _constants(g) -> dict:
 
 
 def _source(name: str, g, cut: set) -> bool:
-    """True when tensor `name` is a cut graph input or a Slice of one."""
+    """True when tensor `name` is a cut graph input, or an Identity, Slice or Unsqueeze of one."""
     if name in cut:
         return True
-    return any(n.op_type in ("Slice", "Unsqueeze") and name in n.output and n.input[0] in cut for n in g.node)
+    return any(n.op_type in ("Identity", "Slice", "Unsqueeze") and name in n.output and _source(n.input[0], g, cut)
+               for n in g.node)
 
 
 def _key(node) -> str:
