@@ -22,8 +22,14 @@ def write(model: Model, path, format: str | None = None, **options) -> list[str]
     return formats.for_writing(path, format).load().write(model, path, **options) or []
 
 
-def predict(model_or_path, x: np.ndarray, dtype=np.float64) -> np.ndarray:
-    """The reference forward pass, shaped like the source framework's predict."""
-    from .reference import forward
+def predict(model_or_path, x: np.ndarray, dtype=np.float64, states: dict | None = None,
+            return_states: bool = False):
+    """The reference forward pass, shaped like the source framework's predict.
+
+    states: {state input name: [rows, batch, size]} for a model with state inputs (the others start
+    from the layers' initial states).  return_states: return (output, {state output name: array}).
+    """
+    from . import states as state_io
     model = model_or_path if isinstance(model_or_path, Model) else read(model_or_path)
-    return forward(model, x, dtype=dtype)
+    y, outs = state_io.forward(model, x, states, dtype=dtype)
+    return (y, outs) if return_states else y

@@ -84,13 +84,23 @@ MAPPING_HELP = ("MATLAB .mat of bare matrices: YAML mapping variable names to la
                 "(read option mapping=; schemas/matlab.md).")
 
 
-def _read_options(arch_path, var=None, mapping=None) -> dict:
+WINDOWS_HELP = ("Keras .keras: read weights whose group names use Windows path separators (layers\\lstm\\cell), "
+                "which Keras itself cannot load (read option accept_windows_paths=).")
+
+
+def _read_options(arch_path, var=None, mapping=None, accept_windows_paths=False) -> dict:
     options = {"arch": arch_path} if arch_path else {}
+    if accept_windows_paths:
+        options["accept_windows_paths"] = True
     if var:
         options["var"] = var
     if mapping:
         options["mapping"] = mapping
     return options
+
+
+def windows_option(f):
+    return click.option("--accept-windows-paths", "accept_windows_paths", is_flag=True, help=WINDOWS_HELP)(f)
 
 
 def matlab_options(f):
@@ -195,10 +205,11 @@ def cli():
 @click.option("--layer", "layer_name", metavar="NAME", help=LAYER_HELP)
 @check_options
 @matlab_options
+@windows_option
 @click.pass_context
 def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
             emit_test, stateful, layer_name, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
-            var_name, mapping_path):
+            var_name, mapping_path, accept_windows_paths):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from .verification import convert as run
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
@@ -206,7 +217,7 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
     try:
         report = run(src, dst, verify=not no_verify, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path),
                      force=force, keep_failed=keep_failed, src_format=src_format, dst_format=dst_format,
-                     seed=seed, read_options=_read_options(arch_path, var_name, mapping_path),
+                     seed=seed, read_options=_read_options(arch_path, var_name, mapping_path, accept_windows_paths),
                      emit_module=emit_module,
                      write_options=write_options or None,
                      emit_vectors=emit_vectors, progress=_progress, layer=layer_name)
@@ -223,7 +234,9 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
 @click.option("--vectors", "vectors_path", type=click.Path(),
               help="Check the one file A against golden vectors (a DIR written by --emit-vectors, or its vectors.json).")
 @check_options
-def verify(a, b, vectors_path, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors):
+@windows_option
+def verify(a, b, vectors_path, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
+           accept_windows_paths):
     """Prove that model files A and B compute the same (exit 0), or not (exit 1); 2 on bad input.
 
     \b
@@ -236,7 +249,8 @@ def verify(a, b, vectors_path, rtol, atol, inputs_path, seed, report_path, arch_
         raise InputError("--vectors checks the stored vectors only; it takes no --inputs or --emit-vectors")
     try:
         report = run(a, b, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path), seed=seed,
-                     read_options=_read_options(arch_path), vectors_path=vectors_path, emit_vectors=emit_vectors)
+                     read_options=_read_options(arch_path, accept_windows_paths=accept_windows_paths),
+                     vectors_path=vectors_path, emit_vectors=emit_vectors)
     except VerificationError as exc:
         _write_report(exc.report, report_path)
         raise
@@ -284,11 +298,13 @@ def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only):
 @click.option("--arch", "arch_path", type=click.Path(dir_okay=False), help=ARCH_HELP)
 @click.option("--layer", "layer_name", metavar="NAME", help="Describe only this recurrent layer, as --layer converts it.")
 @matlab_options
-def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path):
+@windows_option
+def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path, accept_windows_paths):
     """Show layers, tensor shapes, gate slices, activations and equations of PATH."""
     from .inspect import render
     from .select import inspect_file, render_extra
-    desc = inspect_file(path, layer=layer_name, **_read_options(arch_path, var_name, mapping_path))
+    desc = inspect_file(path, layer=layer_name,
+                        **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
     for note in desc["source"].get("assumptions", []) if isinstance(desc["source"], dict) else []:
         click.echo(f"rnnconvert: assumed: {note}", err=True)
     click.echo(json.dumps(desc, indent=1) if as_json else render(desc) + render_extra(desc))
@@ -297,27 +313,55 @@ def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path):
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--inputs", "inputs_path", required=True, type=click.Path(dir_okay=False),
-              help="Inputs as .npy, [batch, time, features] (time-major if the model is).")
+              help="Inputs as .npy, [batch, time, features] (time-major if the model is); for a model with state "
+                   "inputs an .npz keyed by input name (states [rows, batch, size]; unfed states start at zero).")
 @click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the predictions (.npy).")
+              help="Where to write the predictions (.npy; .npz: every output keyed by name, state outputs included).")
 @click.option("--float32", "use_float32", is_flag=True, help="Compute in float32 (default float64).")
 @click.option("--arch", "arch_path", type=click.Path(dir_okay=False), help=ARCH_HELP)
 @matlab_options
-def predict(path, inputs_path, output_path, use_float32, arch_path, var_name, mapping_path):
+@windows_option
+def predict(path, inputs_path, output_path, use_float32, arch_path, var_name, mapping_path, accept_windows_paths):
     """Run the reference forward pass on PATH, shaped like the framework's own predict."""
     import numpy as np
 
     from . import api
     from .errors import InputError
-    model = api.read(path, **_read_options(arch_path, var_name, mapping_path))
+    model = api.read(path, **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
     _echo_assumptions(model)
-    x = _load_inputs(inputs_path)
+    x, feeds = _predict_inputs(model, inputs_path)
     if x.ndim != 3:
         raise InputError(f"inputs have shape {list(x.shape)}, expected 3 axes [batch, time, features]",
                          path=inputs_path)
-    y = api.predict(model, x, dtype=np.float32 if use_float32 else np.float64)
+    y, outs = api.predict(model, x, dtype=np.float32 if use_float32 else np.float64, states=feeds,
+                          return_states=True)
+    if output_path.endswith(".npz"):
+        np.savez(output_path, **{model.output_name: y.astype(np.float32)},
+                 **{k: v.astype(np.float32) for k, v in outs.items()})
+        shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in [(model.output_name, y), *outs.items()])
+        click.echo(f"wrote {output_path}: {shapes}")
+        return
     np.save(output_path, y.astype(np.float32))
     click.echo(f"wrote {output_path}: shape {list(y.shape)}")
+
+
+def _predict_inputs(model, path):
+    """(x, state feeds) from an .npy (the input alone) or an .npz keyed by input name."""
+    import numpy as np
+
+    from .errors import InputError
+    data = _load_inputs(path)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        return data, None
+    with data:
+        arrays = {k: data[k] for k in data.files}
+    known = [model.input.name] + [p.name for p in model.state_inputs]
+    unknown = sorted(set(arrays) - set(known))
+    if model.input.name not in arrays or unknown:
+        raise InputError(f"the .npz holds {', '.join(sorted(arrays)) or 'nothing'}; expected the input "
+                         f"'{model.input.name}' and optionally the state inputs "
+                         f"{', '.join(known[1:]) or '(none: the model has no state inputs)'}", path=path)
+    return arrays.pop(model.input.name), arrays
 
 
 @cli.command()

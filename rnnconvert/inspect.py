@@ -289,7 +289,14 @@ def describe(model: Model, path=None) -> dict:
             "source": model.source, "name": model.name, "input": dict(vars(model.input)),
             "output_name": model.output_name,
             "parameters": sum(x["parameters"] for x in layers),
-            "nonfinite": sum(x["nonfinite"] for x in layers), "layers": layers})
+            "nonfinite": sum(x["nonfinite"] for x in layers), "layers": layers,
+            **({"states": _states(model)} if model.has_state_io else {})})
+
+
+def _states(model: Model) -> dict:
+    from . import states
+    return {"inputs": [p.to_dict() for p in model.state_inputs], "outputs": [p.to_dict() for p in model.state_outputs],
+            "lines": states.describe(model)}
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -306,6 +313,7 @@ def render(desc: dict) -> str:
            f"input   '{inp['name']}': {inp['features']} features, {inp['dtype']}, {inp['layout']}, "
            f"time steps {steps}",
            f"params  {desc['parameters']:,}" + (f"   !! {desc['nonfinite']} NaN/Inf" if desc["nonfinite"] else ""),
+           *(f"states  {line}" for line in desc.get("states", {}).get("lines", [])),
            ""]
     rows = [["#", "name", "kind", "direction", "units", "output", "activations", "params"]]
     for i, x in enumerate(desc["layers"]):

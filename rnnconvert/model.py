@@ -1,7 +1,8 @@
 """The canonical model every format reads into and writes from.
 
 A `Model` is an ordered stack of typed layers applied to one input `[batch, time, features]`
-(batch-major; `InputSpec.layout` records a source that was time-major).  Tensors between layers
+(batch-major; `InputSpec.layout` records a source that was time-major); a streaming model also takes
+and returns recurrent states as named tensors (`state_inputs`, `state_outputs`: `states.py`).  Tensors between layers
 are `[batch, time, features]` until a recurrent layer returns one step, then `[batch, features]`.
 
 Recurrent weights are stored per direction in the canonical gate order (`gates.CANONICAL`:
@@ -26,6 +27,7 @@ import numpy as np
 
 from . import gates
 from .errors import InputError
+from .states import STATE_KINDS, StatePort, state_problems  # noqa: F401 - part of the model (states.py)
 
 CELLS = ("lstm", "gru", "rnn")
 DIRECTIONS = ("forward", "reverse", "bidirectional")
@@ -349,10 +351,16 @@ class Model:
     output_name: str = "output"
     name: str = "model"
     source: dict = field(default_factory=dict)   # format, producer, versions, notes
+    state_inputs: list[StatePort] = field(default_factory=list)    # after the input, in this order
+    state_outputs: list[StatePort] = field(default_factory=list)   # after the output, in this order
 
     @property
     def recurrent_layers(self) -> list[Recurrent]:
         return [layer for layer in self.layers if isinstance(layer, Recurrent)]
+
+    @property
+    def has_state_io(self) -> bool:
+        return bool(self.state_inputs or self.state_outputs)
 
     def parameter_count(self) -> int:
         return sum(int(a.size) for layer in self.layers for a in layer.arrays().values())
@@ -366,6 +374,7 @@ class Model:
 
 
 def _problems(model: Model):
+    yield from state_problems(model)
     features = model.input.features
     seq = True
     for k, layer in enumerate(model.layers):

@@ -200,6 +200,9 @@ def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None
         _runtime_checks(report, src_fmt, src_path, src_model, suite, expected, tol, "src", src_model, noise)
     _runtime_checks(report, dst_fmt, dst_path, dst_model or src_model, suite, expected, tol, "dst", src_model,
                     noise)
+    if src_model.has_state_io:
+        from .state_checks import state_checks
+        state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol)
     if not report.passed and dst_model is not None:
         worst = report.worst()
         x = next((x for label, x in suite if worst.input == label or worst.input.startswith(label + " ")),

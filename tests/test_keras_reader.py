@@ -167,9 +167,11 @@ def test_keras_zip_with_windows_group_names(tmp_path):
             head, _, tail = name.rpartition("/vars/")
             fout.create_dataset(head.replace("/", "\\") + "/vars/" + tail, data=ds[()])
     path = edit_zip(LSTM_ZIP, tmp_path / "win.keras", weights=backslashes)
-    model = K.read(path)
+    assert refused(path).startswith(f"{path}: model.weights.h5 has no weights under the names Keras reads "
+                                    "(layers/lstm/cell/vars)")
+    model = K.read(path, accept_windows_paths=True)
     same_numbers(model, K.read(LSTM_ZIP))
-    assert "Windows path separators" in model.source["notes"][0]
+    assert "Windows path separators" in model.source["assumptions"][0]
 
 
 def test_keras_zip_without_layer_names_uses_class_numbering(tmp_path):
@@ -310,11 +312,10 @@ def test_keras3_variant_matches_keras(name, tmp_path):
 WILD_MATCH = {"k203_textgen_lstm256": "weights-improvement-19-1.9435.hdf5",
               "k204_nlpnd_gru_timedist": "simple_rnn_model.h5",
               "tf224_relu_lstm2": "lstm.h5", "tf212_dysarthria_simplernn2": "rnn_model.h5",
-              "k341_keras_lstm2": "lstm_model.keras"}
+              "k341_keras_lstm2": "lstm_model.keras", "k231_stateful_lstm_b16": "model.h5"}
 WILD_REFUSE = {"k209_imdb_embed_lstm": ("rnn_model.h5", "layer 'embedding_6': unsupported layer class Embedding"),
                "k3132_h5_embed_gru": ("gru_model.h5", "layer 'embedding_2': unsupported layer class Embedding"),
                "tf214_sunspot_conv1d_lstm3": ("rnn_model.h5", "layer 'conv1d_3': unsupported layer class Conv1D"),
-               "k231_stateful_lstm_b16": ("model.h5", "layer 'lstm_1': stateful=-1: Keras carries the state"),
                "k1_aind2rnn_weights": ("best_RNN_large_textdata_weights.hdf5",
                                        "a weights-only Keras file (save_weights: no model_config) holding "
                                        "lstm_1 (lstm), dense_1 (dense), activation_1 (no weights); the whole "
@@ -345,17 +346,25 @@ def test_wild_file_refused(case):
 
 
 def test_wild_keras_zip_saved_on_windows():
-    """tf215's weights sit under `layers\\lstm\\cell/vars/0`: present, though Keras cannot find them."""
+    """tf215's weights sit under `layers\\lstm\\cell/vars/0`: present, though Keras cannot find them;
+    refused by default, read with accept_windows_paths."""
     path = wild("tf215_keraszip_lstm_gru", "lstm_model.keras")
-    model = K.read(path)
+    assert refused(path) == (f"{path}: model.weights.h5 has no weights under the names Keras reads "
+                             "(layers/lstm/cell/vars); it has them under Windows path separators "
+                             "(layers\\lstm\\cell/vars), which Keras cannot load; pass --accept-windows-paths "
+                             "to read them")
+    model = K.read(path, accept_windows_paths=True)
     assert [layer.kind for layer in model.layers] == ["lstm", "gru", "dense", "dropout", "dense", "dense"]
-    assert model.source["keras_version"] == "2.15.0" and "Windows" in model.source["notes"][0]
+    assert model.source["keras_version"] == "2.15.0" and "Windows" in model.source["assumptions"][0]
 
 
-def test_wild_stateful_reads_when_allowed():
+def test_wild_stateful_reads_as_freshly_reset():
     path = wild("k231_stateful_lstm_b16", "model.h5")
-    x, y = np.load(path.parent / "x.npy"), np.load(path.parent / "y.npy")
-    assert max_err(K.read(path, allow_stateful=True), [("x", x, y)]) < TOL
+    model = K.read(path)
+    assert model.source["assumptions"] == [
+        "stateful layers 'lstm_1' read as a freshly reset model: predictions are those of the first call after "
+        "reset_states() (zero initial states), with no state carried from one call to the next; the source "
+        "fixes the batch size at 16 (batch_input_shape), the converted model takes any batch size"]
 
 
 def test_keras1_model_file(tmp_path):
@@ -468,9 +477,9 @@ def test_zip_with_npz_weights(tmp_path):
 def test_zip_with_empty_weights_file(tmp_path):
     """What tf215 in ../shared/wild looks like to a reader that ignores Windows separators."""
     path = edit_zip(LSTM_ZIP, tmp_path / "model.keras", weights=lambda fin, fout: fout.create_group("vars"))
-    assert refused(path) == (f"{path}: 2 problems: layer 'lstm': expected 3 weight arrays at "
-                             "model.weights.h5:layers/lstm, found 0 (none); layer 'dense': expected 2 weight "
-                             "arrays at model.weights.h5:layers/dense, found 0 (none)")
+    assert refused(path) == (f"{path}: model.weights.h5 holds no layer weights (no arrays under layers/; it holds "
+                             "vars): the weights of layers 'lstm', 'dense' are missing; re-save the trained model "
+                             "with model.save('model.keras')")
 
 
 def test_model_config_not_json(tmp_path):
@@ -577,10 +586,6 @@ UNSUPPORTED = {
     "nested": (LSTM_H5, insert_layer("Sequential", {"name": "inner", "layers": []}),
                "layer 'inner': nested model (class Sequential); rnnconvert reads one flat chain of layers: rebuild "
                "the model without nesting"),
-    "stateful": (LSTM_H5, set_option("lstm", "stateful", True),
-                 "layer 'lstm': stateful=True: Keras carries the state from one batch to the next, which the "
-                 "converted model would not do; to convert it as a layer that starts every sequence from zero "
-                 "states, read with allow_stateful=True"),
     "time_major": (LSTM_H5, set_option("lstm", "time_major", True),
                    "layer 'lstm': time_major=True (the layer reads [time, batch, features]); re-save the model "
                    "with time_major=False"),
@@ -623,9 +628,14 @@ def test_unsupported(name, tmp_path):
     assert refused(path, UnsupportedError).startswith(f"{path}: {text}")
 
 
-def test_stateful_allowed_by_option(tmp_path):
+def test_stateful_read_by_default_refused_by_option(tmp_path):
     path = edit_h5(LSTM_H5, tmp_path / "model.h5", config=set_option("lstm", "stateful", True))
-    same_numbers(K.read(path, allow_stateful=True), K.read(LSTM_H5))
+    same_numbers(K.read(path), K.read(LSTM_H5))
+    with pytest.raises(UnsupportedError) as err:
+        K.read(path, allow_stateful=False)
+    assert str(err.value) == (f"{path}: layer 'lstm': stateful=True: Keras carries the state from one batch to the "
+                              "next, which the converted model would not do; to convert it as a layer that starts "
+                              "every sequence from zero states, read with allow_stateful=True")
 
 
 def test_all_problems_reported_at_once(tmp_path):

@@ -848,7 +848,9 @@ def test_several_outputs_pick_one(tmp_path):
 WILD_REFUSE = {
     "onnx_fairtalk_conv_lstm_pt111": (dict(output="output"), "Conv node 'Conv_1': an op rnnconvert does not map"),
     "onnx_silero_vad_v4_pt112_if": ({}, "the LSTM nodes sit inside the subgraphs of If node"),
-    "onnx_dtln_stage1_keras2onnx_states": ({}, "the graph has 2 inputs ('input_2', 'input_3')"),
+    "onnx_dtln_stage1_keras2onnx_states": ({}, "the graph input 'input_3' reaches the initial_c of LSTM node 'lstm_5' "
+                                               "through Slice, Squeeze, Unsqueeze (several states packed into one "
+                                               "tensor)"),
 }
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import gates
 from ..errors import InputError
-from ..model import (LAYER_KINDS, Activation, DirectionWeights, InputSpec, Model, Recurrent,
+from ..model import (LAYER_KINDS, Activation, DirectionWeights, InputSpec, Model, Recurrent, StatePort,
                      layer_fields)
 
 FORMAT_VERSION = 1
@@ -67,6 +67,9 @@ def to_manifest(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
         "input": vars(model.input), "output_name": model.output_name,
         "source": model.source, "layers": layers,
     }
+    if model.has_state_io:
+        manifest["state_inputs"] = [p.to_dict() for p in model.state_inputs]
+        manifest["state_outputs"] = [p.to_dict() for p in model.state_outputs]
     return manifest, arrays
 
 
@@ -111,7 +114,9 @@ def from_manifest(manifest: dict, arrays: dict[str, np.ndarray], path=None) -> M
                 raise InputError(f"layers[{k}]: unknown layer kind '{kind}'", path=path)
         return Model(layers=layers, input=InputSpec(**manifest["input"]),
                      output_name=manifest.get("output_name", "output"),
-                     name=manifest.get("name", "model"), source=manifest.get("source", {})
+                     name=manifest.get("name", "model"), source=manifest.get("source", {}),
+                     state_inputs=[StatePort(**p) for p in manifest.get("state_inputs", [])],
+                     state_outputs=[StatePort(**p) for p in manifest.get("state_outputs", [])],
                      ).validate(path)
     except (KeyError, TypeError) as exc:
         raise InputError(f"model.json does not match the schema ({type(exc).__name__}: {exc})",

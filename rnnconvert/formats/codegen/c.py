@@ -19,6 +19,7 @@ import tempfile
 import numpy as np
 
 from ...errors import InputError
+from ...states import codegen_notes
 from ...runtimes import RuntimeUnavailable
 from . import _cexpr
 from ._plan import Plan, Step, from_batch_major, golden, identifier, plan, to_batch_major
@@ -58,7 +59,7 @@ def write(model, path, prefix: str | None = None, emit_test: bool = False, **opt
             f.write(_test_program(p, P, head_name))
         notes.append(f"wrote {os.path.basename(test)}: golden vectors from the reference pass; "
                      f"`gcc -std=c99 {os.path.basename(src)} {os.path.basename(test)} -lm` exits 1 on drift")
-    return notes
+    return notes + codegen_notes(model)
 
 
 # ------------------------------------------------------------------------------------------ header

@@ -16,6 +16,7 @@ import tempfile
 import numpy as np
 
 from ...errors import InputError
+from ...states import codegen_notes
 from ...runtimes import RuntimeUnavailable
 from . import _cexpr
 from ._plan import Plan, from_batch_major, plan, to_batch_major
@@ -243,7 +244,7 @@ def write(model, path, **options) -> list[str]:
     notes = [f"wrote an ES module (no dependencies) for Node and browsers"]
     if not p.streamable:
         notes.append("step() throws for this model: a reverse or bidirectional layer needs the whole sequence")
-    return notes
+    return notes + codegen_notes(model)
 
 
 def _all_acts(p: Plan):

@@ -14,6 +14,7 @@ import tempfile
 import numpy as np
 
 from ...errors import InputError
+from ...states import codegen_notes
 from ._plan import plan
 
 _LIBRARY = '''
@@ -222,7 +223,8 @@ def write(model, path, **options) -> list[str]:
              "    np.save(sys.argv[2], predict(np.load(sys.argv[1])))", ""]
     with open(path, "w") as f:
         f.write("\n".join(head + body + tail))
-    return [f"wrote {os.path.basename(npz)} beside {os.path.basename(str(path))}: the weights the script loads"]
+    return [f"wrote {os.path.basename(npz)} beside {os.path.basename(str(path))}: the weights the script loads"] + \
+        codegen_notes(model)
 
 
 def run(path, x, model) -> np.ndarray:

@@ -35,7 +35,10 @@ def sniff(path) -> bool:
 def read(path, **options) -> Model:
     """Read a Keras model file into the canonical model.
 
-    Options: allow_stateful=True reads stateful=True layers as layers starting from zero states;
+    Options: allow_stateful (default True) reads `stateful=True` layers as the first call of a freshly
+    reset model (zero states), saying so in `source["assumptions"]`; False refuses them.
+    accept_windows_paths (default False) reads a `.keras` whose weights file names its groups with
+    Windows path separators (`layers\\lstm\\cell`), which Keras itself cannot load.
     arch= the architecture of a weights-only file (`weights_only.py`).
     """
     path = str(path)
@@ -43,7 +46,8 @@ def read(path, **options) -> Model:
     try:
         if weights_only.is_weights_only(path):
             return weights_only.read(path, arch=options.get("arch"))
-        return _read(path, allow_stateful=bool(options.get("allow_stateful", False)))
+        return _read(path, allow_stateful=bool(options.get("allow_stateful", True)),
+                     accept_windows_paths=bool(options.get("accept_windows_paths", False)))
     except RnnConvertError:
         raise
     except (KeyError, ValueError, TypeError, AttributeError, IndexError, OSError, RuntimeError) as exc:
@@ -51,10 +55,13 @@ def read(path, **options) -> Model:
                          path=path) from None
 
 
-def _read(path: str, allow_stateful: bool) -> Model:
-    saved = container.open_file(path)
+def _read(path: str, allow_stateful: bool, accept_windows_paths: bool = False) -> Model:
+    saved = container.open_file(path, accept_windows_paths=accept_windows_paths)
     notes = list(saved.notes)
     model_class, name, entries = graph.chain(saved.config, path)
+    refusal = saved.windows_refusal([e.key for e in entries], path)
+    if refusal:
+        raise refusal
     major = _keras_major(saved.keras_version, saved.config, notes)
     shape = graph.input_shape(entries, saved.config)
     features = shape[-1] if shape and isinstance(shape[-1], int) else None
@@ -73,7 +80,7 @@ def _read(path: str, allow_stateful: bool) -> Model:
         if layer is not None:
             layers.append(layer)
     if problems:
-        raise _combined(problems, path)
+        raise saved.missing_weights(problems, path) or _combined(problems, path)
     if not any(isinstance(layer, Recurrent) for layer in layers):
         raise UnsupportedError("the model has no LSTM, GRU or SimpleRNN layer; nothing to convert", path=path)
     if shape is not None and len(shape) != 3:
@@ -87,10 +94,24 @@ def _read(path: str, allow_stateful: bool) -> Model:
               "backend": saved.backend, "model_class": model_class}
     if notes:
         source["notes"] = notes
+    assumptions = list(saved.assumptions)
+    if conv.stateful:
+        assumptions.append(_stateful_assumption(conv.stateful, shape))
+    if assumptions:
+        source["assumptions"] = assumptions
     model = Model(layers=layers, input=InputSpec(name=input_name, features=int(conv.input_features),
                                                  time_steps=time_steps),
                   output_name="output", name=str(name), source=source)
     return model.validate(path)
+
+
+def _stateful_assumption(names: list[str], shape) -> str:
+    batch = shape[0] if shape and isinstance(shape[0], int) else None
+    fixed = (f"; the source fixes the batch size at {batch} (batch_input_shape), the converted model takes "
+             "any batch size" if batch else "")
+    return (f"stateful layers {', '.join(repr(n) for n in names)} read as a freshly reset model: predictions are "
+            "those of the first call after reset_states() (zero initial states), with no state carried from "
+            f"one call to the next{fixed}")
 
 
 def _keras_major(version: str | None, config: dict, notes: list[str]) -> int:

@@ -10,7 +10,8 @@ arrays in order as paths relative to the group: `lstm_1/kernel:0` (Keras 2),
 where a layer's group is named after its CLASS, numbered per class in model order (`layers/lstm`,
 `layers/lstm_1`), not after the layer; arrays are `<object>/vars/0..n` with sub-objects below
 (`cell`, `forward_layer`, `backward_layer`, `layer`).  tf.keras 2.x on Windows wrote backslashes
-into those group names (`layers\\lstm\\cell`); they are read as slashes.
+into those group names (`layers\\lstm\\cell`), which Keras cannot load: refused unless
+`accept_windows_paths`, then read as slashes.
 """
 from __future__ import annotations
 
@@ -40,6 +41,32 @@ class Saved:
     backend: str | None
     layer_weights: Callable              # (entry) -> (list[(name, array)], where they were looked up)
     notes: list[str] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)
+    empty_reason: str | None = None       # why no layer has weights (a weights file without layer groups)
+    windows_groups: list[str] = field(default_factory=list)   # refused Windows-separated groups
+
+    def windows_refusal(self, keys: list[str], path) -> InputError | None:
+        """The refusal of weights stored under Windows path separators, naming the first layer's group."""
+        if not self.windows_groups:
+            return None
+        def layer_of(group):
+            return group.replace("\\", "/").split("/")[1]
+        ordered = sorted(self.windows_groups, key=lambda g: keys.index(layer_of(g)) if layer_of(g) in keys
+                         else len(keys))
+        found = ordered[0]
+        return InputError(f"{ZIP_WEIGHTS} has no weights under the names Keras reads "
+                          f"({found.replace(chr(92), '/')}); it has them under Windows path separators "
+                          f"({found}), which Keras cannot load; pass --accept-windows-paths to read them",
+                          path=path)
+
+    def missing_weights(self, problems, path) -> InputError | None:
+        """One error naming every layer whose weights are missing, when the file holds no layer weights."""
+        if self.empty_reason is None:
+            return None
+        names = [p.layer for p in problems if p.layer]
+        return InputError(f"{ZIP_WEIGHTS} holds no layer weights ({self.empty_reason}): the weights of layers "
+                          f"{', '.join(repr(n) for n in names)} are missing; re-save the trained model with "
+                          "model.save('model.keras')", path=path)
 
 
 def is_zip(path) -> bool:
@@ -98,10 +125,10 @@ def _json(raw, what: str, path) -> dict:
     return obj
 
 
-def open_file(path) -> Saved:
+def open_file(path, accept_windows_paths: bool = False) -> Saved:
     """Open by content (a renamed file still reads); the error names what the suffix promised."""
     if is_zip(path):
-        return open_zip(path)
+        return open_zip(path, accept_windows_paths)
     if str(path).lower().endswith(".keras") and not h5py.is_hdf5(path):
         try:
             zipfile.ZipFile(path).close()
@@ -167,7 +194,7 @@ def _no_config_message(f) -> str:
 # ---------------------------------------------------------------------------------------------
 # Keras 3 zip
 
-def open_zip(path) -> Saved:
+def open_zip(path, accept_windows_paths: bool = False) -> Saved:
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
@@ -193,23 +220,29 @@ def open_zip(path) -> Saved:
         raise InputError(f"model.weights.h5 in the archive cannot be opened as HDF5 ({exc})", path=path) from None
     arrays: dict[str, np.ndarray] = {}
     var_names: dict[str, str] = {}        # layer name (attribute of Keras >= 3.10 vars groups) -> key
-    windows = False
+    windows: list[str] = []               # datasets under layers\\... (Windows path separators)
+    top: set[str] = set()
     with f:
         def visit(name, obj):
-            nonlocal windows
             norm = name.replace("\\", "/")
-            windows = windows or norm != name
+            top.add(norm.split("/")[0])
             if not norm.startswith("layers/"):
                 return
             if isinstance(obj, h5py.Dataset):
                 arrays[norm] = np.asarray(obj[()])
+                if norm != name:
+                    windows.append(name)
             elif norm.endswith("/vars") and norm.count("/") == 2 and "name" in obj.attrs:
                 var_names[text(obj.attrs["name"])] = norm[: -len("/vars")]
         f.visititems(visit)
-    notes = []
-    if windows:
-        notes.append("model.weights.h5 names its groups with Windows path separators (layers\\lstm\\cell), "
-                     "as tf.keras 2.x wrote them on Windows; read as layers/lstm/cell")
+    notes, assumptions = [], []
+    if windows and accept_windows_paths:
+        assumptions.append(f"{ZIP_WEIGHTS} names its groups with Windows path separators (layers\\lstm\\cell), which "
+                     "Keras cannot load; read as layers/lstm/cell (--accept-windows-paths)")
+    empty = None
+    if not arrays:
+        held = ", ".join(sorted(top - {"layers"})) or "nothing"
+        empty = f"no arrays under layers/; it holds {held}"
     version = text(meta.get("keras_version"))
 
     def lookup(entry):
@@ -220,7 +253,10 @@ def open_zip(path) -> Saved:
             found = _vars_under(arrays, key)
         return found, f"model.weights.h5:{key}"
 
-    return Saved("keras", config, version, text(meta.get("backend")), lookup, notes)
+    saved = Saved("keras", config, version, text(meta.get("backend")), lookup, notes, assumptions, empty)
+    if windows and not accept_windows_paths:
+        saved.windows_groups = sorted({n.rsplit("/", 1)[0] for n in windows})
+    return saved
 
 
 _SUB_ORDER = {"forward_layer": 0, "backward_layer": 1}

@@ -31,11 +31,12 @@ class Converter:
     """Walks the chain once, tracking the feature size and whether the tensor is a sequence."""
 
     def __init__(self, path, keras_major: int, lookup, *, model_class: str, features: int | None,
-                 allow_stateful: bool = False):
+                 allow_stateful: bool = True):
         self.path, self.major, self.lookup = path, keras_major, lookup
         self.model_class, self.allow_stateful = model_class, allow_stateful
         self.features, self.input_features, self.seq = features, features, True
         self.notes: list[str] = []
+        self.stateful: list[str] = []           # layers read as the first call from zero states
 
     # -- helpers ------------------------------------------------------------------------------
     def unsupported(self, e: Entry, msg: str):
@@ -151,11 +152,13 @@ class Converter:
             kind, cell_cfg = CELL_CLASSES[cell["class_name"]], cell.get("config") or {}
         else:
             kind = RNN_CELLS[cls]
-        if cfg.get("stateful") and not self.allow_stateful:
-            raise self.unsupported(e, f"stateful={cfg.get('stateful')}: Keras carries the state from one batch "
-                                      "to the next, which the converted model would not do; to convert it as a "
-                                      "layer that starts every sequence from zero states, read with "
-                                      "allow_stateful=True")
+        if cfg.get("stateful"):
+            if not self.allow_stateful:
+                raise self.unsupported(e, f"stateful={cfg.get('stateful')}: Keras carries the state from one "
+                                          "batch to the next, which the converted model would not do; to convert "
+                                          "it as a layer that starts every sequence from zero states, read with "
+                                          "allow_stateful=True")
+            self.stateful.append(e.name)
         if cfg.get("time_major"):
             raise self.unsupported(e, "time_major=True (the layer reads [time, batch, features]); re-save the "
                                       "model with time_major=False")

@@ -25,6 +25,7 @@ import numpy as np
 
 from ...errors import InputError, UnsupportedError
 from ...model import Model
+from ...states import refuse_state_io
 from .container import ZIP_CONFIG, ZIP_METADATA, ZIP_WEIGHTS
 from .graph import snake_case
 from .plan import CELL_NAMES, KLayer, Planner
@@ -44,6 +45,7 @@ def write(model: Model, path, keras_version=3, fold_hard_sigmoid=True, selectors
     or taken at the last step (else refuse).
     """
     path = str(path)
+    refuse_state_io(model, "Keras", path)
     major = _major(keras_version, path)
     container = "keras" if path.lower().endswith(".keras") else "h5"
     if container == "keras" and major != 3:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ...errors import UnsupportedError
 from ...model import ActivationLayer, Dense, Dropout, Model, Recurrent
+from ...states import refuse_state_io
 
 PKG = "nnet.cnn.layer."
 GATE_NAMES = {("sigmoid", None, None): "sigmoid", ("hard_sigmoid", 0.2, 0.5): "hard-sigmoid"}
@@ -20,6 +21,7 @@ ACT_CLASSES = {"relu": "ReLULayer", "tanh": "TanhLayer", "sigmoid": "SigmoidLaye
 
 
 def write(model: Model, path, version: str = "7", **_options) -> list[str]:
+    refuse_state_io(model, "MATLAB", path)
     layers, notes = from_canonical(model)
     if str(version) in ("7.3", "v7.3", "73"):
         from .hdf5 import write_v73

@@ -18,7 +18,8 @@ from ...errors import InputError, UnsupportedError
 from ...model import (Activation, ActivationLayer, Dense, Dropout, InputSpec, Model, Recurrent)
 from .glue import RECURRENT, Walker
 from .scan import is_scan_file, read_model
-from .stateful import to_stateless
+from . import states as state_io
+from .stateful import states_of
 from .writer import META_KEY, META_VERSION
 
 _CONTROL = ("If", "Loop", "Scan")
@@ -57,7 +58,8 @@ def load(path) -> onnx.ModelProto:
 def read(path, output: str | None = None, **options) -> Model:
     """Read an ONNX file; `output` picks one graph output when the graph has several."""
     path = str(path)
-    proto = to_stateless(load(path))      # a --stateful file reads as the graph without its state inputs
+    original = load(path)
+    proto, state_ins, state_outs = state_io.detach(original, path)   # states as graph inputs/outputs
     meta = _metadata(proto)
     if is_scan_file(meta):                # layers written as Scan: from the initializers the metadata names
         return read_model(proto, meta, path)
@@ -68,7 +70,7 @@ def read(path, output: str | None = None, **options) -> Model:
     if len(inputs) != 1:
         names = ", ".join(f"'{i.name}'" for i in inputs) or "none"
         raise UnsupportedError(f"the graph has {len(inputs)} inputs ({names}); rnnconvert reads models with one "
-                               "input [batch, time, features] (states passed as inputs are not supported)",
+                               "input [batch, time, features] and state inputs that feed initial_h/initial_c",
                                path=path)
     elem = inputs[0].type.tensor_type.elem_type
     if elem != onnx.TensorProto.FLOAT:
@@ -88,6 +90,7 @@ def read(path, output: str | None = None, **options) -> Model:
     except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
         raise UnsupportedError(f"cannot follow the graph ({type(exc).__name__}: {exc})", path=path) from None
     layers = list(final.stack)
+    node_layers = _node_layers(walker, layers)
     if not any(isinstance(layer, Recurrent) for layer in layers):
         raise UnsupportedError(f"the output '{output}' does not depend on the values of any recurrent node",
                                path=path)
@@ -120,7 +123,39 @@ def read(path, output: str | None = None, **options) -> Model:
     meta = _metadata(proto)
     if meta is not None:
         model = _restore(model, layers, meta)
+    if state_ins or state_outs:
+        names = dict(zip((layer.name for layer in layers if isinstance(layer, Recurrent)),
+                         (layer.name for layer in model.recurrent_layers)))
+        node_layers = {k: (names.get(n, n), d) for k, (n, d) in node_layers.items()}
+        model = state_io.attach(model, state_ins, state_outs, node_layers, path)
+        _initial_from_metadata(model, states_of(original))
     return model.validate(path)
+
+
+def _node_layers(walker: Walker, layers: list) -> dict:
+    """{recurrent node key: (layer name, its first direction in the layer)} for the layers read."""
+    by_weights = {id(layer.weights): layer.name for layer in layers if isinstance(layer, Recurrent)}
+    out = {}
+    for info in walker.recs:
+        for stack in info.cache.values():
+            name = by_weights.get(id(stack[-1].weights))
+            if name is None:
+                continue
+            if info.members:
+                out[walker.recs[info.members[0]].key] = (name, 0)
+                out[walker.recs[info.members[1]].key] = (name, 1)
+            else:
+                out[info.key] = (name, 0)
+    return out
+
+
+def _initial_from_metadata(model: Model, entries: list | None) -> None:
+    """A file written with --stateful lists the initial value of each state input it was given."""
+    layers = {layer.name: layer for layer in model.recurrent_layers}
+    for e in entries or []:
+        layer = layers.get(e.get("layer"))
+        if layer is not None and e.get("initial") is not None and e.get("state") in ("h", "c"):
+            setattr(layer.weights[0], f"{e['state']}0", np.asarray(e["initial"], np.float32))
 
 
 def _check_recurrent_ops(g: onnx.GraphProto, path: str) -> None:

@@ -6,19 +6,35 @@ import numpy as np
 from ...runtimes import RuntimeUnavailable
 
 
-def run(path, x, model) -> np.ndarray:
+def _session(path):
     try:
         import onnxruntime as ort
     except ImportError:
         raise RuntimeUnavailable("onnxruntime is not installed (pip install onnxruntime)") from None
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def run(path, x, model) -> np.ndarray:
+    return run_states(path, x, model)[0]
+
+
+def run_states(path, x, model, feeds: dict | None = None) -> tuple[np.ndarray, dict]:
+    """The file on `x` with the state inputs `feeds` (the rest at their initial values);
+    returns (output, {state output name: array})."""
+    sess = _session(path)
     inp = sess.get_inputs()[0]
     dtype = np.int64 if "int64" in inp.type else np.float32
-    feeds = {inp.name: np.ascontiguousarray(x.astype(dtype))}
-    if len(sess.get_inputs()) > 1:        # a --stateful file: its states start at their initial values
+    all_feeds = {inp.name: np.ascontiguousarray(x.astype(dtype))}
+    batch = x.shape[1 if model.input.layout == "time_batch_feature" else 0]
+    if model.state_inputs:                # a streaming graph: unfed states start at the model's initial values
+        from ...states import default_feeds
+        all_feeds.update(default_feeds(model, batch))
+    elif len(sess.get_inputs()) > 1:      # a --stateful file: its states start at their initial values
         from .stateful import initial_feeds
-        batch = x.shape[1 if model.input.layout == "time_batch_feature" else 0]
-        feeds.update(initial_feeds(sess.get_modelmeta().custom_metadata_map, batch))
-    return sess.run(None, feeds)[0]
+        all_feeds.update(initial_feeds(sess.get_modelmeta().custom_metadata_map, batch))
+    all_feeds.update({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in (feeds or {}).items()})
+    names = [o.name for o in sess.get_outputs()]
+    res = sess.run(None, all_feeds)
+    return res[0], {p.name: res[names.index(p.name)] for p in model.state_outputs if p.name in names}

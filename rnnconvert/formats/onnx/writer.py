@@ -66,9 +66,18 @@ def write(model: Model, path, stateful: bool = False, **options) -> list[str]:
     stateful: each recurrent layer's state as extra graph inputs and outputs (`stateful.py`).
     """
     proto, notes = to_onnx(model)
+    if stateful and model.has_state_io:
+        raise UnsupportedError("--stateful adds state inputs and outputs, but the model already has its own "
+                               f"({', '.join(p.name for p in model.state_inputs + model.state_outputs)}), which are "
+                               "written as they are; write it without --stateful", path=str(path))
     if stateful:
         from .stateful import make_stateful
         notes += make_stateful(proto, model, path)
+    if model.has_state_io:
+        from .states import add_state_io
+        meta = json.loads(next(p.value for p in proto.metadata_props if p.key == META_KEY))
+        nodes_of = {e["name"]: e["node"] for e in meta["layers"] if e.get("node") and e.get("form") != "scan"}
+        notes += add_state_io(proto, model, nodes_of, path)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:   # a bug of ours, not the user's: say so plainly

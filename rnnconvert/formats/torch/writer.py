@@ -19,6 +19,7 @@ import numpy as np
 from ... import __version__
 from ...errors import UnsupportedError
 from ...model import ActivationLayer, Dense, DirectionWeights, Dropout, Model, Recurrent, json_default
+from ...states import refuse_state_io
 from . import module_code, safetensors_io
 from .loading import (METADATA_KEY, METADATA_VERSION, SAFETENSORS_METADATA_KEY, import_torch,
                      is_safetensors)
@@ -43,6 +44,7 @@ _STACKED = re.compile(r"^(?P<base>.+)_l(?P<k>\d+)$")
 
 def write(model: Model, path, emit_module=None, **options) -> list[str]:
     path = str(path)
+    refuse_state_io(model, "PyTorch state dict", path)
     specs, notes = from_canonical(model)
     sd = to_state_dict(specs)
     meta = json.dumps(metadata(model, specs), separators=(",", ":"), default=json_default)

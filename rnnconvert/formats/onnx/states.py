@@ -1,0 +1,361 @@
+"""Streaming ONNX graphs: recurrent states as graph inputs and outputs, read and written.
+
+Reading (`detach`, then `attach`): a graph input is a state input when each of its uses is the
+`initial_h`/`initial_c` of a recurrent node, directly or through a `Slice` along its first axis (how
+torch.onnx.export hands `h0` [layers*dirs, batch, H] of a multi-layer module to each layer's node).
+A graph output is a state output when it is a node's `Y_h`/`Y_c`, directly, through `Identity`, or a
+`Concat` along the first axis of several (torch's `h_n`).  They are cut from a copy of the graph
+before the walker reads the layers (their initial states become zeros) and become `StatePort`s.
+Any other route from an extra input to an initial state (states packed into one tensor and taken
+apart with Slice/Squeeze/Unsqueeze, as keras2onnx writes) is refused by name.
+
+Writing (`add_state_io`): the same forms back: a port of one layer is wired straight to the node, a
+port of several layers is sliced (`Slice`) or concatenated (`Concat`) along the first axis.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ...errors import UnsupportedError
+from ...model import Model, Recurrent, StatePort
+from ._graph import BIG, describe, node_attrs
+from .glue import RECURRENT
+
+SLOTS = {5: "h", 6: "c"}          # recurrent node input slot -> state
+OUT_SLOTS = {1: "h", 2: "c"}      # recurrent node output slot -> state
+HINT = ("rnnconvert reads state inputs shaped [directions, batch, size] that feed initial_h/initial_c "
+        "directly or sliced per layer along their first axis")
+
+
+def detach(proto: onnx.ModelProto, path: str):
+    """(graph without its state inputs/outputs, input ports, output ports); `proto` itself when it has none.
+
+    A port is {"name", "state", "parts": [(node key, rows)]}, rows the node's direction count."""
+    g = proto.graph
+    init = {t.name for t in g.initializer}
+    consts = _constants(g)
+    users: dict[str, list] = {}
+    for node in g.node:
+        for slot, name in enumerate(node.input):
+            if name:
+                users.setdefault(name, []).append((node, slot))
+    extra = [i for i in g.input if i.name not in init]
+    ins = []
+    for vi in extra:
+        port = _input_port(vi.name, users, consts, path)
+        if port is not None:
+            ins.append(port)
+    if not ins:
+        return proto, [], []
+    producer = {o: n for n in g.node for o in n.output if o}
+    outs = [p for p in (_output_port(o.name, producer, consts, path) for o in g.output) if p is not None]
+    proto = copy.deepcopy(proto)
+    g = proto.graph
+    cut = {p["name"] for p in ins}
+    for node in g.node:
+        if node.op_type in RECURRENT:
+            for slot in SLOTS:
+                if len(node.input) > slot and _source(node.input[slot], g, cut):
+                    node.input[slot] = ""
+    _keep(g.input, lambda i: i.name not in cut)
+    gone = {p["name"] for p in outs}
+    _keep(g.output, lambda o: o.name not in gone)
+    return proto, ins, outs
+
+
+def attach(model: Model, ins: list, outs: list, node_layers: dict, path: str) -> Model:
+    """`model` with the ports, `node_layers` mapping a node key to (layer name, first direction)."""
+    def ports(raw):
+        out = []
+        for p in raw:
+            rows = []
+            for key, n in p["parts"]:
+                if key not in node_layers:
+                    raise UnsupportedError(f"the graph {p['role']} '{p['name']}' carries the states of the recurrent "
+                                           f"node '{key}', which is not on the way to the output '{model.output_name}'",
+                                           path=path)
+                layer, first = node_layers[key]
+                rows += [(layer, first + d) for d in range(n)]
+            layers = list(dict.fromkeys(name for name, _ in rows))
+            dirs = {layer.name: len(layer.weights) for layer in model.recurrent_layers}
+            if rows != [(name, d) for name in layers for d in range(dirs[name])]:
+                raise UnsupportedError(f"the graph {p['role']} '{p['name']}' stacks the states of "
+                                       f"{', '.join(f'{n}[{d}]' for n, d in rows)}, not every direction of each "
+                                       f"layer in order; {HINT}", path=path)
+            out.append(StatePort(p["name"], p["state"], layers, p.get("layout", "rows_batch_size")))
+        return out
+    model.state_inputs, model.state_outputs = ports(ins), ports(outs)
+    return model
+
+
+def add_state_io(proto: onnx.ModelProto, model: Model, nodes_of: dict, path=None) -> list[str]:
+    """Add `model`'s state ports to `proto` built by the writer (`nodes_of`: layer name -> node name)."""
+    g = proto.graph
+    nodes = {n.name: n for n in g.node}
+    taken = {t for n in g.node for t in list(n.input) + list(n.output)} | {i.name for i in g.initializer}
+    from ...states import shape
+    notes = []
+    for port in model.state_inputs + model.state_outputs:
+        if port.name in taken:
+            raise UnsupportedError(f"the state tensor name '{port.name}' is already used inside the graph; rename "
+                                   "the state", path=None if path is None else str(path))
+        missing = [name for name in port.layers if name not in nodes_of]
+        if missing:
+            raise UnsupportedError(f"state '{port.name}' needs native recurrent nodes, but layer "
+                                   f"'{missing[0]}' can only be written as a Scan",
+                                   path=None if path is None else str(path))
+    def axes0(base):
+        g.initializer.append(numpy_helper.from_array(np.array([0], np.int64), f"{base}/axes"))
+        return f"{base}/axes"
+
+    for port in model.state_inputs:
+        slot = 5 if port.state == "h" else 6
+        g.input.append(helper.make_tensor_value_info(port.name, TensorProto.FLOAT, shape(model, port, "batch")))
+        start = 0
+        for name in port.layers:
+            node = nodes[nodes_of[name]]
+            D = 2 if _attr(node, "direction") == "bidirectional" else 1
+            while len(node.input) <= slot:
+                node.input.append("")
+            if node.input[slot]:
+                notes.append(f"layer '{name}': its initial {port.state} comes from the state input '{port.name}', "
+                             "which must be fed")
+            if port.layout == "batch_size":
+                node.input[slot] = f"{port.name}/Unsqueeze"
+                g.node.append(helper.make_node("Unsqueeze", [port.name, axes0(port.name)], [node.input[slot]],
+                                               name=f"{port.name}/Unsqueeze"))
+            elif len(port.layers) == 1:
+                node.input[slot] = port.name
+            else:
+                base = f"{port.name}/{name}"
+                consts = [numpy_helper.from_array(np.array([v], np.int64), f"{base}/{k}")
+                          for k, v in (("starts", start), ("ends", start + D), ("axes", 0))]
+                g.initializer.extend(consts)
+                g.node.append(helper.make_node("Slice", [port.name] + [c.name for c in consts], [f"{base}/Slice"],
+                                               name=f"{base}/Slice"))
+                node.input[slot] = f"{base}/Slice"
+            start += D
+    for port in model.state_outputs:
+        out_slot = 1 if port.state == "h" else 2
+        parts = []
+        for name in port.layers:
+            node = nodes[nodes_of[name]]
+            while len(node.output) <= out_slot:
+                node.output.append("")
+            if not node.output[out_slot]:
+                node.output[out_slot] = f"{node.name}/Y_{port.state}"
+            parts.append(node.output[out_slot])
+        if port.layout == "batch_size":
+            g.node.append(helper.make_node("Squeeze", [parts[0], axes0(port.name)], [port.name],
+                                           name=f"{port.name}/Squeeze"))
+        else:
+            op = "Identity" if len(parts) == 1 else "Concat"
+            g.node.append(helper.make_node(op, parts, [port.name], name=f"{port.name}/{op}",
+                                           **({"axis": 0} if op == "Concat" else {})))
+        g.output.append(helper.make_tensor_value_info(port.name, TensorProto.FLOAT, shape(model, port, "batch")))
+    _topological(g)
+    return notes + [f"state inputs {', '.join(p.name for p in model.state_inputs) or 'none'} and state outputs "
+                    f"{', '.join(p.name for p in model.state_outputs) or 'none'} kept as graph inputs and outputs"]
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _input_port(name: str, users: dict, consts: dict, path: str):
+    if _feeds_sequence(name, users):
+        return None          # the model's input (it may also size zero states through Shape)
+    parts, state, layouts = [], set(), set()
+    for node, slot in _uses(name, users):
+        if node.op_type in RECURRENT and slot in SLOTS:
+            parts.append((0, _key(node), _dirs(node)))
+            state.add(SLOTS[slot])
+            layouts.add("rows_batch_size")
+            continue
+        rows = _rows(node, consts) if node.op_type == "Slice" and slot == 0 else None
+        if node.op_type == "Unsqueeze" and slot == 0 and _axes(node, consts) == [0]:
+            rows = (0, 1)            # [batch, size] -> [1, batch, size]: Keras initial_state
+        targets = _uses(node.output[0], users) if node.output else []
+        if rows is not None and targets and all(n.op_type in RECURRENT and s in SLOTS for n, s in targets):
+            for n, s in targets:
+                parts.append((rows[0], _key(n), _dirs(n)))
+                state.add(SLOTS[s])
+                layouts.add("batch_size" if node.op_type == "Unsqueeze" else "rows_batch_size")
+            continue
+        route = _route(node, users)
+        if route:
+            raise UnsupportedError(f"the graph input '{name}' reaches the {route[-1]} through "
+                                   f"{', '.join(r.op_type for r in route[:-1]) or 'glue'} (several states packed into "
+                                   f"one tensor); {HINT}; convert its recurrent layers one by one with --layer",
+                                   path=path)
+        return None          # not a state input (the model's input, or one rnnconvert will refuse later)
+    if not parts:
+        return None
+    if len(state) != 1:
+        raise UnsupportedError(f"the graph input '{name}' feeds both initial_h and initial_c; {HINT}", path=path)
+    layout = layouts.pop() if len(layouts) == 1 else None
+    if layout is None or (layout == "batch_size" and (len(parts) != 1 or parts[0][2] != 1)):
+        raise UnsupportedError(f"the graph input '{name}' feeds initial states both as [batch, size] and as "
+                               f"[directions, batch, size]; {HINT}", path=path)
+    parts.sort(key=lambda p: p[0])
+    expect = 0
+    for start, key, n in parts:
+        if start != expect:
+            raise UnsupportedError(f"the graph input '{name}' is sliced into rows that do not follow each other "
+                                   f"(node '{key}' starts at row {start}, expected {expect}); {HINT}", path=path)
+        expect += n
+    return {"name": name, "role": "input", "state": state.pop(), "parts": [(k, n) for _, k, n in parts],
+            "layout": layout}
+
+
+def _output_port(out_name: str, producer: dict, consts: dict, path: str):
+    name = out_name
+    node = producer.get(name)
+    layout = "rows_batch_size"
+    while node is not None and (node.op_type == "Identity" or (node.op_type == "Squeeze" and layout != "batch_size"
+                                                               and _axes(node, consts) == [0])):
+        if node.op_type == "Squeeze":
+            layout = "batch_size"          # Y_h [1, batch, size] -> [batch, size]: Keras return_state
+        name = node.input[0]
+        node = producer.get(name)
+    if node is None:
+        return None
+    sources = [name] if node.op_type in RECURRENT else \
+        list(node.input) if node.op_type == "Concat" and node_attrs(node).get("axis") == 0 else None
+    if not sources:
+        return None
+    parts, state = [], set()
+    for src in sources:
+        n = producer.get(src)
+        if n is None or n.op_type not in RECURRENT:
+            return None
+        slot = list(n.output).index(src)
+        if slot not in OUT_SLOTS:
+            return None
+        parts.append((_key(n), _dirs(n)))
+        state.add(OUT_SLOTS[slot])
+    if len(state) != 1 or (layout == "batch_size" and (len(parts) != 1 or parts[0][1] != 1)):
+        return None
+    return {"name": out_name, "role": "output", "state": state.pop(), "parts": parts, "layout": layout}
+
+
+def _uses(name: str, users: dict) -> list:
+    """(node, slot) using tensor `name`, looking through Identity nodes."""
+    out = []
+    for n, s in users.get(name, []):
+        out += _uses(n.output[0], users) if n.op_type == "Identity" else [(n, s)]
+    return out
+
+
+def _feeds_sequence(name: str, users: dict) -> bool:
+    """True when tensor `name` reaches the sequence input X of a recurrent node (through glue)."""
+    seen, todo = set(), [name]
+    while todo:
+        t = todo.pop()
+        for n, s in users.get(t, []):
+            if n.op_type in RECURRENT:
+                if s == 0:
+                    return True
+                continue
+            if n.op_type != "Shape" and id(n) not in seen:
+                seen.add(id(n))
+                todo.extend(o for o in n.output if o)
+    return False
+
+
+def _route(node, users, depth=6) -> list:
+    """Glue nodes from `node` to a recurrent node's initial state (with a description at the end), or []."""
+    if depth == 0:
+        return []
+    for out in node.output:
+        for n, s in users.get(out, []):
+            if n.op_type in RECURRENT and s in SLOTS:
+                return [node, f"{'initial_h' if s == 5 else 'initial_c'} of {describe(n)}"]
+            if n.op_type in RECURRENT or n.op_type == "Shape":
+                continue
+            rest = _route(n, users, depth - 1)
+            if rest:
+                return [node] + rest
+    return []
+
+
+def _rows(node, consts) -> tuple[int, int] | None:
+    """(start, stop) of a Slice over the first axis with step 1 and constant bounds, else None."""
+    a = node_attrs(node)
+    if "starts" in a:                                   # opset < 10
+        starts, ends, axes, steps = a["starts"], a["ends"], a.get("axes", [0]), [1]
+    else:
+        vals = [consts.get(n) if n else None for n in list(node.input[1:5]) + [""] * (4 - len(node.input[1:5]))]
+        if vals[0] is None or vals[1] is None:
+            return None
+        starts, ends = list(vals[0]), list(vals[1])
+        axes = list(vals[2]) if vals[2] is not None else list(range(len(starts)))
+        steps = list(vals[3]) if vals[3] is not None else [1] * len(starts)
+    if list(axes) != [0] or list(steps) != [1] or starts[0] < 0 or ends[0] < 0 or ends[0] >= BIG:
+        return None
+    return int(starts[0]), int(ends[0])
+
+
+def _axes(node, consts) -> list | None:
+    a = node_attrs(node)
+    if "axes" in a:
+        return list(a["axes"])
+    if len(node.input) > 1 and node.input[1] in consts:
+        return [int(v) for v in consts[node.input[1]]]
+    return None
+
+
+def _constants(g) -> dict:
+    out = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            out[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    return {k: np.atleast_1d(v) for k, v in out.items()}
+
+
+def _source(name: str, g, cut: set) -> bool:
+    """True when tensor `name` is a cut graph input, or an Identity, Slice or Unsqueeze of one."""
+    if name in cut:
+        return True
+    return any(n.op_type in ("Identity", "Slice", "Unsqueeze") and name in n.output and _source(n.input[0], g, cut)
+               for n in g.node)
+
+
+def _key(node) -> str:
+    return node.name or node.output[0]
+
+
+def _dirs(node) -> int:
+    return 2 if node_attrs(node).get("direction") == "bidirectional" else 1
+
+
+def _attr(node, name):
+    return node_attrs(node).get(name)
+
+
+def _keep(container, pred) -> None:
+    keep = [x for x in container if pred(x)]
+    del container[:]
+    container.extend(keep)
+
+
+def _topological(g) -> None:
+    """Sort nodes so every input is produced before it is used (added Slice/Concat nodes)."""
+    ready = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
+    pending, ordered = list(g.node), []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(i in ready for i in n.input):
+                ordered.append(n)
+                ready.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            ordered += rest
+            break
+        pending = rest
+    del g.node[:]
+    g.node.extend(ordered)
