@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 
 from ...errors import InputError, UnsupportedError
+from ...safety import check_hdf5, check_zip
 
 ZIP_CONFIG, ZIP_METADATA, ZIP_WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 WEIGHTS_ONLY_HINT = ("A weights-only file (save_weights) holds no architecture: build the model in Keras, "
@@ -121,6 +122,7 @@ def open_h5(path) -> Saved:
     except Exception as exc:  # noqa: BLE001 - h5py raises OSError, sometimes others
         raise InputError(f"not a Keras model file (cannot open as HDF5: {exc})", path=path) from None
     with f:
+        check_hdf5(f, path, what="Keras HDF5 file")
         if "model_config" not in f.attrs:
             raise InputError(_no_config_message(f), path=path)
         config = _json(f.attrs["model_config"], "the 'model_config' attribute", path)
@@ -170,6 +172,7 @@ def _no_config_message(f) -> str:
 def open_zip(path) -> Saved:
     try:
         with zipfile.ZipFile(path) as z:
+            check_zip(z, path, what=".keras archive")
             names = z.namelist()
             if ZIP_CONFIG not in names:
                 shown = ", ".join(names[:10]) or "nothing"
@@ -195,6 +198,8 @@ def open_zip(path) -> Saved:
     var_names: dict[str, str] = {}        # layer name (attribute of Keras >= 3.10 vars groups) -> key
     windows = False
     with f:
+        check_hdf5(f, path, len(data), what="model.weights.h5 in the .keras archive", raw=data)
+
         def visit(name, obj):
             nonlocal windows
             norm = name.replace("\\", "/")

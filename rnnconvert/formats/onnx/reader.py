@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 
 from ...errors import InputError, UnsupportedError
+from ...safety import check_onnx_external
 from ...model import (Activation, ActivationLayer, Dense, Dropout, InputSpec, Model, Recurrent)
 from .glue import RECURRENT, Walker
 from .scan import is_scan_file, read_model
@@ -46,6 +47,7 @@ def load(path) -> onnx.ModelProto:
         raise InputError("not an ONNX model (cannot parse protobuf: no graph and no IR version; the file is "
                          "empty, truncated or another kind of protobuf)", path=path)
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        check_onnx_external(proto, path)
         try:
             from onnx.external_data_helper import load_external_data_for_model
             load_external_data_for_model(proto, os.path.dirname(os.path.abspath(path)))
@@ -60,7 +62,12 @@ def read(path, output: str | None = None, **options) -> Model:
     proto = to_stateless(load(path))      # a --stateful file reads as the graph without its state inputs
     meta = _metadata(proto)
     if is_scan_file(meta):                # layers written as Scan: from the initializers the metadata names
-        return read_model(proto, meta, path)
+        try:
+            return read_model(proto, meta, path)
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+            raise InputError(f"the rnnconvert metadata does not match the graph's initializers "
+                             f"({type(exc).__name__}: {exc}); the file was changed after rnnconvert wrote it",
+                             path=path) from None
     g = proto.graph
     _check_recurrent_ops(g, path)
     init = {t.name for t in g.initializer}
