@@ -96,7 +96,11 @@ def matlab_options(f):
     return f
 
 
+NONFINITE_HELP = "Accept weights holding NaN or Inf (refused by default, naming the layer and tensor)."
+
+
 def check_options(f):
+    f = click.option("--allow-nonfinite", is_flag=True, help=NONFINITE_HELP)(f)
     f = click.option("--rtol", type=float, default=None, help="Relative tolerance (default 1e-4).")(f)
     f = click.option("--atol", type=float, default=None, help="Absolute tolerance (default 1e-4).")(f)
     f = click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False),
@@ -194,7 +198,7 @@ def cli():
 @click.pass_context
 def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
             emit_test, stateful, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
-            var_name, mapping_path):
+            allow_nonfinite, var_name, mapping_path):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from .verification import convert as run
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
@@ -205,7 +209,7 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
                      seed=seed, read_options=_read_options(arch_path, var_name, mapping_path),
                      emit_module=emit_module,
                      write_options=write_options or None,
-                     emit_vectors=emit_vectors, progress=_progress)
+                     emit_vectors=emit_vectors, progress=_progress, allow_nonfinite=allow_nonfinite)
     except RnnConvertError as exc:
         _write_report(getattr(exc, "report", None) or getattr(exc, "report_so_far", None), report_path)
         raise
@@ -219,7 +223,8 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
 @click.option("--vectors", "vectors_path", type=click.Path(),
               help="Check the one file A against golden vectors (a DIR written by --emit-vectors, or its vectors.json).")
 @check_options
-def verify(a, b, vectors_path, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors):
+def verify(a, b, vectors_path, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
+           allow_nonfinite):
     """Prove that model files A and B compute the same (exit 0), or not (exit 1); 2 on bad input.
 
     \b
@@ -232,7 +237,8 @@ def verify(a, b, vectors_path, rtol, atol, inputs_path, seed, report_path, arch_
         raise InputError("--vectors checks the stored vectors only; it takes no --inputs or --emit-vectors")
     try:
         report = run(a, b, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path), seed=seed,
-                     read_options=_read_options(arch_path), vectors_path=vectors_path, emit_vectors=emit_vectors)
+                     read_options=_read_options(arch_path), vectors_path=vectors_path, emit_vectors=emit_vectors,
+                     allow_nonfinite=allow_nonfinite)
     except VerificationError as exc:
         _write_report(exc.report, report_path)
         raise
@@ -297,8 +303,9 @@ def inspect(path, as_json, arch_path, var_name, mapping_path):
               help="Where to write the predictions (.npy).")
 @click.option("--float32", "use_float32", is_flag=True, help="Compute in float32 (default float64).")
 @click.option("--arch", "arch_path", type=click.Path(dir_okay=False), help=ARCH_HELP)
+@click.option("--allow-nonfinite", is_flag=True, help=NONFINITE_HELP)
 @matlab_options
-def predict(path, inputs_path, output_path, use_float32, arch_path, var_name, mapping_path):
+def predict(path, inputs_path, output_path, use_float32, arch_path, allow_nonfinite, var_name, mapping_path):
     """Run the reference forward pass on PATH, shaped like the framework's own predict."""
     import numpy as np
 
@@ -306,6 +313,9 @@ def predict(path, inputs_path, output_path, use_float32, arch_path, var_name, ma
     from .errors import InputError
     model = api.read(path, **_read_options(arch_path, var_name, mapping_path))
     _echo_assumptions(model)
+    if not allow_nonfinite:
+        from .safety import check_finite
+        check_finite(model, path)
     x = _load_inputs(inputs_path)
     if x.ndim != 3:
         raise InputError(f"inputs have shape {list(x.shape)}, expected 3 axes [batch, time, features]",
