@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import zipfile
-import zlib
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from fuzzing import FIXTURES, Case, evil_values, mutate_bytes, mutate_tree, structured_random
+from fuzzing import FIXTURES, Case, mutate_bytes, mutate_tree, structured_random
 
 SEED = 20261123
 FORMATS = ("keras_h5", "keras_zip", "onnx", "torch_pt", "safetensors", "matlab_v5", "matlab_v73", "rnnc",
@@ -261,4 +259,3 @@ def cases(fmt, n, seeds_dir) -> list[Case]:
     return generic_cases(fmt, n, Path(seeds_dir))
 
 
-__all__ = ["FORMATS", "cases", "mutate_h5", "mutate_zip", "zip_with", "evil_values", "os"]

@@ -9,9 +9,7 @@ one of: "ok" (a model came back), "refused" (an RnnConvertError with exit code 2
 from __future__ import annotations
 
 import faulthandler
-import io
 import json
-import math
 import os
 import resource
 import signal
@@ -19,7 +17,7 @@ import struct
 import sys
 import time
 import traceback
-import zipfile
+import tracemalloc
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ CASE_SECONDS = 10.0            # per-case time limit (a hang is an escape)
 # A case may not grow peak RSS by more than this plus ALLOC_PER_BYTE times its file size.
 RSS_SLACK = 96 << 20
 ALLOC_PER_BYTE = 64
+TRACED_LIMIT = 16 << 20          # "huge" cases (tracemalloc on): at most this plus ALLOC_PER_BYTE per file byte
 
 
 class CaseTimeout(BaseException):
@@ -183,6 +182,8 @@ def run_case(case: Case, workdir: Path) -> tuple[str, str]:
     # a hang inside C code never returns to the interpreter for the alarm: dump stacks and exit
     faulthandler.dump_traceback_later(3 * CASE_SECONDS, exit=True)
     before = peak_rss()
+    if case.huge:                        # declared sizes the file cannot hold: trace Python/numpy allocations
+        tracemalloc.start()
     try:
         size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
         t0 = time.perf_counter()
@@ -197,8 +198,11 @@ def run_case(case: Case, workdir: Path) -> tuple[str, str]:
                 outcome, detail = "refused", f"{type(exc).__name__}: {message}"
         elapsed = time.perf_counter() - t0
         grown = peak_rss() - before
+        traced = tracemalloc.get_traced_memory()[1] if case.huge else 0
         if grown > RSS_SLACK + ALLOC_PER_BYTE * size:
             outcome, detail = "escape", f"peak RSS grew {grown >> 20} MiB for {size} bytes of file; {detail}"
+        elif traced > TRACED_LIMIT + ALLOC_PER_BYTE * size:
+            outcome, detail = "escape", f"allocated {traced >> 20} MiB for {size} bytes of file; {detail}"
         return outcome, detail + f" [{elapsed:.3f}s]"
     except CaseTimeout:
         return "escape", f"hang: more than {CASE_SECONDS}s"
@@ -210,6 +214,7 @@ def run_case(case: Case, workdir: Path) -> tuple[str, str]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         faulthandler.cancel_dump_traceback_later()
+        tracemalloc.stop()
         signal.signal(signal.SIGALRM, old)
 
 

@@ -122,3 +122,36 @@ def test_fuzz_summary():
               f"{r.get('escape', 0):8d} {r.get('converted', 0):10d} {r.get('cli', 0):4d} {r.get('subprocess', 0):11d}")
     if RESULTS:
         assert all(RESULTS.get(f, {}).get("cases", 0) for f in FORMATS if f in RESULTS)
+
+
+def test_the_harness_catches_every_kind_of_escape(workdir, monkeypatch):
+    """run_case itself: an uncaught exception, a hang, an unjustified allocation and a multi-line
+    error are escapes; rnnconvert's own one-line error is a refusal."""
+    import time
+
+    import numpy as np
+
+    import fuzzing
+    from fuzzing import Case
+    from rnnconvert.errors import InputError
+    monkeypatch.setattr(fuzzing, "CASE_SECONDS", 3.0)
+
+    def make(d):
+        (d / "f.bin").write_bytes(b"x")
+        return d / "f.bin"
+
+    def raise_(exc):
+        raise exc
+
+    def spin(_):
+        while True:
+            time.sleep(0.01)
+
+    def hog(_):
+        a = np.ones(200 << 20, np.uint8)
+        return a.sum()
+    readers = {"bug": lambda p: raise_(ValueError("boom")), "hang": spin, "hog": hog,
+               "two lines": lambda p: raise_(InputError("a\nb", path=str(p))),
+               "refusal": lambda p: raise_(InputError("bad file", path=str(p)))}
+    got = {k: run_case(Case("harness", i, k, make, r, huge=True), workdir)[0] for i, (k, r) in enumerate(readers.items())}
+    assert got == {"bug": "escape", "hang": "escape", "hog": "escape", "two lines": "escape", "refusal": "refused"}

@@ -10,15 +10,12 @@ end in exit 2 with one line and nothing left behind.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
-import zipfile
 
-import h5py
 import numpy as np
 import pytest
 

@@ -112,18 +112,13 @@ def test_matlab_v73_with_an_external_link_is_refused(runner, tmp_path):
 
 # ------------------------------------------------------------------------------------------ zip
 
-def _rezip(src, path, rename=None, bomb=None, duplicate=None):
+def _rezip(src, path, rename=None, duplicate=None):
     z = zipfile.ZipFile(src)
     with zipfile.ZipFile(path, "w") as out:
         for n in z.namelist():
             out.writestr((rename or {}).get(n, n), z.read(n))
         if duplicate:
             out.writestr(duplicate, z.read(duplicate))
-        if bomb:
-            with out.open(zipfile.ZipInfo(bomb), "w", force_zip64=True) as w:
-                w._compress_type = zipfile.ZIP_DEFLATED
-                for _ in range(64):
-                    w.write(bytes(1 << 20))
     return path
 
 
