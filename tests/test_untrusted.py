@@ -320,3 +320,20 @@ def test_batch_plan_key_allow_nonfinite(tmp_path, nan_model):
     with pytest.raises(Exception) as info:
         load_plan(plan)
     assert "jobs[0].allow_nonfinite: expected true or false, found str 'yes'" in str(info.value)
+
+
+def test_onnx_constant_with_external_data_outside_is_refused(runner, tmp_path):
+    """External data may hide in a Constant node's tensor, not only in the initializers."""
+    import onnx
+    proto = onnx.load(str(ONNX))
+    value = onnx.helper.make_tensor("c", onnx.TensorProto.FLOAT, [1], [0.0])
+    value.ClearField("float_data")
+    value.data_location = onnx.TensorProto.EXTERNAL
+    for k, v in (("location", "../../secret.bin"), ("offset", "0"), ("length", "4")):
+        e = value.external_data.add()
+        e.key, e.value = k, v
+    proto.graph.node.insert(0, onnx.helper.make_node("Constant", [], ["unused_c"], value=value))
+    path = tmp_path / "model.onnx"
+    path.write_bytes(proto.SerializeToString())
+    _refused(runner, path, "ONNX external data refused: tensor 'c': external data location '../../secret.bin' "
+             "is not a plain path inside the model's directory")

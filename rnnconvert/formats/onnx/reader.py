@@ -46,7 +46,8 @@ def load(path) -> onnx.ModelProto:
     if not proto.HasField("graph") or proto.ir_version <= 0:
         raise InputError("not an ONNX model (cannot parse protobuf: no graph and no IR version; the file is "
                          "empty, truncated or another kind of protobuf)", path=path)
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+    from onnx.external_data_helper import _get_all_tensors    # initializers and Constant attributes
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in _get_all_tensors(proto)):
         check_onnx_external(proto, path)
         try:
             from onnx.external_data_helper import load_external_data_for_model
