@@ -158,7 +158,7 @@ def _state_dict_mutation(sd: dict, rng) -> tuple[str, object]:
         del sd[key]
         return f"drop {key}", sd
     if op == 3:
-        sd[key + _pick(rng, ["_extra", ".x", ""]) + "2"] = _pick(rng, [torch.zeros(3), 5, "s", [1], {"a": 1}, None])
+        sd[str(key) + _pick(rng, ["_extra", ".x", ""]) + "2"] = _pick(rng, [torch.zeros(3), 5, "s", [1], {"a": 1}, None])
         return "extra", sd
     if op == 4 and t.is_floating_point() and t.numel():
         t = t.clone()
@@ -166,7 +166,7 @@ def _state_dict_mutation(sd: dict, rng) -> tuple[str, object]:
         sd[key] = t
         return f"nonfinite {key}", sd
     if op == 5:
-        sd[key.replace("l0", "l5").replace("weight", "bias")] = sd.pop(key)
+        sd[str(key).replace("l0", "l5").replace("weight", "bias")] = sd.pop(key)
         return f"rename {key}", sd
     if op == 6:
         return "top-level", _pick(rng, [[1, 2], torch.zeros(2), 7, {"state_dict": 3}, {}, {"model": sd}, {1: t}])
