@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import InputError
-from .safety import short_repr
+from .safety import one_line, short_repr
 
 PLAN_KEYS = ("version", "defaults", "jobs")
 OPTION_KEYS = ("atol", "rtol", "seed", "inputs", "arch", "keras_version", "emit_module", "emit_vectors",
@@ -75,7 +75,8 @@ def load_plan(path) -> Plan:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InputError(f"not valid YAML{where} ({getattr(exc, 'problem', None) or exc})", path=path) from None
+        raise InputError(f"not valid YAML{where} ({one_line(getattr(exc, 'problem', None) or exc)})",
+                         path=path) from None
     problems: list[str] = []
     tasks = _validate(raw, os.path.dirname(os.path.abspath(path)), problems)
     if problems:

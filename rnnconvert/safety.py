@@ -250,3 +250,19 @@ def short_repr(value) -> str:
     r = reprlib.Repr()
     r.maxlevel, r.maxlist, r.maxdict, r.maxstring, r.maxother = 3, 6, 6, 80, 80
     return r.repr(value)
+
+
+def check_activation_numbers(model, path) -> None:
+    """Activation parameters (alpha, beta) read from metadata must be numbers, not strings or lists."""
+    from numbers import Real
+
+    from .model import Activation
+    for layer in model.layers:
+        for value in vars(layer).values():
+            for act in value if isinstance(value, list) else [value]:
+                if isinstance(act, Activation):
+                    for key in ("alpha", "beta"):
+                        v = getattr(act, key, None)
+                        if v is not None and (isinstance(v, bool) or not isinstance(v, Real)):
+                            raise InputError(f"activation '{act.name}' has {key}={short_repr(v)}, expected a number",
+                                             path=str(path), layer=layer.name)

@@ -147,7 +147,7 @@ def structured_random(rng, magic: bytes = b"") -> bytes:
 
 # ------------------------------------------------------------------------------------ running
 
-ADDRESS_SPACE_LIMIT = 4 << 30    # a runaway allocation fails as MemoryError (an escape), not the OOM killer
+ADDRESS_SPACE_LIMIT = 8 << 30    # a runaway allocation fails as MemoryError (an escape), not the OOM killer
 
 
 class bounded_memory:

@@ -74,7 +74,8 @@ def text(value) -> str | None:
         value = value.item()
     if isinstance(value, (bytes, np.bytes_)):
         return bytes(value).decode("utf-8")
-    return str(value)
+    # h5py hands invalid UTF-8 over as lone surrogates, which cannot be printed: replace them
+    return str(value).encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def attr_list(group, name: str) -> list[str]:

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from ...errors import InputError, UnsupportedError
-from ...safety import check_onnx_external
+from ...safety import check_activation_numbers, check_onnx_external
 from ...model import (Activation, ActivationLayer, Dense, Dropout, InputSpec, Model, Recurrent)
 from .glue import RECURRENT, Walker
 from .scan import is_scan_file, read_model
@@ -64,7 +64,9 @@ def read(path, output: str | None = None, **options) -> Model:
     meta = _metadata(proto)
     if is_scan_file(meta):                # layers written as Scan: from the initializers the metadata names
         try:
-            return read_model(proto, meta, path)
+            model = read_model(proto, meta, path)
+            check_activation_numbers(model, path)
+            return model
         except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
             raise InputError(f"the rnnconvert metadata does not match the graph's initializers "
                              f"({type(exc).__name__}: {exc}); the file was changed after rnnconvert wrote it",
