@@ -26,10 +26,11 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import InputError
+from .safety import one_line, short_repr
 
 PLAN_KEYS = ("version", "defaults", "jobs")
 OPTION_KEYS = ("atol", "rtol", "seed", "inputs", "arch", "keras_version", "emit_module", "emit_vectors",
-               "from", "to")
+               "from", "to", "allow_nonfinite")
 JOB_KEYS = ("src", "dst", *OPTION_KEYS)
 PATH_OPTIONS = ("inputs", "emit_module", "emit_vectors")
 STATE_VERSION = 1
@@ -74,7 +75,8 @@ def load_plan(path) -> Plan:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InputError(f"not valid YAML{where} ({getattr(exc, 'problem', None) or exc})", path=path) from None
+        raise InputError(f"not valid YAML{where} ({one_line(getattr(exc, 'problem', None) or exc)})",
+                         path=path) from None
     problems: list[str] = []
     tasks = _validate(raw, os.path.dirname(os.path.abspath(path)), problems)
     if problems:
@@ -85,7 +87,7 @@ def load_plan(path) -> Plan:
 
 
 def _type_problem(where, value, expected) -> str:
-    return f"{where}: expected {expected}, found {type(value).__name__} {value!r}"
+    return f"{where}: expected {expected}, found {type(value).__name__} {short_repr(value)}"
 
 
 def _check_options(where: str, entry: dict, base: str, problems: list) -> None:
@@ -96,8 +98,10 @@ def _check_options(where: str, entry: dict, base: str, problems: list) -> None:
                 problems.append(_type_problem(f"{where}.{key}", v, "a number >= 0"))
     if "seed" in entry and (isinstance(entry["seed"], bool) or not isinstance(entry["seed"], int)):
         problems.append(_type_problem(f"{where}.seed", entry["seed"], "an integer"))
+    if "allow_nonfinite" in entry and not isinstance(entry["allow_nonfinite"], bool):
+        problems.append(_type_problem(f"{where}.allow_nonfinite", entry["allow_nonfinite"], "true or false"))
     if "keras_version" in entry and entry["keras_version"] not in (2, 3):
-        problems.append(f"{where}.keras_version: expected 2 or 3, found {entry['keras_version']!r}")
+        problems.append(f"{where}.keras_version: expected 2 or 3, found {short_repr(entry['keras_version'])}")
     for key in (*PATH_OPTIONS, "from", "to"):
         if key in entry and not isinstance(entry[key], str):
             problems.append(_type_problem(f"{where}.{key}", entry[key], "a string"))
@@ -127,7 +131,7 @@ def _validate(raw, base: str, problems: list) -> list[Task]:
         return []
     _unknown_keys("plan", raw, PLAN_KEYS, problems)
     if raw.get("version", 1) != 1:
-        problems.append(f"version: expected 1, found {raw['version']!r}")
+        problems.append(f"version: expected 1, found {short_repr(raw['version'])}")
     defaults = raw.get("defaults", {})
     if not isinstance(defaults, dict):
         problems.append(_type_problem("defaults", defaults, "a mapping"))
@@ -271,7 +275,8 @@ def run_task(task: Task) -> dict:
                          force=True, src_format=o.get("from"), dst_format=o.get("to"), seed=o.get("seed", 0),
                          read_options={"arch": o["arch"]} if o.get("arch") else None,
                          write_options={"keras_version": o["keras_version"]} if o.get("keras_version") else None,
-                         emit_module=o.get("emit_module"), emit_vectors=o.get("emit_vectors"))
+                         emit_module=o.get("emit_module"), emit_vectors=o.get("emit_vectors"),
+                         allow_nonfinite=bool(o.get("allow_nonfinite")))
         out["report"] = report.to_dict()
     except VerificationError as exc:
         out.update(status="failed", message=exc.format(), report=exc.report.to_dict())

@@ -109,7 +109,11 @@ def matlab_options(f):
     return f
 
 
+NONFINITE_HELP = "Accept weights holding NaN or Inf (refused by default, naming the layer and tensor)."
+
+
 def check_options(f):
+    f = click.option("--allow-nonfinite", is_flag=True, help=NONFINITE_HELP)(f)
     f = click.option("--rtol", type=float, default=None, help="Relative tolerance (default 1e-4).")(f)
     f = click.option("--atol", type=float, default=None, help="Absolute tolerance (default 1e-4).")(f)
     f = click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False),
@@ -209,7 +213,7 @@ def cli():
 @click.pass_context
 def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
             emit_test, stateful, layer_name, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
-            var_name, mapping_path, accept_windows_paths):
+            allow_nonfinite, var_name, mapping_path, accept_windows_paths):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from .verification import convert as run
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
@@ -220,7 +224,8 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
                      seed=seed, read_options=_read_options(arch_path, var_name, mapping_path, accept_windows_paths),
                      emit_module=emit_module,
                      write_options=write_options or None,
-                     emit_vectors=emit_vectors, progress=_progress, layer=layer_name)
+                     emit_vectors=emit_vectors, progress=_progress, layer=layer_name,
+                     allow_nonfinite=allow_nonfinite)
     except RnnConvertError as exc:
         _write_report(getattr(exc, "report", None) or getattr(exc, "report_so_far", None), report_path)
         raise
@@ -236,7 +241,7 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
 @check_options
 @windows_option
 def verify(a, b, vectors_path, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
-           accept_windows_paths):
+           allow_nonfinite, accept_windows_paths):
     """Prove that model files A and B compute the same (exit 0), or not (exit 1); 2 on bad input.
 
     \b
@@ -250,7 +255,7 @@ def verify(a, b, vectors_path, rtol, atol, inputs_path, seed, report_path, arch_
     try:
         report = run(a, b, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path), seed=seed,
                      read_options=_read_options(arch_path, accept_windows_paths=accept_windows_paths),
-                     vectors_path=vectors_path, emit_vectors=emit_vectors)
+                     vectors_path=vectors_path, emit_vectors=emit_vectors, allow_nonfinite=allow_nonfinite)
     except VerificationError as exc:
         _write_report(exc.report, report_path)
         raise
@@ -319,9 +324,11 @@ def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path, accept
               help="Where to write the predictions (.npy; .npz: every output keyed by name, state outputs included).")
 @click.option("--float32", "use_float32", is_flag=True, help="Compute in float32 (default float64).")
 @click.option("--arch", "arch_path", type=click.Path(dir_okay=False), help=ARCH_HELP)
+@click.option("--allow-nonfinite", is_flag=True, help=NONFINITE_HELP)
 @matlab_options
 @windows_option
-def predict(path, inputs_path, output_path, use_float32, arch_path, var_name, mapping_path, accept_windows_paths):
+def predict(path, inputs_path, output_path, use_float32, arch_path, allow_nonfinite, var_name, mapping_path,
+            accept_windows_paths):
     """Run the reference forward pass on PATH, shaped like the framework's own predict."""
     import numpy as np
 
@@ -329,6 +336,9 @@ def predict(path, inputs_path, output_path, use_float32, arch_path, var_name, ma
     from .errors import InputError
     model = api.read(path, **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
     _echo_assumptions(model)
+    if not allow_nonfinite:
+        from .safety import check_finite
+        check_finite(model, path)
     x, feeds = _predict_inputs(model, inputs_path)
     if x.ndim != 3:
         raise InputError(f"inputs have shape {list(x.shape)}, expected 3 axes [batch, time, features]",

@@ -313,8 +313,10 @@ def render(desc: dict) -> str:
            f"input   '{inp['name']}': {inp['features']} features, {inp['dtype']}, {inp['layout']}, "
            f"time steps {steps}",
            f"params  {desc['parameters']:,}" + (f"   !! {desc['nonfinite']} NaN/Inf" if desc["nonfinite"] else ""),
-           *(f"states  {line}" for line in desc.get("states", {}).get("lines", [])),
-           ""]
+           *(f"states  {line}" for line in desc.get("states", {}).get("lines", []))]
+    out += [f"  !! layer '{x['name']}' tensor '{t['name']}': {t['nonfinite']} NaN/Inf of {t['size']} values"
+            for x in desc["layers"] for t in x["tensors"] if t["nonfinite"]]
+    out.append("")
     rows = [["#", "name", "kind", "direction", "units", "output", "activations", "params"]]
     for i, x in enumerate(desc["layers"]):
         if "hidden" in x:

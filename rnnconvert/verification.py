@@ -26,6 +26,7 @@ from .api import read
 from .diagnose import classify, localize
 from .errors import DestinationError, InputError, RnnConvertError, UnsupportedError, VerificationError
 from .model import Model
+from .safety import check_finite
 from .suite import STREAMING, chunking, initial_states, input_suite, stream, streaming_undefined
 
 # One tolerance policy, by the dtype the written model computes in.
@@ -112,8 +113,11 @@ def file_info(path, fmt) -> dict:
 def float32_noise(model: Model, x, expected) -> float:
     """How far the model's own float32 reference pass strays from float64 on `x`."""
     from .reference import forward
-    diff = np.abs(forward(model, x, dtype=np.float32).astype(np.float64) - expected)
-    return float(np.nan_to_num(diff, nan=np.inf).max(initial=0.0))
+    a = forward(model, x, dtype=np.float32).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        same = (a == expected) | (np.isnan(a) & np.isnan(expected))    # NaN in both is no rounding noise
+        diff = np.where(same, 0.0, np.nan_to_num(np.abs(a - expected), nan=np.inf))
+    return float(diff.max(initial=0.0))
 
 
 def compare(actual, expected, tol: dict, oracle: str, label: str, noise: float = 0.0) -> Check:
@@ -122,14 +126,17 @@ def compare(actual, expected, tol: dict, oracle: str, label: str, noise: float =
     if actual.shape != expected.shape:
         return Check(oracle, f"{label} (shape {list(actual.shape)} != {list(expected.shape)})",
                      float("inf"), float("inf"), [], False)
-    diff = np.abs(actual - expected)
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    rel = diff / np.maximum(np.abs(expected), 1e-12)
-    k = int(np.argmax(diff)) if diff.size else 0
-    excess = diff - (tol["atol"] + NOISE_FACTOR * noise + tol["rtol"] * np.abs(expected))
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(actual - expected)
+        # NaN where both are NaN, or the same infinity in both, is agreement (--allow-nonfinite weights)
+        same = (actual == expected) | (np.isnan(actual) & np.isnan(expected))
+        diff = np.where(same, 0.0, np.where(np.isnan(diff), np.inf, diff))
+        rel = np.where(same, 0.0, diff / np.maximum(np.nan_to_num(np.abs(expected), nan=0.0), 1e-12))
+        k = int(np.argmax(diff)) if diff.size else 0
+        ok = same | (diff <= tol["atol"] + NOISE_FACTOR * noise + tol["rtol"] * np.abs(expected))
     return Check(oracle, label, float(diff.max(initial=0.0)), float(rel.max(initial=0.0)),
                  [int(i) for i in np.unravel_index(k, diff.shape)] if diff.size else [],
-                 bool((excess <= 0).all()))
+                 bool(ok.all()))
 
 
 def _relayout(a, src: Model, dst: Model):
@@ -230,7 +237,8 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
             inputs: np.ndarray | None = None, force: bool = False, keep_failed: bool = False,
             src_format: str | None = None, dst_format: str | None = None, seed: int = 0,
             read_options: dict | None = None, write_options: dict | None = None, emit_module=None,
-            emit_vectors=None, progress=None, layer: str | None = None) -> Report:
+            emit_vectors=None, progress=None, layer: str | None = None,
+            allow_nonfinite: bool = False) -> Report:
     """Read `src`, write `dst`, read it back and verify; `dst` appears only when all checks pass.
 
     On a failed verification nothing is left at `dst` (an existing file there is untouched)
@@ -242,6 +250,7 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     (after verification passed).  `emit_vectors`: a directory for golden test vectors of `dst`.
     `layer`: convert only that recurrent layer of `src`, as a standalone model (`select.py`); for an
     ONNX source it is also checked against onnxruntime running the node cut out of the source graph.
+    Weights holding NaN or Inf are refused (InputError naming layer and tensor) unless `allow_nonfinite`.
     """
     say = progress or (lambda msg: None)
     src, dst = os.fspath(src), os.fspath(dst)
@@ -263,13 +272,18 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
 
     say(f"reading {src} ({src_fmt.name})")
     model = _read_source(src, src_fmt, read_options or {}, layer)
+    if not allow_nonfinite:
+        check_finite(model, src)
     tol = _tolerance(atol, rtol)
     report = Report(source=file_info(src, src_fmt.name), destination=None, tolerance=tol, seed=seed)
     report.notes += model.source.get("assumptions", [])
 
     # A temporary directory beside dst holding a file of dst's name: a writer's companion files
     # (a C header, a NumPy script's weights) get their final names and are installed with dst.
-    tmpdir = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", suffix=".tmp", dir=directory)
+    try:
+        tmpdir = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise DestinationError(f"cannot write in '{directory}' ({exc.strerror or exc})", path=dst) from None
     tmp = os.path.join(tmpdir, os.path.basename(dst))
     try:
         say(f"writing {dst} ({dst_fmt.name})")
@@ -304,8 +318,11 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
             raise
         report.destination = file_info(tmp, dst_fmt.name) | {"path": dst}
         if report.passed or keep_failed:
-            for name in sorted(os.listdir(tmpdir), key=lambda n: n == os.path.basename(dst)):   # dst last
-                os.replace(os.path.join(tmpdir, name), os.path.join(directory, name))
+            try:
+                for name in sorted(os.listdir(tmpdir), key=lambda n: n == os.path.basename(dst)):   # dst last
+                    os.replace(os.path.join(tmpdir, name), os.path.join(directory, name))
+            except OSError as exc:
+                raise DestinationError(f"cannot install ({exc.strerror or exc})", path=dst) from None
         if emit_module and report.passed:
             from .formats.torch import write_module
             write_module(model, emit_module, weights=os.path.basename(dst))
@@ -332,7 +349,7 @@ def _read_source(src, src_fmt, read_options: dict, layer: str | None) -> Model:
 
 def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
            inputs: np.ndarray | None = None, seed: int = 0, read_options: dict | None = None,
-           vectors_path=None, emit_vectors=None) -> Report:
+           vectors_path=None, emit_vectors=None, allow_nonfinite: bool = False) -> Report:
     """Compare two model files of any supported formats; raises VerificationError when they differ.
 
     With `vectors_path` (and no `b`): check `a` against golden vectors written by `emit_vectors`.
@@ -341,11 +358,15 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
     if vectors_path is not None:
         if b is not None:
             raise InputError("verify takes one model file with --vectors, not two")
-        return verify_vectors(a, vectors_path, atol=atol, rtol=rtol, read_options=read_options)
+        return verify_vectors(a, vectors_path, atol=atol, rtol=rtol, read_options=read_options,
+                              allow_nonfinite=allow_nonfinite)
     if b is None:
         raise InputError("verify needs two model files A B, or one file and --vectors DIR")
     a, b = os.fspath(a), os.fspath(b)
     ma, mb = read(a, **(read_options or {})), read(b, **(read_options or {}))
+    if not allow_nonfinite:
+        check_finite(ma, a)
+        check_finite(mb, b)
     fa, fb = formats.for_reading(a), formats.for_reading(b)
     report = Report(source=file_info(a, fa.name), destination=file_info(b, fb.name),
                     tolerance=_tolerance(atol, rtol), seed=seed)
@@ -360,12 +381,15 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
     return report
 
 
-def verify_vectors(path, vectors_path, *, atol=None, rtol=None, read_options=None) -> Report:
+def verify_vectors(path, vectors_path, *, atol=None, rtol=None, read_options=None,
+                   allow_nonfinite: bool = False) -> Report:
     """Re-check one model file against golden vectors: its reference pass and its own runtime."""
     from .reference import forward
     path = os.fspath(path)
     index, vecs = vectors.load(vectors_path)
     model = read(path, **(read_options or {}))
+    if not allow_nonfinite:
+        check_finite(model, path)
     fmt = formats.for_reading(path)
     tol = dict(index.get("tolerance") or _tolerance(None, None))
     tol = _tolerance(tol["atol"] if atol is None else atol, tol["rtol"] if rtol is None else rtol)

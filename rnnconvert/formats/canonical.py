@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import gates
 from ..errors import InputError
+from ..safety import check_zip, read_npy
 from ..model import (LAYER_KINDS, Activation, DirectionWeights, InputSpec, Model, Recurrent, StatePort,
                      layer_fields)
 
@@ -118,7 +119,7 @@ def from_manifest(manifest: dict, arrays: dict[str, np.ndarray], path=None) -> M
                      state_inputs=[StatePort(**p) for p in manifest.get("state_inputs", [])],
                      state_outputs=[StatePort(**p) for p in manifest.get("state_outputs", [])],
                      ).validate(path)
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise InputError(f"model.json does not match the schema ({type(exc).__name__}: {exc})",
                          path=path) from None
 
@@ -126,12 +127,9 @@ def from_manifest(manifest: dict, arrays: dict[str, np.ndarray], path=None) -> M
 def read(path, **options) -> Model:
     try:
         with zipfile.ZipFile(path) as z:
+            check_zip(z, path, what=".rnnc archive")
             manifest = json.loads(z.read(MANIFEST))
-            arrays = {}
-            for name in z.namelist():
-                if name.endswith(".npy"):
-                    with z.open(name) as f:
-                        arrays[name[:-4]] = np.lib.format.read_array(f, allow_pickle=False)
+            arrays = {name[:-4]: read_npy(z, name, path) for name in z.namelist() if name.endswith(".npy")}
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, ValueError, OSError) as exc:
         raise InputError(f"not a readable .rnnc file ({exc})", path=str(path)) from None
     return from_manifest(manifest, arrays, path=str(path))

@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from ...errors import InputError, UnsupportedError
+from ...safety import check_hdf5, check_zip
 
 ZIP_CONFIG, ZIP_METADATA, ZIP_WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 WEIGHTS_ONLY_HINT = ("A weights-only file (save_weights) holds no architecture: build the model in Keras, "
@@ -100,7 +101,8 @@ def text(value) -> str | None:
         value = value.item()
     if isinstance(value, (bytes, np.bytes_)):
         return bytes(value).decode("utf-8")
-    return str(value)
+    # h5py hands invalid UTF-8 over as lone surrogates, which cannot be printed: replace them
+    return str(value).encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def attr_list(group, name: str) -> list[str]:
@@ -148,6 +150,7 @@ def open_h5(path) -> Saved:
     except Exception as exc:  # noqa: BLE001 - h5py raises OSError, sometimes others
         raise InputError(f"not a Keras model file (cannot open as HDF5: {exc})", path=path) from None
     with f:
+        check_hdf5(f, path, what="Keras HDF5 file")
         if "model_config" not in f.attrs:
             raise InputError(_no_config_message(f), path=path)
         config = _json(f.attrs["model_config"], "the 'model_config' attribute", path)
@@ -197,6 +200,7 @@ def _no_config_message(f) -> str:
 def open_zip(path, accept_windows_paths: bool = False) -> Saved:
     try:
         with zipfile.ZipFile(path) as z:
+            check_zip(z, path, what=".keras archive")
             names = z.namelist()
             if ZIP_CONFIG not in names:
                 shown = ", ".join(names[:10]) or "nothing"
@@ -223,6 +227,8 @@ def open_zip(path, accept_windows_paths: bool = False) -> Saved:
     windows: list[str] = []               # datasets under layers\\... (Windows path separators)
     top: set[str] = set()
     with f:
+        check_hdf5(f, path, len(data), what="model.weights.h5 in the .keras archive", raw=data)
+
         def visit(name, obj):
             norm = name.replace("\\", "/")
             top.add(norm.split("/")[0])

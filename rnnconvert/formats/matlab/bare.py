@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InputError
+from ...safety import one_line
 
 PKG = "nnet.cnn.layer."
 LAYERS = {"lstmLayer": "LSTMLayer", "bilstmLayer": "BiLSTMLayer", "gruLayer": "GRULayer",
@@ -32,9 +33,15 @@ def load_mapping(mapping) -> dict:
     import yaml
     try:
         with open(mapping) as f:
-            return yaml.safe_load(f) or {}
+            spec = yaml.safe_load(f) or {}
     except OSError as e:
         raise InputError(f"cannot read the mapping file: {e.strerror}", path=str(mapping)) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise InputError(f"the mapping is not valid YAML ({one_line(e)})", path=str(mapping)) from None
+    if not isinstance(spec, dict):
+        raise InputError(f"the mapping must be a YAML mapping with 'layers', found {type(spec).__name__}",
+                         path=str(mapping))
+    return spec
 
 
 def read_bare(path: str, variables: dict, mapping):
@@ -47,14 +54,18 @@ def read_bare(path: str, variables: dict, mapping):
     problems, layers = [], []
     for k, entry in enumerate(entries):
         where = f"layers[{k}]"
-        if not isinstance(entry, dict) or entry.get("layer") not in LAYERS:
+        if not isinstance(entry, dict) or not isinstance(entry.get("layer"), str) or entry["layer"] not in LAYERS:
             problems.append(f"{where}: 'layer' must be one of {', '.join(LAYERS)}")
             continue
         d = {"Name": str(entry.get("Name", f"{entry['layer']}_{k + 1}")), "Class": PKG + LAYERS[entry["layer"]]}
         for key, value in entry.items():
             if key in ("layer", "Name"):
                 continue
-            if key in ARRAYS:
+            if key in ARRAYS and not (isinstance(value, str) or isinstance(value, list) and value
+                                      and all(isinstance(v, str) for v in value)):
+                problems.append(f"{where}.{key}: expected a variable name or a list of names, found "
+                                f"{type(value).__name__}")
+            elif key in ARRAYS:
                 try:
                     d[key] = _stack(variables, value)
                 except KeyError as e:

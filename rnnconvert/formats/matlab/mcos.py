@@ -249,6 +249,8 @@ def _load_v73(path: str) -> dict:
     except OSError as e:
         raise InputError(f"not a readable MATLAB v7.3 (HDF5) file: {e}", path=path) from None
     with f:
+        from ...safety import check_hdf5
+        check_hdf5(f, path, what="MATLAB v7.3 file")
         sub = None
         if "#subsystem#" in f and "MCOS" in f["#subsystem#"]:
             cells = _h5_value(f, f["#subsystem#"]["MCOS"])

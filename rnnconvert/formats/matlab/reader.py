@@ -190,7 +190,7 @@ def _text(v, default=""):
 def build(layers: list, path: str, var: str) -> Model:
     problems, out, notes, ignored = [], [], [], []
     features, norm = 0, None
-    untrained = []
+    untrained, damaged = [], []
     for k, layer in enumerate(layers):
         cls, p = fields(layer)
         name = _text(p.get("Name"), f"layer{k}") or f"layer{k}"
@@ -226,11 +226,15 @@ def build(layers: list, path: str, var: str) -> Model:
                                 "softmax layers, dropoutLayer, flattenLayer, output layers)")
         except UnsupportedError as e:
             problems.append(e.message if e.message.startswith("layers(") else f"{where}: {e.message}")
+        except (TypeError, ValueError, OverflowError, KeyError, IndexError, AttributeError) as e:
+            damaged.append(f"{where}: property values of unexpected type or shape ({type(e).__name__}: {e})")
     if untrained:
         raise InputError(f"variable '{var}' has no learned weights (layers {', '.join(untrained)} are "
                          "untrained layer definitions); train the network first and save the trained "
                          "network (save('net.mat','net')) or export it with matlab/rnnconvert_export.m",
                          path=path)
+    if damaged:
+        raise InputError("; ".join(damaged + problems), path=path)
     if problems:
         raise UnsupportedError("; ".join(problems), path=path)
     if not out:

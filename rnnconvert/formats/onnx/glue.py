@@ -137,7 +137,9 @@ class Walker(GlueOps):
                 outs = [None if a is None else Const(a)
                         for a in fold(node, [None if f is None else f.value for f in ins], self.opset)]
             except Exception as exc:  # the reference evaluator's errors are not ours to type
-                self.refuse(node, f"cannot evaluate it on constant inputs ({type(exc).__name__}: {exc})")
+                text = " ".join(str(exc).split())         # its messages span lines: one line, bounded
+                self.refuse(node, f"cannot evaluate it on constant inputs ({type(exc).__name__}: "
+                                  f"{text[:300] + ' ...' if len(text) > 300 else text})")
         elif any(isinstance(f, Flow) for f in ins):
             handler = getattr(self, f"flow_{op}", None)
             if handler is None:

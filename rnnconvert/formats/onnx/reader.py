@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 
 from ...errors import InputError, UnsupportedError
+from ...safety import check_activation_numbers, check_onnx_external
 from ...model import (Activation, ActivationLayer, Dense, Dropout, InputSpec, Model, Recurrent)
 from .glue import RECURRENT, Walker
 from .scan import is_scan_file, read_model
@@ -46,7 +47,9 @@ def load(path) -> onnx.ModelProto:
     if not proto.HasField("graph") or proto.ir_version <= 0:
         raise InputError("not an ONNX model (cannot parse protobuf: no graph and no IR version; the file is "
                          "empty, truncated or another kind of protobuf)", path=path)
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+    from onnx.external_data_helper import _get_all_tensors    # initializers and Constant attributes
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in _get_all_tensors(proto)):
+        check_onnx_external(proto, path)
         try:
             from onnx.external_data_helper import load_external_data_for_model
             load_external_data_for_model(proto, os.path.dirname(os.path.abspath(path)))
@@ -62,7 +65,14 @@ def read(path, output: str | None = None, **options) -> Model:
     proto, state_ins, state_outs = state_io.detach(original, path)   # states as graph inputs/outputs
     meta = _metadata(proto)
     if is_scan_file(meta):                # layers written as Scan: from the initializers the metadata names
-        return read_model(proto, meta, path)
+        try:
+            model = read_model(proto, meta, path)
+            check_activation_numbers(model, path)
+            return model
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+            raise InputError(f"the rnnconvert metadata does not match the graph's initializers "
+                             f"({type(exc).__name__}: {exc}); the file was changed after rnnconvert wrote it",
+                             path=path) from None
     g = proto.graph
     _check_recurrent_ops(g, path)
     init = {t.name for t in g.initializer}

@@ -28,6 +28,7 @@ import os
 from dataclasses import dataclass, field
 
 from ...errors import InputError
+from ...safety import one_line, short_repr
 from ...model import ACTIVATIONS, SELU, Activation
 
 HEADS = ("last_step", "final_state", "h_n[-1]", "sequence")
@@ -80,7 +81,9 @@ def load(arch) -> Hints:
         except OSError as exc:
             raise InputError(f"cannot read the architecture hints ({exc.strerror or exc})", path=origin) from None
         except yaml.YAMLError as exc:
-            raise InputError(f"architecture hints are not valid YAML ({exc})", path=origin) from None
+            raise InputError(f"architecture hints are not valid YAML ({one_line(exc)})", path=origin) from None
+        except UnicodeDecodeError as exc:
+            raise InputError(f"architecture hints are not UTF-8 text ({exc})", path=origin) from None
     if arch is None:
         arch = {}
     if not isinstance(arch, dict):
@@ -94,32 +97,32 @@ def load(arch) -> Hints:
     h = Hints(given=True, origin=origin)
     if "batch_first" in arch:
         if not isinstance(arch["batch_first"], bool):
-            problems.append(f"batch_first: {arch['batch_first']!r}, expected true or false")
+            problems.append(f"batch_first: {short_repr(arch['batch_first'])}, expected true or false")
         h.batch_first = arch["batch_first"]
     if "nonlinearity" in arch:
         v = arch["nonlinearity"]
         values = v.values() if isinstance(v, dict) else [v]
         if any(x not in ("tanh", "relu") for x in values):
-            problems.append(f"nonlinearity: {v!r}, expected tanh or relu (or {{module: tanh|relu}})")
+            problems.append(f"nonlinearity: {short_repr(v)}, expected tanh or relu (or {{module: tanh|relu}})")
         h.nonlinearity = v
     if "head" in arch:
         if arch["head"] not in HEADS:
-            problems.append(f"head: {arch['head']!r}, expected one of {', '.join(HEADS)}")
+            problems.append(f"head: {short_repr(arch['head'])}, expected one of {', '.join(HEADS)}")
         h.head = arch["head"]
     if "order" in arch:
         if not (isinstance(arch["order"], list) and all(isinstance(x, str) for x in arch["order"])):
-            problems.append(f"order: {arch['order']!r}, expected a list of module names")
+            problems.append(f"order: {short_repr(arch['order'])}, expected a list of module names")
         h.order = arch["order"]
     if "ignore" in arch:
         if not (isinstance(arch["ignore"], list) and all(isinstance(x, str) for x in arch["ignore"])):
-            problems.append(f"ignore: {arch['ignore']!r}, expected a list of module names")
+            problems.append(f"ignore: {short_repr(arch['ignore'])}, expected a list of module names")
         else:
             h.ignore = arch["ignore"]
     if "activations" in arch:
         acts = arch["activations"] or {}
         h.activations_given = True
         if not isinstance(acts, dict):
-            problems.append(f"activations: {acts!r}, expected {{module: activation}}")
+            problems.append(f"activations: {short_repr(acts)}, expected {{module: activation}}")
         else:
             for module, spec in acts.items():
                 try:
@@ -129,7 +132,7 @@ def load(arch) -> Hints:
     if "input_features" in arch:
         v = arch["input_features"]
         if not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
-            problems.append(f"input_features: {v!r}, expected a positive integer")
+            problems.append(f"input_features: {short_repr(v)}, expected a positive integer")
         h.input_features = v
     if "state_dict_key" in arch:
         h.state_dict_key = str(arch["state_dict_key"])
@@ -156,15 +159,15 @@ def activation(spec) -> Activation:
             raise InputError(f"activation parameters {sorted(unknown)}: only alpha, beta")
         return Activation(base.name, spec.get("alpha", base.alpha), spec.get("beta", base.beta))
     if not isinstance(spec, str):
-        raise InputError(f"activation {spec!r}, expected a name")
+        raise InputError(f"activation {short_repr(spec)}, expected a name")
     name = spec.lower()
     if name in TORCH_ACTIVATIONS:
         return TORCH_ACTIVATIONS[name]
     if name not in ACTIVATIONS:
-        raise InputError(f"unknown activation {spec!r}; known: {', '.join(sorted(set(ACTIVATIONS) | set(TORCH_ACTIVATIONS)))}")
+        raise InputError(f"unknown activation {short_repr(spec)}; known: {', '.join(sorted(set(ACTIVATIONS) | set(TORCH_ACTIVATIONS)))}")
     params = ACTIVATIONS[name]
     if params:
-        raise InputError(f"activation {spec!r} needs {', '.join(params)}: give {{name: {name}, "
+        raise InputError(f"activation {short_repr(spec)} needs {', '.join(params)}: give {{name: {name}, "
                          + ", ".join(f"{p}: ..." for p in params) + "}")
     return Activation(name)
 

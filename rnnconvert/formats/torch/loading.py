@@ -57,11 +57,14 @@ def torch_load(path):
 
 def _is_torchscript(path) -> bool:
     import zipfile
+
+    from ...safety import check_zip
     try:
         with zipfile.ZipFile(path) as z:
+            check_zip(z, path, what="PyTorch zip archive")
             return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False
+    except (OSError, zipfile.BadZipFile, NotImplementedError, UnicodeDecodeError, ValueError, EOFError):
+        return False          # not a zip Python can list: torch.load says what is wrong with it
 
 
 def find_state_dict(obj, key: str | None = None, path=None) -> tuple[Mapping, str | None]:

@@ -99,7 +99,7 @@ def _check_entry(name, info, data_size: int, problems: list):
         problems.append(f"'{name}': entry is not an object")
         return None
     dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-    if dtype not in ITEMSIZE:
+    if not isinstance(dtype, str) or dtype not in ITEMSIZE:
         problems.append(f"'{name}': dtype {dtype!r} is not supported (known: {', '.join(ITEMSIZE)})")
         return None
     if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):

@@ -1,0 +1,268 @@
+"""Guards a reader applies before it trusts a file from a stranger, and the NaN/Inf weight check.
+
+- HDF5 (Keras .h5, a .keras's model.weights.h5, MATLAB v7.3): external links, external raw storage
+  and virtual datasets are refused (they make the library open other files); a dataset may not
+  declare more bytes than its file could hold compressed (`MAX_RATIO`), checked before it is read.
+- Zip (.keras, .rnnc, .pt): member names that are absolute or climb out with `..` are refused, so are
+  duplicate names and members expanding more than ZIP_RATIO:1 (zip bombs) or, stored, declaring
+  another size than they hold.  Nothing is ever extracted to disk.
+- ONNX external data: only files inside the model's own directory (after resolving symlinks), with
+  offset and length inside the file and equal to what the tensor's shape needs.
+- `.npy` members: the header's shape times the item size must fit in the member.
+- `nonfinite(model)`: every weight tensor holding NaN or Inf; `check_finite` refuses them.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import re
+import struct
+import tokenize
+
+import numpy as np
+
+from .errors import InputError
+
+# Deflate cannot expand its input more than about 1032:1; an HDF5 dataset declaring more is a lie.
+MAX_RATIO = 1100
+# Model weights compress poorly (about 1.1:1, JSON about 10:1): a zip member over SLACK expanding more
+# than ZIP_RATIO times is refused as a zip bomb before a byte of it is inflated.
+ZIP_RATIO = 100
+SLACK = 1 << 20                   # small datasets (or members) are never refused for their ratio
+
+
+# ------------------------------------------------------------------------------------------- HDF5
+
+def check_global_heaps(buf, path, what: str) -> None:
+    """Walk every HDF5 global heap collection ("GCOL": variable-length strings such as Keras's
+    model_config): libhdf5 loops forever on a collection whose objects do not advance (a zeroed
+    object header), so such a file is refused before h5py reads a string from it."""
+    start = buf.find(b"GCOL")
+    while start >= 0:
+        if buf[start + 4:start + 5] == b"\x01" and start + 16 <= len(buf):
+            size = struct.unpack("<Q", buf[start + 8:start + 16])[0]
+            end, o = start + size, start + 16
+            if size >= 4096 and end <= len(buf):
+                while o + 16 <= end:
+                    index, _, _, n = struct.unpack("<HHIQ", buf[o:o + 16])
+                    step = n if index == 0 else 16 + (n + 7) // 8 * 8
+                    if step < 16 or o + step > end:
+                        raise InputError(f"{what} is damaged: global heap at byte {start} has an object at byte "
+                                         f"{o} of size {n} that does not fit", path=str(path))
+                    if index == 0:
+                        break
+                    o += step
+        start = buf.find(b"GCOL", start + 4)
+
+
+def check_hdf5(f, path, file_size: int | None = None, what: str = "HDF5 file", raw=None) -> None:
+    """Refuse external links, external storage, virtual datasets and over-declared datasets in `f`,
+    and damaged global heaps (`raw`: the file's bytes, else read from `path` through mmap)."""
+    import h5py
+    if file_size is None:
+        file_size = os.path.getsize(path)
+    if raw is not None:
+        check_global_heaps(raw, path, what)
+    elif file_size:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            check_global_heaps(m, path, what)
+    budget = MAX_RATIO * file_size + SLACK
+    problems: list[str] = []
+
+    def visit(name, link):
+        if isinstance(link, h5py.ExternalLink):
+            problems.append(f"'{name}' is an external link to '{link.filename}:{link.path}'")
+            return
+        if not isinstance(link, h5py.HardLink):
+            return
+        obj = f.get(name)
+        if not isinstance(obj, h5py.Dataset):
+            return
+        if obj.is_virtual:
+            problems.append(f"'{name}' is a virtual dataset (it maps data from other files)")
+        elif obj.external:
+            files = ", ".join(sorted({str(e[0]) for e in obj.external}))
+            problems.append(f"'{name}' stores its data in external file(s) {files}")
+        else:
+            declared = int(np.prod(obj.shape, dtype=object) or 0) * obj.dtype.itemsize
+            if declared > budget:
+                problems.append(f"'{name}' declares {_size(declared)} ({list(obj.shape)} {obj.dtype}), more "
+                                f"than a {_size(file_size)} file can hold")
+    try:
+        f.visititems_links(visit)
+    except (OSError, RuntimeError, KeyError, ValueError, SystemError) as exc:   # HDF5's errors on damaged files
+        raise InputError(f"{what} is damaged: its object tree cannot be walked ({one_line(exc)})",
+                         path=str(path)) from None
+    if problems:
+        raise InputError(f"{what} refused: " + "; ".join(problems[:3])
+                         + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
+                         + "; rnnconvert reads only data stored inside the file itself", path=str(path))
+
+
+# -------------------------------------------------------------------------------------------- zip
+
+def _unsafe_name(name: str) -> bool:
+    parts = re.split(r"[\\/]", name)
+    return name.startswith(("/", "\\")) or bool(re.match(r"[A-Za-z]:", name)) or ".." in parts
+
+
+def check_zip(z, path, archive_size: int | None = None, what: str = "zip archive") -> None:
+    """Refuse unsafe member names, duplicates and members declaring sizes their bytes cannot give."""
+    import zipfile
+    if archive_size is None:
+        archive_size = os.path.getsize(path)
+    problems, seen = [], set()
+    for info in z.infolist():
+        name = info.filename
+        if _unsafe_name(name):
+            problems.append(f"member '{name}' has an absolute path or climbs out with '..'")
+        if name in seen:
+            problems.append(f"member '{name}' appears twice")
+        seen.add(name)
+        if info.compress_size > archive_size:
+            problems.append(f"member '{name}' declares {_size(info.compress_size)} of compressed data in a "
+                            f"{_size(archive_size)} archive")
+        elif info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+            problems.append(f"member '{name}' is stored uncompressed but declares {_size(info.file_size)} "
+                            f"from {_size(info.compress_size)}")
+        elif info.file_size > ZIP_RATIO * info.compress_size + SLACK:
+            problems.append(f"member '{name}' declares {_size(info.file_size)} from {_size(info.compress_size)} "
+                            f"compressed (ratio over {ZIP_RATIO}:1, a zip bomb)")
+    if problems:
+        raise InputError(f"{what} refused: " + "; ".join(problems[:3])
+                         + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""), path=str(path))
+
+
+def read_npy(z, name: str, path):
+    """A `.npy` member of zip `z`, its header checked against the member's size before allocating."""
+    from numpy.lib import format as npy
+    info = z.getinfo(name)
+    with z.open(name) as f:
+        try:
+            version = npy.read_magic(f)
+            shape, fortran, dtype = (npy.read_array_header_1_0(f) if version == (1, 0)
+                                     else npy.read_array_header_2_0(f))
+        except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as exc:
+            raise InputError(f"member '{name}' is not a .npy array ({one_line(exc)})", path=str(path)) from None
+        if dtype.hasobject:
+            raise InputError(f"member '{name}' holds Python objects; rnnconvert reads numeric arrays only",
+                             path=str(path))
+        need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if need > info.file_size:
+            raise InputError(f"member '{name}' declares shape {list(shape)} {dtype} ({_size(need)}) but holds "
+                             f"{_size(info.file_size)}", path=str(path))
+        data = f.read(need)
+    if len(data) != need:
+        raise InputError(f"member '{name}' is truncated: {len(data)} of {need} bytes", path=str(path))
+    a = np.frombuffer(data, dtype=dtype)
+    return (a.reshape(shape[::-1]).T if fortran else a.reshape(shape)).copy()
+
+
+# ------------------------------------------------------------------------------- ONNX external data
+
+def check_onnx_external(proto, path) -> None:
+    """Every external tensor's file inside the model's directory, its bytes inside that file."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors
+    base = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    problems = []
+    for t in _get_all_tensors(proto):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        loc = info.get("location", "")
+        where = f"tensor '{t.name}'"
+        if not loc or os.path.isabs(loc) or _unsafe_name(loc):
+            problems.append(f"{where}: external data location '{loc}' is not a plain path inside the model's "
+                            "directory")
+            continue
+        full = os.path.realpath(os.path.join(base, loc))
+        if os.path.commonpath([full, base]) != base:
+            problems.append(f"{where}: external data '{loc}' resolves to '{full}', outside the model's directory")
+            continue
+        if not os.path.isfile(full):
+            problems.append(f"{where}: external data file '{loc}' is missing")
+            continue
+        try:
+            offset, length = int(info.get("offset", 0)), int(info.get("length", -1))
+        except ValueError:
+            problems.append(f"{where}: external data offset/length are not integers")
+            continue
+        size = os.path.getsize(full)
+        try:
+            need = int(np.prod(list(t.dims), dtype=object)) * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+        except (KeyError, TypeError, ValueError):
+            need = None
+        if length < 0:
+            length = size - offset
+        if offset < 0 or offset + length > size:
+            problems.append(f"{where}: external data '{loc}' bytes {offset}..{offset + length} are outside the "
+                            f"file ({size} bytes)")
+        elif need is not None and need != length:
+            problems.append(f"{where}: shape {list(t.dims)} needs {need} bytes, external data gives {length}")
+    if problems:
+        raise InputError("ONNX external data refused: " + "; ".join(problems[:3])
+                         + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""), path=str(path))
+
+
+# ----------------------------------------------------------------------------------- NaN and Inf
+
+def nonfinite(model) -> list[tuple[str, str, int, int]]:
+    """(layer, tensor, NaN/Inf count, size) of every weight tensor holding NaN or Inf."""
+    out = []
+    for layer in model.layers:
+        for key, a in layer.arrays().items():
+            a = np.asarray(a)
+            if a.dtype.kind in "fc":
+                bad = int(np.count_nonzero(~np.isfinite(a)))
+                if bad:
+                    out.append((layer.name, key, bad, int(a.size)))
+    return out
+
+
+def check_finite(model, path) -> None:
+    """Refuse a model whose weights hold NaN or Inf (the CLI's --allow-nonfinite skips this)."""
+    bad = nonfinite(model)
+    if not bad:
+        return
+    name, key, n, size = bad[0]
+    more = f" (and {len(bad) - 1} more tensor{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+    raise InputError(f"tensor '{key}' holds {n} NaN/Inf value{'s' if n > 1 else ''} of {size}{more}; the weights "
+                     "are not finite, so the conversion cannot be verified: fix the model, or pass "
+                     "--allow-nonfinite to convert it anyway", path=str(path), layer=name)
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def one_line(exc) -> str:
+    """An exception's text on one line (YAML and HDF5 errors span several)."""
+    return " ".join(str(exc).split())
+
+
+def short_repr(value) -> str:
+    """repr() bounded in depth and length: a YAML alias bomb must not be expanded into a message."""
+    import reprlib
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxdict, r.maxstring, r.maxother = 3, 6, 6, 80, 80
+    return r.repr(value)
+
+
+def check_activation_numbers(model, path) -> None:
+    """Activation parameters (alpha, beta) read from metadata must be numbers, not strings or lists."""
+    from numbers import Real
+
+    from .model import Activation
+    for layer in model.layers:
+        for value in vars(layer).values():
+            for act in value if isinstance(value, list) else [value]:
+                if isinstance(act, Activation):
+                    for key in ("alpha", "beta"):
+                        v = getattr(act, key, None)
+                        if v is not None and (isinstance(v, bool) or not isinstance(v, Real)):
+                            raise InputError(f"activation '{act.name}' has {key}={short_repr(v)}, expected a number",
+                                             path=str(path), layer=layer.name)
