@@ -219,6 +219,8 @@ def inspect_file(path, fmt: str | None = None, layer: str | None = None, **optio
     (the names `--layer` takes).  With `layer`: that layer's standalone model."""
     from .inspect import _json, describe, describe_recurrent, source_framework
     s = scan(path, fmt, **options)
+    if s.whole is None and not s.layers and s.error is not None:
+        raise s.error          # nothing readable at all: the whole model's refusal is the answer
     if layer is not None:
         d = describe(build(s, lookup(s, layer)), path=s.path)
     elif s.whole is not None:
