@@ -32,6 +32,7 @@ DIRECTIONS = ("forward", "reverse", "bidirectional")
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 OUTPUTS = ("sequence", "last_step", "final_state")
 TIME_ORDERS = ("input", "processing")
+MASKED_OUTPUTS = ("previous", "zero")
 
 # Activation names and the parameters each one takes (alpha, beta meaning as in ONNX).
 ACTIVATIONS = {
@@ -120,6 +121,9 @@ class Recurrent(Layer):
       it was processed (Keras go_backwards); 'input' aligns outputs with input steps.
     reset_after (GRU): True applies the reset gate after the recurrent matmul
       (ONNX linear_before_reset=1, Keras reset_after=True, PyTorch); False before it.
+    masked_output: what a step skipped by a mask (Embedding mask_zero, Masking) outputs:
+      'previous' (the last output, zeros before the first: Keras's default) or 'zero' (Keras
+      zero_output_for_mask=True, which Bidirectional forces on when it returns sequences).
     """
     name: str
     cell: str
@@ -134,6 +138,7 @@ class Recurrent(Layer):
     clip: float | None = None
     has_input_bias: bool = True
     has_recurrent_bias: bool = True
+    masked_output: str = "previous"
 
     @property
     def kind(self) -> str:  # type: ignore[override]
@@ -316,10 +321,11 @@ class BatchNorm(Layer):
 class Masking(Layer):
     """Keras `Masking`: a step whose features all equal `mask_value` is masked.
 
-    The layer passes its input through unchanged; a masked step is skipped by the recurrent layers
-    that follow (state carried over; see `reference.py` for what a skipped step outputs).  The mask
-    passes through Dropout, Dense and Activation and through a recurrent layer that returns its
-    sequence; a layer returning one step consumes it.
+    The layer outputs its input with the masked steps set to zero (as Keras does); a masked step is
+    skipped by the recurrent layers that follow (state carried over; `Recurrent.masked_output` says
+    what a skipped step outputs).  The mask passes through Dropout, Dense, Activation and BatchNorm
+    and through a recurrent layer that returns its sequence; global average pooling averages the
+    unmasked steps only; every other layer drops it (see `reference_layers.py`).
     """
     name: str
     mask_value: float = 0.0
@@ -433,7 +439,8 @@ def recurrent_problems(layer: Recurrent, where: str, features: int):
         yield f"{where}: cell '{layer.cell}', expected one of {', '.join(CELLS)}"
         return
     for attr, allowed in (("direction", DIRECTIONS), ("output", OUTPUTS),
-                          ("merge", MERGE_MODES), ("time_order", TIME_ORDERS)):
+                          ("merge", MERGE_MODES), ("time_order", TIME_ORDERS),
+                          ("masked_output", MASKED_OUTPUTS)):
         if getattr(layer, attr) not in allowed:
             yield f"{where}: {attr} '{getattr(layer, attr)}', expected one of {', '.join(allowed)}"
     if layer.time_order == "processing" and layer.direction != "reverse":
