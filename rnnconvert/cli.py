@@ -292,7 +292,8 @@ def inspect(path, as_json, arch_path, var_name, mapping_path):
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--inputs", "inputs_path", required=True, type=click.Path(dir_okay=False),
-              help="Inputs as .npy, [batch, time, features] (time-major if the model is).")
+              help="Inputs as .npy, [batch, time, features] (time-major if the model is); integer "
+                   "token ids [batch, time] for a model that starts with an Embedding.")
 @click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False),
               help="Where to write the predictions (.npy).")
 @click.option("--float32", "use_float32", is_flag=True, help="Compute in float32 (default float64).")
@@ -307,9 +308,10 @@ def predict(path, inputs_path, output_path, use_float32, arch_path, var_name, ma
     model = api.read(path, **_read_options(arch_path, var_name, mapping_path))
     _echo_assumptions(model)
     x = _load_inputs(inputs_path)
-    if x.ndim != 3:
-        raise InputError(f"inputs have shape {list(x.shape)}, expected 3 axes [batch, time, features]",
-                         path=inputs_path)
+    tokens = model.input.dtype.startswith("int")
+    if x.ndim != (2 if tokens else 3):
+        expected = "2 axes [batch, time] of token ids" if tokens else "3 axes [batch, time, features]"
+        raise InputError(f"inputs have shape {list(x.shape)}, expected {expected}", path=inputs_path)
     y = api.predict(model, x, dtype=np.float32 if use_float32 else np.float64)
     np.save(output_path, y.astype(np.float32))
     click.echo(f"wrote {output_path}: shape {list(y.shape)}")
