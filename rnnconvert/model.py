@@ -383,7 +383,7 @@ def _problems(model: Model):
             features = layer.units_out
             seq = layer.output == "sequence"
         elif isinstance(layer, Dense):
-            if layer.kernel.ndim != 2 or layer.kernel.shape[0] != features:
+            if layer.kernel.ndim != 2 or features and layer.kernel.shape[0] != features:
                 yield f"{where}: kernel shape {tuple(layer.kernel.shape)}, expected ({features}, units)"
             elif layer.bias is not None and layer.bias.shape != (layer.kernel.shape[1],):
                 yield f"{where}: bias shape {tuple(layer.bias.shape)}, expected ({layer.kernel.shape[1]},)"
