@@ -218,7 +218,7 @@ def _restore(model: Model, raw_layers: list, meta: dict) -> Model:
         for e in meta["layers"]:
             kind = e["kind"]
             if kind == "dropout":
-                layers.append(Dropout(e["name"], float(e.get("rate", 0.0))))
+                layers.append(Dropout(e["name"], float(e.get("rate", 0.0)), e.get("variant", "dropout")))
             elif kind in ("lstm", "gru", "rnn"):
                 _, r = next(it)
                 layers.append(_restore_recurrent(r, e))
@@ -249,6 +249,8 @@ def _restore_recurrent(r: Recurrent, e: dict) -> Recurrent:
     if e["output"] != r.output and {e["output"], r.output} == {"last_step", "final_state"} \
             and r.direction == "forward":
         out.output = e["output"]
+    if e.get("masked_output") in ("previous", "zero"):     # what a masked step outputs: no node carries it
+        out.masked_output = e["masked_output"]
     clip = e.get("clip")
     if clip is not None and r.clip is not None and np.float32(clip) == np.float32(r.clip):
         out.clip = float(clip)
