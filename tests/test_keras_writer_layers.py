@@ -18,9 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
-import rnnconvert
 from rnnconvert import model as M
-from rnnconvert.errors import UnsupportedError
 from rnnconvert.formats import keras as K
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -231,47 +229,24 @@ def _lstm(name, features, hidden, seed, output="sequence", direction="forward", 
                        output=output, masked_output=masked_output)
 
 
-def test_refusals_through_the_cli(runner, tmp_path):
+@pytest.mark.parametrize("what", ["bidirectional", "selector"])
+def test_mask_refusals_through_the_cli(runner, tmp_path, what):
     from rnnconvert.cli import cli
     from rnnconvert.formats import canonical
-    flat = M.Model([_lstm("lstm", 3, 4, 0), M.Flatten("flatten"),
-                    M.Dense("dense", np.ones((20, 2)), np.zeros(2))], M.InputSpec(features=3, time_steps=None))
-    masked = M.Model([M.Masking("masking"), _lstm("bi", 3, 4, 1, direction="bidirectional")],
-                     M.InputSpec(features=3))
-    for model, want in [
-        (masked, "layer 'bi': a mask reaches this layer and Keras's Bidirectional outputs zeros at masked steps "
-                 "(it forces zero_output_for_mask on); this layer repeats the previous output there"),
-    ]:
-        src = tmp_path / "model.rnnc"
-        canonical.write(model, src)
-        res = runner.invoke(cli, [str(src), str(tmp_path / "out.keras")])
+    if what == "bidirectional":
+        layer = _lstm("bi", 3, 4, 1, direction="bidirectional")
+        want = ("layer 'bi': a mask reaches this layer and Keras's Bidirectional outputs zeros at masked steps "
+                "(it forces zero_output_for_mask on); this layer repeats the previous output there")
+    else:
+        layer = _lstm("rev", 3, 4, 2, direction="reverse")
+        want = ("layer 'rev': a mask reaches this layer and the identity SimpleRNN that would select its output "
+                "steps would skip the masked steps too")
+    src = tmp_path / "model.rnnc"
+    canonical.write(M.Model([M.Masking("masking"), layer], M.InputSpec(features=3)), src)
+    for dst, major in (("out.keras", 3), ("out.h5", 3), ("out2.h5", 2)):
+        args = [str(src), str(tmp_path / dst)] + (["--keras-version", "2"] if major == 2 else [])
+        res = runner.invoke(cli, args)
         assert res.exit_code == 2, res.output
-        assert res.stderr.strip() == (f"rnnconvert: error: {tmp_path / 'out.keras'}: cannot write this model as "
-                                      f"Keras 3: {want}")
-    del flat
-
-
-@pytest.mark.parametrize("padding,pads", [("valid", (0, 0)), ("causal", (0, 0)), ("same", (0, 0)),
-                                          ("explicit", (3, 1))])
-def test_strides_with_dilation_become_a_stride_one_conv_and_a_subsampling_pool(tmp_path, padding, pads):
-    """Keras refuses strides > 1 with dilation > 1; torch computes it (the oracle here)."""
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(1)
-    T, k, d, s = 13, 3, 2, 2
-    conv = torch.nn.Conv1d(3, 4, k, stride=s, dilation=d).eval()
-    kernel = conv.weight.detach().numpy().transpose(2, 1, 0)
-    layer = M.Conv1D("conv", kernel, conv.bias.detach().numpy(), strides=s, dilation=d, padding=padding, pads=pads,
-                     activation=act("tanh"))
-    model = M.Model([layer], M.InputSpec(features=3, time_steps=T))
-    total = {"valid": 0, "causal": (k - 1) * d, "explicit": sum(pads),
-             "same": max((-(-T // s) - 1) * s + (k - 1) * d + 1 - T, 0)}[padding]
-    left = {"valid": 0, "causal": total, "explicit": pads[0], "same": total // 2}[padding]
-    x = floats((3, T, 3), 5)
-    xt = torch.nn.functional.pad(torch.from_numpy(x).transpose(1, 2), (left, total - left))
-    want = torch.tanh(conv(xt)).transpose(1, 2).detach().numpy()
-    for name, major in TARGETS:
-        path = tmp_path / f"v{major}_{name}"
-        notes = " ".join(K.write(model, path, keras_version=major))
-        assert "followed by MaxPooling1D(pool_size=1, strides=2)" in notes
-        loaded = keras.saving.load_model(str(path), compile=False)
-        assert np.abs(loaded.predict(x, verbose=0) - want).max() < TOL
+        assert res.stderr.strip() == (f"rnnconvert: error: {tmp_path / dst}: cannot write this model as "
+                                      f"Keras {major}: {want}")
+        assert not (tmp_path / dst).exists()

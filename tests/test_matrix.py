@@ -34,6 +34,10 @@ REFUSALS = {
     **{(name, sfx): "reset" for name in ("gru_reset_before_last",) for sfx in (".pt", ".safetensors")},
     **{(name, sfx): "sigmoid" for name in ("lstm_sigmoid_sigmoid",) for sfx in (".pt", ".safetensors")},
     **{(name, sfx): "selu" for name in ("simplernn_selu_dense",) for sfx in (".pt", ".safetensors")},
+    # PyTorch modules carry no mask (Keras mask_zero / Masking).
+    **{(name, sfx): "PyTorch modules carry no mask"
+       for name in ("embed_mask_bigru_last", "embed_mask_bilstm_seq", "embed_mask_gru_backwards_seq_dense",
+                    "embed_mask_lstm_seq_gap_dense") for sfx in (".pt", ".safetensors")},
 }
 
 
