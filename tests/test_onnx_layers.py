@@ -186,6 +186,17 @@ def round_trip(tmp_path, path, xs):
     for x in xs:
         np.testing.assert_array_equal(run_ort(again, x), run_ort(path, x))
     assert op_counts(again) == op_counts(path)
+    if "Scan" not in op_counts(path):      # the graph alone (no rnnconvert metadata) reads the same model
+        proto = onnx.load(str(path))
+        del proto.metadata_props[:]
+        bare = tmp_path / "bare.onnx"
+        onnx.save(proto, str(bare))
+        graph_only = ox.read(bare)
+        assert [layer.kind for layer in graph_only.layers] == [layer.kind for layer in back.layers
+                                                               if layer.kind != "dropout"]
+        ox.write(graph_only, again)
+        for x in xs:
+            np.testing.assert_allclose(run_ort(again, x), run_ort(path, x), atol=TOL, rtol=0)
     return back
 
 
@@ -384,3 +395,140 @@ def test_batchnorm_after_final_state_and_dropout_variants(tmp_path):
     assert [getattr(layer, "variant", None) for layer in back.layers if isinstance(layer, M.Dropout)] == \
         ["gaussian_noise", "dropout"]
     assert back.layers[2].epsilon == pytest.approx(0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# torch modules, live
+
+def _torch_rec(mod: "torch.nn.Module", name: str, output="sequence") -> M.Recurrent:
+    cell = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}[type(mod).__name__]
+    sd = {k: v.detach().numpy() for k, v in mod.state_dict().items()}
+    w = M.DirectionWeights(sd["weight_ih_l0"], sd["weight_hh_l0"], sd["bias_ih_l0"], sd["bias_hh_l0"])
+    acts = {"lstm": [M.SIGMOID, M.TANH, M.TANH], "gru": [M.SIGMOID, M.TANH], "rnn": [M.TANH]}[cell]
+    return M.Recurrent(name, cell, mod.hidden_size, "forward", [w], acts, output)
+
+
+def _torch_conv(conv, name) -> M.Conv1D:
+    pad = conv.padding
+    kernel = np.ascontiguousarray(conv.weight.detach().numpy().transpose(2, 1, 0))
+    bias = None if conv.bias is None else conv.bias.detach().numpy()
+    if pad == "same":
+        return M.Conv1D(name, kernel, bias, 1, conv.dilation[0], "same", (0, 0), conv.groups, M.RELU)
+    return M.Conv1D(name, kernel, bias, conv.stride[0], conv.dilation[0], "explicit", (pad[0], pad[0]), conv.groups,
+                    M.RELU)
+
+
+class EmbedLSTM(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb, self.lstm, self.fc = torch.nn.Embedding(40, 6), torch.nn.LSTM(6, 5, batch_first=True), torch.nn.Linear(5, 3)
+
+    def forward(self, ids):
+        return self.fc(self.lstm(self.emb(ids))[0][:, -1])
+
+
+class ConvGRU(torch.nn.Module):
+    def __init__(self, **conv):
+        super().__init__()
+        self.conv, self.gru = torch.nn.Conv1d(4, 6, 3, **conv), torch.nn.GRU(6, 5, batch_first=True)
+
+    def forward(self, x):
+        return self.gru(torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2))[0]
+
+
+class NormLSTM(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bn, self.lstm = torch.nn.BatchNorm1d(4), torch.nn.LSTM(4, 5, batch_first=True)
+
+    def forward(self, x):
+        return self.lstm(self.bn(x.transpose(1, 2)).transpose(1, 2))[0]
+
+
+def _torch_seeded(mod):
+    torch.manual_seed(11)
+    mod = mod.eval()
+    with torch.no_grad():
+        for name, p in mod.named_parameters():
+            if "bias" in name:
+                p.add_(torch.randn_like(p) * 0.3)
+        for m in mod.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.normal_()
+    return mod
+
+
+def _torch_check(tmp_path, mod, model, xs):
+    path = tmp_path / "t.onnx"
+    ox.write(model, path)
+    with torch.no_grad():
+        for x in xs:
+            want = mod(torch.from_numpy(x)).numpy()
+            np.testing.assert_allclose(run_ort(path, x), want, atol=TOL, rtol=0)
+    return path
+
+
+def test_torch_embedding_lstm_linear(tmp_path):
+    mod = _torch_seeded(EmbedLSTM())
+    model = M.Model([M.Embedding("emb", mod.emb.weight.detach().numpy()), _torch_rec(mod.lstm, "lstm", "last_step"),
+                     M.Dense("fc", mod.fc.weight.detach().numpy().T, mod.fc.bias.detach().numpy())],
+                    M.InputSpec("ids", 0, "int64")).validate()
+    path = _torch_check(tmp_path, mod, model, [tokens(3, 7, 40, 1), tokens(2, 10, 40, 2)])
+    assert op_counts(path)["LSTM"] == 1 and op_counts(path)["Gather"] == 2    # the table, then out[:, -1]
+
+
+@pytest.mark.parametrize("conv", [dict(padding=1, stride=2), dict(padding=2, dilation=2), dict(padding="same"),
+                                  dict(padding=0, groups=2), dict(padding="same", dilation=3)], ids=str)
+def test_torch_conv1d_relu_gru(tmp_path, conv):
+    mod = _torch_seeded(ConvGRU(**conv))
+    model = M.Model([_torch_conv(mod.conv, "conv"), _torch_rec(mod.gru, "gru")], M.InputSpec("x", 4)).validate()
+    path = _torch_check(tmp_path, mod, model, [signal(3, T, 4, seed=T) for T in (7, 8, 11)])
+    assert op_counts(path)["Conv"] == 1 and op_counts(path)["GRU"] == 1
+
+
+def test_torch_batchnorm1d_lstm(tmp_path):
+    mod = _torch_seeded(NormLSTM())
+    bn = mod.bn
+    model = M.Model([M.BatchNorm("bn", bn.running_mean.numpy(), bn.running_var.numpy(), bn.weight.detach().numpy(),
+                                 bn.bias.detach().numpy(), bn.eps), _torch_rec(mod.lstm, "lstm")],
+                    M.InputSpec("x", 4)).validate()
+    path = _torch_check(tmp_path, mod, model, [signal(3, 6, 4), signal(2, 9, 4, seed=1)])
+    assert op_counts(path)["BatchNormalization"] == 1 and op_counts(path)["LSTM"] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# reading torch.onnx.export and tf2onnx files with front-end layers
+
+LAYER_FIXTURES = {
+    "torch_onnx/embed_lstm_last_linear": ["embedding", "lstm", "dense"],
+    "torch_onnx/conv1d_relu_gru": ["conv1d", "gru"],
+    "torch_onnx/batchnorm_lstm": ["batch_norm", "lstm"],
+    "tf2onnx/embed_lstm_dense": ["embedding", "lstm", "dense"],
+    "tf2onnx/conv1d_causal_lstm": ["conv1d", "lstm", "dense"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(LAYER_FIXTURES))
+def test_reading_exported_front_layers_predicts_stored_outputs(tmp_path, case):
+    from rnnconvert import reference
+    folder = FIXTURES / case
+    model = ox.read(folder / "model.onnx")
+    assert [layer.kind for layer in model.layers] == LAYER_FIXTURES[case]
+    xs, ys = np.load(folder / "inputs.npz"), np.load(folder / "outputs.npz")
+    path = tmp_path / "again.onnx"
+    ox.write(model, path)
+    for k in xs.files:
+        np.testing.assert_allclose(reference.forward(model, xs[k]), ys[k], atol=TOL, rtol=0, err_msg=k)
+        np.testing.assert_allclose(run_ort(path, xs[k]), ys[k], atol=TOL, rtol=0, err_msg=k)
+    assert "Scan" not in op_counts(path)
+
+
+def test_reading_exported_conv_and_embedding_settings():
+    conv = ox.read(FIXTURES / "torch_onnx/conv1d_relu_gru/model.onnx").layers[0]
+    assert (conv.padding, conv.pads, conv.strides, conv.activation.name) == ("explicit", (1, 1), 2, "relu")
+    conv = ox.read(FIXTURES / "tf2onnx/conv1d_causal_lstm/model.onnx").layers[0]
+    assert (conv.padding, conv.strides, conv.kernel.shape, conv.activation.name) == ("causal", 1, (3, 3, 4), "relu")
+    model = ox.read(FIXTURES / "tf2onnx/embed_lstm_dense/model.onnx")
+    assert (model.input.dtype, model.input.features, model.layers[0].table.shape) == ("int64", 0, (50, 6))

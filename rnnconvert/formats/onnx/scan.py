@@ -286,5 +286,7 @@ def read_model(proto: onnx.ModelProto, meta: dict, path: str) -> Model:
               "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
               "ir_version": int(proto.ir_version),
               "notes": "layers written as Scan read from the initializers the rnnconvert metadata names"}
+    if isinstance(meta.get("source"), dict) and meta["source"]:     # the model's own provenance, as
+        source = meta["source"]                                     # reader._restore keeps it
     return Model(layers, spec, meta.get("output_name") or "output", meta.get("name") or "model",
                  source).validate(path)
