@@ -532,3 +532,31 @@ def test_reading_exported_conv_and_embedding_settings():
     assert (conv.padding, conv.strides, conv.kernel.shape, conv.activation.name) == ("causal", 1, (3, 3, 4), "relu")
     model = ox.read(FIXTURES / "tf2onnx/embed_lstm_dense/model.onnx")
     assert (model.input.dtype, model.input.features, model.layers[0].table.shape) == ("int64", 0, (50, 6))
+
+
+# ---------------------------------------------------------------------------------------------
+# real-world Keras files with embeddings and convolutions (only when ../shared/wild is present)
+
+WILD_KERAS = ["k209_imdb_embed_lstm", "k224_embed_bigru_reset_before", "k3132_h5_embed_gru",
+              "tf214_sunspot_conv1d_lstm3"]
+
+
+@pytest.mark.parametrize("name", WILD_KERAS)
+def test_wild_keras_front_layers_convert_to_onnx(name, runner, tmp_path):
+    import json
+
+    from conftest import WILD
+
+    from rnnconvert.cli import cli
+    folder = WILD / name
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not present")
+    src = folder / json.loads((folder / "case.json").read_text())["path"].split("/")[-1]
+    dst = tmp_path / "model.onnx"
+    res = runner.invoke(cli, [str(src), str(dst)])
+    assert res.exit_code == 0, res.output + (res.stderr if res.stderr_bytes else "")
+    assert "EQUIVALENT" in res.output
+    counts = op_counts(dst)
+    assert counts["Gather" if name.startswith("k") else "Conv"] >= 1 and not counts.keys() & {"Loop", "If"}
+    x, y = np.load(folder / "x.npy"), np.load(folder / "y.npy")
+    np.testing.assert_allclose(run_ort(dst, x), y, atol=1e-4, rtol=0)
