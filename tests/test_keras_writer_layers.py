@@ -218,6 +218,35 @@ def test_explicit_conv_padding_is_zero_padding_then_valid_matches_torch(tmp_path
             assert np.abs(loaded.predict(x, verbose=0) - want).max() < TOL
 
 
+@pytest.mark.parametrize("width,dilation,pads,keras_padding", [(3, 1, (1, 1), "same"), (4, 1, (1, 2), "same"),
+                                                               (3, 2, (4, 0), "causal"), (3, 1, (1, 0), None)])
+def test_explicit_padding_that_keras_padding_adds_is_written_as_it(tmp_path, width, dilation, pads, keras_padding):
+    """PyTorch's padding=(k-1)/2 is Keras's 'same' at stride 1; (k-1)*d zeros on the left are 'causal'."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(width + dilation)
+    conv = torch.nn.Conv1d(3, 4, width, dilation=dilation).eval()
+    layer = M.Conv1D("conv", conv.weight.detach().numpy().transpose(2, 1, 0), conv.bias.detach().numpy(),
+                     dilation=dilation, padding="explicit", pads=pads)
+    model = M.Model([layer], M.InputSpec(features=3))
+    path = tmp_path / "model.keras"
+    K.write(model, path)
+    loaded = keras.saving.load_model(str(path), compile=False)
+    classes = [type(x).__name__ for x in loaded.layers]
+    if keras_padding:
+        assert classes == ["Conv1D"] and loaded.layers[0].padding == keras_padding
+    else:
+        assert classes == ["ZeroPadding1D", "Conv1D"]
+    for T in (4, 9):
+        x = floats((3, T, 3), T)
+        want = conv(F_pad(torch.from_numpy(x).transpose(1, 2), pads)).transpose(1, 2).detach().numpy()
+        assert np.abs(loaded.predict(x, verbose=0) - want).max() < TOL
+
+
+def F_pad(x, pads):
+    import torch.nn.functional as F
+    return F.pad(x, pads)
+
+
 # ---------------------------------------------------------------------------------- refusals
 
 def _lstm(name, features, hidden, seed, output="sequence", direction="forward", masked_output="previous"):

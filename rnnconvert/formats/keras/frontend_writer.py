@@ -3,8 +3,8 @@ Flatten, BatchNormalization, Masking and the Dropout variants, with their config
 tf.keras 2 serialise them and their weights in Keras's order.
 
 Keras holds these directly, in the canonical layouts (Conv1D kernel [width, in/groups, filters]);
-the one construction is explicit convolution padding, written as a `ZeroPadding1D((left, right))`
-followed by a 'valid' Conv1D (the same zeros the canonical padding adds).  Weights: Embedding
+explicit convolution padding is written as Keras's 'same' or 'causal' where those add the same zeros
+(stride 1), else as a `ZeroPadding1D((left, right))` followed by a 'valid' Conv1D.  Weights: Embedding
 `embeddings`; Conv1D `kernel`, `bias`; BatchNormalization `gamma`, `beta`, `moving_mean`,
 `moving_variance` (gamma/beta absent with scale/center false).
 """
@@ -80,6 +80,12 @@ def _conv(planner, layer: M.Conv1D, shape: list, name) -> list[KLayer]:
                              f"stride-1 Conv1D followed by MaxPooling1D(pool_size=1, strides={strides}), which keeps "
                              "every strides-th step (Keras's Conv1D takes no strides > 1 with dilation > 1)")
         strides = 1
+    if padding == "explicit" and strides == 1:         # the zeros Keras's own paddings add, where they agree
+        total = (int(layer.kernel.shape[0]) - 1) * layer.dilation
+        if tuple(pads) == (total // 2, total - total // 2) and total:
+            padding = "same"
+        elif tuple(pads) == (total, 0) and total:
+            padding = "causal"
     if padding == "explicit":
         left, right = (int(p) for p in pads)
         if left < 0 or right < 0:
