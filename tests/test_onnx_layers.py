@@ -560,3 +560,77 @@ def test_wild_keras_front_layers_convert_to_onnx(name, runner, tmp_path):
     assert counts["Gather" if name.startswith("k") else "Conv"] >= 1 and not counts.keys() & {"Loop", "If"}
     x, y = np.load(folder / "x.npy"), np.load(folder / "y.npy")
     np.testing.assert_allclose(run_ort(dst, x), y, atol=1e-4, rtol=0)
+
+
+def test_int32_time_major_token_ids(tmp_path):
+    """A time-major model over int32 ids: the graph input is int32 [time, batch]; torch computes the oracle."""
+    mod = _torch_seeded(EmbedLSTM())
+    model = M.Model([M.Embedding("emb", mod.emb.weight.detach().numpy()), _torch_rec(mod.lstm, "lstm", "last_step"),
+                     M.Dense("fc", mod.fc.weight.detach().numpy().T, mod.fc.bias.detach().numpy())],
+                    M.InputSpec("ids", 0, "int32", layout="time_batch_feature")).validate()
+    path = tmp_path / "t.onnx"
+    ox.write(model, path)
+    inp = onnx.load(str(path)).graph.input[0]
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.INT32
+    assert [d.dim_param for d in inp.type.tensor_type.shape.dim] == ["time", "batch"]
+    for x in (tokens(3, 7, 40, 1), tokens(2, 4, 40, 2)):
+        with torch.no_grad():
+            want = mod(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(run_ort(path, x.T.astype(np.int32)), want, atol=TOL, rtol=0)
+    back = ox.read(path)
+    assert (back.input.dtype, back.input.layout) == ("int32", "time_batch_feature")
+
+
+def _conv_graph(tmp_path, **attrs):
+    """torch.onnx.export-like graph: Transpose, Conv (attrs), Transpose, LSTM, with one odd Conv setting."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=a).astype(np.float32), n) for n, a in
+             (("w", (4, 3, 3)), ("W", (1, 2, 4)), ("R", (1, 2, 2)))]
+    nodes = [helper.make_node("Transpose", ["x"], ["xc"], perm=[0, 2, 1]),
+             helper.make_node("Conv", ["xc", "w"], ["c"], name="conv", kernel_shape=[3], **attrs),
+             helper.make_node("Transpose", ["c"], ["ct"], perm=[2, 0, 1]),
+             helper.make_node("RNN", ["ct", "W", "R"], ["y"], hidden_size=2, name="rnn"),
+             helper.make_node("Squeeze", ["y", "one"], ["yb"]),
+             helper.make_node("Transpose", ["yb"], ["out"], perm=[1, 0, 2])]
+    inits.append(numpy_helper.from_array(np.array([1], np.int64), "one"))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", 3])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["b", "t", 2])], inits)
+    path = tmp_path / "conv.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("attrs,message", [
+    (dict(auto_pad="SAME_LOWER"), "Conv node 'conv': auto_pad SAME_LOWER (after a Pad: False); rnnconvert reads "
+                                  "convolutions with explicit pads, VALID, or SAME_UPPER (Keras 'same') on an "
+                                  "unpadded signal"),
+    (dict(pads=[1, 1]), None),
+])
+def test_conv_settings_read_or_refused_through_the_cli(tmp_path, runner, attrs, message):
+    from rnnconvert.cli import cli
+    src = _conv_graph(tmp_path, **attrs)
+    res = runner.invoke(cli, [str(src), str(tmp_path / "out.rnnc")])
+    if message is None:
+        assert res.exit_code == 0, res.output
+        assert ox.read(src).layers[0].pads == (1, 1)
+    else:
+        assert res.exit_code == 2
+        assert res.stderr.strip() == f"rnnconvert: error: {src}: {message}"
+
+
+def test_same_padding_with_strides_and_dilation_refused_through_the_cli(tmp_path, runner):
+    import rnnconvert
+    from rnnconvert.cli import cli
+    rng = np.random.default_rng(0)
+    conv = M.Conv1D("conv", rng.normal(size=(3, 3, 4)).astype(np.float32), None, 2, 2, "same")
+    rnn = M.Recurrent("rnn", "rnn", 2, "forward", [M.DirectionWeights(
+        rng.normal(size=(2, 4)).astype(np.float32), rng.normal(size=(2, 2)).astype(np.float32),
+        np.zeros(2, np.float32), np.zeros(2, np.float32))], [M.TANH])
+    src = tmp_path / "m.rnnc"
+    rnnconvert.write(M.Model([conv, rnn], M.InputSpec("x", 3)), src)
+    res = runner.invoke(cli, [str(src), str(tmp_path / "out.onnx")])
+    assert res.exit_code == 2
+    assert res.stderr.strip() == ("rnnconvert: error: layer 'conv': 'same' padding with both strides and dilation "
+                                  "above 1 has pads that depend on the length, and onnxruntime's auto_pad takes no "
+                                  "dilation; Keras and PyTorch do not build such a layer")

@@ -111,7 +111,8 @@ class FrontOps:
             else:
                 padding, explicit = "explicit", (left, right)
         else:
-            self.refuse(node, f"auto_pad {auto}")
+            self.refuse(node, f"auto_pad {auto} (after a Pad: {pre != (0, 0)}); rnnconvert reads convolutions "
+                              "with explicit pads, VALID, or SAME_UPPER (Keras 'same') on an unpadded signal")
         groups = int(a.get("group", 1))
         bias = None if b is None else np.asarray(b.value, np.float32).reshape(-1)
         layer = Conv1D(_name(node, "conv1d"), np.ascontiguousarray(W.transpose(2, 1, 0)), bias, stride, dilation,

@@ -15,7 +15,7 @@ def run(path, x, model) -> np.ndarray:
     opts.log_severity_level = 3
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
-    dtype = np.int64 if "int64" in inp.type else np.float32
+    dtype = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(inp.type, np.float32)   # token ids
     feeds = {inp.name: np.ascontiguousarray(x.astype(dtype))}
     if len(sess.get_inputs()) > 1:        # a --stateful file: its states start at their initial values
         from .stateful import initial_feeds
