@@ -852,7 +852,6 @@ def test_several_outputs_pick_one(tmp_path):
 
 
 WILD_REFUSE = {
-    "onnx_fairtalk_conv_lstm_pt111": (dict(output="output"), "PRelu node 'PRelu_2': an op rnnconvert does not map"),
     "onnx_silero_vad_v4_pt112_if": ({}, "the LSTM nodes sit inside the subgraphs of If node"),
     "onnx_dtln_stage1_keras2onnx_states": ({}, "the graph has 2 inputs ('input_2', 'input_3')"),
 }

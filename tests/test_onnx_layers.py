@@ -634,3 +634,22 @@ def test_same_padding_with_strides_and_dilation_refused_through_the_cli(tmp_path
     assert res.stderr.strip() == ("rnnconvert: error: layer 'conv': 'same' padding with both strides and dilation "
                                   "above 1 has pads that depend on the length, and onnxruntime's auto_pad takes no "
                                   "dilation; Keras and PyTorch do not build such a layer")
+
+
+def test_wild_torch_conv_prelu_lstm_reads_and_converts(tmp_path):
+    """Conv1d (stride 2) + PReLU twice, LSTM, Gemm, exported by torch 1.11 (opset 11)."""
+    from conftest import WILD
+
+    from rnnconvert import reference
+    folder = WILD / "onnx_fairtalk_conv_lstm_pt111"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not present")
+    model = ox.read(folder / "lstm.onnx", output="output")
+    assert [layer.kind for layer in model.layers] == ["conv1d", "conv1d", "lstm", "dense"]
+    assert model.layers[0].activation.name == "leaky_relu" and model.layers[0].strides == 2
+    x, y = np.load(folder / "x.npy"), np.load(folder / "y.npy")
+    np.testing.assert_allclose(reference.forward(model, x), y, atol=1e-4, rtol=0)
+    out = tmp_path / "again.onnx"
+    ox.write(model, out)
+    assert op_counts(out)["Conv"] == 2 and op_counts(out)["LSTM"] == 1
+    np.testing.assert_allclose(run_ort(out, x), y, atol=1e-4, rtol=0)

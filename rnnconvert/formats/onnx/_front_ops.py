@@ -18,6 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from ...model import BatchNorm, Conv1D, Embedding, Flatten, Pooling1D
+from . import _exprs
 from ._flow import Flow
 from ._graph import Const, int_list, node_attrs
 
@@ -129,6 +130,15 @@ class FrontOps:
             self.refuse(node, f"it adds a constant of shape {c.shape} after a Conv, not a bias of {n} channels")
         layer = replace(conv, bias=np.asarray(c, np.float32).reshape(n))
         return [replace(f, stack=f.stack[:-1] + (layer,), tail="")]
+
+    def flow_PRelu(self, node, ins):
+        """PRelu with one slope for every channel: leaky_relu(alpha = slope)."""
+        f, slope = self.finalize(ins[0], node), ins[1]
+        if not isinstance(slope, Const) or np.unique(slope.value).size != 1:
+            self.refuse(node, "a slope per channel (the canonical leaky_relu takes one alpha)")
+        alpha = float(slope.value.reshape(-1)[0])
+        return [replace(f, expr=_exprs.op("LeakyRelu", {"alpha": alpha}, f.expr or _exprs.X),
+                        expr_name=node.name or "PRelu", tail="")]
 
     # ------------------------------------------------------------------ pooling
     def _channels_time(self, node, f: Flow) -> Flow:
