@@ -653,3 +653,53 @@ def test_wild_torch_conv_prelu_lstm_reads_and_converts(tmp_path):
     ox.write(model, out)
     assert op_counts(out)["Conv"] == 2 and op_counts(out)["LSTM"] == 1
     np.testing.assert_allclose(run_ort(out, x), y, atol=1e-4, rtol=0)
+
+
+class _PoolHead(torch.nn.Module):
+    """Conv1d -> MaxPool1d/AvgPool1d -> GRU -> global pooling over time -> Linear, as a torch forward writes it."""
+
+    def __init__(self, pool, glob):
+        super().__init__()
+        self.conv, self.gru, self.fc = torch.nn.Conv1d(3, 4, 2), torch.nn.GRU(4, 5, batch_first=True), torch.nn.Linear(5, 2)
+        self.pool, self.glob = pool, glob
+
+    def forward(self, x):
+        y = self.pool(self.conv(x.transpose(1, 2))).transpose(1, 2)
+        y = self.gru(y)[0]
+        if self.glob == "mean":
+            y = y.mean(dim=1)
+        elif self.glob == "max":
+            y = y.max(dim=1)[0]
+        else:
+            y = self.glob(y.transpose(1, 2)).squeeze(-1)
+        return self.fc(y)
+
+
+@pytest.mark.parametrize("pool,glob,ops", [
+    (torch.nn.MaxPool1d(2), "mean", {"MaxPool", "ReduceMean"}),
+    (torch.nn.AvgPool1d(3, 2), torch.nn.AdaptiveAvgPool1d(1), {"AveragePool", "GlobalAveragePool"}),
+    (torch.nn.MaxPool1d(2, 1), torch.nn.AdaptiveMaxPool1d(1), {"MaxPool", "GlobalMaxPool"}),
+    (torch.nn.Identity(), "max", {"ReduceMax"}),
+], ids=["maxpool-mean", "avgpool-adaptiveavg", "maxpool-adaptivemax", "max-over-time"])
+def test_reading_torch_exported_pooling(tmp_path, pool, glob, ops):
+    import warnings
+
+    from rnnconvert import reference
+    mod = _torch_seeded(_PoolHead(pool, glob))
+    src = tmp_path / "pool.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(mod, (torch.from_numpy(signal(2, 9)),), str(src), input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "batch", 1: "time"}, "y": {0: "batch"}}, opset_version=14,
+                          dynamo=False)
+    assert ops <= set(op_counts(src))
+    model = ox.read(src)
+    kinds = [layer.kind for layer in model.layers]
+    assert kinds[-3:] == ["gru", "pooling1d", "dense"] and kinds.count("pooling1d") == 2 - (glob == "max")
+    out = tmp_path / "again.onnx"
+    ox.write(model, out)
+    for x in (signal(3, 9), signal(2, 12, seed=4)):
+        with torch.no_grad():
+            want = mod(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(reference.forward(model, x), want, atol=TOL, rtol=0)
+        np.testing.assert_allclose(run_ort(out, x), want, atol=TOL, rtol=0)
