@@ -210,3 +210,32 @@ def test_cli_refuses_what_matlab_cannot_express(what, runner, tmp_path):
     assert res.exit_code == 2
     assert res.stderr.strip() == f"rnnconvert: error: {dst}: cannot write MATLAB layers: {message}"
     assert not dst.exists()
+
+
+# ------------------------------------------- rnnconvert_import.m / rnnconvert_export.m in Octave
+
+@needs_octave
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_import_builds_matlab_layers_and_export_writes_them_back(name, tmp_path, tmp_path_factory):
+    """The scripts run unmodified on tests/matlab_standins (MATLAB's constructors, property names and
+    shape checks): written .mat -> rnnconvert_import -> dlnetwork -> rnnconvert_export -> read, like Keras."""
+    import subprocess
+    from conftest import ROOT
+    _, _, model, io = built(name, tmp_path_factory)
+    matlab.write(model, tmp_path / "model.mat")
+    code = (f"addpath('{ROOT / 'matlab'}'); addpath('{ROOT / 'tests' / 'matlab_standins'}'); "
+            "[layers, net] = rnnconvert_import('model.mat'); "
+            "classes = cell(numel(layers), 1); for k = 1:numel(layers), classes{k} = class(layers(k)); end; "
+            "save('-v7', 'classes.mat', 'classes'); rnnconvert_export(net, 'exported.mat');")
+    proc = subprocess.run([OCTAVE, "--no-gui", "--quiet", "--norc", "--eval", code], cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import scipy.io
+    classes = [str(c[0][0]) for c in scipy.io.loadmat(tmp_path / "classes.mat")["classes"]]
+    written = [str(s[0, 0]["Class"][0]) for s in scipy.io.loadmat(tmp_path / "model.mat")["layers"].ravel()]
+    assert classes == written
+    back = matlab.read(tmp_path / "exported.mat")
+    assert [(type(a), a.name) for a in back.layers] == [(type(b), b.name) for b in matlab.read(tmp_path / "model.mat").layers]
+    for x, y in io:
+        _close(rnnconvert.predict(back, x), y, 1e-5)
+    _close(matlab.run(tmp_path / "exported.mat", io[0][0], model), io[0][1], 1e-4)
