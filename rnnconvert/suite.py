@@ -5,7 +5,8 @@ fixed length gets that length; a convolution or pooling window raises the shorte
 needs), one batch row scaled x6 so that gates saturate, in the model's own layout, plus the user's
 `--inputs`.  A model that starts with an Embedding gets int64 token ids in [0, vocab) instead, zeros
 included; when it masks (mask_zero, Masking), row 1 is left-padded and the last row right-padded, so
-that the masked steps are exercised.  The model's own initial states (`h0`, `c0`) are part of the model
+that the masked steps are exercised, and no row is masked entirely (a global average over no step is
+0/0 in Keras too).  The model's own initial states (`h0`, `c0`) are part of the model
 and so of every pass.
 
 Streaming: a model whose every recurrent layer runs forward, and whose recurrent layers before the last
@@ -75,7 +76,7 @@ def _seeded(model: Model, rng, batch: int, time: int) -> np.ndarray:
     masking = next((layer for layer in model.layers if isinstance(layer, Masking)), None)
     if embedding is not None:
         x = rng.integers(0, embedding.table.shape[0], (batch, time), dtype=np.int64)
-        x[0, ::3] = 0                      # id 0 is a real token or, with mask_zero, a masked step
+        x[0, 1::3] = 0                     # id 0: a real token or, with mask_zero, a masked step (never all)
     else:
         x = rng.standard_normal((batch, time, model.input.features)).astype(np.float32)
         x[0] *= SATURATION_SCALE           # drives gates into saturation
