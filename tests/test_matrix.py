@@ -51,7 +51,9 @@ def run_target(path, x, model):
     if suffix == ".onnx":
         import onnxruntime as ort
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[0]
+        inp = sess.get_inputs()[0]
+        dtype = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(inp.type, np.float32)   # token ids
+        return sess.run(None, {inp.name: x.astype(dtype)})[0]
     if suffix == ".mat":
         from rnnconvert.formats import matlab
         return matlab.run(path, x, model)
