@@ -373,13 +373,13 @@ def test_global_pooling_over_recurrent_sequence(tmp_path, kind):
 
 def test_flatten_after_recurrent_sequence(tmp_path):
     L = keras.layers
-    km = seq(L.GRU(4, return_sequences=True), L.Flatten(), shape=(6, 3))
+    km = seq(L.GRU(4, return_sequences=True), L.Flatten(), L.Dense(3), shape=(6, 3))
     model = from_keras(km, time_steps=6)
     xs = [signal(4, 6), signal(1, 6, seed=3)]
     path, _ = write_and_check(tmp_path, km, model, xs)
     assert op_counts(path)["Reshape"] == 1
     out = onnx.load(str(path)).graph.output[0]
-    assert [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim] == ["batch", 24]
+    assert [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim] == ["batch", 3]
     round_trip(tmp_path, path, xs)
 
 
