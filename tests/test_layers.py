@@ -225,3 +225,33 @@ def test_token_ids_out_of_range_and_float_inputs_refused(runner, tmp_path):
     assert _refused(runner, ["predict", case.path, "--inputs", tmp_path / "x.npy", "--output", tmp_path / "y.npy"]) \
         == (f"rnnconvert: error: {tmp_path / 'x.npy'}: inputs have shape [2, 5, 4], expected 2 axes "
             "[batch, time] of token ids")
+
+
+def test_keras1_convolution1d_names_and_kernel_layout(tmp_path):
+    """Keras 1 spelled Conv1D `Convolution1D(nb_filter, filter_length, border_mode, subsample_length)`
+    with a kernel [width, 1, in, filters] and pooling `pool_length`/`stride`/`border_mode`."""
+    case = _case("tfkeras2", "conv1d_same_strides_maxpool_gru")
+
+    def keras1(layers):
+        conv = next(layer for layer in layers if layer["class_name"] == "Conv1D")
+        c = conv["config"]
+        conv["class_name"] = "Convolution1D"
+        conv["config"] = {"name": c["name"], "nb_filter": c.pop("filters"), "filter_length": c["kernel_size"][0],
+                          "border_mode": c["padding"], "subsample_length": c["strides"][0],
+                          "activation": c["activation"], "bias": c["use_bias"]}
+        pool = next(layer for layer in layers if layer["class_name"] == "MaxPooling1D")
+        p = pool["config"]
+        pool["config"] = {"name": p["name"], "pool_length": p["pool_size"][0], "stride": None,
+                          "border_mode": p["padding"]}
+    path = _edited(case, tmp_path, config=keras1)
+    with h5py.File(path, "r+") as f:
+        g = f["model_weights/conv1d"]
+        name = next(str(n, "utf-8") if isinstance(n, bytes) else str(n) for n in g.attrs["weight_names"]
+                    if "kernel" in (str(n, "utf-8") if isinstance(n, bytes) else str(n)))
+        kernel = g[name][()]
+        del g[name]
+        g[name] = kernel[:, None]
+    model = rnnconvert.read(path)
+    assert model.layers[0].kernel.shape == (3, 3, 4) and model.layers[1].pool_size == 2
+    for key, x, y in case.io():
+        np.testing.assert_allclose(reference.forward(model, x), y, atol=1e-5, rtol=0, err_msg=key)
