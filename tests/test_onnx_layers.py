@@ -703,3 +703,28 @@ def test_reading_torch_exported_pooling(tmp_path, pool, glob, ops):
             want = mod(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(reference.forward(model, x), want, atol=TOL, rtol=0)
         np.testing.assert_allclose(run_ort(out, x), want, atol=TOL, rtol=0)
+
+
+def test_stateful_refuses_layers_that_mix_time_steps_and_keeps_embeddings(tmp_path):
+    import rnnconvert
+    L = keras.layers
+    km = seq(L.Conv1D(3, 2, padding="causal"), L.MaxPooling1D(2), L.LSTM(4), shape=(None, 3))
+    with pytest.raises(UnsupportedError) as e:
+        rnnconvert.write(from_keras(km), tmp_path / "s.onnx", stateful=True)
+    assert str(e.value) == (f"{tmp_path / 's.onnx'}: --stateful streams one step at a time, but layer 'conv1d' (conv1d), layer "
+                            "'max_pooling1d' (pooling1d) combine several time steps (or a mask over the whole "
+                            "sequence), so chunks would not add up to the whole call; write this model without "
+                            "--stateful")
+    km = seq(L.Embedding(20, 4), L.BatchNormalization(), L.GRU(3, return_sequences=True), shape=(None,),
+             dtype="int64")
+    path = tmp_path / "e.onnx"
+    rnnconvert.write(from_keras(km, "int64"), path, stateful=True)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = tokens(2, 6, 20, 3)
+    h = np.zeros((1, 2, 3), np.float32)
+    names = [i.name for i in sess.get_inputs()]
+    chunks = []
+    for lo, hi in ((0, 1), (1, 4), (4, 6)):
+        y, h = sess.run(None, {names[0]: x[:, lo:hi], names[1]: h})[:2]
+        chunks.append(y)
+    np.testing.assert_allclose(np.concatenate(chunks, axis=1), km.predict(x, verbose=0), atol=TOL, rtol=0)
