@@ -101,13 +101,14 @@ def _header(p: Plan, P: str) -> str:
     else:
         lines += [f" * No {P}_step: {p.stream_blocker}."]
     buf = f"(((T) + {p.extra_steps}) * {p.max_width} + {p.flat_width})"
+    gh = max([d.W.shape[0] for s in p.steps for d in s.directions] + [0])
     lines += [" */", f"#ifndef {U}_H", f"#define {U}_H", "", *(["#include <stdint.h>", ""] if ids else []),
               f"#define {U}_INPUT_SIZE {p.input_size}",
               f"#define {U}_OUTPUT_SIZE {p.output_size}",
               f"#define {U}_OUTPUT_IS_SEQUENCE {int(p.output_is_sequence)}",
               f"#define {U}_CAN_STREAM {int(p.streamable)}",
               f"#define {U}_STATE_ROWS {p.state_rows}",
-              f"#define {U}_WORK_FLOATS(T) (2 * {buf} + ((T) + {p.extra_steps}) * {p.max_state + int(p.has_mask)})",
+              f"#define {U}_WORK_FLOATS(T) (2 * {buf} + ((T) + {p.extra_steps}) * {p.max_state + int(p.has_mask) + gh})",
               ""]
     if p.streamable:
         lines.append("typedef struct {")
@@ -184,13 +185,14 @@ def _predict(p: Plan, P: str) -> str:
     body = [f"int {P}_predict_row(const {X} *x, int T, float *y, float *work, int batch_row)", "{",
             f"    float *buf0 = work, *buf1 = work + {buf}, *tmp = work + 2 * ({buf});",
             f"    float h[{p.max_state}], c[{hmax}];",
+            f"    float *gin = tmp + ((long)T + {p.extra_steps}) * {p.max_state + int(p.has_mask)};",
             *([f"    float *mask = tmp + ((long)T + {p.extra_steps}) * {p.max_state};",
                f"    float hs[{p.max_state}], cs[{hmax}], o[{p.max_state}];"] if p.has_mask else []),
             "    const float *cur = " + ("x" if p.input_dtype == "float32" else "work") + ";",
             "    float *out;", "    int t, i, n = T;",
             f"    if (T < 1 || batch_row < 0 || ({U}_STATE_ROWS > 1 && batch_row >= {U}_STATE_ROWS)) return -1;",
             *([f"    if (T != {p.fixed_time}) return -1;"] if p.fixed_time else []),
-            "    (void)tmp; (void)h; (void)c; (void)t; (void)i; (void)buf1; (void)out; (void)n;",
+            "    (void)tmp; (void)h; (void)c; (void)t; (void)i; (void)buf1; (void)out; (void)n; (void)gin;",
             *(["    (void)mask; (void)hs; (void)cs; (void)o;"] if p.has_mask else [])]
     nxt = {"x": "buf0", "buf0": "buf1", "buf1": "buf0"}
     cur = "x"
@@ -233,6 +235,8 @@ def _recurrent_lines(s, P: str) -> list[str]:
         dst = "tmp" if (di == 1 and not concat) else "out"
         off = f" + {S}" if (di == 1 and concat) else ""
         body.append(f"    {A}_init(h, c, batch_row);")
+        body.append(f"    for (t = 0; t < n; ++t) {A}_proj(cur + (long)t * {s.width_in}, gin + (long)t * {d.W.shape[0]});"
+                    "   /* every step's input projection first */")
         loop = "for (t = n - 1; t >= 0; --t)" if d.reverse else "for (t = 0; t < n; ++t)"
         body.append(f"    {loop} {{")
         y = "h"
@@ -240,7 +244,7 @@ def _recurrent_lines(s, P: str) -> list[str]:
             body[-1:-1] = [f"    memset(o, 0, {S} * sizeof(float));"]
             body += [f"        memcpy(hs, h, {S} * sizeof(float));",
                      *([f"        memcpy(cs, c, {L.hidden} * sizeof(float));"] if s.kind == "lstm" else [])]
-        body.append(f"        {call(s, d, P, f'cur + (long)t * {s.width_in}')}")
+        body.append(f"        {call(s, d, P, f'gin + (long)t * {d.W.shape[0]}', fn='step')}")
         if s.masked:
             y = "o"
             keep = [f"memcpy(h, hs, {S} * sizeof(float));"] + \

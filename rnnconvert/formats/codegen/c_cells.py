@@ -1,7 +1,8 @@
 """C source for one recurrent layer's time step, and the helpers every C emitter shares.
 
 `cell(...)` emits `<P>_l<k><d>_cell(x, h[, c])`: one time step of direction d (f/r) of layer k, h
-(and c) updated in place, weights `static const float` stored transposed (`WT[k*G*H + j]` is gate unit
+(and c) updated in place, split into `_proj` (the input projection W x + biases, which predict runs for
+every step before the recurrence) and `_step` (the recurrent part from those pre-activations); weights `static const float` stored transposed (`WT[k*G*H + j]` is gate unit
 j's weight for input k) so that the inner loop over j vectorizes; `<P>_l<k><d>_init` sets the
 initial states of one batch row.  Gate blocks in canonical order (LSTM ifgo, GRU rzn).
 """
@@ -141,6 +142,8 @@ def cell(p: Plan, s: Step, d, P: str, acts: Acts, arrays: list[str]) -> str:
                   if L.clip is not None else []),
                 f"    {f}(a, {H});",
                 "    memcpy(h, a, sizeof a);", "}", ""]
+    out = [out[0]] + _split(out[1:], A, {"lstm": "g", "gru": "gx", "rnn": "a"}[s.kind], GH, s.kind == "lstm",
+                            p.streamable)
     # initial states
     lines = [f"static void {A}_init(float *h, float *c, int row)", "{"]
     for key, v, size in (("h0", d.h0, S), ("c0", d.c0, H)):
@@ -160,7 +163,20 @@ def cell(p: Plan, s: Step, d, P: str, acts: Acts, arrays: list[str]) -> str:
     return "\n".join(out + lines)
 
 
-def call(s: Step, d, P: str, inp: str, c: str = "c") -> str:
+def _split(fn: list[str], A: str, var: str, GH: int, lstm: bool, streamable: bool) -> list[str]:
+    """One cell function -> `_proj` (x -> gate pre-activations with the biases, independent of the state, so
+    that predict projects every step before the recurrence), `_step` (the rest, from them) and, for the
+    streaming step, `_cell` (both)."""
+    sig, brace, decl, ints, init, w_axpy, *rest = fn
+    c_arg, c_call = (", float *c", ", c") if lstm else ("", "")
+    return [f"static void {A}_proj(const float *x, float *{var})", "{", ints, init, w_axpy, "}", "",
+            f"static void {A}_step(const float *gin, float *h{c_arg})", "{", decl, ints,
+            f"    memcpy({var}, gin, {GH} * sizeof(float));", *rest,
+            *([f"static void {A}_cell(const float *x, float *h{c_arg})", "{", f"    float g_[{GH}];",
+               f"    {A}_proj(x, g_);", f"    {A}_step(g_, h{c_call});", "}", ""] if streamable else [])]
+
+
+def call(s: Step, d, P: str, inp: str, c: str = "c", fn: str = "cell") -> str:
     A = f"{P}_l{s.index}{d.name[0]}"
-    return f"{A}_cell({inp}, h, {c});" if s.kind == "lstm" else f"{A}_cell({inp}, h);"
+    return f"{A}_{fn}({inp}, h, {c});" if s.kind == "lstm" else f"{A}_{fn}({inp}, h);"
 
