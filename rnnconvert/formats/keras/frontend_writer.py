@@ -19,6 +19,9 @@ DROPOUT_CLASSES = {"dropout": "Dropout", "spatial_dropout1d": "SpatialDropout1D"
                    "gaussian_dropout": "GaussianDropout", "alpha_dropout": "AlphaDropout"}
 CLASSES = ("Embedding", "Conv1D", "ZeroPadding1D", "MaxPooling1D", "AveragePooling1D", "GlobalMaxPooling1D",
            "GlobalAveragePooling1D", "Flatten", "BatchNormalization", "Masking") + tuple(DROPOUT_CLASSES.values())
+# Layers Keras 3 saves without a build_config (their build has nothing to build).
+NO_BUILD_CONFIG = ("MaxPooling1D", "AveragePooling1D", "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Masking",
+                   "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout")
 _POOL = {("max", False): "MaxPooling1D", ("average", False): "AveragePooling1D",
          ("max", True): "GlobalMaxPooling1D", ("average", True): "GlobalAveragePooling1D"}
 
@@ -56,7 +59,8 @@ def plan_layer(planner, layer: M.Layer, shape: list) -> list[KLayer] | None:
         weights = [a for a in (layer.scale, layer.offset) if a is not None] + [layer.mean, layer.variance]
         return [KLayer("BatchNormalization", name(), {"epsilon": float(layer.epsilon),
                                                       "center": layer.offset is not None,
-                                                      "scale": layer.scale is not None}, list(shape), weights)]
+                                                      "scale": layer.scale is not None, "rank": len(shape)},
+                       list(shape), weights)]
     if isinstance(layer, M.Masking):
         return [KLayer("Masking", name(), {"mask_value": float(layer.mask_value)}, list(shape))]
     return None
@@ -195,7 +199,8 @@ def config(cls: str, base: dict, s: dict, major: int) -> dict:
     elif cls == "Flatten":
         c["data_format"] = "channels_last"
     elif cls == "BatchNormalization":
-        c.update(axis=-1, momentum=0.99, epsilon=s["epsilon"], center=s["center"], scale=s["scale"],
+        axis = -1 if major >= 3 else [s["rank"] - 1]          # tf.keras 2 writes the built axis
+        c.update(axis=axis, momentum=0.99, epsilon=s["epsilon"], center=s["center"], scale=s["scale"],
                  beta_initializer=_init("Zeros", {}), gamma_initializer=_init("Ones", {}),
                  moving_mean_initializer=_init("Zeros", {}), moving_variance_initializer=_init("Ones", {}),
                  beta_regularizer=None, gamma_regularizer=None, beta_constraint=None, gamma_constraint=None)
@@ -209,7 +214,7 @@ def config(cls: str, base: dict, s: dict, major: int) -> dict:
         c = {"rate": s["rate"], "seed": None, "name": base["name"], "dtype": "float32"}
     elif cls in DROPOUT_CLASSES.values():
         c["rate"] = s["rate"]
-        if cls in ("Dropout", "SpatialDropout1D", "AlphaDropout"):
+        if cls == "Dropout" or (cls == "AlphaDropout" and major >= 3):    # tf.keras 2's AlphaDropout has none
             c["noise_shape"] = None
         c["seed"] = None
     else:

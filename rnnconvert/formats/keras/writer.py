@@ -145,7 +145,7 @@ def _inner_name(spec: KLayer) -> str:
 
 def spec_entry(spec: KLayer, major: int, full: bool, guard: bool = False) -> dict:
     """One layer of the model config: `full` is the .keras form (module, build_config)."""
-    shape = spec.input_shape if major >= 3 else None
+    shape = spec.input_shape if major >= 3 and spec.cls not in frontend_writer.NO_BUILD_CONFIG else None
     if spec.cls != "Bidirectional":
         return _entry(spec.cls, layer_config(spec.cls, spec.name, spec.settings, major, guard), shape, full)
     inner, s = _inner_name(spec), spec.settings["layer"]
@@ -168,7 +168,7 @@ def model_config(specs: list[KLayer], model: Model, input_name: str, major: int,
     shape = [None, model.input.time_steps, int(model.input.features)]
     dtype = "float32"
     if str(model.input.dtype).startswith("int"):       # token ids for an Embedding: [batch, time]
-        shape, dtype = shape[:2], str(model.input.dtype)
+        shape, dtype = shape[:2], "int32"              # as Keras writes it (its Embedding casts ids to int32)
     key = "batch_shape" if major >= 3 else "batch_input_shape"
     inp = {key: shape, "dtype": dtype, "sparse": False, "name": input_name}
     guard = major == 2 and names_hard_sigmoid(specs)
