@@ -37,7 +37,7 @@ REFUSALS = {
     # PyTorch modules carry no mask (Keras mask_zero / Masking).
     **{(name, sfx): "PyTorch modules carry no mask"
        for name in ("embed_mask_bigru_last", "embed_mask_bilstm_seq", "embed_mask_gru_backwards_seq_dense",
-                    "embed_mask_lstm_seq_gap_dense") for sfx in (".pt", ".safetensors")},
+                    "embed_mask_lstm_seq_gap_dense", "masking_lstm_seq_lstm") for sfx in (".pt", ".safetensors")},
 }
 
 

@@ -207,6 +207,9 @@ REFUSED = {
              "those steps)"
        for name in ("embed_mask_bigru_last", "embed_mask_bilstm_seq", "embed_mask_gru_backwards_seq_dense",
                     "embed_mask_lstm_seq_gap_dense")},
+    "masking_lstm_seq_lstm": "layer 'masking': a Keras Masking layer makes the recurrent layers after it skip "
+                             "masked steps, and PyTorch modules carry no mask (their RNNs would compute those "
+                             "steps)",
 }
 
 
