@@ -561,7 +561,8 @@ def set_option(layer, key, value, class_name=None):
 SUPPORTED = ("InputLayer, LSTM, GRU, SimpleRNN, CuDNNLSTM, CuDNNGRU, RNN, Bidirectional, Dense, "
              "TimeDistributed(Dense), Dropout, SpatialDropout1D, GaussianDropout, GaussianNoise, AlphaDropout, "
              "Activation, ReLU, LeakyReLU, ELU, Softmax, Embedding, Masking, Conv1D, Convolution1D, MaxPooling1D, "
-             "AveragePooling1D, GlobalMaxPooling1D, GlobalAveragePooling1D, Flatten, BatchNormalization")
+             "AveragePooling1D, GlobalMaxPooling1D, GlobalAveragePooling1D, Flatten, BatchNormalization, "
+             "ZeroPadding1D (before a valid Conv1D)")
 
 UNSUPPORTED = {
     "conv2d": (LSTM_H5, insert_layer("Conv2D", {"name": "conv", "filters": 4, "kernel_size": [3, 3]}),

@@ -255,3 +255,21 @@ def test_keras1_convolution1d_names_and_kernel_layout(tmp_path):
     assert model.layers[0].kernel.shape == (3, 3, 4) and model.layers[1].pool_size == 2
     for key, x, y in case.io():
         np.testing.assert_allclose(reference.forward(model, x), y, atol=1e-5, rtol=0, err_msg=key)
+
+
+def test_zero_padding_before_a_valid_convolution_is_its_explicit_padding(tmp_path):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 8, 3)).astype(np.float32)
+    model = keras.Sequential([keras.Input((None, 3)), L.ZeroPadding1D((2, 1)), L.Conv1D(4, 3, strides=2),
+                              L.LSTM(4)])
+    _check(model, x, tmp_path)
+    conv = rnnconvert.read(tmp_path / "model.keras").layers[0]
+    assert (conv.padding, conv.pads) == ("explicit", (2, 1))
+
+
+def test_zero_padding_without_a_convolution_refused(runner, tmp_path):
+    model = keras.Sequential([keras.Input((None, 3)), L.ZeroPadding1D(2, name="pad"), L.LSTM(4)])
+    model.save(tmp_path / "model.keras")
+    assert _refused(runner, ["inspect", tmp_path / "model.keras"]) == (
+        f"rnnconvert: error: {tmp_path / 'model.keras'}: layer 'pad': ZeroPadding1D is not followed by a 'valid' "
+        "Conv1D; the canonical model pads the time axis only inside a convolution")

@@ -70,6 +70,9 @@ def _read(path: str, allow_stateful: bool) -> Model:
             continue
         if layer is not None:
             layers.append(layer)
+    leftover = conv.finish_chain()
+    if leftover is not None:
+        problems.append(leftover)
     if problems:
         raise _combined(problems, path)
     if not any(isinstance(layer, Recurrent) for layer in layers):

@@ -32,6 +32,7 @@ class Converter:
         self.model_class, self.allow_stateful = model_class, allow_stateful
         self.features, self.input_features, self.seq = features, features, True
         self.backend, self.time_steps, self.layers_seen = backend, time_steps, 0
+        self.pending_pad: tuple[int, int, str] | None = None      # a ZeroPadding1D waiting for its Conv1D
         self.notes: list[str] = []
 
     # -- helpers ------------------------------------------------------------------------------
@@ -71,9 +72,15 @@ class Converter:
 
     # -- dispatch -----------------------------------------------------------------------------
     def convert(self, e: Entry) -> M.Layer | None:
+        if self.pending_pad is not None and e.cls not in front.CONV_CLASSES:
+            raise front.unconsumed_padding(self)
         layer = self._convert(e)
         self.layers_seen += 1
         return layer
+
+    def finish_chain(self):
+        """A problem left at the end of the chain (a ZeroPadding1D with no convolution), or None."""
+        return front.unconsumed_padding(self)
 
     def _convert(self, e: Entry) -> M.Layer | None:
         cls, cfg = e.cls, e.config
@@ -100,6 +107,8 @@ class Converter:
             return front.embedding(self, e)
         if cls == "Masking":
             return front.masking(self, e)
+        if cls == "ZeroPadding1D":
+            return front.zero_padding(self, e)
         if cls in front.CONV_CLASSES:
             return front.conv1d(self, e)
         if cls in front.POOL_CLASSES:

@@ -10,7 +10,7 @@ Every function takes the reader's `Converter` and updates its features / sequenc
 from __future__ import annotations
 
 from ... import model as M
-from ...errors import InputError
+from ...errors import InputError, UnsupportedError
 
 DROPOUT_VARIANTS = {"Dropout": "dropout", "SpatialDropout1D": "spatial_dropout1d",
                     "GaussianDropout": "gaussian_dropout", "GaussianNoise": "gaussian_noise",
@@ -21,7 +21,8 @@ POOL_CLASSES = {"MaxPooling1D": ("max", False), "MaxPool1D": ("max", False),
                 "GlobalMaxPooling1D": ("max", True), "GlobalMaxPool1D": ("max", True),
                 "GlobalAveragePooling1D": ("average", True), "GlobalAvgPool1D": ("average", True)}
 FRONTEND = ("Embedding", "Masking", "Conv1D", "Convolution1D", "MaxPooling1D", "AveragePooling1D",
-            "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Flatten", "BatchNormalization")
+            "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Flatten", "BatchNormalization",
+            "ZeroPadding1D (before a valid Conv1D)")
 
 
 def _one(value, what: str, conv, e) -> int:
@@ -78,6 +79,29 @@ def dropout(conv, e, cls: str, cfg: dict) -> M.Dropout:
     return M.Dropout(e.name, float(rate or 0.0), DROPOUT_VARIANTS[cls])
 
 
+def zero_padding(conv, e) -> None:
+    """ZeroPadding1D: held until the next layer, a 'valid' Conv1D, takes it as explicit pads."""
+    _need_sequence(conv, e, "ZeroPadding1D")
+    pad = e.config.get("padding", 1)
+    pad = [pad, pad] if isinstance(pad, int) else list(pad)
+    if len(pad) != 2 or not all(isinstance(p, int) and p >= 0 for p in pad):
+        raise InputError(f"the config gives padding={e.config.get('padding')!r}, expected an integer or "
+                         "(left, right)", path=conv.path, layer=e.name)
+    conv.pending_pad = (pad[0], pad[1], e.name)
+    if conv.time_steps:
+        conv.time_steps += pad[0] + pad[1]
+
+
+def unconsumed_padding(conv):
+    """The error for a ZeroPadding1D that no 'valid' Conv1D takes, or None."""
+    if conv.pending_pad is None:
+        return None
+    name = conv.pending_pad[2]
+    conv.pending_pad = None
+    return UnsupportedError("ZeroPadding1D is not followed by a 'valid' Conv1D; the canonical model pads the "
+                            "time axis only inside a convolution", path=conv.path, layer=name)
+
+
 def conv1d(conv, e) -> M.Conv1D:
     cfg = e.config
     if str(conv.backend or "").lower() == "theano":
@@ -113,8 +137,13 @@ def conv1d(conv, e) -> M.Conv1D:
     bias = arrays[1] if use_bias else None
     if bias is not None:
         conv.check(e, "bias", bias, (filters,), f"filters={filters}")
-    layer = M.Conv1D(e.name, kernel, bias, strides=strides, dilation=dilation, padding=padding, groups=groups,
-                     activation=conv.act(e, cfg.get("activation")))
+    pads = (0, 0)
+    if conv.pending_pad is not None:
+        if padding != "valid":
+            raise unconsumed_padding(conv)
+        padding, pads, conv.pending_pad = "explicit", conv.pending_pad[:2], None
+    layer = M.Conv1D(e.name, kernel, bias, strides=strides, dilation=dilation, padding=padding, pads=pads,
+                     groups=groups, activation=conv.act(e, cfg.get("activation")))
     if conv.time_steps:
         reach = (width - 1) * dilation + 1
         T = conv.time_steps
