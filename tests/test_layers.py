@@ -40,6 +40,26 @@ def test_reference_matches_framework(case):
         np.testing.assert_allclose(reference.forward(model, x), y, atol=1e-5, rtol=0, err_msg=key)
 
 
+KINDS = {"Embedding": "embedding", "Masking": "masking", "Conv1D": "conv1d", "MaxPooling1D": "pooling1d",
+         "AveragePooling1D": "pooling1d", "GlobalMaxPooling1D": "pooling1d", "GlobalAveragePooling1D": "pooling1d",
+         "Flatten": "flatten", "BatchNormalization": "batch_norm", "LSTM": "lstm", "GRU": "gru",
+         "SimpleRNN": "rnn", "Dense": "dense", "SpatialDropout1D": "dropout", "GaussianNoise": "dropout",
+         "GaussianDropout": "dropout", "AlphaDropout": "dropout"}
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=lambda c: c.id)
+def test_fixture_structure(case):
+    model = rnnconvert.read(case.path)
+    classes = [d.removeprefix("Bidirectional(").split("(")[0] for d in case.meta["layers"]]
+    assert [layer.kind for layer in model.layers] == [KINDS[c] for c in classes]
+    assert model.source["keras_version"] == case.meta["framework"]["version"]
+    assert model.input.features == (0 if case.meta["input_dtype"] == "int64" else case.meta["input_shape"][-1])
+    assert model.input.time_steps == case.meta["input_shape"][1]
+    variants = [layer.variant for layer in model.layers if layer.kind == "dropout"]
+    assert variants == [c.lower().replace("spatialdropout1d", "spatial_dropout1d").replace("gaussian", "gaussian_")
+                        .replace("alphadropout", "alpha_dropout") for c in classes if KINDS[c] == "dropout"]
+
+
 def test_masked_fixtures_record_what_keras_does():
     bi_seq = rnnconvert.read(next(c.path for c in LAYER_CASES if c.name == "embed_mask_bilstm_seq"))
     backwards = rnnconvert.read(next(c.path for c in LAYER_CASES if c.name == "embed_mask_gru_backwards_seq_dense"))
