@@ -293,3 +293,23 @@ def test_zero_padding_without_a_convolution_refused(runner, tmp_path):
     assert _refused(runner, ["inspect", tmp_path / "model.keras"]) == (
         f"rnnconvert: error: {tmp_path / 'model.keras'}: layer 'pad': ZeroPadding1D is not followed by a 'valid' "
         "Conv1D; the canonical model pads the time axis only inside a convolution")
+
+
+@pytest.mark.parametrize("case", [c for c in LAYER_CASES if c.path.suffix == ".h5"], ids=lambda c: c.id)
+def test_canonical_round_trip_is_lossless_and_valid(case, tmp_path):
+    import zipfile
+
+    jsonschema = pytest.importorskip("jsonschema")
+    from conftest import ROOT
+    from rnnconvert.model import layer_fields
+    model = rnnconvert.read(case.path)
+    rnnconvert.write(model, tmp_path / "m.rnnc")
+    manifest = json.loads(zipfile.ZipFile(tmp_path / "m.rnnc").read("model.json"))
+    jsonschema.validate(manifest, json.loads((ROOT / "schemas" / "model.schema.json").read_text()))
+    back = rnnconvert.read(tmp_path / "m.rnnc")
+    assert back.input == model.input
+    for a, b in zip(model.layers, back.layers, strict=True):
+        assert layer_fields(a) == layer_fields(b)
+        assert a.arrays().keys() == b.arrays().keys()
+        for key, v in a.arrays().items():
+            assert v.dtype == b.arrays()[key].dtype and np.array_equal(v, b.arrays()[key])
