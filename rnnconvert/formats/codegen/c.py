@@ -8,7 +8,7 @@ API (see the generated header): `<p>_predict` runs a whole sequence with caller-
 `<p>_init`/`<p>_reset`/`<p>_step` stream one time step at a time, emitted only when that is exact: every
 recurrent layer runs forward and no Conv1D, pooling or Flatten reads across time steps (predict only).
 A model starting with an Embedding takes token ids (`const int32_t *` or `const int64_t *`, as its input).
-Per-layer code: `c_cells` (recurrent time steps), `c_layers` (everything else).
+Per-layer code: `c_cells` (recurrent time steps), `c_layers` (everything else); `c_golden` the test program.
 """
 from __future__ import annotations
 
