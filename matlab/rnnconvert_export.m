@@ -50,8 +50,35 @@ function rnnconvert_export(net, matfile, version)
         s.InputSize = input_size(layer.InputSize, s.Weights);
       case 'nnet.cnn.layer.DropoutLayer'
         s.Probability = layer.Probability;
+      case 'nnet.cnn.layer.WordEmbeddingLayer'
+        s.Weights = value(layer.Weights, layer.Name);
+        s.Dimension = size(s.Weights, 1);
+        s.NumWords = size(s.Weights, 2);
+      case 'nnet.cnn.layer.Convolution1DLayer'
+        s.Weights = value(layer.Weights, layer.Name);
+        s.Bias = value(layer.Bias, layer.Name);
+        s.FilterSize = size(s.Weights, 1);
+        s.NumChannels = size(s.Weights, 2);
+        s.NumFilters = size(s.Weights, 3);
+        s.Stride = layer.Stride;
+        s.DilationFactor = layer.DilationFactor;
+        s.PaddingMode = layer.PaddingMode;
+        s.PaddingSize = layer.PaddingSize;
+      case {'nnet.cnn.layer.MaxPooling1DLayer', 'nnet.cnn.layer.AveragePooling1DLayer'}
+        s.PoolSize = layer.PoolSize;
+        s.Stride = layer.Stride;
+        s.PaddingMode = layer.PaddingMode;
+        s.PaddingSize = layer.PaddingSize;
+        if isprop(layer, 'PaddingValue'), s.PaddingValue = layer.PaddingValue; end
+      case 'nnet.cnn.layer.BatchNormalizationLayer'
+        s.TrainedMean = value(layer.TrainedMean, layer.Name);
+        s.TrainedVariance = value(layer.TrainedVariance, layer.Name);
+        s.Scale = value(layer.Scale, layer.Name);
+        s.Offset = value(layer.Offset, layer.Name);
+        s.Epsilon = layer.Epsilon;
+        s.NumChannels = numel(s.TrainedMean);
       otherwise
-        % activation, flatten and output layers carry no weights
+        % activation, flatten, global pooling and output layers carry no weights
     end
     layers{k} = s;
   end

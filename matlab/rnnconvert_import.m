@@ -4,7 +4,8 @@ function [layers, net] = rnnconvert_import(matfile)
 %   structs: Name, Class and the layer's properties under MATLAB's names, schemas/matlab.md) and
 %   returns the layer array with every weight and state set, and dlnetwork(layers).
 %   Needs Deep Learning Toolbox (R2020a or later; GRU ResetGateMode
-%   'recurrent-bias-after-multiplication' needs R2023a).  predict(net, dlarray(X, 'CTB')) then
+%   'recurrent-bias-after-multiplication' needs R2023a; the 1-D convolution and pooling layers R2021b;
+%   wordEmbeddingLayer Text Analytics Toolbox, whose word indices are rnnconvert's token ids + 1).  predict(net, dlarray(X, 'CTB')) then
 %   computes what the source framework computed; X is channels x time x batch, i.e.
 %   permute(Xpy, [3 2 1]) for rnnconvert's batch x time x features.
   info = whos('-file', matfile);
@@ -53,6 +54,29 @@ function [layers, net] = rnnconvert_import(matfile)
         layer = softmaxLayer('Name', s.Name);
       case 'DropoutLayer'
         layer = dropoutLayer(double(s.Probability), 'Name', s.Name);
+      case 'WordEmbeddingLayer'   % Text Analytics Toolbox
+        layer = wordEmbeddingLayer(double(s.Dimension), double(s.NumWords), 'Name', s.Name, ...
+                                   'Weights', single(s.Weights));
+      case 'Convolution1DLayer'
+        layer = convolution1dLayer(double(s.FilterSize), double(s.NumFilters), 'Name', s.Name, ...
+                                   'Stride', double(s.Stride), 'DilationFactor', double(s.DilationFactor), ...
+                                   'Padding', padding(s), 'Weights', single(s.Weights), ...
+                                   'Bias', single(reshape(s.Bias, 1, [])));
+      case 'MaxPooling1DLayer'
+        layer = maxPooling1dLayer(double(s.PoolSize), 'Name', s.Name, 'Stride', double(s.Stride), ...
+                                  'Padding', padding(s));
+      case 'AveragePooling1DLayer'
+        layer = averagePooling1dLayer(double(s.PoolSize), 'Name', s.Name, 'Stride', double(s.Stride), ...
+                                      'Padding', padding(s), 'PaddingValue', s.PaddingValue);
+      case 'GlobalMaxPooling1DLayer'
+        layer = globalMaxPooling1dLayer('Name', s.Name);
+      case 'GlobalAveragePooling1DLayer'
+        layer = globalAveragePooling1dLayer('Name', s.Name);
+      case 'BatchNormalizationLayer'
+        layer = batchNormalizationLayer('Name', s.Name, 'TrainedMean', single(s.TrainedMean(:)), ...
+                                        'TrainedVariance', single(s.TrainedVariance(:)), ...
+                                        'Offset', single(s.Offset(:)), 'Scale', single(s.Scale(:)), ...
+                                        'Epsilon', double(s.Epsilon));
       otherwise
         error('rnnconvert_import:layer', '%s: layers{%d} ''%s'': class %s is not supported', ...
               matfile, k, s.Name, s.Class);
@@ -70,4 +94,13 @@ function args = recurrent_args(s)
           'GateActivationFunction', s.GateActivationFunction, ...
           'InputWeights', single(s.InputWeights), 'RecurrentWeights', single(s.RecurrentWeights), ...
           'Bias', single(s.Bias), 'HiddenState', single(s.HiddenState)};
+end
+
+function p = padding(s)
+  % 'same' / 'causal', or [left right] for PaddingMode 'manual'
+  if strcmp(s.PaddingMode, 'manual')
+    p = double(reshape(s.PaddingSize, 1, []));
+  else
+    p = s.PaddingMode;
+  end
 end

@@ -16,6 +16,14 @@ function [Y, sequence] = rnnconvert_predict(layers, X)
 %           h = (1 - z).*h~ + z.*h
 %     BiLSTM forward rows 1:4H, backward rows 4H+1:8H run from the last step; outputs [h_f; h_b]
 %           per step; OutputMode 'last' takes step T of that sequence (h_b after one step).
+%     wordEmbeddingLayer  y_t = Weights(:, x_t), x_t a word index in 1..NumWords
+%     convolution1dLayer  y_t = Bias + sum_k Weights(k,:,:)' * xp(:, (t-1)*Stride + (k-1)*DilationFactor + 1),
+%           xp = x padded with zeros in time: 'causal' (FilterSize-1)*DilationFactor on the left; 'same'
+%           total = max((ceil(T/Stride)-1)*Stride + span - T, 0), floor(total/2) left, the rest right;
+%           'manual' PaddingSize [left right].  Pooling windows likewise (PoolSize, Stride); max and
+%           average over a window, average with PaddingValue 'mean' over its real steps only, with 0
+%           over PoolSize steps.  Global pooling: max / mean over time (one step out).
+%     batchNormalizationLayer  y = (x - TrainedMean) ./ sqrt(TrainedVariance + Epsilon) .* Scale + Offset
   nb = size(X, 1);
   Y = [];
   sequence = is_sequence(layers);
@@ -44,6 +52,9 @@ function s = is_sequence(layers)
   for k = 1:numel(layers)
     L = layers{k};
     if isfield(L, 'OutputMode') && strcmp(L.OutputMode, 'last')
+      s = false;
+    end
+    if ~isempty(regexp(L.Class, 'Global(Max|Average)Pooling1DLayer$', 'once'))
       s = false;
     end
   end
@@ -84,6 +95,23 @@ function x = apply_layer(L, x)
       x = e ./ sum(e, 1);
     case {'DropoutLayer', 'FlattenLayer'}
       % identity at prediction time
+    case 'WordEmbeddingLayer'
+      W = double(L.Weights);
+      if any(x(:) < 1 | x(:) > size(W, 2) | x(:) ~= round(x(:)))
+        error('rnnconvert_predict:index', 'layer %s: word indices must be integers in 1..%d', L.Name, size(W, 2));
+      end
+      x = W(:, x(1, :));
+    case 'Convolution1DLayer'
+      x = conv1d(L, x);
+    case {'MaxPooling1DLayer', 'AveragePooling1DLayer'}
+      x = pool1d(L, x, strcmp(cls, 'MaxPooling1DLayer'));
+    case 'GlobalMaxPooling1DLayer'
+      x = max(x, [], 2);
+    case 'GlobalAveragePooling1DLayer'
+      x = mean(x, 2);
+    case 'BatchNormalizationLayer'
+      x = (x - double(L.TrainedMean(:))) ./ sqrt(double(L.TrainedVariance(:)) + double(L.Epsilon)) ...
+          .* double(L.Scale(:)) + double(L.Offset(:));
     otherwise
       if isempty(regexp(cls, 'OutputLayer$', 'once'))
         error('rnnconvert_predict:layer', 'layer class %s is not implemented', L.Class);
@@ -171,5 +199,58 @@ function y = gru(L, x)
     end
     h = (1 - z) .* n + z .* h;
     y(:, t) = h;
+  end
+end
+
+function [left, right] = padding(L, T, span, stride)
+  switch L.PaddingMode
+    case 'same'
+      total = max((ceil(T / stride) - 1) * stride + span - T, 0);
+      left = floor(total / 2); right = total - left;
+    case 'causal'
+      left = span - 1; right = 0;
+    otherwise
+      left = double(L.PaddingSize(1)); right = double(L.PaddingSize(2));
+  end
+end
+
+function y = conv1d(L, x)
+  Wt = double(L.Weights);
+  w = double(L.FilterSize); C = double(L.NumChannels); F = double(L.NumFilters);
+  s = double(L.Stride); d = double(L.DilationFactor);
+  T = size(x, 2); span = (w - 1) * d + 1;
+  [left, right] = padding(L, T, span, s);
+  xp = [zeros(C, left), x, zeros(C, right)];
+  n = floor((size(xp, 2) - span) / s) + 1;
+  if n < 1
+    error('rnnconvert_predict:length', 'layer %s: %d steps are too few for the filter', L.Name, T);
+  end
+  y = repmat(double(L.Bias(:)), 1, n);
+  for k = 1:w
+    Wk = reshape(Wt(k, :, :), C, F);
+    y = y + Wk.' * xp(:, (0:n-1) * s + (k - 1) * d + 1);
+  end
+end
+
+function y = pool1d(L, x, is_max)
+  p = double(L.PoolSize); s = double(L.Stride);
+  T = size(x, 2);
+  [left, right] = padding(L, T, p, s);
+  n = floor((T + left + right - p) / s) + 1;
+  if n < 1
+    error('rnnconvert_predict:length', 'layer %s: %d steps are too few for the pool', L.Name, T);
+  end
+  y = zeros(size(x, 1), n);
+  mean_pad = isfield(L, 'PaddingValue') && ischar(L.PaddingValue) && strcmp(L.PaddingValue, 'mean');
+  for t = 1:n
+    lo = (t - 1) * s - left + 1; hi = lo + p - 1;
+    win = x(:, max(lo, 1):min(hi, T));
+    if is_max
+      y(:, t) = max(win, [], 2);
+    elseif mean_pad
+      y(:, t) = mean(win, 2);
+    else
+      y(:, t) = sum(win, 2) / p;
+    end
   end
 end

@@ -318,7 +318,8 @@ def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path, accept
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--inputs", "inputs_path", required=True, type=click.Path(dir_okay=False),
-              help="Inputs as .npy, [batch, time, features] (time-major if the model is); for a model with state "
+              help="Inputs as .npy, [batch, time, features] (time-major if the model is); integer "
+                   "token ids [batch, time] for a model that starts with an Embedding; for a model with state "
                    "inputs an .npz keyed by input name (states [rows, batch, size]; unfed states start at zero).")
 @click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False),
               help="Where to write the predictions (.npy; .npz: every output keyed by name, state outputs included).")
@@ -340,9 +341,10 @@ def predict(path, inputs_path, output_path, use_float32, arch_path, allow_nonfin
         from .safety import check_finite
         check_finite(model, path)
     x, feeds = _predict_inputs(model, inputs_path)
-    if x.ndim != 3:
-        raise InputError(f"inputs have shape {list(x.shape)}, expected 3 axes [batch, time, features]",
-                         path=inputs_path)
+    tokens = model.input.dtype.startswith("int")
+    if x.ndim != (2 if tokens else 3):
+        expected = "2 axes [batch, time] of token ids" if tokens else "3 axes [batch, time, features]"
+        raise InputError(f"inputs have shape {list(x.shape)}, expected {expected}", path=inputs_path)
     y, outs = api.predict(model, x, dtype=np.float32 if use_float32 else np.float64, states=feeds,
                           return_states=True)
     if output_path.endswith(".npz"):

@@ -247,7 +247,8 @@ def describe_recurrent(layer: Recurrent, framework: str, k: int = 0) -> dict:
          "hidden": H, "input_size": layer.input_size, "units_out": layer.units_out,
          "proj": layer.state_size if layer.weights[0].proj is not None else None,
          "output": layer.output, "merge": layer.merge if layer.direction == "bidirectional" else None,
-         "time_order": layer.time_order, "gate_order": layouts.gate_order(framework, layer.cell),
+         "time_order": layer.time_order, "masked_output": layer.masked_output,
+         "gate_order": layouts.gate_order(framework, layer.cell),
          "activations": [str(a) for a in layer.activations], "activation_names": act_names,
          "clip": layer.clip, "bias": {"input": layer.has_input_bias, "recurrent": layer.has_recurrent_bias},
          "initial_state": {"h": any(w.h0 is not None for w in layer.weights)}}
@@ -266,7 +267,7 @@ def describe_recurrent(layer: Recurrent, framework: str, k: int = 0) -> dict:
 def describe_other(layer) -> dict:
     d = {"name": layer.name, "kind": layer.kind}
     d.update({key: _json(v) for key, v in layer_fields(layer).items() if key != "name"})
-    if hasattr(layer, "units_out") and layer.kind == "dense":
+    if hasattr(layer, "units_out") and layer.kind in ("dense", "embedding", "conv1d"):
         d["units"] = layer.units_out
     d["tensors"] = [{"name": key, "shape": list(np.shape(a)), "dtype": str(np.asarray(a).dtype),
                      "nonfinite": _nonfinite(a), "size": int(np.size(a))} for key, a in layer.arrays().items()]
@@ -304,14 +305,41 @@ def _table(rows: list[list[str]]) -> list[str]:
     return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
+def _other_columns(x: dict) -> tuple[str, str]:
+    """(units, detail) table cells of a non-recurrent layer."""
+    kind = x["kind"]
+    shape = lambda name: next((t["shape"] for t in x["tensors"] if t["name"] == name), [])  # noqa: E731
+    if kind == "embedding":
+        vocab, dim = (shape("table") + [0, 0])[:2]
+        return f"{vocab}->{dim}", "mask_zero" if x.get("mask_zero") else ""
+    if kind == "conv1d":
+        width, per_group, filters = (shape("kernel") + [0, 0, 0])[:3]
+        pads = f" {x['pads']}" if x.get("padding") == "explicit" else ""
+        detail = (f"width {width}, strides {x['strides']}, dilation {x['dilation']}, {x['padding']}{pads}"
+                  + (f", groups {x['groups']}" if x.get("groups", 1) != 1 else "") + f", {x['activation']}")
+        return f"{per_group * x.get('groups', 1)}->{filters}", detail
+    if kind == "pooling1d":
+        if x.get("pool_size") is None:
+            return "", f"global {x['mode']}"
+        return "", f"{x['mode']} {x['pool_size']}, strides {x.get('strides') or x['pool_size']}, {x['padding']}"
+    if kind == "batch_norm":
+        return str((shape("mean") + [""])[0]), f"epsilon {x['epsilon']:g}"
+    if kind == "masking":
+        return "", f"mask_value {x['mask_value']:g}"
+    if kind == "dropout":
+        return "", f"{x.get('variant', 'dropout')} {x.get('rate', '')}"
+    return (str(x.get("units", "")) if kind == "dense" else ""), str(x.get("activation", x.get("rate", "")))
+
+
 def render(desc: dict) -> str:
     """Human text: header, a layer table, then each recurrent layer's gate slices and equations."""
     inp = desc["input"]
     steps = inp.get("time_steps") or "any"
     extra = ", ".join(f"{k}={v}" for k, v in desc["source"].items() if k != "format" and isinstance(v, (str, int)))
     out = [f"file    {desc['file'] or '-'}", f"format  {desc['format'] or '-'}" + (f" ({extra})" if extra else ""),
-           f"input   '{inp['name']}': {inp['features']} features, {inp['dtype']}, {inp['layout']}, "
-           f"time steps {steps}",
+           f"input   '{inp['name']}': "
+           + ("token ids" if str(inp["dtype"]).startswith("int") else f"{inp['features']} features")
+           + f", {inp['dtype']}, {inp['layout']}, time steps {steps}",
            f"params  {desc['parameters']:,}" + (f"   !! {desc['nonfinite']} NaN/Inf" if desc["nonfinite"] else ""),
            *(f"states  {line}" for line in desc.get("states", {}).get("lines", []))]
     out += [f"  !! layer '{x['name']}' tensor '{t['name']}': {t['nonfinite']} NaN/Inf of {t['size']} values"
@@ -323,8 +351,7 @@ def render(desc: dict) -> str:
             units, detail, output = f"{x['input_size']}->{x['hidden']}", ", ".join(x["activations"]), x["output"]
             direction = x["direction"] + (f" ({x['merge']})" if x["merge"] else "")
         else:
-            units = str(x.get("units", "")) if x["kind"] == "dense" else ""
-            detail = str(x.get("activation", x.get("rate", "")))
+            units, detail = _other_columns(x)
             direction, output = "", ""
         flag = f" !! {x['nonfinite']} NaN/Inf" if x["nonfinite"] else ""
         rows.append([str(i), x["name"], x["kind"], direction, units, output, detail, f"{x['parameters']:,}{flag}"])

@@ -34,6 +34,7 @@ DIRECTIONS = ("forward", "reverse", "bidirectional")
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 OUTPUTS = ("sequence", "last_step", "final_state")
 TIME_ORDERS = ("input", "processing")
+MASKED_OUTPUTS = ("previous", "zero")
 
 # Activation names and the parameters each one takes (alpha, beta meaning as in ONNX).
 ACTIVATIONS = {
@@ -122,6 +123,9 @@ class Recurrent(Layer):
       it was processed (Keras go_backwards); 'input' aligns outputs with input steps.
     reset_after (GRU): True applies the reset gate after the recurrent matmul
       (ONNX linear_before_reset=1, Keras reset_after=True, PyTorch); False before it.
+    masked_output: what a step skipped by a mask (Embedding mask_zero, Masking) outputs:
+      'previous' (the last output, zeros before the first: Keras's default) or 'zero' (Keras
+      zero_output_for_mask=True, which Bidirectional forces on when it returns sequences).
     """
     name: str
     cell: str
@@ -136,6 +140,7 @@ class Recurrent(Layer):
     clip: float | None = None
     has_input_bias: bool = True
     has_recurrent_bias: bool = True
+    masked_output: str = "previous"
 
     @property
     def kind(self) -> str:  # type: ignore[override]
@@ -318,10 +323,11 @@ class BatchNorm(Layer):
 class Masking(Layer):
     """Keras `Masking`: a step whose features all equal `mask_value` is masked.
 
-    The layer passes its input through unchanged; a masked step is skipped by the recurrent layers
-    that follow (state carried over; see `reference.py` for what a skipped step outputs).  The mask
-    passes through Dropout, Dense and Activation and through a recurrent layer that returns its
-    sequence; a layer returning one step consumes it.
+    The layer outputs its input with the masked steps set to zero (as Keras does); a masked step is
+    skipped by the recurrent layers that follow (state carried over; `Recurrent.masked_output` says
+    what a skipped step outputs).  The mask passes through Dropout, Dense, Activation and BatchNorm
+    and through a recurrent layer that returns its sequence; global average pooling averages the
+    unmasked steps only; every other layer drops it (see `reference_layers.py`).
     """
     name: str
     mask_value: float = 0.0
@@ -386,7 +392,7 @@ def _problems(model: Model):
             features = layer.units_out
             seq = layer.output == "sequence"
         elif isinstance(layer, Dense):
-            if layer.kernel.ndim != 2 or layer.kernel.shape[0] != features:
+            if layer.kernel.ndim != 2 or features and layer.kernel.shape[0] != features:
                 yield f"{where}: kernel shape {tuple(layer.kernel.shape)}, expected ({features}, units)"
             elif layer.bias is not None and layer.bias.shape != (layer.kernel.shape[1],):
                 yield f"{where}: bias shape {tuple(layer.bias.shape)}, expected ({layer.kernel.shape[1]},)"
@@ -442,7 +448,8 @@ def recurrent_problems(layer: Recurrent, where: str, features: int):
         yield f"{where}: cell '{layer.cell}', expected one of {', '.join(CELLS)}"
         return
     for attr, allowed in (("direction", DIRECTIONS), ("output", OUTPUTS),
-                          ("merge", MERGE_MODES), ("time_order", TIME_ORDERS)):
+                          ("merge", MERGE_MODES), ("time_order", TIME_ORDERS),
+                          ("masked_output", MASKED_OUTPUTS)):
         if getattr(layer, attr) not in allowed:
             yield f"{where}: {attr} '{getattr(layer, attr)}', expected one of {', '.join(allowed)}"
     if layer.time_order == "processing" and layer.direction != "reverse":

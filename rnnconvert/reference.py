@@ -30,7 +30,10 @@ A layer's outputs, per direction, are the states Ht stored at the input step t t
 `output`, `time_order` and `merge` pick and combine them (see `_pick`).
 
 Dense: Y = activation(X*kernel + bias), per time step on a sequence.  ActivationLayer: the
-activation over the last axis.  Dropout: the identity.
+activation over the last axis.  Dropout: the identity.  Embedding, Masking, Conv1D, Pooling1D,
+Flatten and BatchNorm, and what a mask (Embedding mask_zero, Masking) does to the recurrent layers
+after it, are stated and computed in `reference_layers.py`; a model that starts with an Embedding
+takes integer token ids [batch, time].
 
 Activations (alpha, beta as in ONNX and `model.ACTIVATIONS`): hard_sigmoid clip(alpha*x+beta, 0, 1),
 elu x if x > 0 else alpha*(exp(x)-1), selu beta*elu_alpha(x), leaky_relu x if x >= 0 else alpha*x,
@@ -47,9 +50,10 @@ from scipy.special import erf, expit
 
 from . import gates
 from .errors import InputError, UnsupportedError
+from . import reference_layers
 from .model import (
     ACTIVATIONS, CELLS, DIRECTIONS, MERGE_MODES, OUTPUTS, TIME_ORDERS, Activation, ActivationLayer,
-    Dense, Dropout, Layer, Model, Recurrent, recurrent_problems,
+    Dense, Dropout, Embedding, Layer, Model, Recurrent, recurrent_problems,
 )
 
 LAYOUTS = ("batch_time_feature", "time_batch_feature")
@@ -81,12 +85,15 @@ def forward_with_states(model: Model, x: np.ndarray, dtype=np.float64, *,
     """
     dtype = _float_dtype(dtype)
     layout = layout or model.input.layout
-    X = _time_major(x, layout, dtype)
-    if model.input.features and X.shape[-1] != model.input.features:
-        raise InputError(f"input has {X.shape[-1]} features, the model expects {model.input.features}")
-    states = []
+    if model.layers and isinstance(model.layers[0], Embedding):
+        X = reference_layers.token_ids(x, layout)
+    else:
+        X = _time_major(x, layout, dtype)
+        if model.input.features and X.shape[-1] != model.input.features:
+            raise InputError(f"input has {X.shape[-1]} features, the model expects {model.input.features}")
+    states, mask = [], None
     for layer in model.layers:
-        X, layer_states = _run(layer, X, dtype)
+        X, mask, layer_states = reference_layers.run(layer, X, mask, dtype, _run)
         states.append(layer_states)
     if X.ndim == 3 and layout == "batch_time_feature":
         X = X.transpose(1, 0, 2)
@@ -99,7 +106,10 @@ def run_layer(layer: Layer, x: np.ndarray, dtype=np.float64) -> tuple[np.ndarray
     Returns the layer's output (batch-major) and its final states, one per direction.
     """
     dtype = _float_dtype(dtype)
-    X = np.asarray(x, dtype=dtype)
+    if isinstance(layer, Embedding):
+        X = reference_layers.token_ids(x, "batch_time_feature")
+    else:
+        X = np.asarray(x, dtype=dtype)
     if X.ndim == 3:
         X = X.transpose(1, 0, 2)
     y, states = _run(layer, X, dtype)
@@ -127,6 +137,9 @@ def _run(layer: Layer, X: np.ndarray, dtype) -> tuple[np.ndarray, list[State]]:
         return activate(layer.activation, X, layer.name), []
     if isinstance(layer, Dropout):
         return X, []
+    Y = reference_layers.run_plain(layer, X, dtype)
+    if Y is not None:
+        return Y, []
     raise UnsupportedError(f"layer kind '{layer.kind}' is not implemented by the reference forward pass",
                            layer=getattr(layer, "name", None))
 

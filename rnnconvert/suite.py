@@ -1,8 +1,12 @@
 """The one input suite every verification uses, and the streaming check.
 
 The suite is seeded and reproducible: batch > 1, sequences of 1, 7, 120 and 300 steps (a model with a
-fixed length gets that length), one batch row scaled x6 so that gates saturate, in the model's own
-layout, plus the user's `--inputs`.  The model's own initial states (`h0`, `c0`) are part of the model
+fixed length gets that length; a convolution or pooling window raises the shortest length to what it
+needs), one batch row scaled x6 so that gates saturate, in the model's own layout, plus the user's
+`--inputs`.  A model that starts with an Embedding gets int64 token ids in [0, vocab) instead, zeros
+included; when it masks (mask_zero, Masking), row 1 is left-padded and the last row right-padded, so
+that the masked steps are exercised, and no row is masked entirely (a global average over no step is
+0/0 in Keras too).  The model's own initial states (`h0`, `c0`) are part of the model
 and so of every pass.
 
 Streaming: a model whose every recurrent layer runs forward, and whose recurrent layers before the last
@@ -17,7 +21,7 @@ import dataclasses
 import numpy as np
 
 from .errors import InputError
-from .model import Model, Recurrent
+from .model import Conv1D, Embedding, Flatten, Masking, Model, Pooling1D, Recurrent
 
 # (batch, time) of the seeded inputs: a single step, a short, a long and a very long sequence.
 SUITE_SHAPES = ((3, 1), (3, 7), (2, 120), (2, 300))
@@ -30,13 +34,12 @@ def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = No
     rng = np.random.default_rng(seed)
     F = model.input.features
     fixed_batch = fixed_batch_size(model)
+    shortest = shortest_length(model)
     suite, seen = [], set()
     for batch, time in SUITE_SHAPES:
         batch = fixed_batch or batch
-        if model.input.time_steps:
-            time = model.input.time_steps
-        x = rng.standard_normal((batch, time, F)).astype(np.float32)
-        x[0] *= SATURATION_SCALE           # drives gates into saturation
+        time = model.input.time_steps or max(time, shortest)
+        x = _seeded(model, rng, batch, time)
         label = f"seeded b{batch} t{time}"
         if label in seen:                  # a fixed-length model: one seeded input per length
             continue
@@ -44,7 +47,14 @@ def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = No
         if model.input.layout == "time_batch_feature":
             x = np.ascontiguousarray(np.swapaxes(x, 0, 1))
         suite.append((label, x))
-    if user_inputs is not None:
+    if user_inputs is not None and _tokens(model) is not None:
+        x = np.asarray(user_inputs)
+        if x.ndim == 1:   # one sequence of token ids
+            x = x[:, None] if model.input.layout == "time_batch_feature" else x[None]
+        if x.ndim != 2:
+            raise InputError(f"--inputs has shape {x.shape}, expected token ids [batch, time] or [time]")
+        suite.append(("user inputs", x.astype(np.int64)))
+    elif user_inputs is not None:
         x = np.asarray(user_inputs)
         if x.ndim == 2:   # one sequence [time, features]
             x = x[:, None] if model.input.layout == "time_batch_feature" else x[None]
@@ -53,6 +63,51 @@ def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = No
             raise InputError(f"--inputs has shape {x.shape}, expected [{order}, {F}] or [time, {F}]")
         suite.append(("user inputs", x.astype(np.float32)))
     return suite
+
+
+def _tokens(model: Model) -> Embedding | None:
+    first = model.layers[0] if model.layers else None
+    return first if isinstance(first, Embedding) else None
+
+
+def _seeded(model: Model, rng, batch: int, time: int) -> np.ndarray:
+    """One seeded input [batch, time(, features)], batch-major (the caller swaps for time-major)."""
+    embedding = _tokens(model)
+    masking = next((layer for layer in model.layers if isinstance(layer, Masking)), None)
+    if embedding is not None:
+        x = rng.integers(0, embedding.table.shape[0], (batch, time), dtype=np.int64)
+        x[0, 1::3] = 0                     # id 0: a real token or, with mask_zero, a masked step (never all)
+    else:
+        x = rng.standard_normal((batch, time, model.input.features)).astype(np.float32)
+        x[0] *= SATURATION_SCALE           # drives gates into saturation
+    masked = embedding is not None and embedding.mask_zero or masking is not None
+    if masked and time > 1:
+        pad = 0 if embedding is not None else np.float32(masking.mask_value)
+        if batch > 2:
+            x[1, :time // 2] = pad         # left-padded
+        x[-1, time - time // 3:] = pad     # right-padded
+    return x
+
+
+def shortest_length(model: Model) -> int:
+    """The fewest input steps for which every convolution and pooling window yields a step."""
+    from .reference_layers import conv_pads
+    T = 1
+    while T < 10_000:
+        n = T
+        for layer in model.layers:
+            if isinstance(layer, Conv1D) and layer.kernel.ndim == 3:
+                reach = (layer.kernel.shape[0] - 1) * layer.dilation + 1
+                n = (n + sum(conv_pads(layer, n)) - reach) // layer.strides + 1
+            elif isinstance(layer, Pooling1D) and layer.pool_size is not None:
+                s = layer.strides or layer.pool_size
+                n = -(-n // s) if layer.padding == "same" else (n - layer.pool_size) // s + 1
+            if n < 1:
+                break
+        if n >= 1:
+            return T
+        T += 1
+    return T
 
 
 def fixed_batch_size(model: Model) -> int | None:
@@ -82,6 +137,11 @@ def streaming_undefined(model: Model) -> str | None:
     rec = [(k, layer) for k, layer in enumerate(model.layers) if isinstance(layer, Recurrent)]
     if not rec:
         return "the model has no recurrent layer"
+    for k, layer in enumerate(model.layers):
+        if isinstance(layer, (Conv1D, Pooling1D, Flatten)):
+            return f"layers[{k}] '{layer.name}' ({layer.kind}) mixes time steps across chunk boundaries"
+        if isinstance(layer, Masking) or isinstance(layer, Embedding) and layer.mask_zero:
+            return f"layers[{k}] '{layer.name}' masks steps, and a masked step's output depends on the chunk"
     for k, layer in rec:
         if layer.direction != "forward":
             return f"layers[{k}] '{layer.name}' is {layer.direction}"

@@ -56,6 +56,16 @@ def keras_cases():
 
 def matlab_cannot_express(model) -> str | None:
     """What MATLAB's layers cannot hold, from MATLAB's documented layer set, independent of the writer."""
+    matlab_activations = ("linear", "relu", "tanh", "sigmoid", "softmax")    # reluLayer, tanhLayer, ...
+    for layer in model.layers:
+        if layer.kind == "masking" or (layer.kind == "embedding" and layer.mask_zero):
+            return "MATLAB layers take no mask"
+        if layer.kind == "flatten":             # flattenLayer folds spatial dimensions into channels, not time
+            return "flattenLayer collapses only spatial dimensions"
+        if layer.kind == "conv1d" and layer.groups != 1:    # groupedConvolution2dLayer only
+            return "convolution1dLayer has no groups"
+        if layer.kind in ("conv1d", "dense") and layer.activation.name not in matlab_activations:
+            return "has no MATLAB layer"
     for layer in model.recurrent_layers:
         if layer.cell == "rnn":
             return "MATLAB has no built-in simple RNN layer"

@@ -23,7 +23,9 @@ ONNX_ONLY: set[str] = set()   # selu, not a native ONNX RNN activation, is writt
 
 def run_ort(path, x):
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[0]
+    inp = sess.get_inputs()[0]
+    dtype = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(inp.type, np.float32)   # token ids
+    return sess.run(None, {inp.name: x.astype(dtype)})[0]
 
 
 @pytest.mark.parametrize("case", [c for c in KERAS if c.name not in ONNX_ONLY], ids=lambda c: c.id)

@@ -205,7 +205,7 @@ def test_scripts_refuse_with_their_error_ids(tmp_path):
     cell = np.empty((2, 1), dtype=object)
     cell[0, 0] = {"Name": "in", "Class": "nnet.cnn.layer.SequenceInputLayer", "InputSize": 2.0,
                   "Normalization": "none"}
-    cell[1, 0] = {"Name": "conv", "Class": "nnet.cnn.layer.Convolution1DLayer"}
+    cell[1, 0] = {"Name": "conv", "Class": "nnet.cnn.layer.Convolution2DLayer"}
     scipy.io.savemat(str(tmp_path / "conv.mat"), {"layers": cell})
     scipy.io.savemat(str(tmp_path / "plain.mat"), {"W": np.ones((2, 2))})
     (tmp_path / "run_ids.m").write_text(

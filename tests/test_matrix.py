@@ -34,6 +34,10 @@ REFUSALS = {
     **{(name, sfx): "reset" for name in ("gru_reset_before_last",) for sfx in (".pt", ".safetensors")},
     **{(name, sfx): "sigmoid" for name in ("lstm_sigmoid_sigmoid",) for sfx in (".pt", ".safetensors")},
     **{(name, sfx): "selu" for name in ("simplernn_selu_dense",) for sfx in (".pt", ".safetensors")},
+    # PyTorch modules carry no mask (Keras mask_zero / Masking).
+    **{(name, sfx): "PyTorch modules carry no mask"
+       for name in ("embed_mask_bigru_last", "embed_mask_bilstm_seq", "embed_mask_gru_backwards_seq_dense",
+                    "embed_mask_lstm_seq_gap_dense", "masking_lstm_seq_lstm") for sfx in (".pt", ".safetensors")},
 }
 
 
@@ -47,7 +51,9 @@ def run_target(path, x, model):
     if suffix == ".onnx":
         import onnxruntime as ort
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[0]
+        inp = sess.get_inputs()[0]
+        dtype = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(inp.type, np.float32)   # token ids
+        return sess.run(None, {inp.name: x.astype(dtype)})[0]
     if suffix == ".mat":
         from rnnconvert.formats import matlab
         return matlab.run(path, x, model)

@@ -137,7 +137,7 @@ def test_bad_arch_hints_are_reported_together(tmp_path):
         rnnconvert.read(pt, arch={"head": "last", "nonlinearity": "gelu", "colour": 1})
     assert exc.value.message == (
         "invalid architecture hints: unknown field(s) colour; known: batch_first, nonlinearity, head, order, "
-        "activations, input_features, state_dict_key, ignore; nonlinearity: 'gelu', expected tanh or relu "
+        "activations, input_features, state_dict_key, ignore, modules; nonlinearity: 'gelu', expected tanh or relu "
         "(or {module: tanh|relu}); head: 'last', expected one of last_step, final_state, h_n[-1], sequence")
     with pytest.raises(InputError, match=re.escape("--arch order ['fc'] must list each module once; modules: rnn, fc")):
         rnnconvert.read(pt, arch={"order": ["fc"]})
@@ -202,6 +202,14 @@ REFUSED = {
                             "uses sigmoid/sigmoid/sigmoid",
     "simplernn_selu_dense": "layer 'simple_rnn': nn.RNN computes tanh or relu, this layer uses "
                             "selu(alpha=1.67326, beta=1.0507)",
+    **{name: "layer 'embedding': mask_zero makes the recurrent layers after it skip steps whose id is 0, and "
+             "PyTorch modules carry no mask (nn.Embedding's padding_idx is no mask; their RNNs would compute "
+             "those steps)"
+       for name in ("embed_mask_bigru_last", "embed_mask_bilstm_seq", "embed_mask_gru_backwards_seq_dense",
+                    "embed_mask_lstm_seq_gap_dense")},
+    "masking_lstm_seq_lstm": "layer 'masking': a Keras Masking layer makes the recurrent layers after it skip "
+                             "masked steps, and PyTorch modules carry no mask (their RNNs would compute those "
+                             "steps)",
 }
 
 
@@ -690,8 +698,8 @@ def test_state_dict_errors(tmp_path):
     _save(norm, tmp_path / "norm.pt")
     with pytest.raises(UnsupportedError) as exc:
         rnnconvert.read(tmp_path / "norm.pt")
-    assert exc.value.message.startswith("keys that are not nn.LSTM/nn.GRU/nn.RNN/nn.Linear parameters: "
-                                        "norm.weight, norm.bias; ")
+    assert exc.value.message.startswith("keys that are not nn.LSTM/nn.GRU/nn.RNN/nn.Linear/nn.Embedding/"
+                                        "nn.Conv1d/nn.BatchNorm1d parameters: norm.weight, norm.bias; ")
     model = rnnconvert.read(tmp_path / "norm.pt", arch={"ignore": ["norm"]})
     assert model.source["ignored_keys"] == ["norm.weight", "norm.bias"]
 

@@ -110,6 +110,8 @@ def from_manifest(manifest: dict, arrays: dict[str, np.ndarray], path=None) -> M
                         e[key] = arr(v)
                     elif isinstance(v, dict) and "name" in v:
                         e[key] = Activation(**v)
+                    elif isinstance(v, list):             # conv1d pads: a JSON array of a tuple
+                        e[key] = tuple(v)
                 layers.append(cls(**e))
             else:
                 raise InputError(f"layers[{k}]: unknown layer kind '{kind}'", path=path)

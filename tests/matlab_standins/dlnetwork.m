@@ -24,6 +24,18 @@ classdef dlnetwork
             end
             l.InputSize = C;
             C = l.NumHiddenUnits * (1 + strcmp(class(l), 'nnet.cnn.layer.BiLSTMLayer'));
+          case 'nnet.cnn.layer.WordEmbeddingLayer'
+            if C ~= 1, error('standin:size', 'layer ''%s'' takes one word index per step', l.Name); end
+            C = l.Dimension;
+          case 'nnet.cnn.layer.Convolution1DLayer'
+            if size(l.Weights, 2) ~= C
+              error('standin:size', 'layer ''%s'': Weights has %d channels, input has %d', l.Name, size(l.Weights, 2), C);
+            end
+            C = l.NumFilters;
+          case 'nnet.cnn.layer.BatchNormalizationLayer'
+            if numel(l.TrainedMean) ~= C
+              error('standin:size', 'layer ''%s'': %d statistics, input has %d channels', l.Name, numel(l.TrainedMean), C);
+            end
           case 'nnet.cnn.layer.FullyConnectedLayer'
             if size(l.Weights, 2) ~= C
               error('standin:size', 'layer ''%s'': Weights has %d columns, input has %d channels', ...

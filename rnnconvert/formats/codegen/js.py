@@ -2,8 +2,10 @@
 
 The weights are Float32Array literals in canonical gate order (LSTM ifgo, GRU rzn; row j of W is
 gate unit j), the arithmetic is JavaScript's float64.  API: `predict(x, T, batchRow)` on a
-Float32Array x [T*INPUT_SIZE]; `init(batchRow)`, `step(state, x_t)`, `reset(state)` stream one step
-at a time and throw when a reverse or bidirectional layer needs the whole sequence (CAN_STREAM false).
+Float32Array x [T*INPUT_SIZE] (token ids for a model starting with an Embedding: TOKEN_IDS); `init(batchRow)`,
+`step(state, x_t)`, `reset(state)` stream one step at a time and throw when a reverse or bidirectional
+layer, a Conv1D, pooling or Flatten needs the whole sequence (CAN_STREAM false).  Masks (Embedding
+mask_zero, Masking) hold a recurrent layer's states over masked steps, as `reference_layers` says.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from ...errors import InputError
 from ...states import codegen_notes
 from ...runtimes import RuntimeUnavailable
 from . import _cexpr
-from ._plan import Plan, from_batch_major, plan, to_batch_major
+from ._plan import Plan, from_batch_major, output_steps, plan, to_batch_major
 
 _ERF = """function erf_(x) { // erfc by Numerical Recipes' Chebyshev fit, fractional error < 1.2e-7
   const s = x < 0 ? -1 : 1; x = Math.abs(x);
@@ -93,28 +95,109 @@ function checkRow(row) {
     throw new RangeError(`batch row ${row}: this model has initial states for ${STATE_ROWS} row(s)`);
 }
 
-/** The whole sequence: x is [T * INPUT_SIZE] (time first); returns Float32Array [T * OUTPUT_SIZE] or [OUTPUT_SIZE]. */
+function embed(L, id) {
+  if (!Number.isInteger(id) || id < 0 || id >= L.vocab)
+    throw new RangeError(`layer '${L.name}' (Embedding): token id ${id} is outside the vocabulary [0, ${L.vocab})`);
+  return Float64Array.from(L.table.subarray(id * L.dim, (id + 1) * L.dim));
+}
+
+function maskOf(L, v) { return v.some(a => Math.fround(a) !== L.mask_value); }
+
+function batchNorm(L, v) { return v.map((a, j) => a * L.a[j] + L.b[j]); }
+
+// Output length and left padding of a Conv1D / pooling window on n steps ('same' as Keras: smaller half left).
+function geometry(padding, span, stride, pads, n) {
+  if (padding === 'same') { const m = Math.ceil(n / stride); return [m, Math.floor(Math.max((m - 1) * stride + span - n, 0) / 2)]; }
+  if (padding === 'causal') return [Math.floor((n - 1) / stride) + 1, span - 1];
+  const [pl, pr] = padding === 'explicit' ? pads : [0, 0], r = n + pl + pr - span;
+  return [r >= 0 ? Math.floor(r / stride) + 1 : 0, pl];
+}
+
+function conv(L, seq) {   // kernel [width][in/groups][filters]
+  const n = seq.length, [m, left] = geometry(L.padding, (L.width - 1) * L.dilation + 1, L.strides, L.pads, n);
+  if (m < 1) throw new RangeError(`layer '${L.name}' (Conv1D): ${n} steps are too few for its window`);
+  const F = L.filters, CG = L.cg, FG = F / L.groups, out = [];
+  for (let t = 0; t < m; ++t) {
+    const y = new Float64Array(F);
+    if (L.bias) y.set(L.bias);
+    for (let k = 0; k < L.width; ++k) {
+      const ti = t * L.strides + k * L.dilation - left;
+      if (ti < 0 || ti >= n) continue;
+      for (let g = 0; g < L.groups; ++g) for (let c = 0; c < CG; ++c) {
+        const v = seq[ti][g * CG + c], o = (k * CG + c) * F + g * FG;
+        for (let j = 0; j < FG; ++j) y[g * FG + j] += L.kernel[o + j] * v;
+      }
+    }
+    L.act(y);
+    out.push(y);
+  }
+  return out;
+}
+
+function pool(L, seq, mask) {
+  const max = L.mode === 'max';
+  if (L.pool_size === null) {   // global: a mask leaves its masked steps out of the average
+    const keep = seq.filter((v, t) => max || !mask || mask[t]);
+    const y = Float64Array.from(keep[0] || seq[0].map(() => NaN));
+    for (const v of keep.slice(1)) v.forEach((a, j) => { y[j] = max ? Math.max(y[j], a) : y[j] + a; });
+    if (!max) y.forEach((a, j) => { y[j] = a / keep.length; });
+    return [y];
+  }
+  const n = seq.length, [m, left] = geometry(L.padding, L.pool_size, L.strides, null, n);
+  if (m < 1) throw new RangeError(`layer '${L.name}' (pooling): ${n} steps are too few for its window`);
+  const out = [];
+  for (let t = 0; t < m; ++t) {
+    const win = [];
+    for (let k = 0; k < L.pool_size; ++k) { const ti = t * L.strides + k - left; if (ti >= 0 && ti < n) win.push(seq[ti]); }
+    const y = Float64Array.from(win[0]);
+    for (const v of win.slice(1)) v.forEach((a, j) => { y[j] = max ? Math.max(y[j], a) : y[j] + a; });
+    if (!max) y.forEach((a, j) => { y[j] = a / win.length; });
+    out.push(y);
+  }
+  return out;
+}
+
+// One direction over the sequence; a masked step keeps the states and outputs the last output (or zeros).
+function direction(L, d, seq, mask, batchRow) {
+  const n = seq.length, h = initial(d.h0, d.S, batchRow), c = initial(d.c0, L.hidden, batchRow), ys = new Array(n);
+  let picked = null, out = new Float64Array(d.S);
+  for (let s = 0; s < n; ++s) {
+    const t = d.reverse ? n - 1 - s : s;
+    if (mask) {
+      const hs = Float64Array.from(h), cs = Float64Array.from(c);
+      cell(L, d, seq[t], h, c);
+      if (mask[t]) out = Float64Array.from(h);
+      else { h.set(hs); c.set(cs); if (L.masked_output === 'zero') out = new Float64Array(d.S); }
+    } else {
+      cell(L, d, seq[t], h, c);
+      out = Float64Array.from(h);
+    }
+    ys[L.time_order === 'processing' ? s : t] = out;
+    if (s === 0 && d.pick === 'first') picked = out;
+  }
+  return d.pick === 'all' ? ys : [d.pick === 'first' ? picked : out];
+}
+
+/** The whole sequence: x is [T * INPUT_SIZE] (time first; token ids for an Embedding model); returns a
+ * Float32Array [steps * OUTPUT_SIZE] (steps: the output sequence's length) or [OUTPUT_SIZE]. */
 export function predict(x, T, batchRow = 0) {
   checkRow(batchRow);
   if (!(T >= 1) || x.length < T * INPUT_SIZE) throw new RangeError(`x must hold T * ${INPUT_SIZE} values, T >= 1`);
-  let seq = [];
-  for (let t = 0; t < T; ++t) seq.push(Float64Array.from(x.subarray ? x.subarray(t * INPUT_SIZE, (t + 1) * INPUT_SIZE) : x.slice(t * INPUT_SIZE, (t + 1) * INPUT_SIZE)));
+  if (FIXED_TIME !== null && T !== FIXED_TIME) throw new RangeError(`this model takes exactly ${FIXED_TIME} steps (it has a Flatten)`);
+  let seq = [], mask = null;
+  for (let t = 0; t < T; ++t) seq.push(TOKEN_IDS ? Number(x[t]) : Float64Array.from(x.subarray ? x.subarray(t * INPUT_SIZE, (t + 1) * INPUT_SIZE) : x.slice(t * INPUT_SIZE, (t + 1) * INPUT_SIZE)));
   for (const L of LAYERS) {
-    if (L.kind === 'dense') seq = seq.map(v => dense(L, v));
+    if (L.kind === 'embedding') { if (L.mask_zero) mask = seq.map(id => id !== 0); seq = seq.map(id => embed(L, id)); }
+    else if (L.kind === 'masking') { mask = seq.map(v => maskOf(L, v)); seq = seq.map((v, t) => mask[t] ? v : new Float64Array(v.length)); }
+    else if (L.kind === 'dense') seq = seq.map(v => dense(L, v));
     else if (L.kind === 'activation') seq = seq.map(v => { const y = Float64Array.from(v); L.act(y); return y; });
+    else if (L.kind === 'batch_norm') seq = seq.map(v => batchNorm(L, v));
+    else if (L.kind === 'conv1d') { seq = conv(L, seq); mask = null; }
+    else if (L.kind === 'pooling1d') { seq = pool(L, seq, mask); mask = null; }
+    else if (L.kind === 'flatten') { const y = new Float64Array(seq.length * seq[0].length); seq.forEach((v, t) => y.set(v, t * v.length)); seq = [y]; mask = null; }
     else if (L.kind !== 'dropout') {
-      const n = seq.length, outs = [];
-      for (const d of L.dirs) {
-        const h = initial(d.h0, d.S, batchRow), c = initial(d.c0, L.hidden, batchRow), ys = new Array(n);
-        let picked = null;
-        for (let s = 0; s < n; ++s) {
-          const t = d.reverse ? n - 1 - s : s;
-          cell(L, d, seq[t], h, c);
-          ys[L.time_order === 'processing' ? s : t] = Float64Array.from(h);
-          if (s === 0 && d.pick === 'first') picked = Float64Array.from(h);
-        }
-        outs.push(d.pick === 'all' ? ys : [d.pick === 'first' ? picked : Float64Array.from(h)]);
-      }
+      const outs = L.dirs.map(d => direction(L, d, seq, mask, batchRow));
+      if (!L.seq_out) mask = null;
       seq = outs[0].map((a, t) => {
         if (outs.length === 1) return a;
         const b = outs[1][t];
@@ -129,13 +212,13 @@ export function predict(x, T, batchRow = 0) {
 }
 
 function needStream() {
-  if (!CAN_STREAM) throw new Error('step: this model has a reverse or bidirectional layer, which needs the whole sequence; use predict');
+  if (!CAN_STREAM) throw new Error(STREAM_REFUSAL);
 }
 
 /** A fresh streaming state (initial states of batch row `batchRow`). */
 export function init(batchRow = 0) {
   needStream(); checkRow(batchRow);
-  const state = { row: batchRow, h: [], c: [] };
+  const state = { row: batchRow, h: [], c: [], o: [] };
   reset(state);
   return state;
 }
@@ -145,16 +228,27 @@ export function reset(state) {
   needStream();
   state.h = LAYERS.map(L => L.dirs ? initial(L.dirs[0].h0, L.dirs[0].S, state.row) : null);
   state.c = LAYERS.map(L => L.dirs ? initial(L.dirs[0].c0, L.hidden, state.row) : null);
+  state.o = LAYERS.map(L => L.dirs ? new Float64Array(L.dirs[0].S) : null);
 }
 
-/** One time step x [INPUT_SIZE]; returns what predict returns for the sequence so far (its last step). */
+/** One time step x [INPUT_SIZE] (one token id for an Embedding model); returns what predict returns for
+ * the sequence so far (its last step). */
 export function step(state, x) {
   needStream();
-  let v = Float64Array.from(x);
+  let v = TOKEN_IDS ? Number(x[0]) : Float64Array.from(x), m = true;
   LAYERS.forEach((L, k) => {
-    if (L.kind === 'dense') v = dense(L, v);
+    if (L.kind === 'embedding') { if (L.mask_zero) m = v !== 0; v = embed(L, v); }
+    else if (L.kind === 'masking') { m = maskOf(L, v); if (!m) v = new Float64Array(v.length); }
+    else if (L.kind === 'dense') v = dense(L, v);
     else if (L.kind === 'activation') { v = Float64Array.from(v); L.act(v); }
-    else if (L.kind !== 'dropout') { cell(L, L.dirs[0], v, state.h[k], state.c[k]); v = Float64Array.from(state.h[k]); }
+    else if (L.kind === 'batch_norm') v = batchNorm(L, v);
+    else if (L.kind !== 'dropout') {
+      const h = state.h[k], c = state.c[k], hs = Float64Array.from(h), cs = Float64Array.from(c);
+      cell(L, L.dirs[0], v, h, c);
+      if (!L.masked || m) state.o[k] = Float64Array.from(h);
+      else { h.set(hs); c.set(cs); if (L.masked_output === 'zero') state.o[k] = new Float64Array(h.length); }
+      v = Float64Array.from(state.o[k]);
+    }
   });
   return Float32Array.from(v);
 }
@@ -195,7 +289,7 @@ def _act(act, cache: dict) -> str:
 def write(model, path, **options) -> list[str]:
     if options:
         raise InputError(f"the JavaScript writer takes no options, not {', '.join(sorted(options))}")
-    p = plan(model)
+    p = plan(model, path)
     cache: dict = {}
     layers = []
     for s in p.steps:
@@ -211,6 +305,8 @@ def write(model, path, **options) -> list[str]:
                             f"proj: {_f32(d.proj)} }}")
             layers.append(f"  {{ kind: '{s.kind}', name: {json.dumps(s.name)}, hidden: {L.hidden}, "
                           f"reset_after: {json.dumps(bool(L.reset_after))}, clip: {json.dumps(L.clip)},\n"
+                          f"    seq_out: {json.dumps(s.seq_out)}, masked: {json.dumps(s.masked)}, "
+                          f"masked_output: '{L.masked_output}',\n"
                           f"    merge: '{L.merge}', time_order: '{L.time_order}', acts: [{acts}], "
                           f"// gates {L.gate_order}\n    dirs: [\n" + ",\n".join(dirs) + "] }")
         elif s.kind == "dense":
@@ -222,7 +318,7 @@ def write(model, path, **options) -> list[str]:
             layers.append(f"  {{ kind: 'activation', name: {json.dumps(s.name)}, "
                           f"act: {_act(s.layer.activation, cache)} }}")
         else:
-            layers.append(f"  {{ kind: 'dropout', name: {json.dumps(s.name)} }}")
+            layers.append(_front_end(s, cache))
     acts = [c for _, c in cache.values()]
     need = _cexpr.helpers_needed([a for a in _all_acts(p)])
     helpers = []
@@ -237,14 +333,54 @@ def write(model, path, **options) -> list[str]:
         "// predict(x, T, batchRow) runs a whole sequence; init/step/reset stream one step at a time.",
         f"export const INPUT_SIZE = {p.input_size};", f"export const OUTPUT_SIZE = {p.output_size};",
         f"export const OUTPUT_IS_SEQUENCE = {json.dumps(p.output_is_sequence)};",
-        f"export const CAN_STREAM = {json.dumps(p.streamable)};", f"export const STATE_ROWS = {p.state_rows};", "",
+        f"export const CAN_STREAM = {json.dumps(p.streamable)};", f"export const STATE_ROWS = {p.state_rows};",
+        f"export const TOKEN_IDS = {json.dumps(p.input_dtype != 'float32')};",
+        f"export const FIXED_TIME = {json.dumps(p.fixed_time)};",
+        f"const STREAM_REFUSAL = {json.dumps(_refusal(p))};", "",
         *helpers, *acts, "const LAYERS = [", ",\n".join(layers), "];", _RUNTIME])
     with open(path, "w") as f:
         f.write(text)
     notes = [f"wrote an ES module (no dependencies) for Node and browsers"]
     if not p.streamable:
-        notes.append("step() throws for this model: a reverse or bidirectional layer needs the whole sequence")
+        notes.append(f"step() throws for this model: {p.stream_blocker}")
     return notes + codegen_notes(model)
+
+
+def _refusal(p: Plan) -> str:
+    if p.streamable:
+        return ""
+    if p.stream_blocker.startswith("a reverse"):
+        return "step: this model has a reverse or bidirectional layer, which needs the whole sequence; use predict"
+    return f"step: {p.stream_blocker}, which needs the whole sequence; use predict"
+
+
+def _front_end(s, cache: dict) -> str:
+    """The LAYERS record of a non-recurrent layer other than Dense and Activation."""
+    L, name = s.layer, json.dumps(s.name)
+    if s.kind == "embedding":
+        V, D = L.table.shape
+        return (f"  {{ kind: 'embedding', name: {name}, vocab: {V}, dim: {D}, mask_zero: {json.dumps(L.mask_zero)},\n"
+                f"    table: {_f32(L.table)} }}")
+    if s.kind == "masking":
+        return f"  {{ kind: 'masking', name: {name}, mask_value: Math.fround({float(L.mask_value)!r}) }}"
+    if s.kind == "conv1d":
+        W, CG, F = L.kernel.shape
+        return (f"  {{ kind: 'conv1d', name: {name}, width: {W}, cg: {CG}, filters: {F}, groups: {L.groups}, "
+                f"strides: {L.strides}, dilation: {L.dilation}, padding: '{L.padding}', "
+                f"pads: {json.dumps([int(v) for v in L.pads])}, act: {_act(L.activation, cache)},\n"
+                f"    kernel: {_f32(L.kernel)}, // [width][in/groups][filters]\n    bias: {_f32(L.bias)} }}")
+    if s.kind == "pooling1d":
+        size = "null" if L.pool_size is None else int(L.pool_size)
+        stride = "null" if L.pool_size is None else int(L.strides or L.pool_size)
+        return (f"  {{ kind: 'pooling1d', name: {name}, mode: '{L.mode}', pool_size: {size}, strides: {stride}, "
+                f"padding: '{L.padding}' }}")
+    if s.kind == "batch_norm":
+        a = 1.0 / np.sqrt(np.asarray(L.variance, np.float64) + float(L.epsilon))
+        a = a * (1.0 if L.scale is None else np.asarray(L.scale, np.float64))
+        b = -np.asarray(L.mean, np.float64) * a + (0.0 if L.offset is None else np.asarray(L.offset, np.float64))
+        return (f"  {{ kind: 'batch_norm', name: {name}, // y = x * a + b, a = scale / sqrt(variance + eps)\n"
+                f"    a: new Float64Array({json.dumps(a.tolist())}),\n    b: new Float64Array({json.dumps(b.tolist())}) }}")
+    return f"  {{ kind: '{s.kind}', name: {name} }}"    # dropout, flatten: no parameters
 
 
 def _all_acts(p: Plan):
@@ -260,9 +396,10 @@ const m = await import(pathToFileURL(modPath).href);
 const buf = readFileSync(inPath);
 const dims = new Int32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + 12));
 const [B, T, F] = dims;
-const x = new Float32Array(buf.buffer.slice(buf.byteOffset + 12, buf.byteOffset + 12 + 4 * B * T * F));
+const raw = buf.buffer.slice(buf.byteOffset + 12, buf.byteOffset + 12 + 4 * B * T * F);
+const xs = m.TOKEN_IDS ? new Int32Array(raw) : new Float32Array(raw);
 const parts = [];
-for (let b = 0; b < B; ++b) parts.push(m.predict(x.subarray(b * T * F, (b + 1) * T * F), T, b));
+for (let b = 0; b < B; ++b) parts.push(m.predict(xs.subarray(b * T * F, (b + 1) * T * F), T, b));
 const n = parts[0].length, y = new Float32Array(B * n);
 parts.forEach((p, b) => y.set(p, b * n));
 writeFileSync(outPath, Buffer.from(y.buffer));
@@ -275,8 +412,10 @@ def run(path, x, model) -> np.ndarray:
     if node is None:
         raise RuntimeUnavailable("node is not on PATH")
     p = plan(model)
-    xb = to_batch_major(x, model)
-    B, T, F = xb.shape
+    xb = to_batch_major(x, model, "int32" if p.input_dtype != "float32" else "float32")
+    B, T = xb.shape[:2]
+    F = xb.shape[2] if xb.ndim == 3 else 1
+    n = output_steps(p, T)
     with tempfile.TemporaryDirectory(prefix="rnnconvert-js-") as d:
         runner, fin, fout = (os.path.join(d, n) for n in ("run.mjs", "x.bin", "y.bin"))
         with open(runner, "w") as f:
@@ -287,5 +426,5 @@ def run(path, x, model) -> np.ndarray:
         if res.returncode != 0:
             raise InputError(f"node failed on the generated module: {res.stderr.strip()[-1500:]}")
         y = np.fromfile(fout, dtype=np.float32)
-    y = y.reshape((B, T, p.output_size) if p.output_is_sequence else (B, p.output_size))
+    y = y.reshape((B, n, p.output_size) if p.output_is_sequence else (B, p.output_size))
     return from_batch_major(y, model)

@@ -64,9 +64,11 @@ def _read(path: str, allow_stateful: bool, accept_windows_paths: bool = False) -
         raise refusal
     major = _keras_major(saved.keras_version, saved.config, notes)
     shape = graph.input_shape(entries, saved.config)
-    features = shape[-1] if shape and isinstance(shape[-1], int) else None
+    tokens = any(e.cls == "Embedding" for e in entries[:2])
+    features = shape[-1] if shape and isinstance(shape[-1], int) and not tokens else None
+    time_steps = shape[1] if shape is not None and len(shape) > 1 and isinstance(shape[1], int) else None
     conv = Converter(path, major, saved.layer_weights, model_class=model_class, features=features,
-                     allow_stateful=allow_stateful)
+                     allow_stateful=allow_stateful, backend=saved.backend, time_steps=time_steps)
     layers, problems = [], []
     for e in entries:
         if e.cls == "InputLayer":
@@ -79,16 +81,19 @@ def _read(path: str, allow_stateful: bool, accept_windows_paths: bool = False) -
             continue
         if layer is not None:
             layers.append(layer)
+    leftover = conv.finish_chain()
+    if leftover is not None:
+        problems.append(leftover)
     if problems:
         raise saved.missing_weights(problems, path) or _combined(problems, path)
     if not any(isinstance(layer, Recurrent) for layer in layers):
         raise UnsupportedError("the model has no LSTM, GRU or SimpleRNN layer; nothing to convert", path=path)
-    if shape is not None and len(shape) != 3:
+    if shape is not None and len(shape) != (2 if tokens else 3):
+        expected = "token ids [batch, time]" if tokens else "[batch, time, features]"
         raise UnsupportedError(f"input shape {_shape(shape)}: rnnconvert reads models whose input is "
-                               "[batch, time, features]", path=path)
+                               f"{expected}", path=path)
     notes += conv.notes
     layers = _fold_selectors(layers, notes)
-    time_steps = shape[1] if shape is not None and isinstance(shape[1], int) else None
     input_name = entries[0].name if entries and entries[0].cls == "InputLayer" else "input"
     source = {"format": "keras", "container": saved.container, "keras_version": saved.keras_version,
               "backend": saved.backend, "model_class": model_class}
@@ -99,7 +104,8 @@ def _read(path: str, allow_stateful: bool, accept_windows_paths: bool = False) -
         assumptions.append(_stateful_assumption(conv.stateful, shape))
     if assumptions:
         source["assumptions"] = assumptions
-    model = Model(layers=layers, input=InputSpec(name=input_name, features=int(conv.input_features),
+    model = Model(layers=layers, input=InputSpec(name=input_name, features=int(conv.input_features or 0),
+                                                 dtype="int64" if tokens else "float32",
                                                  time_steps=time_steps),
                   output_name="output", name=str(name), source=source)
     return model.validate(path)

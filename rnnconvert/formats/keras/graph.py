@@ -181,7 +181,10 @@ def input_shape(entries: list[Entry], model_config: dict) -> list | None:
         for key in ("batch_input_shape", "batch_shape"):
             if isinstance(c.get(key), list):
                 return c[key]
-        if c.get("input_dim") is not None:                          # Keras 1
+        if e.cls == "Embedding" and "input_length" in c:            # token ids [batch, time]
+            length = c["input_length"]
+            return [None, length[0] if isinstance(length, list) and length else length]
+        if c.get("input_dim") is not None and e.cls != "Embedding":  # Keras 1
             return [None, c.get("input_length"), c["input_dim"]]
         if e.cls != "InputLayer":
             break

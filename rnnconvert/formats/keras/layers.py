@@ -11,30 +11,28 @@ import numpy as np
 from ... import gates
 from ... import model as M
 from ...errors import InputError, UnsupportedError
+from . import layers_front as front
 from .activations import activation, layer_activation
 from .graph import MODEL_CLASSES, Entry
 
 RNN_CELLS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "rnn", "CuDNNLSTM": "lstm", "CuDNNGRU": "gru"}
 CELL_CLASSES = {"LSTMCell": "lstm", "GRUCell": "gru", "SimpleRNNCell": "rnn"}
-DROPOUTS = ("Dropout", "SpatialDropout1D", "GaussianDropout", "GaussianNoise", "AlphaDropout")
+DROPOUTS = tuple(front.DROPOUT_VARIANTS)
 ACTIVATION_LAYERS = ("Activation", "ReLU", "LeakyReLU", "ELU", "Softmax")
 SUPPORTED = ("InputLayer", *RNN_CELLS, "RNN", "Bidirectional", "Dense", "TimeDistributed(Dense)",
-             *DROPOUTS, *ACTIVATION_LAYERS, "Flatten (after the last time step)")
-_REFUSED_HINTS = {
-    "Masking": "Keras skips the masked (padded) time steps, which the canonical model cannot express; "
-               "remove the Masking layer if the inputs are never padded",
-    "Embedding": "the canonical model has no Embedding layer yet",
-}
+             *DROPOUTS, *ACTIVATION_LAYERS, *front.FRONTEND)
 
 
 class Converter:
     """Walks the chain once, tracking the feature size and whether the tensor is a sequence."""
 
     def __init__(self, path, keras_major: int, lookup, *, model_class: str, features: int | None,
-                 allow_stateful: bool = True):
+                 allow_stateful: bool = True, backend: str | None = None, time_steps: int | None = None):
         self.path, self.major, self.lookup = path, keras_major, lookup
         self.model_class, self.allow_stateful = model_class, allow_stateful
         self.features, self.input_features, self.seq = features, features, True
+        self.backend, self.time_steps, self.layers_seen = backend, time_steps, 0
+        self.pending_pad: tuple[int, int, str] | None = None      # a ZeroPadding1D waiting for its Conv1D
         self.notes: list[str] = []
         self.stateful: list[str] = []           # layers read as the first call from zero states
 
@@ -75,12 +73,21 @@ class Converter:
 
     # -- dispatch -----------------------------------------------------------------------------
     def convert(self, e: Entry) -> M.Layer | None:
+        if self.pending_pad is not None and e.cls not in front.CONV_CLASSES:
+            raise front.unconsumed_padding(self)
+        layer = self._convert(e)
+        self.layers_seen += 1
+        return layer
+
+    def finish_chain(self):
+        """A problem left at the end of the chain (a ZeroPadding1D with no convolution), or None."""
+        return front.unconsumed_padding(self)
+
+    def _convert(self, e: Entry) -> M.Layer | None:
         cls, cfg = e.cls, e.config
         if cls in MODEL_CLASSES:
             raise self.unsupported(e, f"nested model (class {cls}); rnnconvert reads one flat chain of layers: "
                                       "rebuild the model without nesting")
-        if cls in _REFUSED_HINTS:
-            raise self.unsupported(e, f"unsupported layer class {cls}: {_REFUSED_HINTS[cls]}")
         if cls in RNN_CELLS or cls == "RNN":
             return self.recurrent(e)
         if cls == "Bidirectional":
@@ -92,12 +99,23 @@ class Converter:
             if inner.get("class_name") == "Dense":
                 return self.dense(e, inner.get("config") or {})
             if inner.get("class_name") in DROPOUTS:
-                return M.Dropout(e.name, float((inner.get("config") or {}).get("rate") or 0.0))
+                return front.dropout(self, e, inner["class_name"], inner.get("config") or {})
             raise self.unsupported(e, f"unsupported layer TimeDistributed({inner.get('class_name')}); "
                                       f"supported: {', '.join(SUPPORTED)}")
         if cls in DROPOUTS:
-            rate = cfg.get("rate", cfg.get("p", 0.0)) if cls != "GaussianNoise" else 0.0
-            return M.Dropout(e.name, float(rate or 0.0))
+            return front.dropout(self, e, cls, cfg)
+        if cls == "Embedding":
+            return front.embedding(self, e)
+        if cls == "Masking":
+            return front.masking(self, e)
+        if cls == "ZeroPadding1D":
+            return front.zero_padding(self, e)
+        if cls in front.CONV_CLASSES:
+            return front.conv1d(self, e)
+        if cls in front.POOL_CLASSES:
+            return front.pooling(self, e, cls)
+        if cls == "BatchNormalization":
+            return front.batch_norm(self, e)
         if cls == "Activation":
             return M.ActivationLayer(e.name, self.act(e, cfg.get("activation")))
         if cls in ACTIVATION_LAYERS:
@@ -113,8 +131,7 @@ class Converter:
             self.notes.append(f"Flatten layer '{e.name}' dropped: it is an identity after the last time step")
             return None
         if cls == "Flatten":
-            raise self.unsupported(e, "Flatten over the time axis has no canonical form (it needs a fixed "
-                                      "number of time steps)")
+            return front.flatten(self, e)
         raise self.unsupported(e, f"unsupported layer class {cls}; supported: {', '.join(SUPPORTED)}")
 
     # -- Dense ----------------------------------------------------------------------------------
@@ -168,7 +185,8 @@ class Converter:
              "reset_after": True if cudnn else cell_cfg.get("reset_after"),
              "return_sequences": bool(cfg.get("return_sequences", False)),
              "go_backwards": bool(cfg.get("go_backwards", False)),
-             "return_state": bool(cfg.get("return_state", False))}
+             "return_state": bool(cfg.get("return_state", False)),
+             "zero_output_for_mask": bool(cfg.get("zero_output_for_mask", False))}
         if cudnn:
             gate, act = M.SIGMOID, M.TANH
         else:
@@ -255,6 +273,7 @@ class Converter:
         fw, rb1 = self.direction_weights(e, s, arrays[:half])
         bw, rb2 = self.direction_weights(e, s, arrays[half:])
         s["merge"] = merge
+        s["zero_output_for_mask"] = s["return_sequences"]     # Bidirectional forces it so, Keras 2 and 3
         return self.finish(e, s, [fw, bw], rb1 or rb2, "bidirectional")
 
     def check_state_outputs(self, e: Entry, s: dict, bidirectional: bool):
@@ -280,7 +299,8 @@ class Converter:
             merge=s.get("merge", "concat"),
             time_order="processing" if direction == "reverse" and s["return_sequences"] else "input",
             reset_after=bool(s["reset_after"]) if s["cell"] == "gru" else True,
-            has_input_bias=s["use_bias"], has_recurrent_bias=rbias)
+            has_input_bias=s["use_bias"], has_recurrent_bias=rbias,
+            masked_output="zero" if s["zero_output_for_mask"] else "previous")
         self.features, self.seq = layer.units_out, s["return_sequences"]
         return layer
 

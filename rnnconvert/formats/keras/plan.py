@@ -46,7 +46,7 @@ _ROLE_NAMES = {"lstm": ("recurrent_activation (gates)", "activation (cell candid
 @dataclass
 class KLayer:
     """One Keras layer to write: class, settings of its config, weights in Keras's order."""
-    cls: str                         # LSTM GRU SimpleRNN Bidirectional Dense Activation Dropout LeakyReLU ELU
+    cls: str                         # LSTM GRU SimpleRNN Bidirectional Dense Activation LeakyReLU ELU + frontend_writer
     name: str
     settings: dict
     input_shape: list
@@ -122,13 +122,17 @@ class Planner:
     def plan(self) -> tuple[list[KLayer], list[str]]:
         """(specs, problems); shapes follow the canonical layers so a refused layer hides no other."""
         specs, problems = [], []
-        shape = [None, self.model.input.time_steps, self.model.input.features]
+        shape = [None, self.model.input.time_steps]
+        if not str(self.model.input.dtype).startswith("int"):
+            shape.append(self.model.input.features)
+        self.masked = False                 # does a mask (Embedding mask_zero, Masking) reach the layer?
         for layer in self.model.layers:
             try:
                 specs += self.layer(layer, shape)
             except Refusal as exc:
                 problems.append(f"layer '{layer.name}': {exc}")
             shape = _next_shape(layer, shape)
+            self.masked = _mask_after(layer, self.masked)
         return specs, problems
 
     def layer(self, layer: M.Layer, shape: list) -> list[KLayer]:
@@ -138,9 +142,10 @@ class Planner:
             return self.dense(layer, shape)
         if isinstance(layer, M.ActivationLayer):
             return [self.activation_layer(layer.name, layer.activation, shape)]
-        if isinstance(layer, M.Dropout):
-            return [KLayer("Dropout", self.unique(layer.name, f"layer '{layer.name}'"), {"rate": float(layer.rate)},
-                           list(shape))]
+        from .frontend_writer import plan_layer    # it imports this module
+        out = plan_layer(self, layer, shape)
+        if out is not None:
+            return out
         raise Refusal(f"{layer.kind} layers are not written to Keras")
 
     # -- Dense and activations ------------------------------------------------------------------
@@ -187,6 +192,13 @@ class Planner:
         problems = list(self.recurrent_refusals(layer))
         acts, folds = self.cell_activations(layer, problems)
         return_sequences, go_backwards, selector = self.directions(layer, problems)
+        masked_output = getattr(layer, "masked_output", "previous")
+        if self.masked and selector:
+            problems.append("a mask reaches this layer and the identity SimpleRNN that would select its output "
+                            "steps would skip the masked steps too")
+        if self.masked and layer.direction == "bidirectional" and return_sequences and masked_output != "zero":
+            problems.append("a mask reaches this layer and Keras's Bidirectional outputs zeros at masked steps "
+                            "(it forces zero_output_for_mask on); this layer repeats the previous output there")
         if problems:
             raise Refusal("; ".join(problems))
         cls = RNN_CLASSES[layer.cell]
@@ -200,7 +212,8 @@ class Planner:
         else:
             self.bias_note(layer)
         settings = {"units": int(layer.hidden), "activation": acts[1] if layer.cell == "lstm" else acts[-1],
-                    "use_bias": use_bias, "return_sequences": return_sequences, "go_backwards": go_backwards}
+                    "use_bias": use_bias, "return_sequences": return_sequences, "go_backwards": go_backwards,
+                    "zero_output_for_mask": masked_output == "zero"}
         if layer.cell != "rnn":
             settings["recurrent_activation"] = acts[0]
         if layer.cell == "gru":
@@ -325,7 +338,24 @@ def _activation_layer(act: M.Activation, major: int) -> str | None:
     return None
 
 
+def _mask_after(layer: M.Layer, masked: bool) -> bool:
+    """Does the mask reach the layer after `layer` (Keras's propagation, as the canonical model says)?"""
+    if isinstance(layer, M.Embedding):
+        return bool(layer.mask_zero)
+    if isinstance(layer, M.Masking):
+        return True
+    if isinstance(layer, (M.Dropout, M.Dense, M.ActivationLayer, M.BatchNorm)):
+        return masked
+    if isinstance(layer, M.Recurrent):
+        return masked and layer.output == "sequence"
+    return False
+
+
 def _next_shape(layer: M.Layer, shape: list) -> list:
+    from .frontend_writer import next_shape
+    front = next_shape(layer, shape)
+    if front is not None:
+        return front
     if isinstance(layer, M.Recurrent):
         return [None, shape[1], layer.units_out] if layer.output == "sequence" else [None, layer.units_out]
     if isinstance(layer, M.Dense):

@@ -28,6 +28,7 @@ from ...model import Model
 from ...states import refuse_state_io
 from .container import ZIP_CONFIG, ZIP_METADATA, ZIP_WEIGHTS
 from .graph import snake_case
+from . import frontend_writer
 from .plan import CELL_NAMES, KLayer, Planner
 
 # The Keras releases whose files these imitate (and which the tests load them with).
@@ -97,8 +98,8 @@ def layer_config(cls: str, name: str, s: dict, major: int, guard: bool = False) 
     if cls in RNN:
         c.update(return_sequences=s["return_sequences"], return_state=False, go_backwards=s["go_backwards"],
                  stateful=False, unroll=False)
-        c.update({"time_major": False} if guard else {} if major == 2 else
-                 {"zero_output_for_mask": s.get("zero_output_for_mask", False)})
+        zero = s.get("zero_output_for_mask", False)
+        c.update({"time_major": False} if guard else {"zero_output_for_mask": zero} if major >= 3 or zero else {})
         c.update(units=s["units"], activation=s["activation"])
         if cls != "SimpleRNN":
             c["recurrent_activation"] = s["recurrent_activation"]
@@ -124,8 +125,8 @@ def layer_config(cls: str, name: str, s: dict, major: int, guard: bool = False) 
         if major == 2:
             c["activity_regularizer"] = None
         c.update(kernel_constraint=None, bias_constraint=None)
-    elif cls == "Dropout":
-        c.update(rate=s["rate"], noise_shape=None, seed=None)
+    elif cls in frontend_writer.CLASSES:
+        c = frontend_writer.config(cls, c, s, major)
     else:                                   # Activation, LeakyReLU, ELU
         c.update(s)
     return c
@@ -146,7 +147,7 @@ def _inner_name(spec: KLayer) -> str:
 
 def spec_entry(spec: KLayer, major: int, full: bool, guard: bool = False) -> dict:
     """One layer of the model config: `full` is the .keras form (module, build_config)."""
-    shape = spec.input_shape if major >= 3 else None
+    shape = spec.input_shape if major >= 3 and spec.cls not in frontend_writer.NO_BUILD_CONFIG else None
     if spec.cls != "Bidirectional":
         return _entry(spec.cls, layer_config(spec.cls, spec.name, spec.settings, major, guard), shape, full)
     inner, s = _inner_name(spec), spec.settings["layer"]
@@ -159,6 +160,7 @@ def spec_entry(spec: KLayer, major: int, full: bool, guard: bool = False) -> dic
         config["backward_layer"] = _entry(spec.wrapped, layer_config(spec.wrapped, f"backward_{inner}", back, major),
                                           shape, True)
     else:
+        s = dict(s, zero_output_for_mask=False)       # Bidirectional sets it itself; tf.keras 2 does not write it
         config["layer"] = _entry(spec.wrapped, layer_config(spec.wrapped, inner, s, major, guard), None, True)
         config["merge_mode"] = spec.settings["merge_mode"]
     return _entry("Bidirectional", config, shape, full)
@@ -166,10 +168,11 @@ def spec_entry(spec: KLayer, major: int, full: bool, guard: bool = False) -> dic
 
 def model_config(specs: list[KLayer], model: Model, input_name: str, major: int, full: bool) -> dict:
     shape = [None, model.input.time_steps, int(model.input.features)]
-    if major >= 3:
-        inp = {"batch_shape": shape, "dtype": "float32", "sparse": False, "name": input_name}
-    else:
-        inp = {"batch_input_shape": shape, "dtype": "float32", "sparse": False, "name": input_name}
+    dtype = "float32"
+    if str(model.input.dtype).startswith("int"):       # token ids for an Embedding: [batch, time]
+        shape, dtype = shape[:2], "int32"              # as Keras writes it (its Embedding casts ids to int32)
+    key = "batch_shape" if major >= 3 else "batch_input_shape"
+    inp = {key: shape, "dtype": dtype, "sparse": False, "name": input_name}
     guard = major == 2 and names_hard_sigmoid(specs)
     layers = [_entry("InputLayer", inp, None, full)] + [spec_entry(s, major, full, guard) for s in specs]
     name = _model_name(model)
@@ -201,6 +204,8 @@ def _weight_paths(spec: KLayer) -> list[tuple[str, str]]:
     """[(owner object path below the layer, variable name)] in Keras's weight order."""
     if spec.cls == "Dense":
         return [("", n) for n in ("kernel", "bias")[: len(spec.weights)]]
+    if spec.cls in frontend_writer.CLASSES:
+        return [("", n) for n in frontend_writer.var_names(spec)]
     names = ["kernel", "recurrent_kernel", "bias"][: len(spec.weights) // (2 if spec.cls == "Bidirectional" else 1)]
     if spec.cls in RNN:
         return [("cell", n) for n in names]

@@ -14,10 +14,11 @@ import numpy as np
 
 from ...errors import InputError, UnsupportedError
 from ...model import (
-    HARD_SIGMOID_KERAS2, RELU, SIGMOID, TANH, Activation, ActivationLayer, Dense, DirectionWeights,
-    Dropout, InputSpec, Model, Recurrent,
+    HARD_SIGMOID_KERAS2, RELU, SIGMOID, TANH, Activation, ActivationLayer, Conv1D, Dense, DirectionWeights,
+    Dropout, Embedding, InputSpec, Model, Recurrent,
 )
 from . import mcos
+from .reader_layers import CLASSES as FRONT_END, front_end
 
 NETWORKS = ("SeriesNetwork", "DAGNetwork", "dlnetwork", "LayerGraph")
 GATE_ACTS = {"sigmoid": SIGMOID, "hard-sigmoid": HARD_SIGMOID_KERAS2}
@@ -216,6 +217,12 @@ def build(layers: list, path: str, var: str) -> Model:
                 out.append(ActivationLayer(name, Activation(ACTIVATION_LAYERS[cls])))
             elif cls == "DropoutLayer":
                 out.append(Dropout(name, float(_num(p.get("Probability"), 0.0))))
+            elif cls in FRONT_END:
+                layer_out = front_end(cls, name, p, where, _value, _num)
+                if layer_out is None:
+                    untrained.append(name)
+                    continue
+                out.append(layer_out)
             elif cls in IDENTITY_LAYERS:
                 notes.append(f"{where}: identity on [batch, time, features], left out")
             elif cls.endswith(OUTPUT_SUFFIX):
@@ -223,7 +230,9 @@ def build(layers: list, path: str, var: str) -> Model:
             else:
                 problems.append(f"{where}: layer class not supported (supported: sequenceInputLayer, "
                                 "lstmLayer, bilstmLayer, gruLayer, fullyConnectedLayer, relu/tanh/sigmoid/"
-                                "softmax layers, dropoutLayer, flattenLayer, output layers)")
+                                "softmax layers, dropoutLayer, flattenLayer, wordEmbeddingLayer, "
+                                "convolution1dLayer, max/average/global pooling 1-D layers, "
+                                "batchNormalizationLayer, output layers)")
         except UnsupportedError as e:
             problems.append(e.message if e.message.startswith("layers(") else f"{where}: {e.message}")
         except (TypeError, ValueError, OverflowError, KeyError, IndexError, AttributeError) as e:
@@ -239,10 +248,15 @@ def build(layers: list, path: str, var: str) -> Model:
         raise UnsupportedError("; ".join(problems), path=path)
     if not out:
         raise InputError(f"variable '{var}' has no layers with weights", path=path)
-    if not features:
+    ids = isinstance(out[0], Embedding)
+    if ids:
+        features = 0
+        notes.append("token ids are MATLAB word indices - 1 (wordEmbeddingLayer counts from 1)")
+    elif not features:
         first = out[0]
         features = first.input_size if isinstance(first, Recurrent) else (
-            first.kernel.shape[0] if isinstance(first, Dense) else 0)
+            first.kernel.shape[0] if isinstance(first, Dense) else int(first.kernel.shape[1]) * first.groups
+            if isinstance(first, Conv1D) else 0)
     if norm is not None:
         notes.append(_fold(out, norm, path))
     source = {"format": "matlab", "variable": var}
@@ -250,8 +264,8 @@ def build(layers: list, path: str, var: str) -> Model:
         source["ignored_layers"] = ignored
     if notes:
         source["notes"] = notes
-    return Model(out, InputSpec(name="input", features=features), name=var,
-                 source=source).validate(path)
+    return Model(out, InputSpec(name="input", features=features, dtype="int64" if ids else "float32"),
+                 name=var, source=source).validate(path)
 
 
 def _recurrent(cls: str, name: str, p: dict, where: str) -> Recurrent:

@@ -1,5 +1,6 @@
 """Octave on a written .mat: matlab/rnnconvert_predict.m implements MATLAB's documented layer
 equations over the time loop (independently of rnnconvert's reference pass) and runs on the file.
+Token ids [batch, time] are fed as MATLAB word indices (id + 1) [batch, time, 1].
 v7.3 files are rewritten as v7 for Octave first (Octave does not read MATLAB's HDF5 layout)."""
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def run(path, x, model) -> np.ndarray:
     import scipy.io
     x = np.asarray(x, dtype=np.float64)
     if model is not None and model.input.layout == "time_batch_feature":
-        x = x.transpose(1, 0, 2)
+        x = np.swapaxes(x, 0, 1)
+    if model is not None and model.layers and model.layers[0].kind == "embedding":
+        x = (x if x.ndim == 3 else x[..., None]) + 1.0      # MATLAB word indices are token ids + 1
     with tempfile.TemporaryDirectory(prefix="rnnconvert_octave_") as tmp:
         src = str(path)
         from . import mcos

@@ -4,15 +4,17 @@ Each struct has `Name`, `Class` (`nnet.cnn.layer.LSTMLayer` ...) and the layer's
 MATLAB's names and shapes (`schemas/matlab.md`).  v7 (zlib, scipy.io.savemat) by default, v7.3
 (HDF5, h5py) with version="7.3".  Refused, naming the layer: simple RNN, reverse-only or
 bidirectional GRU layers, merge modes other than concat, a bidirectional final state, projections,
-clip, activations MATLAB's layers lack, batch-specific initial states.
+clip, activations MATLAB's layers lack, batch-specific initial states; the front-end layers as
+`writer_layers` says (masks, Flatten over time and grouped convolutions refused).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ...errors import UnsupportedError
-from ...model import ActivationLayer, Dense, Dropout, Model, Recurrent
+from ...model import ActivationLayer, Dense, Dropout, Embedding, Model, Recurrent
 from ...states import refuse_state_io
+from .writer_layers import front_end
 
 PKG = "nnet.cnn.layer."
 GATE_NAMES = {("sigmoid", None, None): "sigmoid", ("hard_sigmoid", 0.2, 0.5): "hard-sigmoid"}
@@ -22,7 +24,10 @@ ACT_CLASSES = {"relu": "ReLULayer", "tanh": "TanhLayer", "sigmoid": "SigmoidLaye
 
 def write(model: Model, path, version: str = "7", **_options) -> list[str]:
     refuse_state_io(model, "MATLAB", path)
-    layers, notes = from_canonical(model)
+    try:
+        layers, notes = from_canonical(model)
+    except UnsupportedError as e:
+        raise UnsupportedError(e.message, path=str(path)) from None
     if str(version) in ("7.3", "v7.3", "73"):
         from .hdf5 import write_v73
         write_v73(path, {"layers": layers})
@@ -53,8 +58,9 @@ def _gate_name(act, where) -> str:
 def from_canonical(model: Model) -> tuple[list[dict], list[str]]:
     """The list of layer structs (dicts) and notes on what changed in form; raises on what MATLAB lacks."""
     problems, notes = [], []
+    ids = bool(model.layers) and isinstance(model.layers[0], Embedding)
     layers = [{"Name": "input", "Class": PKG + "SequenceInputLayer",
-               "InputSize": float(model.input.features), "Normalization": "none"}]
+               "InputSize": 1.0 if ids else float(model.input.features), "Normalization": "none"}]
     if model.input.layout != "batch_time_feature":
         notes.append("the source is time-major; MATLAB takes each observation as channels x time")
     for k, layer in enumerate(model.layers):
@@ -76,7 +82,11 @@ def from_canonical(model: Model) -> tuple[list[dict], list[str]]:
                 layers.append(_activation(layer.activation, layer.name, where))
             elif isinstance(layer, Dropout):
                 layers.append({"Name": layer.name, "Class": PKG + "DropoutLayer",
-                               "Probability": float(layer.rate)})
+                               "Probability": float(layer.rate) if layer.variant == "dropout" else 0.0})
+                if layer.variant != "dropout":
+                    notes.append(f"{where}: {layer.variant} (the identity at prediction) written as a dropoutLayer")
+            elif (structs := front_end(layer, where, notes, _activation)) is not None:
+                layers += structs
             else:
                 raise UnsupportedError(f"{where}: layer kind '{layer.kind}' has no MATLAB layer here")
         except UnsupportedError as e:

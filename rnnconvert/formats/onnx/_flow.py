@@ -31,6 +31,7 @@ class Flow:
     tail: str = ""            # "matmul": a Dense without bias yet
     expr: object = None       # pending elementwise expression over the stack output
     expr_name: str = ""
+    pad: tuple = ()           # (left, right) zero padding in time still to be taken by a Conv
 
     @property
     def raw(self) -> bool:

@@ -123,11 +123,15 @@ class GlueOps:
                 out.append(group[0])
             elif group == ["D", "F"] and not f.pieces:
                 out.append("DF")
+            elif group == [self.time, "F"]:
+                out.append("TF")
             else:
                 self.refuse(node, f"it merges axes {group} into one; only a [directions, hidden] pair "
                                   "merges into features")
         if i != len(kept):
             self.refuse(node, f"reshape of axes {tuple(src)} to {tgt} drops axes")
+        if "TF" in out:
+            return self.flatten_time(node, f, ["F" if a == "TF" else a for a in out])
         if "DF" in out:
             f = collapse(f)
             out = ["F" if a == "DF" else a for a in out]
@@ -212,6 +216,8 @@ class GlueOps:
 
     def flow_Gather(self, node, ins):
         f, idx = ins[0], ins[1]
+        if isinstance(f, Const) and isinstance(idx, Flow):
+            return self.embedding(node, ins)
         if not isinstance(idx, Const):
             self.refuse(node, "its indices are not constant")
         ax = self.norm(int(node_attrs(node).get("axis", 0)), len(f.axes), node)
@@ -293,6 +299,11 @@ class GlueOps:
         f = ins[0]
         axes = self.axes_arg(node, ins)
         keep = int(node_attrs(node).get("keepdims", 1))
+        if axes is not None and len(axes) == 1 and merge in ("ave", "max") and self.time is not None and \
+                f.axes[self.norm(axes[0], len(f.axes), node)] == self.time:
+            return self.reduce_time(node, ins, "average" if merge == "ave" else "max")
+        if merge == "max":
+            self.refuse(node, "it takes the maximum over an axis that is not time")
         if axes is None or len(axes) != 1 or f.axes[self.norm(axes[0], len(f.axes), node)] != "D":
             self.refuse(node, "it reduces over an axis that is not the directions of a recurrent node")
         ax = self.norm(axes[0], len(f.axes), node)
@@ -308,6 +319,9 @@ class GlueOps:
 
     def flow_ReduceMean(self, node, ins):
         return self._reduce(node, ins, "ave")
+
+    def flow_ReduceMax(self, node, ins):
+        return self._reduce(node, ins, "max")
 
     def flow_ReduceProd(self, node, ins):
         return self._reduce(node, ins, "mul")
@@ -346,6 +360,8 @@ class GlueOps:
                 q = replace(p[0], merge="ave")
                 return [replace(f, entries=(q,)) if "D" in f.axes else replace(f, pieces=(q,))]
             f = self.finalize(f, node)
+        if op == "Add" and f.tail == "conv" and f.expr is None:
+            return self.conv_bias(node, f, c.value)
         if op == "Add" and f.tail == "matmul" and f.expr is None and c.value.size > 1:
             units = f.width
             v = c.value

@@ -20,6 +20,7 @@ from ...model import ActivationLayer, DirectionWeights, Recurrent
 from . import _acts, _exprs
 from ._flow import Flow, Piece, collapse
 from ._graph import ONE, Bcast, Const, Size, SymVec, Unusable, Zeros, describe, fold, int_list, node_attrs
+from ._front_ops import FrontOps
 from ._ops import GlueOps
 
 RECURRENT = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
@@ -43,7 +44,7 @@ class RecInfo:
     key: str = ""             # the node's name (or first output), for reports
 
 
-class Walker(GlueOps):
+class Walker(GlueOps, FrontOps):
     def __init__(self, proto: onnx.ModelProto, path: str, output: str | None = None):
         self.proto, self.g, self.path = proto, proto.graph, path
         self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 9)
@@ -68,11 +69,16 @@ class Walker(GlueOps):
         vi = next(i for i in g.input if i.name == input_name)
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
                 for d in vi.type.tensor_type.shape.dim]
-        if len(dims) != 3:
+        if len(dims) == 2 and vi.type.tensor_type.elem_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
+            self.static = {"A0": dims[0], "A1": dims[1]}     # token ids [batch, time]: an Embedding follows
+            self.facts[input_name] = Flow(axes=("A0", "A1"), tail="ids")
+            dims = None
+        elif len(dims) != 3:
             raise UnsupportedError(f"the graph input '{input_name}' has {len(dims)} axes; rnnconvert reads "
                                    "models over one [batch, time, features] (or time-major) input", path=self.path)
-        self.static = {"A0": dims[0], "A1": dims[1]}
-        self.facts[input_name] = Flow(axes=("A0", "A1", "F"), width=dims[2] or -1)
+        if dims is not None:
+            self.static = {"A0": dims[0], "A1": dims[1]}
+            self.facts[input_name] = Flow(axes=("A0", "A1", "F"), width=dims[2] or -1)
         needed = self._needed(self.output)
         for k, node in enumerate(g.node):
             if k in needed:
@@ -409,6 +415,11 @@ class Walker(GlueOps):
 
     def settle(self, f: Flow, node) -> Flow:
         """A stack flow with no pending expression (raw outputs become a layer, expressions an activation)."""
+        if f.pad:
+            self.refuse(node, "it takes a time-padded signal that no Conv consumes")
+        if f.tail == "ids":
+            self.refuse(node, "it takes the token ids themselves; rnnconvert reads token ids that go into an "
+                              "embedding table (Gather)")
         f = self.finalize(f, node)
         if f.expr is None:
             return replace(f, tail="")

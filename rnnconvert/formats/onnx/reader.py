@@ -16,7 +16,8 @@ import onnx
 
 from ...errors import InputError, UnsupportedError
 from ...safety import check_activation_numbers, check_onnx_external
-from ...model import (Activation, ActivationLayer, Dense, Dropout, InputSpec, Model, Recurrent)
+from ...model import (Activation, ActivationLayer, BatchNorm, Conv1D, Dense, Dropout, Embedding, InputSpec, Model,
+                      Recurrent)
 from .glue import RECURRENT, Walker
 from .scan import is_scan_file, read_model
 from . import states as state_io
@@ -83,9 +84,10 @@ def read(path, output: str | None = None, **options) -> Model:
                                "input [batch, time, features] and state inputs that feed initial_h/initial_c",
                                path=path)
     elem = inputs[0].type.tensor_type.elem_type
-    if elem != onnx.TensorProto.FLOAT:
+    if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.INT64, onnx.TensorProto.INT32):
         raise UnsupportedError(f"the graph input '{inputs[0].name}' is "
-                               f"{onnx.TensorProto.DataType.Name(elem)}, rnnconvert reads float32 inputs", path=path)
+                               f"{onnx.TensorProto.DataType.Name(elem)}, rnnconvert reads float32 inputs (or "
+                               "int64/int32 token ids into an embedding)", path=path)
     outputs = [o.name for o in g.output]
     if output is None:
         if len(outputs) != 1:
@@ -116,9 +118,9 @@ def read(path, output: str | None = None, **options) -> Model:
     if time not in axes and axes != (batch, "F"):
         raise UnsupportedError(f"the output '{output}' has its axes as {_axes_names(axes, time)}, expected "
                                "[batch, features]", path=path)
-    first = next(layer for layer in layers if isinstance(layer, (Recurrent, Dense)))
-    features = int(first.weights[0].W.shape[1]) if isinstance(first, Recurrent) else int(first.kernel.shape[0])
-    spec = InputSpec(name=inputs[0].name, features=features,
+    ids = isinstance(layers[0], Embedding)
+    spec = InputSpec(name=inputs[0].name, features=0 if ids else _input_features(layers),
+                     dtype=("int32" if elem == onnx.TensorProto.INT32 else "int64") if ids else "float32",
                      layout="time_batch_feature" if time == "A0" else "batch_time_feature",
                      time_steps=walker.static.get(time))
     source = {"format": "onnx",
@@ -204,14 +206,26 @@ def _check_recurrent_ops(g: onnx.GraphProto, path: str) -> None:
         raise InputError(f"no LSTM, GRU or RNN node found; found ops: {found}", path=path)
 
 
+def _input_features(layers: list) -> int:
+    for layer in layers:
+        if isinstance(layer, Recurrent):
+            return int(layer.weights[0].W.shape[1])
+        if isinstance(layer, Dense):
+            return int(layer.kernel.shape[0])
+        if isinstance(layer, Conv1D):
+            return int(layer.kernel.shape[1] * layer.groups)
+        if isinstance(layer, BatchNorm):
+            return int(layer.mean.shape[0])
+    return 0
+
+
 def _fold_activations(layers: list) -> list:
-    """Dense(linear) followed by an activation is one Dense layer, as Keras writes it."""
+    """Dense (Conv1D) with a linear activation followed by an activation is one layer, as Keras writes it."""
     out: list = []
     for layer in layers:
-        if isinstance(layer, ActivationLayer) and out and isinstance(out[-1], Dense) \
+        if isinstance(layer, ActivationLayer) and out and isinstance(out[-1], (Dense, Conv1D)) \
                 and out[-1].activation.name == "linear":
-            d = out[-1]
-            out[-1] = Dense(d.name, d.kernel, d.bias, layer.activation)
+            out[-1] = replace(out[-1], activation=layer.activation)
         else:
             out.append(layer)
     return out
@@ -263,7 +277,7 @@ def _restore(model: Model, raw_layers: list, meta: dict) -> Model:
         for e in meta["layers"]:
             kind = e["kind"]
             if kind == "dropout":
-                layers.append(Dropout(e["name"], float(e.get("rate", 0.0))))
+                layers.append(Dropout(e["name"], float(e.get("rate", 0.0)), e.get("variant", "dropout")))
             elif kind in ("lstm", "gru", "rnn"):
                 _, r = next(it)
                 layers.append(_restore_recurrent(r, e))
@@ -294,6 +308,8 @@ def _restore_recurrent(r: Recurrent, e: dict) -> Recurrent:
     if e["output"] != r.output and {e["output"], r.output} == {"last_step", "final_state"} \
             and r.direction == "forward":
         out.output = e["output"]
+    if e.get("masked_output") in ("previous", "zero"):     # what a masked step outputs: no node carries it
+        out.masked_output = e["masked_output"]
     clip = e.get("clip")
     if clip is not None and r.clip is not None and np.float32(clip) == np.float32(r.clip):
         out.clip = float(clip)

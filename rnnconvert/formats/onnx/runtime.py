@@ -25,7 +25,7 @@ def run_states(path, x, model, feeds: dict | None = None) -> tuple[np.ndarray, d
     returns (output, {state output name: array})."""
     sess = _session(path)
     inp = sess.get_inputs()[0]
-    dtype = np.int64 if "int64" in inp.type else np.float32
+    dtype = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(inp.type, np.float32)   # token ids
     all_feeds = {inp.name: np.ascontiguousarray(x.astype(dtype))}
     batch = x.shape[1 if model.input.layout == "time_batch_feature" else 0]
     if model.state_inputs:                # a streaming graph: unfed states start at the model's initial values

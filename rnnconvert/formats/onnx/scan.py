@@ -35,8 +35,14 @@ def reasons(layer: Recurrent) -> list[str]:
     return out
 
 
-def write_layer(b, st, layer: Recurrent, x: str, base: str, activation, initial_state) -> tuple[str, str, dict, str]:
-    """Scan nodes for `layer` on time-major `x`; returns (Y [T, D, B, S], Y_h [D, B, S], arrays, node names)."""
+def write_layer(b, st, layer: Recurrent, x: str, base: str, activation, initial_state,
+                mask: str | None = None) -> tuple[str, str, dict, str]:
+    """Scan nodes for `layer` on time-major `x`; returns (Y [T, D, B, S], Y_h [D, B, S], arrays, node names).
+
+    mask: bool [T, B, 1]; a masked step keeps the states and outputs the previous step's output (zeros
+    before the first unmasked step) or zeros (`layer.masked_output`), as Keras computes it; Y_h is then
+    the output at the last step processed (Keras's last_output, what return_sequences=False returns).
+    """
     ys, yhs, arrays, names = [], [], {}, []
     S, H = layer.state_size, layer.hidden
     states = {key: initial_state(b, st, layer, key, base) for key in (("h0", "c0") if layer.cell == "lstm" else ("h0",))}
@@ -59,16 +65,25 @@ def write_layer(b, st, layer: Recurrent, x: str, base: str, activation, initial_
                 inits.append(b.op("Gather", [full, b.const(f"{db}/{key}_dir", d, np.int64)], f"{db}/{key}", axis=0))
             else:
                 inits.append(_zeros(b, st, size, f"{db}/{key}"))
-        body = _body(b, layer, consts, activation, db)
-        reverse = dname == "reverse"
         n_state = len(inits)
-        outs = [b.unique(f"{db}/h_last")] + ([b.unique(f"{db}/c_last")] if n_state == 2 else []) + [b.unique(f"{db}/Y")]
+        if mask is not None:
+            inits.append(_zeros(b, st, S, f"{db}/y0"))
+        body = _body(b, layer, consts, activation, db, masked=mask is not None)
+        reverse = dname == "reverse"
+        outs = [b.unique(f"{db}/h_last")] + ([b.unique(f"{db}/c_last")] if n_state == 2 else [])
+        if mask is not None:
+            outs.append(b.unique(f"{db}/y_last"))
+        outs.append(b.unique(f"{db}/Y"))
+        scanned = [x] + ([mask] if mask is not None else [])
         node_name = b.unique(f"{db}/Scan")
         names.append(node_name)
-        b.nodes.append(helper.make_node("Scan", inits + [x], outs, name=node_name, body=body, num_scan_inputs=1,
-                                        scan_input_directions=[int(reverse)], scan_output_directions=[int(reverse)]))
+        b.nodes.append(helper.make_node("Scan", inits + scanned, outs, name=node_name, body=body,
+                                        num_scan_inputs=len(scanned),
+                                        scan_input_directions=[int(reverse)] * len(scanned),
+                                        scan_output_directions=[int(reverse)]))
+        last = outs[-2] if mask is not None else outs[0]
         ys.append(b.op("Unsqueeze", [outs[-1], b.const(f"{db}/axis1", [1], np.int64)], f"{db}/Y_dirs"))
-        yhs.append(b.op("Unsqueeze", [outs[0], b.const(f"{db}/axis0", [0], np.int64)], f"{db}/Y_h_dirs"))
+        yhs.append(b.op("Unsqueeze", [last, b.const(f"{db}/axis0", [0], np.int64)], f"{db}/Y_h_dirs"))
     if len(ys) == 1:
         return ys[0], yhs[0], arrays, ",".join(names)
     return (b.op("Concat", ys, f"{base}/Y", axis=1), b.op("Concat", yhs, f"{base}/Y_h", axis=0), arrays,
@@ -104,7 +119,7 @@ class _Body:
         return outs if n_out > 1 or outputs else outs[0]
 
 
-def _body(outer, layer: Recurrent, c: dict, activation, base: str) -> onnx.GraphProto:
+def _body(outer, layer: Recurrent, c: dict, activation, base: str, masked: bool = False) -> onnx.GraphProto:
     s = _Body(outer)
     H, S = layer.hidden, layer.state_size
     F = layer.input_size
@@ -115,7 +130,14 @@ def _body(outer, layer: Recurrent, c: dict, activation, base: str) -> onnx.Graph
     if layer.cell == "lstm":
         c_prev = s.unique(f"{base}/c_prev")
         ins.append(helper.make_tensor_value_info(c_prev, TensorProto.FLOAT, [None, H]))
+    y_prev = m = None
+    if masked:
+        y_prev = s.unique(f"{base}/y_prev")
+        ins.append(helper.make_tensor_value_info(y_prev, TensorProto.FLOAT, [None, S]))
     ins.append(helper.make_tensor_value_info(x, TensorProto.FLOAT, [None, F]))
+    if masked:
+        m = s.unique(f"{base}/m_t")
+        ins.append(helper.make_tensor_value_info(m, TensorProto.BOOL, [None, 1]))
     acts = layer.activations
 
     def clip(t):
@@ -173,6 +195,12 @@ def _body(outer, layer: Recurrent, c: dict, activation, base: str) -> onnx.Graph
         z = s.op("Add", [s.op("Add", [z, c["Wb"]], f"{base}/z_Wb"), c["Rb"]], f"{base}/z_Rb")
         hn = act(0, clip(z), "h")
         outs = [(hn, H)]
+    y_new = outs[0][0]
+    if masked:      # a masked step keeps every state; its output repeats the previous one
+        prev = [h, c_prev]
+        outs = [(s.op("Where", [m, t, prev[k]], f"{base}/keep_state{k}"), size) for k, (t, size) in enumerate(outs)]
+        other = y_prev if layer.masked_output == "previous" else s.const(f"{base}/zero", np.float32(0))
+        outs.append((s.op("Where", [m, y_new, other], f"{base}/masked_output"), S))
     body_outs = []
     names = []
     for k, (t, size) in enumerate(outs):
@@ -181,7 +209,8 @@ def _body(outer, layer: Recurrent, c: dict, activation, base: str) -> onnx.Graph
         body_outs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, size]))
         names.append(name)
     y = s.unique(f"{base}/y_t")
-    s.nodes.append(helper.make_node("Identity", [outs[0][0]], [y], name=s.unique(f"{base}/y_id")))
+    s.nodes.append(helper.make_node("Identity", [outs[-1][0] if masked else outs[0][0]], [y],
+                                    name=s.unique(f"{base}/y_id")))
     body_outs.append(helper.make_tensor_value_info(y, TensorProto.FLOAT, [None, S]))
     return helper.make_graph(s.nodes, f"{base}/cell", ins, body_outs)
 
@@ -221,7 +250,10 @@ def read_model(proto: onnx.ModelProto, meta: dict, path: str) -> Model:
         elif kind == "activation":
             layers.append(ActivationLayer(entry["name"], Activation(**entry["activation"])))
         elif kind == "dropout":
-            layers.append(Dropout(entry["name"], entry["rate"]))
+            layers.append(Dropout(entry["name"], entry["rate"], entry.get("variant", "dropout")))
+        elif kind not in ("lstm", "gru", "rnn"):
+            from .frontend import read_entry
+            layers.append(read_entry(entry, get))
         else:
             a = entry["arrays"]
             dirs = {"forward": ["forward"], "reverse": ["reverse"], "bidirectional": ["forward", "reverse"]}[entry["direction"]]
@@ -247,11 +279,14 @@ def read_model(proto: onnx.ModelProto, meta: dict, path: str) -> Model:
             layers.append(Recurrent(entry["name"], kind, int(entry["hidden"]), entry["direction"], weights,
                                     [Activation(**x) for x in entry["activations"]], entry["output"],
                                     entry["merge"], entry["time_order"], bool(entry["reset_after"]), entry["clip"],
-                                    entry["has_input_bias"], entry["has_recurrent_bias"]))
+                                    entry["has_input_bias"], entry["has_recurrent_bias"],
+                                    entry.get("masked_output", "previous")))
     spec = InputSpec(**meta["input"])
     source = {"format": "onnx", "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
               "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
               "ir_version": int(proto.ir_version),
               "notes": "layers written as Scan read from the initializers the rnnconvert metadata names"}
+    if isinstance(meta.get("source"), dict) and meta["source"]:     # the model's own provenance, as
+        source = meta["source"]                                     # reader._restore keeps it
     return Model(layers, spec, meta.get("output_name") or "output", meta.get("name") or "model",
                  source).validate(path)

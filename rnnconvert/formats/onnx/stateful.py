@@ -19,15 +19,31 @@ import onnx
 from onnx import TensorProto, helper
 
 from ...errors import UnsupportedError
-from ...model import Model, Recurrent
+from ...model import Conv1D, Embedding, Flatten, Masking, Model, Pooling1D, Recurrent
 
 STATES_KEY = "rnnconvert.states"
 USAGE = ("feed every '*_in' input the matching '*_out' output of the previous call (shape [1, batch, size]); "
          "on the first call feed the 'initial' value broadcast to the batch (zeros unless listed)")
 
 
+def _mixes_steps(layer) -> bool:
+    """A layer whose output at one step reads other steps: convolution wider than one step or strided,
+    pooling, Flatten, and masks (Keras's mask also changes what a masked step outputs)."""
+    if isinstance(layer, Conv1D):
+        return layer.kernel.shape[0] > 1 or layer.strides > 1
+    if isinstance(layer, Embedding):
+        return layer.mask_zero
+    return isinstance(layer, (Pooling1D, Flatten, Masking))
+
+
 def make_stateful(proto: onnx.ModelProto, model: Model, path=None) -> list[str]:
     """Rewrite `proto` (from `writer.to_onnx(model)`) in place; returns notes."""
+    mixing = [f"layer '{layer.name}' ({layer.kind})" for layer in model.layers if _mixes_steps(layer)]
+    if mixing:
+        raise UnsupportedError(f"--stateful streams one step at a time, but {', '.join(mixing)} "
+                               f"combine{'s' if len(mixing) == 1 else ''} several time steps (or a mask over the "
+                               "whole sequence), so chunks would not add up to the whole call; write this model "
+                               "without --stateful", path=None if path is None else str(path))
     backward = [f"layer '{layer.name}' ({layer.direction})" for layer in model.layers
                 if isinstance(layer, Recurrent) and layer.direction != "forward"]
     if backward:

@@ -21,8 +21,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ... import __version__, gates
 from ...errors import InputError, UnsupportedError
-from ...model import ActivationLayer, Dense, Dropout, Model, Recurrent, json_default
+from ...model import ActivationLayer, Dense, Dropout, Embedding, Model, Recurrent, json_default
 from . import _acts
+from . import frontend as _front
 from . import scan as _scan
 
 OPSET = 17
@@ -89,7 +90,10 @@ def write(model: Model, path, stateful: bool = False, **options) -> list[str]:
 
 def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
     model.validate()
-    scan = {k for k, layer in enumerate(model.layers) if isinstance(layer, Recurrent) and _scan.reasons(layer)}
+    masked = _front.masked_layers(model)
+    scan = {k for k, layer in enumerate(model.layers)
+            if isinstance(layer, Recurrent) and (_scan.reasons(layer) or k in masked)}
+    front = any(isinstance(layer, _front.FRONT_KINDS) for layer in model.layers)
     b = _Builder()
     notes: list[str] = []
     in_name = b.unique(model.input.name or "input")
@@ -99,19 +103,34 @@ def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
     b.unique(out_name)      # reserved: no internal tensor may take the output's name
     time_major_in = model.input.layout == "time_batch_feature"
     dims = ["time", "batch", model.input.features] if time_major_in else ["batch", "time", model.input.features]
-    graph_input = helper.make_tensor_value_info(in_name, TensorProto.FLOAT, dims)
+    elem = TensorProto.FLOAT
+    ids_dtype = None
+    if model.layers and isinstance(model.layers[0], Embedding):     # token ids: [batch, time] integers
+        ids_dtype = "int32" if model.input.dtype == "int32" else "int64"
+        elem, dims = (TensorProto.INT32 if ids_dtype == "int32" else TensorProto.INT64), dims[:2]
+    graph_input = helper.make_tensor_value_info(in_name, elem, dims)
     state = _State(cur=in_name, major="time" if time_major_in else "batch", has_time=True,
                    graph_input=in_name, batch_axis=1 if time_major_in else 0)
+    state.ids_dtype = ids_dtype
+    record = bool(scan) or front
     meta_layers = []
     for k, layer in enumerate(model.layers):
         if isinstance(layer, Recurrent):
-            meta_layers.append(_write_recurrent(b, state, layer, k, k in scan, bool(scan)))
-            if scan:
-                form = ("a Scan over a cell of standard ops (" + "; ".join(_scan.reasons(layer)) + ")"
+            meta_layers.append(_write_recurrent(b, state, layer, k, k in scan, record))
+            if scan or front:
+                why = _scan.reasons(layer) + (["masked steps are skipped, which native nodes cannot do for any "
+                                               "mask"] if k in masked else [])
+                form = ("a Scan over a cell of standard ops (" + "; ".join(why) + ")"
                         if k in scan else f"one native {_OP[layer.cell]} node")
                 notes.append(f"layer '{layer.name}': written as {form}")
+        elif isinstance(layer, _front.FRONT_KINDS):
+            entry, form = _front.write_layer(b, state, layer, k, _base(layer.name, k, layer.kind), _activation)
+            meta_layers.append(entry)
+            notes.append(f"layer '{layer.name}': written as {form}")
         elif isinstance(layer, Dense):
             base = _base(layer.name, k, "dense")
+            if state.major == "channel":
+                _front.to_layout(b, state, "batch", base)
             arrays = {"kernel": b.const(f"{base}/kernel", layer.kernel)}
             state.cur = b.op("MatMul", [state.cur, arrays["kernel"]], f"{base}/MatMul")
             if layer.bias is not None:
@@ -119,20 +138,21 @@ def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
                 state.cur = b.op("Add", [state.cur, arrays["bias"]], f"{base}/BiasAdd")
             state.cur = _activation(b, layer.activation, state.cur, base)
             meta_layers.append({"kind": "dense", "name": layer.name, "activation": layer.activation.to_dict(),
-                                "bias": layer.bias is not None, **({"arrays": arrays} if scan else {})})
+                                "bias": layer.bias is not None, **({"arrays": arrays} if record else {})})
         elif isinstance(layer, ActivationLayer):
+            if state.major == "channel" and layer.activation.name in ("softmax", "log_softmax"):
+                _front.to_layout(b, state, "batch", _base(layer.name, k, "activation"))
             state.cur = _activation(b, layer.activation, state.cur, _base(layer.name, k, "activation"))
             meta_layers.append({"kind": "activation", "name": layer.name,
                                 "activation": layer.activation.to_dict()})
         elif isinstance(layer, Dropout):
-            meta_layers.append({"kind": "dropout", "name": layer.name, "rate": layer.rate})
+            meta_layers.append(_front.dropout_entry(layer))
             notes.append(f"layer '{layer.name}': Dropout is the identity at inference and is not written "
                          "as a node (kept in the metadata)")
         else:
             raise UnsupportedError(f"the ONNX writer does not know layer kind '{layer.kind}'", layer=layer.name)
     want_major = "time" if time_major_in else "batch"
-    if state.has_time and state.major != want_major:
-        state.cur = b.op("Transpose", [state.cur], "output/Transpose", perm=[1, 0, 2])
+    _front.to_layout(b, state, want_major, "output")
     if state.cur == in_name or not b.nodes or b.nodes[-1].output[0] != state.cur:
         b.nodes.append(helper.make_node("Identity", [state.cur], [out_name], name=b.unique("output/Identity")))
     else:
@@ -147,7 +167,7 @@ def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
     proto.ir_version = 8
     meta = {"rnnconvert": __version__, "version": META_VERSION, "name": model.name,
             "input": dict(vars(model.input)), "output_name": model.output_name,
-            "source": model.source, "layers": meta_layers, **({"scan": True} if scan else {})}
+            "source": model.source, "layers": meta_layers, **({"scan": True} if scan or front else {})}
     helper.set_model_props(proto, {META_KEY: json.dumps(meta, default=json_default, sort_keys=True)})
     return proto, notes
 
@@ -157,6 +177,8 @@ class _State:
         self.cur, self.major, self.has_time = cur, major, has_time
         self.graph_input, self.batch_axis = graph_input, batch_axis
         self.batch_dim: str | None = None     # [B] int64 tensor, built on first use
+        self.mask: tuple[str, str] | None = None   # (bool [.., 1] tensor, 'batch' or 'time' major)
+        self.ids_dtype: str | None = None
 
 
 def _roles(cell: str) -> list[str]:
@@ -170,9 +192,15 @@ def _write_recurrent(b: _Builder, st: _State, layer: Recurrent, k: int, scan: bo
     base = _base(layer.name, k, layer.cell)
     cell, H = layer.cell, layer.state_size
     D = len(layer.weights)
-    x = st.cur if st.major == "time" else b.op("Transpose", [st.cur], f"{base}/X_time_major", perm=[1, 0, 2])
+    if st.major != "time":
+        _front.to_layout(b, st, "time", f"{base}/X")
+    x = st.cur
     if scan:
-        y_all, y_h, arrays, node_name = _scan.write_layer(b, st, layer, x, base, _activation, _initial_state)
+        mask = _front.mask_in(b, st, "time", base) if st.mask is not None else None
+        y_all, y_h, arrays, node_name = _scan.write_layer(b, st, layer, x, base, _activation, _initial_state,
+                                                          mask)
+        if layer.output != "sequence":    # a returned sequence keeps the mask as it is (as Keras does,
+            st.mask = None                # even in processing order)
         outs = ["", y_h] if layer.output == "final_state" else [y_all]
     else:
         outs, arrays, node_name = _native(b, st, layer, x, base)
@@ -239,10 +267,7 @@ def _glue(b: _Builder, st: _State, layer: Recurrent, base: str, outs: list[str],
         else:
             y = _reduce(b, layer.merge, y, 1, base)
         if layer.time_order == "processing":
-            y = b.op("Slice", [y, b.const(f"{base}/rev_start", [-1], np.int64),
-                               b.const(f"{base}/rev_end", [np.iinfo(np.int64).min], np.int64),
-                               b.const(f"{base}/axis0", [0], np.int64),
-                               b.const(f"{base}/rev_step", [-1], np.int64)], f"{base}/processing_order")
+            y = _reverse_time(b, y, base)
         st.cur, st.major, st.has_time = y, "time", True
     else:
         if layer.output == "last_step":                     # Y[T-1]: [D, B, H]
@@ -260,7 +285,8 @@ def _glue(b: _Builder, st: _State, layer: Recurrent, base: str, outs: list[str],
     entry = {"kind": cell, "name": layer.name, "node": node_name,
              "activations": [a.to_dict() for a in layer.activations], "output": layer.output,
              "merge": layer.merge, "time_order": layer.time_order, "clip": layer.clip,
-             "has_input_bias": layer.has_input_bias, "has_recurrent_bias": layer.has_recurrent_bias}
+             "has_input_bias": layer.has_input_bias, "has_recurrent_bias": layer.has_recurrent_bias,
+             "masked_output": layer.masked_output}
     for s in ("h0", "c0"):
         v = getattr(layer.weights[0], s)
         entry[s] = None if v is None else list(np.shape(v))
@@ -268,6 +294,13 @@ def _glue(b: _Builder, st: _State, layer: Recurrent, base: str, outs: list[str],
         entry.update(form=form, arrays=arrays, hidden=layer.hidden, direction=layer.direction,
                      reset_after=bool(layer.reset_after))
     return entry
+
+
+def _reverse_time(b: _Builder, y: str, base: str) -> str:
+    return b.op("Slice", [y, b.const(f"{base}/rev_start", [-1], np.int64),
+                          b.const(f"{base}/rev_end", [np.iinfo(np.int64).min], np.int64),
+                          b.const(f"{base}/axis0", [0], np.int64),
+                          b.const(f"{base}/rev_step", [-1], np.int64)], f"{base}/processing_order")
 
 
 def _reduce(b: _Builder, merge: str, y: str, axis: int, base: str) -> str:
@@ -339,12 +372,14 @@ def _activation(b: _Builder, act, x: str, base: str) -> str:
     raise UnsupportedError(f"the ONNX writer cannot express the activation '{n}'")
 
 
-def _units(model: Model) -> int:
+def _units(model: Model):
     width = model.input.features
     for layer in model.layers:
         if isinstance(layer, (Recurrent, Dense)):
             width = layer.units_out
-    return width
+        else:
+            width = _front.width_after(layer, width, model.input.time_steps)
+    return width if width else "features"
 
 
 def _base(name: str, k: int, kind: str) -> str:

@@ -18,6 +18,13 @@ a field is absent and each one applied is recorded in `model.source["assumptions
     input_features: 4         # checked against the first module's input size
     state_dict_key: state_dict  # where a checkpoint dict keeps the state dict (default: found)
     ignore: [aux_head]        # module paths whose keys are left out (e.g. a training-only head)
+    modules:                  # what the keys of one module cannot say:
+      conv: {padding: 1, stride: 1, dilation: 1, groups: 1}   # nn.Conv1d (defaults PyTorch's: 0, 1, 1,
+                              #   groups from the sizes); padding: an int, [left, right] (F.pad), same,
+                              #   valid or causal (left (width-1)*dilation)
+      bn: {eps: 1.0e-5}       # nn.BatchNorm1d (default 1e-5)
+      emb: {type: embedding}  # a bias-free 2-D weight: embedding or linear (default: embedding when
+                              #   it comes first and its name says emb, else linear)
 
 The fixtures' `arch.json` form (`{"rnn": {"class", "batch_first", "nonlinearity", ...},
 "head": {"applied_to": "out[:, -1] ...", "activation"}}`) is accepted too and translated.
@@ -33,7 +40,9 @@ from ...model import ACTIVATIONS, SELU, Activation
 
 HEADS = ("last_step", "final_state", "h_n[-1]", "sequence")
 FIELDS = ("batch_first", "nonlinearity", "head", "order", "activations", "input_features",
-          "state_dict_key", "ignore")
+          "state_dict_key", "ignore", "modules")
+MODULE_FIELDS = {"type": ("embedding", "linear"), "padding": None, "stride": None, "dilation": None, "groups": None,
+                 "eps": None}
 
 # torch spellings -> canonical activations (parameters as torch's defaults)
 TORCH_ACTIVATIONS = {
@@ -54,6 +63,7 @@ class Hints:
     input_features: int | None = None
     state_dict_key: str | None = None
     ignore: list = field(default_factory=list)
+    modules: dict = field(default_factory=dict)
     activations_given: bool = False
     given: bool = False                 # any hints at all
     origin: str = ""                    # where they came from, for messages
@@ -134,11 +144,47 @@ def load(arch) -> Hints:
         if not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
             problems.append(f"input_features: {short_repr(v)}, expected a positive integer")
         h.input_features = v
+    if "modules" in arch:
+        problems += _modules(arch["modules"], h)
     if "state_dict_key" in arch:
         h.state_dict_key = str(arch["state_dict_key"])
     if problems:
         raise InputError("invalid architecture hints: " + "; ".join(problems), path=origin)
     return h
+
+
+def _positive(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _modules(value, h: Hints) -> list[str]:
+    """Per-module settings: type (embedding | linear), conv padding/stride/dilation/groups, norm eps."""
+    if not isinstance(value, dict):
+        return [f"modules: {value!r}, expected {{module: {{setting: value}}}}"]
+    problems = []
+    for module, settings in value.items():
+        where = f"modules.{module}"
+        if not isinstance(settings, dict):
+            problems.append(f"{where}: {settings!r}, expected {{setting: value}}")
+            continue
+        unknown = sorted(set(settings) - set(MODULE_FIELDS))
+        if unknown:
+            problems.append(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(MODULE_FIELDS)}")
+        if "type" in settings and settings["type"] not in MODULE_FIELDS["type"]:
+            problems.append(f"{where}.type: {settings['type']!r}, expected embedding or linear")
+        for k in ("stride", "dilation", "groups"):
+            if k in settings and not _positive(settings[k]):
+                problems.append(f"{where}.{k}: {settings[k]!r}, expected a positive integer")
+        if "padding" in settings:
+            p = settings["padding"]
+            ok = (p in ("same", "valid", "causal") or (isinstance(p, int) and not isinstance(p, bool) and p >= 0)
+                  or (isinstance(p, list) and len(p) == 2 and all(isinstance(x, int) and x >= 0 for x in p)))
+            if not ok:
+                problems.append(f"{where}.padding: {p!r}, expected an integer, [left, right], same, valid or causal")
+        if "eps" in settings and not (isinstance(settings["eps"], (int, float)) and settings["eps"] > 0):
+            problems.append(f"{where}.eps: {settings['eps']!r}, expected a positive number")
+        h.modules[str(module)] = dict(settings)
+    return problems
 
 
 def activation(spec) -> Activation:

@@ -13,12 +13,13 @@ import os
 import numpy as np
 
 from ...errors import InputError, UnsupportedError
-from ...model import (LINEAR, RELU, SIGMOID, TANH, Activation, ActivationLayer, Dense, DirectionWeights,
-                      Dropout, InputSpec, Model, Recurrent)
+from ...model import (LINEAR, RELU, SIGMOID, TANH, Activation, ActivationLayer, BatchNorm, Conv1D, Dense,
+                      DirectionWeights, Dropout, Embedding, Flatten, InputSpec, Model, Pooling1D, Recurrent)
 from . import arch as arch_hints
 from .loading import key_list, load
-from .statedict import (TORCH_CLASS, ActivationSpec, DropoutSpec, LinearSpec, RNNSpec, parse,
-                        to_state_dict)
+from .statedict import (TORCH_CLASS, ActivationSpec, BatchNormSpec, ConvSpec, DropoutSpec, EmbeddingSpec,
+                        FlattenSpec, LinearSpec, PoolSpec, RNNSpec, parse, to_state_dict)
+from .steps import resolve_embeddings, settle_modules, spec_from_step, takes
 
 MAX_ORDER_SEARCH = 7
 # model.source entries about how one file was loaded: not carried into files written from the model
@@ -41,7 +42,8 @@ def read(path, arch=None, **options) -> Model:
         raise InputError("no nn.LSTM/nn.GRU/nn.RNN weights found (keys named weight_ih_l0, weight_hh_l0, ...); "
                          f"keys: {key_list(sd) or 'none'}", path=path)
     if unknown:
-        raise UnsupportedError(f"keys that are not nn.LSTM/nn.GRU/nn.RNN/nn.Linear parameters: {key_list(unknown)}; "
+        raise UnsupportedError("keys that are not nn.LSTM/nn.GRU/nn.RNN/nn.Linear/nn.Embedding/nn.Conv1d/"
+                               f"nn.BatchNorm1d parameters: {key_list(unknown)}; "
                                "rnnconvert reads only those (and h0/c0 initial-state buffers); if these "
                                "modules are not on the inference path, give --arch with ignore: [module]",
                                path=path)
@@ -72,8 +74,10 @@ def _specs_from_hints(modules, state_keys, sd, hints, info, assumptions, path):
     say = assumptions.append
     if info.get("state_dict_key"):
         say(f"state dict taken from the checkpoint's '{info['state_dict_key']}' entry")
+    resolve_embeddings(modules, hints, say, path)
     order = _order(modules, hints, info, say, path)
     specs = [modules[name] for name in order]
+    settle_modules(specs, hints, say, path)
     rnns = [s for s in specs if isinstance(s, RNNSpec)]
     renames = info.setdefault("key_renames", {})
     for spec in specs:
@@ -141,7 +145,7 @@ def _specs_from_hints(modules, state_keys, sd, hints, info, assumptions, path):
     out = []
     for spec in specs:
         act = hints.activations.get(spec.path)
-        if isinstance(spec, LinearSpec):
+        if isinstance(spec, (LinearSpec, ConvSpec)):
             spec.activation = act
             out.append(spec)
         else:
@@ -153,11 +157,13 @@ def _specs_from_hints(modules, state_keys, sd, hints, info, assumptions, path):
             "(give --arch with activations: {module: softmax} if forward applies one)")
 
     _check_chain(out, path)
+    layout = "batch_time_feature" if batch_first else "time_batch_feature"
+    if isinstance(out[0], EmbeddingSpec):
+        return out, InputSpec(features=0, dtype="int64", layout=layout)
     features = out[0].input_size
     if hints.input_features is not None and hints.input_features != features:
         raise InputError(f"--arch input_features {hints.input_features}, but the first module "
                          f"'{out[0].path}' takes {features}", path=path)
-    layout = "batch_time_feature" if batch_first else "time_batch_feature"
     return out, InputSpec(features=features, layout=layout)
 
 
@@ -173,7 +179,10 @@ def _check_chain(specs, path):
                 raise InputError(f"'{spec.path}' needs a sequence, but '{prev.path}' before it returns one step "
                                  "(check --arch order and head)", path=path)
             seq = spec.output == "sequence"
-        if isinstance(spec, (RNNSpec, LinearSpec)):
+        if hasattr(spec, "units_out"):
+            if isinstance(spec, EmbeddingSpec) and prev is not None:
+                raise InputError(f"nn.Embedding '{spec.path}' takes token ids, so it must come first, but "
+                                 f"'{prev.path}' comes before it (check --arch order)", path=path)
             if features is not None and spec.input_size != features:
                 raise InputError(f"module '{spec.path}' takes {spec.input_size} inputs, but '{prev.path}' "
                                  f"before it gives {features} (check --arch order and head)", path=path)
@@ -217,7 +226,7 @@ def _chains(specs) -> bool:
     features = None
     rnn_indices = [k for k, s in enumerate(specs) if isinstance(s, RNNSpec)]
     for k, spec in enumerate(specs):
-        if features is not None and spec.input_size != features:
+        if (k and isinstance(spec, EmbeddingSpec)) or not takes(spec, features):
             if not (isinstance(specs[k - 1], RNNSpec) and k - 1 == rnn_indices[-1]
                     and specs[k - 1].bidirectional and spec.input_size == specs[k - 1].state_size):
                 return False
@@ -282,11 +291,13 @@ def _specs_from_metadata(meta, modules, sd, state_keys, path):
             elif kind == "activation":
                 spec = ActivationSpec(Activation(**step["activation"]), name=step["name"])
             elif kind == "dropout":
-                spec = DropoutSpec(float(step["rate"]), name=step["name"])
+                spec = DropoutSpec(float(step["rate"]), name=step["name"], variant=step.get("variant", "dropout"))
+            elif kind in ("embedding", "conv1d", "batch_norm", "pooling1d", "flatten"):
+                spec = spec_from_step(step, modules, where, path)
             else:
                 raise InputError(f"{where}: unknown step kind '{kind}'", path=path)
             specs.append(spec)
-        used = {s.path for s in specs if isinstance(s, (RNNSpec, LinearSpec))}
+        used = {s.path for s in specs if hasattr(s, "path")}
         unused = [m for m in modules if m not in used]
         if unused:
             raise InputError(f"modules {', '.join(unused)} are in the state dict but not in its rnnconvert "
@@ -311,7 +322,21 @@ def specs_to_layers(specs) -> list:
         elif isinstance(spec, ActivationSpec):
             layers.append(ActivationLayer(name=spec.name, activation=spec.activation))
         elif isinstance(spec, DropoutSpec):
-            layers.append(Dropout(name=spec.name, rate=spec.rate))
+            layers.append(Dropout(name=spec.name, rate=spec.rate, variant=spec.variant))
+        elif isinstance(spec, EmbeddingSpec):
+            layers.append(Embedding(name=spec.name or spec.path, table=spec.weight))
+        elif isinstance(spec, ConvSpec):
+            layers.append(Conv1D(name=spec.name or spec.path, kernel=np.ascontiguousarray(spec.weight.transpose(2, 1, 0)),
+                                 bias=spec.bias, strides=spec.stride, dilation=spec.dilation, padding=spec.padding,
+                                 pads=tuple(spec.pads), groups=spec.groups, activation=spec.activation or LINEAR))
+        elif isinstance(spec, BatchNormSpec):
+            layers.append(BatchNorm(name=spec.name or spec.path, mean=spec.running_mean, variance=spec.running_var,
+                                    scale=spec.weight, offset=spec.bias, epsilon=spec.eps))
+        elif isinstance(spec, PoolSpec):
+            layers.append(Pooling1D(name=spec.name, mode=spec.mode, pool_size=spec.pool_size, strides=spec.strides,
+                                    padding=spec.padding))
+        elif isinstance(spec, FlattenSpec):
+            layers.append(Flatten(name=spec.name))
     return layers
 
 
@@ -352,7 +377,8 @@ def _recurrent_layers(spec: RNNSpec) -> list[Recurrent]:
                              weights=weights, activations=list(acts), output=output, merge=merge,
                              time_order=time_order,
                              has_input_bias=flags.get("has_input_bias", spec.bias),
-                             has_recurrent_bias=flags.get("has_recurrent_bias", spec.bias)))
+                             has_recurrent_bias=flags.get("has_recurrent_bias", spec.bias),
+                             masked_output=flags.get("masked_output", "previous")))
     return out
 
 

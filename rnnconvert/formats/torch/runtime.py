@@ -66,5 +66,6 @@ def run(path, x: np.ndarray, model) -> np.ndarray:
     net = net.float().eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
-        y = net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+        ids = str(getattr(getattr(model, "input", None), "dtype", "")).startswith("int")
+        y = net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64 if ids else np.float32)))
     return y.numpy()

@@ -1,10 +1,13 @@
-"""PyTorch state dicts <-> module specs: which nn.LSTM/nn.GRU/nn.RNN/nn.Linear a key set describes.
+"""PyTorch state dicts <-> module specs: which nn.LSTM/GRU/RNN/Linear/Embedding/Conv1d/BatchNorm1d a key
+set describes.
 
 nn.LSTM/GRU/RNN keys are `<module>.weight_ih_l{k}[_reverse]` [G*H, in], `weight_hh_l{k}` [G*H, S],
 `bias_ih_l{k}`/`bias_hh_l{k}` [G*H] (both or neither: bias=False), `weight_hr_l{k}` [S, H] (LSTM
 proj_size, S = proj_size, else S = H); G = 4 (LSTM, gates ifgo), 3 (GRU, rzn), 1 (RNN).  Gate order
 and layout equal the canonical ones, so nothing is permuted or transposed here.  nn.Linear is
-`<module>.weight` [out, in] + optional `<module>.bias` [out].  rnnconvert's writer adds the initial
+`<module>.weight` [out, in] + optional `<module>.bias` [out]; nn.Embedding `weight` [vocab, dim] (told
+from a bias-free Linear by the reader); nn.Conv1d `weight` [out, in/groups, width] + `bias`;
+nn.BatchNorm1d `weight`, `bias`, `running_mean`, `running_var`, `num_batches_tracked`.  rnnconvert's writer adds the initial
 state as buffers `<module>.h0` / `<module>.c0`, shaped like PyTorch's hx: [layers*dirs, 1 or batch, S|H].
 """
 from __future__ import annotations
@@ -23,7 +26,7 @@ TORCH_CLASS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 RNN_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 _RNN_KEY = re.compile(r"^(?:(?P<module>.*)\.)?(?P<param>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)"
                       r"_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
-_LINEAR_KEY = re.compile(r"^(?:(?P<module>.*)\.)?(?P<param>weight|bias)$")
+_LINEAR_KEY = re.compile(r"^(?:(?P<module>.*)\.)?(?P<param>weight|bias|running_mean|running_var|num_batches_tracked)$")
 _STATE_KEY = re.compile(r"^(?:(?P<module>.*)\.)?(?P<param>h0|c0)$")
 
 
@@ -91,6 +94,80 @@ class LinearSpec:
 
 
 @dataclass
+class EmbeddingSpec:
+    """nn.Embedding: `weight` [vocab, dim]; takes token ids."""
+    path: str
+    weight: np.ndarray
+    name: str = ""
+    kind = "embedding"
+    input_size = None
+
+    @property
+    def units_out(self) -> int:
+        return int(self.weight.shape[1])
+
+
+@dataclass
+class ConvSpec:
+    """nn.Conv1d: `weight` [out, in/groups, width], `bias` [out]; padding as the canonical Conv1D's."""
+    path: str
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+    stride: int = 1
+    dilation: int = 1
+    groups: int = 1
+    padding: str = "explicit"             # valid | same | causal | explicit (pads)
+    pads: tuple = (0, 0)
+    activation: Activation | None = None
+    name: str = ""
+    kind = "conv1d"
+
+    @property
+    def input_size(self) -> int:
+        return int(self.weight.shape[1]) * self.groups
+
+    @property
+    def units_out(self) -> int:
+        return int(self.weight.shape[0])
+
+
+@dataclass
+class BatchNormSpec:
+    """nn.BatchNorm1d: `weight`/`bias` (affine), `running_mean`, `running_var` [C], `num_batches_tracked`."""
+    path: str
+    running_mean: np.ndarray
+    running_var: np.ndarray
+    weight: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    eps: float = 1e-5
+    name: str = ""
+    kind = "batch_norm"
+
+    @property
+    def input_size(self) -> int:
+        return int(self.running_mean.shape[0])
+
+    units_out = input_size
+
+
+@dataclass
+class PoolSpec:
+    """Pooling over time, done in the forward (no parameters): pool_size None is global."""
+    mode: str
+    pool_size: int | None = None
+    strides: int | None = None
+    padding: str = "valid"
+    name: str = ""
+    kind = "pooling1d"
+
+
+@dataclass
+class FlattenSpec:
+    name: str = ""
+    kind = "flatten"
+
+
+@dataclass
 class ActivationSpec:
     activation: Activation
     name: str = ""
@@ -101,6 +178,7 @@ class ActivationSpec:
 class DropoutSpec:
     rate: float
     name: str = ""
+    variant: str = "dropout"
     kind = "dropout"
 
 
@@ -234,7 +312,21 @@ def _rnn_spec(name, keys, sd, problems) -> RNNSpec | None:
                    weights=weights)
 
 
-def _linear_spec(name, keys, sd, problems, unknown) -> LinearSpec | None:
+def _linear_spec(name, keys, sd, problems, unknown):
+    """nn.Linear [out, in] (or nn.Embedding, decided later by the reader), nn.Conv1d (3-D weight) or
+    nn.BatchNorm1d (running statistics)."""
+    if "running_mean" in keys or "running_var" in keys:
+        return _batch_norm_spec(name, keys, sd, problems)
+    if "weight" in keys and sd[keys["weight"]].ndim == 3:
+        w, b = sd[keys["weight"]], sd[keys["bias"]] if "bias" in keys else None
+        if b is not None and b.shape != (w.shape[0],):
+            problems.append(f"{keys['bias']}: shape {_shape(b)}, expected [{w.shape[0]}] to match "
+                            f"{keys['weight']} {_shape(w)} (nn.Conv1d [out, in/groups, width])")
+            return None
+        return ConvSpec(path=name, weight=w, bias=b)
+    if set(keys) - {"weight", "bias"}:
+        unknown.extend(keys.values())
+        return None
     if "weight" not in keys:
         unknown.extend(keys.values())
         return None
@@ -248,6 +340,24 @@ def _linear_spec(name, keys, sd, problems, unknown) -> LinearSpec | None:
                         f"{keys['weight']} {_shape(w)}")
         return None
     return LinearSpec(path=name, weight=w, bias=b)
+
+
+def _batch_norm_spec(name, keys, sd, problems) -> BatchNormSpec | None:
+    missing = [p for p in ("running_mean", "running_var") if p not in keys]
+    if missing or ("weight" in keys) != ("bias" in keys):
+        want = ", ".join(_key(name, p) for p in missing) or _key(name, "weight and bias (both or neither)")
+        problems.append(f"{want}: missing (nn.BatchNorm1d keeps running_mean, running_var and, when affine, "
+                        "weight and bias)")
+        return None
+    arrays = {p: sd[k] for p, k in keys.items() if p != "num_batches_tracked"}
+    C = arrays["running_mean"].shape
+    bad = [f"{keys[p]}: shape {_shape(a)}, expected {list(C)}" for p, a in arrays.items()
+           if a.ndim != 1 or a.shape != C]
+    if bad:
+        problems.extend(bad)
+        return None
+    return BatchNormSpec(path=name, running_mean=arrays["running_mean"], running_var=arrays["running_var"],
+                         weight=arrays.get("weight"), bias=arrays.get("bias"))
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -265,8 +375,18 @@ def to_state_dict(specs) -> "OrderedDict[str, np.ndarray]":
             for name in ("h0", "c0"):
                 if getattr(spec, name) is not None:
                     sd[_key(spec.path, name)] = getattr(spec, name)
-        elif isinstance(spec, LinearSpec):
+        elif isinstance(spec, (LinearSpec, EmbeddingSpec, ConvSpec)):
             sd[_key(spec.path, "weight")] = spec.weight
-            if spec.bias is not None:
+            if getattr(spec, "bias", None) is not None:
                 sd[_key(spec.path, "bias")] = spec.bias
+        elif isinstance(spec, BatchNormSpec):
+            if spec.weight is not None:
+                sd[_key(spec.path, "weight")] = spec.weight
+                sd[_key(spec.path, "bias")] = spec.bias
+            sd[_key(spec.path, "running_mean")] = spec.running_mean
+            sd[_key(spec.path, "running_var")] = spec.running_var
+            sd[_key(spec.path, "num_batches_tracked")] = np.array(0, dtype=np.int64)
     return sd
+
+
+MODULE_SPECS = (RNNSpec, LinearSpec, EmbeddingSpec, ConvSpec, BatchNormSpec)    # the specs with parameters

@@ -18,13 +18,16 @@ import numpy as np
 
 from ... import __version__
 from ...errors import UnsupportedError
-from ...model import ActivationLayer, Dense, DirectionWeights, Dropout, Model, Recurrent, json_default
+from ...model import (ActivationLayer, BatchNorm, Conv1D, Dense, DirectionWeights, Dropout, Embedding, Flatten,
+                      Masking, Model, Pooling1D, Recurrent, json_default)
 from ...states import refuse_state_io
 from . import module_code, safetensors_io
 from .loading import (METADATA_KEY, METADATA_VERSION, SAFETENSORS_METADATA_KEY, import_torch,
                      is_safetensors)
 from .reader import LOADER_KEYS
-from .statedict import TORCH_CLASS, ActivationSpec, DropoutSpec, LinearSpec, RNNSpec, to_state_dict
+from .statedict import (MODULE_SPECS, TORCH_CLASS, ActivationSpec, BatchNormSpec, ConvSpec, DropoutSpec,
+                        EmbeddingSpec, FlattenSpec, LinearSpec, PoolSpec, RNNSpec, to_state_dict)
+from .steps import step_of
 
 TORCH_ACTIVATIONS = {"lstm": ("sigmoid", "tanh", "tanh"), "gru": ("sigmoid", "tanh")}
 
@@ -83,7 +86,15 @@ def from_canonical(model: Model) -> tuple[list, list[str]]:
     for layer in model.layers:
         if isinstance(layer, Recurrent):
             problems += [f"layer '{layer.name}': {p}" for p in _refusals(layer)]
-        elif not isinstance(layer, (Dense, ActivationLayer, Dropout)):
+        elif isinstance(layer, Masking):
+            problems.append(f"layer '{layer.name}': a Keras Masking layer makes the recurrent layers after it skip "
+                            "masked steps, and PyTorch modules carry no mask (their RNNs would compute those steps)")
+        elif isinstance(layer, Embedding) and layer.mask_zero:
+            problems.append(f"layer '{layer.name}': mask_zero makes the recurrent layers after it skip steps whose "
+                            "id is 0, and PyTorch modules carry no mask (nn.Embedding's padding_idx is no mask; "
+                            "their RNNs would compute those steps)")
+        elif not isinstance(layer, (Dense, ActivationLayer, Dropout, Embedding, Conv1D, BatchNorm, Pooling1D,
+                                    Flatten)):
             problems.append(f"layer '{layer.name}': {layer.kind} layers are not written to PyTorch")
     if problems:
         raise UnsupportedError("cannot write as PyTorch modules: " + "; ".join(problems))
@@ -108,10 +119,32 @@ def from_canonical(model: Model) -> tuple[list, list[str]]:
         elif isinstance(layer, ActivationLayer):
             specs.append(ActivationSpec(layer.activation, name=layer.name))
         elif isinstance(layer, Dropout):
-            specs.append(DropoutSpec(layer.rate, name=layer.name))
+            specs.append(DropoutSpec(layer.rate, name=layer.name, variant=layer.variant))
+        else:
+            specs.append(_front_spec(layer, paths[k]))
         k += 1
     _dedupe(specs)
     return specs, notes
+
+
+def _front_spec(layer, path: str):
+    if isinstance(layer, Embedding):
+        return EmbeddingSpec(path=path, weight=layer.table, name=layer.name)
+    if isinstance(layer, Conv1D):
+        act = layer.activation if layer.activation.name != "linear" else None
+        return ConvSpec(path=path, weight=np.ascontiguousarray(np.transpose(layer.kernel, (2, 1, 0))), bias=layer.bias,
+                        stride=layer.strides, dilation=layer.dilation, groups=layer.groups, padding=layer.padding,
+                        pads=tuple(int(p) for p in layer.pads), activation=act, name=layer.name)
+    if isinstance(layer, BatchNorm):
+        weight, bias = layer.scale, layer.offset
+        if (weight is None) != (bias is None):            # nn.BatchNorm1d has both affine parameters or neither
+            weight = np.ones_like(layer.mean) if weight is None else weight
+            bias = np.zeros_like(layer.mean) if bias is None else bias
+        return BatchNormSpec(path=path, running_mean=layer.mean, running_var=layer.variance, weight=weight, bias=bias,
+                             eps=float(layer.epsilon), name=layer.name)
+    if isinstance(layer, Pooling1D):
+        return PoolSpec(layer.mode, layer.pool_size, layer.strides, layer.padding, name=layer.name)
+    return FlattenSpec(name=layer.name)
 
 
 def _refusals(layer: Recurrent):
@@ -203,6 +236,7 @@ def _rnn_spec(module: str, group: list[Recurrent], notes: list[str]) -> RNNSpec:
             per_dir.append(d)
         weights.append(per_dir)
         flags.append({"has_input_bias": layer.has_input_bias, "has_recurrent_bias": layer.has_recurrent_bias,
+                      "masked_output": layer.masked_output,
                       "initial": {s: [_present(getattr(w, s) if w is not None else None) for w in per_layer]
                                   for s in ("h0", "c0")}})
         if bias and not (layer.has_input_bias and layer.has_recurrent_bias):
@@ -285,7 +319,7 @@ def _dedupe(specs) -> None:
     """Make module paths unique, and no path a prefix of another (a module cannot also be a container)."""
     taken: list[str] = []
     for spec in specs:
-        if not isinstance(spec, (RNNSpec, LinearSpec)):
+        if not isinstance(spec, MODULE_SPECS):
             continue
         base, n = spec.path, 1
         while any(_clash(spec.path, other) for other in taken):
@@ -313,7 +347,9 @@ def metadata(model: Model, specs) -> dict:
         elif isinstance(spec, ActivationSpec):
             steps.append({"kind": "activation", "name": spec.name, "activation": spec.activation.to_dict()})
         elif isinstance(spec, DropoutSpec):
-            steps.append({"kind": "dropout", "name": spec.name, "rate": spec.rate})
+            steps.append({"kind": "dropout", "name": spec.name, "rate": spec.rate, "variant": spec.variant})
+        elif step_of(spec) is not None:
+            steps.append(step_of(spec))
     source = {k: v for k, v in model.source.items() if k not in LOADER_KEYS}
     return {"format": "rnnconvert-torch", "version": METADATA_VERSION, "rnnconvert": __version__,
             "name": model.name, "output_name": model.output_name, "input": vars(model.input),

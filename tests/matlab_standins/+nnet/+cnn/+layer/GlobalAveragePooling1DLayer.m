@@ -1,0 +1,2 @@
+classdef GlobalAveragePooling1DLayer < nnet.cnn.layer.Layer
+end

@@ -1,0 +1,2 @@
+classdef GlobalMaxPooling1DLayer < nnet.cnn.layer.Layer
+end

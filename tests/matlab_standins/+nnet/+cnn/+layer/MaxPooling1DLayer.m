@@ -1,0 +1,8 @@
+classdef MaxPooling1DLayer < nnet.cnn.layer.Layer
+  properties
+    PoolSize = []
+    Stride = 1
+    PaddingMode = 'manual'
+    PaddingSize = [0 0]
+  end
+end

@@ -1,0 +1,7 @@
+classdef WordEmbeddingLayer < nnet.cnn.layer.Layer
+  properties
+    Dimension = []
+    NumWords = []
+    Weights = []
+  end
+end
