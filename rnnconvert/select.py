@@ -195,9 +195,17 @@ def suggestion(path, fmt: str | None = None, **options) -> str:
         s = scan(path, fmt, **options)
     except Exception:  # noqa: BLE001 - a suggestion never turns a clean refusal into a crash
         return ""
-    if not s.layers:
+    convertible = []
+    for found in s.layers:        # only layers that really build: no suggestion for a file without weights
+        try:
+            build(s, found)
+        except Exception:  # noqa: BLE001 - same as above
+            continue
+        convertible.append(found)
+    if not convertible:
         return ""
-    return f"; to convert one recurrent layer on its own, pass --layer NAME (recurrent layers found: {names(s.layers)})"
+    return ("; to convert one recurrent layer on its own, pass --layer NAME (recurrent layers found: "
+            f"{names(convertible)})")
 
 
 def with_suggestion(exc: RnnConvertError, path, fmt=None, **options) -> RnnConvertError:
@@ -238,6 +246,8 @@ def inspect_file(path, fmt: str | None = None, layer: str | None = None, **optio
             framework = source_framework(model)
             for one in model.layers:
                 entries.append(describe_recurrent(one, framework) | {"where": found.where})
+        if s.error is not None and all("error" in e for e in entries):
+            raise s.error      # no layer reads on its own either: the whole model's refusal is the answer
         d = {"file": s.path, "format": s.format, "source": {"format": s.format, "assumptions": assumed},
              "name": os.path.basename(s.path),
              "input": {"name": "-", "features": 0, "dtype": "-", "layout": "-", "time_steps": None},

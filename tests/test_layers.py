@@ -194,7 +194,7 @@ def _cfg(layers, cls):
 
 def test_theano_convolution_refused(runner, tmp_path):
     path = _edited(_case("tfkeras2", "conv1d_causal_dilated_lstm"), tmp_path, attrs={"backend": "theano"})
-    assert _refused(runner, ["inspect", path]) == (
+    assert _refused(runner, ["predict", path, "--inputs", "x.npy", "--output", "y.npy"]) == (
         f"rnnconvert: error: {path}: layer 'conv1d': a convolution saved with the Theano backend: Theano "
         "computes a true convolution (kernels flipped in time), which rnnconvert does not convert unverified; "
         "load the model in Keras with Theano, convert the kernels with "
@@ -216,14 +216,14 @@ def test_theano_convolution_refused(runner, tmp_path):
 ])
 def test_unsupported_settings_refused(runner, tmp_path, name, edit, message):
     path = _edited(_case("tfkeras2", name), tmp_path, config=edit)
-    assert _refused(runner, ["inspect", path]) == f"rnnconvert: error: {path}: {message}"
+    assert _refused(runner, ["predict", path, "--inputs", "x.npy", "--output", "y.npy"]) == f"rnnconvert: error: {path}: {message}"
 
 
 def test_flatten_without_a_fixed_length_refused(runner, tmp_path):
     def variable(layers):
         layers[0]["config"]["batch_input_shape"] = [None, None, 3]
     path = _edited(_case("tfkeras2", "lstm_seq_flatten_dense"), tmp_path, config=variable)
-    assert _refused(runner, ["inspect", path]) == (
+    assert _refused(runner, ["predict", path, "--inputs", "x.npy", "--output", "y.npy"]) == (
         f"rnnconvert: error: {path}: layer 'flatten': Flatten over the time axis needs a fixed number of time "
         "steps, and the model's input has none; rebuild the model with a fixed input length "
         "(Input(shape=(steps, features)))")
@@ -290,7 +290,7 @@ def test_zero_padding_before_a_valid_convolution_is_its_explicit_padding(tmp_pat
 def test_zero_padding_without_a_convolution_refused(runner, tmp_path):
     model = keras.Sequential([keras.Input((None, 3)), L.ZeroPadding1D(2, name="pad"), L.LSTM(4)])
     model.save(tmp_path / "model.keras")
-    assert _refused(runner, ["inspect", tmp_path / "model.keras"]) == (
+    assert _refused(runner, ["predict", tmp_path / "model.keras", "--inputs", "x.npy", "--output", "y.npy"]) == (
         f"rnnconvert: error: {tmp_path / 'model.keras'}: layer 'pad': ZeroPadding1D is not followed by a 'valid' "
         "Conv1D; the canonical model pads the time axis only inside a convolution")
 

@@ -604,7 +604,8 @@ def _conv_graph(tmp_path, **attrs):
 @pytest.mark.parametrize("attrs,message", [
     (dict(auto_pad="SAME_LOWER"), "Conv node 'conv': auto_pad SAME_LOWER (after a Pad: False); rnnconvert reads "
                                   "convolutions with explicit pads, VALID, or SAME_UPPER (Keras 'same') on an "
-                                  "unpadded signal"),
+                                  "unpadded signal; to convert one recurrent layer on its own, pass --layer NAME "
+                                  "(recurrent layers found: rnn (rnn))"),
     (dict(pads=[1, 1]), None),
 ])
 def test_conv_settings_read_or_refused_through_the_cli(tmp_path, runner, attrs, message):
@@ -708,7 +709,7 @@ def test_reading_torch_exported_pooling(tmp_path, pool, glob, ops):
 def test_stateful_refuses_layers_that_mix_time_steps_and_keeps_embeddings(tmp_path):
     import rnnconvert
     L = keras.layers
-    km = seq(L.Conv1D(3, 2, padding="causal"), L.MaxPooling1D(2), L.LSTM(4), shape=(None, 3))
+    km = seq(L.Conv1D(3, 2, padding="causal", name="conv1d"), L.MaxPooling1D(2, name="max_pooling1d"), L.LSTM(4), shape=(None, 3))
     with pytest.raises(UnsupportedError) as e:
         rnnconvert.write(from_keras(km), tmp_path / "s.onnx", stateful=True)
     assert str(e.value) == (f"{tmp_path / 's.onnx'}: --stateful streams one step at a time, but layer 'conv1d' (conv1d), layer "

@@ -19,13 +19,15 @@ from .layers import CELL_CLASSES, RNN_CELLS, Converter
 RECURRENT_CLASSES = (*RNN_CELLS, "RNN", "Bidirectional")
 
 
-def scan(path: str, arch=None, **_options) -> list[Found]:
+def scan(path: str, arch=None, accept_windows_paths: bool = False, **_options) -> list[Found]:
     if weights_only.is_weights_only(path):
         return weights_only.per_layer(path)
     try:
-        saved = container.open_file(path)
+        saved = container.open_file(path, accept_windows_paths=accept_windows_paths)
     except RnnConvertError:
         return []
+    if not accept_windows_paths and saved.windows_refusal([], path) is not None:
+        return []          # Keras cannot load these weights: per layer refused too, as the whole model is
     from . import _keras_major
     notes: list[str] = []
     major = _keras_major(saved.keras_version, saved.config, notes)
