@@ -46,12 +46,28 @@ def load(path) -> onnx.ModelProto:
         raise InputError("not an ONNX model (cannot parse protobuf: no graph and no IR version; the file is "
                          "empty, truncated or another kind of protobuf)", path=path)
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        _check_external_locations(proto, path)
         try:
             from onnx.external_data_helper import load_external_data_for_model
             load_external_data_for_model(proto, os.path.dirname(os.path.abspath(path)))
         except Exception as exc:
             raise InputError(f"cannot load the external weight files next to it ({_short(exc)})", path=path) from None
     return proto
+
+
+def _check_external_locations(proto: onnx.ModelProto, path: str) -> None:
+    """External data is read only from files in the model's own directory: a location that is
+    absolute, climbs out (`..`) or is a link leading elsewhere is refused before anything is opened."""
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    for t in proto.graph.initializer:
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in t.external_data if e.key == "location"), "")
+        target = os.path.realpath(os.path.join(folder, location))
+        if (not location or os.path.isabs(location) or ".." in location.replace("\\", "/").split("/")
+                or os.path.dirname(target) != folder):
+            raise InputError(f"initializer '{t.name}' keeps its data at '{location}', outside the model's own "
+                             "directory; external data is read only from files beside the .onnx file", path=path)
 
 
 def read(path, output: str | None = None, **options) -> Model:

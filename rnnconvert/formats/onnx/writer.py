@@ -9,11 +9,16 @@ source framework's predict returns: `[batch, time, dirs*H]` (or merged), one ste
 Settings ONNX cannot carry (names, bias flags, exact activation parameters, Dropout) go into the
 `rnnconvert` metadata entry so that a file read back restores the canonical model; weights come
 only from the graph.
+
+A protobuf cannot exceed 2 GB: a model whose weights pass EXTERNAL_DATA_BYTES (or any model with
+`external_data=True`) keeps its tensors in a sidecar `<name>.onnx.data` beside the file, named by a
+relative location (ONNX external data), so the two files travel together.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import onnx
@@ -30,6 +35,10 @@ META_KEY = "rnnconvert"
 META_VERSION = 1
 _OP = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 _REDUCE = {"sum": "ReduceSum", "mul": "ReduceProd", "ave": "ReduceMean"}
+# Initializer bytes above which tensors go to the sidecar: well below protobuf's 2 GB limit.
+EXTERNAL_DATA_BYTES = 1 << 30
+EXTERNAL_DATA_SUFFIX = ".data"
+EXTERNAL_MIN_TENSOR_BYTES = 128     # smaller tensors (shapes, axes) stay in the graph
 
 
 class _Builder:
@@ -60,22 +69,66 @@ class _Builder:
         return outs if n_out > 1 or outputs else outs[0]
 
 
-def write(model: Model, path, stateful: bool = False, **options) -> list[str]:
+def write(model: Model, path, stateful: bool = False, external_data: bool | None = None,
+          **options) -> list[str]:
     """Write `model` to `path`; returns notes on what changed in form.
 
     stateful: each recurrent layer's state as extra graph inputs and outputs (`stateful.py`).
+    external_data: tensors in the sidecar `<path>.data`; None (default) when the weights pass
+    EXTERNAL_DATA_BYTES.
     """
+    path = str(path)
     proto, notes = to_onnx(model)
     if stateful:
         from .stateful import make_stateful
         notes += make_stateful(proto, model, path)
+    weight_bytes = sum(len(t.raw_data) for t in proto.graph.initializer)
+    if external_data is None:
+        external_data = weight_bytes > EXTERNAL_DATA_BYTES
+    if external_data:
+        sidecar = os.path.basename(path) + EXTERNAL_DATA_SUFFIX
+        _save_external(proto, path, sidecar)
+        notes.append(f"weights ({weight_bytes / 1e6:.0f} MB) written as ONNX external data to {sidecar} beside "
+                     "the .onnx file: keep the two files together")
+        del proto
+        _check(path, path)
+    else:
+        _check(proto, path)
+        with open(path, "wb") as fh:
+            fh.write(proto.SerializeToString())
+    return notes
+
+
+def _check(proto_or_path, path: str) -> None:
     try:
-        onnx.checker.check_model(proto, full_check=True)
+        onnx.checker.check_model(proto_or_path, full_check=True)
     except Exception as exc:   # a bug of ours, not the user's: say so plainly
         raise InputError(f"the ONNX graph written for this model does not pass onnx.checker ({exc})",
-                         path=str(path)) from None
-    onnx.save(proto, str(path))
-    return notes
+                         path=path) from None
+
+
+def _save_external(proto: onnx.ModelProto, path: str, sidecar: str) -> None:
+    """Every float initializer's bytes appended to `sidecar` (beside `path`), the graph to `path`.
+
+    Each tensor's raw_data is written and released in turn, so the weights exist once, not also as a
+    serialized copy.
+    """
+    from onnx.external_data_helper import set_external_data
+    offset = 0
+    with open(os.path.join(os.path.dirname(os.path.abspath(path)), sidecar), "wb") as fh:
+        for t in proto.graph.initializer:
+            if not t.HasField("raw_data") or len(t.raw_data) < EXTERNAL_MIN_TENSOR_BYTES:
+                continue
+            pad = -offset % 4096              # aligned, as onnx's own writer does, for memory mapping
+            fh.write(b"\0" * pad)
+            offset += pad
+            fh.write(t.raw_data)
+            set_external_data(t, location=sidecar, offset=offset, length=len(t.raw_data))
+            offset += len(t.raw_data)
+            t.data_location = TensorProto.EXTERNAL
+            t.ClearField("raw_data")
+    with open(path, "wb") as fh:
+        fh.write(proto.SerializeToString())
 
 
 def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
