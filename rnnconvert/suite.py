@@ -2,7 +2,9 @@
 
 The suite is seeded and reproducible: batch > 1, sequences of 1, 7, 120 and 300 steps (a model with a
 fixed length gets that length), one batch row scaled x6 so that gates saturate, in the model's own
-layout, plus the user's `--inputs`.  The model's own initial states (`h0`, `c0`) are part of the model
+layout, plus the user's `--inputs`.  A large model (over LARGE_MODEL_PARAMS parameters, where every
+time step reads all the weights and verification would dominate the conversion) gets the shorter
+LARGE_SUITE_SHAPES: still batch > 1, a saturating row and several lengths, one of them >= 100 steps.  The model's own initial states (`h0`, `c0`) are part of the model
 and so of every pass.
 
 Streaming: a model whose every recurrent layer runs forward, and whose recurrent layers before the last
@@ -21,6 +23,8 @@ from .model import Model, Recurrent
 
 # (batch, time) of the seeded inputs: a single step, a short, a long and a very long sequence.
 SUITE_SHAPES = ((3, 1), (3, 7), (2, 120), (2, 300))
+LARGE_SUITE_SHAPES = ((3, 1), (3, 7), (2, 100))
+LARGE_MODEL_PARAMS = 20_000_000
 SATURATION_SCALE = 6.0
 STREAMING = "streaming(reference)"
 
@@ -31,7 +35,7 @@ def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = No
     F = model.input.features
     fixed_batch = fixed_batch_size(model)
     suite, seen = [], set()
-    for batch, time in SUITE_SHAPES:
+    for batch, time in suite_shapes(model):
         batch = fixed_batch or batch
         if model.input.time_steps:
             time = model.input.time_steps
@@ -53,6 +57,11 @@ def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = No
             raise InputError(f"--inputs has shape {x.shape}, expected [{order}, {F}] or [time, {F}]")
         suite.append(("user inputs", x.astype(np.float32)))
     return suite
+
+
+def suite_shapes(model: Model) -> tuple[tuple[int, int], ...]:
+    """(batch, time) of the seeded inputs for `model`: the shorter suite for a large model."""
+    return LARGE_SUITE_SHAPES if model.parameter_count() > LARGE_MODEL_PARAMS else SUITE_SHAPES
 
 
 def fixed_batch_size(model: Model) -> int | None:

@@ -79,17 +79,19 @@ def test_external_data_option(tmp_path):
 def test_failed_verification_leaves_neither_file(tmp_path, monkeypatch):
     """A writer whose sidecar is corrupted (one weight changed): verification fails and neither the
     .onnx nor its sidecar appears; an existing destination pair is kept untouched."""
-    save = writer._save_external
+    import rnnconvert.formats.onnx as onnx_format
+    write = onnx_format.write
 
-    def corrupting(proto, path, sidecar):
-        save(proto, path, sidecar)
-        data = os.path.join(os.path.dirname(path), sidecar)
+    def corrupting(model, path, **options):
+        notes = write(model, path, **options)
+        data = str(path) + ".data"
         raw = bytearray(open(data, "rb").read())
-        w = np.frombuffer(raw, np.float32, count=1, offset=len(raw) - 64 * 4).copy()  # a weight, not padding
+        w = np.frombuffer(raw, np.float32, count=1, offset=len(raw) - 256).copy()    # a weight, not padding
         raw[len(raw) - 256:len(raw) - 252] = (w + 0.5).astype(np.float32).tobytes()
         open(data, "wb").write(bytes(raw))
+        return notes
 
-    monkeypatch.setattr(writer, "_save_external", corrupting)
+    monkeypatch.setattr(onnx_format, "write", corrupting)
     c = case(SOURCES[0])
     with pytest.raises(VerificationError, match="NOT EQUIVALENT"):
         rnnconvert.convert(c.path, tmp_path / "m.onnx", write_options={"external_data": True})

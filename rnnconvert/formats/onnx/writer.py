@@ -42,12 +42,18 @@ EXTERNAL_MIN_TENSOR_BYTES = 128     # smaller tensors (shapes, axes) stay in the
 
 
 class _Builder:
-    """Collects nodes and float32/int64 initializers under unique names."""
+    """Collects nodes and float32/int64 initializers under unique names.
 
-    def __init__(self):
+    With a `sidecar` (an open file and its location), each float32 tensor of at least
+    EXTERNAL_MIN_TENSOR_BYTES goes straight to that file as ONNX external data, never into the proto.
+    """
+
+    def __init__(self, sidecar: tuple | None = None):
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self._used: set[str] = set()
+        self._sidecar = sidecar
+        self.external_bytes = 0
 
     def unique(self, base: str) -> str:
         name, k = base, 1
@@ -58,8 +64,24 @@ class _Builder:
 
     def const(self, base: str, array, dtype=np.float32) -> str:
         name = self.unique(base)
-        self.inits.append(numpy_helper.from_array(np.array(array, dtype=dtype, order="C"), name))
+        array = np.asarray(array, dtype=dtype, order="C")     # a copy only where needed; 0-d stays 0-d
+        if self._sidecar and array.dtype == np.float32 and array.nbytes >= EXTERNAL_MIN_TENSOR_BYTES:
+            self.inits.append(self._external(name, array))
+        else:
+            self.inits.append(numpy_helper.from_array(array, name))
         return name
+
+    def _external(self, name: str, array: np.ndarray) -> onnx.TensorProto:
+        fh, location = self._sidecar
+        fh.write(b"\0" * (-fh.tell() % 4096))      # page-aligned, so that runtimes can map it
+        offset = fh.tell()
+        fh.write(memoryview(array).cast("B"))
+        tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=array.shape)
+        for key, value in (("location", location), ("offset", offset), ("length", array.nbytes)):
+            tensor.external_data.add(key=key, value=str(value))
+        tensor.data_location = TensorProto.EXTERNAL
+        self.external_bytes += array.nbytes
+        return tensor
 
     def op(self, op_type: str, inputs: list[str], base: str, n_out: int = 1, outputs=None, **attrs):
         node_name = self.unique(base)
@@ -78,63 +100,44 @@ def write(model: Model, path, stateful: bool = False, external_data: bool | None
     EXTERNAL_DATA_BYTES.
     """
     path = str(path)
-    proto, notes = to_onnx(model)
+    if external_data is None:
+        external_data = 4 * model.parameter_count() > EXTERNAL_DATA_BYTES
+    if external_data:
+        location = os.path.basename(path) + EXTERNAL_DATA_SUFFIX
+        with open(os.path.join(os.path.dirname(os.path.abspath(path)), location), "wb") as fh:
+            proto, notes, b = _to_onnx(model, (fh, location))
+        notes.append(f"weights ({b.external_bytes / 1e6:.0f} MB) written as ONNX external data to {location} "
+                     "beside the .onnx file: keep the two files together")
+    else:
+        proto, notes, b = _to_onnx(model)
+    del b
     if stateful:
         from .stateful import make_stateful
         notes += make_stateful(proto, model, path)
-    weight_bytes = sum(len(t.raw_data) for t in proto.graph.initializer)
-    if external_data is None:
-        external_data = weight_bytes > EXTERNAL_DATA_BYTES
-    if external_data:
-        sidecar = os.path.basename(path) + EXTERNAL_DATA_SUFFIX
-        _save_external(proto, path, sidecar)
-        notes.append(f"weights ({weight_bytes / 1e6:.0f} MB) written as ONNX external data to {sidecar} beside "
-                     "the .onnx file: keep the two files together")
-        del proto
-        _check(path, path)
-    else:
-        _check(proto, path)
-        with open(path, "wb") as fh:
-            fh.write(proto.SerializeToString())
+    with open(path, "wb") as fh:
+        fh.write(proto.SerializeToString())
+    del proto                            # the checker reads the file: no second copy in memory
+    try:
+        onnx.checker.check_model(path, full_check=True)
+    except Exception as exc:   # a bug of ours, not the user's: say so plainly
+        for f in (path, path + EXTERNAL_DATA_SUFFIX if external_data else None):
+            if f and os.path.exists(f):
+                os.remove(f)
+        raise InputError(f"the ONNX graph written for this model does not pass onnx.checker ({exc})",
+                         path=path) from None
     return notes
 
 
-def _check(proto_or_path, path: str) -> None:
-    try:
-        onnx.checker.check_model(proto_or_path, full_check=True)
-    except Exception as exc:   # a bug of ours, not the user's: say so plainly
-        raise InputError(f"the ONNX graph written for this model does not pass onnx.checker ({exc})",
-                         path=path) from None
-
-
-def _save_external(proto: onnx.ModelProto, path: str, sidecar: str) -> None:
-    """Every float initializer's bytes appended to `sidecar` (beside `path`), the graph to `path`.
-
-    Each tensor's raw_data is written and released in turn, so the weights exist once, not also as a
-    serialized copy.
-    """
-    from onnx.external_data_helper import set_external_data
-    offset = 0
-    with open(os.path.join(os.path.dirname(os.path.abspath(path)), sidecar), "wb") as fh:
-        for t in proto.graph.initializer:
-            if not t.HasField("raw_data") or len(t.raw_data) < EXTERNAL_MIN_TENSOR_BYTES:
-                continue
-            pad = -offset % 4096              # aligned, as onnx's own writer does, for memory mapping
-            fh.write(b"\0" * pad)
-            offset += pad
-            fh.write(t.raw_data)
-            set_external_data(t, location=sidecar, offset=offset, length=len(t.raw_data))
-            offset += len(t.raw_data)
-            t.data_location = TensorProto.EXTERNAL
-            t.ClearField("raw_data")
-    with open(path, "wb") as fh:
-        fh.write(proto.SerializeToString())
-
-
 def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
+    """The graph with every tensor inside it."""
+    proto, notes, _ = _to_onnx(model)
+    return proto, notes
+
+
+def _to_onnx(model: Model, sidecar: tuple | None = None):
     model.validate()
     scan = {k for k, layer in enumerate(model.layers) if isinstance(layer, Recurrent) and _scan.reasons(layer)}
-    b = _Builder()
+    b = _Builder(sidecar)
     notes: list[str] = []
     in_name = b.unique(model.input.name or "input")
     out_name = model.output_name or "output"
@@ -193,7 +196,7 @@ def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
             "input": dict(vars(model.input)), "output_name": model.output_name,
             "source": model.source, "layers": meta_layers, **({"scan": True} if scan else {})}
     helper.set_model_props(proto, {META_KEY: json.dumps(meta, default=json_default, sort_keys=True)})
-    return proto, notes
+    return proto, notes, b
 
 
 class _State:
