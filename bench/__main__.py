@@ -8,6 +8,7 @@ are generated into a temporary directory (Keras 3 makes the source file; nothing
     python -m bench convert memory  # named operations
     python -m bench --quick         # tiny sizes: a smoke run (CI), not a measurement
     python -m bench large           # a > 2 GB model: ONNX external data, .mat v7.3, .keras (~12 GB RAM)
+    python -m bench large --no-verify   # the same, read + write only (verification of 2 GB takes long)
 
 Operations: convert (a >= 100M-parameter stacked BiLSTM, Keras .h5 -> ONNX, vs raw h5py + onnx I/O),
 memory (peak RSS of that conversion vs the weight bytes), forward (reference pass vs onnxruntime, LSTM
@@ -36,6 +37,7 @@ def parse(argv):
     ap.add_argument("--params-m", type=float, default=100.0, help="conversion model size, million parameters")
     ap.add_argument("--large-params-m", type=float, default=560.0, help="`large` model size (> 537 = 2 GiB)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-verify", action="store_true", help="`large` only: convert without verification")
     args = ap.parse_args(argv)
     args.which = args.which or DEFAULT
     args.hidden, args.features = 1024, 256

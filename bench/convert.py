@@ -21,11 +21,12 @@ TF_PYTHON = Path("/root/venvs/tf/bin/python")   # a development venv with Tensor
 class BigModel:
     """The generated Keras 3 .h5 model, made once per run in `folder`."""
 
-    def __init__(self, folder, params_m, hidden, features):
+    def __init__(self, folder, params_m, hidden, features, sequence_out=False):
         self.folder, self.params_m, self.hidden, self.features = folder, params_m, hidden, features
         self.src = os.path.join(folder, "big.h5")
         self.npz = os.path.join(folder, "big_weights.npz")
-        self.params, self.layers = make_stacked_bilstm(self.src, params_m, hidden, features, self.npz)
+        self.params, self.layers = make_stacked_bilstm(self.src, params_m, hidden, features, self.npz,
+                                                         sequence_out)
         self.weight_mb = self.params * 4 / 2**20
         self.label = f"{self.params / 1e6:.3g}M-param {self.layers}x BiLSTM({hidden})"
         print(f"# model: {self.layers} Bidirectional(LSTM({hidden})) layers + Dense, {self.params / 1e6:.1f}M "
@@ -76,13 +77,16 @@ def child(job, src, dst, *flags) -> dict:
 def bench_memory(ctx, big: BigModel, rows):
     dst = os.path.join(big.folder, "mem.onnx")
     runs = {"raw": child("raw", big.src, dst), "verify": child("convert", big.src, dst),
-            "noverify": child("convert", big.src, dst, "--no-verify")}
+            "noverify": child("convert", big.src, dst, "--no-verify"),
+            "external": child("convert", big.src, dst, "--external-data")}
     peer = f"weight bytes ({big.weight_mb:.0f} MB)"
     raw = f"raw I/O floor peaks at {runs['raw']['peak_mb']:.0f} MB"
     rows.append(judge(Row(f"peak memory, convert {big.label}, verified", runs["verify"]["peak_mb"], big.weight_mb,
                           peer, unit="MB", note=raw), max_ratio=2))
     rows.append(judge(Row("  same, --no-verify", runs["noverify"]["peak_mb"], big.weight_mb, peer, unit="MB"),
                       max_ratio=2))
+    rows.append(judge(Row("  same, verified, weights as ONNX external data", runs["external"]["peak_mb"],
+                          big.weight_mb, peer, unit="MB"), max_ratio=2))
 
 
 TF2ONNX_SCRIPT = r"""

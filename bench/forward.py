@@ -44,7 +44,7 @@ def bench_forward(ctx, rows, folder):
         sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         best = best_of({"ort": lambda: sess.run(None, {"x": x}),
                         "f32": lambda: forward(model, x, dtype=np.float32),
-                        "f64": lambda: forward(model, x, dtype=np.float64)}, ctx.repeat)
+                        "f64": lambda: forward(model, x, dtype=np.float64)}, max(ctx.repeat, 3))
         label = f"{cell.upper()} h{hidden} b{batch} t{steps}"
         peer = f"onnxruntime float32, {threads} threads = numpy's BLAS threads"
         rows.append(judge(Row(f"reference forward float32, {label}", best["f32"], best["ort"], peer), max_ratio=1.5))

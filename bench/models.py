@@ -15,15 +15,17 @@ def bilstm_layers(params_m: float, hidden: int, features: int) -> int:
     return 1 + max(0, int(np.ceil((params_m * 1e6 - first) / per_layer)))
 
 
-def make_stacked_bilstm(path, params_m: float, hidden: int = 1024, features: int = 256, weights_npz=None):
-    """A stack of Bidirectional(LSTM) layers (sequences between them, the last returns one step) and a
-    Dense head, saved by Keras 3; returns (parameters, layers).  `weights_npz`: also save the weights
-    in Keras order, for building the same model in another Keras."""
+def make_stacked_bilstm(path, params_m: float, hidden: int = 1024, features: int = 256, weights_npz=None,
+                        sequence_out: bool = False):
+    """A stack of Bidirectional(LSTM) layers (sequences between them, the last returns one step unless
+    `sequence_out`) and a Dense head, saved by Keras 3; returns (parameters, layers).  `weights_npz`:
+    also save the weights in Keras order, for building the same model in another Keras."""
     import keras
     n_layers = bilstm_layers(params_m, hidden, features)
     layers = [keras.Input((None, features))]
     for k in range(n_layers):
-        layers.append(keras.layers.Bidirectional(keras.layers.LSTM(hidden, return_sequences=k < n_layers - 1)))
+        sequences = sequence_out or k < n_layers - 1
+        layers.append(keras.layers.Bidirectional(keras.layers.LSTM(hidden, return_sequences=sequences)))
     layers.append(keras.layers.Dense(10))
     model = keras.Sequential(layers)
     rng = np.random.default_rng(0)
