@@ -48,12 +48,14 @@ class _Builder:
     EXTERNAL_MIN_TENSOR_BYTES goes straight to that file as ONNX external data, never into the proto.
     """
 
-    def __init__(self, sidecar: tuple | None = None):
+    def __init__(self, sidecar: tuple | None = None, defer: bool = False):
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self._used: set[str] = set()
         self._sidecar = sidecar
         self.external_bytes = 0
+        self._defer = defer
+        self.deferred: dict[str, np.ndarray] = {}    # name -> values, for tensors written after the graph
 
     def unique(self, base: str) -> str:
         name, k = base, 1
@@ -67,6 +69,9 @@ class _Builder:
         array = np.asarray(array, dtype=dtype, order="C")     # a copy only where needed; 0-d stays 0-d
         if self._sidecar and array.dtype == np.float32 and array.nbytes >= EXTERNAL_MIN_TENSOR_BYTES:
             self.inits.append(self._external(name, array))
+        elif self._defer and array.dtype == np.float32 and array.nbytes >= EXTERNAL_MIN_TENSOR_BYTES:
+            self.inits.append(TensorProto(name=name, data_type=TensorProto.FLOAT, dims=array.shape))
+            self.deferred[name] = array
         else:
             self.inits.append(numpy_helper.from_array(array, name))
         return name
@@ -109,14 +114,12 @@ def write(model: Model, path, stateful: bool = False, external_data: bool | None
         notes.append(f"weights ({b.external_bytes / 1e6:.0f} MB) written as ONNX external data to {location} "
                      "beside the .onnx file: keep the two files together")
     else:
-        proto, notes, b = _to_onnx(model)
-    del b
+        proto, notes, b = _to_onnx(model, defer=True)
     if stateful:
         from .stateful import make_stateful
         notes += make_stateful(proto, model, path)
-    with open(path, "wb") as fh:
-        fh.write(proto.SerializeToString())
-    del proto                            # the checker reads the file: no second copy in memory
+    _save(proto, b, path)
+    del proto, b                         # the checker reads the file: no second copy in memory
     try:
         onnx.checker.check_model(path, full_check=True)
     except Exception as exc:   # a bug of ours, not the user's: say so plainly
@@ -128,16 +131,31 @@ def write(model: Model, path, stateful: bool = False, external_data: bool | None
     return notes
 
 
+def _save(proto: onnx.ModelProto, b: _Builder, path: str) -> None:
+    """The graph, then each deferred tensor as a message of its own that holds only that initializer:
+    protobuf merges concatenated messages (a repeated field appends), so the file parses as one model,
+    and the weights are never all serialized in memory at once."""
+    with open(path, "wb") as fh:
+        fh.write(proto.SerializeToString())
+        for meta in b.inits:
+            if meta.name in b.deferred:
+                chunk = onnx.ModelProto()
+                tensor = chunk.graph.initializer.add()
+                tensor.CopyFrom(meta)
+                tensor.raw_data = b.deferred[meta.name].tobytes()
+                fh.write(chunk.SerializeToString())
+
+
 def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
     """The graph with every tensor inside it."""
     proto, notes, _ = _to_onnx(model)
     return proto, notes
 
 
-def _to_onnx(model: Model, sidecar: tuple | None = None):
+def _to_onnx(model: Model, sidecar: tuple | None = None, defer: bool = False):
     model.validate()
     scan = {k for k, layer in enumerate(model.layers) if isinstance(layer, Recurrent) and _scan.reasons(layer)}
-    b = _Builder(sidecar)
+    b = _Builder(sidecar, defer)
     notes: list[str] = []
     in_name = b.unique(model.input.name or "input")
     out_name = model.output_name or "output"
@@ -188,7 +206,8 @@ def _to_onnx(model: Model, sidecar: tuple | None = None):
     out_dims = (["time", "batch", width] if time_major_in else ["batch", "time", width]) if state.has_time \
         else ["batch", width]
     graph_output = helper.make_tensor_value_info(out_name, TensorProto.FLOAT, out_dims)
-    graph = helper.make_graph(b.nodes, _safe(model.name) or "model", [graph_input], [graph_output], b.inits)
+    graph = helper.make_graph(b.nodes, _safe(model.name) or "model", [graph_input], [graph_output],
+                              [t for t in b.inits if t.name not in b.deferred])
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="rnnconvert", producer_version=__version__)
     proto.ir_version = 8
