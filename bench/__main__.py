@@ -82,7 +82,9 @@ def run(args) -> list:
                 sub = os.path.join(folder, "large")
                 os.makedirs(sub)
                 bench_large(args, rows, sub)
-            print(f"# {which}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
+            print(f"# {which}: {time.perf_counter() - t:.0f} s; rows so far:", file=sys.stderr)
+            from .table import render
+            print(render(rows, []), file=sys.stderr, flush=True)     # survives an interrupted run
     return rows
 
 
