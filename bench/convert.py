@@ -131,7 +131,7 @@ def bench_tf2onnx(ctx, big: BigModel, rows):
                          env=env, capture_output=True, text=True)
     if out.returncode:
         rows.append(Row(name, None, None, "tf2onnx", target=">= 10x faster",
-                        note=f"tf2onnx failed: {out.stderr.strip().splitlines()[-1][:80]}"))
+                        note=f"tf2onnx failed (exit {out.returncode}; -9: killed, e.g. out of memory)"))
         return
     peer = json.loads(out.stdout.strip().splitlines()[-1])
     ours = best_of({"v": lambda: rnnconvert.convert(h5, os.path.join(big.folder, "tf.onnx"), force=True)},
