@@ -354,11 +354,15 @@ def _steps(T: int, reverse: bool) -> range:
 
 
 def _input_projection(X: np.ndarray, W: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """W*(Xt^T) + bias for every step in one matmul: [T, B, F] -> [gates*H, T, B]."""
+    """W*(Xt^T) + bias for every step in one matmul: [T, B, F] -> [gates*H, T, B].
+
+    Returned as a view of a [T, gates*H, B] array, so that each step's XW[:, t] the time loop adds
+    is one contiguous block (a strided block costs more than the transposing copy made here once).
+    """
     T, B, F = X.shape
-    XW = W @ X.reshape(T * B, F).T
-    XW += bias[:, None]
-    return XW.reshape(W.shape[0], T, B)
+    XW = X.reshape(T * B, F) @ W.T
+    XW += bias
+    return np.ascontiguousarray(XW.reshape(T, B, -1).transpose(0, 2, 1)).transpose(1, 0, 2)
 
 
 def _initial(v: np.ndarray | None, size: int, batch: int, dtype) -> np.ndarray:

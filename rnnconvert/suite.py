@@ -6,8 +6,10 @@ needs), one batch row scaled x6 so that gates saturate, in the model's own layou
 `--inputs`.  A model that starts with an Embedding gets int64 token ids in [0, vocab) instead, zeros
 included; when it masks (mask_zero, Masking), row 1 is left-padded and the last row right-padded, so
 that the masked steps are exercised, and no row is masked entirely (a global average over no step is
-0/0 in Keras too).  The model's own initial states (`h0`, `c0`) are part of the model
-and so of every pass.
+0/0 in Keras too).  A large model (over LARGE_MODEL_PARAMS parameters, where every time step reads all
+the weights and verification would dominate the conversion) gets the shorter LARGE_SUITE_SHAPES: still
+batch > 1, a saturating row and several lengths, one of them >= 100 steps.  The model's own initial
+states (`h0`, `c0`) are part of the model and so of every pass.
 
 Streaming: a model whose every recurrent layer runs forward, and whose recurrent layers before the last
 return their whole sequence, computes the same when a sequence is fed in chunks with each layer's
@@ -25,6 +27,8 @@ from .model import Conv1D, Embedding, Flatten, Masking, Model, Pooling1D, Recurr
 
 # (batch, time) of the seeded inputs: a single step, a short, a long and a very long sequence.
 SUITE_SHAPES = ((3, 1), (3, 7), (2, 120), (2, 300))
+LARGE_SUITE_SHAPES = ((3, 1), (3, 7), (2, 100))
+LARGE_MODEL_PARAMS = 20_000_000
 SATURATION_SCALE = 6.0
 STREAMING = "streaming(reference)"
 
@@ -36,7 +40,7 @@ def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = No
     fixed_batch = fixed_batch_size(model)
     shortest = shortest_length(model)
     suite, seen = [], set()
-    for batch, time in SUITE_SHAPES:
+    for batch, time in suite_shapes(model):
         batch = fixed_batch or batch
         time = model.input.time_steps or max(time, shortest)
         x = _seeded(model, rng, batch, time)
@@ -108,6 +112,11 @@ def shortest_length(model: Model) -> int:
             return T
         T += 1
     return T
+
+
+def suite_shapes(model: Model) -> tuple[tuple[int, int], ...]:
+    """(batch, time) of the seeded inputs for `model`: the shorter suite for a large model."""
+    return LARGE_SUITE_SHAPES if model.parameter_count() > LARGE_MODEL_PARAMS else SUITE_SHAPES
 
 
 def fixed_batch_size(model: Model) -> int | None:

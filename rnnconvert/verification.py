@@ -42,7 +42,7 @@ RULE = ("|actual - expected| <= atol + noise_factor * float32_noise + rtol * |ex
 REPORT_KIND = "rnnconvert-report"
 # Options that only one kind of destination understands (the CLI's --emit-module, --stateful, ...).
 OPTION_FORMATS = {"emit_module": ("torch", "safetensors"), "keras_version": ("keras",), "emit_test": ("c",),
-                  "stateful": ("onnx",), "version": ("matlab",)}
+                  "stateful": ("onnx",), "external_data": ("onnx",), "version": ("matlab",)}
 REPORT_VERSION = 1
 
 

@@ -63,6 +63,7 @@ class Walker(GlueOps, FrontOps):
         for t in g.initializer:
             try:
                 self.facts[t.name] = Const(numpy_helper.to_array(t))
+                t.ClearField("raw_data")     # the array holds the values: free the proto's copy
             except Exception as exc:
                 raise InputError(f"initializer '{t.name}' cannot be read ({type(exc).__name__}: {exc}); the file "
                                  "is damaged", path=self.path) from None

@@ -9,11 +9,16 @@ source framework's predict returns: `[batch, time, dirs*H]` (or merged), one ste
 Settings ONNX cannot carry (names, bias flags, exact activation parameters, Dropout) go into the
 `rnnconvert` metadata entry so that a file read back restores the canonical model; weights come
 only from the graph.
+
+A protobuf cannot exceed 2 GB: a model whose weights pass EXTERNAL_DATA_BYTES (or any model with
+`external_data=True`) keeps its tensors in a sidecar `<name>.onnx.data` beside the file, named by a
+relative location (ONNX external data), so the two files travel together.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import onnx
@@ -31,15 +36,27 @@ META_KEY = "rnnconvert"
 META_VERSION = 1
 _OP = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
 _REDUCE = {"sum": "ReduceSum", "mul": "ReduceProd", "ave": "ReduceMean"}
+# Initializer bytes above which tensors go to the sidecar: well below protobuf's 2 GB limit.
+EXTERNAL_DATA_BYTES = 1 << 30
+EXTERNAL_DATA_SUFFIX = ".data"
+EXTERNAL_MIN_TENSOR_BYTES = 128     # smaller tensors (shapes, axes) stay in the graph
 
 
 class _Builder:
-    """Collects nodes and float32/int64 initializers under unique names."""
+    """Collects nodes and float32/int64 initializers under unique names.
 
-    def __init__(self):
+    With a `sidecar` (an open file and its location), each float32 tensor of at least
+    EXTERNAL_MIN_TENSOR_BYTES goes straight to that file as ONNX external data, never into the proto.
+    """
+
+    def __init__(self, sidecar: tuple | None = None, defer: bool = False):
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self._used: set[str] = set()
+        self._sidecar = sidecar
+        self.external_bytes = 0
+        self._defer = defer
+        self.deferred: dict[str, np.ndarray] = {}    # name -> values, for tensors written after the graph
 
     def unique(self, base: str) -> str:
         name, k = base, 1
@@ -50,8 +67,27 @@ class _Builder:
 
     def const(self, base: str, array, dtype=np.float32) -> str:
         name = self.unique(base)
-        self.inits.append(numpy_helper.from_array(np.array(array, dtype=dtype, order="C"), name))
+        array = np.asarray(array, dtype=dtype, order="C")     # a copy only where needed; 0-d stays 0-d
+        if self._sidecar and array.dtype == np.float32 and array.nbytes >= EXTERNAL_MIN_TENSOR_BYTES:
+            self.inits.append(self._external(name, array))
+        elif self._defer and array.dtype == np.float32 and array.nbytes >= EXTERNAL_MIN_TENSOR_BYTES:
+            self.inits.append(TensorProto(name=name, data_type=TensorProto.FLOAT, dims=array.shape))
+            self.deferred[name] = array
+        else:
+            self.inits.append(numpy_helper.from_array(array, name))
         return name
+
+    def _external(self, name: str, array: np.ndarray) -> onnx.TensorProto:
+        fh, location = self._sidecar
+        fh.write(b"\0" * (-fh.tell() % 4096))      # page-aligned, so that runtimes can map it
+        offset = fh.tell()
+        fh.write(memoryview(array).cast("B"))
+        tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=array.shape)
+        for key, value in (("location", location), ("offset", offset), ("length", array.nbytes)):
+            tensor.external_data.add(key=key, value=str(value))
+        tensor.data_location = TensorProto.EXTERNAL
+        self.external_bytes += array.nbytes
+        return tensor
 
     def op(self, op_type: str, inputs: list[str], base: str, n_out: int = 1, outputs=None, **attrs):
         node_name = self.unique(base)
@@ -61,16 +97,29 @@ class _Builder:
         return outs if n_out > 1 or outputs else outs[0]
 
 
-def write(model: Model, path, stateful: bool = False, **options) -> list[str]:
+def write(model: Model, path, stateful: bool = False, external_data: bool | None = None,
+          **options) -> list[str]:
     """Write `model` to `path`; returns notes on what changed in form.
 
     stateful: each recurrent layer's state as extra graph inputs and outputs (`stateful.py`).
+    external_data: tensors in the sidecar `<path>.data`; None (default) when the weights pass
+    EXTERNAL_DATA_BYTES.
     """
-    proto, notes = to_onnx(model)
+    path = str(path)
     if stateful and model.has_state_io:
         raise UnsupportedError("--stateful adds state inputs and outputs, but the model already has its own "
                                f"({', '.join(p.name for p in model.state_inputs + model.state_outputs)}), which are "
-                               "written as they are; write it without --stateful", path=str(path))
+                               "written as they are; write it without --stateful", path=path)
+    if external_data is None:
+        external_data = 4 * model.parameter_count() > EXTERNAL_DATA_BYTES
+    if external_data:
+        location = os.path.basename(path) + EXTERNAL_DATA_SUFFIX
+        with open(os.path.join(os.path.dirname(os.path.abspath(path)), location), "wb") as fh:
+            proto, notes, b = _to_onnx(model, (fh, location))
+        notes.append(f"weights ({b.external_bytes / 1e6:.0f} MB) written as ONNX external data to {location} "
+                     "beside the .onnx file: keep the two files together")
+    else:
+        proto, notes, b = _to_onnx(model, defer=True)
     if stateful:
         from .stateful import make_stateful
         notes += make_stateful(proto, model, path)
@@ -79,22 +128,47 @@ def write(model: Model, path, stateful: bool = False, **options) -> list[str]:
         meta = json.loads(next(p.value for p in proto.metadata_props if p.key == META_KEY))
         nodes_of = {e["name"]: e["node"] for e in meta["layers"] if e.get("node") and e.get("form") != "scan"}
         notes += add_state_io(proto, model, nodes_of, path)
+    _save(proto, b, path)
+    del proto, b                         # the checker reads the file: no second copy in memory
     try:
-        onnx.checker.check_model(proto, full_check=True)
+        onnx.checker.check_model(path, full_check=True)
     except Exception as exc:   # a bug of ours, not the user's: say so plainly
+        for f in (path, path + EXTERNAL_DATA_SUFFIX if external_data else None):
+            if f and os.path.exists(f):
+                os.remove(f)
         raise InputError(f"the ONNX graph written for this model does not pass onnx.checker ({exc})",
-                         path=str(path)) from None
-    onnx.save(proto, str(path))
+                         path=path) from None
     return notes
 
 
+def _save(proto: onnx.ModelProto, b: _Builder, path: str) -> None:
+    """The graph, then each deferred tensor as a message of its own that holds only that initializer:
+    protobuf merges concatenated messages (a repeated field appends), so the file parses as one model,
+    and the weights are never all serialized in memory at once."""
+    with open(path, "wb") as fh:
+        fh.write(proto.SerializeToString())
+        for meta in b.inits:
+            if meta.name in b.deferred:
+                chunk = onnx.ModelProto()
+                tensor = chunk.graph.initializer.add()
+                tensor.CopyFrom(meta)
+                tensor.raw_data = b.deferred[meta.name].tobytes()
+                fh.write(chunk.SerializeToString())
+
+
 def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
+    """The graph with every tensor inside it."""
+    proto, notes, _ = _to_onnx(model)
+    return proto, notes
+
+
+def _to_onnx(model: Model, sidecar: tuple | None = None, defer: bool = False):
     model.validate()
     masked = _front.masked_layers(model)
     scan = {k for k, layer in enumerate(model.layers)
             if isinstance(layer, Recurrent) and (_scan.reasons(layer) or k in masked)}
     front = any(isinstance(layer, _front.FRONT_KINDS) for layer in model.layers)
-    b = _Builder()
+    b = _Builder(sidecar, defer)
     notes: list[str] = []
     in_name = b.unique(model.input.name or "input")
     out_name = model.output_name or "output"
@@ -161,7 +235,8 @@ def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
     out_dims = (["time", "batch", width] if time_major_in else ["batch", "time", width]) if state.has_time \
         else ["batch", width]
     graph_output = helper.make_tensor_value_info(out_name, TensorProto.FLOAT, out_dims)
-    graph = helper.make_graph(b.nodes, _safe(model.name) or "model", [graph_input], [graph_output], b.inits)
+    graph = helper.make_graph(b.nodes, _safe(model.name) or "model", [graph_input], [graph_output],
+                              [t for t in b.inits if t.name not in b.deferred])
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="rnnconvert", producer_version=__version__)
     proto.ir_version = 8
@@ -169,7 +244,7 @@ def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
             "input": dict(vars(model.input)), "output_name": model.output_name,
             "source": model.source, "layers": meta_layers, **({"scan": True} if scan or front else {})}
     helper.set_model_props(proto, {META_KEY: json.dumps(meta, default=json_default, sort_keys=True)})
-    return proto, notes
+    return proto, notes, b
 
 
 class _State:

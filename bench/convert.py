@@ -1,0 +1,183 @@
+"""Conversion of a large stacked bidirectional LSTM, Keras .h5 -> ONNX: time, memory, tf2onnx,
+and what verification costs.  The peer of a conversion is the raw I/O floor (`raw_io`)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .models import make_stacked_bilstm
+from .table import Row, best_of, judge
+
+ROOT = Path(__file__).resolve().parent.parent
+TF_PYTHON = Path("/root/venvs/tf/bin/python")   # a development venv with TensorFlow and tf2onnx, if any
+
+
+class BigModel:
+    """The generated Keras 3 .h5 model, made once per run in `folder`."""
+
+    def __init__(self, folder, params_m, hidden, features, sequence_out=False):
+        self.folder, self.params_m, self.hidden, self.features = folder, params_m, hidden, features
+        self.src = os.path.join(folder, "big.h5")
+        self.npz = os.path.join(folder, "big_weights.npz")
+        self.params, self.layers = make_stacked_bilstm(self.src, params_m, hidden, features, self.npz,
+                                                         sequence_out)
+        self.weight_mb = self.params * 4 / 2**20
+        self.label = f"{self.params / 1e6:.3g}M-param {self.layers}x BiLSTM({hidden})"
+        print(f"# model: {self.layers} Bidirectional(LSTM({hidden})) layers + Dense, {self.params / 1e6:.1f}M "
+              f"parameters, {self.weight_mb:.0f} MB of float32 weights", file=sys.stderr)
+
+
+def raw_io(src_h5, dst_onnx):
+    """The floor: every weight tensor read with h5py, written as ONNX initializers, read back."""
+    import h5py
+    import onnx
+    from onnx import helper, numpy_helper
+    arrays = []
+    with h5py.File(src_h5, "r") as f:
+        f.visititems(lambda n, o: arrays.append(o[()]) if isinstance(o, h5py.Dataset) else None)
+    inits = [numpy_helper.from_array(np.ascontiguousarray(a), f"t{k}") for k, a in enumerate(arrays)]
+    del arrays
+    graph = helper.make_graph([], "raw", [], [helper.make_tensor_value_info("t0", onnx.TensorProto.FLOAT, None)],
+                              initializer=inits)
+    del inits
+    onnx.save(helper.make_model(graph), dst_onnx)
+    del graph
+    back = onnx.load(dst_onnx)
+    [numpy_helper.to_array(t) for t in back.graph.initializer]
+
+
+def bench_convert(ctx, big: BigModel, rows):
+    import rnnconvert
+    out = os.path.join(big.folder, "big.onnx")
+    raw_out = os.path.join(big.folder, "raw.onnx")
+    best = best_of({"raw": lambda: raw_io(big.src, raw_out),
+                    "noverify": lambda: rnnconvert.convert(big.src, out, verify=False, force=True),
+                    "verify": lambda: rnnconvert.convert(big.src, out, force=True)}, ctx.repeat)
+    peer = "h5py read + onnx write + read back"
+    rows.append(judge(Row(f"convert {big.label} .h5 -> .onnx, verified", best["verify"], best["raw"], peer),
+                      max_ratio=2))
+    rows.append(judge(Row("  same, --no-verify (read + write)", best["noverify"], best["raw"], peer), max_ratio=2))
+
+
+def child(job, src, dst, *flags) -> dict:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-m", "bench.child", job, src, dst, *flags], env=env, cwd=ROOT,
+                         capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"bench.child {job} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_memory(ctx, big: BigModel, rows):
+    dst = os.path.join(big.folder, "mem.onnx")
+    runs = {"raw": child("raw", big.src, dst), "verify": child("convert", big.src, dst),
+            "noverify": child("convert", big.src, dst, "--no-verify"),
+            "external": child("convert", big.src, dst, "--external-data")}
+    peer = f"weight bytes ({big.weight_mb:.0f} MB)"
+    raw = f"raw I/O floor peaks at {runs['raw']['peak_mb']:.0f} MB"
+    rows.append(judge(Row(f"peak memory, convert {big.label}, verified", runs["verify"]["peak_mb"], big.weight_mb,
+                          peer, unit="MB", note=raw), max_ratio=2))
+    rows.append(judge(Row("  same, --no-verify", runs["noverify"]["peak_mb"], big.weight_mb, peer, unit="MB"),
+                      max_ratio=2))
+    rows.append(judge(Row("  same, verified, weights as ONNX external data", runs["external"]["peak_mb"],
+                          big.weight_mb, peer, unit="MB"), max_ratio=2))
+
+
+TF2ONNX_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+import tf_keras as K
+import tensorflow as tf
+import tf2onnx
+npz, n_layers, hidden, features, h5, out = sys.argv[1:]
+n_layers, hidden, features = int(n_layers), int(hidden), int(features)
+layers = [K.Input((None, features))]
+for k in range(n_layers):
+    layers.append(K.layers.Bidirectional(K.layers.LSTM(hidden, return_sequences=k < n_layers - 1)))
+layers.append(K.layers.Dense(10))
+m = K.Sequential(layers)
+w = np.load(npz)
+m.set_weights([w[f"arr_{k}"] for k in range(len(w.files))])
+m.save(h5)
+del m
+K.backend.clear_session()
+t = time.perf_counter()
+m = K.models.load_model(h5, compile=False)
+spec = (tf.TensorSpec((None, None, features), tf.float32, name="x"),)
+tf2onnx.convert.from_keras(m, input_signature=spec, opset=17, output_path=out)
+print(json.dumps({"seconds": time.perf_counter() - t, "tf2onnx": tf2onnx.__version__, "tf": tf.__version__}))
+"""
+
+
+def bench_tf2onnx(ctx, big: BigModel, rows):
+    """tf2onnx converts the same model (same architecture and weights, saved by tf.keras 2.x)."""
+    import rnnconvert
+    name = f"convert {big.label} tf.keras .h5 -> .onnx, verified"
+    if not TF_PYTHON.exists():
+        rows.append(Row(name, None, None, "tf2onnx", target=">= 10x faster", note="tf2onnx not installed"))
+        return
+    h5 = os.path.join(big.folder, "big_tfkeras.h5")
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    env.pop("PYTHONPATH", None)
+    env.pop("KERAS_BACKEND", None)
+    out = subprocess.run([str(TF_PYTHON), "-c", TF2ONNX_SCRIPT, big.npz, str(big.layers), str(big.hidden),
+                          str(big.features), h5, os.path.join(big.folder, "tf2onnx.onnx")],
+                         env=env, capture_output=True, text=True)
+    if out.returncode:
+        rows.append(Row(name, None, None, "tf2onnx", target=">= 10x faster",
+                        note=f"tf2onnx failed (exit {out.returncode}; -9: killed, e.g. out of memory)"))
+        return
+    peer = json.loads(out.stdout.strip().splitlines()[-1])
+    ours = best_of({"v": lambda: rnnconvert.convert(h5, os.path.join(big.folder, "tf.onnx"), force=True)},
+                   1)["v"]
+    rows.append(judge(Row(name, ours, peer["seconds"], f"tf2onnx {peer['tf2onnx']} (TF {peer['tf']}), load + "
+                          "convert + save, TF import excluded"), min_speedup=10))
+
+
+def bench_verification(ctx, big: BigModel, rows):
+    """Each part of verification timed on its own: with the full suite (before) and the suite for
+    large models (after)."""
+    import rnnconvert
+    from rnnconvert import formats, suite
+    from rnnconvert.reference import forward
+    from rnnconvert.verification import float32_noise
+    dst = os.path.join(big.folder, "parts.onnx")
+    t = time.perf_counter()
+    src_model = rnnconvert.read(big.src)
+    rnnconvert.write(src_model, dst)
+    back = rnnconvert.read(dst)
+    io = time.perf_counter() - t
+    fmt = formats.for_reading(dst).load()
+    saved = suite.LARGE_MODEL_PARAMS
+    for which, threshold in (("full suite (before)", float("inf")), ("large-model suite (after)", -1)):
+        suite.LARGE_MODEL_PARAMS = threshold
+        try:
+            inputs = suite.input_suite(src_model)
+        finally:
+            suite.LARGE_MODEL_PARAMS = saved
+        shapes = ", ".join(f"b{x.shape[0]} t{x.shape[1]}" for _, x in inputs)
+        parts = {}
+
+        def timed(key, fn):
+            t = time.perf_counter()
+            r = fn()
+            parts[key] = time.perf_counter() - t
+            return r
+
+        expected = timed("reference(src) float64", lambda: [forward(src_model, x) for _, x in inputs])
+        timed("float32 noise pass", lambda: [float32_noise(src_model, x, y) for (_, x), y in zip(inputs, expected)])
+        timed("reference(dst) float64", lambda: [forward(back, x) for _, x in inputs])
+        timed("streaming(reference)", lambda: [suite.stream(back, x) for _, x in inputs if x.shape[1] > 1]
+              if not suite.streaming_undefined(back) else None)
+        timed("onnxruntime(dst)", lambda: [fmt.run(dst, x, back) for _, x in inputs])
+        total = sum(parts.values())
+        rows.append(Row(f"verification, {which}", total, io, "read + write + read back without it",
+                        note=f"inputs {shapes}"))
+        for key, seconds in parts.items():
+            rows.append(Row(f"  {key}", seconds, io, ""))

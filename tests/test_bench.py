@@ -1,0 +1,43 @@
+"""The benchmarks cannot rot: `python -m bench --quick` (tiny sizes) runs every operation and prints the
+table; and the shorter input suite used for large models keeps what makes verification meaningful.
+No timing is asserted here: figures belong in `python -m bench`, never in tests."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import FIXTURES
+
+from rnnconvert import read, suite
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("keras")
+
+
+def test_bench_quick_runs_every_operation(capsys):
+    from bench.__main__ import main
+    rows = main(["--quick", "convert", "memory", "forward", "startup", "verification", "large", "tf2onnx"])
+    out = capsys.readouterr().out
+    assert out.splitlines()[2].split()[:7] == ["operation", "rnnconvert", "peer", "ratio", "target", "met?", "peer"]
+    assert "load average" in out.splitlines()[1]
+    ops = [r.operation for r in rows]
+    for expected in ("convert ", "peak memory", "reference forward float32, LSTM", "reference forward float32, GRU",
+                     "reference forward float64, GRU", "rnnconvert --help", "rnnconvert formats",
+                     "verification, full suite (before)", "verification, large-model suite (after)",
+                     "  onnxruntime(dst)", ".h5 -> .onnx, verified", ".h5 -> .mat, verified", ".h5 -> .keras, verified",
+                     "tf.keras .h5 -> .onnx"):
+        assert any(expected in op for op in ops), expected
+    measured = [r for r in rows if "tf.keras" not in r.operation]        # tf2onnx: only where its venv exists
+    assert all(r.ours is not None and r.ours >= 0 for r in measured)
+    assert all(r.met is not None for r in rows if r.target and "tf.keras" not in r.operation)
+
+
+def test_large_model_suite_keeps_batch_saturation_and_a_long_input(monkeypatch):
+    model = read(FIXTURES / "tfkeras2" / "stacked_lstm_dense" / "model.h5")
+    assert [x.shape[:2] for _, x in suite.input_suite(model)] == list(suite.SUITE_SHAPES)
+    monkeypatch.setattr(suite, "LARGE_MODEL_PARAMS", model.parameter_count() - 1)
+    inputs = suite.input_suite(model)
+    shapes = [x.shape[:2] for _, x in inputs]
+    assert shapes == list(suite.LARGE_SUITE_SHAPES)
+    assert all(b > 1 for b, _ in shapes) and len({t for _, t in shapes}) >= 3 and max(t for _, t in shapes) >= 100
+    for _, x in inputs[1:]:   # row 0 is scaled x6 to saturate the gates, the others are not
+        assert np.abs(x[0]).mean() > 4 * np.abs(x[1:]).mean()
