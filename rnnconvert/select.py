@@ -17,6 +17,7 @@ Names, ONNX node names (an unnamed node: its first output name).
 from __future__ import annotations
 
 import os
+import zlib
 import re
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -73,7 +74,9 @@ def scan(path, fmt: str | None = None, **options) -> Scan:
     return Scan(path, f.name, found, whole, error, assumptions)
 
 
-_UNEXPECTED = (KeyError, ValueError, TypeError, AttributeError, IndexError, OSError, RuntimeError)
+# What damaged files raise inside h5py, scipy.io, zipfile and zlib while layers are listed.
+_UNEXPECTED = (KeyError, ValueError, TypeError, AttributeError, IndexError, OSError, RuntimeError, zlib.error,
+               EOFError, OverflowError)
 
 
 def _scan_format(f, path, whole, error, options) -> list[Found]:

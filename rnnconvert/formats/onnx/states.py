@@ -308,11 +308,23 @@ def _axes(node, consts) -> list | None:
 
 
 def _constants(g) -> dict:
-    out = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    for n in g.node:
-        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
-            out[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
-    return {k: np.atleast_1d(v) for k, v in out.items()}
+    """The small constants (slice bounds, axes) the state glue is recognised by; weights and any tensor
+    that does not decode are left to the reader, which reports them."""
+    tensors = [(t.name, t) for t in g.initializer]
+    tensors += [(n.output[0], n.attribute[0].t) for n in g.node
+                if n.op_type == "Constant" and n.output and n.attribute and n.attribute[0].name == "value"]
+    out = {}
+    for name, t in tensors:
+        if int(np.prod(t.dims, dtype=np.float64)) > _SMALL:
+            continue
+        try:
+            out[name] = np.atleast_1d(numpy_helper.to_array(t))
+        except Exception:  # noqa: BLE001 - a damaged tensor: the reader's own checks name it
+            continue
+    return out
+
+
+_SMALL = 64
 
 
 def _source(name: str, g, cut: set) -> bool:
