@@ -119,7 +119,11 @@ def check_zip(z, path, archive_size: int | None = None, what: str = "zip archive
         if name in seen:
             problems.append(f"member '{name}' appears twice")
         seen.add(name)
-        if info.compress_size > archive_size:
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) \
+                or info.extract_version > zipfile.MAX_EXTRACT_VERSION:
+            problems.append(f"member '{name}' needs zip version {info.extract_version / 10:.1f} or compression "
+                            f"method {info.compress_type}; rnnconvert reads stored or deflated members")
+        elif info.compress_size > archive_size:
             problems.append(f"member '{name}' declares {_size(info.compress_size)} of compressed data in a "
                             f"{_size(archive_size)} archive")
         elif info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:

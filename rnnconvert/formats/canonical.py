@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -132,7 +133,8 @@ def read(path, **options) -> Model:
             check_zip(z, path, what=".rnnc archive")
             manifest = json.loads(z.read(MANIFEST))
             arrays = {name[:-4]: read_npy(z, name, path) for name in z.namelist() if name.endswith(".npy")}
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, ValueError, OSError, EOFError, NotImplementedError,
+            zlib.error) as exc:
         raise InputError(f"not a readable .rnnc file ({exc})", path=str(path)) from None
     return from_manifest(manifest, arrays, path=str(path))
 

@@ -19,6 +19,7 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -215,7 +216,7 @@ def open_zip(path, accept_windows_paths: bool = False) -> Saved:
                 raise InputError("the archive has no model.weights.h5: it holds no weights to convert",
                                  path=path)
             data = z.read(ZIP_WEIGHTS)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, zlib.error) as exc:
         raise InputError(f"not a Keras model file (cannot read the .keras zip archive: {exc})",
                          path=path) from None
     try:
