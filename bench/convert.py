@@ -15,7 +15,8 @@ from .models import make_stacked_bilstm
 from .table import Row, best_of, judge
 
 ROOT = Path(__file__).resolve().parent.parent
-TF_PYTHON = Path("/root/venvs/tf/bin/python")   # a development venv with TensorFlow and tf2onnx, if any
+# The python of a development venv with TensorFlow, tf-keras and tf2onnx (never a dependency), if any.
+TF_PYTHON = Path(os.environ.get("RNNCONVERT_TF_PYTHON", "") or "tf-venv-not-set")
 
 
 class BigModel:
@@ -120,7 +121,7 @@ def bench_tf2onnx(ctx, big: BigModel, rows):
     import rnnconvert
     name = f"convert {big.label} tf.keras .h5 -> .onnx, verified"
     if not TF_PYTHON.exists():
-        rows.append(Row(name, None, None, "tf2onnx", target=">= 10x faster", note="tf2onnx not installed"))
+        rows.append(Row(name, None, None, "tf2onnx", target=">= 10x faster", note="tf2onnx not installed: set RNNCONVERT_TF_PYTHON to a venv python with it"))
         return
     h5 = os.path.join(big.folder, "big_tfkeras.h5")
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
