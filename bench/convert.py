@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -127,58 +128,66 @@ def bench_tf2onnx(ctx, big: BigModel, rows):
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     env.pop("PYTHONPATH", None)
     env.pop("KERAS_BACKEND", None)
+    t = time.perf_counter()
     out = subprocess.run([str(TF_PYTHON), "-c", TF2ONNX_SCRIPT, big.npz, str(big.layers), str(big.hidden),
                           str(big.features), h5, os.path.join(big.folder, "tf2onnx.onnx")],
                          env=env, capture_output=True, text=True)
+    # the largest child so far: tf2onnx's process, the bench's own children being far smaller
+    peak = f"peak RSS {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20:.1f} GB"
     if out.returncode:
         rows.append(Row(name, None, None, "tf2onnx", target=">= 10x faster",
-                        note=f"tf2onnx failed (exit {out.returncode}; -9: killed, e.g. out of memory)"))
+                        note=f"tf2onnx failed after {time.perf_counter() - t:.0f} s, {peak} (exit {out.returncode}; "
+                             "-9: killed, e.g. out of memory)"))
         return
     peer = json.loads(out.stdout.strip().splitlines()[-1])
     ours = best_of({"v": lambda: rnnconvert.convert(h5, os.path.join(big.folder, "tf.onnx"), force=True)},
                    1)["v"]
     rows.append(judge(Row(name, ours, peer["seconds"], f"tf2onnx {peer['tf2onnx']} (TF {peer['tf']}), load + "
-                          "convert + save, TF import excluded"), min_speedup=10))
+                          "convert + save, TF import excluded", note=f"tf2onnx {peak}"), min_speedup=10))
 
 
 def bench_verification(ctx, big: BigModel, rows):
-    """Each part of verification timed on its own: with the full suite (before) and the suite for
-    large models (after)."""
+    """Each part of the large model's verification (verification_large.py) timed on its own, beside the
+    read + write it follows, and the float64 full-suite pass of the general path it replaces."""
+    import numpy as np
+
     import rnnconvert
-    from rnnconvert import formats, suite
+    from rnnconvert import formats, runtimes, suite
+    from rnnconvert.diagnose import skeleton
     from rnnconvert.reference import forward
-    from rnnconvert.verification import float32_noise
     dst = os.path.join(big.folder, "parts.onnx")
     t = time.perf_counter()
     src_model = rnnconvert.read(big.src)
     rnnconvert.write(src_model, dst)
-    back = rnnconvert.read(dst)
     io = time.perf_counter() - t
-    fmt = formats.for_reading(dst).load()
+    inputs = suite.input_suite(src_model)
+    parts = {}
+
+    def timed(key, fn):
+        t = time.perf_counter()
+        r = fn()
+        parts[key] = time.perf_counter() - t
+        return r
+
+    timed("reference(src) float32, large-model suite", lambda: [forward(src_model, x, dtype=np.float32)
+                                                                for _, x in inputs])
+    timed("SHA-1 digests of the source's arrays", lambda: skeleton(src_model))
+    fmt = formats.for_reading(dst)
+    timed("onnxruntime(dst): one session, every input",
+          lambda: [run(x) for run in [runtimes.runner(fmt, dst, src_model)] for _, x in inputs])
+    back = timed("read back", lambda: rnnconvert.read(dst))
+    timed("SHA-1 digests of the read-back", lambda: skeleton(back))
+    shapes = ", ".join(f"b{x.shape[0]} t{x.shape[1]}" for _, x in inputs)
+    rows.append(Row("verification of the large model, its parts", sum(parts.values()), io,
+                    "read + write without it", note=f"inputs {shapes}"))
+    for key, seconds in parts.items():
+        rows.append(Row(f"  {key}", seconds, io, ""))
     saved = suite.LARGE_MODEL_PARAMS
-    for which, threshold in (("full suite (before)", float("inf")), ("large-model suite (after)", -1)):
-        suite.LARGE_MODEL_PARAMS = threshold
-        try:
-            inputs = suite.input_suite(src_model)
-        finally:
-            suite.LARGE_MODEL_PARAMS = saved
-        shapes = ", ".join(f"b{x.shape[0]} t{x.shape[1]}" for _, x in inputs)
-        parts = {}
-
-        def timed(key, fn):
-            t = time.perf_counter()
-            r = fn()
-            parts[key] = time.perf_counter() - t
-            return r
-
-        expected = timed("reference(src) float64", lambda: [forward(src_model, x) for _, x in inputs])
-        timed("float32 noise pass", lambda: [float32_noise(src_model, x, y) for (_, x), y in zip(inputs, expected)])
-        timed("reference(dst) float64", lambda: [forward(back, x) for _, x in inputs])
-        timed("streaming(reference)", lambda: [suite.stream(back, x) for _, x in inputs if x.shape[1] > 1]
-              if not suite.streaming_undefined(back) else None)
-        timed("onnxruntime(dst)", lambda: [fmt.run(dst, x, back) for _, x in inputs])
-        total = sum(parts.values())
-        rows.append(Row(f"verification, {which}", total, io, "read + write + read back without it",
-                        note=f"inputs {shapes}"))
-        for key, seconds in parts.items():
-            rows.append(Row(f"  {key}", seconds, io, ""))
+    suite.LARGE_MODEL_PARAMS = float("inf")
+    try:
+        full = suite.input_suite(src_model)
+    finally:
+        suite.LARGE_MODEL_PARAMS = saved
+    timed("full", lambda: [forward(src_model, x) for _, x in full])
+    rows.append(Row("  (general path: reference(src) float64 on the full suite, one of its three passes)",
+                    parts["full"], io, "", note=", ".join(f"b{x.shape[0]} t{x.shape[1]}" for _, x in full)))

@@ -167,10 +167,11 @@ def extract(path, name: str, fmt: str | None = None, **options) -> Model:
     return build(s, lookup(s, name))
 
 
-def node_checks(path, name: str, suite, expected, tol, noise, fmt: str | None = None):
+def node_checks(path, name: str, suite, judge, fmt: str | None = None):
     """ONNX sources: onnxruntime running the recurrent node cut out of the source graph, on every
-    input of the suite, against the expected outputs.  Returns a list of `verification.Check`."""
-    from .verification import Check, compare
+    input of the suite, judged by `judge(out, k, oracle, label)` (verification.judge_with).  Returns a list
+    of `verification.Check`."""
+    from .verification import Check
     f = formats.for_reading(path, fmt)
     if f.name != "onnx":
         return []
@@ -179,7 +180,7 @@ def node_checks(path, name: str, suite, expected, tol, noise, fmt: str | None = 
         return []
     from .formats.onnx.extract import run_node
     checks = []
-    for (label, x), y, n in zip(suite, expected, noise):
+    for k, (label, x) in enumerate(suite):
         try:
             out = run_node(found.node, found.opset, x)
         except ImportError as exc:
@@ -188,7 +189,7 @@ def node_checks(path, name: str, suite, expected, tol, noise, fmt: str | None = 
             checks.append(Check("onnxruntime(src node)", f"{label} (runtime error: {exc})",
                                 float("inf"), float("inf"), [], False))
             continue
-        checks.append(compare(out, y, tol, "onnxruntime(src node)", label, n))
+        checks.append(judge(out, k, "onnxruntime(src node)", label))
     return checks
 
 

@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -93,7 +94,7 @@ class Report:
         d["tolerance_policy"] = {"dtype": self.dtype, "rule": RULE, "noise_factor": NOISE_FACTOR,
                                  "by_dtype": TOLERANCES}
         for i in d["inputs"]:
-            if "float32_noise" in i and not np.isfinite(i["float32_noise"]):
+            if i.get("float32_noise") is not None and not np.isfinite(i["float32_noise"]):
                 i["float32_noise"] = None
         d["oracles"] = {"ran": self.oracles(), "unavailable": list(self.unavailable)}
         return d
@@ -108,6 +109,28 @@ def file_info(path, fmt) -> dict:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return {"path": str(path), "format": fmt, "sha256": h.hexdigest()}
+
+
+class Hashing(threading.Thread):
+    """file_info(path, fmt) computed beside the main work (hashlib releases the GIL): `result()` waits.
+    A daemon thread: a conversion that fails before it is needed does not wait for it."""
+
+    def __init__(self, path, fmt):
+        super().__init__(daemon=True)
+        self.path, self.fmt, self.info, self.error = path, fmt, None, None
+        self.start()
+
+    def run(self):
+        try:
+            self.info = file_info(self.path, self.fmt)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller by result()
+            self.error = exc
+
+    def result(self) -> dict:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.info
 
 
 def float32_noise(model: Model, x, expected) -> float:
@@ -151,14 +174,21 @@ def _run_in_layout(fn, x, src: Model, dst: Model):
     return _relayout(fn(_relayout(x, src, dst)), dst, src)
 
 
-def _runtime_checks(report, fmt, path, model, suite, expected, tol, role, src_model, noise):
+def judge_with(expected, tol, noise):
+    """judge(out, k, oracle, label) -> Check: `out` against expected[k] with input k's float32 noise."""
+    return lambda out, k, oracle, label: compare(out, expected[k], tol, oracle, label, noise[k])
+
+
+def _runtime_checks(report, fmt, path, model, suite, judge, role, src_model):
     runtime = fmt.runtime
     if not runtime:
         return
     oracle = f"{runtime}({role})"
-    for (label, x), y, n in zip(suite, expected, noise):
+    run = None
+    for k, (label, x) in enumerate(suite):
         try:
-            out = _run_in_layout(lambda v: runtimes.run(fmt, path, v, model), x, src_model, model)
+            run = run or runtimes.runner(fmt, path, model)
+            out = _run_in_layout(run, x, src_model, model)
         except runtimes.RuntimeUnavailable as exc:
             report.unavailable.append(f"{oracle}: {exc}")
             return
@@ -166,20 +196,29 @@ def _runtime_checks(report, fmt, path, model, suite, expected, tol, role, src_mo
             report.checks.append(Check(oracle, f"{label} (runtime error: {exc})",
                                        float("inf"), float("inf"), [], False))
             return
-        report.checks.append(compare(out, y, tol, oracle, label, n))
+        report.checks.append(judge(out, k, oracle, label))
 
 
-def _streaming_checks(report, model, suite, expected, tol, src_model, noise):
+def _streaming_checks(report, model, suite, judge, src_model):
     reason = streaming_undefined(model)
     if reason:
         report.unavailable.append(f"{STREAMING}: not defined ({reason})")
         return
-    for (label, x), y, n in zip(suite, expected, noise):
+    for k, (label, x) in enumerate(suite):
         time_axis = 0 if src_model.input.layout == "time_batch_feature" else 1
         if x.shape[time_axis] > 1:
             out = _run_in_layout(lambda v: stream(model, v), x, src_model, model)
             chunks = "+".join(map(str, chunking(x.shape[time_axis])))
-            report.checks.append(compare(out, y, tol, STREAMING, f"{label} chunks {chunks}", n))
+            report.checks.append(judge(out, k, STREAMING, f"{label} chunks {chunks}"))
+
+
+def reference_checks(report, src_model, dst_model, suite, judge):
+    """reference(dst) on every input, and streaming(reference) where it is defined."""
+    from .reference import forward
+    for k, (label, x) in enumerate(suite):
+        out = _run_in_layout(lambda v: forward(dst_model, v), x, src_model, dst_model)
+        report.checks.append(judge(out, k, "reference(dst)", label))
+    _streaming_checks(report, dst_model, suite, judge, src_model)
 
 
 def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None,
@@ -196,17 +235,12 @@ def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None
     noise = [float32_noise(src_model, x, y) for (_, x), y in zip(suite, expected)]
     report.inputs = [{"label": label, "shape": list(x.shape), "float32_noise": n}
                      for (label, x), n in zip(suite, noise)]
-    for (label, x), y, n in zip(suite, expected, noise):
-        if dst_model is None:       # a write-only format (generated code): its runtime is the check
-            break
-        out = _run_in_layout(lambda v: forward(dst_model, v), x, src_model, dst_model)
-        report.checks.append(compare(out, y, tol, "reference(dst)", label, n))
-    if dst_model is not None:
-        _streaming_checks(report, dst_model, suite, expected, tol, src_model, noise)
+    judge = judge_with(expected, tol, noise)
+    if dst_model is not None:       # a write-only format (generated code): its runtime is the check
+        reference_checks(report, src_model, dst_model, suite, judge)
     if src_fmt is not None:
-        _runtime_checks(report, src_fmt, src_path, src_model, suite, expected, tol, "src", src_model, noise)
-    _runtime_checks(report, dst_fmt, dst_path, dst_model or src_model, suite, expected, tol, "dst", src_model,
-                    noise)
+        _runtime_checks(report, src_fmt, src_path, src_model, suite, judge, "src", src_model)
+    _runtime_checks(report, dst_fmt, dst_path, dst_model or src_model, suite, judge, "dst", src_model)
     if src_model.has_state_io:
         from .state_checks import state_checks
         state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol)
@@ -252,6 +286,7 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     ONNX source it is also checked against onnxruntime running the node cut out of the source graph.
     Weights holding NaN or Inf are refused (InputError naming layer and tensor) unless `allow_nonfinite`.
     """
+    from . import verification_large
     say = progress or (lambda msg: None)
     src, dst = os.fspath(src), os.fspath(dst)
     formats.check_exists(src)
@@ -271,11 +306,12 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
         raise DestinationError(f"directory '{directory}' does not exist", path=dst)
 
     say(f"reading {src} ({src_fmt.name})")
+    src_info = Hashing(src, src_fmt.name)
     model = _read_source(src, src_fmt, read_options or {}, layer)
     if not allow_nonfinite:
         check_finite(model, src)
     tol = _tolerance(atol, rtol)
-    report = Report(source=file_info(src, src_fmt.name), destination=None, tolerance=tol, seed=seed)
+    report = Report(source=src_info.result(), destination=None, tolerance=tol, seed=seed)
     report.notes += model.source.get("assumptions", [])
 
     # A temporary directory beside dst holding a file of dst's name: a writer's companion files
@@ -287,6 +323,8 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     tmp = os.path.join(tmpdir, os.path.basename(dst))
     try:
         say(f"writing {dst} ({dst_fmt.name})")
+        large = verify and verification_large.applies(model, dst_fmt)
+        source = verification_large.Digesting(model) if large else None
         try:
             try:
                 written = dst_fmt.load().write(model, tmp, **(write_options or {})) or []
@@ -297,16 +335,35 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
                 exc.report_so_far = report
                 raise
             report.notes += written
+            dst_info = Hashing(tmp, dst_fmt.name)
             assumed = model.source.get("assumptions", [])
-            if verify:
+            if large:
+                say("verifying (a large model: one copy of its weights at a time)")
+                model = None
+
+                def reread():
+                    return _read_source(src, src_fmt, read_options or {}, layer)
+                model, suite, expected = verification_large.verify(
+                    source, dst_fmt, tmp, report, inputs=inputs, notes=written, assumed=assumed, reread=reread)
+                if layer is not None:
+                    from .select import node_checks
+                    judge = verification_large.LazyNoise(report, suite, expected)
+                    report.checks += node_checks(src, layer, suite, judge, src_fmt.name)
+                    if judge.failed:
+                        judge.settle(model or reread())
+                if model is None and (emit_module or emit_vectors):
+                    model = reread()
+                back = model
+            elif verify:
                 say("verifying")
                 back = dst_fmt.load().read(tmp) if dst_fmt.reads else None
                 report.conversion = classify(model, back, notes=written, assumed=assumed)
                 suite, expected = check_models(model, back, dst_fmt, tmp, report, inputs=inputs)
                 if layer is not None:
                     from .select import node_checks
-                    report.checks += node_checks(src, layer, suite, expected, report.tolerance,
-                                                 [i["float32_noise"] for i in report.inputs], src_fmt.name)
+                    noise = [i["float32_noise"] for i in report.inputs]
+                    report.checks += node_checks(src, layer, suite, judge_with(expected, report.tolerance, noise),
+                                                 src_fmt.name)
             else:
                 report.conversion = classify(model, None, notes=written, assumed=assumed)
                 report.verified = False
@@ -316,7 +373,7 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
             if exc.path == tmp:          # name the file the user asked for, not our temporary
                 exc.path = dst
             raise
-        report.destination = file_info(tmp, dst_fmt.name) | {"path": dst}
+        report.destination = dst_info.result() | {"path": dst}
         if report.passed or keep_failed:
             try:
                 for name in sorted(os.listdir(tmpdir), key=lambda n: n == os.path.basename(dst)):   # dst last
@@ -408,7 +465,7 @@ def verify_vectors(path, vectors_path, *, atol=None, rtol=None, read_options=Non
                      for (label, x), n in zip(suite, noise)]
     for (label, x), y, n in zip(suite, expected, noise):
         report.checks.append(compare(forward(model, x), y, tol, "reference(file)", label, n))
-    _runtime_checks(report, fmt, path, model, suite, expected, tol, "file", model, noise)
+    _runtime_checks(report, fmt, path, model, suite, judge_with(expected, tol, noise), "file", model)
     if not report.passed:
         raise VerificationError(_failure_message(report, path, True), report=report)
     return report

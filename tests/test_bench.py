@@ -22,8 +22,8 @@ def test_bench_quick_runs_every_operation(capsys):
     ops = [r.operation for r in rows]
     for expected in ("convert ", "peak memory", "reference forward float32, LSTM", "reference forward float32, GRU",
                      "reference forward float64, GRU", "rnnconvert --help", "rnnconvert formats",
-                     "verification, full suite (before)", "verification, large-model suite (after)",
-                     "  onnxruntime(dst)", ".h5 -> .onnx, verified", ".h5 -> .mat, verified", ".h5 -> .keras, verified",
+                     "verification of the large model, its parts", "  onnxruntime(dst): one session",
+                     "  read back", "float64 on the full suite", ".h5 -> .onnx, verified", ".h5 -> .mat, verified", ".h5 -> .keras, verified",
                      "tf.keras .h5 -> .onnx"):
         assert any(expected in op for op in ops), expected
     measured = [r for r in rows if "tf.keras" not in r.operation]        # tf2onnx: only where its venv exists
@@ -31,13 +31,13 @@ def test_bench_quick_runs_every_operation(capsys):
     assert all(r.met is not None for r in rows if r.target and "tf.keras" not in r.operation)
 
 
-def test_large_model_suite_keeps_batch_saturation_and_a_long_input(monkeypatch):
+def test_large_model_suite_keeps_batch_saturation_and_several_lengths(monkeypatch):
     model = read(FIXTURES / "tfkeras2" / "stacked_lstm_dense" / "model.h5")
     assert [x.shape[:2] for _, x in suite.input_suite(model)] == list(suite.SUITE_SHAPES)
     monkeypatch.setattr(suite, "LARGE_MODEL_PARAMS", model.parameter_count() - 1)
     inputs = suite.input_suite(model)
     shapes = [x.shape[:2] for _, x in inputs]
     assert shapes == list(suite.LARGE_SUITE_SHAPES)
-    assert all(b > 1 for b, _ in shapes) and len({t for _, t in shapes}) >= 3 and max(t for _, t in shapes) >= 100
+    assert all(b > 1 for b, _ in shapes) and len({t for _, t in shapes}) >= 3 and max(t for _, t in shapes) >= 32
     for _, x in inputs[1:]:   # row 0 is scaled x6 to saturate the gates, the others are not
         assert np.abs(x[0]).mean() > 4 * np.abs(x[1:]).mean()

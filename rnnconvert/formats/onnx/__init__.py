@@ -5,7 +5,10 @@ Odd about it: B packs input and recurrent biases side by side ([dirs, 2*gates*H]
 (Transpose, Squeeze, Slice, Gather, Reshape), which the reader follows and the writer emits.
 """
 from .reader import read, sniff
-from .runtime import run
+from .runtime import run, runner
 from .writer import write
 
-__all__ = ["sniff", "read", "write", "run"]
+__all__ = ["sniff", "read", "write", "run", "runner"]
+# onnxruntime runs a written file from the file itself: verification may pass it a model whose weights
+# were released (verification_large.py).
+RUNTIME_FROM_FILE = True

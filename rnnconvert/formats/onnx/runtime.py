@@ -20,10 +20,16 @@ def run(path, x, model) -> np.ndarray:
     return run_states(path, x, model)[0]
 
 
-def run_states(path, x, model, feeds: dict | None = None) -> tuple[np.ndarray, dict]:
+def runner(path, model):
+    """x -> output with one session for every input (a session of a 400 MB model takes seconds)."""
+    sess = _session(path)
+    return lambda x: run_states(path, x, model, session=sess)[0]
+
+
+def run_states(path, x, model, feeds: dict | None = None, session=None) -> tuple[np.ndarray, dict]:
     """The file on `x` with the state inputs `feeds` (the rest at their initial values);
     returns (output, {state output name: array})."""
-    sess = _session(path)
+    sess = session or _session(path)
     inp = sess.get_inputs()[0]
     dtype = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(inp.type, np.float32)   # token ids
     all_feeds = {inp.name: np.ascontiguousarray(x.astype(dtype))}

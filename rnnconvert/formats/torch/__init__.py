@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from . import loading, safetensors_io
 from .reader import read
-from .runtime import run
+from .runtime import run, runner
 from .writer import write, write_module
 
-__all__ = ["sniff", "read", "write", "run", "write_module"]
+__all__ = ["sniff", "read", "write", "run", "runner", "write_module"]
 
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 

@@ -57,6 +57,11 @@ def load_tensors(path, model=None) -> dict:
 
 
 def run(path, x: np.ndarray, model) -> np.ndarray:
+    return runner(path, model)(x)
+
+
+def runner(path, model):
+    """x -> output, the emitted module built and loaded once for every input."""
     try:
         import torch
     except ImportError:
@@ -64,8 +69,11 @@ def run(path, x: np.ndarray, model) -> np.ndarray:
     net = emitted_module(model).Model()
     net.load_state_dict(load_tensors(path, model), strict=True)
     net = net.float().eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
-        ids = str(getattr(getattr(model, "input", None), "dtype", "")).startswith("int")
-        y = net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64 if ids else np.float32)))
-    return y.numpy()
+    ids = str(getattr(getattr(model, "input", None), "dtype", "")).startswith("int")
+
+    def run_one(x):
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
+            y = net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64 if ids else np.float32)))
+        return y.numpy()
+    return run_one

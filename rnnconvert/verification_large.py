@@ -1,0 +1,138 @@
+"""Verification of a large model: the same checks, in an order that holds one copy of the weights.
+
+A model over `suite.LARGE_MODEL_PARAMS` parameters (without state inputs/outputs, written to a format
+whose runtime, if any, reads the weights from the file alone: ONNX, Keras, MATLAB) is verified with
+the oracles, tolerance and report of any other model, in this order, so that besides a runtime's own
+memory at most one copy of its weights is held at a time and no pass repeats another:
+
+1. expected: the reference pass of the source on the suite for large models (suite.py), in float32
+   (float64 costs 2-6x more on matrices of this size and copies each layer's weights);
+2. the source's arrays are reduced to SHA-1 digests (`diagnose.skeleton`, in a thread started before
+   the destination is written: hashlib releases the GIL) and its weights released;
+3. the destination's own runtime runs the written file, one session for every input;
+4. the destination is read back and compared with the source by digest (`diagnose.classify`).  When the
+   two are identical, setting for setting and tensor for tensor (`diagnose.identical`), reference(dst)
+   and streaming(reference) would compute step 1's numbers again: they are not run, and a note says so,
+   unless no runtime ran (then reference(dst) is the one numeric check).  Otherwise they run as for any
+   model;
+5. an input on which a check fails gets the rule of every other model: its float64 reference pass
+   becomes the expected output, its float32 noise (|float32 - float64|, verification.py) is measured
+   and its failed checks are judged again.  The verdict is the rule's: a check within atol + rtol of
+   the float32 pass is within atol + noise + rtol of the float64 one, noise being at least their
+   distance.  Such an input's report entry says `"reference": "float64"`, the others `"float32"`
+   with float32_noise null (not measured).
+A failure is localized as for any model, with the source read again.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from . import runtimes
+from . import suite as suites
+from .diagnose import classify, identical, localize, skeleton
+from .model import Model
+from .verification import _runtime_checks, compare, float32_noise, reference_checks
+
+IDENTICAL = ("reference(dst) and streaming(reference) not run: the file reads back identical to the source, "
+             "every setting and every tensor (SHA-1), so they would repeat reference(src)")
+
+
+def applies(model: Model, dst_fmt) -> bool:
+    """A large model, without state ports, for a destination whose runtime (if any) needs no weights of ours."""
+    return (model.parameter_count() > suites.LARGE_MODEL_PARAMS and not model.has_state_io
+            and (not dst_fmt.runtime or runtimes.from_file(dst_fmt)))
+
+
+class LazyNoise:
+    """judge(out, k, oracle, label) against the float32 reference; `settle` re-judges the failures by the
+    float64 rule."""
+
+    def __init__(self, report, suite, expected):
+        self.report, self.suite, self.expected = report, suite, expected
+        self.failed = []
+
+    def __call__(self, out, k, oracle, label):
+        check = compare(out, self.expected[k], self.report.tolerance, oracle, label, 0.0)
+        if not check.passed:
+            self.failed.append((check, out, k))
+        return check
+
+    def settle(self, model: Model) -> None:
+        """Judge every failed check again by the float64 rule, the passes of `model` (the source's
+        computation) giving input k's float64 expected output and float32 noise."""
+        from .reference import forward
+        noise = {}
+        for check, out, k in self.failed:
+            if k not in noise:
+                self.expected[k] = forward(model, self.suite[k][1])
+                noise[k] = float32_noise(model, self.suite[k][1], self.expected[k])
+                self.report.inputs[k].update(reference="float64", float32_noise=noise[k])
+            at = next(i for i, c in enumerate(self.report.checks) if c is check)
+            self.report.checks[at] = compare(out, self.expected[k], self.report.tolerance, check.oracle,
+                                             check.input, noise[k])
+        self.failed = []
+
+
+class Digesting(threading.Thread):
+    """The source's skeleton, computed beside the writer; `release()` waits for it and drops the model."""
+
+    def __init__(self, model: Model):
+        super().__init__(daemon=True)
+        self.model, self.skeleton, self.error = model, None, None
+        self.start()
+
+    def run(self):
+        try:
+            self.skeleton = skeleton(self.model)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by release()
+            self.error = exc
+
+    def release(self) -> tuple[Model, Model]:
+        """(model, skeleton); the thread no longer holds the model."""
+        self.join()
+        if self.error is not None:
+            raise self.error
+        model, self.model = self.model, None
+        return model, self.skeleton
+
+
+def verify(source: Digesting, dst_fmt, path, report, *, inputs, reread, notes, assumed):
+    """Check the file `path` against the source model that `source` holds (the caller keeps no other
+    reference, so its weights are released after step 1).  `reread()` reads the source again (failures
+    only).
+
+    Returns (model, suite, expected): `model` the read-back model when it is identical to the source
+    (the source's stand-in for what follows verification), else None.
+    """
+    from .reference import forward
+    model, src = source.release()
+    suite = suites.input_suite(model, report.seed, inputs)
+    report.initial_states = suites.initial_states(model)
+    expected = [forward(model, x, dtype=np.float32).astype(np.float64) for _, x in suite]
+    report.inputs = [{"label": label, "shape": list(x.shape), "float32_noise": None, "reference": "float32"}
+                     for label, x in suite]
+    del model
+    judge = LazyNoise(report, suite, expected)
+    _runtime_checks(report, dst_fmt, path, src, suite, judge, "dst", src)
+    back = dst_fmt.load().read(path) if dst_fmt.reads else None
+    same = False
+    if back is None:
+        report.conversion = classify(src, None, notes=notes, assumed=assumed)
+    else:
+        back_digests = skeleton(back)
+        report.conversion = classify(src, back_digests, notes=notes, assumed=assumed)
+        same = identical(src, back_digests)
+        if same and report.checks:          # without a runtime check, reference(dst) is the only one
+            report.notes.append(IDENTICAL)
+        else:
+            reference_checks(report, src, back, suite, judge)
+    if judge.failed:
+        judge.settle(back if same else reread())
+    if not report.passed and back is not None:
+        worst = report.worst()
+        x = next((x for label, x in suite if worst.input == label or worst.input.startswith(label + " ")),
+                 suite[min(1, len(suite) - 1)][1])
+        report.localization = localize(reread(), back, x, report.tolerance)
+    return (back if same else None), suite, expected
