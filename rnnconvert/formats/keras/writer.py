@@ -14,7 +14,6 @@ the file instead of computing another function.  `plan.py` maps the layers.
 from __future__ import annotations
 
 import datetime
-import io
 import json
 import os
 import re
@@ -222,25 +221,37 @@ def _write_zip(path: str, specs: list[KLayer], model: Model, input_name: str) ->
     config = model_config(specs, model, input_name, 3, full=True)
     meta = {"keras_version": KERAS_VERSIONS[3],
             "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
-    buf = io.BytesIO()
-    with h5py.File(buf, "w") as f:
-        used: dict[str, int] = {}
-        for spec in specs:
-            key = _numbered(snake_case(spec.cls), used)
-            _vars(f, f"layers/{key}", spec.name)
-            if spec.cls == "Bidirectional":
-                inner = _inner_name(spec)
-                for side in ("forward", "backward"):
-                    _vars(f, f"layers/{key}/{side}_layer", f"{side}_{inner}")
-            owners: dict[str, int] = {}
-            for (owner, _), a in zip(_weight_paths(spec), spec.weights):
-                k = owners.get(owner, 0)
-                owners[owner] = k + 1
-                group = _vars(f, f"layers/{key}/{owner}".rstrip("/"),
-                              CELL_NAMES[spec.wrapped or spec.cls] if owner.endswith("cell") else spec.name)
-                group.create_dataset(str(k), data=_f32(a))
-        _vars(f, "", _model_name(model))
-    _atomic(path, lambda tmp: _zip(tmp, meta, config, buf.getvalue()))
+
+    def write_to(tmp):
+        weights = tmp + ".weights.h5"      # on disk, not in memory: the zip copies it in chunks
+        try:
+            with h5py.File(weights, "w") as f:
+                _weights_h5(f, specs, model)
+            _zip(tmp, meta, config, weights)
+        finally:
+            if os.path.exists(weights):
+                os.remove(weights)
+    _atomic(path, write_to)
+
+
+def _weights_h5(f, specs: list[KLayer], model: Model) -> None:
+    """model.weights.h5 of a .keras archive, as Keras 3 lays it out."""
+    used: dict[str, int] = {}
+    for spec in specs:
+        key = _numbered(snake_case(spec.cls), used)
+        _vars(f, f"layers/{key}", spec.name)
+        if spec.cls == "Bidirectional":
+            inner = _inner_name(spec)
+            for side in ("forward", "backward"):
+                _vars(f, f"layers/{key}/{side}_layer", f"{side}_{inner}")
+        owners: dict[str, int] = {}
+        for (owner, _), a in zip(_weight_paths(spec), spec.weights):
+            k = owners.get(owner, 0)
+            owners[owner] = k + 1
+            group = _vars(f, f"layers/{key}/{owner}".rstrip("/"),
+                          CELL_NAMES[spec.wrapped or spec.cls] if owner.endswith("cell") else spec.name)
+            group.create_dataset(str(k), data=_f32(a))
+    _vars(f, "", _model_name(model))
 
 
 def _numbered(base: str, used: dict) -> str:
@@ -258,11 +269,11 @@ def _vars(f, owner: str, name: str):
     return group
 
 
-def _zip(tmp: str, meta: dict, config: dict, weights: bytes) -> None:
+def _zip(tmp: str, meta: dict, config: dict, weights: str) -> None:
     with zipfile.ZipFile(tmp, "w") as z:          # stored, as Keras writes it
         z.writestr(zipfile.ZipInfo(ZIP_METADATA), json.dumps(meta))
         z.writestr(zipfile.ZipInfo(ZIP_CONFIG), json.dumps(config))
-        z.writestr(zipfile.ZipInfo(ZIP_WEIGHTS), weights)
+        z.write(weights, ZIP_WEIGHTS)
 
 
 def _write_h5(path: str, specs: list[KLayer], model: Model, input_name: str, major: int) -> None:
