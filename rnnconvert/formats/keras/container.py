@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import io
 import json
+import mmap
+import os
 import re
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -215,12 +218,23 @@ def open_zip(path, accept_windows_paths: bool = False) -> Saved:
                                            "model.weights.h5: re-save with model.save('model.keras')", path=path)
                 raise InputError("the archive has no model.weights.h5: it holds no weights to convert",
                                  path=path)
-            data = z.read(ZIP_WEIGHTS)
+            member = z.getinfo(ZIP_WEIGHTS)
+            data = None if member.compress_type == zipfile.ZIP_STORED else z.read(ZIP_WEIGHTS)
+        # a stored member (what Keras writes) is read in place, not copied into memory first
+        data = data if data is not None else StoredMember(path, member)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, zlib.error) as exc:
         raise InputError(f"not a Keras model file (cannot read the .keras zip archive: {exc})",
                          path=path) from None
     try:
-        f = h5py.File(io.BytesIO(data), "r")
+        return _read_weights(path, data, config, meta, accept_windows_paths)
+    finally:
+        if isinstance(data, StoredMember):
+            data.close()
+
+
+def _read_weights(path, data, config: dict, meta: dict, accept_windows_paths: bool) -> Saved:
+    try:
+        f = h5py.File(data.file() if isinstance(data, StoredMember) else io.BytesIO(data), "r")
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"model.weights.h5 in the archive cannot be opened as HDF5 ({exc})", path=path) from None
     arrays: dict[str, np.ndarray] = {}
@@ -264,6 +278,84 @@ def open_zip(path, accept_windows_paths: bool = False) -> Saved:
     if windows and not accept_windows_paths:
         saved.windows_groups = sorted({n.rsplit("/", 1)[0] for n in windows})
     return saved
+
+
+class StoredMember:
+    """An uncompressed zip member in place, its CRC-32 checked: `file()` a read-only file object over its
+    bytes (for h5py), and what check_hdf5 uses of bytes (`find`, slices, `len`) over a memory map."""
+
+    def __init__(self, path, info: zipfile.ZipInfo):
+        self.fh = open(path, "rb")
+        self.fh.seek(info.header_offset)
+        local = self.fh.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"bad local header for {info.filename}")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        self.start = info.header_offset + 30 + name_len + extra_len
+        self.size = info.file_size
+        if self.start + self.size > os.fstat(self.fh.fileno()).st_size:
+            raise zipfile.BadZipFile(f"{info.filename} runs past the end of the archive")
+        crc, left = 0, self.size         # what zipfile's read checks, in 1 MiB pieces
+        self.fh.seek(self.start)
+        while left:
+            piece = self.fh.read(min(left, 1 << 20))
+            if not piece:
+                raise zipfile.BadZipFile(f"{info.filename} is truncated")
+            crc, left = zlib.crc32(piece, crc), left - len(piece)
+        if crc != info.CRC:
+            raise zipfile.BadZipFile(f"Bad CRC-32 for file '{info.filename}'")
+        self.map = mmap.mmap(self.fh.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b""
+
+    def file(self):
+        return _Window(self.fh, self.start, self.size)
+
+    def close(self):
+        if isinstance(self.map, mmap.mmap):
+            self.map.close()
+        self.fh.close()
+
+    def __len__(self):
+        return self.size
+
+    def find(self, sub, start=0, end=None):
+        end = self.size if end is None else min(end, self.size)
+        at = self.map.find(sub, self.start + start, self.start + end)
+        return at - self.start if at >= 0 else -1
+
+    def __getitem__(self, k: slice):
+        lo, hi, _ = k.indices(self.size)
+        return self.map[self.start + lo:self.start + max(lo, hi)]
+
+
+class _Window(io.RawIOBase):
+    """Bytes [start, start + size) of an open file, as a seekable read-only file."""
+
+    def __init__(self, fh, start: int, size: int):
+        super().__init__()
+        self.fh, self.start, self.size, self.pos = fh, start, size, 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def tell(self):
+        return self.pos
+
+    def seek(self, offset, whence=io.SEEK_SET):
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, b):
+        n = max(0, min(len(b), self.size - self.pos))
+        if n == 0:
+            return 0
+        self.fh.seek(self.start + self.pos)
+        got = self.fh.readinto(memoryview(b)[:n])
+        self.pos += got
+        return got
 
 
 _SUB_ORDER = {"forward_layer": 0, "backward_layer": 1}
