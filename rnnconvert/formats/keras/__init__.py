@@ -75,6 +75,7 @@ def _read(path: str, allow_stateful: bool, accept_windows_paths: bool = False) -
             continue
         try:
             layer = conv.convert(e)
+            saved.release(e)
         except RnnConvertError as exc:
             problems.append(exc)
             conv.features, conv.seq = None, True     # unknown after a layer that could not be read

@@ -211,8 +211,8 @@ class Converter:
         if s["cudnn"]:
             kernel = np.hstack([k.T.reshape(k.shape, order="F") for k in np.hsplit(kernel, G)])
             rec = np.hstack([k.T for k in np.hsplit(rec, G)])
-        W = gates.to_canonical(np.ascontiguousarray(kernel.T), cell, "keras")
-        R = gates.to_canonical(np.ascontiguousarray(rec.T), cell, "keras")
+        W, R = (gates.permute_into(np.empty(a.shape[::-1], a.dtype), a.T, cell, gates.ORDERS["keras"][cell],
+                                   gates.CANONICAL[cell]) for a in (kernel, rec))     # one copy each
         zeros = np.zeros(G * H, dtype=W.dtype)
         if len(arrays) < 3:
             return M.DirectionWeights(W, R, zeros, zeros.copy()), False
