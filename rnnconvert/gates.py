@@ -122,14 +122,18 @@ def permute_in_place(array: np.ndarray, cell: str, src: str, dst: str, axis: int
     """Reorder the gate blocks of `array` along `axis` inside its own memory, following each cycle of
     the permutation with one block held aside; returns `array`."""
     perm = permutation(cell, src, dst)
-    n = array.shape[axis]
+    axis %= array.ndim
+    if axis:       # one leading index at a time: blocks are then disjoint ranges, which numpy copies
+        for idx in np.ndindex(array.shape[:axis]):     # without a temporary
+            permute_in_place(array[idx], cell, src, dst)
+        return array
+    n = array.shape[0]
     if n % len(perm):
         raise ValueError(f"axis of size {n} does not split into {len(perm)} gate blocks")
     size = n // len(perm)
-    lead = (slice(None),) * (axis % array.ndim)
 
     def block(k):
-        return array[lead + (slice(k * size, (k + 1) * size),)]
+        return array[k * size:(k + 1) * size]
     done = set()
     for start in range(len(perm)):
         if start in done or perm[start] == start:

@@ -18,7 +18,8 @@ from ...errors import InputError, UnsupportedError
 from ...model import ActivationLayer, DirectionWeights, Recurrent
 from . import _acts, _exprs
 from ._flow import Flow, Piece, collapse
-from ._graph import ONE, Bcast, Const, Size, SymVec, Unusable, Zeros, describe, fold, int_list, node_attrs
+from ._graph import (ONE, Bcast, Const, Size, SymVec, Unusable, Zeros, describe, fold, int_list, node_attrs,
+                     use_counts)
 from ._front_ops import FrontOps
 from ._ops import GlueOps
 
@@ -44,12 +45,11 @@ class RecInfo:
 
 
 class Walker(GlueOps, FrontOps):
-    def __init__(self, proto: onnx.ModelProto, path: str, output: str | None = None, values: dict | None = None,
-                 own: set | None = None):
-        """`values`: {initializer name: array} (else decoded from the proto); `own`: names among them whose
-        arrays were read for this walk alone, which W and R are turned canonical inside of."""
+    def __init__(self, proto: onnx.ModelProto, path: str, output: str | None, values: dict, own: set = frozenset()):
+        """`values`: {initializer name: array}; `own`: names among them whose arrays were read for this walk
+        alone, so W and R may be turned canonical inside them."""
         self.proto, self.g, self.path = proto, proto.graph, path
-        self.values, self.own = values, set(own or ())
+        self.values, self.own = values, set(own)
         self.canonical: dict[str, np.ndarray] = {}     # name -> array permuted in place
         self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 9)
         self.facts: dict[str, object] = {}
@@ -64,13 +64,10 @@ class Walker(GlueOps, FrontOps):
     # ---------------------------------------------------------------- entry
     def run(self, input_name: str) -> Flow:
         g = self.g
-        if self.values is None:
-            from .reader import initializer_values
-            self.values = initializer_values(g, {}, self.path)
         for name, value in self.values.items():
             self.facts[name] = Const(value)
         if self.own:
-            uses = _uses(g)
+            uses = use_counts(g)
             self.own = {name for name in self.own if uses.get(name, 0) == 1}
         vi = next(i for i in g.input if i.name == input_name)
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
@@ -456,19 +453,3 @@ class Walker(GlueOps, FrontOps):
             self._settled[key] = (f, stack)
         return Flow(axes=f.axes, stack=self._settled[key][1], width=f.width, rev=f.rev)
 
-
-def _uses(g: onnx.GraphProto) -> dict[str, int]:
-    """How many node inputs (in the graph and every subgraph) and graph outputs name each tensor."""
-    uses: dict[str, int] = {}
-
-    def walk(graph):
-        for n in graph.node:
-            for name in n.input:
-                uses[name] = uses.get(name, 0) + 1
-            for a in n.attribute:
-                for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
-                    walk(sub)
-        for o in graph.output:
-            uses[o.name] = uses.get(o.name, 0) + 1
-    walk(g)
-    return uses

@@ -35,6 +35,7 @@ class Lazy:
             out = np.empty(part, np.float32)
             fill(out)
             yield out
+            del out             # before the next slice is allocated
 
     def array(self) -> np.ndarray:
         out = np.empty(self.shape, np.float32)

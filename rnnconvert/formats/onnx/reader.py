@@ -47,18 +47,17 @@ def load(path) -> onnx.ModelProto:
 
 
 def load_lean(path, lean: bool = True) -> tuple[onnx.ModelProto, dict[int, np.ndarray]]:
-    """(the model without the main graph's large raw_data payloads, {initializer index: values} of
-    those): each payload read once, straight into its array (`wire.py`).  The stripped initializers keep
-    name, type and dims; `initializer_values` gives every initializer's values by name."""
+    """(the model without the main graph's large raw_data payloads and external data, {initializer index:
+    values} of those): each read once, straight into its array (`wire.py`).  The stripped initializers
+    keep name, type and dims; `initializer_values` gives every initializer's values by name.  Without
+    `lean`: every tensor inside the proto, as onnx.load with its external data gives it."""
     path = str(path)
-    payloads: dict = {}
     try:
-        if lean:
-            try:
-                data, payloads = wire.split(path)
-            except wire.Unhandled:
-                lean = False
-        proto = onnx.load_model_from_string(data) if lean else onnx.load(path, load_external_data=False)
+        try:
+            data, payloads = wire.split(path)
+        except wire.Unhandled:
+            data, payloads = None, {}
+        proto = onnx.load_model_from_string(data) if data is not None else onnx.load(path, load_external_data=False)
     except InputError:
         raise
     except Exception as exc:
@@ -66,15 +65,21 @@ def load_lean(path, lean: bool = True) -> tuple[onnx.ModelProto, dict[int, np.nd
     if not proto.HasField("graph") or proto.ir_version <= 0:
         raise InputError("not an ONNX model (cannot parse protobuf: no graph and no IR version; the file is "
                          "empty, truncated or another kind of protobuf)", path=path)
+    arrays = wire.read_payloads(path, proto.graph, payloads, into_proto=not lean) if payloads else {}
     from onnx.external_data_helper import _get_all_tensors    # initializers and Constant attributes
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in _get_all_tensors(proto)):
         check_onnx_external(proto, path)
+        base = os.path.dirname(os.path.abspath(path))
         try:
+            if lean:           # large initializers straight from the sidecar into arrays
+                arrays.update(wire.read_external(proto.graph, base))
             from onnx.external_data_helper import load_external_data_for_model
-            load_external_data_for_model(proto, os.path.dirname(os.path.abspath(path)))
+            load_external_data_for_model(proto, base)
+        except InputError:
+            raise
         except Exception as exc:
             raise InputError(f"cannot load the external weight files next to it ({_short(exc)})", path=path) from None
-    return proto, wire.read_payloads(path, proto.graph, payloads) if payloads else {}
+    return proto, arrays
 
 
 def initializer_values(graph: onnx.GraphProto, payloads: dict[int, np.ndarray], path) -> dict[str, np.ndarray]:

@@ -5,7 +5,8 @@ Writing: the framing of a field and of an initializer whose raw_data follows str
 initializers, and returns the file without the large raw_data payloads (for onnx to parse) plus where
 each payload lies; `read_payloads` reads each into one numpy array.  Every varint and length is checked
 against the bounds of the message that holds it (the file, for the outermost); broken framing is an
-InputError.  What the walk does not handle (group wire types) is left to onnx's parser (`Unhandled`).
+InputError.  What the walk does not handle (group wire types, more than MAX_FIELDS fields) is left to
+onnx's parser (`Unhandled`).
 
 Field numbers (onnx.proto): ModelProto.graph = 7, GraphProto.initializer = 5, TensorProto.dims = 1,
 data_type = 2, segment = 3, raw_data = 9, data_location = 14.
@@ -25,6 +26,8 @@ GRAPH_INITIALIZER = 5
 TENSOR_RAW_DATA = 9
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 LEAN_BYTES = 1 << 16        # raw_data payloads from this size on are read into arrays, not parsed by onnx
+MAX_FIELDS = 1 << 20        # fields walked in Python before the file is left to onnx's parser (a file of
+                            # millions of tiny fields is onnx's to parse quickly, not this loop's)
 
 
 class Unhandled(Exception):
@@ -58,7 +61,7 @@ def tensor_frame(header: bytes, nbytes: int) -> bytes:
 
 class _Walk:
     def __init__(self, buf, path: str):
-        self.buf, self.path = buf, path
+        self.buf, self.path, self.budget = buf, path, MAX_FIELDS
 
     def fail(self, what: str):
         return InputError(f"not an ONNX model (cannot parse protobuf: {what}; the file is truncated or "
@@ -80,6 +83,9 @@ class _Walk:
         """(field number, wire type, value start, value end, field start) of each field in [start, end)."""
         pos = start
         while pos < end:
+            self.budget -= 1
+            if self.budget < 0:
+                raise Unhandled
             key, at = self.varint(pos, end)
             field, wire = key >> 3, key & 7
             if field == 0:
@@ -156,17 +162,18 @@ _DTYPES = {onnx.TensorProto.FLOAT: "<f4", onnx.TensorProto.DOUBLE: "<f8", onnx.T
            onnx.TensorProto.INT64: "<i8", onnx.TensorProto.UINT64: "<u8", onnx.TensorProto.BOOL: "?"}
 
 
-def read_payloads(path: str, graph: onnx.GraphProto, payloads: dict[int, tuple[int, int]]) -> dict[int, np.ndarray]:
+def read_payloads(path: str, graph: onnx.GraphProto, payloads: dict[int, tuple[int, int]],
+                  into_proto: bool = False) -> dict[int, np.ndarray]:
     """{initializer index: its values}, each read with one read into its array.  A payload whose tensor
-    needs more than a plain array (an unknown type, segments, a size its dims do not give) is put back
-    into the tensor as raw_data, for onnx's own conversion and its errors."""
+    needs more than a plain array (an unknown type, segments, a size its dims do not give), or every
+    payload with `into_proto`, is put back into its tensor as raw_data, for onnx's own conversion."""
     out = {}
     with open(path, "rb") as fh:
         for k, (offset, length) in payloads.items():
             t = graph.initializer[k]
             dtype = _DTYPES.get(t.data_type)
             count = int(np.prod(list(t.dims), dtype=np.float64)) if dtype else -1
-            if dtype is None or t.HasField("segment") or t.data_location == onnx.TensorProto.EXTERNAL \
+            if into_proto or dtype is None or t.HasField("segment") or t.data_location == onnx.TensorProto.EXTERNAL \
                     or any(d < 0 for d in t.dims) or count * np.dtype(dtype).itemsize != length:
                 fh.seek(offset)
                 t.raw_data = fh.read(length)
@@ -177,4 +184,30 @@ def read_payloads(path: str, graph: onnx.GraphProto, payloads: dict[int, tuple[i
                 raise InputError(f"initializer '{t.name}' is cut short: the file ends inside its {length} bytes",
                                  path=path)
             out[k] = a.reshape(tuple(t.dims))
+    return out
+
+
+def read_external(graph: onnx.GraphProto, base: str) -> dict[int, np.ndarray]:
+    """{initializer index: values} of the main graph's large external-data initializers, each read from
+    its file (inside `base`, offset and length already checked by safety.check_onnx_external) straight
+    into its array; those tensors become plain stripped ones, the rest is left to onnx."""
+    out = {}
+    for k, t in enumerate(graph.initializer):
+        dtype = _DTYPES.get(t.data_type)
+        if t.data_location != onnx.TensorProto.EXTERNAL or dtype is None or t.HasField("segment") \
+                or any(d < 0 for d in t.dims):
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        count = int(np.prod(list(t.dims), dtype=np.float64))
+        nbytes = count * np.dtype(dtype).itemsize
+        if nbytes < LEAN_BYTES:
+            continue
+        a = np.fromfile(os.path.join(base, info["location"]), dtype=dtype, count=count,
+                        offset=int(info.get("offset", 0)))
+        if a.size != count:
+            raise InputError(f"initializer '{t.name}' is cut short: its external data file ends inside its "
+                             f"{nbytes} bytes", path=os.path.join(base, info["location"]))
+        out[k] = a.reshape(tuple(t.dims))
+        t.ClearField("external_data")
+        t.ClearField("data_location")
     return out
