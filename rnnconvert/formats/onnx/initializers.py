@@ -130,7 +130,9 @@ def check(proto: onnx.ModelProto, b: Builder) -> None:
     del g.initializer[:]
     g.initializer.extend(kept)
     stand_ins += [t for t in b.inits if t.name in b.deferred]
-    g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in stand_ins)
+    inputs = {i.name for i in g.input}           # an initializer may also be a graph input (its default)
+    g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in stand_ins
+                   if t.name not in inputs)
     onnx.checker.check_model(skeleton, full_check=True)
 
 
