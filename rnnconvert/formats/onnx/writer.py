@@ -12,7 +12,8 @@ only from the graph.
 
 A protobuf cannot exceed 2 GB: a model whose weights pass EXTERNAL_DATA_BYTES (or any model with
 `external_data=True`) keeps its tensors in a sidecar `<name>.onnx.data` beside the file, named by a
-relative location (ONNX external data), so the two files travel together.
+relative location (ONNX external data), so the two files travel together.  Either way each weight
+tensor is built in one copy and streamed from its buffer into the file (`initializers.py`).
 """
 from __future__ import annotations
 
