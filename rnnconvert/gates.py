@@ -102,3 +102,73 @@ def to_canonical(a, cell: str, framework: str, axis: int = 0):
 def from_canonical(a, cell: str, framework: str, axis: int = 0):
     """Blocks in canonical order -> `framework`'s order."""
     return permute(a, cell, CANONICAL[cell], ORDERS[framework][cell], axis)
+
+
+def permute_into(out: np.ndarray, array, cell: str, src: str, dst: str, axis: int = 0) -> np.ndarray:
+    """`permute(array, ...)` written into the preallocated `out` (its dtype, its memory): one copy,
+    block by block, with any transposition or cast done by the same assignment."""
+    perm = permutation(cell, src, dst)
+    n = out.shape[axis]
+    if n % len(perm):
+        raise ValueError(f"axis of size {n} does not split into {len(perm)} gate blocks")
+    size = n // len(perm)
+    lead = (slice(None),) * (axis % out.ndim)
+    for k, p in enumerate(perm):
+        copy_into(out[lead + (slice(k * size, (k + 1) * size),)], array[lead + (slice(p * size, (p + 1) * size),)])
+    return out
+
+
+def permute_in_place(array: np.ndarray, cell: str, src: str, dst: str, axis: int = 0) -> np.ndarray:
+    """Reorder the gate blocks of `array` along `axis` inside its own memory, following each cycle of
+    the permutation with one block held aside; returns `array`."""
+    perm = permutation(cell, src, dst)
+    axis %= array.ndim
+    if axis:       # one leading index at a time: blocks are then disjoint ranges, which numpy copies
+        for idx in np.ndindex(array.shape[:axis]):     # without a temporary
+            permute_in_place(array[idx], cell, src, dst)
+        return array
+    n = array.shape[0]
+    if n % len(perm):
+        raise ValueError(f"axis of size {n} does not split into {len(perm)} gate blocks")
+    size = n // len(perm)
+
+    def block(k):
+        return array[k * size:(k + 1) * size]
+    done = set()
+    for start in range(len(perm)):
+        if start in done or perm[start] == start:
+            continue
+        held = block(start).copy()           # the cycle: dst block k takes src block perm[k]
+        k = start
+        while perm[k] != start:
+            block(k)[...] = block(perm[k])
+            done.add(k)
+            k = perm[k]
+        block(k)[...] = held
+        done.add(k)
+    return array
+
+
+_TILE = 128     # rows and columns of a tile that fits in L2 cache on both sides of a transposition
+
+
+def copy_into(out: np.ndarray, array) -> np.ndarray:
+    """`out[...] = array`; a transposed 2-D (or stacked 2-D) source is copied tile by tile, which is
+    several times faster than numpy's element-strided copy once a matrix outgrows the cache."""
+    array = np.asanyarray(array)
+    if out.ndim < 2 or array.shape != out.shape or array.flags.c_contiguous or out.size < _TILE * _TILE:
+        out[...] = array
+        return out
+    rows, cols = out.shape[-2:]
+    for i in range(0, rows, _TILE):
+        for j in range(0, cols, _TILE):
+            out[..., i:i + _TILE, j:j + _TILE] = array[..., i:i + _TILE, j:j + _TILE]
+    return out
+
+
+def transposed(a: np.ndarray) -> np.ndarray:
+    """`a.T` as a new C-contiguous array (of a 2-D array), copied tile by tile."""
+    a = np.asarray(a)
+    if a.ndim != 2:
+        return np.ascontiguousarray(a.T)
+    return copy_into(np.empty(a.shape[::-1], a.dtype), a.T)

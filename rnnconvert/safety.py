@@ -29,15 +29,27 @@ MAX_RATIO = 1100
 # than ZIP_RATIO times is refused as a zip bomb before a byte of it is inflated.
 ZIP_RATIO = 100
 SLACK = 1 << 20                   # small datasets (or members) are never refused for their ratio
+SKIP_BYTES = 1 << 16              # contiguous datasets this large are not searched for global heaps
 
 
 # ------------------------------------------------------------------------------------------- HDF5
 
-def check_global_heaps(buf, path, what: str) -> None:
+def check_global_heaps(buf, path, what: str, skip=()) -> None:
     """Walk every HDF5 global heap collection ("GCOL": variable-length strings such as Keras's
     model_config): libhdf5 loops forever on a collection whose objects do not advance (a zeroed
-    object header), so such a file is refused before h5py reads a string from it."""
-    start = buf.find(b"GCOL")
+    object header), so such a file is refused before h5py reads a string from it.  `skip`: sorted,
+    disjoint (start, end) byte ranges holding datasets' raw data, which are not searched."""
+    gaps, at = [], 0
+    for a, b in skip:
+        gaps.append((at, a))
+        at = b
+    gaps.append((at, len(buf)))
+    for lo, hi in gaps:
+        _check_heaps_in(buf, lo, hi, path, what)
+
+
+def _check_heaps_in(buf, lo: int, hi: int, path, what: str) -> None:
+    start = buf.find(b"GCOL", lo, hi)
     while start >= 0:
         if buf[start + 4:start + 5] == b"\x01" and start + 16 <= len(buf):
             size = struct.unpack("<Q", buf[start + 8:start + 16])[0]
@@ -52,7 +64,7 @@ def check_global_heaps(buf, path, what: str) -> None:
                     if index == 0:
                         break
                     o += step
-        start = buf.find(b"GCOL", start + 4)
+        start = buf.find(b"GCOL", start + 4, hi)
 
 
 def check_hdf5(f, path, file_size: int | None = None, what: str = "HDF5 file", raw=None) -> None:
@@ -61,13 +73,9 @@ def check_hdf5(f, path, file_size: int | None = None, what: str = "HDF5 file", r
     import h5py
     if file_size is None:
         file_size = os.path.getsize(path)
-    if raw is not None:
-        check_global_heaps(raw, path, what)
-    elif file_size:
-        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            check_global_heaps(m, path, what)
     budget = MAX_RATIO * file_size + SLACK
     problems: list[str] = []
+    extents: list[tuple[int, int]] = []      # contiguous datasets' raw bytes: no heap is searched there
 
     def visit(name, link):
         if isinstance(link, h5py.ExternalLink):
@@ -88,11 +96,30 @@ def check_hdf5(f, path, file_size: int | None = None, what: str = "HDF5 file", r
             if declared > budget:
                 problems.append(f"'{name}' declares {_size(declared)} ({list(obj.shape)} {obj.dtype}), more "
                                 f"than a {_size(file_size)} file can hold")
+            elif obj.chunks is None and declared >= SKIP_BYTES:
+                try:
+                    offset = obj.id.get_offset()
+                except Exception:  # noqa: BLE001 - no known offset: the dataset's bytes are searched too
+                    offset = None
+                if offset is not None and 0 < offset and offset + declared <= file_size:
+                    extents.append((offset, offset + declared))
     try:
-        f.visititems_links(visit)
+        f.visititems_links(visit)     # reads object headers and link names only, never a global heap
     except (OSError, RuntimeError, KeyError, ValueError, SystemError) as exc:   # HDF5's errors on damaged files
         raise InputError(f"{what} is damaged: its object tree cannot be walked ({one_line(exc)})",
                          path=str(path)) from None
+    skip, end = [], 0
+    for a, b in sorted(extents):
+        if a < end:              # overlapping storage: a damaged file, so search everything
+            skip = []
+            break
+        skip.append((a, b))
+        end = b
+    if raw is not None:
+        check_global_heaps(raw, path, what, skip)
+    elif file_size:
+        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            check_global_heaps(m, path, what, skip)
     if problems:
         raise InputError(f"{what} refused: " + "; ".join(problems[:3])
                          + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")

@@ -694,3 +694,33 @@ def test_no_tensorflow_or_keras_needed():
     code = ("import sys; sys.modules['keras'] = sys.modules['tensorflow'] = sys.modules['tf_keras'] = None\n"
             f"from rnnconvert.formats import keras as K; K.read({str(LSTM_H5)!r}); K.read({str(LSTM_ZIP)!r})")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONWARNINGS": "error"})
+
+
+def test_large_h5_weights_are_held_once_while_read(tmp_path):
+    """A Keras 3 stacked Bidirectional(LSTM) .h5 (about 3M parameters): traced allocations while reading
+    stay near the weight bytes (each kernel copied once into canonical layout, its source then dropped),
+    and the canonical arrays are Keras's own weights transposed."""
+    import tracemalloc
+
+    import keras
+
+    import rnnconvert
+    from bench.models import make_stacked_bilstm
+    path = tmp_path / "big.h5"
+    make_stacked_bilstm(path, 3, hidden=192, features=96, weights_npz=tmp_path / "w.npz")
+    keras_weights = list(np.load(tmp_path / "w.npz").values())
+    weights = sum(a.nbytes for a in keras_weights)
+    tracemalloc.start()
+    try:
+        model = rnnconvert.read(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    largest = max(a.nbytes for a in keras_weights)
+    assert peak < weights + 2 * largest, (peak, weights, largest)
+    layer = model.layers[1]
+    kernel, rec = keras_weights[6], keras_weights[7]           # layer 2, forward: kernel, recurrent kernel
+    np.testing.assert_array_equal(layer.weights[0].W, kernel.T)   # ifco is ifgo: no reordering
+    np.testing.assert_array_equal(layer.weights[0].R, rec.T)
+    assert layer.weights[0].W.flags.c_contiguous
+    keras.backend.clear_session()

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import zipfile
 
 import h5py
@@ -337,3 +338,37 @@ def test_onnx_constant_with_external_data_outside_is_refused(runner, tmp_path):
     path.write_bytes(proto.SerializeToString())
     _refused(runner, path, "ONNX external data refused: tensor 'c': external data location '../../secret.bin' "
              "is not a plain path inside the model's directory")
+
+
+def _with_blob(tmp_path, blob: bytes):
+    """The .h5 fixture with an extra 100 kB dataset (searched no more for global heaps) holding `blob`."""
+    path = tmp_path / "model.h5"
+    shutil.copyfile(H5, path)
+    data = np.zeros(100_000, np.uint8)
+    data[5000:5000 + len(blob)] = np.frombuffer(blob, np.uint8)
+    with h5py.File(path, "r+") as f:
+        f.create_dataset("model_weights/extra_blob", data=data)
+    return path
+
+
+def _damaged_heap(size=4096, index=1, n=1 << 40) -> bytes:
+    return b"GCOL\x01\x00\x00\x00" + struct.pack("<Q", size) + struct.pack("<HHIQ", index, 0, 0, n)
+
+
+def test_weight_bytes_that_spell_a_global_heap_are_not_searched(runner, tmp_path):
+    path = _with_blob(tmp_path, _damaged_heap())
+    assert path.read_bytes().count(_damaged_heap()) == 1
+    code, err = invoke(runner, "inspect", path)
+    assert code == 0, err
+
+
+def test_damaged_global_heap_beside_large_datasets_is_refused(runner, tmp_path):
+    path = _with_blob(tmp_path, b"")
+    data = bytearray(path.read_bytes())
+    start = data.find(b"GCOL")
+    index = struct.unpack_from("<H", data, start + 16)[0]
+    assert data[start + 4] == 1 and index != 0
+    struct.pack_into("<Q", data, start + 24, 1 << 40)        # the first object's size: past the collection
+    path.write_bytes(bytes(data))
+    _refused(runner, path, f"Keras HDF5 file is damaged: global heap at byte {start} has an object at byte "
+                           f"{start + 16} of size {1 << 40} that does not fit")

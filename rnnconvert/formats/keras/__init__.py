@@ -71,7 +71,8 @@ def _read(path: str, allow_stateful: bool, accept_windows_paths: bool = False) -
     features = shape[-1] if shape and isinstance(shape[-1], int) and not tokens else None
     time_steps = shape[1] if shape is not None and len(shape) > 1 and isinstance(shape[1], int) else None
     conv = Converter(path, major, saved.layer_weights, model_class=model_class, features=features,
-                     allow_stateful=allow_stateful, backend=saved.backend, time_steps=time_steps)
+                     allow_stateful=allow_stateful, backend=saved.backend, time_steps=time_steps,
+                     release=saved.release)
     layers, problems = [], []
     for e in entries:
         if e.cls == "InputLayer":

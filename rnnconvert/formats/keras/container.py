@@ -49,6 +49,7 @@ class Saved:
     assumptions: list[str] = field(default_factory=list)
     empty_reason: str | None = None       # why no layer has weights (a weights file without layer groups)
     windows_groups: list[str] = field(default_factory=list)   # refused Windows-separated groups
+    release: Callable = lambda entry: None   # (entry): its arrays are converted, the container may drop them
 
     def windows_refusal(self, keys: list[str], path) -> InputError | None:
         """The refusal of weights stored under Windows path separators, naming the first layer's group."""
@@ -183,7 +184,10 @@ def open_h5(path) -> Saved:
     def lookup(entry):
         return weights.get(entry.name), f"model_weights/{entry.name}"
 
-    return Saved("h5", config, version, backend, lookup, notes)
+    def release(entry):       # a converted layer's source arrays go, so they are not held twice
+        weights.pop(entry.name, None)
+
+    return Saved("h5", config, version, backend, lookup, notes, release=release)
 
 
 def _no_config_message(f) -> str:

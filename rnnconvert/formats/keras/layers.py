@@ -27,8 +27,12 @@ class Converter:
     """Walks the chain once, tracking the feature size and whether the tensor is a sequence."""
 
     def __init__(self, path, keras_major: int, lookup, *, model_class: str, features: int | None,
-                 allow_stateful: bool = True, backend: str | None = None, time_steps: int | None = None):
+                 allow_stateful: bool = True, backend: str | None = None, time_steps: int | None = None,
+                 release=None):
+        """`release(entry)`: the container may drop that layer's arrays, now held by the converter alone
+        (each dropped as soon as its canonical copy exists, so the weights are not held twice)."""
         self.path, self.major, self.lookup = path, keras_major, lookup
+        self.release = release or (lambda entry: None)
         self.model_class, self.allow_stateful = model_class, allow_stateful
         self.features, self.input_features, self.seq = features, features, True
         self.backend, self.time_steps, self.layers_seen = backend, time_steps, 0
@@ -51,6 +55,7 @@ class Converter:
             names = ", ".join(n for n, _ in found) or "none"
             raise InputError(f"expected {expected} weight arrays at {where}, found {len(found)} ({names})",
                              path=self.path, layer=e.name)
+        self.release(e)
         return [a for _, a in found]
 
     def check(self, e: Entry, what: str, a: np.ndarray, shape: tuple, why: str):
@@ -198,10 +203,12 @@ class Converter:
         return s
 
     def direction_weights(self, e: Entry, s: dict, arrays: list[np.ndarray]) -> tuple[M.DirectionWeights, bool]:
-        """One direction's arrays -> canonical weights; returns (weights, has_recurrent_bias)."""
+        """One direction's arrays -> canonical weights; returns (weights, has_recurrent_bias).  The kernels
+        leave `arrays` once copied, so a caller holding nothing else frees each source array right away."""
         cell, H, G = s["cell"], int(s["units"]), gates.GATE_COUNT[s["cell"]]
         arrays = _keras1_per_gate(cell, arrays)
         kernel, rec = arrays[0], arrays[1]
+        arrays[0] = arrays[1] = None
         if kernel.ndim != 2:
             raise InputError(f"kernel shape {tuple(kernel.shape)}, expected a matrix", path=self.path, layer=e.name)
         self.take_features(kernel.shape[0])
@@ -211,8 +218,10 @@ class Converter:
         if s["cudnn"]:
             kernel = np.hstack([k.T.reshape(k.shape, order="F") for k in np.hsplit(kernel, G)])
             rec = np.hstack([k.T for k in np.hsplit(rec, G)])
-        W = gates.to_canonical(np.ascontiguousarray(kernel.T), cell, "keras")
-        R = gates.to_canonical(np.ascontiguousarray(rec.T), cell, "keras")
+        W = _canonical(kernel, cell)
+        del kernel
+        R = _canonical(rec, cell)
+        del rec
         zeros = np.zeros(G * H, dtype=W.dtype)
         if len(arrays) < 3:
             return M.DirectionWeights(W, R, zeros, zeros.copy()), False
@@ -270,8 +279,10 @@ class Converter:
                                   if self.major < 2 else (per,)))
         arrays = self.weights(e, n)
         half = len(arrays) // 2
-        fw, rb1 = self.direction_weights(e, s, arrays[:half])
-        bw, rb2 = self.direction_weights(e, s, arrays[half:])
+        fw_arrays, bw_arrays = arrays[:half], arrays[half:]
+        del arrays
+        fw, rb1 = self.direction_weights(e, s, fw_arrays)
+        bw, rb2 = self.direction_weights(e, s, bw_arrays)
         s["merge"] = merge
         s["zero_output_for_mask"] = s["return_sequences"]     # Bidirectional forces it so, Keras 2 and 3
         return self.finish(e, s, [fw, bw], rb1 or rb2, "bidirectional")
@@ -303,6 +314,13 @@ class Converter:
             masked_output="zero" if s["zero_output_for_mask"] else "previous")
         self.features, self.seq = layer.units_out, s["return_sequences"]
         return layer
+
+
+def _canonical(kernel: np.ndarray, cell: str) -> np.ndarray:
+    """A Keras kernel [in, gates*units] as the canonical [gates*units, in]: transposed and put in
+    canonical gate order by one copy."""
+    return gates.permute_into(np.empty(kernel.shape[::-1], kernel.dtype), kernel.T, cell, gates.ORDERS["keras"][cell],
+                              gates.CANONICAL[cell])
 
 
 def _keras1_per_gate(cell: str, arrays: list[np.ndarray]) -> list[np.ndarray]:

@@ -137,3 +137,20 @@ def int_list(fact) -> list[int] | None:
     if isinstance(fact, Const) and fact.value.dtype.kind in "iu":
         return [int(v) for v in np.atleast_1d(fact.value)]
     return None
+
+
+def use_counts(g: onnx.GraphProto) -> dict[str, int]:
+    """How many node inputs (in the graph and every subgraph) and graph outputs name each tensor."""
+    uses: dict[str, int] = {}
+
+    def walk(graph):
+        for n in graph.node:
+            for name in n.input:
+                uses[name] = uses.get(name, 0) + 1
+            for a in n.attribute:
+                for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                    walk(sub)
+        for o in graph.output:
+            uses[o.name] = uses.get(o.name, 0) + 1
+    walk(g)
+    return uses

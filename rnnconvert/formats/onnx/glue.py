@@ -12,14 +12,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from ... import gates
 from ...errors import InputError, UnsupportedError
 from ...model import ActivationLayer, DirectionWeights, Recurrent
 from . import _acts, _exprs
 from ._flow import Flow, Piece, collapse
-from ._graph import ONE, Bcast, Const, Size, SymVec, Unusable, Zeros, describe, fold, int_list, node_attrs
+from ._graph import (ONE, Bcast, Const, Size, SymVec, Unusable, Zeros, describe, fold, int_list, node_attrs,
+                     use_counts)
 from ._front_ops import FrontOps
 from ._ops import GlueOps
 
@@ -45,8 +45,12 @@ class RecInfo:
 
 
 class Walker(GlueOps, FrontOps):
-    def __init__(self, proto: onnx.ModelProto, path: str, output: str | None = None):
+    def __init__(self, proto: onnx.ModelProto, path: str, output: str | None, values: dict, own: set = frozenset()):
+        """`values`: {initializer name: array}; `own`: names among them whose arrays were read for this walk
+        alone, so W and R may be turned canonical inside them."""
         self.proto, self.g, self.path = proto, proto.graph, path
+        self.values, self.own = values, set(own)
+        self.canonical: dict[str, np.ndarray] = {}     # name -> array permuted in place
         self.opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 9)
         self.facts: dict[str, object] = {}
         self.recs: list[RecInfo] = []
@@ -60,13 +64,11 @@ class Walker(GlueOps, FrontOps):
     # ---------------------------------------------------------------- entry
     def run(self, input_name: str) -> Flow:
         g = self.g
-        for t in g.initializer:
-            try:
-                self.facts[t.name] = Const(numpy_helper.to_array(t))
-                t.ClearField("raw_data")     # the array holds the values: free the proto's copy
-            except Exception as exc:
-                raise InputError(f"initializer '{t.name}' cannot be read ({type(exc).__name__}: {exc}); the file "
-                                 "is damaged", path=self.path) from None
+        for name, value in self.values.items():
+            self.facts[name] = Const(value)
+        if self.own:
+            uses = use_counts(g)
+            self.own = {name for name in self.own if uses.get(name, 0) == 1}
         vi = next(i for i in g.input if i.name == input_name)
         dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
                 for d in vi.type.tensor_type.shape.dim]
@@ -263,10 +265,12 @@ class Walker(GlueOps, FrontOps):
         h0 = self._state(node, ins, 5, D, H)
         c0 = self._state(node, ins, 6, D, H) if cell == "lstm" else [None] * D
         weights = []
+        W_in, R_in = (self._in_place(node, k, a, cell) for k, a in ((1, W), (2, R)))
         for d in range(D):
             b = B[d] if B is not None else np.zeros(2 * G * H, W.dtype)
             weights.append(DirectionWeights(
-                W=gates.to_canonical(W[d], cell, "onnx"), R=gates.to_canonical(R[d], cell, "onnx"),
+                W=W_in[d] if W_in is not None else gates.to_canonical(W[d], cell, "onnx"),
+                R=R_in[d] if R_in is not None else gates.to_canonical(R[d], cell, "onnx"),
                 Wb=gates.to_canonical(b[:G * H], cell, "onnx"), Rb=gates.to_canonical(b[G * H:], cell, "onnx"),
                 h0=h0[d], c0=c0[d]))
         eff = direction
@@ -300,6 +304,19 @@ class Walker(GlueOps, FrontOps):
         if not isinstance(f, Const):
             self.refuse(node, f"its {name} is computed at run time (a graph input?), not stored in the file")
         return np.asarray(f.value, dtype=np.float32) if f.value.dtype != np.float32 else f.value
+
+    def _in_place(self, node, k, a, cell):
+        """W or R [D, gates*H, n] in canonical gate order inside its own memory, when it is an array read
+        from the file for this one node input (no other node or output names it); else None."""
+        name = node.input[k]
+        if self.canonical.get(name) is a:     # a node walked again: already canonical
+            return a
+        if name not in self.own or self.values.get(name) is not a or not a.flags.writeable:
+            return None
+        self.own.discard(name)
+        self.canonical[name] = gates.permute_in_place(a, cell, gates.ORDERS["onnx"][cell], gates.CANONICAL[cell],
+                                                      axis=1)
+        return a
 
     def _state(self, node, ins, k, D, H):
         role = "initial_h" if k == 5 else "initial_c"
@@ -435,3 +452,4 @@ class Walker(GlueOps, FrontOps):
             stack = f.stack + tuple(ActivationLayer(n, a) for n, a in zip(names, acts))
             self._settled[key] = (f, stack)
         return Flow(axes=f.axes, stack=self._settled[key][1], width=f.width, rev=f.rev)
+

@@ -4,6 +4,7 @@ The graph is the truth: weights, directions, activations and glue are read from 
 (`glue.Walker`).  The `rnnconvert` metadata entry of a file this package wrote only restores
 what ONNX cannot carry (layer names, bias flags, exact activation parameters, Dropout layers,
 explicit zero states) and only where it agrees with the graph.
+Large initializers are read straight from the file into arrays (`wire.py`), onnx parsing the rest.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from ...errors import InputError, UnsupportedError
 from ...safety import check_activation_numbers, check_onnx_external
@@ -21,6 +23,7 @@ from ...model import (Activation, ActivationLayer, BatchNorm, Conv1D, Dense, Dro
 from .glue import RECURRENT, Walker
 from .scan import is_scan_file, read_model
 from . import states as state_io
+from . import wire
 from .stateful import states_of
 from .writer import META_KEY, META_VERSION
 
@@ -33,41 +36,83 @@ def sniff(path) -> bool:
             head = fh.read(1)
         if head != b"\x08":          # field 1 (ir_version), varint: how every ModelProto starts
             return False
-        proto = onnx.load(str(path), load_external_data=False)
-        return proto.HasField("graph")
+        data, _ = wire.split(str(path))      # the weights are not parsed to tell the format
+        return onnx.load_model_from_string(data).HasField("graph")
     except Exception:
         return False
 
 
 def load(path) -> onnx.ModelProto:
+    """The whole model, every tensor inside the proto (external data loaded)."""
+    return load_lean(path, lean=False)[0]
+
+
+def load_lean(path, lean: bool = True) -> tuple[onnx.ModelProto, dict[int, np.ndarray]]:
+    """(the model without the main graph's large raw_data payloads and external data, {initializer index:
+    values} of those): each read once, straight into its array (`wire.py`).  The stripped initializers
+    keep name, type and dims; `initializer_values` gives every initializer's values by name.  Without
+    `lean`: every tensor inside the proto, as onnx.load with its external data gives it."""
     path = str(path)
     try:
-        proto = onnx.load(path, load_external_data=False)
+        try:
+            data, payloads = wire.split(path)
+        except wire.Unhandled:
+            data, payloads = None, {}
+        proto = onnx.load_model_from_string(data) if data is not None else onnx.load(path, load_external_data=False)
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(f"not an ONNX model (cannot parse protobuf: {_short(exc)})", path=path) from None
     if not proto.HasField("graph") or proto.ir_version <= 0:
         raise InputError("not an ONNX model (cannot parse protobuf: no graph and no IR version; the file is "
                          "empty, truncated or another kind of protobuf)", path=path)
+    arrays = wire.read_payloads(path, proto.graph, payloads, into_proto=not lean) if payloads else {}
     from onnx.external_data_helper import _get_all_tensors    # initializers and Constant attributes
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in _get_all_tensors(proto)):
         check_onnx_external(proto, path)
+        base = os.path.dirname(os.path.abspath(path))
         try:
+            if lean:           # large initializers straight from the sidecar into arrays
+                arrays.update(wire.read_external(proto.graph, base))
             from onnx.external_data_helper import load_external_data_for_model
-            load_external_data_for_model(proto, os.path.dirname(os.path.abspath(path)))
+            load_external_data_for_model(proto, base)
+        except InputError:
+            raise
         except Exception as exc:
             raise InputError(f"cannot load the external weight files next to it ({_short(exc)})", path=path) from None
-    return proto
+    return proto, arrays
+
+
+def initializer_values(graph: onnx.GraphProto, payloads: dict[int, np.ndarray], path) -> dict[str, np.ndarray]:
+    """{name: values} of the graph's initializers (the last of several of one name, as onnxruntime
+    takes it); `payloads` by index, as `load_lean` gives them, the others decoded by onnx."""
+    out = {}
+    for k, t in enumerate(graph.initializer):
+        if k in payloads:
+            out[t.name] = payloads[k]
+            continue
+        try:
+            out[t.name] = numpy_helper.to_array(t)
+            t.ClearField("raw_data")     # the array holds the values: free the proto's copy
+        except Exception as exc:
+            raise InputError(f"initializer '{t.name}' cannot be read ({type(exc).__name__}: {exc}); the file "
+                             "is damaged", path=path) from None
+    return out
 
 
 def read(path, output: str | None = None, **options) -> Model:
     """Read an ONNX file; `output` picks one graph output when the graph has several."""
     path = str(path)
-    original = load(path)
+    original, payloads = load_lean(path)
     proto, state_ins, state_outs = state_io.detach(original, path)   # states as graph inputs/outputs
+    # detach copies the graph and only appends to its initializers: the payloads' indices still hold
+    values = initializer_values(proto.graph, payloads, path)
+    own = {t.name for k, t in enumerate(proto.graph.initializer) if k in payloads and values[t.name] is payloads[k]}
+    del payloads
     meta = _metadata(proto)
     if is_scan_file(meta):                # layers written as Scan: from the initializers the metadata names
         try:
-            model = read_model(proto, meta, path)
+            model = read_model(proto, meta, path, values)
             check_activation_numbers(model, path)
             return model
         except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
@@ -96,7 +141,8 @@ def read(path, output: str | None = None, **options) -> Model:
         output = outputs[0]
     elif output not in outputs:
         raise InputError(f"no graph output '{output}'; outputs: {', '.join(outputs)}", path=path)
-    walker = Walker(proto, path, output)
+    walker = Walker(proto, path, output, values, own)
+    del values
     try:
         final = walker.run(inputs[0].name)
     except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from ...errors import UnsupportedError
 from ...model import (Activation, ActivationLayer, Dense, DirectionWeights, Dropout, InputSpec, Model, Recurrent)
@@ -229,10 +229,10 @@ def is_scan_file(meta: dict | None) -> bool:
     return bool(meta) and bool(meta.get("scan"))
 
 
-def read_model(proto: onnx.ModelProto, meta: dict, path: str) -> Model:
-    """A file this writer wrote with Scan layers, from the initializers its metadata names."""
+def read_model(proto: onnx.ModelProto, meta: dict, path: str, inits: dict) -> Model:
+    """A file this writer wrote with Scan layers, from the initializers its metadata names
+    (`inits`: {name: values})."""
     from ... import gates
-    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
 
     def get(name):
         if name not in inits:

@@ -12,7 +12,8 @@ only from the graph.
 
 A protobuf cannot exceed 2 GB: a model whose weights pass EXTERNAL_DATA_BYTES (or any model with
 `external_data=True`) keeps its tensors in a sidecar `<name>.onnx.data` beside the file, named by a
-relative location (ONNX external data), so the two files travel together.
+relative location (ONNX external data), so the two files travel together.  Either way each weight
+tensor is built in one copy and streamed from its buffer into the file (`initializers.py`).
 """
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ import os
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from ... import __version__, gates
 from ...errors import InputError, UnsupportedError
 from ...model import ActivationLayer, Dense, Dropout, Embedding, Model, Recurrent, json_default
 from . import _acts
+from . import initializers as _init
 from . import frontend as _front
 from . import scan as _scan
 
@@ -39,62 +41,8 @@ _REDUCE = {"sum": "ReduceSum", "mul": "ReduceProd", "ave": "ReduceMean"}
 # Initializer bytes above which tensors go to the sidecar: well below protobuf's 2 GB limit.
 EXTERNAL_DATA_BYTES = 1 << 30
 EXTERNAL_DATA_SUFFIX = ".data"
-EXTERNAL_MIN_TENSOR_BYTES = 128     # smaller tensors (shapes, axes) stay in the graph
-
-
-class _Builder:
-    """Collects nodes and float32/int64 initializers under unique names.
-
-    With a `sidecar` (an open file and its location), each float32 tensor of at least
-    EXTERNAL_MIN_TENSOR_BYTES goes straight to that file as ONNX external data, never into the proto.
-    """
-
-    def __init__(self, sidecar: tuple | None = None, defer: bool = False):
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self._used: set[str] = set()
-        self._sidecar = sidecar
-        self.external_bytes = 0
-        self._defer = defer
-        self.deferred: dict[str, np.ndarray] = {}    # name -> values, for tensors written after the graph
-
-    def unique(self, base: str) -> str:
-        name, k = base, 1
-        while name in self._used:
-            name, k = f"{base}_{k}", k + 1
-        self._used.add(name)
-        return name
-
-    def const(self, base: str, array, dtype=np.float32) -> str:
-        name = self.unique(base)
-        array = np.asarray(array, dtype=dtype, order="C")     # a copy only where needed; 0-d stays 0-d
-        if self._sidecar and array.dtype == np.float32 and array.nbytes >= EXTERNAL_MIN_TENSOR_BYTES:
-            self.inits.append(self._external(name, array))
-        elif self._defer and array.dtype == np.float32 and array.nbytes >= EXTERNAL_MIN_TENSOR_BYTES:
-            self.inits.append(TensorProto(name=name, data_type=TensorProto.FLOAT, dims=array.shape))
-            self.deferred[name] = array
-        else:
-            self.inits.append(numpy_helper.from_array(array, name))
-        return name
-
-    def _external(self, name: str, array: np.ndarray) -> onnx.TensorProto:
-        fh, location = self._sidecar
-        fh.write(b"\0" * (-fh.tell() % 4096))      # page-aligned, so that runtimes can map it
-        offset = fh.tell()
-        fh.write(memoryview(array).cast("B"))
-        tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=array.shape)
-        for key, value in (("location", location), ("offset", offset), ("length", array.nbytes)):
-            tensor.external_data.add(key=key, value=str(value))
-        tensor.data_location = TensorProto.EXTERNAL
-        self.external_bytes += array.nbytes
-        return tensor
-
-    def op(self, op_type: str, inputs: list[str], base: str, n_out: int = 1, outputs=None, **attrs):
-        node_name = self.unique(base)
-        outs = outputs or [self.unique(f"{node_name}_out{k}" if n_out > 1 else f"{node_name}_out")
-                           for k in range(n_out)]
-        self.nodes.append(helper.make_node(op_type, inputs, outs, name=node_name, **attrs))
-        return outs if n_out > 1 or outputs else outs[0]
+EXTERNAL_MIN_TENSOR_BYTES = _init.EXTERNAL_MIN_TENSOR_BYTES
+_Builder = _init.Builder
 
 
 def write(model: Model, path, stateful: bool = False, external_data: bool | None = None,
@@ -114,7 +62,8 @@ def write(model: Model, path, stateful: bool = False, external_data: bool | None
         external_data = 4 * model.parameter_count() > EXTERNAL_DATA_BYTES
     if external_data:
         location = os.path.basename(path) + EXTERNAL_DATA_SUFFIX
-        with open(os.path.join(os.path.dirname(os.path.abspath(path)), location), "wb") as fh:
+        sidecar = os.path.join(os.path.dirname(os.path.abspath(path)), location)
+        with open(sidecar, "wb") as fh:
             proto, notes, b = _to_onnx(model, (fh, location))
         notes.append(f"weights ({b.external_bytes / 1e6:.0f} MB) written as ONNX external data to {location} "
                      "beside the .onnx file: keep the two files together")
@@ -128,32 +77,15 @@ def write(model: Model, path, stateful: bool = False, external_data: bool | None
         meta = json.loads(next(p.value for p in proto.metadata_props if p.key == META_KEY))
         nodes_of = {e["name"]: e["node"] for e in meta["layers"] if e.get("node") and e.get("form") != "scan"}
         notes += add_state_io(proto, model, nodes_of, path)
-    _save(proto, b, path)
-    del proto, b                         # the checker reads the file: no second copy in memory
     try:
-        onnx.checker.check_model(path, full_check=True)
+        _init.check(proto, b)
     except Exception as exc:   # a bug of ours, not the user's: say so plainly
-        for f in (path, path + EXTERNAL_DATA_SUFFIX if external_data else None):
-            if f and os.path.exists(f):
-                os.remove(f)
+        if external_data and os.path.exists(sidecar):
+            os.remove(sidecar)
         raise InputError(f"the ONNX graph written for this model does not pass onnx.checker ({exc})",
                          path=path) from None
+    _init.save(proto, b, path)
     return notes
-
-
-def _save(proto: onnx.ModelProto, b: _Builder, path: str) -> None:
-    """The graph, then each deferred tensor as a message of its own that holds only that initializer:
-    protobuf merges concatenated messages (a repeated field appends), so the file parses as one model,
-    and the weights are never all serialized in memory at once."""
-    with open(path, "wb") as fh:
-        fh.write(proto.SerializeToString())
-        for meta in b.inits:
-            if meta.name in b.deferred:
-                chunk = onnx.ModelProto()
-                tensor = chunk.graph.initializer.add()
-                tensor.CopyFrom(meta)
-                tensor.raw_data = b.deferred[meta.name].tobytes()
-                fh.write(chunk.SerializeToString())
 
 
 def to_onnx(model: Model) -> tuple[onnx.ModelProto, list[str]]:
@@ -286,9 +218,8 @@ def _native(b: _Builder, st: _State, layer: Recurrent, x: str, base: str):
     cell, H = layer.cell, layer.hidden
     D = len(layer.weights)
     order = gates.ORDERS["onnx"][cell]
-    W = np.stack([gates.from_canonical(np.asarray(w.W), cell, "onnx") for w in layer.weights]).astype(np.float32)
-    R = np.stack([gates.from_canonical(np.asarray(w.R), cell, "onnx") for w in layer.weights]).astype(np.float32)
-    ins = [x, b.const(f"{base}/W_{order}", W), b.const(f"{base}/R_{order}", R)]
+    ins = [x] + [b.tensor(f"{base}/{key}_{order}", (D,) + np.shape(getattr(layer.weights[0], key)),
+                          [_to_onnx_order(getattr(w, key), cell) for w in layer.weights]) for key in ("W", "R")]
     arrays = {"W": ins[1], "R": ins[2]}
     Wb = [np.asarray(w.Wb) for w in layer.weights]
     Rb = [np.asarray(w.Rb) for w in layer.weights]
@@ -326,6 +257,11 @@ def _native(b: _Builder, st: _State, layer: Recurrent, x: str, base: str):
         outs = ["", b.unique(f"{node_name}/Y_h")] if layer.output == "final_state" else [b.unique(f"{node_name}/Y")]
     b.nodes.append(helper.make_node(_OP[cell], ins, outs, name=node_name, **attrs))
     return outs, arrays, node_name
+
+
+def _to_onnx_order(a, cell: str):
+    """A fill writing one direction's canonical W or R in ONNX gate order (one copy, any layout)."""
+    return lambda out: gates.permute_into(out, a, cell, gates.CANONICAL[cell], gates.ORDERS["onnx"][cell])
 
 
 def _glue(b: _Builder, st: _State, layer: Recurrent, base: str, outs: list[str], node_name: str, D: int, H: int,
