@@ -276,9 +276,17 @@ def _read_weights(path, data, config: dict, meta: dict, accept_windows_paths: bo
         if not found and entry.key != entry.name and _vars_under(arrays, f"layers/{entry.name}"):
             key = f"layers/{entry.name}"
             found = _vars_under(arrays, key)
+        looked_up[entry.name] = [name for name, _ in found]
         return found, f"model.weights.h5:{key}"
 
-    saved = Saved("keras", config, version, text(meta.get("backend")), lookup, notes, assumptions, empty)
+    looked_up: dict[str, list[str]] = {}
+
+    def release(entry):       # a converted layer's source arrays go, so they are not held twice
+        for name in looked_up.pop(entry.name, ()):
+            arrays.pop(name, None)
+
+    saved = Saved("keras", config, version, text(meta.get("backend")), lookup, notes, assumptions, empty,
+                  release=release)
     if windows and not accept_windows_paths:
         saved.windows_groups = sorted({n.rsplit("/", 1)[0] for n in windows})
     return saved
