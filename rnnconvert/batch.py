@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import InputError
-from .safety import one_line, short_repr
+from .safety import read_yaml, short_repr
 
 PLAN_KEYS = ("version", "defaults", "jobs")
 OPTION_KEYS = ("atol", "rtol", "seed", "inputs", "arch", "keras_version", "emit_module", "emit_vectors",
@@ -65,18 +65,8 @@ class Plan:
 
 def load_plan(path) -> Plan:
     """Read and validate a plan; raise InputError listing every problem with its location."""
-    import yaml
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise InputError("no such plan file", path=path)
-    try:
-        with open(path) as f:
-            raw = yaml.safe_load(f)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InputError(f"not valid YAML{where} ({one_line(getattr(exc, 'problem', None) or exc)})",
-                         path=path) from None
+    raw = read_yaml(path, "plan")
     problems: list[str] = []
     tasks = _validate(raw, os.path.dirname(os.path.abspath(path)), problems)
     if problems:

@@ -87,7 +87,7 @@ def test_plan_file_errors(runner, tmp_path):
     (tmp_path / "bad.yaml").write_text("jobs:\n  - src: [a\n")
     res = runner.invoke(cli, ["batch", str(tmp_path / "bad.yaml")])
     assert res.exit_code == 2
-    assert _error(res).startswith(f"rnnconvert: error: {tmp_path / 'bad.yaml'}: not valid YAML at line 3, column 1 (")
+    assert _error(res).startswith(f"rnnconvert: error: {tmp_path / 'bad.yaml'}: the plan file is not valid YAML at line 3, column 1 (")
     (tmp_path / "empty.yaml").write_text("jobs: []\n")
     res = runner.invoke(cli, ["batch", str(tmp_path / "empty.yaml")])
     assert _error(res) == (f"rnnconvert: error: {tmp_path / 'empty.yaml'}: invalid plan, nothing was run; 1 problem: "
