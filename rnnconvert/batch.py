@@ -30,7 +30,8 @@ from .safety import read_yaml, short_repr
 
 PLAN_KEYS = ("version", "defaults", "jobs")
 OPTION_KEYS = ("atol", "rtol", "seed", "inputs", "arch", "keras_version", "emit_module", "emit_vectors",
-               "from", "to", "allow_nonfinite")
+               "from", "to", "allow_nonfinite", "layer", "accept_windows_paths", "external_data")
+FLAG_OPTIONS = ("allow_nonfinite", "accept_windows_paths", "external_data")      # the CLI's --allow-nonfinite, ...
 JOB_KEYS = ("src", "dst", *OPTION_KEYS)
 PATH_OPTIONS = ("inputs", "emit_module", "emit_vectors")
 STATE_VERSION = 1
@@ -88,8 +89,11 @@ def _check_options(where: str, entry: dict, base: str, problems: list) -> None:
                 problems.append(_type_problem(f"{where}.{key}", v, "a number >= 0"))
     if "seed" in entry and (isinstance(entry["seed"], bool) or not isinstance(entry["seed"], int)):
         problems.append(_type_problem(f"{where}.seed", entry["seed"], "an integer"))
-    if "allow_nonfinite" in entry and not isinstance(entry["allow_nonfinite"], bool):
-        problems.append(_type_problem(f"{where}.allow_nonfinite", entry["allow_nonfinite"], "true or false"))
+    for key in FLAG_OPTIONS:
+        if key in entry and not isinstance(entry[key], bool):
+            problems.append(_type_problem(f"{where}.{key}", entry[key], "true or false"))
+    if "layer" in entry and (not isinstance(entry["layer"], str) or not entry["layer"]):
+        problems.append(_type_problem(f"{where}.layer", entry["layer"], "a layer name (rnnconvert inspect lists them)"))
     if "keras_version" in entry and entry["keras_version"] not in (2, 3):
         problems.append(f"{where}.keras_version: expected 2 or 3, found {short_repr(entry['keras_version'])}")
     for key in (*PATH_OPTIONS, "from", "to"):
@@ -167,7 +171,7 @@ def _validate(raw, base: str, problems: list) -> list[Task]:
         if dsts is None:
             problems.append(_type_problem(f"{where}.dst", dst, "a path or a non-empty list of paths"))
             continue
-        torch_dsts = 0
+        torch_dsts = onnx_dsts = 0
         for loc, d in dsts:
             if not isinstance(d, str):
                 problems.append(_type_problem(loc, d, "a path"))
@@ -181,6 +185,7 @@ def _validate(raw, base: str, problems: list) -> list[Task]:
                                 f"(rnnconvert writes {suffixes})")
                 continue
             torch_dsts += fmt.name in ("torch", "safetensors")
+            onnx_dsts += fmt.name == "onnx"
             if src_path and os.path.abspath(dst_path) == os.path.abspath(src_path):
                 problems.append(f"{loc}: '{d}' is the job's source")
             elif dst_path in written:
@@ -191,6 +196,8 @@ def _validate(raw, base: str, problems: list) -> list[Task]:
         if "emit_module" in job and torch_dsts != 1:
             problems.append(f"{where}.emit_module: goes with exactly one PyTorch destination "
                             f"(.pt, .pth, .safetensors), the job has {torch_dsts}")
+        if job.get("external_data") and not onnx_dsts:
+            problems.append(f"{where}.external_data: goes with an ONNX destination (.onnx), the job has none")
     return tasks
 
 
@@ -205,6 +212,8 @@ def _resolve(options: dict, base: str, fmt: str, several: bool, dst: str) -> dic
         out.pop("keras_version", None)
     if fmt not in ("torch", "safetensors"):
         out.pop("emit_module", None)
+    if fmt != "onnx":
+        out.pop("external_data", None)
     return out
 
 
@@ -263,10 +272,10 @@ def run_task(task: Task) -> dict:
         os.makedirs(os.path.dirname(task.dst_path) or ".", exist_ok=True)
         report = convert(task.src_path, task.dst_path, atol=o.get("atol"), rtol=o.get("rtol"), inputs=inputs,
                          force=True, src_format=o.get("from"), dst_format=o.get("to"), seed=o.get("seed", 0),
-                         read_options={"arch": o["arch"]} if o.get("arch") else None,
-                         write_options={"keras_version": o["keras_version"]} if o.get("keras_version") else None,
+                         read_options=_given(o, "arch", "accept_windows_paths"),
+                         write_options=_given(o, "keras_version", "external_data"),
                          emit_module=o.get("emit_module"), emit_vectors=o.get("emit_vectors"),
-                         allow_nonfinite=bool(o.get("allow_nonfinite")))
+                         allow_nonfinite=bool(o.get("allow_nonfinite")), layer=o.get("layer"))
         out["report"] = report.to_dict()
     except VerificationError as exc:
         out.update(status="failed", message=exc.format(), report=exc.report.to_dict())
@@ -278,6 +287,11 @@ def run_task(task: Task) -> dict:
         out.update(status="internal", message=f"internal error ({type(exc).__name__}: {exc})")
     out["seconds"] = round(time.perf_counter() - start, 3)
     return out
+
+
+def _given(options: dict, *keys) -> dict | None:
+    """The options among `keys` that are set (a reader or writer option left out keeps its default)."""
+    return {k: options[k] for k in keys if options.get(k)} or None
 
 
 def _init_worker() -> None:

@@ -216,19 +216,23 @@ def cli():
               help="With a C DST: also write <stem>_test.c, golden vectors that exit non-zero on drift.")
 @click.option("--stateful", is_flag=True,
               help="With an ONNX DST: each recurrent layer's state as extra graph inputs and outputs (streaming).")
+@click.option("--external-data", is_flag=True,
+              help="With an ONNX DST: tensors in a sidecar DST.data (ONNX external data) whatever the size; "
+                   "by default only past 1 GB of weights.")
 @click.option("--layer", "layer_name", metavar="NAME", help=LAYER_HELP)
 @check_options
 @matlab_options
 @windows_option
 @click.pass_context
 def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
-            emit_test, stateful, layer_name, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
+            emit_test, stateful, external_data, layer_name, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
             allow_nonfinite, var_name, mapping_path, accept_windows_paths):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from .verification import convert as run
     _refuse_existing_outputs(force, emit_module, emit_vectors)
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
-                                       ("emit_test", emit_test), ("stateful", stateful)) if v}
+                                       ("emit_test", emit_test), ("stateful", stateful),
+                                       ("external_data", external_data)) if v}
     try:
         report = run(src, dst, verify=not no_verify, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path),
                      force=force, keep_failed=keep_failed, src_format=src_format, dst_format=dst_format,
