@@ -170,6 +170,16 @@ def render_report(report) -> str:
     return "\n".join(lines)
 
 
+def _refuse_existing_outputs(force: bool, emit_module=None, emit_vectors=None) -> None:
+    """--emit-module's file and --emit-vectors' files follow DST's rule, checked before any work: an
+    existing file is kept unless --force."""
+    if force or not (emit_module or emit_vectors):
+        return
+    from .atomic import refuse_existing
+    from .vectors import outputs
+    refuse_existing([emit_module] + (outputs(emit_vectors) if emit_vectors else []), force)
+
+
 def _write_report(report, path):
     if path and report is not None:
         with open(path, "w") as f:
@@ -206,18 +216,23 @@ def cli():
               help="With a C DST: also write <stem>_test.c, golden vectors that exit non-zero on drift.")
 @click.option("--stateful", is_flag=True,
               help="With an ONNX DST: each recurrent layer's state as extra graph inputs and outputs (streaming).")
+@click.option("--external-data", is_flag=True,
+              help="With an ONNX DST: tensors in a sidecar DST.data (ONNX external data) whatever the size; "
+                   "by default only past 1 GB of weights.")
 @click.option("--layer", "layer_name", metavar="NAME", help=LAYER_HELP)
 @check_options
 @matlab_options
 @windows_option
 @click.pass_context
 def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
-            emit_test, stateful, layer_name, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
+            emit_test, stateful, external_data, layer_name, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
             allow_nonfinite, var_name, mapping_path, accept_windows_paths):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from .verification import convert as run
+    _refuse_existing_outputs(force, emit_module, emit_vectors)
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
-                                       ("emit_test", emit_test), ("stateful", stateful)) if v}
+                                       ("emit_test", emit_test), ("stateful", stateful),
+                                       ("external_data", external_data)) if v}
     try:
         report = run(src, dst, verify=not no_verify, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path),
                      force=force, keep_failed=keep_failed, src_format=src_format, dst_format=dst_format,
@@ -238,9 +253,10 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
 @click.argument("b", type=click.Path(dir_okay=False), required=False)
 @click.option("--vectors", "vectors_path", type=click.Path(),
               help="Check the one file A against golden vectors (a DIR written by --emit-vectors, or its vectors.json).")
+@click.option("--force", is_flag=True, help="Overwrite vectors already in the --emit-vectors DIR.")
 @check_options
 @windows_option
-def verify(a, b, vectors_path, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
+def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
            allow_nonfinite, accept_windows_paths):
     """Prove that model files A and B compute the same (exit 0), or not (exit 1); 2 on bad input.
 
@@ -252,6 +268,7 @@ def verify(a, b, vectors_path, rtol, atol, inputs_path, seed, report_path, arch_
     from .verification import verify as run
     if vectors_path is not None and (inputs_path or emit_vectors):
         raise InputError("--vectors checks the stored vectors only; it takes no --inputs or --emit-vectors")
+    _refuse_existing_outputs(force, emit_vectors=emit_vectors)
     try:
         report = run(a, b, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path), seed=seed,
                      read_options=_read_options(arch_path, accept_windows_paths=accept_windows_paths),

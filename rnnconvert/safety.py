@@ -9,6 +9,8 @@
 - ONNX external data: only files inside the model's own directory (after resolving symlinks), with
   offset and length inside the file and equal to what the tensor's shape needs.
 - `.npy` members: the header's shape times the item size must fit in the member.
+- YAML (batch plans, --arch, --mapping): `read_yaml` bounds the file's size, decodes it as UTF-8 and
+  parses it with `yaml.safe_load` (plain data only: no Python objects), one message per failure.
 - `nonfinite(model)`: every weight tensor holding NaN or Inf; `check_finite` refuses them.
 """
 from __future__ import annotations
@@ -234,6 +236,48 @@ def check_onnx_external(proto, path) -> None:
     if problems:
         raise InputError("ONNX external data refused: " + "; ".join(problems[:3])
                          + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""), path=str(path))
+
+
+# ------------------------------------------------------------------------------------------- YAML
+
+MAX_YAML_BYTES = 4 << 20          # a plan of some 40,000 jobs; PyYAML parses about 1 MiB a second
+
+
+def read_yaml(path, what: str):
+    """The YAML document in file `path`, parsed with `yaml.safe_load`; InputError naming the file (and the
+    line) when it is missing, unreadable, over MAX_YAML_BYTES, not UTF-8, not YAML or nested too deeply.
+    `what` names the file's role in messages: "plan", "architecture", "mapping", ..."""
+    import yaml
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"no such {what} file", path=path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_YAML_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read the {what} file ({exc.strerror or exc})", path=path) from None
+    if len(data) > MAX_YAML_BYTES:
+        raise InputError(f"the {what} file is over {_size(MAX_YAML_BYTES)}, more than a YAML {what} needs; "
+                         "is it the right file?", path=path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"the {what} file is not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line})",
+                         path=path) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.reader.ReaderError as exc:          # a control character: no mark, a position
+        line = text.count("\n", 0, exc.position) + 1
+        raise InputError(f"the {what} file is not valid YAML at line {line} ({exc.reason} #x{exc.character:04x})",
+                         path=path) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = one_line(getattr(exc, "problem", None) or exc)
+        raise InputError(f"the {what} file is not valid YAML{where} ({problem})", path=path) from None
+    except RecursionError:
+        raise InputError(f"the {what} file nests lists or mappings too deeply to be read", path=path) from None
 
 
 # ----------------------------------------------------------------------------------- NaN and Inf

@@ -244,7 +244,8 @@ def inspect_file(path, fmt: str | None = None, layer: str | None = None, **optio
                 model = build(s, found)
             except RnnConvertError as exc:
                 entries.append({"name": found.name, "kind": found.kind, "bidirectional": found.bidirectional,
-                                "where": found.where, "error": exc.message, "parameters": 0, "nonfinite": 0})
+                                "where": found.where, "error": exc.message, "tensors": [], "parameters": 0,
+                                "nonfinite": 0})
                 continue
             assumed += [a for a in model.source.get("assumptions", []) if a not in assumed]
             framework = source_framework(model)

@@ -18,23 +18,54 @@ ARRAYS = "vectors.npz"
 KIND = "rnnconvert-vectors"
 
 
-def emit(directory, model_info: dict, suite, expected, tolerance: dict, seed: int) -> str:
-    """Write the vectors for `suite` (a list of (label, x)) and `expected`; return the index path."""
+def outputs(directory) -> list[str]:
+    """The files `emit` writes into `directory`."""
+    return [os.path.join(os.fspath(directory), name) for name in (ARRAYS, INDEX)]
+
+
+def emit(directory, model_info: dict, suite, expected, tolerance: dict, seed: int, force: bool = True) -> str:
+    """Write the vectors for `suite` (a list of (label, x)) and `expected`; return the index path.
+
+    Each file is written under a temporary name beside itself and renamed (rnnconvert/atomic.py), the
+    index last; existing vectors are kept unless `force`, and a directory made here is removed again
+    when the writing fails."""
+    from .atomic import refuse_existing
     directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
+    refuse_existing(outputs(directory), force)
+    made = _make_directory(directory)
+    try:
+        return _write(directory, model_info, suite, expected, tolerance, seed)
+    except BaseException:
+        if made and not os.listdir(directory):
+            os.rmdir(directory)
+        raise
+
+
+def _make_directory(directory: str) -> bool:
+    from .errors import DestinationError
+    if os.path.isdir(directory):
+        return False
+    try:
+        os.makedirs(directory)
+    except OSError as exc:
+        raise DestinationError(f"cannot make the vectors directory ({exc.strerror or exc})", path=directory) from None
+    return True
+
+
+def _write(directory, model_info, suite, expected, tolerance, seed) -> str:
+    from .atomic import write_files
     arrays, entries = {}, []
     for k, ((label, x), y) in enumerate(zip(suite, expected)):
         arrays[f"input_{k}"] = np.asarray(x, np.float32)
         arrays[f"expected_{k}"] = np.asarray(y, np.float32)
         entries.append({"label": label, "input": f"input_{k}", "expected": f"expected_{k}",
                         "input_shape": list(np.shape(x)), "output_shape": list(np.shape(y))})
-    np.savez(os.path.join(directory, ARRAYS), **arrays)
     index = {"kind": KIND, "version": 1, "model": model_info | {"path": os.path.basename(model_info["path"])},
              "arrays": ARRAYS, "tolerance": tolerance, "seed": seed, "vectors": entries,
              "rule": "|actual - expected| <= atol + rtol * |expected| for every element"}
     path = os.path.join(directory, INDEX)
-    with open(path, "w") as f:
-        json.dump(index, f, indent=1)
+    write_files([(os.path.join(directory, ARRAYS), "wb", lambda f: np.savez(f, **arrays)),
+                 (path, "w", lambda f: json.dump(index, f, indent=1))])
     return path
 
 

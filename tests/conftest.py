@@ -95,3 +95,17 @@ def runner():
         return CliRunner(mix_stderr=False)
     except TypeError:  # click >= 8.2 keeps stderr apart by default
         return CliRunner()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fuzz suite's per-format table (tests/fuzz_report.py), when test_fuzz.py ran; JSON to $FUZZ_REPORT."""
+    import sys
+    report = sys.modules.get("fuzz_report")
+    if report is None or not report.TALLIES:
+        return
+    terminalreporter.write_sep("=", "fuzz cases per format")
+    terminalreporter.write_line(report.table(report.TALLIES))
+    if os.environ.get("FUZZ_REPORT"):
+        cases = max(t.cases for t in report.TALLIES.values())
+        report.write_json(report.TALLIES, os.environ["FUZZ_REPORT"], cases)
+        terminalreporter.write_line(f"fuzz counts written to {os.environ['FUZZ_REPORT']}")

@@ -146,8 +146,10 @@ def _bomb_zip(name: str) -> bytes:
     """A zip holding one deflated member `name` of 256 MiB of zeros (about 250 KiB), streamed so that
     making it never allocates the 256 MiB (the suite measures peak RSS)."""
     buf = io.BytesIO()
+    info = zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_DEFLATED      # a ZipInfo passed to open() ignores the archive's default
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-        with z.open(zipfile.ZipInfo(name), "w", force_zip64=True) as w:
+        with z.open(info, "w", force_zip64=True) as w:
             block = bytes(1 << 20)
             for _ in range(256):
                 w.write(block)

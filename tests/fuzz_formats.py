@@ -197,12 +197,29 @@ def torch_gen(rng, seeds, i):
 
 
 def _torch_prepare(seeds_dir):
-    import torch
     out = seeds_dir / "legacy.pt"
     if not out.exists():
-        sd = torch.load(FIXTURES / TORCH_SEEDS[0] / "model.pt", weights_only=True)
-        torch.save(sd, out, _use_new_zipfile_serialization=False)
+        out.write_bytes(legacy_pt(FIXTURES / TORCH_SEEDS[0] / "model.pt"))
     return {"legacy": out}
+
+
+def legacy_pt(path) -> bytes:
+    """The state dict at `path` in torch's legacy (pre-1.6, not zip) format, the same bytes in every
+    process: the legacy writer names each storage by its memory address and orders the storages by
+    that name, so the tensors are made views of one storage whose name is then replaced by "0"."""
+    import torch
+    sd = torch.load(path, weights_only=True)
+    flat = torch.cat([t.reshape(-1) for t in sd.values()])
+    views, offset = {}, 0
+    for key, t in sd.items():
+        views[key] = flat[offset:offset + t.numel()].view(t.shape)
+        offset += t.numel()
+    buf = io.BytesIO()
+    torch.save(views, buf, _use_new_zipfile_serialization=False)
+    name = str(flat.untyped_storage()._cdata).encode()
+    data = buf.getvalue().replace(b"X" + struct.pack("<I", len(name)) + name, b"X" + struct.pack("<I", 1) + b"0")
+    assert name not in data, "the storage name is pickled in a form legacy_pt does not know"
+    return data
 
 
 torch_gen.prepare = _torch_prepare

@@ -174,7 +174,7 @@ def _yaml_text(doc, rng) -> str:
     if op == 0:
         return _pick(rng, ["{", "- [", "!!python/object/apply:os.system ['true']", "a: !!binary xx",
                            BILLION_LAUGHS + "layers: *i\njobs: *i\n", "\t- x", "? [a]\n: b", "a: 1\na: 2",
-                           "!!python/name:os.system", "", "~", "[]", "42",
+                           "!!python/name:os.system", "", "~", "[]", "42", "[" * 5000, "a: {b: " * 2000,
                            rng.bytes(int(rng.integers(1, 300))).decode("latin-1")])
     if op == 1:
         return yaml.safe_dump(evil_values(rng))
@@ -189,7 +189,12 @@ def _yaml_gen(doc_fn, name, reader_fn):
                 target = d / f.name
                 if not target.exists():
                     shutil.copyfile(f, target)
-            (d / name).write_text(_yaml_text(doc_fn(), rng))
+            data = _yaml_text(doc_fn(), rng).encode()
+            if rng.random() < 0.15:     # bytes as well as text: bit flips leave invalid UTF-8
+                label, data = mutate_bytes(data or b"x", rng)
+                (d / name).write_bytes(data)
+                return d / name, f"bytes {label}"
+            (d / name).write_bytes(data)
             return d / name
         return "yaml", make, False
     gen.reader = reader_fn

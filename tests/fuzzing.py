@@ -4,7 +4,8 @@ A case is (label, bytes or a builder) made deterministically from a seed and an 
 writes it into a work directory, calls the reader in-process under a per-case time limit and returns
 one of: "ok" (a model came back), "refused" (an RnnConvertError with exit code 2 and a message) or
 "escape: ..." (anything else: an uncaught exception, a hang past the limit, an empty message).
-`python tests/fuzzing.py [N]` prints the per-format table the test module asserts on.
+`python tests/fuzzing.py [N]` runs the readers alone (no CLI or conversion checks); `python -m
+tests.fuzz_report --cases N` runs what tests/test_fuzz.py runs and prints its per-format table.
 """
 from __future__ import annotations
 

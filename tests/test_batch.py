@@ -75,7 +75,7 @@ def test_more_plan_errors(runner, tmp_path):
         f"jobs[1].dst[0]: '{LSTM}' is the job's source; "
         "jobs[1].emit_module: goes with exactly one PyTorch destination (.pt, .pth, .safetensors), the job has 0; "
         "jobs[2]: unknown key 'desination' (known: src, dst, atol, rtol, seed, inputs, arch, keras_version, "
-        "emit_module, emit_vectors, from, to, allow_nonfinite); "
+        "emit_module, emit_vectors, from, to, allow_nonfinite, layer, accept_windows_paths, external_data); "
         "jobs[3].dst: 'x.onnx' is also written by jobs[2].dst; "
         "jobs[4]: expected a mapping with src and dst, found int 7")
 
@@ -87,7 +87,7 @@ def test_plan_file_errors(runner, tmp_path):
     (tmp_path / "bad.yaml").write_text("jobs:\n  - src: [a\n")
     res = runner.invoke(cli, ["batch", str(tmp_path / "bad.yaml")])
     assert res.exit_code == 2
-    assert _error(res).startswith(f"rnnconvert: error: {tmp_path / 'bad.yaml'}: not valid YAML at line 3, column 1 (")
+    assert _error(res).startswith(f"rnnconvert: error: {tmp_path / 'bad.yaml'}: the plan file is not valid YAML at line 3, column 1 (")
     (tmp_path / "empty.yaml").write_text("jobs: []\n")
     res = runner.invoke(cli, ["batch", str(tmp_path / "empty.yaml")])
     assert _error(res) == (f"rnnconvert: error: {tmp_path / 'empty.yaml'}: invalid plan, nothing was run; 1 problem: "

@@ -331,4 +331,4 @@ def test_cli_mapping_reads_bare_matrices(runner, tmp_path):
     res = runner.invoke(cli, ["predict", str(path), "--mapping", str(tmp_path / "missing.yaml"),
                               "--inputs", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y2.npy")])
     assert res.exit_code == 2
-    assert "cannot read the mapping file" in res.stderr
+    assert res.stderr == f"rnnconvert: error: {tmp_path / 'missing.yaml'}: no such mapping file\n"

@@ -269,3 +269,25 @@ def test_matlab_bare_per_gate_matrices_without_mapping_match_torch(tmp_path, run
         want = lstm(torch.from_numpy(x))[0].numpy()
     sess = ort.InferenceSession(str(tmp_path / "lstm.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(sess.run(None, {sess.get_inputs()[0].name: x})[0], want, atol=ATOL)
+
+
+def test_inspect_text_lists_a_layer_that_does_not_build_beside_one_that_does(tmp_path, runner):
+    """A MATLAB network whose first layer is an untrained BiLSTMLayer definition: the text report lists
+    both layers and says why the whole model does not convert (was KeyError 'tensors', exit 3, in the
+    text rendering of a layer that cannot be built; found by the fuzz suite, matlab_v5 case 770)."""
+    pytest.importorskip("matio", reason="mat-io writes the MATLAB object file")
+    from fuzz_inputs import _matio_layers, _save_matio
+    layers = _matio_layers()
+    layers[0] = ("BiLSTMLayer", {"InputSize": layers[0][1]["InputSize"]})
+    path = tmp_path / "net.mat"
+    _save_matio(path, layers, "v7")
+    res = runner.invoke(cli, ["inspect", str(path)])
+    assert res.exit_code == 0, res.stderr
+    assert res.output.endswith(
+        f"whole model: not convertible: {path}: variable 'net' has no learned weights (layers layer0 are untrained "
+        "layer definitions); train the network first and save the trained network (save('net.mat','net')) or "
+        "export it with matlab/rnnconvert_export.m\n"
+        "per layer (--layer NAME):\n"
+        "  layer0  lstm bidirectional  (variable 'net' layers(1) (BiLSTMLayer))\n"
+        "  lstm  lstm  (variable 'net' layers(2) (LSTMLayer))\n\n")
+    assert "  0  layer0  lstm" in res.output and "layer 1 'lstm': LSTM forward, H=4, input 3" in res.output

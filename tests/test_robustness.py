@@ -5,11 +5,13 @@ is kept unless --force; the source is never modified (SHA-256 and mtime); DST na
 path, a symlink, another spelling, a hard link) is refused; a full disk (a 64 KiB tmpfs, or
 RLIMIT_FSIZE where mounting is impossible) and a directory the user may not write to (a process that
 drops root for `nobody`, so that the kernel really answers EACCES; and a read-only bind mount, EROFS)
-end in exit 2 with one line and nothing left behind.
+end in exit 2 with one line and nothing left behind.  The --emit-module and --emit-vectors files follow
+the same rules (an existing one kept unless --force; full disk, EFBIG, EROFS leave nothing half-written).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -226,5 +228,109 @@ def test_read_only_file_system_is_one_line_exit_2(runner, tmp_path):
         code, out, err = invoke(runner, SRC, dst)
         assert (code, err) == (2, f"rnnconvert: error: {dst}: cannot write in '{d}' (Read-only file system)\n")
         assert _leftovers(d) == []
+    finally:
+        subprocess.run(["umount", str(d)], check=True)
+
+
+# ----------------------------------------------------------- --emit-module and --emit-vectors outputs
+
+def _emit(tmp_path, *extra):
+    return [PT, tmp_path / "out.safetensors", *extra]
+
+
+def test_emit_outputs_are_written_beside_themselves_then_renamed(runner, tmp_path, monkeypatch):
+    replaced = []
+    real_replace = os.replace
+
+    def spy_replace(a, b):
+        replaced.append((os.fspath(a), os.fspath(b)))
+        return real_replace(a, b)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    module, vec = tmp_path / "mod" / "m.py", tmp_path / "vec"
+    module.parent.mkdir()
+    code, out, err = invoke(runner, *_emit(tmp_path, "--emit-module", module, "--emit-vectors", vec))
+    assert code == 0, err
+    side = [(a, b) for a, b in replaced if not b.endswith("out.safetensors")]
+    assert [b for _, b in side] == [str(module), str(vec / "vectors.npz"), str(vec / "vectors.json")]
+    for a, b in side:                   # a temporary in the file's own directory, named after it
+        assert os.path.dirname(a) == os.path.dirname(b) and os.path.basename(a).startswith(f".{os.path.basename(b)}.")
+    assert _leftovers(module.parent) == ["m.py"] and _leftovers(vec) == ["vectors.json", "vectors.npz"]
+    assert oct(os.stat(module).st_mode & 0o777) == oct(0o666 & ~_umask())      # as open() makes it, not 0600
+    compile(module.read_text(), str(module), "exec")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("command,output", [("convert", "module"), ("convert", "vectors.npz"),
+                                            ("convert", "vectors.json"), ("verify", "vectors.npz"),
+                                            ("verify", "vectors.json")])
+def test_existing_emit_outputs_are_kept_unless_force(runner, tmp_path, command, output):
+    vec = tmp_path / "vec"
+    vec.mkdir()
+    kept = tmp_path / "m.py" if output == "module" else vec / output
+    kept.write_bytes(b"precious")
+    if command == "convert":
+        args = _emit(tmp_path, "--emit-module", tmp_path / "m.py", "--emit-vectors", vec)
+    else:
+        shutil.copyfile(PT.parent / "model.safetensors", tmp_path / "b.safetensors")
+        args = ["verify", PT, tmp_path / "b.safetensors", "--emit-vectors", vec]
+    code, out, err = invoke(runner, *args)
+    assert (code, err) == (2, f"rnnconvert: error: {kept}: exists; pass --force to overwrite it\n")
+    assert kept.read_bytes() == b"precious" and not (tmp_path / "out.safetensors").exists()
+    code, out, err = invoke(runner, *args, "--force")
+    assert code == 0, err
+    assert kept.read_bytes() != b"precious"
+    assert json.loads((vec / "vectors.json").read_text())["kind"] == "rnnconvert-vectors"
+
+
+def test_disk_full_under_emit_module_and_emit_vectors_leaves_nothing(runner, full_disk, tmp_path):
+    code, out, err = invoke(runner, *_emit(tmp_path, "--emit-module", full_disk / "m.py"))
+    assert (code, err) == (2, f"rnnconvert: error: {full_disk / 'm.py'}: cannot write (No space left on device)\n")
+    assert _leftovers(full_disk) == ["filler"]
+    code, out, err = invoke(runner, *_emit(tmp_path, "--emit-vectors", full_disk / "vec", "--force"))
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"rnnconvert: error: {full_disk / 'vec'}") and err.endswith("(No space left on device)\n")
+    assert _leftovers(full_disk) == ["filler"]          # neither half a file nor the directory made for it
+
+
+def test_file_size_limit_under_emit_vectors_keeps_the_old_vectors(tmp_path):
+    """RLIMIT_FSIZE (EFBIG) in a child: the 2 KB model fits, the 16 KB vectors.npz does not; the
+    vectors already there (written by a run without the limit) are untouched, no temporary is left."""
+    vec = tmp_path / "vec"
+    vec.mkdir()
+    (vec / "vectors.npz").write_bytes(b"old npz")
+    (vec / "vectors.json").write_bytes(b"old index")
+    res = _run_python(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        from rnnconvert.cli import main
+        sys.argv = ["rnnconvert", {str(PT)!r}, {str(tmp_path / 'out.safetensors')!r}, "--emit-vectors", {str(vec)!r},
+                    "--force"]
+        main()
+        """)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr == f"rnnconvert: error: {vec / 'vectors.npz'}: cannot write (File too large)\n"
+    assert (vec / "vectors.npz").read_bytes() == b"old npz" and (vec / "vectors.json").read_bytes() == b"old index"
+    assert _leftovers(vec) == ["vectors.json", "vectors.npz"]
+
+
+def test_read_only_directory_under_emit_module_is_one_line_exit_2(runner, tmp_path):
+    d = tmp_path / "ro"
+    d.mkdir()
+    if subprocess.run(["mount", "--bind", str(d), str(d)], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount here (not root)")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(d)], check=True)
+        code, out, err = invoke(runner, *_emit(tmp_path, "--emit-module", d / "m.py"))
+        assert (code, err) == (2, f"rnnconvert: error: {d / 'm.py'}: cannot write in '{d}' (Read-only file system)\n")
+        assert _leftovers(d) == []
+        code, out, err = invoke(runner, *_emit(tmp_path, "--emit-vectors", d / "vec", "--force"))
+        assert (code, err) == (2, f"rnnconvert: error: {d / 'vec'}: cannot make the vectors directory "
+                                  "(Read-only file system)\n")
     finally:
         subprocess.run(["umount", str(d)], check=True)

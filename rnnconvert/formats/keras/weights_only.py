@@ -19,6 +19,7 @@ import numpy as np
 
 from ...errors import InputError, RnnConvertError, UnsupportedError
 from ...model import InputSpec, Model, Recurrent
+from ...safety import read_yaml
 from . import container, graph
 
 KERAS1_GATE = re.compile(r"_([WUb])_([a-z])(?::\d+)?$")
@@ -347,14 +348,7 @@ def read(path: str, arch=None) -> Model:
 def _load_arch(arch, path) -> dict:
     origin = str(arch)
     if not isinstance(arch, dict):
-        import yaml
-        try:
-            with open(arch) as f:
-                arch = yaml.safe_load(f)
-        except OSError as exc:
-            raise InputError(f"cannot read the architecture ({exc.strerror or exc})", path=origin) from None
-        except yaml.YAMLError as exc:
-            raise InputError(f"the architecture is not valid YAML ({exc})", path=origin) from None
+        arch = read_yaml(arch, "architecture")
     problems = []
     if not isinstance(arch, dict):
         raise InputError(f"the architecture must be a mapping with a 'layers' list, got {type(arch).__name__}",

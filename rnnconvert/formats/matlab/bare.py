@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InputError
-from ...safety import one_line
+from ...safety import read_yaml
 
 PKG = "nnet.cnn.layer."
 LAYERS = {"lstmLayer": "LSTMLayer", "bilstmLayer": "BiLSTMLayer", "gruLayer": "GRULayer",
@@ -30,14 +30,7 @@ ARRAYS = ("InputWeights", "RecurrentWeights", "Bias", "RecurrentBias", "Weights"
 def load_mapping(mapping) -> dict:
     if isinstance(mapping, dict):
         return mapping
-    import yaml
-    try:
-        with open(mapping) as f:
-            spec = yaml.safe_load(f) or {}
-    except OSError as e:
-        raise InputError(f"cannot read the mapping file: {e.strerror}", path=str(mapping)) from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise InputError(f"the mapping is not valid YAML ({one_line(e)})", path=str(mapping)) from None
+    spec = read_yaml(mapping, "mapping") or {}
     if not isinstance(spec, dict):
         raise InputError(f"the mapping must be a YAML mapping with 'layers', found {type(spec).__name__}",
                          path=str(mapping))

@@ -35,7 +35,7 @@ import os
 from dataclasses import dataclass, field
 
 from ...errors import InputError
-from ...safety import one_line, short_repr
+from ...safety import read_yaml, short_repr
 from ...model import ACTIVATIONS, SELU, Activation
 
 HEADS = ("last_step", "final_state", "h_n[-1]", "sequence")
@@ -81,19 +81,7 @@ def load(arch) -> Hints:
     origin = "arch hints"
     if isinstance(arch, (str, os.PathLike)):
         origin = str(arch)
-        try:
-            import yaml
-        except ImportError:
-            raise InputError("reading --arch needs PyYAML (pip install pyyaml)", path=origin) from None
-        try:
-            with open(arch) as f:
-                arch = yaml.safe_load(f)
-        except OSError as exc:
-            raise InputError(f"cannot read the architecture hints ({exc.strerror or exc})", path=origin) from None
-        except yaml.YAMLError as exc:
-            raise InputError(f"architecture hints are not valid YAML ({one_line(exc)})", path=origin) from None
-        except UnicodeDecodeError as exc:
-            raise InputError(f"architecture hints are not UTF-8 text ({exc})", path=origin) from None
+        arch = read_yaml(arch, "architecture hints")
     if arch is None:
         arch = {}
     if not isinstance(arch, dict):

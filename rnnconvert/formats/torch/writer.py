@@ -63,12 +63,15 @@ def write(model: Model, path, emit_module=None, **options) -> list[str]:
     return notes
 
 
-def write_module(model: Model, code_path, weights=None) -> None:
+def write_module(model: Model, code_path, weights=None, force: bool = True) -> None:
     """The standalone PyTorch module file for `model` (what emit_module writes); `weights`: the
-    state-dict file it is meant to load, named in its docstring."""
+    state-dict file it is meant to load, named in its docstring.  Written beside `code_path` under a
+    temporary name and renamed (rnnconvert/atomic.py); an existing file is kept unless `force`."""
+    from ...atomic import refuse_existing, write_files
+    refuse_existing([code_path], force)
     specs, _ = from_canonical(model)
-    with open(code_path, "w") as f:
-        f.write(module_code.generate(specs, model, weights=weights))
+    code = module_code.generate(specs, model, weights=weights)
+    write_files([(code_path, "w", lambda f: f.write(code))])
 
 
 def save_pt(path, sd: dict, meta: str) -> None:

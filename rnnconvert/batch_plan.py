@@ -1,0 +1,208 @@
+"""Batch plans: `load_plan` reads a YAML plan (`schemas/batch.schema.json`) and validates it whole before
+any work starts, every problem reported at once with its location (`jobs[3].dst`); each (job,
+destination) pair becomes a `Task` with its options resolved (paths relative to the plan file).
+`batch.py` runs the tasks."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .errors import InputError
+from .safety import read_yaml, short_repr
+
+PLAN_KEYS = ("version", "defaults", "jobs")
+OPTION_KEYS = ("atol", "rtol", "seed", "inputs", "arch", "keras_version", "emit_module", "emit_vectors",
+               "from", "to", "allow_nonfinite", "layer", "accept_windows_paths", "external_data")
+FLAG_OPTIONS = ("allow_nonfinite", "accept_windows_paths", "external_data")      # the CLI's --allow-nonfinite, ...
+JOB_KEYS = ("src", "dst", *OPTION_KEYS)
+PATH_OPTIONS = ("inputs", "emit_module", "emit_vectors")
+
+
+@dataclass
+class Task:
+    job: int                 # index in the plan's jobs
+    location: str            # "jobs[2].dst" or "jobs[2].dst[1]"
+    src: str                 # as written in the plan
+    dst: str
+    src_path: str            # resolved
+    dst_path: str
+    options: dict            # resolved paths
+
+
+@dataclass
+class Plan:
+    path: str
+    jobs: list
+    tasks: list[Task]
+
+    @property
+    def state_path(self) -> str:
+        d, name = os.path.split(os.path.abspath(self.path))
+        return os.path.join(d, f".{name}.rnnconvert-state.json")
+
+
+# ------------------------------------------------------------------------------------ validation
+
+def load_plan(path) -> Plan:
+    """Read and validate a plan; raise InputError listing every problem with its location."""
+    path = os.fspath(path)
+    raw = read_yaml(path, "plan")
+    problems: list[str] = []
+    tasks = _validate(raw, os.path.dirname(os.path.abspath(path)), problems)
+    if problems:
+        n = len(problems)
+        raise InputError(f"invalid plan, nothing was run; {n} problem{'s' if n > 1 else ''}: " + "; ".join(problems),
+                         path=path)
+    return Plan(path, raw["jobs"], tasks)
+
+
+def _type_problem(where, value, expected) -> str:
+    return f"{where}: expected {expected}, found {type(value).__name__} {short_repr(value)}"
+
+
+def _check_options(where: str, entry: dict, base: str, problems: list) -> None:
+    for key in ("atol", "rtol"):
+        if key in entry:
+            v = entry[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                problems.append(_type_problem(f"{where}.{key}", v, "a number >= 0"))
+    if "seed" in entry and (isinstance(entry["seed"], bool) or not isinstance(entry["seed"], int)):
+        problems.append(_type_problem(f"{where}.seed", entry["seed"], "an integer"))
+    for key in FLAG_OPTIONS:
+        if key in entry and not isinstance(entry[key], bool):
+            problems.append(_type_problem(f"{where}.{key}", entry[key], "true or false"))
+    if "layer" in entry and (not isinstance(entry["layer"], str) or not entry["layer"]):
+        problems.append(_type_problem(f"{where}.layer", entry["layer"], "a layer name (rnnconvert inspect lists them)"))
+    if "keras_version" in entry and entry["keras_version"] not in (2, 3):
+        problems.append(f"{where}.keras_version: expected 2 or 3, found {short_repr(entry['keras_version'])}")
+    for key in (*PATH_OPTIONS, "from", "to"):
+        if key in entry and not isinstance(entry[key], str):
+            problems.append(_type_problem(f"{where}.{key}", entry[key], "a string"))
+    if "arch" in entry and not isinstance(entry["arch"], (str, dict)):
+        problems.append(_type_problem(f"{where}.arch", entry["arch"], "a path or a mapping"))
+    for key in ("inputs",) + (("arch",) if isinstance(entry.get("arch"), str) else ()):
+        if isinstance(entry.get(key), str) and not os.path.isfile(os.path.join(base, entry[key])):
+            problems.append(f"{where}.{key}: no such file '{entry[key]}'")
+    for key in ("from", "to"):
+        if isinstance(entry.get(key), str):
+            from .formats import FORMATS
+            if entry[key] not in FORMATS:
+                problems.append(f"{where}.{key}: unknown format '{entry[key]}'; known: {', '.join(FORMATS)}")
+
+
+def _unknown_keys(where, entry: dict, known, problems) -> None:
+    for key in entry:
+        if key not in known:
+            problems.append(f"{where}: unknown key '{key}' (known: {', '.join(known)})")
+
+
+def _validate(raw, base: str, problems: list) -> list[Task]:
+    from . import formats
+    from .errors import RnnConvertError
+    if not isinstance(raw, dict):
+        problems.append(_type_problem("plan", raw, "a mapping with 'jobs'"))
+        return []
+    _unknown_keys("plan", raw, PLAN_KEYS, problems)
+    if raw.get("version", 1) != 1:
+        problems.append(f"version: expected 1, found {short_repr(raw['version'])}")
+    defaults = raw.get("defaults", {})
+    if not isinstance(defaults, dict):
+        problems.append(_type_problem("defaults", defaults, "a mapping"))
+        defaults = {}
+    _unknown_keys("defaults", defaults, OPTION_KEYS, problems)
+    _check_options("defaults", defaults, base, problems)
+    jobs = raw.get("jobs")
+    if not isinstance(jobs, list) or not jobs:
+        problems.append("jobs: expected a non-empty list of jobs" if jobs is None or jobs == []
+                        else _type_problem("jobs", jobs, "a non-empty list"))
+        return []
+    tasks, written = [], {}
+    for i, job in enumerate(jobs):
+        where = f"jobs[{i}]"
+        if not isinstance(job, dict):
+            problems.append(_type_problem(where, job, "a mapping with src and dst"))
+            continue
+        _unknown_keys(where, job, JOB_KEYS, problems)
+        _check_options(where, job, base, problems)
+        options = {**defaults, **job}
+        src = job.get("src")
+        src_path = None
+        if src is None:
+            problems.append(f"{where}.src: missing (the model file to convert)")
+        elif not isinstance(src, str):
+            problems.append(_type_problem(f"{where}.src", src, "a path"))
+        else:
+            src_path = os.path.join(base, src)
+            if not os.path.isfile(src_path):
+                problems.append(f"{where}.src: no such file '{src}'")
+            else:
+                try:
+                    formats.for_reading(src_path, options.get("from") if isinstance(options.get("from"), str) else None)
+                except RnnConvertError:
+                    problems.append(f"{where}.src: cannot tell the format of '{src}' (known: {', '.join(formats.FORMATS)}, "
+                                    "or name it with 'from')")
+        dst = job.get("dst")
+        if dst is None:
+            problems.append(f"{where}.dst: missing (one path or a list of paths to write)")
+            continue
+        dsts = [(f"{where}.dst", dst)] if isinstance(dst, str) else (
+            [(f"{where}.dst[{j}]", d) for j, d in enumerate(dst)] if isinstance(dst, list) and dst else None)
+        if dsts is None:
+            problems.append(_type_problem(f"{where}.dst", dst, "a path or a non-empty list of paths"))
+            continue
+        torch_dsts = onnx_dsts = 0
+        for loc, d in dsts:
+            if not isinstance(d, str):
+                problems.append(_type_problem(loc, d, "a path"))
+                continue
+            dst_path = os.path.normpath(os.path.join(base, d))
+            try:
+                fmt = formats.for_writing(dst_path, options.get("to") if isinstance(options.get("to"), str) else None)
+            except RnnConvertError:
+                suffixes = " ".join(x for f in formats.FORMATS.values() if f.writes for x in f.suffixes)
+                problems.append(f"{loc}: unknown output suffix '{os.path.splitext(d)[1] or 'none'}' "
+                                f"(rnnconvert writes {suffixes})")
+                continue
+            torch_dsts += fmt.name in ("torch", "safetensors")
+            onnx_dsts += fmt.name == "onnx"
+            if src_path and os.path.abspath(dst_path) == os.path.abspath(src_path):
+                problems.append(f"{loc}: '{d}' is the job's source")
+            elif dst_path in written:
+                problems.append(f"{loc}: '{d}' is also written by {written[dst_path]}")
+            written[dst_path] = loc
+            tasks.append(Task(i, loc, src if isinstance(src, str) else "", d, src_path or "", dst_path,
+                              _resolve(options, base, fmt.name, len(dsts) > 1, d)))
+        if "emit_module" in job and torch_dsts != 1:
+            problems.append(f"{where}.emit_module: goes with exactly one PyTorch destination "
+                            f"(.pt, .pth, .safetensors), the job has {torch_dsts}")
+        if job.get("external_data") and not onnx_dsts:
+            problems.append(f"{where}.external_data: goes with an ONNX destination (.onnx), the job has none")
+    return tasks
+
+
+def _resolve(options: dict, base: str, fmt: str, several: bool, dst: str) -> dict:
+    out = {k: v for k, v in options.items() if k in OPTION_KEYS}
+    for key in PATH_OPTIONS + ("arch",):
+        if isinstance(out.get(key), str):
+            out[key] = os.path.normpath(os.path.join(base, out[key]))
+    if "emit_vectors" in out and several:
+        out["emit_vectors"] = os.path.join(out["emit_vectors"], os.path.basename(dst))
+    if fmt != "keras":
+        out.pop("keras_version", None)
+    if fmt not in ("torch", "safetensors"):
+        out.pop("emit_module", None)
+    if fmt != "onnx":
+        out.pop("external_data", None)
+    return out
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        i, n = (int(p) for p in text.split("/"))
+        if not 1 <= i <= n:
+            raise ValueError
+    except ValueError:
+        raise InputError(f"--shard expects I/N with 1 <= I <= N, found '{text}'") from None
+    return i, n
