@@ -170,16 +170,6 @@ def render_report(report) -> str:
     return "\n".join(lines)
 
 
-def _refuse_existing_outputs(force: bool, emit_module=None, emit_vectors=None) -> None:
-    """--emit-module's file and --emit-vectors' files follow DST's rule, checked before any work: an
-    existing file is kept unless --force."""
-    if force or not (emit_module or emit_vectors):
-        return
-    from .atomic import refuse_existing
-    from .vectors import outputs
-    refuse_existing([emit_module] + (outputs(emit_vectors) if emit_vectors else []), force)
-
-
 def _write_report(report, path):
     if path and report is not None:
         with open(path, "w") as f:
@@ -229,7 +219,6 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
             allow_nonfinite, var_name, mapping_path, accept_windows_paths):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from .verification import convert as run
-    _refuse_existing_outputs(force, emit_module, emit_vectors)
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
                                        ("emit_test", emit_test), ("stateful", stateful),
                                        ("external_data", external_data)) if v}
@@ -268,11 +257,11 @@ def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path
     from .verification import verify as run
     if vectors_path is not None and (inputs_path or emit_vectors):
         raise InputError("--vectors checks the stored vectors only; it takes no --inputs or --emit-vectors")
-    _refuse_existing_outputs(force, emit_vectors=emit_vectors)
     try:
         report = run(a, b, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path), seed=seed,
                      read_options=_read_options(arch_path, accept_windows_paths=accept_windows_paths),
-                     vectors_path=vectors_path, emit_vectors=emit_vectors, allow_nonfinite=allow_nonfinite)
+                     vectors_path=vectors_path, emit_vectors=emit_vectors, allow_nonfinite=allow_nonfinite,
+                     force=force)
     except VerificationError as exc:
         _write_report(exc.report, report_path)
         raise

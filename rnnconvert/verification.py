@@ -252,11 +252,18 @@ def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None
     return suite, expected
 
 
-def _emit_vectors(directory, report, info, suite, expected, src_model, model):
+def _refuse_existing_outputs(force: bool, emit_module=None, emit_vectors=None) -> None:
+    """--emit-module's file and --emit-vectors' files follow DST's rule, checked before any work: an
+    existing file is kept unless `force`."""
+    from .atomic import refuse_existing
+    refuse_existing([emit_module] + (vectors.outputs(emit_vectors) if emit_vectors else []), force)
+
+
+def _emit_vectors(directory, report, info, suite, expected, src_model, model, force):
     """Vectors for the file `info` describes, in that model's own layout."""
     suite = [(label, _relayout(x, src_model, model)) for label, x in suite]
     expected = [_relayout(y, src_model, model) for y in expected]
-    path = vectors.emit(directory, info, suite, expected, report.tolerance, report.seed)
+    path = vectors.emit(directory, info, suite, expected, report.tolerance, report.seed, force=force)
     report.vectors = {"path": path, "role": "written"}
 
 
@@ -301,6 +308,7 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
                                    f"not {dst_fmt.name}", path=dst)
     if os.path.exists(dst) and not force:
         raise DestinationError("exists; pass --force to overwrite it", path=dst)
+    _refuse_existing_outputs(force, emit_module, emit_vectors)
     directory = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(directory):
         raise DestinationError(f"directory '{directory}' does not exist", path=dst)
@@ -382,10 +390,10 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
                 raise DestinationError(f"cannot install ({exc.strerror or exc})", path=dst) from None
         if emit_module and report.passed:
             from .formats.torch import write_module
-            write_module(model, emit_module, weights=os.path.basename(dst))
+            write_module(model, emit_module, weights=os.path.basename(dst), force=force)
             report.notes.append(f"wrote {emit_module}: a standalone PyTorch module that loads {dst}")
         if emit_vectors and verify and report.passed:
-            _emit_vectors(emit_vectors, report, report.destination, suite, expected, model, back or model)
+            _emit_vectors(emit_vectors, report, report.destination, suite, expected, model, back or model, force)
         if not report.passed:
             raise VerificationError(_failure_message(report, dst, keep_failed), report=report)
         return report
@@ -406,11 +414,12 @@ def _read_source(src, src_fmt, read_options: dict, layer: str | None) -> Model:
 
 def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
            inputs: np.ndarray | None = None, seed: int = 0, read_options: dict | None = None,
-           vectors_path=None, emit_vectors=None, allow_nonfinite: bool = False) -> Report:
+           vectors_path=None, emit_vectors=None, allow_nonfinite: bool = False, force: bool = False) -> Report:
     """Compare two model files of any supported formats; raises VerificationError when they differ.
 
     With `vectors_path` (and no `b`): check `a` against golden vectors written by `emit_vectors`.
-    With `emit_vectors`: write vectors of `b` (expected: the reference pass of `a`) after a pass.
+    With `emit_vectors`: write vectors of `b` (expected: the reference pass of `a`) after a pass;
+    vectors already there are kept (DestinationError) unless `force`.
     """
     if vectors_path is not None:
         if b is not None:
@@ -419,6 +428,7 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
                               allow_nonfinite=allow_nonfinite)
     if b is None:
         raise InputError("verify needs two model files A B, or one file and --vectors DIR")
+    _refuse_existing_outputs(force, emit_vectors=emit_vectors)
     a, b = os.fspath(a), os.fspath(b)
     ma, mb = read(a, **(read_options or {})), read(b, **(read_options or {}))
     if not allow_nonfinite:
@@ -434,7 +444,7 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
     if not report.passed:
         raise VerificationError(_failure_message(report, b, True), report=report)
     if emit_vectors:
-        _emit_vectors(emit_vectors, report, report.destination, suite, expected, ma, mb)
+        _emit_vectors(emit_vectors, report, report.destination, suite, expected, ma, mb, force)
     return report
 
 
