@@ -24,6 +24,7 @@ import numpy as np
 
 from . import formats, runtimes, vectors
 from .api import read
+from .atomic import refuse_existing
 from .diagnose import classify, localize
 from .errors import DestinationError, InputError, RnnConvertError, UnsupportedError, VerificationError
 from .model import Model
@@ -255,7 +256,6 @@ def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None
 def _refuse_existing_outputs(force: bool, emit_module=None, emit_vectors=None) -> None:
     """--emit-module's file and --emit-vectors' files follow DST's rule, checked before any work: an
     existing file is kept unless `force`."""
-    from .atomic import refuse_existing
     refuse_existing([emit_module] + (vectors.outputs(emit_vectors) if emit_vectors else []), force)
 
 

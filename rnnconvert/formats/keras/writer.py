@@ -24,6 +24,7 @@ import numpy as np
 
 from ...errors import InputError, UnsupportedError
 from ...model import Model
+from ...safety import one_line
 from ...states import refuse_state_io
 from .container import ZIP_CONFIG, ZIP_METADATA, ZIP_WEIGHTS
 from .graph import snake_case
@@ -324,7 +325,8 @@ def _atomic(path: str, write_to) -> None:
         write_to(tmp)
         os.replace(tmp, path)
     except OSError as exc:
-        raise InputError(f"cannot write the Keras file ({exc})", path=path) from None
+        why = os.strerror(exc.errno) if exc.errno else one_line(exc)   # h5py's text names our temporary
+        raise InputError(f"cannot write the Keras file ({why})", path=path) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
