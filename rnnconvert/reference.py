@@ -160,7 +160,7 @@ def _recurrent(layer: Recurrent, X: np.ndarray, dtype) -> tuple[np.ndarray, list
     for direction, w in zip(layer.direction_names(), layer.weights):
         reverse = direction == "reverse"
         Y, state = step(layer, w, X, reverse, acts, dtype)
-        outputs.append(_pick(layer, Y.transpose(0, 2, 1), reverse))
+        outputs.append(_pick(layer, Y, reverse))
         states.append(state)
     return _merge(layer, outputs), states
 
