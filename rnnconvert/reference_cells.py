@@ -199,11 +199,18 @@ def _batch_chunks(B: int, weights_per_column: int) -> list[slice]:
 def _run_chunks(loop, chunks: list[slice]) -> tuple[np.ndarray, ...]:
     """loop(columns) -> (Y [T, b, S], final states [S, b]...) for each chunk, joined over the batch."""
     if len(chunks) == 1:
-        return loop(chunks[0])
+        return _quiet(loop, chunks[0])
     with blas.single_threaded(), ThreadPoolExecutor(len(chunks)) as pool:
-        results = [r.result() for r in [pool.submit(loop, cols) for cols in chunks]]
+        results = [r.result() for r in [pool.submit(_quiet, loop, cols) for cols in chunks]]
     Y = np.concatenate([r[0] for r in results], axis=1)
     return (Y, *(np.concatenate(parts, axis=1) for parts in list(zip(*results))[1:]))
+
+
+def _quiet(loop, cols):
+    """The activations run under np.errstate(over="ignore") (see reference.py), set in the thread
+    that runs the time loop (numpy's error state is per thread)."""
+    with np.errstate(over="ignore"):
+        return loop(cols)
 
 
 def _input_projection(X: np.ndarray, W: np.ndarray, bias: np.ndarray, cols: slice) -> np.ndarray:
