@@ -9,7 +9,8 @@ units] in memory): the next step's matmul R*Ht runs about 15% faster on that ord
 
 The batch columns of a recurrence are independent, so a large batch runs as a few column chunks,
 one per BLAS thread, each on its own Python thread with single-threaded BLAS calls (numpy releases
-the GIL in matmul and in the ufunc loops).  A chunk computes exactly what the whole batch would.
+the GIL in matmul and in the ufunc loops).  A chunk computes what the whole batch would up to the
+matmul's summation order (with OpenBLAS: float64 identical, float32 within 2e-6 at hidden 512).
 """
 from __future__ import annotations
 

@@ -119,18 +119,35 @@ def test_batch_in_chunks_matches_onnxruntime(chunked, cell):
     assert chunked and all(c == [(0, 4), (4, 8), (8, 13)] for c in chunked)
 
 
-def test_blas_threads_are_restored_after_a_chunked_run(torch):
-    before = blas.threads()
-    if before is None:
+def test_blas_threads_are_restored_after_a_chunked_run(monkeypatch):
+    """With OpenBLAS on 2 threads, a large enough batch runs as 2 chunks with BLAS on 1 thread,
+    and the 2 threads are back afterwards."""
+    functions = blas._functions()
+    if functions is None:
         pytest.skip("numpy's BLAS is not OpenBLAS here")
-    module = torch_module(torch, "lstm")
-    layer, = torch_layers(module, "lstm")
+    get, set_ = functions
+    H, F, batch = 256, 8, 16                       # 4*H*H*batch multiply-adds per step >= MIN_WORK
+    assert 4 * H * H * batch >= reference_cells.MIN_WORK
+    rng = np.random.default_rng(0)
+    w = DirectionWeights(W=rng.standard_normal((4 * H, F)) * 0.1, R=rng.standard_normal((4 * H, H)) * 0.05,
+                         Wb=np.zeros(4 * H), Rb=np.zeros(4 * H))
+    model = Model([Recurrent("lstm", "lstm", H, "forward", [w], [SIGMOID, TANH, TANH])],
+                  InputSpec(features=F, layout="batch_time_feature"))
     seen = []
-    with blas.single_threaded():
-        seen.append(blas.threads())
-        forward(stack(layer), sequence(3))
-        seen.append(blas.threads())
-    assert seen == [1, 1] and blas.threads() == before
+    loop_threads = reference_cells._run_chunks
+
+    def spy(loop, chunks):
+        seen.append(len(chunks))
+        return loop_threads(lambda cols: (seen.append(blas.threads()), loop(cols))[1], chunks)
+    monkeypatch.setattr(reference_cells, "_run_chunks", spy)
+    before = get()
+    set_(2)
+    try:
+        forward(model, rng.standard_normal((batch, 3, F)))
+        after = get()
+    finally:
+        set_(before)
+    assert seen == [2, 1, 1] and after == 2
 
 
 # --------------------------------------------------------------------------------------- memory
