@@ -40,10 +40,12 @@ elu x if x > 0 else alpha*(exp(x)-1), selu beta*elu_alpha(x), leaky_relu x if x 
 thresholded_relu x if x > alpha else 0, affine alpha*x+beta, scaled_tanh alpha*tanh(beta*x),
 relu6 min(max(x, 0), 6), softsign x/(1+|x|), softplus log(1+exp(x)), swish x*sigmoid(x),
 gelu x*(1+erf(x/sqrt(2)))/2 (the exact form), softmax and log_softmax over the last axis.
+
+The cells' time loops, and how a large batch runs on several threads, are in `reference_cells.py`.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import numpy as np
 from scipy.special import erf, expit
@@ -51,18 +53,13 @@ from scipy.special import erf, expit
 from . import gates
 from .errors import InputError, UnsupportedError
 from . import reference_layers
+from .reference_cells import State, _gru, _lstm, _rnn
 from .model import (
     ACTIVATIONS, CELLS, DIRECTIONS, MERGE_MODES, OUTPUTS, TIME_ORDERS, Activation, ActivationLayer,
     Dense, Dropout, Embedding, Layer, Model, Recurrent, recurrent_problems,
 )
 
 LAYOUTS = ("batch_time_feature", "time_batch_feature")
-
-
-class State(NamedTuple):
-    """One direction's state after the whole sequence: h [batch, S], c [batch, H] (LSTM only)."""
-    h: np.ndarray
-    c: np.ndarray | None = None
 
 
 def forward(model: Model, x: np.ndarray, dtype=np.float64, *, layout: str | None = None) -> np.ndarray:
@@ -121,7 +118,8 @@ def activate(activation: Activation, x: np.ndarray, layer: str | None = None) ->
     fn, _ = _compile(activation, layer)
     x = np.asarray(x)
     out = np.empty_like(x)
-    fn(x, out)
+    with np.errstate(over="ignore"):
+        fn(x, out)
     return out
 
 
@@ -153,7 +151,8 @@ def _dense(layer: Dense, X: np.ndarray, dtype) -> np.ndarray:
     if layer.bias is not None:
         Y += np.asarray(layer.bias, dtype=dtype)
     fn, _ = _compile(layer.activation, layer.name)
-    fn(Y, Y)
+    with np.errstate(over="ignore"):
+        fn(Y, Y)
     return Y
 
 
@@ -165,7 +164,7 @@ def _recurrent(layer: Recurrent, X: np.ndarray, dtype) -> tuple[np.ndarray, list
     for direction, w in zip(layer.direction_names(), layer.weights):
         reverse = direction == "reverse"
         Y, state = step(layer, w, X, reverse, acts, dtype)
-        outputs.append(_pick(layer, Y.transpose(0, 2, 1), reverse))
+        outputs.append(_pick(layer, Y, reverse))
         states.append(state)
     return _merge(layer, outputs), states
 
@@ -224,159 +223,6 @@ def _check_recurrent(layer: Recurrent, X: np.ndarray) -> None:
         raise InputError("; ".join(problems), layer=layer.name)
 
 
-# ------------------------------------------------------------------------------------------ cells
-# Each cell runs one direction over a time-major X [T, B, F] and returns (Y [T, S, B], State),
-# Y[t] the state after input t.  Inside the time loop tensors are [units, batch], so that every
-# gate block is a contiguous range of rows.  The input projections of all steps are one matmul
-# before the loop, which then works in preallocated buffers.
-
-def _lstm(layer, w, X, reverse, acts, dtype):
-    T, B, _ = X.shape
-    H = layer.hidden
-    f, g, h_act = (_on_blocks(fn, elementwise, H) for fn, elementwise in acts)
-    # Gate rows reordered once to i, f, o, g so that f applies to one contiguous block.
-    W_ifog = _cast(gates.permute(w.W, "lstm", "ifgo", "ifog"), dtype)
-    R_ifog = _cast(gates.permute(w.R, "lstm", "ifgo", "ifog"), dtype)
-    b_ifog = gates.permute(_cast(w.Wb, dtype) + _cast(w.Rb, dtype), "lstm", "ifgo", "ifog")
-    P = None if w.proj is None else _cast(w.proj, dtype)
-    S = H if P is None else P.shape[0]
-    XW = _input_projection(X, W_ifog, b_ifog)
-    h = _initial(w.h0, S, B, dtype)
-    c = _initial(w.c0, H, B, dtype)
-    Y = np.empty((T, S, B), dtype)
-    G = np.empty((4 * H, B), dtype)
-    i_f_o, i, f_gate, o, g_gate = G[:3 * H], G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
-    ig = np.empty((H, B), dtype)
-    clip = layer.clip
-    for t in _steps(T, reverse):
-        np.matmul(R_ifog, h, out=G)
-        G += XW[:, t]
-        if clip is not None:
-            np.clip(G, -clip, clip, out=G)
-        f(i_f_o, i_f_o)
-        g(g_gate, g_gate)
-        c *= f_gate
-        np.multiply(i, g_gate, out=ig)
-        c += ig
-        h_act(c, ig)                      # ig now holds h(Ct)
-        if P is None:
-            np.multiply(o, ig, out=Y[t])
-        else:
-            ig *= o
-            np.matmul(P, ig, out=Y[t])
-        h = Y[t]
-    return Y, State(h.T.copy(), c.T.copy())
-
-
-def _gru(layer, w, X, reverse, acts, dtype):
-    T, B, _ = X.shape
-    H = layer.hidden
-    f, g = (_on_blocks(fn, elementwise, H) for fn, elementwise in acts)
-    W, R = _cast(w.W, dtype), _cast(w.R, dtype)
-    Wb, Rb = _cast(w.Wb, dtype), _cast(w.Rb, dtype)
-    h = _initial(w.h0, H, B, dtype)
-    Y = np.empty((T, H, B), dtype)
-    tmp = np.empty((H, B), dtype)
-    clip = layer.clip
-    if layer.reset_after:
-        # Rbn stays inside r * (...); the r and z recurrent biases join the input projection.
-        Rb_n = Rb[2 * H:, None].copy()
-        bias = Wb.copy()
-        bias[:2 * H] += Rb[:2 * H]
-        XW = _input_projection(X, W, bias)
-        G = np.empty((3 * H, B), dtype)
-        r_z, r, z, n = G[:2 * H], G[:H], G[H:2 * H], G[2 * H:]
-        for t in _steps(T, reverse):
-            np.matmul(R, h, out=G)
-            r_z += XW[:2 * H, t]
-            if clip is not None:
-                np.clip(r_z, -clip, clip, out=r_z)
-            f(r_z, r_z)
-            n += Rb_n
-            n *= r
-            n += XW[2 * H:, t]
-            if clip is not None:
-                np.clip(n, -clip, clip, out=n)
-            g(n, n)
-            _gru_update(h, n, z, tmp, Y[t])
-            h = Y[t]
-    else:
-        XW = _input_projection(X, W, Wb + Rb)
-        R_rz, R_n = np.ascontiguousarray(R[:2 * H]), np.ascontiguousarray(R[2 * H:])
-        r_z, n = np.empty((2 * H, B), dtype), np.empty((H, B), dtype)
-        r, z = r_z[:H], r_z[H:]
-        for t in _steps(T, reverse):
-            np.matmul(R_rz, h, out=r_z)
-            r_z += XW[:2 * H, t]
-            if clip is not None:
-                np.clip(r_z, -clip, clip, out=r_z)
-            f(r_z, r_z)
-            np.multiply(r, h, out=tmp)
-            np.matmul(R_n, tmp, out=n)
-            n += XW[2 * H:, t]
-            if clip is not None:
-                np.clip(n, -clip, clip, out=n)
-            g(n, n)
-            _gru_update(h, n, z, tmp, Y[t])
-            h = Y[t]
-    return Y, State(h.T.copy())
-
-
-def _gru_update(h, n, z, tmp, out):
-    """out = (1 - z) * n + z * h, computed as n + z * (h - n)."""
-    np.subtract(h, n, out=tmp)
-    tmp *= z
-    np.add(n, tmp, out=out)
-
-
-def _rnn(layer, w, X, reverse, acts, dtype):
-    T, B, _ = X.shape
-    H = layer.hidden
-    (f,) = (_on_blocks(fn, elementwise, H) for fn, elementwise in acts)
-    XW = _input_projection(X, _cast(w.W, dtype), _cast(w.Wb, dtype) + _cast(w.Rb, dtype))
-    R = _cast(w.R, dtype)
-    h = _initial(w.h0, H, B, dtype)
-    Y = np.empty((T, H, B), dtype)
-    clip = layer.clip
-    for t in _steps(T, reverse):
-        y = Y[t]
-        np.matmul(R, h, out=y)
-        y += XW[:, t]
-        if clip is not None:
-            np.clip(y, -clip, clip, out=y)
-        f(y, y)
-        h = y
-    return Y, State(h.T.copy())
-
-
-def _steps(T: int, reverse: bool) -> range:
-    return range(T - 1, -1, -1) if reverse else range(T)
-
-
-def _input_projection(X: np.ndarray, W: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """W*(Xt^T) + bias for every step in one matmul: [T, B, F] -> [gates*H, T, B].
-
-    Returned as a view of a [T, gates*H, B] array, so that each step's XW[:, t] the time loop adds
-    is one contiguous block (a strided block costs more than the transposing copy made here once).
-    """
-    T, B, F = X.shape
-    XW = X.reshape(T * B, F) @ W.T
-    XW += bias
-    return np.ascontiguousarray(XW.reshape(T, B, -1).transpose(0, 2, 1)).transpose(1, 0, 2)
-
-
-def _initial(v: np.ndarray | None, size: int, batch: int, dtype) -> np.ndarray:
-    """A fresh [size, batch] state buffer from h0/c0 ([size] or [batch, size]) or zeros."""
-    out = np.zeros((size, batch), dtype)
-    if v is not None:
-        out[...] = v.T if v.ndim == 2 else v[:, None]
-    return out
-
-
-def _cast(a: np.ndarray, dtype) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=dtype)
-
-
 def _float_dtype(dtype) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
@@ -397,21 +243,11 @@ def _time_major(x, layout: str, dtype) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------ activations
 # `_compile` turns an Activation into fn(x, out) writing act(x) to `out` (which may be `x`), plus
-# whether it is elementwise; softmax and log_softmax work over the last axis.
+# whether it is elementwise; softmax and log_softmax work over the last axis.  fn runs under
+# np.errstate(over="ignore") (set once per call or per time loop): an exp that overflows to inf
+# gives sigmoid and tanh their exact limits.
 
 Fn = Callable[[np.ndarray, np.ndarray], None]
-
-
-def _on_blocks(fn: Fn, elementwise: bool, hidden: int) -> Fn:
-    """fn for a cell's [gates*hidden, batch] tensors: an axis-wise activation (softmax) runs over
-    the units of each gate block on its own."""
-    if elementwise:
-        return fn
-
-    def apply(x, out):
-        for k in range(0, x.shape[0], hidden):
-            fn(x[k:k + hidden].T, out[k:k + hidden].T)
-    return apply
 
 
 def _compile(activation: Activation, layer: str | None) -> tuple[Fn, bool]:
@@ -434,13 +270,23 @@ def _linear(x, out):
 
 
 def _sigmoid(x, out):
-    """1/(1 + exp(-x)) with x floored at -80, where exp(-x) would overflow float32 and the result
-    is below 2e-35 anyway: no overflow, no cancellation, and faster than scipy's expit."""
-    np.maximum(x, -80.0, out=out)
-    np.negative(out, out=out)
+    """1/(1 + exp(-x)): exp overflows to inf below x = -88 (float32) and gives the limit 0 exactly;
+    within an ulp of scipy's expit, and faster (the time loops call it every step)."""
+    np.negative(x, out=out)
     np.exp(out, out=out)
     out += 1
     np.reciprocal(out, out=out)
+
+
+def _tanh(x, out):
+    """2/(1 + exp(-2x)) - 1 (exp overflowing to inf gives -1 exactly): absolute error a few ulp of 1
+    (about 2e-7 in float32, 4e-16 in float64; tiny inputs lose their relative accuracy), and half
+    the time of np.tanh."""
+    np.multiply(x, -2.0, out=out)
+    np.exp(out, out=out)
+    out += 1
+    np.divide(2.0, out, out=out)
+    out -= 1
 
 
 def _softsign(x, out):
@@ -527,7 +373,7 @@ def _scaled_tanh(alpha, beta):
 _ACTIVATIONS: dict[str, Callable[..., Fn]] = {
     "linear": lambda: _linear,
     "sigmoid": lambda: _sigmoid,
-    "tanh": lambda: lambda x, out: np.tanh(x, out=out),
+    "tanh": lambda: _tanh,
     "relu": lambda: lambda x, out: np.maximum(x, 0, out=out),
     "softsign": lambda: _softsign,
     "softplus": lambda: lambda x, out: np.logaddexp(0, x, out=out),

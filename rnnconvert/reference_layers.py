@@ -213,22 +213,22 @@ def masked_recurrent(layer: Recurrent, X: np.ndarray, mask: np.ndarray, dtype):
 
     Each step is the unmasked cell of `reference.py` run for one step from the carried state.
     """
-    from . import reference as R
+    from . import reference as R, reference_cells as C
     R._check_recurrent(layer, X)
     if mask.shape != X.shape[:2]:
         raise InputError(f"mask of shape {mask.shape} for a sequence of shape {X.shape[:2]}", layer=layer.name)
     acts = [R._compile(a, layer.name) for a in layer.activations]
-    step = {"lstm": R._lstm, "gru": R._gru, "rnn": R._rnn}[layer.cell]
+    step = {"lstm": C._lstm, "gru": C._gru, "rnn": C._rnn}[layer.cell]
     T, B, _ = X.shape
     outputs, states = [], []
     for direction, w in zip(layer.direction_names(), layer.weights):
         reverse = direction == "reverse"
         S = w.proj.shape[0] if w.proj is not None else layer.hidden
-        h = R._initial(w.h0, S, B, dtype).T.copy()
-        c = R._initial(w.c0, layer.hidden, B, dtype).T.copy() if layer.cell == "lstm" else None
+        h = C._initial(w.h0, S, slice(None), B, dtype).T.copy()
+        c = C._initial(w.c0, layer.hidden, slice(None), B, dtype).T.copy() if layer.cell == "lstm" else None
         out = np.zeros((B, S), dtype)
         Y = np.empty((T, B, S), dtype)
-        for t in R._steps(T, reverse):
+        for t in C._steps(T, reverse):
             _, new = step(layer, dataclasses.replace(w, h0=h, c0=c), X[t:t + 1], False, acts, dtype)
             m = mask[t][:, None]
             h = np.where(m, new.h, h)
