@@ -215,12 +215,20 @@ def _quiet(loop, cols):
         return loop(cols)
 
 
+# Input weights of at least this many bytes (past the caches) are projected in one flat matmul.
+LARGE_PROJECTION = 4 << 20
+
+
 def _input_projection(X: np.ndarray, W: np.ndarray, bias: np.ndarray, cols: slice) -> np.ndarray:
     """W*(Xt^T) + bias for every step t and the batch columns `cols` in one matmul: [T, B, F] ->
     [T, gates*H, b], so that each step's XW[t] is one contiguous block in the loop's layout (adding a
     strided block every step costs more than the batched matmul saves over one flat one)."""
-    Xc = np.ascontiguousarray(X[:, cols].transpose(0, 2, 1))
-    XW = np.matmul(W, Xc)
+    if W.nbytes >= LARGE_PROJECTION:   # the batched matmul reads W once per step: one flat matmul instead
+        T, _, F = X.shape
+        Xf = X[:, cols].reshape(-1, F)                                   # [T*b, F]
+        XW = np.ascontiguousarray((Xf @ W.T).reshape(T, -1, W.shape[0]).transpose(0, 2, 1))
+    else:
+        XW = np.matmul(W, np.ascontiguousarray(X[:, cols].transpose(0, 2, 1)))
     XW += bias[:, None]
     return XW
 

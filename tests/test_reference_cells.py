@@ -173,3 +173,23 @@ def test_float64_weights_are_cast_one_direction_at_a_time():
     finally:
         tracemalloc.stop()
     assert peak < 1.6 * one_direction, f"peak {peak / 1e6:.1f} MB, one direction {one_direction / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_large_input_weights_projected_in_one_flat_matmul_match_torch(torch, monkeypatch, cell):
+    """Input weights past LARGE_PROJECTION (a 100M-parameter model's) take the flat matmul: lowered to 0
+    here, a small bidirectional stack over several steps and a batch of 3 must still match PyTorch."""
+    monkeypatch.setattr(reference_cells, "LARGE_PROJECTION", 0)
+    flat = []
+    project = reference_cells._input_projection
+
+    def spy(X, W, bias, cols):
+        flat.append(W.nbytes >= reference_cells.LARGE_PROJECTION)
+        return project(X, W, bias, cols)
+    monkeypatch.setattr(reference_cells, "_input_projection", spy)
+    module = torch_module(torch, cell, bidirectional=True, num_layers=2).double()
+    h0, c0 = (None if s is None else s.astype(np.float64) for s in torch_states(torch, module, 3))
+    x = sequence(9, batch=3).astype(np.float64)
+    y, _, _ = torch_run(torch, module, x, h0, c0)
+    assert_close(forward(stack(*torch_layers(module, cell, "sequence", h0, c0)), x), y, atol=1e-12, rtol=1e-10)
+    assert flat and all(flat)
