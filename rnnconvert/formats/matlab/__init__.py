@@ -15,10 +15,10 @@ OutputMode 'last' of a BiLSTM takes the backward direction after one step.
 from __future__ import annotations
 
 from .reader import read
-from .runtime import run
+from .runtime import run, runner
 from .writer import write
 
-__all__ = ["sniff", "read", "write", "run"]
+__all__ = ["sniff", "read", "write", "run", "runner"]
 # Octave runs a written file from the file itself: verification may pass it a model whose weights
 # were released (verification_large.py).
 RUNTIME_FROM_FILE = True

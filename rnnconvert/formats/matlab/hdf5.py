@@ -34,6 +34,8 @@ def _fields_attr(names):
 
 def _put(f, parent, name, value, refs):
     import h5py
+    if callable(value):          # an array made as it is written (writer.from_canonical(lazy=True))
+        value = value()
     if isinstance(value, dict):
         g = parent.create_group(name)
         g.attrs["MATLAB_class"] = np.bytes_("struct")
@@ -77,15 +79,15 @@ def write_v73(path, variables: dict) -> None:
         fh.write(_header())
 
 
-def v73_to_v7(src: str, dst: str) -> None:
-    """Rewrite a v7.3 `layers` file as v7 (what Octave loads)."""
+def v73_to_v7(src: str, dst: str, compress: bool = False) -> None:
+    """Rewrite a v7.3 `layers` file as v7 (what Octave loads); uncompressed unless `compress`."""
     import scipy.io
     from . import mcos
     variables = mcos.load(src)
     out = {}
     for name, value in variables.items():
         out[name] = _to_scipy(value)
-    scipy.io.savemat(dst, out, do_compression=True, oned_as="column")
+    scipy.io.savemat(dst, out, do_compression=compress, oned_as="column")
 
 
 def _to_scipy(v):

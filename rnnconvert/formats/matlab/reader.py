@@ -50,7 +50,8 @@ def read(path, var: str | None = None, mapping=None, arch=None, **_options) -> M
         from .bare import read_bare
         return read_bare(path, variables, mapping)
     name, layers = _network_variable(variables, path, var)
-    return build(layers, path, name)
+    del variables
+    return build(layers, path, name, release=True)
 
 
 # ------------------------------------------------------------------------------ finding the network
@@ -188,12 +189,18 @@ def _text(v, default=""):
     return default
 
 
-def build(layers: list, path: str, var: str) -> Model:
+def build(layers: list, path: str, var: str, release: bool = False) -> Model:
+    """The canonical model of a list of layer objects or structs.  `release`: the list is the caller's
+    to give away: each entry is dropped once converted, so the weights are not held twice."""
     problems, out, notes, ignored = [], [], [], []
     features, norm = 0, None
     untrained, damaged = [], []
-    for k, layer in enumerate(layers):
+    for k in range(len(layers)):
+        layer = layers[k]
+        if release:
+            layers[k] = None
         cls, p = fields(layer)
+        del layer
         name = _text(p.get("Name"), f"layer{k}") or f"layer{k}"
         where = f"layers({k + 1}) '{name}' ({cls})"
         try:

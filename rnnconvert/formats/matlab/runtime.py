@@ -1,13 +1,15 @@
 """Octave on a written .mat: matlab/rnnconvert_predict.m implements MATLAB's documented layer
 equations over the time loop (independently of rnnconvert's reference pass) and runs on the file.
 Token ids [batch, time] are fed as MATLAB word indices (id + 1) [batch, time, 1].
-v7.3 files are rewritten as v7 for Octave first (Octave does not read MATLAB's HDF5 layout)."""
+v7.3 files are rewritten as v7 for Octave first (Octave does not read MATLAB's HDF5 layout), once for
+all the inputs of a verification (`runner`)."""
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
 import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -18,34 +20,55 @@ SCRIPTS = Path(__file__).resolve().parents[3] / "matlab"
 
 
 def run(path, x, model) -> np.ndarray:
+    return runner(path, model)(x)
+
+
+def runner(path, model):
+    """x -> Octave's output; a v7.3 file is rewritten as v7 once for every input (uncompressed: it is
+    read once and deleted), in a folder removed with the runner."""
     octave = shutil.which("octave-cli") or shutil.which("octave")
     if octave is None:
         raise RuntimeUnavailable("octave is not installed (apt-get install octave)")
     if not (SCRIPTS / "rnnconvert_predict.m").is_file():
         raise RuntimeUnavailable(f"matlab/rnnconvert_predict.m not found next to the package ({SCRIPTS})")
+    from . import mcos
+    tmp = tempfile.mkdtemp(prefix="rnnconvert_octave_")
+    src = str(path)
+    try:
+        if mcos.is_v73(src):
+            from .hdf5 import v73_to_v7
+            src = os.path.join(tmp, "net_v7.mat")
+            v73_to_v7(str(path), src)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    def run_one(x) -> np.ndarray:
+        return _predict(octave, src, tmp, x, model)
+    weakref.finalize(run_one, shutil.rmtree, tmp, True)
+    return run_one
+
+
+def _predict(octave, src, tmp, x, model) -> np.ndarray:
     import scipy.io
     x = np.asarray(x, dtype=np.float64)
     if model is not None and model.input.layout == "time_batch_feature":
         x = np.swapaxes(x, 0, 1)
     if model is not None and model.layers and model.layers[0].kind == "embedding":
         x = (x if x.ndim == 3 else x[..., None]) + 1.0      # MATLAB word indices are token ids + 1
-    with tempfile.TemporaryDirectory(prefix="rnnconvert_octave_") as tmp:
-        src = str(path)
-        from . import mcos
-        if mcos.is_v73(src):
-            from .hdf5 import v73_to_v7
-            src = os.path.join(tmp, "net_v7.mat")
-            v73_to_v7(str(path), src)
-        xin, yout = os.path.join(tmp, "x.mat"), os.path.join(tmp, "y.mat")
-        scipy.io.savemat(xin, {"X": x})
-        code = (f"addpath('{SCRIPTS}'); S = load('{src}'); I = load('{xin}'); "
-                f"[Y, seq] = rnnconvert_predict(S.layers, I.X); save('-v7', '{yout}', 'Y', 'seq');")
-        proc = subprocess.run([octave, "--no-gui", "--quiet", "--norc", "--eval", code],
-                              capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0 or not os.path.exists(yout):
-            raise RuntimeError(f"octave failed on {path}: {proc.stderr.strip()[-2000:]}")
-        out = scipy.io.loadmat(yout)
-        y, sequence = out["Y"], bool(out["seq"].reshape(-1)[0])
+    xin, yout = os.path.join(tmp, "x.mat"), os.path.join(tmp, "y.mat")
+    for f in (xin, yout):
+        if os.path.exists(f):
+            os.remove(f)
+    scipy.io.savemat(xin, {"X": x})
+    code = (f"addpath('{SCRIPTS}'); S = load('{src}'); I = load('{xin}'); "
+            f"[Y, seq] = rnnconvert_predict(S.layers, I.X); save('-v7', '{yout}', 'Y', 'seq');")
+    proc = subprocess.run([octave, "--no-gui", "--quiet", "--norc", "--eval", code],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0 or not os.path.exists(yout):
+        raise RuntimeError(f"octave failed on {src}: {proc.stderr.strip()[-2000:]}")
+    out = scipy.io.loadmat(yout)
+    y, sequence = out["Y"], bool(out["seq"].reshape(-1)[0])
     if sequence and y.ndim == 2:
         y = y[:, :, None]              # MATLAB drops a trailing singleton dimension
     if y.ndim == 3 and model is not None and model.input.layout == "time_batch_feature":

@@ -24,11 +24,12 @@ ACT_CLASSES = {"relu": "ReLULayer", "tanh": "TanhLayer", "sigmoid": "SigmoidLaye
 
 def write(model: Model, path, version: str = "7", **_options) -> list[str]:
     refuse_state_io(model, "MATLAB", path)
+    v73 = str(version) in ("7.3", "v7.3", "73")
     try:
-        layers, notes = from_canonical(model)
+        layers, notes = from_canonical(model, lazy=v73)
     except UnsupportedError as e:
         raise UnsupportedError(e.message, path=str(path)) from None
-    if str(version) in ("7.3", "v7.3", "73"):
+    if v73:
         from .hdf5 import write_v73
         write_v73(path, {"layers": layers})
     elif str(version) in ("7", "v7", "5", "v5"):
@@ -55,8 +56,10 @@ def _gate_name(act, where) -> str:
     return GATE_NAMES[key]
 
 
-def from_canonical(model: Model) -> tuple[list[dict], list[str]]:
-    """The list of layer structs (dicts) and notes on what changed in form; raises on what MATLAB lacks."""
+def from_canonical(model: Model, lazy: bool = False) -> tuple[list[dict], list[str]]:
+    """The list of layer structs (dicts) and notes on what changed in form; raises on what MATLAB lacks.
+    `lazy`: a recurrent layer's InputWeights and RecurrentWeights are functions making the array, called
+    by the v7.3 writer as it writes each (so the weights are not held twice)."""
     problems, notes = [], []
     ids = bool(model.layers) and isinstance(model.layers[0], Embedding)
     layers = [{"Name": "input", "Class": PKG + "SequenceInputLayer",
@@ -67,7 +70,7 @@ def from_canonical(model: Model) -> tuple[list[dict], list[str]]:
         where = f"layers[{k}] '{layer.name}'"
         try:
             if isinstance(layer, Recurrent):
-                layers.append(_recurrent(layer, where, notes))
+                layers.append(_recurrent(layer, where, notes, lazy))
             elif isinstance(layer, Dense):
                 bias = layer.bias if layer.bias is not None else np.zeros(layer.kernel.shape[1], layer.kernel.dtype)
                 layers.append({"Name": layer.name, "Class": PKG + "FullyConnectedLayer",
@@ -103,7 +106,7 @@ def _activation(act, name, where) -> dict:
     return {"Name": name, "Class": PKG + ACT_CLASSES[act.name]}
 
 
-def _recurrent(layer: Recurrent, where: str, notes: list) -> dict:
+def _recurrent(layer: Recurrent, where: str, notes: list, lazy: bool = False) -> dict:
     if layer.cell == "rnn":
         raise UnsupportedError(f"{where}: MATLAB has no built-in simple RNN layer")
     if layer.clip is not None:
@@ -136,12 +139,15 @@ def _recurrent(layer: Recurrent, where: str, notes: list) -> dict:
             if v is not None and v.ndim == 2:
                 raise UnsupportedError(f"{where}: {a} differs per batch row; MATLAB keeps one state vector")
     H = layer.hidden
-    W = np.concatenate([w.W for w in layer.weights])
-    R = np.concatenate([w.R for w in layer.weights])
+    def W():
+        return np.concatenate([w.W for w in layer.weights])
+
+    def R():
+        return np.concatenate([w.R for w in layer.weights])
     d = {"Name": layer.name, "NumHiddenUnits": float(H), "InputSize": float(layer.input_size),
          "OutputMode": "sequence" if layer.output == "sequence" else "last",
          "StateActivationFunction": next(iter(states)), "GateActivationFunction": gate,
-         "InputWeights": W, "RecurrentWeights": R}
+         "InputWeights": W if lazy else W(), "RecurrentWeights": R if lazy else R()}
     if layer.cell == "lstm":
         d["Class"] = PKG + ("BiLSTMLayer" if layer.direction == "bidirectional" else "LSTMLayer")
         d["Bias"] = _col(np.concatenate([w.Wb + w.Rb for w in layer.weights]))
@@ -159,7 +165,7 @@ def _recurrent(layer: Recurrent, where: str, notes: list) -> dict:
         else:
             d["ResetGateMode"] = "after-multiplication"
             d["Bias"] = _col(w.Wb + w.Rb)
-    dtype = W.dtype
+    dtype = layer.weights[0].W.dtype
     zeros = np.zeros(H, dtype)
     d["HiddenState"] = _col(np.concatenate([zeros if w.h0 is None else w.h0 for w in layer.weights]))
     if layer.cell == "lstm":
