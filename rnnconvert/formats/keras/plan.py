@@ -50,7 +50,7 @@ class KLayer:
     name: str
     settings: dict
     input_shape: list
-    weights: list[np.ndarray] = field(default_factory=list)
+    weights: list = field(default_factory=list)     # arrays, or functions making them (recurrent kernels)
     wrapped: str | None = None       # Bidirectional: the recurrent class it wraps
 
 
@@ -302,20 +302,25 @@ class Planner:
         return KLayer("SimpleRNN", sel, settings, [None, shape[1], n], [np.eye(n), np.zeros((n, n))])
 
     def cell_weights(self, layer: M.Recurrent, w: M.DirectionWeights, folds) -> tuple[list, bool]:
-        """[kernel, recurrent_kernel, bias] in Keras's layout (bias summed or stacked); has a bias?"""
+        """[kernel, recurrent_kernel, bias] in Keras's layout (bias summed or stacked); has a bias?
+        The kernels are functions making them, called by the writer as it writes each (`writer._f32`),
+        so that a large model's weights are not held twice."""
         H, cell = layer.hidden, layer.cell
-        W, R = np.array(w.W, dtype=np.float64), np.array(w.R, dtype=np.float64)
-        Wb, Rb = np.array(w.Wb, dtype=np.float64), np.array(w.Rb, dtype=np.float64)
-        for blocks, f in folds:
-            if not f:
-                continue
-            rows = np.concatenate([np.arange(b * H, (b + 1) * H) for b in blocks])
-            for a in (W, R, Wb, Rb):
-                a[rows] *= f[0]
-            Wb[rows] += f[1]
+
+        def folded(a, shift=False):          # float64, a folded gate slope applied to its rows
+            a = np.array(a, dtype=np.float64)
+            for blocks, f in folds:
+                if f:
+                    rows = np.concatenate([np.arange(b * H, (b + 1) * H) for b in blocks])
+                    a[rows] *= f[0]
+                    if shift:
+                        a[rows] += f[1]
+            return a
+        Wb, Rb = folded(w.Wb, shift=True), folded(w.Rb)
         has_bias = layer.has_input_bias or layer.has_recurrent_bias or bool(np.any(Wb) or np.any(Rb))
         bias = np.stack([Wb, Rb]) if cell == "gru" and layer.reset_after else Wb + Rb
-        return [gates.from_canonical(W, cell, "keras").T, gates.from_canonical(R, cell, "keras").T,
+        return [lambda: gates.from_canonical(folded(w.W), cell, "keras").T,
+                lambda: gates.from_canonical(folded(w.R), cell, "keras").T,
                 gates.from_canonical(bias, cell, "keras", axis=-1)], has_bias
 
     def bias_note(self, layer: M.Recurrent):

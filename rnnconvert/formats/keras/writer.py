@@ -215,7 +215,8 @@ def _weight_paths(spec: KLayer) -> list[tuple[str, str]]:
 
 
 def _f32(a) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(a, dtype=np.float32))
+    """A weight as written: float32; a function (plan.cell_weights's kernels) is called here."""
+    return np.ascontiguousarray(np.asarray(a() if callable(a) else a, dtype=np.float32))
 
 
 def _write_zip(path: str, specs: list[KLayer], model: Model, input_name: str) -> None:

@@ -1,11 +1,11 @@
-"""MATLAB v7.3 writing and .mat reading hold the weights once (traced numpy allocations): the writer
-makes each layer's concatenated InputWeights/RecurrentWeights as it writes them, the reader drops each
-loaded layer once it is converted."""
+"""Writers and readers hold the weights once (traced numpy allocations): MATLAB v7.3 and Keras writers
+make each recurrent kernel as they write it, the .mat reader drops each loaded layer once converted."""
 from __future__ import annotations
 
 import tracemalloc
 
 import numpy as np
+import pytest
 from test_onnx_wire import arrays_of, bilstm
 
 import rnnconvert
@@ -30,4 +30,20 @@ def test_v73_writing_and_reading_hold_each_weight_once(tmp_path):
     assert written < 0.4 * weights, (written, weights)      # was 1.25x: every layer concatenated first
     assert read < 1.5 * weights, (read, weights)            # was 2.3x: the loaded arrays kept to the end
     x = np.random.default_rng(0).standard_normal((2, 5, model.input.features)).astype(np.float32)
+    np.testing.assert_allclose(rnnconvert.predict(back, x), rnnconvert.predict(model, x), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["m.keras", "m.h5"])
+def test_keras_writing_makes_each_kernel_as_it_writes_it(tmp_path, name):
+    model = bilstm(seed=4, hidden=128, features=128, layers=8)
+    weights = sum(a.nbytes for a in arrays_of(model).values())
+    tracemalloc.start()
+    try:
+        rnnconvert.write(model, tmp_path / name)
+        written = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert written < 0.4 * weights, (written, weights)      # was 2x: every kernel in float64 first
+    x = np.random.default_rng(0).standard_normal((2, 5, model.input.features)).astype(np.float32)
+    back = rnnconvert.read(tmp_path / name)
     np.testing.assert_allclose(rnnconvert.predict(back, x), rnnconvert.predict(model, x), atol=1e-6)
