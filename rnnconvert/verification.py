@@ -6,6 +6,8 @@ model read back from the written file, and the destination format's own runtime
 (onnxruntime for ONNX) on the file itself.  A check passes when every element satisfies
 `|actual - expected| <= atol + rtol * |expected|`.  The destination is also streamed
 (`streaming(reference)`: chunks with the state carried, see `suite.py`) where streaming is defined.
+A `convert` of a model over `suite.LARGE_MODEL_PARAMS` parameters runs the same checks in the order of
+`verification_large.py`, which holds one copy of the weights and reaches the same verdicts.
 
 A report records both files with their SHA-256, every check, the tolerance policy, the seed, the
 oracles that ran and those unavailable, what the conversion preserved, changed in form or refused
