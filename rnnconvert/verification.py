@@ -27,7 +27,7 @@ import numpy as np
 from . import formats, runtimes, vectors
 from .api import read
 from .atomic import refuse_existing
-from .diagnose import classify, localize
+from .diagnose import classify, localize, skeleton
 from .errors import DestinationError, InputError, RnnConvertError, UnsupportedError, VerificationError
 from .model import Model
 from .safety import check_finite
@@ -114,32 +114,40 @@ def file_info(path, fmt) -> dict:
     return {"path": str(path), "format": fmt, "sha256": h.hexdigest()}
 
 
-class Hashing(threading.Thread):
-    """file_info(path, fmt) computed beside the main work (hashlib releases the GIL): `result()` waits.
-    A daemon thread: a conversion that fails before it is needed does not wait for it."""
+class Background(threading.Thread):
+    """fn(*args) beside the main work (file hashes, array digests: hashlib releases the GIL); `result()`
+    waits and returns it or raises what it raised.  A daemon thread, so a conversion that fails before
+    it is needed does not wait for it; it drops fn and args once done (it holds no model afterwards)."""
 
-    def __init__(self, path, fmt):
+    def __init__(self, fn, *args):
         super().__init__(daemon=True)
-        self.path, self.fmt, self.info, self.error = path, fmt, None, None
+        self.call, self.value, self.error = (fn, args), None, None
         self.start()
 
     def run(self):
+        fn, args = self.call
+        self.call = None
         try:
-            self.info = file_info(self.path, self.fmt)
+            self.value = fn(*args)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller by result()
             self.error = exc
 
-    def result(self) -> dict:
+    def result(self):
         self.join()
         if self.error is not None:
             raise self.error
-        return self.info
+        return self.value
 
 
 def float32_noise(model: Model, x, expected) -> float:
     """How far the model's own float32 reference pass strays from float64 on `x`."""
     from .reference import forward
-    a = forward(model, x, dtype=np.float32).astype(np.float64)
+    return noise_between(forward(model, x, dtype=np.float32), expected)
+
+
+def noise_between(float32_pass, expected) -> float:
+    """max |float32 pass - float64 pass|, NaN in both counting as agreement."""
+    a, expected = np.asarray(float32_pass, dtype=np.float64), np.asarray(expected, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         same = (a == expected) | (np.isnan(a) & np.isnan(expected))    # NaN in both is no rounding noise
         diff = np.where(same, 0.0, np.nan_to_num(np.abs(a - expected), nan=np.inf))
@@ -248,11 +256,16 @@ def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None
         from .state_checks import state_checks
         state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol)
     if not report.passed and dst_model is not None:
-        worst = report.worst()
-        x = next((x for label, x in suite if worst.input == label or worst.input.startswith(label + " ")),
-                 suite[min(1, len(suite) - 1)][1])
-        report.localization = localize(src_model, dst_model, x, tol)
+        localize_worst(report, suite, src_model, dst_model)
     return suite, expected
+
+
+def localize_worst(report, suite, src_model, dst_model) -> None:
+    """report.localization on the input of the worst check (the 7-step one when no input matches)."""
+    worst = report.worst()
+    x = next((x for label, x in suite if worst.input == label or worst.input.startswith(label + " ")),
+             suite[min(1, len(suite) - 1)][1])
+    report.localization = localize(src_model, dst_model, x, report.tolerance)
 
 
 def _refuse_existing_outputs(force: bool, emit_module=None, emit_vectors=None) -> None:
@@ -316,7 +329,7 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
         raise DestinationError(f"directory '{directory}' does not exist", path=dst)
 
     say(f"reading {src} ({src_fmt.name})")
-    src_info = Hashing(src, src_fmt.name)
+    src_info = Background(file_info, src, src_fmt.name)
     model = _read_source(src, src_fmt, read_options or {}, layer)
     if not allow_nonfinite:
         check_finite(model, src)
@@ -334,7 +347,7 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     try:
         say(f"writing {dst} ({dst_fmt.name})")
         large = verify and verification_large.applies(model, dst_fmt)
-        source = verification_large.Digesting(model) if large else None
+        digests = Background(skeleton, model) if large else None
         try:
             try:
                 written = dst_fmt.load().write(model, tmp, **(write_options or {})) or []
@@ -345,16 +358,17 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
                 exc.report_so_far = report
                 raise
             report.notes += written
-            dst_info = Hashing(tmp, dst_fmt.name)
+            dst_info = Background(file_info, tmp, dst_fmt.name)
             assumed = model.source.get("assumptions", [])
             if large:
                 say("verifying (a large model: one copy of its weights at a time)")
-                model = None
+                held, model = [model], None
 
                 def reread():
                     return _read_source(src, src_fmt, read_options or {}, layer)
                 model, suite, expected = verification_large.verify(
-                    source, dst_fmt, tmp, report, inputs=inputs, notes=written, assumed=assumed, reread=reread)
+                    held, digests, dst_fmt, tmp, report, inputs=inputs, notes=written, assumed=assumed,
+                    reread=reread)
                 if layer is not None:
                     from .select import node_checks
                     judge = verification_large.LazyNoise(report, suite, expected)

@@ -7,8 +7,8 @@ memory at most one copy of its weights is held at a time and no pass repeats ano
 
 1. expected: the reference pass of the source on the suite for large models (suite.py), in float32
    (float64 costs 2-6x more on matrices of this size and copies each layer's weights);
-2. the source's arrays are reduced to SHA-1 digests (`diagnose.skeleton`, in a thread started before
-   the destination is written: hashlib releases the GIL) and its weights released;
+2. the source's arrays are reduced to SHA-1 digests (`diagnose.skeleton`, on a `verification.Background`
+   thread started before the destination is written) and its weights released;
 3. the destination's own runtime runs the written file, one session for every input;
 4. the destination is read back and compared with the source by digest (`diagnose.classify`).  When the
    two are identical, setting for setting and tensor for tensor (`diagnose.identical`), reference(dst)
@@ -25,15 +25,13 @@ A failure is localized as for any model, with the source read again.
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from . import runtimes
 from . import suite as suites
-from .diagnose import classify, identical, localize, skeleton
+from .diagnose import classify, identical, skeleton
 from .model import Model
-from .verification import _runtime_checks, compare, float32_noise, reference_checks
+from .verification import _runtime_checks, compare, localize_worst, noise_between, reference_checks
 
 IDENTICAL = ("reference(dst) and streaming(reference) not run: the file reads back identical to the source, "
              "every setting and every tensor (SHA-1), so they would repeat reference(src)")
@@ -63,56 +61,33 @@ class LazyNoise:
         """Judge every failed check again by the float64 rule, the passes of `model` (the source's
         computation) giving input k's float64 expected output and float32 noise."""
         from .reference import forward
-        noise = {}
         for check, out, k in self.failed:
-            if k not in noise:
-                self.expected[k] = forward(model, self.suite[k][1])
-                noise[k] = float32_noise(model, self.suite[k][1], self.expected[k])
-                self.report.inputs[k].update(reference="float64", float32_noise=noise[k])
+            entry = self.report.inputs[k]
+            if entry.get("reference") != "float64":     # expected[k] is still the float32 pass
+                float32_pass, self.expected[k] = self.expected[k], forward(model, self.suite[k][1])
+                entry.update(reference="float64", float32_noise=noise_between(float32_pass, self.expected[k]))
             at = next(i for i, c in enumerate(self.report.checks) if c is check)
             self.report.checks[at] = compare(out, self.expected[k], self.report.tolerance, check.oracle,
-                                             check.input, noise[k])
+                                             check.input, entry["float32_noise"])
         self.failed = []
 
 
-class Digesting(threading.Thread):
-    """The source's skeleton, computed beside the writer; `release()` waits for it and drops the model."""
-
-    def __init__(self, model: Model):
-        super().__init__(daemon=True)
-        self.model, self.skeleton, self.error = model, None, None
-        self.start()
-
-    def run(self):
-        try:
-            self.skeleton = skeleton(self.model)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by release()
-            self.error = exc
-
-    def release(self) -> tuple[Model, Model]:
-        """(model, skeleton); the thread no longer holds the model."""
-        self.join()
-        if self.error is not None:
-            raise self.error
-        model, self.model = self.model, None
-        return model, self.skeleton
-
-
-def verify(source: Digesting, dst_fmt, path, report, *, inputs, reread, notes, assumed):
-    """Check the file `path` against the source model that `source` holds (the caller keeps no other
-    reference, so its weights are released after step 1).  `reread()` reads the source again (failures
-    only).
+def verify(held: list, digests, dst_fmt, path, report, *, inputs, reread, notes, assumed):
+    """Check the file `path` against the source model `held.pop()` (the caller keeps no other reference,
+    so its weights are released after step 1); `digests`: verification.Background making its skeleton.
+    `reread()` reads the source again (failures only).
 
     Returns (model, suite, expected): `model` the read-back model when it is identical to the source
     (the source's stand-in for what follows verification), else None.
     """
     from .reference import forward
-    model, src = source.release()
+    model = held.pop()
     suite = suites.input_suite(model, report.seed, inputs)
     report.initial_states = suites.initial_states(model)
     expected = [forward(model, x, dtype=np.float32).astype(np.float64) for _, x in suite]
     report.inputs = [{"label": label, "shape": list(x.shape), "float32_noise": None, "reference": "float32"}
                      for label, x in suite]
+    src = digests.result()
     del model
     judge = LazyNoise(report, suite, expected)
     _runtime_checks(report, dst_fmt, path, src, suite, judge, "dst", src)
@@ -131,8 +106,5 @@ def verify(source: Digesting, dst_fmt, path, report, *, inputs, reread, notes, a
     if judge.failed:
         judge.settle(back if same else reread())
     if not report.passed and back is not None:
-        worst = report.worst()
-        x = next((x for label, x in suite if worst.input == label or worst.input.startswith(label + " ")),
-                 suite[min(1, len(suite) - 1)][1])
-        report.localization = localize(reread(), back, x, report.tolerance)
+        localize_worst(report, suite, reread(), back)
     return (back if same else None), suite, expected
