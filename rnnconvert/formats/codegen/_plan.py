@@ -10,7 +10,6 @@ defines them; a model with one of them, or a Flatten, cannot be streamed one ste
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,12 +70,6 @@ class Plan:
     flat_width: int = 0    # widest one-row output (a Flatten, global pooling, a last step)
     fixed_time: int | None = None  # the one input length a model with a Flatten takes
     has_mask: bool = False
-
-
-def identifier(name: str, fallback: str = "model") -> str:
-    """A C/JS identifier made of `name`: other characters become '_', a leading digit gets 'm_'."""
-    s = re.sub(r"[^0-9A-Za-z_]", "_", str(name or "")).strip("_") or fallback
-    return f"m_{s}" if s[0].isdigit() else s
 
 
 def conv_geometry(layer: Conv1D, T: int) -> tuple[int, int]:

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _cexpr
 from ._plan import Plan, Step
+from .literals import comment
 
 
 def array(name: str, a: np.ndarray, comment: str) -> str:
@@ -76,17 +77,17 @@ def cell(p: Plan, s: Step, d, P: str, acts: Acts, arrays: list[str]) -> str:
     H, F, S = L.hidden, d.W.shape[1], d.R.shape[1]
     A = f"{P}_{tag}"
     GH = d.W.shape[0]
-    arrays.append(array(f"{A}_WT", d.W.T, f"layer '{s.name}' {d.name}: W transposed [{F}][{GH}], gate blocks "
+    arrays.append(array(f"{A}_WT", d.W.T, f"layer '{comment(s.name)}' {d.name}: W transposed [{F}][{GH}], gate blocks "
                                            f"{L.gate_order} along each row"))
-    arrays.append(array(f"{A}_RT", d.R.T, f"layer '{s.name}' {d.name}: R transposed [{S}][{GH}], gate blocks "
+    arrays.append(array(f"{A}_RT", d.R.T, f"layer '{comment(s.name)}' {d.name}: R transposed [{S}][{GH}], gate blocks "
                                            f"{L.gate_order} along each row"))
-    arrays.append(array(f"{A}_Wb", d.Wb, f"layer '{s.name}' {d.name}: Wb"))
-    arrays.append(array(f"{A}_Rb", d.Rb, f"layer '{s.name}' {d.name}: Rb"))
+    arrays.append(array(f"{A}_Wb", d.Wb, f"layer '{comment(s.name)}' {d.name}: Wb"))
+    arrays.append(array(f"{A}_Rb", d.Rb, f"layer '{comment(s.name)}' {d.name}: Rb"))
     fs = [acts.fn(a) for a in s.activations]
-    out = [f"/* layer {s.index} '{s.name}' ({s.kind.upper()}, {d.name}): one time step, h (and c) updated in place */"]
+    out = [f"/* layer {s.index} '{comment(s.name)}' ({s.kind.upper()}, {d.name}): one time step, h (and c) updated in place */"]
     if s.kind == "lstm":
         if d.proj is not None:
-            arrays.append(array(f"{A}_PT", d.proj.T, f"layer '{s.name}' {d.name}: projection P transposed [{H}][{S}]"))
+            arrays.append(array(f"{A}_PT", d.proj.T, f"layer '{comment(s.name)}' {d.name}: projection P transposed [{H}][{S}]"))
         f, g, h = fs
         out += [f"static void {A}_cell(const float *x, float *h, float *c)", "{",
                 f"    float g[{4 * H}], hc[{H}];", "    int j, k;",
@@ -154,7 +155,7 @@ def cell(p: Plan, s: Step, d, P: str, acts: Acts, arrays: list[str]) -> str:
         if v is None:
             lines.append(f"    memset({var}, 0, {size} * sizeof(float));")
         else:
-            arrays.append(array(f"{A}_{key}", v, f"layer '{s.name}' {d.name}: {key} [{v.shape[0]}][{size}]"))
+            arrays.append(array(f"{A}_{key}", v, f"layer '{comment(s.name)}' {d.name}: {key} [{v.shape[0]}][{size}]"))
             row = "row" if v.shape[0] > 1 else "0"
             lines.append(f"    memcpy({var}, {A}_{key} + {row} * {size}, {size} * sizeof(float));")
     if not any(v is not None and v.shape[0] > 1 for v in (d.h0, d.c0)):

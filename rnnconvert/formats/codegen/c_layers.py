@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .c_cells import Acts, array, axpy
+from .literals import comment
 
 C_INT = {"int32": "int32_t", "int64": "int64_t"}
 
@@ -21,27 +22,27 @@ C_INT = {"int32": "int32_t", "int64": "int64_t"}
 def function(s, P: str, acts: Acts, arrays: list[str], input_dtype: str = "float32") -> str:
     L, A = s.layer, f"{P}_l{s.index}"
     if s.kind == "dense":
-        arrays.append(array(f"{A}_kernel", L.kernel, f"layer '{s.name}' (Dense): kernel [{s.width_in}][{s.width_out}]"))
+        arrays.append(array(f"{A}_kernel", L.kernel, f"layer '{comment(s.name)}' (Dense): kernel [{s.width_in}][{s.width_out}]"))
         if L.bias is not None:
-            arrays.append(array(f"{A}_bias", L.bias, f"layer '{s.name}' (Dense): bias"))
+            arrays.append(array(f"{A}_bias", L.bias, f"layer '{comment(s.name)}' (Dense): bias"))
         init = f"{A}_bias[j]" if L.bias is not None else "0.0f"
         return "\n".join([
-            f"/* layer {s.index} '{s.name}' (Dense {L.activation}): y = act(x kernel + bias) */",
+            f"/* layer {s.index} '{comment(s.name)}' (Dense {L.activation}): y = act(x kernel + bias) */",
             f"static void {A}_dense(const float *x, float *y)", "{", "    int j, k;",
             f"    for (j = 0; j < {s.width_out}; ++j) y[j] = {init};",
             f"    {axpy('y', f'{A}_kernel', s.width_out, 0, s.width_out, s.width_in, 'x')}",
             f"    {acts.fn(L.activation)}(y, {s.width_out});", "}", ""])
     if s.kind == "activation":
         return "\n".join([
-            f"/* layer {s.index} '{s.name}' (Activation {L.activation}) */",
+            f"/* layer {s.index} '{comment(s.name)}' (Activation {L.activation}) */",
             f"static void {A}_act(const float *x, float *y)", "{",
             f"    memcpy(y, x, {s.width_in} * sizeof(float));",
             f"    {acts.fn(L.activation)}(y, {s.width_in});", "}", ""])
     if s.kind == "embedding":
         V, D = L.table.shape
-        arrays.append(array(f"{A}_table", L.table, f"layer '{s.name}' (Embedding): table [{V}][{D}]"))
+        arrays.append(array(f"{A}_table", L.table, f"layer '{comment(s.name)}' (Embedding): table [{V}][{D}]"))
         return "\n".join([
-            f"/* layer {s.index} '{s.name}' (Embedding): row ids[t] of the table; -1 for an id outside [0, {V}) */",
+            f"/* layer {s.index} '{comment(s.name)}' (Embedding): row ids[t] of the table; -1 for an id outside [0, {V}) */",
             f"static int {A}_embed(const {C_INT[input_dtype]} *ids, int n, float *y)", "{", "    int t;",
             "    for (t = 0; t < n; ++t) {",
             f"        if (ids[t] < 0 || ids[t] >= {V}) return -1;",
@@ -54,7 +55,7 @@ def function(s, P: str, acts: Acts, arrays: list[str], input_dtype: str = "float
     if s.kind == "masking":
         F, mv = s.width_in, f"{float(np.float32(L.mask_value)):.9e}f"
         return "\n".join([
-            f"/* layer {s.index} '{s.name}' (Masking): a step whose features all equal {L.mask_value:g} is masked "
+            f"/* layer {s.index} '{comment(s.name)}' (Masking): a step whose features all equal {L.mask_value:g} is masked "
             "(mask 0) and zeroed */",
             f"static void {A}_mask(const float *x, int n, float *y, float *mask)", "{", "    int t, j;",
             "    for (t = 0; t < n; ++t) {", "        float m = 0.0f;",
@@ -69,10 +70,10 @@ def function(s, P: str, acts: Acts, arrays: list[str], input_dtype: str = "float
         b = -np.asarray(L.mean, np.float64) * a
         if L.offset is not None:
             b = b + np.asarray(L.offset, np.float64)
-        arrays.append(array(f"{A}_a", a, f"layer '{s.name}' (BatchNorm): scale / sqrt(variance + {L.epsilon:g})"))
-        arrays.append(array(f"{A}_b", b, f"layer '{s.name}' (BatchNorm): offset - mean * a"))
+        arrays.append(array(f"{A}_a", a, f"layer '{comment(s.name)}' (BatchNorm): scale / sqrt(variance + {L.epsilon:g})"))
+        arrays.append(array(f"{A}_b", b, f"layer '{comment(s.name)}' (BatchNorm): offset - mean * a"))
         return "\n".join([
-            f"/* layer {s.index} '{s.name}' (BatchNorm, inference): y = x * a + b */",
+            f"/* layer {s.index} '{comment(s.name)}' (BatchNorm, inference): y = x * a + b */",
             f"static void {A}_bn(const float *x, float *y)", "{", "    int j;",
             f"    for (j = 0; j < {s.width_in}; ++j) y[j] = x[j] * {A}_a[j] + {A}_b[j];", "}", ""])
     return ""
@@ -94,12 +95,12 @@ def _conv(s, P: str, acts: Acts, arrays: list[str]) -> str:
     W, CG, F = L.kernel.shape
     G, D, S = int(L.groups), int(L.dilation), int(L.strides)
     FG, CIN = F // G, CG * G
-    arrays.append(array(f"{A}_kernel", L.kernel, f"layer '{s.name}' (Conv1D): kernel [{W}][{CG}][{F}]"))
+    arrays.append(array(f"{A}_kernel", L.kernel, f"layer '{comment(s.name)}' (Conv1D): kernel [{W}][{CG}][{F}]"))
     if L.bias is not None:
-        arrays.append(array(f"{A}_bias", L.bias, f"layer '{s.name}' (Conv1D): bias"))
+        arrays.append(array(f"{A}_bias", L.bias, f"layer '{comment(s.name)}' (Conv1D): bias"))
     init = f"{A}_bias[j]" if L.bias is not None else "0.0f"
     return "\n".join([
-        f"/* layer {s.index} '{s.name}' (Conv1D, width {W}, stride {S}, dilation {D}, groups {G}, padding "
+        f"/* layer {s.index} '{comment(s.name)}' (Conv1D, width {W}, stride {S}, dilation {D}, groups {G}, padding "
         f"{L.padding}, {L.activation}): returns the output steps */",
         f"static int {A}_conv(const float *x, int n, float *y)", "{",
         "    int t, k, g, c, j, m, left, ti;",
@@ -123,7 +124,7 @@ def _pool(s, P: str) -> str:
     v = f"x[(long)ti * {C} + j]"
     acc = f"if ({v} > yt[j]) yt[j] = {v};" if mx else f"yt[j] += {v};"
     return "\n".join([
-        f"/* layer {s.index} '{s.name}' ({L.mode} pooling, window {p}, stride {st}, padding {L.padding}): "
+        f"/* layer {s.index} '{comment(s.name)}' ({L.mode} pooling, window {p}, stride {st}, padding {L.padding}): "
         "returns the output steps */",
         f"static int {A}_pool(const float *x, int n, float *y)", "{",
         "    int t, k, j, m, left, ti, cnt;",
@@ -142,7 +143,7 @@ def _global_pool(s, P: str) -> str:
     L, A, C = s.layer, f"{P}_l{s.index}", s.width_in
     if s.masked and L.mode == "average":
         return "\n".join([
-            f"/* layer {s.index} '{s.name}' (global average pooling over the unmasked steps) */",
+            f"/* layer {s.index} '{comment(s.name)}' (global average pooling over the unmasked steps) */",
             f"static void {A}_gpool(const float *x, int n, float *y, const float *mask)", "{", "    int t, j;",
             "    float count = 0.0f;", f"    for (j = 0; j < {C}; ++j) y[j] = 0.0f;",
             "    for (t = 0; t < n; ++t) {", "        if (mask[t] == 0.0f) continue;", "        count += 1.0f;",
@@ -151,7 +152,7 @@ def _global_pool(s, P: str) -> str:
     v = f"x[(long)t * {C} + j]"
     step = f"if ({v} > y[j]) y[j] = {v};" if L.mode == "max" else f"y[j] += {v};"
     return "\n".join([
-        f"/* layer {s.index} '{s.name}' (global {L.mode} pooling over time) */",
+        f"/* layer {s.index} '{comment(s.name)}' (global {L.mode} pooling over time) */",
         f"static void {A}_gpool(const float *x, int n, float *y)", "{", "    int t, j;",
         f"    memcpy(y, x, {C} * sizeof(float));",
         f"    for (t = 1; t < n; ++t) for (j = 0; j < {C}; ++j) {step}",

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import weakref
 from pathlib import Path
 
 import numpy as np
 
+from ... import scratch
 from ...runtimes import RuntimeUnavailable
+from ..codegen.literals import matlab_str
 
 SCRIPTS = Path(__file__).resolve().parents[3] / "matlab"
 
@@ -61,10 +62,9 @@ def _predict(octave, src, tmp, x, model) -> np.ndarray:
         if os.path.exists(f):
             os.remove(f)
     scipy.io.savemat(xin, {"X": x})
-    code = (f"addpath('{SCRIPTS}'); S = load('{src}'); I = load('{xin}'); "
-            f"[Y, seq] = rnnconvert_predict(S.layers, I.X); save('-v7', '{yout}', 'Y', 'seq');")
-    proc = subprocess.run([octave, "--no-gui", "--quiet", "--norc", "--eval", code],
-                          capture_output=True, text=True, timeout=600)
+    code = (f"addpath({matlab_str(SCRIPTS)}); S = load({matlab_str(os.path.abspath(src))}); I = load({matlab_str(xin)}); "
+            f"[Y, seq] = rnnconvert_predict(S.layers, I.X); save('-v7', {matlab_str(yout)}, 'Y', 'seq');")
+    proc = scratch.run([octave, "--no-gui", "--quiet", "--norc", "--eval", code], timeout=600)
     if proc.returncode != 0 or not os.path.exists(yout):
         raise RuntimeError(f"octave failed on {src}: {proc.stderr.strip()[-2000:]}")
     out = scipy.io.loadmat(yout)

@@ -9,6 +9,7 @@ divides an average by the count of real steps, as Keras does.
 """
 from __future__ import annotations
 
+from ..codegen.literals import comment
 from .statedict import BatchNormSpec, ConvSpec, EmbeddingSpec, FlattenSpec, PoolSpec
 
 
@@ -60,7 +61,7 @@ def forward_lines(spec, access, batch_first: bool, seq: bool, activation_code) -
         return [f"x = {access(spec.path)}(x.long())  # token ids -> vectors"], True
     if isinstance(spec, ConvSpec):
         width = int(spec.weight.shape[2])
-        lines = [f"# '{spec.name or spec.path}': nn.Conv1d over time, padding {spec.padding}", there]
+        lines = [f"# '{comment(spec.name or spec.path)}': nn.Conv1d over time, padding {spec.padding}", there]
         lines += _pads_lines((width - 1) * spec.dilation + 1, spec.stride, spec.padding, spec.pads)
         lines += [f"x = {access(spec.path)}(x)", back]
         if spec.activation is not None and activation_code(spec.activation):
@@ -74,9 +75,9 @@ def forward_lines(spec, access, batch_first: bool, seq: bool, activation_code) -
         time_dim = 1 if batch_first else 0
         if spec.pool_size is None:
             op = "x.amax" if spec.mode == "max" else "x.mean"
-            return [f"x = {op}(dim={time_dim})  # '{spec.name}': global {spec.mode} pooling"], False
+            return [f"x = {op}(dim={time_dim})  # '{comment(spec.name)}': global {spec.mode} pooling"], False
         k, s = spec.pool_size, spec.strides or spec.pool_size
-        lines = [f"# '{spec.name}': {spec.mode} pooling, size {k}, strides {s}, padding {spec.padding}", there]
+        lines = [f"# '{comment(spec.name)}': {spec.mode} pooling, size {k}, strides {s}, padding {spec.padding}", there]
         if spec.mode == "max":
             lines += _pads_lines(k, s, spec.padding, None, value="float('-inf')")
             lines.append(f"x = F.max_pool1d(x, {k}, {s})")
@@ -93,5 +94,5 @@ def forward_lines(spec, access, batch_first: bool, seq: bool, activation_code) -
         return lines, True
     if isinstance(spec, FlattenSpec):
         flat = "x.flatten(1)" if batch_first else "x.transpose(0, 1).flatten(1)"
-        return [f"x = {flat}  # '{spec.name}': [batch, time*features], time outer"], False
+        return [f"x = {flat}  # '{comment(spec.name)}': [batch, time*features], time outer"], False
     raise ValueError(f"not a front-end spec: {spec!r}")
