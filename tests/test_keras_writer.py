@@ -514,7 +514,7 @@ def test_notes_say_what_changed_in_form(tmp_path):
     assert notes == [
         "layer 'enc/lstm': input and recurrent biases summed into Keras's single bias (same function)",
         "layer 'enc/lstm' is named 'enc_lstm' in the Keras file (Keras layer names are unique and use letters, "
-        "digits, '_', '.', '-')"]
+        "digits, '_', '-')"]
     assert config_of(tmp_path / "m.keras")["config"]["layers"][1]["config"]["name"] == "enc_lstm"
 
 

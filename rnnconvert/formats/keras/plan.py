@@ -105,8 +105,9 @@ class Planner:
 
     # -- names --------------------------------------------------------------------------------
     def unique(self, name: str, what: str) -> str:
-        """A Keras-safe, unique layer name (no '/', starts with a letter), with a note if changed."""
-        base = re.sub(r"[^A-Za-z0-9_.\-]", "_", str(name)).strip("_") or "layer"
+        """A Keras-safe, unique layer name (no '/', no '.': Keras 3 on torch refuses a parameter path with
+        a dot; starts with a letter), with a note if changed."""
+        base = re.sub(r"[^A-Za-z0-9_\-]", "_", str(name)).strip("_") or "layer"
         if not base[0].isalpha():
             base = "layer_" + base
         out, k = base, 1
@@ -115,7 +116,7 @@ class Planner:
         self.used.add(out)
         if out != name:
             self.notes.append(f"{what} is named '{out}' in the Keras file (Keras layer names are unique "
-                              "and use letters, digits, '_', '.', '-')")
+                              "and use letters, digits, '_', '-')")
         return out
 
     # -- the stack ----------------------------------------------------------------------------

@@ -193,7 +193,7 @@ def names_hard_sigmoid(specs: list[KLayer]) -> bool:
 
 
 def _model_name(model: Model) -> str:
-    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", model.name or "").strip("_")
+    name = re.sub(r"[^A-Za-z0-9_\-]", "_", model.name or "").strip("_")
     return name if name and name[0].isalpha() else "sequential"
 
 
