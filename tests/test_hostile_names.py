@@ -223,6 +223,7 @@ def test_a_numpy_module_beside_the_script_is_not_imported(sources, tmp_path):
     mark = tmp_path / hn.MARK_NAME
     (tmp_path / "numpy.py").write_text(f"import pathlib\npathlib.Path({str(mark)!r}).touch()\n")
     m = api.read(paths["names.rnnc"])
+    m.name, m.layers[0].name, m.layers[1].name, m.layers[2].name = "plain", "lstm", "dense", "act"
     api.write(m, tmp_path / "s.py")
     from rnnconvert.formats.codegen import numpy_script
     x = np.zeros((1, 3, 2), np.float32)
