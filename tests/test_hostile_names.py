@@ -59,19 +59,37 @@ def _checked(out: str, dst: str) -> None:
 
 # ------------------------------------------------------------------ payloads aimed at one language
 
+ADDRESS_SPACE = 8 << 30     # as tests/fuzzing.py: a runaway allocation fails instead of swapping
+
+
+def _limits():
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+
+def _snapshot(folder: Path) -> dict:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
 @pytest.mark.parametrize("lang,dst,extra", [("py", "out.py", []), ("js", "out.mjs", []), ("c", "out.c", []),
                                             ("torch", "out.pt", ["--emit-module", "out_module.py"])])
 def test_payload_aimed_at_its_language_never_runs(sources, tmp_path, lang, dst, extra):
-    """In a real process (cwd the test's folder, 5 minutes at most): before names were escaped, each of
-    these exited 0 with the marker created (the generated docstring or comment was closed by the name)."""
+    """In a real process (cwd and TMPDIR the test's folders, 5 minutes and 8 GiB of address space at
+    most): before names were escaped, each of these exited 0 with the marker created (the generated
+    docstring or comment was closed by the name).  The sources are unchanged and no temporary is left."""
     folder, paths = sources
-    res = subprocess.run([sys.executable, "-m", "rnnconvert", paths[f"names_{lang}.rnnc"], str(tmp_path / dst), *extra],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                         env=os.environ | {"PYTHONPATH": str(ROOT)})
+    work, tmp = tmp_path / "work", tmp_path / "tmp"
+    work.mkdir()
+    tmp.mkdir()
+    before = _snapshot(folder)
+    res = subprocess.run([sys.executable, "-m", "rnnconvert", paths[f"names_{lang}.rnnc"], str(work / dst), *extra],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300, preexec_fn=_limits,
+                         env=os.environ | {"PYTHONPATH": str(ROOT), "TMPDIR": str(tmp)})
     assert res.returncode == 0, res.stderr
     _checked(res.stdout, dst)
     _no_marker(folder, tmp_path)
-    for f in tmp_path.iterdir():
+    assert _snapshot(folder) == before and list(tmp.iterdir()) == []
+    for f in work.iterdir():
         if f.suffix in (".py", ".mjs", ".c", ".h"):
             f.read_text(encoding="ascii")       # every generated text is ASCII: no name's bytes in it
 

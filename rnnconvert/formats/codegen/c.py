@@ -12,6 +12,7 @@ Per-layer code: `c_cells` (recurrent time steps), `c_layers` (everything else); 
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import re
@@ -358,7 +359,15 @@ int main(int argc, char **argv)
 }
 """
 
-_BUILT: dict[str, str] = {}
+_BUILT: dict[str, str] = {}     # source digest -> compiled program, for this process
+_BUILD_ROOT: list[str] = []      # the one folder they are built in, removed when the process exits
+
+
+def _build_dir() -> str:
+    if not _BUILD_ROOT or not os.path.isdir(_BUILD_ROOT[0]):
+        _BUILD_ROOT[:] = [tempfile.mkdtemp(prefix="rnnconvert-c-")]
+        atexit.register(shutil.rmtree, _BUILD_ROOT[0], True)
+    return tempfile.mkdtemp(dir=_BUILD_ROOT[0])
 
 
 def compile_program(sources, out, flags=()):
@@ -386,7 +395,7 @@ def run(path, x, model) -> np.ndarray:
     exe = _BUILT.get(digest)
     p = plan(model)
     if exe is None or not os.path.exists(exe):
-        build = tempfile.mkdtemp(prefix="rnnconvert-c-")
+        build = _build_dir()
         shutil.copy(src, os.path.join(build, "model.c"))
         shutil.copy(header, os.path.join(build, os.path.basename(header)))
         driver = _DRIVER.replace("{header}", os.path.basename(header)).replace("{P}", P) \
