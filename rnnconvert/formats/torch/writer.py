@@ -136,7 +136,7 @@ def _front_spec(layer, path: str):
     if isinstance(layer, Conv1D):
         act = layer.activation if layer.activation.name != "linear" else None
         return ConvSpec(path=path, weight=np.ascontiguousarray(np.transpose(layer.kernel, (2, 1, 0))), bias=layer.bias,
-                        stride=layer.strides, dilation=layer.dilation, groups=layer.groups, padding=layer.padding,
+                        stride=int(layer.strides), dilation=int(layer.dilation), groups=int(layer.groups), padding=layer.padding,
                         pads=tuple(int(p) for p in layer.pads), activation=act, name=layer.name)
     if isinstance(layer, BatchNorm):
         weight, bias = layer.scale, layer.offset
@@ -146,7 +146,8 @@ def _front_spec(layer, path: str):
         return BatchNormSpec(path=path, running_mean=layer.mean, running_var=layer.variance, weight=weight, bias=bias,
                              eps=float(layer.epsilon), name=layer.name)
     if isinstance(layer, Pooling1D):
-        return PoolSpec(layer.mode, layer.pool_size, layer.strides, layer.padding, name=layer.name)
+        return PoolSpec(layer.mode, None if layer.pool_size is None else int(layer.pool_size),
+                        None if layer.strides is None else int(layer.strides), layer.padding, name=layer.name)
     return FlattenSpec(name=layer.name)
 
 
