@@ -125,6 +125,14 @@ def write_keras(path, mark: str) -> None:
     os.remove(plain)
 
 
+def destination_names() -> dict[str, str]:
+    """Destination file names that are code where a generator puts the file's name (a docstring, an
+    Octave command line); a payload creates MARK_NAME in the working directory (names hold no '/')."""
+    py = f'+open(__import__("os").getcwd()+chr(47)+"{MARK_NAME}","w").name+'
+    return {".py": f'q"""{py}""".py', ".pt": f'q"""{py}""".pt',
+            ".mat": f"q'); fclose(fopen([pwd() char(47) '{MARK_NAME}'], 'w')); %.mat"}
+
+
 SOURCES = ("names.rnnc", "names.onnx", "names.keras", "names.h5")
 
 

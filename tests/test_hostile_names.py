@@ -161,6 +161,22 @@ def test_writer_keeps_or_maps_names_and_its_reader_passes_them_on_safely(runner,
     _no_marker(folder, tmp_path)
 
 
+@pytest.mark.parametrize("suffix", [".py", ".pt", ".mat"])
+def test_destination_file_name_is_text_in_generated_code(runner, sources, tmp_path, monkeypatch, suffix):
+    """The file's own name in the script's docstring, the emitted module's docstring (run in this
+    process by the torch oracle) and Octave's command line: exit 0, the oracle ran, no marker in the
+    working directory (where each payload would create it)."""
+    folder, paths = sources
+    monkeypatch.chdir(tmp_path)
+    dst = tmp_path / hn.destination_names()[suffix]
+    extra = ["--emit-module", tmp_path / "module.py"] if suffix == ".pt" else []
+    code, out, err = _convert(runner, paths["names_py.rnnc"], dst, *extra)
+    assert (code, err) == (0, ""), err
+    _checked(out, str(dst))
+    assert dst.exists()
+    _no_marker(folder, tmp_path)
+
+
 def test_c_header_name_that_include_cannot_hold_is_refused(runner, sources, tmp_path):
     folder, paths = sources
     code, out, err = _convert(runner, paths["names.rnnc"], tmp_path / 'a"b.c')
