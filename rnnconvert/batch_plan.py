@@ -203,21 +203,21 @@ def _validate(raw, base: str, problems: list) -> list[Task]:
     return tasks
 
 
-def task_outputs(task: Task) -> list[tuple[str, str, str]]:
-    """(location, as written, resolved path) of every file the task writes but its DST's companions."""
+def task_outputs(task: Task, base: str) -> list[tuple[str, str, str]]:
+    """(location, shown, resolved path) of every file the task writes but its DST's companions; shown: DST
+    as the plan writes it, the others relative to the plan's folder `base`."""
     from .vectors import outputs as vector_files
     where = task.location.split(".")[0]
     out = [(task.location, task.dst, task.dst_path)]
-    if task.options.get("emit_module"):
-        out.append((f"{where}.emit_module", task.options["emit_module"], task.options["emit_module"]))
+    paths = [("emit_module", task.options["emit_module"])] if task.options.get("emit_module") else []
     if task.options.get("emit_vectors"):
-        out += [(f"{where}.emit_vectors", p, p) for p in vector_files(task.options["emit_vectors"])]
-    return out
+        paths += [("emit_vectors", p) for p in vector_files(task.options["emit_vectors"])]
+    return out + [(f"{where}.{key}", os.path.relpath(p, base), p) for key, p in paths]
 
 
 def plan_inputs(plan: Plan) -> list[tuple[str, str]]:
     """(path, role) of every file the plan's run reads or keeps: the plan, its state, sources and hints."""
-    found = [(plan.path, "the plan"), (plan.state_path, "the plan's state file")]
+    found = [(plan.path, "the plan file"), (plan.state_path, "the plan's state file")]
     for t in plan.tasks:
         where = t.location.split(".")[0]
         found += [(t.src_path, f"the source of {where}")] if t.src_path else []
@@ -231,7 +231,7 @@ def plan_outputs(plan: Plan) -> Outputs:
     for path, role in plan_inputs(plan):
         policy.add_input(path, role)
     for t in plan.tasks:
-        for loc, _, path in task_outputs(t):
+        for loc, _, path in task_outputs(t, os.path.dirname(os.path.abspath(plan.path))):
             if not policy.claimed(path):
                 policy.outputs.append((loc, path, identity(path)))
     return policy
@@ -249,7 +249,7 @@ def _check_outputs(plan: Plan, allow_outside: bool, problems: list) -> None:
     written: list[tuple[tuple, str]] = []
     seen = set()
     for t in plan.tasks:
-        for loc, shown, path in task_outputs(t):
+        for loc, shown, path in task_outputs(t, base):
             if (loc, path) in seen:          # a job's emit_module is listed with each of its tasks
                 continue
             seen.add((loc, path))

@@ -181,8 +181,8 @@ def _policy(inputs=(), report_path=None):
     policy = Outputs()
     for path, role in inputs:
         if path:
-            if role in ("--arch", "--mapping"):
-                check_input(path, f"a YAML file ({role})")
+            if role in ("the --arch file", "the --mapping file"):
+                check_input(path, f"a YAML file ({role.split()[1]})")
             policy.add_input(path, role)
     if report_path:
         policy.claim(report_path, "--report", replace=True)
@@ -243,8 +243,8 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
                                        ("emit_test", emit_test), ("stateful", stateful),
                                        ("external_data", external_data)) if v}
-    policy = _policy([(src, "the source"), (inputs_path, "--inputs"), (arch_path, "--arch"),
-                      (mapping_path, "--mapping")], report_path)
+    policy = _policy([(src, "the source file"), (inputs_path, "the --inputs file"), (arch_path, "the --arch file"),
+                      (mapping_path, "the --mapping file")], report_path)
     try:
         report = run(src, dst, verify=not no_verify, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path),
                      force=force, keep_failed=keep_failed, src_format=src_format, dst_format=dst_format,
@@ -281,10 +281,10 @@ def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path
     if vectors_path is not None and (inputs_path or emit_vectors):
         raise InputError("--vectors checks the stored vectors only; it takes no --inputs or --emit-vectors")
     from .vectors import outputs as vector_files
-    given = [(a, "A"), (b, "B"), (inputs_path, "--inputs"), (arch_path, "--arch")]
+    given = [(a, "file A"), (b, "file B"), (inputs_path, "the --inputs file"), (arch_path, "the --arch file")]
     if vectors_path is not None:
         folder = vectors_path if os.path.isdir(vectors_path) else os.path.dirname(os.path.abspath(vectors_path))
-        given += [(vectors_path, "--vectors")] + [(p, "--vectors") for p in vector_files(folder)]
+        given += [(vectors_path, "the --vectors file")] + [(p, "a --vectors file") for p in vector_files(folder)]
     policy = _policy(given, report_path)
     try:
         report = run(a, b, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path), seed=seed,
@@ -372,8 +372,8 @@ def predict(path, inputs_path, output_path, use_float32, arch_path, allow_nonfin
     from . import api
     from .atomic import write_files
     from .errors import InputError
-    policy = _policy([(path, "the model"), (inputs_path, "--inputs"), (arch_path, "--arch"),
-                      (mapping_path, "--mapping")])
+    policy = _policy([(path, "the model file"), (inputs_path, "the --inputs file"), (arch_path, "the --arch file"),
+                      (mapping_path, "the --mapping file")])
     policy.claim(output_path, "--output", replace=True)
     model = api.read(path, **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
     _echo_assumptions(model)

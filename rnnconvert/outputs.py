@@ -94,7 +94,7 @@ class Outputs:
         ident = identity(path)
         for role, other in self.inputs:
             if same(ident, other):
-                return f"is {role} of this run; rnnconvert never writes over its inputs, choose another path"
+                return f"is {role}; rnnconvert never writes over an input of the run, choose another path"
         for role, other_path, other in self.outputs:
             if same(ident, other):
                 return f"is also written as {role} ({other_path}); choose another path"

@@ -279,7 +279,7 @@ def _claim_outputs(policy: Outputs, force: bool, emit_module=None, emit_vectors=
 
 
 def _register_inputs(policy: Outputs, read_options: dict | None) -> None:
-    for key, role in (("arch", "--arch"), ("mapping", "--mapping")):
+    for key, role in (("arch", "the --arch file"), ("mapping", "the --mapping file")):
         if isinstance((read_options or {}).get(key), (str, os.PathLike)):
             policy.add_input((read_options or {})[key], role)
 
@@ -357,7 +357,7 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     if same(identity(src), identity(dst)):
         raise DestinationError("destination is the source file; choose another path", path=dst)
     policy = outputs or Outputs()
-    policy.add_input(src, "the source")
+    policy.add_input(src, "the source file")
     _register_inputs(policy, read_options)
     dst_fmt = formats.for_writing(dst, dst_format)
     src_fmt = formats.for_reading(src, src_format)
@@ -488,8 +488,8 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
         raise InputError("verify needs two model files A B, or one file and --vectors DIR")
     a, b = os.fspath(a), os.fspath(b)
     policy = outputs or Outputs()
-    policy.add_input(a, "A")
-    policy.add_input(b, "B")
+    policy.add_input(a, "file A")
+    policy.add_input(b, "file B")
     _register_inputs(policy, read_options)
     _claim_outputs(policy, force, emit_vectors=emit_vectors)
     ma, mb = read(a, **(read_options or {})), read(b, **(read_options or {}))
