@@ -44,8 +44,8 @@ def check_input(path, what: str = "a model file") -> None:
 
 
 def check_replaceable(path) -> bool:
-    """True when something is at `path` (a regular file or a link, which would be replaced); None when
-    nothing is; DestinationError for anything else."""
+    """True when a regular file or a link (which would be replaced, never followed) is at `path`, False
+    when nothing is; DestinationError for anything else (a FIFO, device, socket or directory)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:

@@ -9,6 +9,7 @@ possible)."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -157,6 +158,10 @@ def test_allow_outside_lets_a_plan_write_beside_its_folder(runner, tmp_path):
     res = runner.invoke(cli, ["batch", str(plan), "--jobs", "1"])
     assert res.exit_code == 0, res.output + res.stderr
     assert (tmp_path / "out" / "a.onnx").is_file() and H.temporaries(tmp_path) == []
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "schemas" / "batch.schema.json").read_text())
+    assert jsonschema.Draft202012Validator(schema).is_valid(yaml.safe_load(plan.read_text()))
+    assert not jsonschema.Draft202012Validator(schema).is_valid({"allow_outside": "yes", "jobs": [{"src": "a", "dst": "b"}]})
 
 
 def test_state_temporary_is_never_written_through_a_link(runner, tmp_path):
