@@ -60,6 +60,8 @@ def check_replaceable(path) -> bool:
 def identity(path) -> tuple:
     """(st_dev, st_ino) of the file `path` leads to (None if there is none) and its normalized real path."""
     path = os.fspath(path)
+    if "\0" in str(path):
+        raise InputError("the path holds a NUL byte; no file can be named so", path=repr(path))
     try:
         st = os.stat(path)
         ino = (st.st_dev, st.st_ino)

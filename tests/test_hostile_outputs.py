@@ -247,3 +247,20 @@ def test_the_builder_runs_as_a_script(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(b.__name__ for b in H.BUILDERS)
     assert yaml.safe_load((tmp_path / "plan_dst_dotdot" / "plan" / "plan.yaml").read_text())["jobs"][0]["dst"] \
         == "../escape/a.onnx"
+
+
+def test_without_hard_links_a_new_file_is_renamed_and_an_appeared_one_kept(runner, tmp_path, monkeypatch):
+    """File systems without hard links (EPERM): check, then rename (atomic.install's fallback)."""
+    def no_link(a, b):
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(os, "link", no_link)
+    src, dst = H._copy(H.H5, tmp_path / "model.h5"), tmp_path / "out.onnx"
+    code, err = invoke(runner, [src, dst, "--no-verify"])
+    assert code == 0, err
+    assert dst.stat().st_size > 1000
+    other = tmp_path / "other.onnx"
+    _appear_at_install(monkeypatch, lambda path: Path(path).write_bytes(b"the other conversion's"))
+    code, err = invoke(runner, [src, other, "--no-verify"])
+    assert (code, err) == (2, f"rnnconvert: error: {other}: appeared while converting; nothing was replaced\n")
+    assert other.read_bytes() == b"the other conversion's" and H.temporaries(tmp_path) == []
+
