@@ -34,6 +34,19 @@ class Task:
     src_path: str            # resolved
     dst_path: str
     options: dict            # resolved paths
+    # what the task must not write (its DST's companions included): (role, path) of every input of the
+    # plan and (location, path) of every other task's output, set by load_plan
+    inputs_of_plan: tuple = ()
+    outputs_of_others: tuple = ()
+
+    def policy(self):
+        """The task's output policy (rnnconvert/outputs.py), knowing the whole plan."""
+        policy = Outputs()
+        for role, path in self.inputs_of_plan:
+            policy.add_input(path, role)
+        for loc, path in self.outputs_of_others:
+            policy.outputs.append((loc, path, identity(path)))
+        return policy
 
 
 @dataclass
@@ -61,6 +74,7 @@ def load_plan(path) -> Plan:
     tasks = _validate(raw, base, problems)
     if tasks:
         _check_outputs(Plan(path, raw["jobs"], tasks), raw.get("allow_outside") is True, problems)
+        _share_paths(Plan(path, raw["jobs"], tasks))
     if problems:
         n = len(problems)
         raise InputError(f"invalid plan, nothing was run; {n} problem{'s' if n > 1 else ''}: " + "; ".join(problems),
@@ -235,6 +249,16 @@ def plan_outputs(plan: Plan) -> Outputs:
             if not policy.claimed(path):
                 policy.outputs.append((loc, path, identity(path)))
     return policy
+
+
+def _share_paths(plan: Plan) -> None:
+    """Give each task the plan's inputs and the other tasks' outputs (Task.policy)."""
+    base = os.path.dirname(os.path.abspath(plan.path))
+    inputs = tuple((role, path) for path, role in plan_inputs(plan))
+    outputs = [(t, loc, path) for t in plan.tasks for loc, _, path in task_outputs(t, base)]
+    for t in plan.tasks:
+        t.inputs_of_plan = inputs
+        t.outputs_of_others = tuple((loc, path) for other, loc, path in outputs if other is not t)
 
 
 def _is_dst(location: str) -> bool:

@@ -264,3 +264,17 @@ def test_without_hard_links_a_new_file_is_renamed_and_an_appeared_one_kept(runne
     assert (code, err) == (2, f"rnnconvert: error: {other}: appeared while converting; nothing was replaced\n")
     assert other.read_bytes() == b"the other conversion's" and H.temporaries(tmp_path) == []
 
+
+
+def test_a_plan_job_never_writes_a_companion_over_another_jobs_source(runner, tmp_path):
+    """jobs[0] writes a.c, whose header a.h is jobs[1]'s source (a Keras file under another name)."""
+    H._copy(H.H5, tmp_path / "a.h5")
+    victim = H._copy(H.H5, tmp_path / "a.h")
+    before = H.state(victim)
+    plan = H._plan(tmp_path, {"jobs": [{"src": "a.h5", "dst": "a.c"}, {"src": "a.h", "from": "keras", "dst": "b.onnx"}]})
+    res = runner.invoke(cli, ["batch", str(plan), "--jobs", "1"])
+    assert res.exit_code == 2, res.output + res.stderr
+    assert res.stderr == (f"rnnconvert: jobs[0].dst: a.h5 -> a.c: {victim}: is the source of jobs[1]; "
+                          f"{H.NEVER_INPUT}\n")
+    assert H.state(victim) == before and not (tmp_path / "a.c").exists()
+    assert (tmp_path / "b.onnx").is_file() and H.temporaries(tmp_path) == []
