@@ -14,7 +14,9 @@ import os
 from dataclasses import dataclass
 
 from .errors import InputError
-from .outputs import NOT_REGULAR, Outputs, check_input, identity, inside, same
+import bisect
+
+from .outputs import NOT_REGULAR, Index, Outputs, check_input, identity, inside, same
 from .safety import read_yaml, short_repr
 
 PLAN_KEYS = ("version", "defaults", "jobs", "allow_outside")
@@ -34,18 +36,20 @@ class Task:
     src_path: str            # resolved
     dst_path: str
     options: dict            # resolved paths
-    # what the task must not write (its DST's companions included): (role, path) of every input of the
-    # plan and (location, path) of every other task's output, set by load_plan
+    # what the task's DST companions (a C header, a script's weights: named after DST's stem, beside it)
+    # must not be, set by load_plan: (role, path) of the plan's inputs and (location, path) of other
+    # tasks' outputs in DST's folder whose names begin with DST's stem; everything else about the task's
+    # outputs was checked for the whole plan
     inputs_of_plan: tuple = ()
     outputs_of_others: tuple = ()
 
     def policy(self):
-        """The task's output policy (rnnconvert/outputs.py), knowing the whole plan."""
+        """The task's output policy (rnnconvert/outputs.py), knowing the plan's paths beside DST."""
         policy = Outputs()
         for role, path in self.inputs_of_plan:
             policy.add_input(path, role)
         for loc, path in self.outputs_of_others:
-            policy.outputs.append((loc, path, identity(path)))
+            policy.add_output(path, loc)
         return policy
 
 
@@ -246,19 +250,41 @@ def plan_outputs(plan: Plan) -> Outputs:
         policy.add_input(path, role)
     for t in plan.tasks:
         for loc, _, path in task_outputs(t, os.path.dirname(os.path.abspath(plan.path))):
-            if not policy.claimed(path):
-                policy.outputs.append((loc, path, identity(path)))
+            policy.add_output(path, loc)
     return policy
 
 
 def _share_paths(plan: Plan) -> None:
-    """Give each task the plan's inputs and the other tasks' outputs (Task.policy)."""
+    """Give each task the plan's paths its DST's companions could collide with (Task.policy): those in
+    DST's folder whose names begin with DST's stem, found by bisection (no scan per task)."""
     base = os.path.dirname(os.path.abspath(plan.path))
-    inputs = tuple((role, path) for path, role in plan_inputs(plan))
-    outputs = [(t, loc, path) for t in plan.tasks for loc, _, path in task_outputs(t, base)]
+    by_folder: dict[str, list] = {}
+    for path, role in plan_inputs(plan):
+        by_folder.setdefault(_folder(path), []).append((os.path.basename(path), "in", role, path, None))
     for t in plan.tasks:
-        t.inputs_of_plan = inputs
-        t.outputs_of_others = tuple((loc, path) for other, loc, path in outputs if other is not t)
+        for loc, _, path in task_outputs(t, base):
+            by_folder.setdefault(_folder(path), []).append((os.path.basename(path), "out", loc, path, id(t)))
+    for entries in by_folder.values():
+        entries.sort(key=lambda e: e[0])
+    for t in plan.tasks:
+        entries = by_folder.get(_folder(t.dst_path), [])
+        stem = os.path.splitext(os.path.basename(t.dst_path))[0]
+        near = entries[bisect.bisect_left(entries, stem, key=lambda e: e[0]):]
+        near = [e for e in _prefixed(near, stem) if e[4] != id(t) and e[0][len(stem):len(stem) + 1] in ("", ".", "_")]
+        t.inputs_of_plan = tuple((role, path) for _, kind, role, path, _ in near if kind == "in")
+        t.outputs_of_others = tuple((loc, path) for _, kind, loc, path, _ in near if kind == "out")
+
+
+def _folder(path) -> str:
+    """The real folder holding the entry `path` (the entry itself is not followed)."""
+    return os.path.realpath(os.path.dirname(os.path.abspath(path)))
+
+
+def _prefixed(entries, stem):
+    for e in entries:
+        if not e[0].startswith(stem):
+            return
+        yield e
 
 
 def _is_dst(location: str) -> bool:
@@ -269,8 +295,9 @@ def _check_outputs(plan: Plan, allow_outside: bool, problems: list) -> None:
     """outputs.py's policy over the whole plan (the module docstring); a DST that is its own job's source
     or another DST was reported already."""
     base = os.path.dirname(os.path.abspath(plan.path))
-    inputs = [(identity(p), role) for p, role in plan_inputs(plan)]
-    written: list[tuple[tuple, str]] = []
+    inputs, written = Index(), Index()
+    for p, role in plan_inputs(plan):
+        inputs.add(identity(p), role)
     seen = set()
     for t in plan.tasks:
         for loc, shown, path in task_outputs(t, base):
@@ -286,15 +313,14 @@ def _check_outputs(plan: Plan, allow_outside: bool, problems: list) -> None:
             elif os.path.lexists(path) and not (os.path.isfile(path) or os.path.islink(path)):
                 problem = NOT_REGULAR
             else:
-                role = next((r for i, r in inputs if same(ident, i)), None)
-                other = next((w for i, w in written if same(ident, i)), None)
+                role, other = inputs.find(ident), written.find(ident)
                 if role:
                     problem = f"is {role}"
                 elif other and not (is_dst and _is_dst(other)):
                     problem = f"is also written by {other}"
             if problem:
                 problems.append(f"{loc}: '{shown}' {problem}")
-            written.append((ident, loc))
+            written.add(ident, loc)
 
 
 def _resolve(options: dict, base: str, fmt: str, several: bool, dst: str) -> dict:

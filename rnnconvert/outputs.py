@@ -80,26 +80,48 @@ def inside(path, folder) -> bool:
     return os.path.commonpath([real, base]) == base
 
 
+class Index:
+    """Values keyed by file identity, found by (st_dev, st_ino) or by real path in constant time."""
+
+    def __init__(self):
+        self.by_ino: dict = {}
+        self.by_real: dict = {}
+
+    def add(self, ident: tuple, value) -> None:
+        if ident[0] is not None:
+            self.by_ino.setdefault(ident[0], value)
+        self.by_real.setdefault(ident[1], value)
+
+    def find(self, ident: tuple):
+        if ident[0] is not None and ident[0] in self.by_ino:
+            return self.by_ino[ident[0]]
+        return self.by_real.get(ident[1])
+
+
 class Outputs:
     """The paths one run reads and writes; `claim` each output before any work (see the module docstring)."""
 
     def __init__(self):
-        self.inputs: list[tuple[str, tuple]] = []      # (role, identity)
-        self.outputs: list[tuple[str, str, tuple]] = []  # (role, path, identity)
+        self.inputs = Index()        # identity -> role
+        self.outputs = Index()       # identity -> (role, path)
 
     def add_input(self, path, role: str) -> None:
         if path:
-            self.inputs.append((role, identity(path)))
+            self.inputs.add(identity(path), role)
+
+    def add_output(self, path, role: str) -> None:
+        """Register an output claimed elsewhere (another job of a plan), without checks."""
+        self.outputs.add(identity(path), (role, os.fspath(path)))
 
     def conflict(self, path) -> str | None:
         """Why `path` may not be written by this run (an input or another output), or None."""
         ident = identity(path)
-        for role, other in self.inputs:
-            if same(ident, other):
-                return f"is {role}; rnnconvert never writes over an input of the run, choose another path"
-        for role, other_path, other in self.outputs:
-            if same(ident, other):
-                return f"is also written as {role} ({other_path}); choose another path"
+        role = self.inputs.find(ident)
+        if role:
+            return f"is {role}; rnnconvert never writes over an input of the run, choose another path"
+        other = self.outputs.find(ident)
+        if other:
+            return f"is also written as {other[0]} ({other[1]}); choose another path"
         return None
 
     def claim(self, path, role: str, *, replace: bool) -> str:
@@ -112,9 +134,8 @@ class Outputs:
             raise DestinationError(why, path=path)
         if check_replaceable(path) and not replace:
             raise DestinationError("exists; pass --force to overwrite it", path=path)
-        self.outputs.append((role, path, identity(path)))
+        self.add_output(path, role)
         return path
 
     def claimed(self, path) -> bool:
-        ident = identity(path)
-        return any(same(ident, other) for _, _, other in self.outputs)
+        return self.outputs.find(identity(path)) is not None
