@@ -14,19 +14,28 @@ work starts (`batch_plan.py`): every problem is reported at once with its locati
 Paths resolve relative to the plan file.  Each (job, destination) pair is one conversion (`verification.convert`);
 they run in worker processes.  A state file beside the plan (`.plan.yaml.rnnconvert-state.json`)
 records a fingerprint of each passed conversion (source, options, inputs and hints by SHA-256, and
-the destination's SHA-256), so a re-run skips what is unchanged.
+the destination's SHA-256), so a re-run skips what is unchanged.  It is read only if it is a regular file
+(not a link, FIFO or device: exit 2) and written under a temporary name and renamed over (a link there is
+replaced, never followed).  `plan_lock` holds an exclusive lock on the plan file while the CLI runs it: a
+second `rnnconvert batch` of the same plan exits 2 at once instead of racing for its outputs and state.
+
+Outputs follow rnnconvert/outputs.py (validated for the whole plan in batch_plan.py): a re-run replaces
+its own earlier outputs, which are regular files inside the plan's folder that are no job's input and no
+other job's output; a destination's missing folders are made only when it is installed.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import stat
 import sys
 import time
 from dataclasses import dataclass, field
 
-from .batch_plan import OPTION_KEYS, Plan, Task, load_plan, parse_shard  # noqa: F401 - the batch API
-from .errors import InputError
+from .batch_plan import OPTION_KEYS, Plan, Task, load_plan, parse_shard, plan_outputs  # noqa: F401 - the batch API
+from .errors import DestinationError, InputError
 
 STATE_VERSION = 1
 REPORT_KIND = "rnnconvert-plan-report"
@@ -69,13 +78,15 @@ def run_task(task: Task) -> dict:
         inputs = None
         if o.get("inputs"):
             import numpy as np
+
+            from .outputs import check_input
+            check_input(o["inputs"], "an inputs array (.npy)")
             try:
                 inputs = np.load(o["inputs"], allow_pickle=False)
             except (OSError, ValueError) as exc:
                 raise InputError(f"cannot read inputs as a .npy array ({exc})", path=o["inputs"]) from None
-        os.makedirs(os.path.dirname(task.dst_path) or ".", exist_ok=True)
         report = convert(task.src_path, task.dst_path, atol=o.get("atol"), rtol=o.get("rtol"), inputs=inputs,
-                         force=True, src_format=o.get("from"), dst_format=o.get("to"), seed=o.get("seed", 0),
+                         force=True, make_dirs=True, outputs=task.policy(), src_format=o.get("from"), dst_format=o.get("to"), seed=o.get("seed", 0),
                          read_options=_given(o, "arch", "accept_windows_paths"),
                          write_options=_given(o, "keras_version", "external_data"),
                          emit_module=o.get("emit_module"), emit_vectors=o.get("emit_vectors"),
@@ -187,9 +198,39 @@ class Progress:
             self.width = 0
 
 
-def _load_state(path) -> dict:
+@contextlib.contextmanager
+def plan_lock(plan: Plan):
+    """An exclusive flock on the plan file for the duration (advisory: the file is not changed); a second
+    holder gets InputError at once."""
+    import fcntl
+    fd = os.open(plan.path, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        with open(path) as f:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError("another `rnnconvert batch` is running this plan; wait for it to finish",
+                             path=plan.path) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _load_state(path) -> dict:
+    """The state's task records; {} when there is none or it is unreadable JSON.  A state path holding
+    anything but a regular file (a link, FIFO, device, directory) is refused: InputError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        if os.path.islink(path):
+            raise InputError("the plan's state file is a symbolic link, expected a regular file; remove it",
+                             path=path) from None
+        raise InputError(f"cannot read the plan's state file ({exc.strerror or exc})", path=path) from None
+    try:
+        with os.fdopen(fd) as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise InputError("the plan's state file is not a regular file; remove it", path=path)
             state = json.load(f)
         return state.get("tasks", {}) if state.get("version") == STATE_VERSION else {}
     except (OSError, ValueError, AttributeError):
@@ -299,7 +340,11 @@ def finish_all_parallel(tasks, todo, processes, finish, stopped) -> None:
 
 
 def _save_state(path, tasks: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"version": STATE_VERSION, "tasks": tasks}, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    """Written beside itself under a fresh temporary name and renamed over (atomic.py): never through a
+    link; a failure (read-only folder, full disk) is one line, exit 2."""
+    from .atomic import write_files
+    state = {"version": STATE_VERSION, "tasks": tasks}
+    try:
+        write_files([(path, "w", lambda f: json.dump(state, f, indent=1, sort_keys=True))], replace=True)
+    except DestinationError as exc:
+        raise DestinationError(f"cannot save the plan's state: {exc.message}", path=path) from None

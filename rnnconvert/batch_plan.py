@@ -1,16 +1,25 @@
 """Batch plans: `load_plan` reads a YAML plan (`schemas/batch.schema.json`) and validates it whole before
 any work starts, every problem reported at once with its location (`jobs[3].dst`); each (job,
 destination) pair becomes a `Task` with its options resolved (paths relative to the plan file).
-`batch.py` runs the tasks."""
+`batch.py` runs the tasks.
+
+Outputs (destinations, emit_module, emit_vectors' files) follow rnnconvert/outputs.py's policy, checked
+here for the whole plan: inside the plan's folder (links followed) unless the plan says
+`allow_outside: true`; never an input of any job (src, inputs, arch), the plan or its state file; never
+written by two jobs; never anything but a regular file where something already exists.  Inputs must be
+regular files."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
 from .errors import InputError
+import bisect
+
+from .outputs import NOT_REGULAR, Index, Outputs, check_input, identity, inside, same
 from .safety import read_yaml, short_repr
 
-PLAN_KEYS = ("version", "defaults", "jobs")
+PLAN_KEYS = ("version", "defaults", "jobs", "allow_outside")
 OPTION_KEYS = ("atol", "rtol", "seed", "inputs", "arch", "keras_version", "emit_module", "emit_vectors",
                "from", "to", "allow_nonfinite", "layer", "accept_windows_paths", "external_data")
 FLAG_OPTIONS = ("allow_nonfinite", "accept_windows_paths", "external_data")      # the CLI's --allow-nonfinite, ...
@@ -27,6 +36,21 @@ class Task:
     src_path: str            # resolved
     dst_path: str
     options: dict            # resolved paths
+    # what the task's DST companions (a C header, a script's weights: named after DST's stem, beside it)
+    # must not be, set by load_plan: (role, path) of the plan's inputs and (location, path) of other
+    # tasks' outputs in DST's folder whose names begin with DST's stem; everything else about the task's
+    # outputs was checked for the whole plan
+    inputs_of_plan: tuple = ()
+    outputs_of_others: tuple = ()
+
+    def policy(self):
+        """The task's output policy (rnnconvert/outputs.py), knowing the plan's paths beside DST."""
+        policy = Outputs()
+        for role, path in self.inputs_of_plan:
+            policy.add_input(path, role)
+        for loc, path in self.outputs_of_others:
+            policy.add_output(path, loc)
+        return policy
 
 
 @dataclass
@@ -46,9 +70,15 @@ class Plan:
 def load_plan(path) -> Plan:
     """Read and validate a plan; raise InputError listing every problem with its location."""
     path = os.fspath(path)
+    if os.path.exists(path):          # a missing plan is read_yaml's "no such plan file"
+        check_input(path, "a batch plan (YAML)")
     raw = read_yaml(path, "plan")
     problems: list[str] = []
-    tasks = _validate(raw, os.path.dirname(os.path.abspath(path)), problems)
+    base = os.path.dirname(os.path.abspath(path))
+    tasks = _validate(raw, base, problems)
+    if tasks:
+        _check_outputs(Plan(path, raw["jobs"], tasks), raw.get("allow_outside") is True, problems)
+        _share_paths(Plan(path, raw["jobs"], tasks))
     if problems:
         n = len(problems)
         raise InputError(f"invalid plan, nothing was run; {n} problem{'s' if n > 1 else ''}: " + "; ".join(problems),
@@ -81,13 +111,22 @@ def _check_options(where: str, entry: dict, base: str, problems: list) -> None:
     if "arch" in entry and not isinstance(entry["arch"], (str, dict)):
         problems.append(_type_problem(f"{where}.arch", entry["arch"], "a path or a mapping"))
     for key in ("inputs",) + (("arch",) if isinstance(entry.get("arch"), str) else ()):
-        if isinstance(entry.get(key), str) and not os.path.isfile(os.path.join(base, entry[key])):
-            problems.append(f"{where}.{key}: no such file '{entry[key]}'")
+        if isinstance(entry.get(key), str):
+            problem = _not_a_file(os.path.join(base, entry[key]), entry[key])
+            if problem:
+                problems.append(f"{where}.{key}: {problem}")
     for key in ("from", "to"):
         if isinstance(entry.get(key), str):
             from .formats import FORMATS
             if entry[key] not in FORMATS:
                 problems.append(f"{where}.{key}: unknown format '{entry[key]}'; known: {', '.join(FORMATS)}")
+
+
+def _not_a_file(path, shown) -> str | None:
+    """Why an input path cannot be read ("no such file 'x'", "'x' is not a regular file"), or None."""
+    if os.path.isfile(path):
+        return None
+    return f"'{shown}' is not a regular file" if os.path.exists(path) else f"no such file '{shown}'"
 
 
 def _unknown_keys(where, entry: dict, known, problems) -> None:
@@ -105,6 +144,8 @@ def _validate(raw, base: str, problems: list) -> list[Task]:
     _unknown_keys("plan", raw, PLAN_KEYS, problems)
     if raw.get("version", 1) != 1:
         problems.append(f"version: expected 1, found {short_repr(raw['version'])}")
+    if "allow_outside" in raw and not isinstance(raw["allow_outside"], bool):
+        problems.append(_type_problem("allow_outside", raw["allow_outside"], "true or false"))
     defaults = raw.get("defaults", {})
     if not isinstance(defaults, dict):
         problems.append(_type_problem("defaults", defaults, "a mapping"))
@@ -133,8 +174,8 @@ def _validate(raw, base: str, problems: list) -> list[Task]:
             problems.append(_type_problem(f"{where}.src", src, "a path"))
         else:
             src_path = os.path.join(base, src)
-            if not os.path.isfile(src_path):
-                problems.append(f"{where}.src: no such file '{src}'")
+            if _not_a_file(src_path, src):
+                problems.append(f"{where}.src: {_not_a_file(src_path, src)}")
             else:
                 try:
                     formats.for_reading(src_path, options.get("from") if isinstance(options.get("from"), str) else None)
@@ -178,6 +219,108 @@ def _validate(raw, base: str, problems: list) -> list[Task]:
         if job.get("external_data") and not onnx_dsts:
             problems.append(f"{where}.external_data: goes with an ONNX destination (.onnx), the job has none")
     return tasks
+
+
+def task_outputs(task: Task, base: str) -> list[tuple[str, str, str]]:
+    """(location, shown, resolved path) of every file the task writes but its DST's companions; shown: DST
+    as the plan writes it, the others relative to the plan's folder `base`."""
+    from .vectors import outputs as vector_files
+    where = task.location.split(".")[0]
+    out = [(task.location, task.dst, task.dst_path)]
+    paths = [("emit_module", task.options["emit_module"])] if task.options.get("emit_module") else []
+    if task.options.get("emit_vectors"):
+        paths += [("emit_vectors", p) for p in vector_files(task.options["emit_vectors"])]
+    return out + [(f"{where}.{key}", os.path.relpath(p, base), p) for key, p in paths]
+
+
+def plan_inputs(plan: Plan) -> list[tuple[str, str]]:
+    """(path, role) of every file the plan's run reads or keeps: the plan, its state, sources and hints."""
+    found = [(plan.path, "the plan file"), (plan.state_path, "the plan's state file")]
+    for t in plan.tasks:
+        where = t.location.split(".")[0]
+        found += [(t.src_path, f"the source of {where}")] if t.src_path else []
+        found += [(t.options[k], f"the {k} of {where}") for k in ("inputs", "arch") if isinstance(t.options.get(k), str)]
+    return found
+
+
+def plan_outputs(plan: Plan) -> Outputs:
+    """The plan's output policy: its inputs registered, every job's outputs claimed (for --report)."""
+    policy = Outputs()
+    for path, role in plan_inputs(plan):
+        policy.add_input(path, role)
+    for t in plan.tasks:
+        for loc, _, path in task_outputs(t, os.path.dirname(os.path.abspath(plan.path))):
+            policy.add_output(path, loc)
+    return policy
+
+
+def _share_paths(plan: Plan) -> None:
+    """Give each task the plan's paths its DST's companions could collide with (Task.policy): those in
+    DST's folder whose names begin with DST's stem, found by bisection (no scan per task)."""
+    base = os.path.dirname(os.path.abspath(plan.path))
+    by_folder: dict[str, list] = {}
+    for path, role in plan_inputs(plan):
+        by_folder.setdefault(_folder(path), []).append((os.path.basename(path), "in", role, path, None))
+    for t in plan.tasks:
+        for loc, _, path in task_outputs(t, base):
+            by_folder.setdefault(_folder(path), []).append((os.path.basename(path), "out", loc, path, id(t)))
+    for entries in by_folder.values():
+        entries.sort(key=lambda e: e[0])
+    for t in plan.tasks:
+        entries = by_folder.get(_folder(t.dst_path), [])
+        stem = os.path.splitext(os.path.basename(t.dst_path))[0]
+        near = entries[bisect.bisect_left(entries, stem, key=lambda e: e[0]):]
+        near = [e for e in _prefixed(near, stem) if e[4] != id(t) and e[0][len(stem):len(stem) + 1] in ("", ".", "_")]
+        t.inputs_of_plan = tuple((role, path) for _, kind, role, path, _ in near if kind == "in")
+        t.outputs_of_others = tuple((loc, path) for _, kind, loc, path, _ in near if kind == "out")
+
+
+def _folder(path) -> str:
+    """The real folder holding the entry `path` (the entry itself is not followed)."""
+    return os.path.realpath(os.path.dirname(os.path.abspath(path)))
+
+
+def _prefixed(entries, stem):
+    for e in entries:
+        if not e[0].startswith(stem):
+            return
+        yield e
+
+
+def _is_dst(location: str) -> bool:
+    return location.split(".", 1)[1].startswith("dst")
+
+
+def _check_outputs(plan: Plan, allow_outside: bool, problems: list) -> None:
+    """outputs.py's policy over the whole plan (the module docstring); a DST that is its own job's source
+    or another DST was reported already."""
+    base = os.path.dirname(os.path.abspath(plan.path))
+    inputs, written = Index(), Index()
+    for p, role in plan_inputs(plan):
+        inputs.add(identity(p), role)
+    seen = set()
+    for t in plan.tasks:
+        for loc, shown, path in task_outputs(t, base):
+            if (loc, path) in seen:          # a job's emit_module is listed with each of its tasks
+                continue
+            seen.add((loc, path))
+            ident, is_dst = identity(path), loc == t.location
+            if is_dst and t.src_path and same(ident, identity(t.src_path)):
+                continue                     # reported as "is the job's source"
+            problem = None
+            if not allow_outside and not inside(path, base):
+                problem = "is outside the plan's folder; write inside it, or set allow_outside: true in the plan"
+            elif os.path.lexists(path) and not (os.path.isfile(path) or os.path.islink(path)):
+                problem = NOT_REGULAR
+            else:
+                role, other = inputs.find(ident), written.find(ident)
+                if role:
+                    problem = f"is {role}"
+                elif other and not (is_dst and _is_dst(other)):
+                    problem = f"is also written by {other}"
+            if problem:
+                problems.append(f"{loc}: '{shown}' {problem}")
+            written.add(ident, loc)
 
 
 def _resolve(options: dict, base: str, fmt: str, several: bool, dst: str) -> dict:

@@ -62,6 +62,9 @@ def _load_inputs(path):
     if path is None:
         return None
     import numpy as np
+
+    from .outputs import check_input
+    check_input(path, "an inputs array (.npy or .npz)")
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -170,10 +173,28 @@ def render_report(report) -> str:
     return "\n".join(lines)
 
 
+def _policy(inputs=(), report_path=None):
+    """The run's output policy (rnnconvert/outputs.py): `inputs` ((path, role) pairs; --arch, --mapping
+    and --inputs must be regular files) registered, and --report claimed (an existing regular file there
+    is replaced, as a log is; never an input of the run or another output)."""
+    from .outputs import Outputs, check_input
+    policy = Outputs()
+    for path, role in inputs:
+        if path:
+            if role in ("the --arch file", "the --mapping file"):
+                check_input(path, f"a YAML file ({role.split()[1]})")
+            policy.add_input(path, role)
+    if report_path:
+        policy.claim(report_path, "--report", replace=True)
+    return policy
+
+
 def _write_report(report, path):
+    """The report as JSON, written beside `path` and renamed over it (a failure: one line, exit 2)."""
     if path and report is not None:
-        with open(path, "w") as f:
-            json.dump(report.to_dict(), f, indent=1)
+        from .atomic import write_files
+        data = report if isinstance(report, dict) else report.to_dict()
+        write_files([(path, "w", lambda f: json.dump(data, f, indent=1))], replace=True)
 
 
 @click.group(cls=RnnConvertGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -222,6 +243,8 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
                                        ("emit_test", emit_test), ("stateful", stateful),
                                        ("external_data", external_data)) if v}
+    policy = _policy([(src, "the source file"), (inputs_path, "the --inputs file"), (arch_path, "the --arch file"),
+                      (mapping_path, "the --mapping file")], report_path)
     try:
         report = run(src, dst, verify=not no_verify, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path),
                      force=force, keep_failed=keep_failed, src_format=src_format, dst_format=dst_format,
@@ -229,7 +252,7 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
                      emit_module=emit_module,
                      write_options=write_options or None,
                      emit_vectors=emit_vectors, progress=_progress, layer=layer_name,
-                     allow_nonfinite=allow_nonfinite)
+                     allow_nonfinite=allow_nonfinite, outputs=policy)
     except RnnConvertError as exc:
         _write_report(getattr(exc, "report", None) or getattr(exc, "report_so_far", None), report_path)
         raise
@@ -257,11 +280,17 @@ def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path
     from .verification import verify as run
     if vectors_path is not None and (inputs_path or emit_vectors):
         raise InputError("--vectors checks the stored vectors only; it takes no --inputs or --emit-vectors")
+    from .vectors import outputs as vector_files
+    given = [(a, "file A"), (b, "file B"), (inputs_path, "the --inputs file"), (arch_path, "the --arch file")]
+    if vectors_path is not None:
+        folder = vectors_path if os.path.isdir(vectors_path) else os.path.dirname(os.path.abspath(vectors_path))
+        given += [(vectors_path, "the --vectors file")] + [(p, "a --vectors file") for p in vector_files(folder)]
+    policy = _policy(given, report_path)
     try:
         report = run(a, b, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path), seed=seed,
                      read_options=_read_options(arch_path, accept_windows_paths=accept_windows_paths),
                      vectors_path=vectors_path, emit_vectors=emit_vectors, allow_nonfinite=allow_nonfinite,
-                     force=force)
+                     force=force, outputs=policy)
     except VerificationError as exc:
         _write_report(exc.report, report_path)
         raise
@@ -290,12 +319,13 @@ def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only):
     if check_only:
         click.echo(f"{plan}: valid, {len(plan_obj.tasks)} conversions in {len(plan_obj.jobs)} jobs")
         return
-    tty = sys.stdout.isatty()
-    result = batch_module.run_plan(plan_obj, jobs=n_jobs, fail_fast=fail_fast, force=force,
-                                   shard=batch_module.parse_shard(shard), progress=batch_module.Progress(tty))
     if report_path:
-        with open(report_path, "w") as f:
-            json.dump(result.to_dict(), f, indent=1)
+        batch_module.plan_outputs(plan_obj).claim(report_path, "--report", replace=True)
+    tty = sys.stdout.isatty()
+    with batch_module.plan_lock(plan_obj):
+        result = batch_module.run_plan(plan_obj, jobs=n_jobs, fail_fast=fail_fast, force=force,
+                                       shard=batch_module.parse_shard(shard), progress=batch_module.Progress(tty))
+    _write_report(result.to_dict() if report_path else None, report_path)
     click.echo(result.summary())
     for line in result.problems():
         click.echo(f"rnnconvert: {line}", err=True)
@@ -340,7 +370,11 @@ def predict(path, inputs_path, output_path, use_float32, arch_path, allow_nonfin
     import numpy as np
 
     from . import api
+    from .atomic import write_files
     from .errors import InputError
+    policy = _policy([(path, "the model file"), (inputs_path, "the --inputs file"), (arch_path, "the --arch file"),
+                      (mapping_path, "the --mapping file")])
+    policy.claim(output_path, "--output", replace=True)
     model = api.read(path, **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
     _echo_assumptions(model)
     if not allow_nonfinite:
@@ -354,12 +388,12 @@ def predict(path, inputs_path, output_path, use_float32, arch_path, allow_nonfin
     y, outs = api.predict(model, x, dtype=np.float32 if use_float32 else np.float64, states=feeds,
                           return_states=True)
     if output_path.endswith(".npz"):
-        np.savez(output_path, **{model.output_name: y.astype(np.float32)},
-                 **{k: v.astype(np.float32) for k, v in outs.items()})
+        arrays = {model.output_name: y.astype(np.float32), **{k: v.astype(np.float32) for k, v in outs.items()}}
+        write_files([(output_path, "wb", lambda f: np.savez(f, **arrays))])
         shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in [(model.output_name, y), *outs.items()])
         click.echo(f"wrote {output_path}: {shapes}")
         return
-    np.save(output_path, y.astype(np.float32))
+    write_files([(output_path, "wb", lambda f: np.save(f, y.astype(np.float32)))])
     click.echo(f"wrote {output_path}: shape {list(y.shape)}")
 
 

@@ -34,7 +34,7 @@ def emit(directory, model_info: dict, suite, expected, tolerance: dict, seed: in
     refuse_existing(outputs(directory), force)
     made = _make_directory(directory)
     try:
-        return _write(directory, model_info, suite, expected, tolerance, seed)
+        return _write(directory, model_info, suite, expected, tolerance, seed, force)
     except BaseException:
         if made and not os.listdir(directory):
             os.rmdir(directory)
@@ -52,7 +52,7 @@ def _make_directory(directory: str) -> bool:
     return True
 
 
-def _write(directory, model_info, suite, expected, tolerance, seed) -> str:
+def _write(directory, model_info, suite, expected, tolerance, seed, force) -> str:
     from .atomic import write_files
     arrays, entries = {}, []
     for k, ((label, x), y) in enumerate(zip(suite, expected)):
@@ -65,23 +65,41 @@ def _write(directory, model_info, suite, expected, tolerance, seed) -> str:
              "rule": "|actual - expected| <= atol + rtol * |expected| for every element"}
     path = os.path.join(directory, INDEX)
     write_files([(os.path.join(directory, ARRAYS), "wb", lambda f: np.savez(f, **arrays)),
-                 (path, "w", lambda f: json.dump(index, f, indent=1))])
+                 (path, "w", lambda f: json.dump(index, f, indent=1))], replace=force)
     return path
 
 
 def load(path) -> tuple[dict, list[tuple[str, np.ndarray, np.ndarray]]]:
     """(index, [(label, input, expected)]) from a vectors directory or its vectors.json."""
+    from .outputs import check_input
     path = os.fspath(path)
     index_path = os.path.join(path, INDEX) if os.path.isdir(path) else path
-    if not os.path.isfile(index_path):
+    if not os.path.lexists(index_path):
         raise InputError(f"no {INDEX} here; write vectors with --emit-vectors DIR", path=path)
+    check_input(index_path, f"a vectors index ({INDEX})")
     try:
         with open(index_path) as f:
             index = json.load(f)
         if index.get("kind") != KIND:
             raise ValueError(f"kind is {index.get('kind')!r}, expected {KIND!r}")
-        data = np.load(os.path.join(os.path.dirname(index_path), index["arrays"]), allow_pickle=False)
+        arrays = _arrays_path(index_path, index["arrays"])
+        data = np.load(arrays, allow_pickle=False)
         vectors = [(e["label"], data[e["input"]], data[e["expected"]]) for e in index["vectors"]]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"not an rnnconvert vectors index ({exc})", path=index_path) from None
     return index, vectors
+
+
+def _arrays_path(index_path: str, name) -> str:
+    """The index's `arrays` file, confined to the index's folder: a plain relative name (no absolute
+    path, no `..`, no link leading out) of a regular file."""
+    from .outputs import check_input, inside
+    folder = os.path.dirname(os.path.abspath(index_path))
+    if not isinstance(name, str) or not name:
+        raise InputError(f"'arrays' must name the arrays file beside {INDEX}, found {name!r}", path=index_path)
+    path = os.path.join(folder, name)
+    if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/") or not inside(path, folder):
+        raise InputError(f"'arrays' names {name!r}, outside the vectors folder; it must be a file beside {INDEX} "
+                         f"(such as {ARRAYS})", path=index_path)
+    check_input(path, "the vectors' arrays (.npz)")
+    return path

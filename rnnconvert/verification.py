@@ -26,10 +26,11 @@ import numpy as np
 
 from . import formats, runtimes, vectors
 from .api import read
-from .atomic import refuse_existing
+from .atomic import install_all
 from .diagnose import classify, localize, skeleton
 from .errors import DestinationError, InputError, RnnConvertError, UnsupportedError, VerificationError
 from .model import Model
+from .outputs import Outputs, identity, same
 from .safety import check_finite
 from .suite import STREAMING, chunking, initial_states, input_suite, stream, streaming_undefined
 
@@ -268,10 +269,19 @@ def localize_worst(report, suite, src_model, dst_model) -> None:
     report.localization = localize(src_model, dst_model, x, report.tolerance)
 
 
-def _refuse_existing_outputs(force: bool, emit_module=None, emit_vectors=None) -> None:
-    """--emit-module's file and --emit-vectors' files follow DST's rule, checked before any work: an
-    existing file is kept unless `force`."""
-    refuse_existing([emit_module] + (vectors.outputs(emit_vectors) if emit_vectors else []), force)
+def _claim_outputs(policy: Outputs, force: bool, emit_module=None, emit_vectors=None) -> None:
+    """--emit-module's file and --emit-vectors' files follow DST's rule (outputs.py), checked before any
+    work: never an input or another output, never anything but a regular file, kept unless `force`."""
+    if emit_module:
+        policy.claim(emit_module, "--emit-module", replace=force)
+    for path in vectors.outputs(emit_vectors) if emit_vectors else []:
+        policy.claim(path, "--emit-vectors", replace=force)
+
+
+def _register_inputs(policy: Outputs, read_options: dict | None) -> None:
+    for key, role in (("arch", "the --arch file"), ("mapping", "the --mapping file")):
+        if isinstance((read_options or {}).get(key), (str, os.PathLike)):
+            policy.add_input((read_options or {})[key], role)
 
 
 def _emit_vectors(directory, report, info, suite, expected, src_model, model, force):
@@ -282,11 +292,40 @@ def _emit_vectors(directory, report, info, suite, expected, src_model, model, fo
     report.vectors = {"path": path, "role": "written"}
 
 
-def _same_file(a, b) -> bool:
+def _existing_folder(directory: str, make_dirs: bool, dst: str) -> str:
+    """The folder the temporary goes in: DST's own, or with `make_dirs` its nearest existing ancestor (the
+    missing folders are made only when DST is installed)."""
+    if os.path.isdir(directory):
+        return directory
+    if make_dirs:
+        parent = directory
+        while not os.path.isdir(parent) and os.path.dirname(parent) != parent:
+            if os.path.lexists(parent):
+                raise DestinationError(f"'{parent}' is not a directory", path=dst)
+            parent = os.path.dirname(parent)
+        return parent
+    raise DestinationError(f"directory '{directory}' does not exist", path=dst)
+
+
+def _install(policy: Outputs, tmpdir: str, directory: str, dst: str, force: bool) -> None:
+    """DST and its companion files (a C header, a NumPy script's weights, ONNX external data) from the
+    temporary folder to DST's folder, DST last; each companion is claimed first like DST itself."""
+    base = os.path.basename(dst)
+    pairs = []
+    for name in sorted(os.listdir(tmpdir), key=lambda n: n == base):
+        final = os.path.join(directory, name)
+        if name != base:
+            policy.claim(final, f"a companion file of {dst}", replace=force)
+        pairs.append((os.path.join(tmpdir, name), final))
+    _make_folder(directory, dst)
+    install_all(pairs, force)
+
+
+def _make_folder(directory: str, path: str) -> None:
     try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.abspath(a) == os.path.abspath(b)
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise DestinationError(f"cannot make the directory '{directory}' ({exc.strerror or exc})", path=path) from None
 
 
 def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: float | None = None,
@@ -294,7 +333,7 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
             src_format: str | None = None, dst_format: str | None = None, seed: int = 0,
             read_options: dict | None = None, write_options: dict | None = None, emit_module=None,
             emit_vectors=None, progress=None, layer: str | None = None,
-            allow_nonfinite: bool = False) -> Report:
+            allow_nonfinite: bool = False, outputs: Outputs | None = None, make_dirs: bool = False) -> Report:
     """Read `src`, write `dst`, read it back and verify; `dst` appears only when all checks pass.
 
     On a failed verification nothing is left at `dst` (an existing file there is untouched)
@@ -307,13 +346,19 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     `layer`: convert only that recurrent layer of `src`, as a standalone model (`select.py`); for an
     ONNX source it is also checked against onnxruntime running the node cut out of the source graph.
     Weights holding NaN or Inf are refused (InputError naming layer and tensor) unless `allow_nonfinite`.
+    `outputs`: the run's output policy (outputs.py) with the caller's own inputs and outputs (--inputs,
+    --report) registered; every path written is claimed in it.  `make_dirs`: DST's missing folders are
+    made when it is installed (never before verification passed).
     """
     from . import verification_large
     say = progress or (lambda msg: None)
     src, dst = os.fspath(src), os.fspath(dst)
     formats.check_exists(src)
-    if _same_file(src, dst):
+    if same(identity(src), identity(dst)):
         raise DestinationError("destination is the source file; choose another path", path=dst)
+    policy = outputs or Outputs()
+    policy.add_input(src, "the source file")
+    _register_inputs(policy, read_options)
     dst_fmt = formats.for_writing(dst, dst_format)
     src_fmt = formats.for_reading(src, src_format)
     for option, value in ({"emit_module": emit_module} | (write_options or {})).items():
@@ -321,12 +366,10 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
         if value and allowed and dst_fmt.name not in allowed:
             raise DestinationError(f"--{option.replace('_', '-')} is for {' or '.join(allowed)} destinations, "
                                    f"not {dst_fmt.name}", path=dst)
-    if os.path.exists(dst) and not force:
-        raise DestinationError("exists; pass --force to overwrite it", path=dst)
-    _refuse_existing_outputs(force, emit_module, emit_vectors)
+    policy.claim(dst, "DST", replace=force)
+    _claim_outputs(policy, force, emit_module, emit_vectors)
     directory = os.path.dirname(os.path.abspath(dst))
-    if not os.path.isdir(directory):
-        raise DestinationError(f"directory '{directory}' does not exist", path=dst)
+    scratch = _existing_folder(directory, make_dirs, dst)
 
     say(f"reading {src} ({src_fmt.name})")
     src_info = Background(file_info, src, src_fmt.name)
@@ -340,9 +383,9 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     # A temporary directory beside dst holding a file of dst's name: a writer's companion files
     # (a C header, a NumPy script's weights) get their final names and are installed with dst.
     try:
-        tmpdir = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", suffix=".tmp", dir=directory)
+        tmpdir = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", suffix=".tmp", dir=scratch)
     except OSError as exc:
-        raise DestinationError(f"cannot write in '{directory}' ({exc.strerror or exc})", path=dst) from None
+        raise DestinationError(f"cannot write in '{scratch}' ({exc.strerror or exc})", path=dst) from None
     tmp = os.path.join(tmpdir, os.path.basename(dst))
     try:
         say(f"writing {dst} ({dst_fmt.name})")
@@ -399,13 +442,11 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
             raise
         report.destination = dst_info.result() | {"path": dst}
         if report.passed or keep_failed:
-            try:
-                for name in sorted(os.listdir(tmpdir), key=lambda n: n == os.path.basename(dst)):   # dst last
-                    os.replace(os.path.join(tmpdir, name), os.path.join(directory, name))
-            except OSError as exc:
-                raise DestinationError(f"cannot install ({exc.strerror or exc})", path=dst) from None
+            _install(policy, tmpdir, directory, dst, force)
         if emit_module and report.passed:
             from .formats.torch import write_module
+            if make_dirs:
+                _make_folder(os.path.dirname(os.path.abspath(emit_module)), emit_module)
             write_module(model, emit_module, weights=os.path.basename(dst), force=force)
             report.notes.append(f"wrote {emit_module}: a standalone PyTorch module that loads {dst}")
         if emit_vectors and verify and report.passed:
@@ -430,7 +471,8 @@ def _read_source(src, src_fmt, read_options: dict, layer: str | None) -> Model:
 
 def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
            inputs: np.ndarray | None = None, seed: int = 0, read_options: dict | None = None,
-           vectors_path=None, emit_vectors=None, allow_nonfinite: bool = False, force: bool = False) -> Report:
+           vectors_path=None, emit_vectors=None, allow_nonfinite: bool = False, force: bool = False,
+           outputs: Outputs | None = None) -> Report:
     """Compare two model files of any supported formats; raises VerificationError when they differ.
 
     With `vectors_path` (and no `b`): check `a` against golden vectors written by `emit_vectors`.
@@ -444,8 +486,12 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
                               allow_nonfinite=allow_nonfinite)
     if b is None:
         raise InputError("verify needs two model files A B, or one file and --vectors DIR")
-    _refuse_existing_outputs(force, emit_vectors=emit_vectors)
     a, b = os.fspath(a), os.fspath(b)
+    policy = outputs or Outputs()
+    policy.add_input(a, "file A")
+    policy.add_input(b, "file B")
+    _register_inputs(policy, read_options)
+    _claim_outputs(policy, force, emit_vectors=emit_vectors)
     ma, mb = read(a, **(read_options or {})), read(b, **(read_options or {}))
     if not allow_nonfinite:
         check_finite(ma, a)

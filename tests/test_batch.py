@@ -69,7 +69,7 @@ def test_more_plan_errors(runner, tmp_path):
     assert res.exit_code == 2
     assert _error(res) == (
         f"rnnconvert: error: {path}: invalid plan, nothing was run; 8 problems: "
-        "plan: unknown key 'extra' (known: version, defaults, jobs); "
+        "plan: unknown key 'extra' (known: version, defaults, jobs, allow_outside); "
         "defaults.keras_version: expected 2 or 3, found 4; "
         "jobs[0].dst: missing (one path or a list of paths to write); "
         f"jobs[1].dst[0]: '{LSTM}' is the job's source; "

@@ -47,7 +47,7 @@ def invoke(runner, *args):
 def test_dst_is_written_beside_itself_under_a_temporary_name_then_renamed(tmp_path, monkeypatch):
     import rnnconvert.formats.onnx as onnx_format
     seen, replaced = [], []
-    real_write, real_replace = onnx_format.write, os.replace
+    real_write, real_replace, real_link = onnx_format.write, os.replace, os.link
 
     def spy_write(model, path, **kw):
         seen.append(path)
@@ -56,8 +56,13 @@ def test_dst_is_written_beside_itself_under_a_temporary_name_then_renamed(tmp_pa
     def spy_replace(a, b):
         replaced.append((a, b))
         return real_replace(a, b)
+
+    def spy_link(a, b):            # a new DST is installed by a hard link (fails if DST appeared meanwhile)
+        replaced.append((a, b))
+        return real_link(a, b)
     monkeypatch.setattr(onnx_format, "write", spy_write)
     monkeypatch.setattr(os, "replace", spy_replace)
+    monkeypatch.setattr(os, "link", spy_link)
     import rnnconvert
     dst = tmp_path / "out" / "model.onnx"
     dst.parent.mkdir()
@@ -240,12 +245,17 @@ def _emit(tmp_path, *extra):
 
 def test_emit_outputs_are_written_beside_themselves_then_renamed(runner, tmp_path, monkeypatch):
     replaced = []
-    real_replace = os.replace
+    real_replace, real_link = os.replace, os.link
 
     def spy_replace(a, b):
         replaced.append((os.fspath(a), os.fspath(b)))
         return real_replace(a, b)
+
+    def spy_link(a, b):                 # a new file is installed by a hard link, an existing one by a rename
+        replaced.append((os.fspath(a), os.fspath(b)))
+        return real_link(a, b)
     monkeypatch.setattr(os, "replace", spy_replace)
+    monkeypatch.setattr(os, "link", spy_link)
     module, vec = tmp_path / "mod" / "m.py", tmp_path / "vec"
     module.parent.mkdir()
     code, out, err = invoke(runner, *_emit(tmp_path, "--emit-module", module, "--emit-vectors", vec))

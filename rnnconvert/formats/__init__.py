@@ -96,7 +96,7 @@ def for_writing(path, fmt: str | None = None) -> Format:
 
 
 def check_exists(path) -> None:
-    if not os.path.exists(path):
-        raise InputError("no such file", path=str(path))
-    if os.path.isdir(path):
-        raise InputError("is a directory, expected a model file", path=str(path))
+    """InputError unless `path` is a regular file (a FIFO would block the reader forever, a device never
+    ends): "no such file", "is a directory, expected a model file", "is not a regular file, ..."."""
+    from ..outputs import check_input
+    check_input(path, "a model file")

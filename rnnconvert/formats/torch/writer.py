@@ -71,7 +71,7 @@ def write_module(model: Model, code_path, weights=None, force: bool = True) -> N
     refuse_existing([code_path], force)
     specs, _ = from_canonical(model)
     code = module_code.generate(specs, model, weights=weights)
-    write_files([(code_path, "w", lambda f: f.write(code))])
+    write_files([(code_path, "w", lambda f: f.write(code))], replace=force)
 
 
 def save_pt(path, sd: dict, meta: str) -> None:
