@@ -23,7 +23,7 @@ from ...model import (Activation, ActivationLayer, BatchNorm, Conv1D, Dense, Dro
 from .glue import RECURRENT, Walker
 from .scan import is_scan_file, read_model
 from . import states as state_io
-from . import wire
+from . import validate, wire
 from .stateful import states_of
 from .writer import META_KEY, META_VERSION
 
@@ -66,6 +66,7 @@ def load_lean(path, lean: bool = True) -> tuple[onnx.ModelProto, dict[int, np.nd
     if not proto.HasField("graph") or proto.ir_version <= 0:
         raise InputError("not an ONNX model (cannot parse protobuf: no graph and no IR version; the file is "
                          "empty, truncated or another kind of protobuf)", path=path)
+    validate.check(proto, path, os.path.getsize(path))      # schemas, dtypes, dims: before any allocation
     arrays = wire.read_payloads(path, proto.graph, payloads, into_proto=not lean) if payloads else {}
     from onnx.external_data_helper import _get_all_tensors    # initializers and Constant attributes
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in _get_all_tensors(proto)):
