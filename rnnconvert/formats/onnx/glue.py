@@ -62,6 +62,7 @@ class Walker(GlueOps, FrontOps):
         self._settled: dict[int, tuple] = {}
         self._pairs: dict[tuple, int] = {}
         self.used: set[int] = set()          # recurrent nodes that became layers
+        self.dropped_axis: tuple | None = None  # (axis, rank) of a graph output's direction axis of 1
         try:
             size = os.path.getsize(path)
         except (OSError, TypeError):
@@ -108,6 +109,8 @@ class Walker(GlueOps, FrontOps):
         if not isinstance(fact, Flow):
             raise UnsupportedError(f"the graph output '{self.output}' is not computed from the input "
                                    f"'{input_name}'", path=self.path)
+        if "D" in fact.axes:      # a recurrent node's Y or Y_h itself: the canonical output has no direction axis
+            self.dropped_axis = (fact.axes.index("D"), len(fact.axes))
         return self.settle(fact, None)
 
     def _needed(self, out: str) -> set:

@@ -173,6 +173,8 @@ def read(path, output: str | None = None, **options) -> Model:
     source = {"format": "onnx",
               "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
               "opset": walker.opset, "ir_version": int(proto.ir_version)}
+    if walker.dropped_axis is not None:      # [axis, rank] of the graph output the canonical one lacks
+        source["dropped_output_axis"] = list(walker.dropped_axis)
     used = {walker.recs[k].key for k in walker.used}
     unused = [n.name or n.output[0] for n in g.node if n.op_type in RECURRENT and (n.name or n.output[0]) not in used]
     if unused:

@@ -1,4 +1,9 @@
-"""onnxruntime on a written file: the independent runtime verification uses for ONNX."""
+"""onnxruntime on a written file: the independent runtime verification uses for ONNX.
+
+The output compared is the graph output the model was read from (`model.output_name`), in the canonical
+shape: a graph whose output is a recurrent node's raw Y [T, 1, B, H] or Y_h [1, B, H] loses that
+direction axis (`dropped_output_axis`, recorded by the reader), as the canonical model does.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -43,4 +48,8 @@ def run_states(path, x, model, feeds: dict | None = None, session=None) -> tuple
     all_feeds.update({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in (feeds or {}).items()})
     names = [o.name for o in sess.get_outputs()]
     res = sess.run(None, all_feeds)
-    return res[0], {p.name: res[names.index(p.name)] for p in model.state_outputs if p.name in names}
+    out = res[names.index(model.output_name)] if model.output_name in names else res[0]
+    dropped = model.source.get("dropped_output_axis")     # the graph output is a recurrent node's Y or Y_h:
+    if dropped and out.ndim == dropped[1] and out.shape[dropped[0]] == 1:   # its direction axis of 1 goes
+        out = np.squeeze(out, axis=dropped[0])
+    return out, {p.name: res[names.index(p.name)] for p in model.state_outputs if p.name in names}
