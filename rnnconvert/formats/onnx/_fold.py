@@ -39,6 +39,9 @@ GROWERS = {"Expand", "Tile", "ConstantOfShape", "Range", "Resize", "Upsample", "
            "NonZero", "TfIdfVectorizer", "Bernoulli", "Multinomial"}
 
 
+STORE = "store the weights as initializers"
+
+
 class FoldRefused(UnsupportedError):
     """A node whose folding the budget does not allow."""
 
@@ -48,9 +51,9 @@ def not_foldable(node: onnx.NodeProto) -> str | None:
     if node.domain not in ("", "ai.onnx"):
         return f"an op of domain '{node.domain}'"
     if node.op_type in CONTROL or any(a.HasField("g") or len(a.graphs) for a in node.attribute):
-        return "control flow (a node with a subgraph) is never evaluated while reading"
+        return f"control flow (a node with a subgraph) is never evaluated while reading; {STORE}"
     if node.op_type in SEQUENCE:
-        return "sequence and optional values are never evaluated while reading"
+        return f"sequence and optional values are never evaluated while reading; {STORE}"
     return None
 
 
