@@ -4,7 +4,8 @@ read into a canonical layer, and cut out as a small graph onnxruntime runs (per-
 A node's name is `node.name`, or its first output when the node has none or shares it (stable: it
 is what `inspect` lists).  W, R, B, P and the initial states must be constants: initializers or
 Constant nodes of the node's graph or of any graph around it, or what constant nodes (Identity,
-Cast, Reshape, Slice, ...) compute from them.  An initial state fed at run time (a graph input, a
+Cast, Reshape, Slice, ...) compute from them
+(folded within the budget of `_fold.py`).  An initial state fed at run time (a graph input, a
 slice of a packed state tensor) is left out: the standalone layer starts from zeros.
 """
 from __future__ import annotations

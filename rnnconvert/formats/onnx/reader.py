@@ -4,7 +4,8 @@ The graph is the truth: weights, directions, activations and glue are read from 
 (`glue.Walker`).  The `rnnconvert` metadata entry of a file this package wrote only restores
 what ONNX cannot carry (layer names, bias flags, exact activation parameters, Dropout layers,
 explicit zero states) and only where it agrees with the graph.
-Large initializers are read straight from the file into arrays (`wire.py`), onnx parsing the rest.
+Large initializers are read straight from the file into arrays (`wire.py`), onnx parsing the rest; the
+parsed model is checked against the operator schemas (`validate.py`) before any tensor is decoded.
 """
 from __future__ import annotations
 
