@@ -9,7 +9,8 @@ One place for what a file from a stranger must satisfy before the reader trusts 
 - every tensor (initializers, tensor attributes such as Constant's value) has a type the readers
   convert (floats, integers, bool; not INT4/UINT4, float4/float8, complex or string), dims >= 0, and no
   more elements or any longer axis than its file has bytes;
-- declared shapes (graph inputs, outputs, value_info) have dims >= 0 and at most MAX_DECLARED elements.
+- declared shapes (graph inputs, outputs, value_info) have dims >= 0, and an input fed at run time at most
+  MAX_DECLARED elements in its known dims (verification makes inputs of that shape).
 All problems are reported at once on one line (the first MAX_LISTED), as an InputError (exit 2).
 """
 from __future__ import annotations
@@ -59,10 +60,11 @@ def check(proto: onnx.ModelProto, path, file_bytes: int) -> None:
     def walk(graph: onnx.GraphProto):
         for t in graph.initializer:
             _tensor(t, f"initializer '{t.name}'", limit, problems)
+        inits = {t.name for t in graph.initializer}
         for kind, infos in (("graph input", graph.input), ("graph output", graph.output),
                             ("value_info", graph.value_info)):
-            for vi in infos:
-                _declared(vi, kind, problems)
+            for vi in infos:        # what is fed at run time is bounded; an initializer's size is its own
+                _declared(vi, kind, problems, bounded=kind == "graph input" and vi.name not in inits)
         for n in graph.node:
             label = f"node '{n.name or (n.output[0] if n.output else '')}' ({n.op_type})"
             for a in n.attribute:
@@ -104,7 +106,7 @@ def _attr_text(a: AttributeProto) -> str:
     return f"{AttributeProto.AttributeType.Name(a.type)} {text[:40]}".strip()
 
 
-def _declared(vi: onnx.ValueInfoProto, kind: str, problems: list) -> None:
+def _declared(vi: onnx.ValueInfoProto, kind: str, problems: list, bounded: bool) -> None:
     if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
         return
     shape = vi.type.tensor_type.shape.dim
@@ -113,7 +115,7 @@ def _declared(vi: onnx.ValueInfoProto, kind: str, problems: list) -> None:
                             for d in shape) + "]"
     if any(d < 0 for d in dims):
         problems.append(f"{kind} '{vi.name}' declares shape {shown}; dims are never negative")
-    elif int(np.prod(dims, dtype=object)) > MAX_DECLARED:
+    elif bounded and int(np.prod(dims, dtype=object)) > MAX_DECLARED:
         problems.append(f"{kind} '{vi.name}' declares shape {shown}, more than {MAX_DECLARED} elements")
 
 
