@@ -130,6 +130,20 @@ def many_constants(d, count=64):
     return _save(_lstm_model(pre, inits, w="Wc"), d, "many_constants")
 
 
+def branch_expand_weight(d):
+    """An LSTM inside an If branch (read node by node, `extract.py`) whose W is an Expand to 24 GiB."""
+    inner = _lstm_model([helper.make_node("Expand", ["one", "shape"], ["Wc"], name="big_expand")],
+                        [numpy_helper.from_array(np.ones((1, 1, IN), np.float32), "one"),
+                         _int64("shape", [1, 1 << 31, IN])], w="Wc").graph
+    then = helper.make_graph(list(inner.node), "then", [], [helper.make_tensor_value_info("Y", TP.FLOAT, None)],
+                             list(inner.initializer))
+    node = helper.make_node("If", ["cond"], ["Z"], name="branch", then_branch=then, else_branch=then)
+    graph = helper.make_graph([node], "hostile", [helper.make_tensor_value_info("X", TP.FLOAT, ["t", "b", IN])],
+                              [helper.make_tensor_value_info("Z", TP.FLOAT, None)],
+                              [numpy_helper.from_array(np.array(True), "cond")])
+    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), d, "branch_expand_weight")
+
+
 # ------------------------------------------------------------------------------------------- schemas
 
 def opset_999(d):
@@ -251,7 +265,7 @@ def raw_state_ports(d):
 
 
 BUILDERS = [seqmap_loop, loop_weight, expand_weight, constant_of_shape_weight, tile_weight, range_weight,
-            many_constants, opset_999, layout_7, hidden_float, hidden_string, hidden_negative, hidden_zero,
+            many_constants, branch_expand_weight, opset_999, layout_7, hidden_float, hidden_string, hidden_negative, hidden_zero,
             direction_sideways, activation_unknown, weight_int4, weight_uint4, weight_float4, weight_float8,
             weight_complex, weight_string, weight_negative_dims, weight_huge_dims, input_huge_dim,
             input_negative_dim, raw_y, raw_y_h, raw_state_ports]

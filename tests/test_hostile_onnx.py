@@ -38,6 +38,7 @@ REFUSED = {
     "constant_of_shape_weight": "ConstantOfShape node 'big_fill': " + FOLD_TOO_BIG.format(n=(1 << 42) * 4),
     "tile_weight": "Tile node 'big_tile': " + FOLD_TOO_BIG.format(n=(1 << 30) * 24 * 4),
     "range_weight": "Range node 'big_range': " + FOLD_TOO_BIG.format(n=(1 << 40) * 8),
+    "branch_expand_weight": "Expand node 'big_expand': " + FOLD_TOO_BIG.format(n=(1 << 31) * 3 * 4),
     "many_constants": "Add node 'add_8': constants computed from the file's would take more than ",
     "opset_999": "the model imports opset 999 of the default ONNX domain; this installation knows opsets 1 to ",
     "layout_7": "node 'lstm_1' (LSTM): attribute 'layout' is 7; expected 0 or 1",
@@ -58,6 +59,7 @@ REFUSED = {
     "input_negative_dim": "graph input 'X' declares shape [-5, 'b', 3]; dims are never negative",
 }
 RAW = ["raw_y", "raw_y_h", "raw_state_ports"]
+CONVERT_OPTIONS = {"branch_expand_weight": ("--layer", "lstm_1")}     # the whole model is refused before
 
 
 def _limits():
@@ -80,7 +82,7 @@ def test_every_builder_has_an_expectation():
 def test_hostile_file_is_refused_in_seconds(name, tmp_path):
     src = getattr(hostile, name)(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
-    for args in (("inspect", src.name), ("convert", src.name, "out.rnnc")):
+    for args in (("inspect", src.name), ("convert", src.name, "out.rnnc", *CONVERT_OPTIONS.get(name, ()))):
         proc, seconds = rnnconvert(*args, cwd=tmp_path)
         assert proc.returncode == 2, (args, proc.returncode, proc.stderr[-2000:])
         lines = proc.stderr.splitlines()
