@@ -5,7 +5,7 @@ weight, Expand / ConstantOfShape / Tile / Range to terabytes, many folded consta
 operator schemas (opset 999, layout=7, hidden_size as a float, a string, negative or 0, an unknown
 direction or activation), tensors the readers cannot hold (INT4, FLOAT4E2M1, float8, complex, string
 weights, negative or huge dims) and raw recurrent graphs (a node's Y, Y_h or state ports as the graph's
-own inputs and outputs) that `verify A A` must pass.  `python -m tests.hostile_onnx DIR` writes them all.
+own inputs and outputs, inputs of a fixed batch size) that `verify A A` must pass.  `python -m tests.hostile_onnx DIR` writes them all.
 """
 from __future__ import annotations
 
@@ -232,14 +232,14 @@ def input_negative_dim(d):
 
 # ------------------------------------------------------------------------------------------- raw graphs
 
-def _raw(d, name, outs, graph_outs, state_in=False, direction="forward", cell="LSTM"):
+def _raw(d, name, outs, graph_outs, state_in=False, direction="forward", cell="LSTM", x_shape=("t", "b", IN)):
     rng = np.random.default_rng(1)
     gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[cell]
     D = 2 if direction == "bidirectional" else 1
     inits = [numpy_helper.from_array(rng.standard_normal((D, gates * H, IN)).astype(np.float32), "W"),
              numpy_helper.from_array(rng.standard_normal((D, gates * H, H)).astype(np.float32), "R"),
              numpy_helper.from_array(rng.standard_normal((D, 2 * gates * H)).astype(np.float32), "B")]
-    ins, graph_ins = ["X", "W", "R", "B", ""], [helper.make_tensor_value_info("X", TP.FLOAT, ["t", "b", IN])]
+    ins, graph_ins = ["X", "W", "R", "B", ""], [helper.make_tensor_value_info("X", TP.FLOAT, list(x_shape))]
     if state_in:
         ins.append("h0")
         graph_ins.append(helper.make_tensor_value_info("h0", TP.FLOAT, [D, "b", H]))
@@ -264,11 +264,31 @@ def raw_state_ports(d):
     return _raw(d, "raw_state_ports", ["Y", "Y_h"], ["Y", "Y_h"], state_in=True)
 
 
+def raw_fixed_batch(d):
+    """An LSTM's Y from an input declared [5, 2, 3]: time 5, batch 2 fixed (an export without dynamic axes)."""
+    return _raw(d, "raw_fixed_batch", ["Y"], ["Y"], x_shape=(5, 2, IN))
+
+
+def fixed_batch_one(d):
+    """torch.onnx.export's form without dynamic axes: input [1, 6, 3] batch-first, Transpose, LSTM, Y_h [1, 1, 2]
+    squeezed to [1, 2]."""
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.standard_normal((1, 4 * H, IN)).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.standard_normal((1, 4 * H, H)).astype(np.float32), "R"),
+             _int64("axes", [0])]
+    nodes = [helper.make_node("Transpose", ["X"], ["Xt"], perm=[1, 0, 2]),
+             helper.make_node("LSTM", ["Xt", "W", "R"], ["", "Y_h"], name="rec", hidden_size=H),
+             helper.make_node("Squeeze", ["Y_h", "axes"], ["h"])]
+    graph = helper.make_graph(nodes, "fixed", [helper.make_tensor_value_info("X", TP.FLOAT, [1, 6, IN])],
+                              [helper.make_tensor_value_info("h", TP.FLOAT, [1, H])], inits)
+    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), d, "fixed_batch_one")
+
+
 BUILDERS = [seqmap_loop, loop_weight, expand_weight, constant_of_shape_weight, tile_weight, range_weight,
             many_constants, branch_expand_weight, opset_999, layout_7, hidden_float, hidden_string, hidden_negative, hidden_zero,
             direction_sideways, activation_unknown, weight_int4, weight_uint4, weight_float4, weight_float8,
             weight_complex, weight_string, weight_negative_dims, weight_huge_dims, input_huge_dim,
-            input_negative_dim, raw_y, raw_y_h, raw_state_ports]
+            input_negative_dim, raw_y, raw_y_h, raw_state_ports, raw_fixed_batch, fixed_batch_one]
 
 
 def write_all(directory) -> list[Path]:

@@ -3,7 +3,7 @@
 Each file goes through `rnnconvert inspect` and `rnnconvert convert SRC out.rnnc` in a subprocess limited
 to SECONDS and LIMIT_AS of address space: the message names the node, attribute or initializer; nothing
 is written and no temporary is left beside the source.  The raw recurrent graphs (a node's Y or Y_h as
-the graph output, state ports) verify against themselves with exit 0.  In-process: the folding budget's
+the graph output, state ports, a fixed batch size) verify against themselves with exit 0.  In-process: the folding budget's
 time limit, and that folded constants no node still needs are dropped (traced peak).
 """
 from __future__ import annotations
@@ -58,7 +58,7 @@ REFUSED = {
     "input_huge_dim": "graph input 'X' declares shape [1099511627776, 'b', 3], more than 268435456 elements",
     "input_negative_dim": "graph input 'X' declares shape [-5, 'b', 3]; dims are never negative",
 }
-RAW = ["raw_y", "raw_y_h", "raw_state_ports"]
+RAW = ["raw_y", "raw_y_h", "raw_state_ports", "raw_fixed_batch", "fixed_batch_one"]
 CONVERT_OPTIONS = {"branch_expand_weight": ("--layer", "lstm_1")}     # the whole model is refused before
 
 
