@@ -264,6 +264,11 @@ def raw_state_ports(d):
     return _raw(d, "raw_state_ports", ["Y", "Y_h"], ["Y", "Y_h"], state_in=True)
 
 
+def raw_two_outputs(d):
+    """An LSTM's Y_h and Y as the graph's outputs, in that order (read with output='Y')."""
+    return _raw(d, "raw_two_outputs", ["Y", "Y_h"], ["Y_h", "Y"])
+
+
 def raw_fixed_batch(d):
     """An LSTM's Y from an input declared [5, 2, 3]: time 5, batch 2 fixed (an export without dynamic axes)."""
     return _raw(d, "raw_fixed_batch", ["Y"], ["Y"], x_shape=(5, 2, IN))
@@ -288,7 +293,7 @@ BUILDERS = [seqmap_loop, loop_weight, expand_weight, constant_of_shape_weight, t
             many_constants, branch_expand_weight, opset_999, layout_7, hidden_float, hidden_string, hidden_negative, hidden_zero,
             direction_sideways, activation_unknown, weight_int4, weight_uint4, weight_float4, weight_float8,
             weight_complex, weight_string, weight_negative_dims, weight_huge_dims, input_huge_dim,
-            input_negative_dim, raw_y, raw_y_h, raw_state_ports, raw_fixed_batch, fixed_batch_one]
+            input_negative_dim, raw_y, raw_y_h, raw_state_ports, raw_two_outputs, raw_fixed_batch, fixed_batch_one]
 
 
 def write_all(directory) -> list[Path]:

@@ -75,7 +75,7 @@ def rnnconvert(*args, cwd):
 
 
 def test_every_builder_has_an_expectation():
-    assert sorted(b.__name__ for b in hostile.BUILDERS) == sorted(list(REFUSED) + RAW)
+    assert sorted(b.__name__ for b in hostile.BUILDERS) == sorted(list(REFUSED) + RAW + ["raw_two_outputs"])
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
@@ -139,3 +139,11 @@ def test_folded_constants_no_node_needs_are_dropped(tmp_path, monkeypatch):
         tracemalloc.stop()
     assert model.layers[0].weights[0].W.shape == (8, 3)
     assert peak < 40 << 20, peak
+
+
+def test_raw_graph_output_picked_by_name_verifies(tmp_path):
+    """onnxruntime's output is the one the model was read from, not the graph's first."""
+    import rnnconvert
+    src = hostile.raw_two_outputs(tmp_path)
+    report = rnnconvert.verify(src, src, read_options={"output": "Y"})
+    assert report.passed and "onnxruntime(src)" in report.oracles()
