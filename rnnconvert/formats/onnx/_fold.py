@@ -2,14 +2,16 @@
 
 A file from a stranger can make a tiny graph compute without end (a Loop of 2**62 trips inside a
 SequenceMap feeding a weight) or allocate without bound (ConstantOfShape, Expand, Tile, Range to
-terabytes).  `Folder.fold` evaluates one node with onnx's reference evaluator only when: it has no
-subgraph and is not a control-flow, sequence or optional op (`not_foldable`); onnx's shape inference,
-given the node's actual input shapes (and the values of small inputs), bounds every output's size
-before anything runs; and that size fits the budget, which scales with the weights the file holds: one
-output at most ONE_FACTOR times them (+ ONE_SLACK), all folded outputs together TOTAL_FACTOR times
-(+ TOTAL_SLACK), one contraction FLOPS_FACTOR multiply-adds per byte, all folds together FOLD_SECONDS
-(+ 1 s per SECONDS_PER of weights).  A node past a
-bound is refused by name (`FoldRefused`, exit 2); the callers drop folded values once no node needs them.
+terabytes).  `Folder.fold` evaluates one node with onnx's reference evaluator only when:
+- it has no subgraph and is not a control-flow, sequence or optional op (`not_foldable`);
+- every output's size is bounded before anything runs: by the inputs' sizes for ops that never grow
+  (KEEPERS: Cast, Reshape, Transpose, ...), otherwise by onnx's shape inference given the node's actual
+  input shapes and the values of its small inputs (an op that may grow, GROWERS, with no inferred
+  shape is refused);
+- that size fits the budget, which scales with the weights the file holds: one output at most ONE_FACTOR
+  times them (+ ONE_SLACK), all folded outputs together TOTAL_FACTOR times (+ TOTAL_SLACK), one
+  contraction FLOPS_FACTOR multiply-adds per byte, all folding FOLD_SECONDS (+ 1 s per SECONDS_PER).
+A node past a bound is refused by name (`FoldRefused`, exit 2); callers drop folded values no node needs.
 """
 from __future__ import annotations
 
@@ -37,8 +39,11 @@ GROWERS = {"Expand", "Tile", "ConstantOfShape", "Range", "Resize", "Upsample", "
            "GatherElements", "EyeLike", "RandomNormal", "RandomUniform", "Col2Im", "CenterCropPad", "DFT", "STFT",
            "MelWeightMatrix", "BlackmanWindow", "HannWindow", "HammingWindow", "Constant", "Compress", "Unique",
            "NonZero", "TfIdfVectorizer", "Bernoulli", "Multinomial"}
-
-
+# ops whose output holds at most as many elements as their inputs (sized without shape inference)
+KEEPERS = {"Identity", "Cast", "CastLike", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Slice",
+           "Split", "Shape", "Size", "Neg", "Abs", "Sqrt", "Exp", "Log", "Tanh", "Sigmoid", "Relu", "Reciprocal",
+           "Floor", "Ceil", "Round", "Sign", "Not", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
+           "ReduceProd", "ArgMax", "ArgMin"}
 STORE = "store the weights as initializers"
 
 
@@ -90,6 +95,13 @@ class Folder:
         if self.spent > self.seconds:
             self.refuse(node, f"constant folding took more than {self.seconds:.0f} s in all; the graph computes "
                               "too much from its constants to be read")
+        t0 = time.perf_counter()
+        try:
+            return self._fold(node, arrays)
+        finally:
+            self.spent += time.perf_counter() - t0
+
+    def _fold(self, node, arrays):
         sizes = out_bytes(node, arrays, self.opset)
         if sizes is None:
             self.refuse(node, "the size of its output on its constant inputs cannot be bounded before it runs")
@@ -103,11 +115,7 @@ class Folder:
         if self.made + sum(sizes) > self.total:
             self.refuse(node, f"constants computed from the file's would take more than {self.total} bytes in "
                               "all, far more than its weights; rnnconvert does not compute them")
-        t0 = time.perf_counter()
-        try:
-            out = evaluate(node, arrays, self.opset)
-        finally:
-            self.spent += time.perf_counter() - t0
+        out = evaluate(node, arrays, self.opset)
         self.made += sum(a.nbytes for a in out if a is not None)
         return out
 
@@ -117,6 +125,15 @@ def out_bytes(node: onnx.NodeProto, arrays: list, opset: int) -> list[int] | Non
     cannot be bounded."""
     names = list(node.input)
     feeds = [(n, a) for n, a in zip(names, arrays) if n and a is not None]
+    outs = [o for o in node.output if o]
+    if node.op_type in KEEPERS:       # at most the inputs' elements, in the output's type (Split: in parts)
+        itemsize = max((a.itemsize for _, a in feeds), default=8)
+        if node.op_type == "Cast":
+            itemsize = _itemsize(next((a.i for a in node.attribute if a.name == "to"), 0))
+        elif node.op_type == "CastLike" and len(feeds) > 1:
+            itemsize = feeds[1][1].itemsize
+        total = itemsize * sum(int(a.size) for _, a in feeds)
+        return [-(-total // max(1, len(outs)))] * len(outs)
     vi, inits = [], []
     for n, a in feeds:
         try:
@@ -126,7 +143,6 @@ def out_bytes(node: onnx.NodeProto, arrays: list, opset: int) -> list[int] | Non
         vi.append(helper.make_tensor_value_info(n, elem, list(a.shape)))
         if a.size <= SMALL:
             inits.append(numpy_helper.from_array(np.asarray(a), n))
-    outs = [o for o in node.output if o]
     graph = helper.make_graph([node], "size", vi, [helper.make_value_info(o, onnx.TypeProto()) for o in outs], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     try:
