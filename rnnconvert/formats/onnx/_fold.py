@@ -146,7 +146,9 @@ def out_bytes(node: onnx.NodeProto, arrays: list, opset: int) -> list[int] | Non
     graph = helper.make_graph([node], "size", vi, [helper.make_value_info(o, onnx.TypeProto()) for o in outs], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        # data propagation walks 1-D tensors element by element: only with small inputs (shape vectors)
+        small = all(a.size <= SMALL for _, a in feeds)
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=small)
     except Exception:       # noqa: BLE001 - inference refusing the node: the fallback below decides
         inferred = None
     known = {o.name: o.type for o in inferred.graph.output} if inferred is not None else {}
