@@ -97,7 +97,7 @@ def _tensor(t: onnx.TensorProto, what: str, limit: int, problems: list) -> None:
 
 
 def _attr_text(a: AttributeProto) -> str:
-    """'FLOAT 2.0', 'STRING '2'' or 'type 99'."""
+    """'FLOAT 2.0', "STRING '2'" or 'of undefined type 99'."""
     if a.type not in AttributeProto.AttributeType.values() or a.type == AttributeProto.UNDEFINED:
         return f"of undefined type {a.type}"
     value = onnx.helper.get_attribute_value(a)
