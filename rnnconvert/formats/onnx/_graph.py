@@ -1,4 +1,4 @@
-"""What the ONNX reader knows about one tensor before it knows its meaning, and how to fold constants.
+"""What the ONNX reader knows about one tensor before it knows its meaning (folding constants: `_fold.py`).
 
 Facts: `Const` (a value), `SymVec` (a shape vector whose entries may be the symbolic batch or time
 size), `Zeros` (an all-zero tensor of any shape, e.g. ConstantOfShape), `Bcast` (a constant
@@ -111,26 +111,6 @@ def symvec(items, scalar=False):
         return Const(arr.reshape(()) if scalar else arr)
     return SymVec(items, scalar)
 
-
-
-def fold(node: onnx.NodeProto, arrays: list, opset: int) -> list[np.ndarray]:
-    """Evaluate one node on constant inputs with onnx's reference evaluator."""
-    from onnx.reference import ReferenceEvaluator
-    names = list(node.input)
-    feeds = {n: a for n, a in zip(names, arrays) if n}
-    vi = [helper.make_value_info(n, onnx.TypeProto()) for n in feeds]
-    vo = [helper.make_value_info(n, onnx.TypeProto()) for n in node.output if n]
-    graph = helper.make_graph([node], "fold", vi, vo)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    outs = ReferenceEvaluator(model).run(None, feeds)
-    result, k = [], 0
-    for n in node.output:
-        if n:
-            result.append(np.asarray(outs[k]))
-            k += 1
-        else:
-            result.append(None)
-    return result
 
 
 def int_list(fact) -> list[int] | None:

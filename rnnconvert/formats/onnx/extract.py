@@ -4,7 +4,8 @@ read into a canonical layer, and cut out as a small graph onnxruntime runs (per-
 A node's name is `node.name`, or its first output when the node has none or shares it (stable: it
 is what `inspect` lists).  W, R, B, P and the initial states must be constants: initializers or
 Constant nodes of the node's graph or of any graph around it, or what constant nodes (Identity,
-Cast, Reshape, Slice, ...) compute from them.  An initial state fed at run time (a graph input, a
+Cast, Reshape, Slice, ...) compute from them
+(folded within the budget of `_fold.py`).  An initial state fed at run time (a graph input, a
 slice of a packed state tensor) is left out: the standalone layer starts from zeros.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ... import gates
 from ...errors import InputError, UnsupportedError
 from ...model import DirectionWeights, Recurrent
 from . import _acts
-from ._graph import fold
+from ._fold import Folder, FoldRefused, declared_bytes, not_foldable
 
 RECURRENT = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
 ROLES = ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P")
@@ -64,8 +65,9 @@ def recurrent_nodes(proto: onnx.ModelProto) -> list[NodeRef]:
 class Constants:
     """Resolve a tensor name to a constant array, looking outwards through the scopes."""
 
-    def __init__(self, scopes: list, opset: int):
+    def __init__(self, scopes: list, opset: int, folder: Folder | None = None):
         self.opset = opset
+        self.folder = folder or Folder(0, None, opset)
         self.levels = []
         for g in scopes:
             init = {t.name: t for t in g.initializer}
@@ -92,13 +94,15 @@ class Constants:
                 return numpy_helper.to_array(init[name])
             if name in producers:
                 node = producers[name]
-                if node.op_type in ("If", "Loop", "Scan") or node.domain not in ("", "ai.onnx"):
+                if not_foldable(node):
                     return None
                 arrays = [self.get(i, depth + 1) if i else None for i in node.input]
                 if any(a is None for i, a in zip(node.input, arrays) if i):
                     return None
                 try:
-                    outs = fold(node, arrays, self.opset)
+                    outs = self.folder.fold(node, arrays)
+                except FoldRefused:
+                    raise
                 except Exception:  # noqa: BLE001 - a node we cannot fold is a run-time value
                     return None
                 return outs[list(node.output).index(name)]
@@ -107,9 +111,15 @@ class Constants:
         return None
 
 
-def resolve(ref: NodeRef, opset: int) -> NodeRef:
-    """Fill `ref.constants` and `ref.runtime_inputs`."""
-    consts = Constants(ref.scopes, opset)
+def folder_for(proto: onnx.ModelProto, path: str | None) -> Folder:
+    """One folding budget for every node of the file, by the bytes of its initializers."""
+    return Folder(sum(declared_bytes(t) for t in proto.graph.initializer), path, opset_of(proto))
+
+
+def resolve(ref: NodeRef, opset: int, folder: Folder | None = None) -> NodeRef:
+    """Fill `ref.constants` and `ref.runtime_inputs`; constants are folded within `folder`'s budget (by
+    default one for a file of no weights)."""
+    consts = Constants(ref.scopes, opset, folder)
     for k, name in enumerate(ref.node.input):
         if k == 0 or not name or k >= len(ROLES):
             continue

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import os
+
 import numpy as np
 import onnx
 
@@ -18,8 +20,8 @@ from ...errors import InputError, UnsupportedError
 from ...model import ActivationLayer, DirectionWeights, Recurrent
 from . import _acts, _exprs
 from ._flow import Flow, Piece, collapse
-from ._graph import (ONE, Bcast, Const, Size, SymVec, Unusable, Zeros, describe, fold, int_list, node_attrs,
-                     use_counts)
+from ._fold import Folder, FoldRefused, weight_bytes
+from ._graph import ONE, Bcast, Const, Size, SymVec, Unusable, Zeros, describe, int_list, node_attrs, use_counts
 from ._front_ops import FrontOps
 from ._ops import GlueOps
 
@@ -60,6 +62,12 @@ class Walker(GlueOps, FrontOps):
         self._settled: dict[int, tuple] = {}
         self._pairs: dict[tuple, int] = {}
         self.used: set[int] = set()          # recurrent nodes that became layers
+        self.dropped_axis: tuple | None = None  # (axis, rank) of a graph output's direction axis of 1
+        try:
+            size = os.path.getsize(path)
+        except (OSError, TypeError):
+            size = 0
+        self.folder = Folder(max(size, weight_bytes(values.values())), path, self.opset)
 
     # ---------------------------------------------------------------- entry
     def run(self, input_name: str) -> Flow:
@@ -83,15 +91,26 @@ class Walker(GlueOps, FrontOps):
             self.static = {"A0": dims[0], "A1": dims[1]}
             self.facts[input_name] = Flow(axes=("A0", "A1", "F"), width=dims[2] or -1)
         needed = self._needed(self.output)
+        uses: dict[str, int] = {}
+        for k in needed:
+            for name in g.node[k].input:
+                uses[name] = uses.get(name, 0) + 1
         for k, node in enumerate(g.node):
             if k in needed:
                 self.visit(node)
+                for name in node.input:          # a folded constant no node still needs is dropped
+                    uses[name] -= 1
+                    if not uses[name] and name != self.output and name not in self.values \
+                            and isinstance(self.facts.get(name), Const):
+                        del self.facts[name]
         fact = self.facts.get(self.output)
         if isinstance(fact, Unusable):
             raise UnsupportedError(f"the graph output '{self.output}' {fact.why}", path=self.path)
         if not isinstance(fact, Flow):
             raise UnsupportedError(f"the graph output '{self.output}' is not computed from the input "
                                    f"'{input_name}'", path=self.path)
+        if "D" in fact.axes:      # a recurrent node's Y or Y_h itself: the canonical output has no direction axis
+            self.dropped_axis = (fact.axes.index("D"), len(fact.axes))
         return self.settle(fact, None)
 
     def _needed(self, out: str) -> set:
@@ -144,7 +163,9 @@ class Walker(GlueOps, FrontOps):
         elif all(f is None or isinstance(f, Const) for f in ins):
             try:
                 outs = [None if a is None else Const(a)
-                        for a in fold(node, [None if f is None else f.value for f in ins], self.opset)]
+                        for a in self.folder.fold(node, [None if f is None else f.value for f in ins])]
+            except FoldRefused:
+                raise
             except Exception as exc:  # the reference evaluator's errors are not ours to type
                 text = " ".join(str(exc).split())         # its messages span lines: one line, bounded
                 self.refuse(node, f"cannot evaluate it on constant inputs ({type(exc).__name__}: "

@@ -4,7 +4,8 @@ The graph is the truth: weights, directions, activations and glue are read from 
 (`glue.Walker`).  The `rnnconvert` metadata entry of a file this package wrote only restores
 what ONNX cannot carry (layer names, bias flags, exact activation parameters, Dropout layers,
 explicit zero states) and only where it agrees with the graph.
-Large initializers are read straight from the file into arrays (`wire.py`), onnx parsing the rest.
+Large initializers are read straight from the file into arrays (`wire.py`), onnx parsing the rest; the
+parsed model is checked against the operator schemas (`validate.py`) before any tensor is decoded.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from ...model import (Activation, ActivationLayer, BatchNorm, Conv1D, Dense, Dro
 from .glue import RECURRENT, Walker
 from .scan import is_scan_file, read_model
 from . import states as state_io
-from . import wire
+from . import validate, wire
 from .stateful import states_of
 from .writer import META_KEY, META_VERSION
 
@@ -66,6 +67,7 @@ def load_lean(path, lean: bool = True) -> tuple[onnx.ModelProto, dict[int, np.nd
     if not proto.HasField("graph") or proto.ir_version <= 0:
         raise InputError("not an ONNX model (cannot parse protobuf: no graph and no IR version; the file is "
                          "empty, truncated or another kind of protobuf)", path=path)
+    validate.check(proto, path, os.path.getsize(path))      # schemas, dtypes, dims: before any allocation
     arrays = wire.read_payloads(path, proto.graph, payloads, into_proto=not lean) if payloads else {}
     from onnx.external_data_helper import _get_all_tensors    # initializers and Constant attributes
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in _get_all_tensors(proto)):
@@ -172,6 +174,8 @@ def read(path, output: str | None = None, **options) -> Model:
     source = {"format": "onnx",
               "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
               "opset": walker.opset, "ir_version": int(proto.ir_version)}
+    if walker.dropped_axis is not None:      # [axis, rank] of the graph output the canonical one lacks
+        source["dropped_output_axis"] = list(walker.dropped_axis)
     used = {walker.recs[k].key for k in walker.used}
     unused = [n.name or n.output[0] for n in g.node if n.op_type in RECURRENT and (n.name or n.output[0]) not in used]
     if unused:

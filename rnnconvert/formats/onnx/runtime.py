@@ -1,4 +1,9 @@
-"""onnxruntime on a written file: the independent runtime verification uses for ONNX."""
+"""onnxruntime on a written file: the independent runtime verification uses for ONNX.
+
+The output compared is the graph output the model was read from (`model.output_name`), in the canonical
+shape: a graph whose output is a recurrent node's raw Y [T, 1, B, H] or Y_h [1, B, H] loses that
+direction axis (`dropped_output_axis`, recorded by the reader), as the canonical model does.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -31,9 +36,14 @@ def run_states(path, x, model, feeds: dict | None = None, session=None) -> tuple
     returns (output, {state output name: array})."""
     sess = session or _session(path)
     inp = sess.get_inputs()[0]
+    axis = 1 if model.input.layout == "time_batch_feature" else 0
+    batch = x.shape[axis]
+    fixed = inp.shape[axis] if len(inp.shape) > axis else None
+    if isinstance(fixed, int) and 0 < fixed != batch and not (feeds or model.state_inputs or model.state_outputs) \
+            and len(sess.get_inputs()) == 1:
+        return _in_fixed_batches(path, x, model, sess, axis, fixed), {}
     dtype = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(inp.type, np.float32)   # token ids
     all_feeds = {inp.name: np.ascontiguousarray(x.astype(dtype))}
-    batch = x.shape[1 if model.input.layout == "time_batch_feature" else 0]
     if model.state_inputs:                # a streaming graph: unfed states start at the model's initial values
         from ...states import default_feeds
         all_feeds.update(default_feeds(model, batch))
@@ -43,4 +53,24 @@ def run_states(path, x, model, feeds: dict | None = None, session=None) -> tuple
     all_feeds.update({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in (feeds or {}).items()})
     names = [o.name for o in sess.get_outputs()]
     res = sess.run(None, all_feeds)
-    return res[0], {p.name: res[names.index(p.name)] for p in model.state_outputs if p.name in names}
+    out = res[names.index(model.output_name)] if model.output_name in names else res[0]
+    dropped = model.source.get("dropped_output_axis")     # the graph output is a recurrent node's Y or Y_h:
+    if dropped and out.ndim == dropped[1] and out.shape[dropped[0]] == 1:   # its direction axis of 1 goes
+        out = np.squeeze(out, axis=dropped[0])
+    return out, {p.name: res[names.index(p.name)] for p in model.state_outputs if p.name in names}
+
+
+def _in_fixed_batches(path, x, model, sess, axis: int, fixed: int) -> np.ndarray:
+    """A graph whose input declares a fixed batch size (an export without dynamic axes) run on `fixed` rows at
+    a time, the last group padded with copies of its last row; the rows are independent."""
+    outs = []
+    for start in range(0, x.shape[axis], fixed):
+        rows = np.take(x, range(start, min(start + fixed, x.shape[axis])), axis=axis)
+        n = rows.shape[axis]
+        if n < fixed:
+            pad = np.repeat(np.take(rows, [n - 1], axis=axis), fixed - n, axis=axis)
+            rows = np.concatenate([rows, pad], axis=axis)
+        y = run_states(path, rows, model, session=sess)[0]
+        out_axis = axis if y.ndim == 3 else 0            # [T, B, F] / [B, T, F], or [B, F]
+        outs.append(np.take(y, range(n), axis=out_axis))
+    return np.concatenate(outs, axis=out_axis)
