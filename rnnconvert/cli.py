@@ -404,4 +404,11 @@ def formats_table(table, markdown: bool = False) -> str:
 
 
 def main():
-    cli(prog_name="rnnconvert")
+    from .interrupt import Interrupted, install, message, quiet_warnings
+    install()
+    quiet_warnings()
+    try:
+        cli(prog_name="rnnconvert")
+    except Interrupted as exc:       # every finally has run: temporaries removed, children and workers ended
+        click.echo(message(exc), err=True)
+        sys.exit(exc.exit_code)
