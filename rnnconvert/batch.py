@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass, field
 
 from .batch_plan import OPTION_KEYS, Plan, Task, load_plan, parse_shard  # noqa: F401 - the batch API
-from .errors import InputError
 
 STATE_VERSION = 1
 REPORT_KIND = "rnnconvert-plan-report"
@@ -68,11 +67,8 @@ def run_task(task: Task) -> dict:
         o = task.options
         inputs = None
         if o.get("inputs"):
-            import numpy as np
-            try:
-                inputs = np.load(o["inputs"], allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise InputError(f"cannot read inputs as a .npy array ({exc})", path=o["inputs"]) from None
+            from .inputs import load_one
+            inputs = load_one(o["inputs"])
         os.makedirs(os.path.dirname(task.dst_path) or ".", exist_ok=True)
         report = convert(task.src_path, task.dst_path, atol=o.get("atol"), rtol=o.get("rtol"), inputs=inputs,
                          force=True, src_format=o.get("from"), dst_format=o.get("to"), seed=o.get("seed", 0),

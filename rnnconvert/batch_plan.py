@@ -4,11 +4,13 @@ destination) pair becomes a `Task` with its options resolved (paths relative to 
 `batch.py` runs the tasks."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
 from .errors import InputError
 from .safety import read_yaml, short_repr
+from .suite import SEED_MAX
 
 PLAN_KEYS = ("version", "defaults", "jobs")
 OPTION_KEYS = ("atol", "rtol", "seed", "inputs", "arch", "keras_version", "emit_module", "emit_vectors",
@@ -64,10 +66,11 @@ def _check_options(where: str, entry: dict, base: str, problems: list) -> None:
     for key in ("atol", "rtol"):
         if key in entry:
             v = entry[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                problems.append(_type_problem(f"{where}.{key}", v, "a number >= 0"))
-    if "seed" in entry and (isinstance(entry["seed"], bool) or not isinstance(entry["seed"], int)):
-        problems.append(_type_problem(f"{where}.seed", entry["seed"], "an integer"))
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                problems.append(_type_problem(f"{where}.{key}", v, "a finite number >= 0"))
+    if "seed" in entry and (isinstance(entry["seed"], bool) or not isinstance(entry["seed"], int)
+                            or not 0 <= entry["seed"] <= SEED_MAX):
+        problems.append(_type_problem(f"{where}.seed", entry["seed"], f"an integer from 0 to {SEED_MAX}"))
     for key in FLAG_OPTIONS:
         if key in entry and not isinstance(entry[key], bool):
             problems.append(_type_problem(f"{where}.{key}", entry[key], "true or false"))
