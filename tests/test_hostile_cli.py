@@ -336,3 +336,18 @@ def test_from_safetensors_on_a_file_that_is_not_one_says_so_without_torch(tmp_pa
     assert res.returncode == 2
     assert res.stderr == (f"rnnconvert: error: {junk}: truncated safetensors file: 4 bytes, the 8-byte header "
                           "length is missing\n")
+
+
+def test_large_model_order_judges_an_overflowed_float32_pass_by_float64(files, tmp_path, monkeypatch):
+    """The large-model order compares with the float32 pass: its inf agreed with onnxruntime's inf."""
+    from rnnconvert import suite
+    from rnnconvert.errors import VerificationError
+    from rnnconvert.verification import convert
+    monkeypatch.setattr(suite, "LARGE_MODEL_PARAMS", 0)
+    x = np.full((1, 300, 1), 3.0, np.float32)
+    with pytest.raises(VerificationError) as info:
+        convert(files["overflow"], tmp_path / "m.onnx", inputs=x)
+    failed = [c for c in info.value.report.checks if not c.passed]
+    assert [(c.oracle, c.input) for c in failed] == [("onnxruntime(dst)", "user inputs")]
+    assert info.value.report.inputs[-1]["reference"] == "float64"
+    assert list(tmp_path.iterdir()) == []
