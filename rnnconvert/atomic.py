@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 
+from . import interrupt
 from .errors import DestinationError
 
 
@@ -43,8 +44,12 @@ def write_files(items) -> None:
     try:
         for path, mode, write in items:
             path = os.fspath(path)
-            fd, tmp = _create_beside(path)
-            done.append((tmp, path))
+            interrupt.defer()       # a signal lands once the temporary is in `done`, which finally removes
+            try:
+                fd, tmp = _create_beside(path)
+                done.append((tmp, path))
+            finally:
+                interrupt.resume()
             try:
                 with os.fdopen(fd, mode) as f:
                     write(f)

@@ -106,11 +106,10 @@ _busy = False       # a worker inside a conversion (whose temporaries a signal m
 WORKER_GRACE = 60   # seconds a signalled worker has to clean up before it is killed
 
 
-def _worker_signal(signum, frame) -> None:
+def _worker_signal(signum) -> None:
     """In a worker: a signal during a conversion unwinds it (its finally blocks remove its temporaries,
     `_worker_task` then exits); between conversions the worker exits at once, taking no next task."""
-    from .interrupt import Interrupted, disarm
-    disarm()
+    from .interrupt import Interrupted
     if _busy:
         raise Interrupted(signum)
     os._exit(128 + signum)

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import formats, runtimes, vectors
+from . import formats, interrupt, runtimes, vectors
 from .api import read
 from .atomic import refuse_existing
 from .diagnose import classify, localize, skeleton
@@ -365,12 +365,15 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
 
     # A temporary directory beside dst holding a file of dst's name: a writer's companion files
     # (a C header, a NumPy script's weights) get their final names and are installed with dst.
+    interrupt.defer()           # no signal between the folder's creation and the try that removes it
     try:
         tmpdir = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", suffix=".tmp", dir=directory)
     except OSError as exc:
+        interrupt.resume()
         raise DestinationError(f"cannot write in '{directory}' ({exc.strerror or exc})", path=dst) from None
     tmp = os.path.join(tmpdir, os.path.basename(dst))
     try:
+        interrupt.resume()
         say(f"writing {dst} ({dst_fmt.name})")
         large = verify and verification_large.applies(model, dst_fmt)
         digests = Background(skeleton, model) if large else None

@@ -70,12 +70,12 @@ def _wait_for(predicate, timeout: float, what: str):
 
 
 def _signalled(args, cwd: Path, ready, sig) -> subprocess.CompletedProcess:
-    """Run `python -m rnnconvert ARGS` in its own session; once `ready()` send `sig`; wait for the end and
-    for every process of its group to be gone."""
+    """Run `python -m rnnconvert ARGS` in its own session; once `ready(pid)` send `sig`; wait for the end and
+    for every process of its group (whose id is pid) to be gone."""
     proc = subprocess.Popen([sys.executable, "-m", "rnnconvert", *args], cwd=cwd, env=ENV, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: ready() or proc.poll() is not None, 300, "the temporary folder")
+        _wait_for(lambda: ready(proc.pid) or proc.poll() is not None, 300, "the moment to signal")
         assert proc.poll() is None, f"finished before the signal: {proc.communicate()}"
         os.kill(proc.pid, sig)
         out, err = proc.communicate(timeout=120)
@@ -92,10 +92,36 @@ def test_a_signal_mid_conversion_removes_the_temporary_and_exits_128_plus_signal
     out = tmp_path / "out"
     out.mkdir()
     res = _signalled([files["slow"], str(out / "slow.onnx")], tmp_path,
-                     lambda: any(p.name.endswith(".tmp") for p in out.iterdir()), sig)
+                     lambda pid: any(p.name.endswith(".tmp") for p in out.iterdir()), sig)
     assert res.returncode == 128 + sig
     assert res.stderr == f"rnnconvert: stopped by {sig.name}; temporary files removed, exit {128 + sig}\n"
     assert list(out.iterdir()) == []          # no temporary folder, no destination
+
+
+def _group_runs(pgid: int, name: str) -> bool:
+    """Is a process called `name` running in group `pgid`?"""
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and Path(f"/proc/{pid}/comm").read_text().strip() == name \
+                    and os.getpgid(int(pid)) == pgid:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_sigterm_while_verification_runs_node_ends_node_too(files, tmp_path):
+    """The ES module's runtime (node) is a child process: it ends with rnnconvert, not after it."""
+    import shutil
+    if not shutil.which("node"):
+        pytest.fail("node is not installed; the JS runtime is part of the test environment")
+    out = tmp_path / "out"
+    out.mkdir()
+    res = _signalled([files["slow"], str(out / "m.mjs")], tmp_path, lambda pid: _group_runs(pid, "node"),
+                     signal.SIGTERM)
+    assert res.returncode == 143, res.stderr
+    assert res.stderr == "rnnconvert: stopped by SIGTERM; temporary files removed, exit 143\n"
+    assert list(out.iterdir()) == []
 
 
 def test_sigterm_to_batch_stops_its_workers_and_installs_nothing(files, tmp_path):
@@ -104,7 +130,7 @@ def test_sigterm_to_batch_stops_its_workers_and_installs_nothing(files, tmp_path
     (tmp_path / "plan.yaml").write_text("jobs:\n  - src: slow.rnnc\n    dst: [out/a.onnx, out/b.onnx]\n")
     out = tmp_path / "out"
 
-    def both_started():
+    def both_started(pid):
         return out.is_dir() and sum(p.name.endswith(".tmp") for p in out.iterdir()) == 2
     res = _signalled(["batch", "plan.yaml", "-j2"], tmp_path, both_started, signal.SIGTERM)
     assert res.returncode == 143, res.stderr
@@ -351,3 +377,16 @@ def test_large_model_order_judges_an_overflowed_float32_pass_by_float64(files, t
     assert [(c.oracle, c.input) for c in failed] == [("onnxruntime(dst)", "user inputs")]
     assert info.value.report.inputs[-1]["reference"] == "float64"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signal_during_an_import_is_held_until_the_import_is_done(tmp_path):
+    """Raising inside an extension module's initialisation aborted the process (exit -6, from C++); the
+    signal is held while any import runs and raised right after it."""
+    (tmp_path / "slowmod.py").write_text("import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\n"
+                                         "end = time.time() + 0.3\nwhile time.time() < end:\n    pass\ndone = True\n")
+    code = (f"import sys, time; sys.path.insert(0, {str(tmp_path)!r}); from rnnconvert import interrupt\n"
+            "interrupt.install()\ntry:\n    import slowmod\n    time.sleep(5)\n    print('not interrupted')\n"
+            "except interrupt.Interrupted as exc:\n"
+            "    print('interrupted after import:', getattr(sys.modules.get('slowmod'), 'done', False), exc.exit_code)\n")
+    res = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
+    assert res.stdout == "interrupted after import: True 143\n", res.stderr
