@@ -386,7 +386,7 @@ def predict(path, inputs_path, output_path, use_float32, arch_path, allow_nonfin
         expected = "2 axes [batch, time] of token ids" if tokens else "3 axes [batch, time, features]"
         raise InputError(f"inputs have shape {list(x.shape)}, expected {expected}", path=inputs_path)
     from .inputs import check
-    check(model, x, inputs_path)        # dtype, batch and time >= 1, features, finite, token ids
+    check(model, x, inputs_path, finite=False)      # dtype, batch and time >= 1, features, token ids
     y, outs = api.predict(model, x, dtype=np.float32 if use_float32 else np.float64, states=feeds,
                           return_states=True)
     if output_path.endswith(".npz"):

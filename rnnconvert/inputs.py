@@ -8,8 +8,8 @@ the process on a batch of 0).
   (declared size within the member) before one is inflated.
 - `check(model, x)`: real numbers only (float or integer; bool, complex, strings, objects, records and
   dates are refused), 2 or 3 axes with the model's features, batch and time >= 1 (a model with per-row
-  initial states: its batch; a fixed-length model: its length), no NaN or Inf, token ids integral and
-  inside the Embedding's vocabulary.  Returns x as the model computes on it ([batch, time, F] float32 in
+  initial states: its batch; a fixed-length model: its length), no NaN or Inf (nor values past float32's
+  range; predict lets them through), token ids integral and inside the Embedding's vocabulary.  Returns x as the model computes on it ([batch, time, F] float32 in
   the model's layout, or int64 token ids).
 
 Every problem is an InputError (exit 2) naming the file when there is one.
@@ -84,8 +84,9 @@ def _check_dtype(x: np.ndarray, path, where: str = "") -> None:
                          "expected real numbers (float or integer)", path=path)
 
 
-def check(model, x, path=None) -> np.ndarray:
-    """`x` validated against `model` and shaped as the model computes on it (see the module docstring)."""
+def check(model, x, path=None, finite: bool = True) -> np.ndarray:
+    """`x` validated against `model` and shaped as the model computes on it (see the module docstring).
+    `finite=False` (predict) lets NaN and Inf through: the reference pass propagates them."""
     from .suite import fixed_batch_size, shortest_length, tokens
     x = np.asarray(x)
     _check_dtype(x, path)
@@ -118,12 +119,14 @@ def check(model, x, path=None) -> np.ndarray:
     if time < shortest:
         raise InputError(f"--inputs has {time} time steps; this model's convolution or pooling windows need "
                          f"at least {shortest}", path=path)
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-        at = [int(i) for i in np.argwhere(~np.isfinite(x))[0]]
-        raise InputError(f"--inputs hold NaN or Inf (first at {at}); verification compares finite inputs only",
-                         path=path)
     if embedding is None:
-        return x.astype(np.float32)
+        with np.errstate(over="ignore"):
+            x = x.astype(np.float32)
+        if finite and not np.isfinite(x).all():
+            at = [int(i) for i in np.argwhere(~np.isfinite(x))[0]]
+            raise InputError(f"--inputs hold NaN or Inf (first at {at}; float32 holds up to 3.4e38); verification "
+                             "compares finite inputs only", path=path)
+        return x
     vocab = embedding.table.shape[0]
     if x.dtype.kind == "f" and not np.array_equal(x, np.round(x)):
         raise InputError("--inputs hold fractional token ids; expected integers", path=path)

@@ -86,6 +86,7 @@ INPUTS = {
     "complex": np.zeros((1, 2, F), np.complex64),
     "bool": np.zeros((1, 2, F), bool),
     "nan": np.array([[[0.0, np.nan, 1.0]]], np.float32),
+    "huge": np.array([[[0.0, 1.0, 2.0], [3.0, 4.0, 1e39]]], np.float64),      # inf in float32
     "features": np.zeros((1, 2, F + 2), np.float32),
     "axes4": np.zeros((1, 1, 2, F), np.float32),
 }

@@ -252,7 +252,10 @@ INPUT_ERRORS = {
     "strings": "{path}: inputs hold string values (<U1); expected real numbers (float or integer)",
     "complex": "{path}: inputs hold complex values (complex64); expected real numbers (float or integer)",
     "bool": "{path}: inputs hold boolean values (bool); expected real numbers (float or integer)",
-    "nan": "--inputs hold NaN or Inf (first at [0, 0, 1]); verification compares finite inputs only",
+    "nan": "--inputs hold NaN or Inf (first at [0, 0, 1]; float32 holds up to 3.4e38); verification compares "
+           "finite inputs only",
+    "huge": "--inputs hold NaN or Inf (first at [0, 1, 2]; float32 holds up to 3.4e38); verification compares "
+            "finite inputs only",
     "features": "--inputs has shape (1, 2, 5), expected [batch, time, 3] or [time, 3]",
     "axes4": "--inputs has shape (1, 1, 2, 3), expected [batch, time, 3] or [time, 3]",
 }
