@@ -9,8 +9,8 @@ the process on a batch of 0).
 - `check(model, x)`: real numbers only (float or integer; bool, complex, strings, objects, records and
   dates are refused), 2 or 3 axes with the model's features, batch and time >= 1 (a model with per-row
   initial states: its batch; a fixed-length model: its length), no NaN or Inf (nor values past float32's
-  range; predict lets them through), token ids integral and inside the Embedding's vocabulary.  Returns x as the model computes on it ([batch, time, F] float32 in
-  the model's layout, or int64 token ids).
+  range; predict lets them through), token ids integral and inside the Embedding's vocabulary.  Returns
+  x as the model computes on it ([batch, time, F] float32 in the model's layout, or int64 token ids).
 
 Every problem is an InputError (exit 2) naming the file when there is one.
 """

@@ -234,7 +234,8 @@ def test_seed_out_of_range(runner, files, tmp_path, value):
     assert _error(res) == f"rnnconvert: error: --seed {value}: expected an integer from 0 to 4294967295"
 
 
-@pytest.mark.parametrize("args", [["SRC", "a\0b.onnx"], ["inspect", "x\0.h5"], ["verify", "SRC", "SRC", "--report", "r\0"]])
+@pytest.mark.parametrize("args", [["SRC", "a\0b.onnx"], ["inspect", "x\0.h5"],
+                                  ["verify", "SRC", "SRC", "--report", "r\0"]])
 def test_nul_bytes_in_arguments(runner, files, tmp_path, args):
     args = [files["small"] if a == "SRC" else a for a in args]
     k = next(i for i, a in enumerate(args, 1) if "\0" in a)
@@ -390,6 +391,7 @@ def test_a_signal_during_an_import_is_held_until_the_import_is_done(tmp_path):
     code = (f"import sys, time; sys.path.insert(0, {str(tmp_path)!r}); from rnnconvert import interrupt\n"
             "interrupt.install()\ntry:\n    import slowmod\n    time.sleep(5)\n    print('not interrupted')\n"
             "except interrupt.Interrupted as exc:\n"
-            "    print('interrupted after import:', getattr(sys.modules.get('slowmod'), 'done', False), exc.exit_code)\n")
+            "    done = getattr(sys.modules.get('slowmod'), 'done', False)\n"
+            "    print('interrupted after import:', done, exc.exit_code)\n")
     res = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
     assert res.stdout == "interrupted after import: True 143\n", res.stderr
