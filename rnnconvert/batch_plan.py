@@ -99,11 +99,27 @@ def _unknown_keys(where, entry: dict, known, problems) -> None:
             problems.append(f"{where}: unknown key '{key}' (known: {', '.join(known)})")
 
 
+def _nul_strings(value, where: str):
+    """Locations (`jobs[0].dst`) of the strings holding a NUL byte in a plan's mappings and lists."""
+    if isinstance(value, str) and "\0" in value:
+        yield where
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _nul_strings(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _nul_strings(v, f"{where}[{i}]")
+
+
 def _validate(raw, base: str, problems: list) -> list[Task]:
     from . import formats
     from .errors import RnnConvertError
     if not isinstance(raw, dict):
         problems.append(_type_problem("plan", raw, "a mapping with 'jobs'"))
+        return []
+    nul = list(_nul_strings(raw, ""))
+    if nul:     # no path can hold one (the command line refuses them the same way)
+        problems.extend(f"{where}: holds a NUL byte, which no path or name can hold" for where in nul)
         return []
     _unknown_keys("plan", raw, PLAN_KEYS, problems)
     if raw.get("version", 1) != 1:

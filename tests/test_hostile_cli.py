@@ -245,6 +245,17 @@ def test_nul_bytes_in_arguments(runner, files, tmp_path, args):
     assert _error(res) == f"rnnconvert: error: argument {k} '{shown}' holds a NUL byte, which no path or name can hold"
 
 
+def test_nul_bytes_in_a_plan(runner, files, tmp_path):
+    (tmp_path / "plan.yaml").write_text(f'jobs:\n  - src: "{files["small"]}"\n    dst: "o\\0ut.onnx"\n'
+                                        '  - src: "a.rnnc"\n    dst: [x.onnx, "y\\0.onnx"]\n')
+    res = runner.invoke(cli, ["batch", str(tmp_path / "plan.yaml")])
+    assert res.exit_code == 2
+    assert _error(res) == (f"rnnconvert: error: {tmp_path / 'plan.yaml'}: invalid plan, nothing was run; 2 problems: "
+                           "jobs[0].dst: holds a NUL byte, which no path or name can hold; "
+                           "jobs[1].dst[1]: holds a NUL byte, which no path or name can hold")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.yaml"]
+
+
 # ------------------------------------------------------------------------------------------- --inputs
 
 INPUT_ERRORS = {
