@@ -184,12 +184,15 @@ def test_empty_vectors_check_nothing(runner, files):
 def test_conversion_whose_only_oracle_is_missing_checks_nothing(runner, files, tmp_path, monkeypatch):
     """A write-only format (ES module) whose runtime (node) is not on PATH: zero checks, exit 2, no DST."""
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
-    dst = tmp_path / "m.mjs"
-    res = runner.invoke(cli, [files["small"], str(dst)])
+    dst, report = tmp_path / "m.mjs", tmp_path / "r.json"
+    res = runner.invoke(cli, [files["small"], str(dst), "--report", str(report)])
     assert res.exit_code == 2, res.output
     assert _error(res) == (f"rnnconvert: error: {dst}: nothing was checked: node(dst): node is not on PATH; "
                            "install what is missing, or pass --no-verify to convert without verification")
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    import json
+    written = json.loads(report.read_text())
+    assert written["passed"] is False and written["checks"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
 
 
 def test_batch_job_that_checks_nothing_is_bad_input(runner, files, tmp_path, monkeypatch):
