@@ -12,6 +12,7 @@ import errno
 import os
 import secrets
 
+from . import interrupt
 from .errors import DestinationError
 
 APPEARED = "appeared while converting; nothing was replaced"
@@ -93,8 +94,12 @@ def write_files(items, replace: bool = True) -> None:
     try:
         for path, mode, write in items:
             path = os.fspath(path)
-            fd, tmp = _create_beside(path)
-            done.append((tmp, path))
+            interrupt.defer()       # a signal lands once the temporary is in `done`, which finally removes
+            try:
+                fd, tmp = _create_beside(path)
+                done.append((tmp, path))
+            finally:
+                interrupt.resume()
             try:
                 with os.fdopen(fd, mode) as f:
                     write(f)

@@ -77,14 +77,8 @@ def run_task(task: Task) -> dict:
         o = task.options
         inputs = None
         if o.get("inputs"):
-            import numpy as np
-
-            from .outputs import check_input
-            check_input(o["inputs"], "an inputs array (.npy)")
-            try:
-                inputs = np.load(o["inputs"], allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise InputError(f"cannot read inputs as a .npy array ({exc})", path=o["inputs"]) from None
+            from .inputs import load_one
+            inputs = load_one(o["inputs"])
         report = convert(task.src_path, task.dst_path, atol=o.get("atol"), rtol=o.get("rtol"), inputs=inputs,
                          force=True, make_dirs=True, outputs=task.policy(), src_format=o.get("from"), dst_format=o.get("to"), seed=o.get("seed", 0),
                          read_options=_given(o, "arch", "accept_windows_paths"),
@@ -110,8 +104,51 @@ def _given(options: dict, *keys) -> dict | None:
 
 
 def _init_worker() -> None:
+    from . import interrupt
     os.environ.update(WORKER_ENV)
     os.environ.setdefault("KERAS_BACKEND", "torch")
+    interrupt.install(_worker_signal)
+    interrupt.quiet_warnings()
+
+
+_busy = False       # a worker inside a conversion (whose temporaries a signal must remove first)
+WORKER_GRACE = 60   # seconds a signalled worker has to clean up before it is killed
+
+
+def _worker_signal(signum) -> None:
+    """In a worker: a signal during a conversion unwinds it (its finally blocks remove its temporaries,
+    `_worker_task` then exits); between conversions the worker exits at once, taking no next task."""
+    from .interrupt import Interrupted
+    if _busy:
+        raise Interrupted(signum)
+    os._exit(128 + signum)
+
+
+def _worker_task(task: Task) -> dict:
+    """run_task in a worker process; an Interrupted conversion ends the worker (never its next task)."""
+    global _busy
+    from .interrupt import Interrupted
+    try:
+        _busy = True
+        return run_task(task)
+    except Interrupted as exc:
+        os._exit(exc.exit_code)
+    finally:
+        _busy = False
+
+
+def _stop_workers(pool) -> None:
+    """SIGTERM to every worker (each removes its temporaries and exits, `_worker_signal`), then wait for
+    them; one still running after WORKER_GRACE seconds is killed."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())    # the executor's own table
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(WORKER_GRACE)
+        if p.is_alive():
+            p.kill()
+            p.join()
 
 
 STATUS_EXIT = {"ok": 0, "skipped": 0, "cancelled": 0, "failed": 1, "error": 2, "refused": 2, "internal": 3}
@@ -311,27 +348,34 @@ def finish_all_parallel(tasks, todo, processes, finish, stopped) -> None:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     saved = {k: os.environ.get(k) for k in WORKER_ENV}
     os.environ.update(WORKER_ENV)       # inherited by spawned workers before they import numpy
+    pool = None
     try:
-        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_init_worker) as pool:
-            pending = {pool.submit(run_task, tasks[k]): k for k in todo}
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    k = pending.pop(fut)
-                    if fut.cancelled():
-                        continue
-                    try:
-                        r = fut.result()
-                    except Exception as exc:   # a worker that died
-                        r = {"status": "internal", "message": f"worker failed ({type(exc).__name__}: {exc})",
-                             "report": None}
-                    finish(k, r)
-                if stopped():
-                    for fut in pending:
-                        fut.cancel()
-                    pending = {f: k for f, k in pending.items() if not f.cancelled()}
+        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker)
+        pending = {pool.submit(_worker_task, tasks[k]): k for k in todo}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                k = pending.pop(fut)
+                if fut.cancelled():
+                    continue
+                try:
+                    r = fut.result()
+                except Exception as exc:   # a worker that died
+                    r = {"status": "internal", "message": f"worker failed ({type(exc).__name__}: {exc})",
+                         "report": None}
+                finish(k, r)
+            if stopped():
+                for fut in pending:
+                    fut.cancel()
+                pending = {f: k for f, k in pending.items() if not f.cancelled()}
+    except BaseException:     # a signal (interrupt.Interrupted) or a bug: no worker goes on to install
+        if pool is not None:
+            _stop_workers(pool)
+        raise
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

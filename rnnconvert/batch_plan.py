@@ -10,6 +10,7 @@ written by two jobs; never anything but a regular file where something already e
 regular files."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ import bisect
 
 from .outputs import NOT_REGULAR, Index, Outputs, check_input, identity, inside, same
 from .safety import read_yaml, short_repr
+from .suite import SEED_MAX
 
 PLAN_KEYS = ("version", "defaults", "jobs", "allow_outside")
 OPTION_KEYS = ("atol", "rtol", "seed", "inputs", "arch", "keras_version", "emit_module", "emit_vectors",
@@ -94,10 +96,11 @@ def _check_options(where: str, entry: dict, base: str, problems: list) -> None:
     for key in ("atol", "rtol"):
         if key in entry:
             v = entry[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                problems.append(_type_problem(f"{where}.{key}", v, "a number >= 0"))
-    if "seed" in entry and (isinstance(entry["seed"], bool) or not isinstance(entry["seed"], int)):
-        problems.append(_type_problem(f"{where}.seed", entry["seed"], "an integer"))
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                problems.append(_type_problem(f"{where}.{key}", v, "a finite number >= 0"))
+    if "seed" in entry and (isinstance(entry["seed"], bool) or not isinstance(entry["seed"], int)
+                            or not 0 <= entry["seed"] <= SEED_MAX):
+        problems.append(_type_problem(f"{where}.seed", entry["seed"], f"an integer from 0 to {SEED_MAX}"))
     for key in FLAG_OPTIONS:
         if key in entry and not isinstance(entry[key], bool):
             problems.append(_type_problem(f"{where}.{key}", entry[key], "true or false"))
@@ -135,11 +138,27 @@ def _unknown_keys(where, entry: dict, known, problems) -> None:
             problems.append(f"{where}: unknown key '{key}' (known: {', '.join(known)})")
 
 
+def _nul_strings(value, where: str):
+    """Locations (`jobs[0].dst`) of the strings holding a NUL byte in a plan's mappings and lists."""
+    if isinstance(value, str) and "\0" in value:
+        yield where
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _nul_strings(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _nul_strings(v, f"{where}[{i}]")
+
+
 def _validate(raw, base: str, problems: list) -> list[Task]:
     from . import formats
     from .errors import RnnConvertError
     if not isinstance(raw, dict):
         problems.append(_type_problem("plan", raw, "a mapping with 'jobs'"))
+        return []
+    nul = list(_nul_strings(raw, ""))
+    if nul:     # no path can hold one (the command line refuses them the same way)
+        problems.extend(f"{where}: holds a NUL byte, which no path or name can hold" for where in nul)
         return []
     _unknown_keys("plan", raw, PLAN_KEYS, problems)
     if raw.get("version", 1) != 1:

@@ -32,6 +32,10 @@ class RnnConvertGroup(click.Group):
     """A group whose default command is `convert`, so that `rnnconvert SRC DST` works."""
 
     def parse_args(self, ctx, args):
+        for k, arg in enumerate(args, 1):
+            if "\0" in arg:    # no file name can hold one (os.stat would raise ValueError)
+                shown = arg.replace("\0", "\\0")
+                raise CliError(f"argument {k} '{shown}' holds a NUL byte, which no path or name can hold", 2)
         if args and not args[0].startswith("-") and args[0] not in self.commands:
             args = ["convert", *args]
         return super().parse_args(ctx, args)
@@ -58,17 +62,39 @@ def _progress(msg: str) -> None:
         click.echo(f"  {msg} ...", err=True)
 
 
-def _load_inputs(path):
+def _load_inputs(path, keyed: bool = False):
+    """--inputs read and checked (`rnnconvert/inputs.py`): one array, or with `keyed` also {name: array}."""
     if path is None:
         return None
-    import numpy as np
+    from .inputs import load, load_one
+    return load(path) if keyed else load_one(path)
 
-    from .outputs import check_input
-    check_input(path, "an inputs array (.npy or .npz)")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise CliError(f"{path}: cannot read inputs as a .npy array ({exc})", 2) from None
+
+class Tolerance(click.ParamType):
+    """--atol/--rtol: a finite number >= 0, else one line and exit 2."""
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        from .errors import InputError
+        from .verification import check_tolerance
+        try:
+            return check_tolerance(param.opts[0], value)
+        except InputError:
+            raise CliError(f"{param.opts[0]} {value}: a tolerance must be a finite number >= 0", 2) from None
+
+
+class Seed(click.ParamType):
+    """--seed: an integer the input suite accepts (0 to suite.SEED_MAX), else one line and exit 2."""
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        from .errors import InputError
+        from .suite import check_seed
+        from .suite import SEED_MAX
+        try:
+            return check_seed(value if isinstance(value, int) else int(str(value).strip()))
+        except (ValueError, InputError):
+            raise CliError(f"--seed {value}: expected an integer from 0 to {SEED_MAX}", 2) from None
 
 
 ARCH_HELP = ("YAML architecture hints for files that store only weights (PyTorch state dicts, Keras "
@@ -117,11 +143,11 @@ NONFINITE_HELP = "Accept weights holding NaN or Inf (refused by default, naming 
 
 def check_options(f):
     f = click.option("--allow-nonfinite", is_flag=True, help=NONFINITE_HELP)(f)
-    f = click.option("--rtol", type=float, default=None, help="Relative tolerance (default 1e-4).")(f)
-    f = click.option("--atol", type=float, default=None, help="Absolute tolerance (default 1e-4).")(f)
+    f = click.option("--rtol", type=Tolerance(), default=None, help="Relative tolerance (default 1e-4).")(f)
+    f = click.option("--atol", type=Tolerance(), default=None, help="Absolute tolerance (default 1e-4).")(f)
     f = click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False),
                      help="Your own inputs (.npy, [batch, time, features]) added to the seeded suite.")(f)
-    f = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the input suite.")(f)
+    f = click.option("--seed", type=Seed(), default=0, show_default=True, help="Seed of the input suite.")(f)
     f = click.option("--arch", "arch_path", type=click.Path(dir_okay=False), help=ARCH_HELP)(f)
     f = click.option("--report", "report_path", type=click.Path(dir_okay=False),
                      help="Write the verification report as JSON (schemas/report.schema.json).")(f)
@@ -161,10 +187,15 @@ def render_report(report) -> str:
     t = report.tolerance
     lines.append(f"  tolerance atol={t['atol']:g} rtol={t['rtol']:g} (|a-b| <= atol + {NOISE_FACTOR:g}*noise + "
                  f"rtol*|b|, {getattr(report, 'dtype', 'float32')}), seed {report.seed}")
-    noisy = [i for i in report.inputs if (i.get("float32_noise") or 0) > t["atol"]]
-    for i in noisy:
-        lines.append(f"  note: on {i['label']} this model amplifies rounding: its own float32 reference pass "
-                     f"differs from float64 by {i['float32_noise']:.3g} (noise)")
+    import math
+    for i in report.inputs:
+        noise = i.get("float32_noise")
+        if noise is not None and not math.isfinite(noise):
+            lines.append(f"  note: on {i['label']} the float32 reference pass overflows (inf or NaN where float64 "
+                         "is finite): no noise allowance, atol and rtol alone")
+        elif (noise or 0) > t["atol"]:
+            lines.append(f"  note: on {i['label']} this model amplifies rounding: its own float32 reference pass "
+                         f"differs from float64 by {noise:.3g} (noise)")
     if getattr(report, "localization", None):
         lines.append(f"  {report.localization['message']}")
     if getattr(report, "vectors", None) and report.vectors.get("role") == "written":
@@ -385,6 +416,8 @@ def predict(path, inputs_path, output_path, use_float32, arch_path, allow_nonfin
     if x.ndim != (2 if tokens else 3):
         expected = "2 axes [batch, time] of token ids" if tokens else "3 axes [batch, time, features]"
         raise InputError(f"inputs have shape {list(x.shape)}, expected {expected}", path=inputs_path)
+    from .inputs import check
+    check(model, x, inputs_path, finite=False)      # dtype, batch and time >= 1, features, token ids
     y, outs = api.predict(model, x, dtype=np.float32 if use_float32 else np.float64, states=feeds,
                           return_states=True)
     if output_path.endswith(".npz"):
@@ -402,11 +435,9 @@ def _predict_inputs(model, path):
     import numpy as np
 
     from .errors import InputError
-    data = _load_inputs(path)
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        return data, None
-    with data:
-        arrays = {k: data[k] for k in data.files}
+    arrays = _load_inputs(path, keyed=True)
+    if not isinstance(arrays, dict):
+        return arrays, None
     known = [model.input.name] + [p.name for p in model.state_inputs]
     unknown = sorted(set(arrays) - set(known))
     if model.input.name not in arrays or unknown:
@@ -438,4 +469,11 @@ def formats_table(table, markdown: bool = False) -> str:
 
 
 def main():
-    cli(prog_name="rnnconvert")
+    from .interrupt import Interrupted, install, message, quiet_warnings
+    install()
+    quiet_warnings()
+    try:
+        cli(prog_name="rnnconvert")
+    except Interrupted as exc:       # every finally has run: temporaries removed, children and workers ended
+        click.echo(message(exc), err=True)
+        sys.exit(exc.exit_code)

@@ -3,7 +3,7 @@
 The suite is seeded and reproducible: batch > 1, sequences of 1, 7, 120 and 300 steps (a model with a
 fixed length gets that length; a convolution or pooling window raises the shortest length to what it
 needs), one batch row scaled x6 so that gates saturate, in the model's own layout, plus the user's
-`--inputs`.  A model that starts with an Embedding gets int64 token ids in [0, vocab) instead, zeros
+`--inputs` (validated before anything runs: `inputs.py`).  A model that starts with an Embedding gets int64 token ids in [0, vocab) instead, zeros
 included; when it masks (mask_zero, Masking), row 1 is left-padded and the last row right-padded, so
 that the masked steps are exercised, and no row is masked entirely (a global average over no step is
 0/0 in Keras too).  A large model (over LARGE_MODEL_PARAMS parameters, where every time step reads all
@@ -37,8 +37,9 @@ STREAMING = "streaming(reference)"
 
 def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = None):
     """[(label, x)] float32 inputs that exercise recurrence, in the model's own layout."""
-    rng = np.random.default_rng(seed)
-    F = model.input.features
+    from .inputs import check
+    user = None if user_inputs is None else check(model, user_inputs)      # refused before anything runs
+    rng = np.random.default_rng(check_seed(seed))
     fixed_batch = fixed_batch_size(model)
     shortest = shortest_length(model)
     suite, seen = [], set()
@@ -53,32 +54,29 @@ def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = No
         if model.input.layout == "time_batch_feature":
             x = np.ascontiguousarray(np.swapaxes(x, 0, 1))
         suite.append((label, x))
-    if user_inputs is not None and _tokens(model) is not None:
-        x = np.asarray(user_inputs)
-        if x.ndim == 1:   # one sequence of token ids
-            x = x[:, None] if model.input.layout == "time_batch_feature" else x[None]
-        if x.ndim != 2:
-            raise InputError(f"--inputs has shape {x.shape}, expected token ids [batch, time] or [time]")
-        suite.append(("user inputs", x.astype(np.int64)))
-    elif user_inputs is not None:
-        x = np.asarray(user_inputs)
-        if x.ndim == 2:   # one sequence [time, features]
-            x = x[:, None] if model.input.layout == "time_batch_feature" else x[None]
-        if x.ndim != 3 or x.shape[-1] != F:
-            order = "time, batch" if model.input.layout == "time_batch_feature" else "batch, time"
-            raise InputError(f"--inputs has shape {x.shape}, expected [{order}, {F}] or [time, {F}]")
-        suite.append(("user inputs", x.astype(np.float32)))
+    if user is not None:
+        suite.append(("user inputs", user))
     return suite
 
 
-def _tokens(model: Model) -> Embedding | None:
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(seed) -> int:
+    """The suite's seed: an integer from 0 to SEED_MAX (what the CLI's --seed and a plan's seed accept)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_MAX:
+        raise InputError(f"seed {seed!r}: expected an integer from 0 to {SEED_MAX}")
+    return int(seed)
+
+
+def tokens(model: Model) -> Embedding | None:
     first = model.layers[0] if model.layers else None
     return first if isinstance(first, Embedding) else None
 
 
 def _seeded(model: Model, rng, batch: int, time: int) -> np.ndarray:
     """One seeded input [batch, time(, features)], batch-major (the caller swaps for time-major)."""
-    embedding = _tokens(model)
+    embedding = tokens(model)
     masking = next((layer for layer in model.layers if isinstance(layer, Masking)), None)
     if embedding is not None:
         x = rng.integers(0, embedding.table.shape[0], (batch, time), dtype=np.int64)

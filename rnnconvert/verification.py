@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import formats, runtimes, vectors
+from . import formats, interrupt, runtimes, vectors
 from .api import read
 from .atomic import install_all
 from .diagnose import classify, localize, skeleton
@@ -42,8 +42,12 @@ TOLERANCES = {"float32": {"atol": 1e-4, "rtol": 1e-4}, "float64": {"atol": 1e-9,
 # better than the model allows, and a real conversion error shows on the short inputs, whose
 # sensitivity stays near float32 epsilon.
 NOISE_FACTOR = 10.0
+# A float32 pass that overflows (inf or NaN where float64 is finite) measures no rounding: its noise is
+# recorded as infinite (null in JSON) and allows nothing, so the check holds the float64 numbers to atol
+# and rtol alone.  Zero checks is never a verdict: "nothing was checked" is an InputError (exit 2).
 RULE = ("|actual - expected| <= atol + noise_factor * float32_noise + rtol * |expected| for every element; "
-        "float32_noise = max |reference_float32 - reference_float64| of the source model on that input")
+        "float32_noise = max |reference_float32 - reference_float64| of the source model on that input, "
+        "counted as 0 when it is not finite (the float32 pass overflowed); at least one check must run")
 REPORT_KIND = "rnnconvert-report"
 # Options that only one kind of destination understands (the CLI's --emit-module, --stateful, ...).
 OPTION_FORMATS = {"emit_module": ("torch", "safetensors"), "keras_version": ("keras",), "emit_test": ("c",),
@@ -94,7 +98,8 @@ class Report:
                     c[key] = None
         if d["localization"] and d["localization"]["max_abs"] is not None and not np.isfinite(d["localization"]["max_abs"]):
             d["localization"]["max_abs"] = None
-        d["passed"] = self.passed and not self.conversion.get("refused")
+        d["passed"] = (self.passed and not self.conversion.get("refused")
+                       and bool(self.checks or not self.verified))      # zero checks never passed
         d["tolerance_policy"] = {"dtype": self.dtype, "rule": RULE, "noise_factor": NOISE_FACTOR,
                                  "by_dtype": TOLERANCES}
         for i in d["inputs"]:
@@ -151,8 +156,15 @@ def noise_between(float32_pass, expected) -> float:
     a, expected = np.asarray(float32_pass, dtype=np.float64), np.asarray(expected, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         same = (a == expected) | (np.isnan(a) & np.isnan(expected))    # NaN in both is no rounding noise
-        diff = np.where(same, 0.0, np.nan_to_num(np.abs(a - expected), nan=np.inf))
+        diff = np.where(same, 0.0, np.abs(a - expected))
+        diff = np.where(np.isnan(diff), np.inf, diff)      # float32 overflowed to inf or NaN: infinite noise
     return float(diff.max(initial=0.0))
+
+
+def allowance(noise) -> float:
+    """What `noise` adds to a tolerance: NOISE_FACTOR times it, nothing when it is not finite (RULE)."""
+    allowed = NOISE_FACTOR * float(noise or 0.0)
+    return allowed if np.isfinite(allowed) else 0.0
 
 
 def compare(actual, expected, tol: dict, oracle: str, label: str, noise: float = 0.0) -> Check:
@@ -168,7 +180,7 @@ def compare(actual, expected, tol: dict, oracle: str, label: str, noise: float =
         diff = np.where(same, 0.0, np.where(np.isnan(diff), np.inf, diff))
         rel = np.where(same, 0.0, diff / np.maximum(np.nan_to_num(np.abs(expected), nan=0.0), 1e-12))
         k = int(np.argmax(diff)) if diff.size else 0
-        ok = same | (diff <= tol["atol"] + NOISE_FACTOR * noise + tol["rtol"] * np.abs(expected))
+        ok = same | (diff <= tol["atol"] + allowance(noise) + tol["rtol"] * np.abs(expected))
     return Check(oracle, label, float(diff.max(initial=0.0)), float(rel.max(initial=0.0)),
                  [int(i) for i in np.unravel_index(k, diff.shape)] if diff.size else [],
                  bool(ok.all()))
@@ -261,6 +273,17 @@ def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None
     return suite, expected
 
 
+def require_checks(report: Report, what) -> None:
+    """Zero checks is never EQUIVALENT: InputError (exit 2) saying why none ran (RULE's last clause)."""
+    if report.checks:
+        return
+    why = "; ".join(report.unavailable) or "no input and no oracle"
+    exc = InputError(f"nothing was checked: {why}; install what is missing, or pass --no-verify to convert "
+                     "without verification", path=os.fspath(what))
+    exc.report_so_far = report
+    raise exc
+
+
 def localize_worst(report, suite, src_model, dst_model) -> None:
     """report.localization on the input of the worst check (the 7-step one when no input matches)."""
     worst = report.worst()
@@ -351,8 +374,11 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     made when it is installed (never before verification passed).
     """
     from . import verification_large
+    from .inputs import check as check_inputs
+    from .suite import check_seed
     say = progress or (lambda msg: None)
     src, dst = os.fspath(src), os.fspath(dst)
+    tol, seed = _tolerance(atol, rtol), check_seed(seed)       # usage errors before any work
     formats.check_exists(src)
     if same(identity(src), identity(dst)):
         raise DestinationError("destination is the source file; choose another path", path=dst)
@@ -376,18 +402,22 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     model = _read_source(src, src_fmt, read_options or {}, layer)
     if not allow_nonfinite:
         check_finite(model, src)
-    tol = _tolerance(atol, rtol)
+    if inputs is not None and verify:
+        inputs = check_inputs(model, inputs)
     report = Report(source=src_info.result(), destination=None, tolerance=tol, seed=seed)
     report.notes += model.source.get("assumptions", [])
 
     # A temporary directory beside dst holding a file of dst's name: a writer's companion files
     # (a C header, a NumPy script's weights) get their final names and are installed with dst.
+    interrupt.defer()           # no signal between the folder's creation and the try that removes it
     try:
         tmpdir = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.", suffix=".tmp", dir=scratch)
     except OSError as exc:
+        interrupt.resume()
         raise DestinationError(f"cannot write in '{scratch}' ({exc.strerror or exc})", path=dst) from None
     tmp = os.path.join(tmpdir, os.path.basename(dst))
     try:
+        interrupt.resume()
         say(f"writing {dst} ({dst_fmt.name})")
         large = verify and verification_large.applies(model, dst_fmt)
         digests = Background(skeleton, model) if large else None
@@ -440,6 +470,8 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
             if exc.path == tmp:          # name the file the user asked for, not our temporary
                 exc.path = dst
             raise
+        if verify:
+            require_checks(report, dst)
         report.destination = dst_info.result() | {"path": dst}
         if report.passed or keep_failed:
             _install(policy, tmpdir, directory, dst, force)
@@ -492,17 +524,19 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
     policy.add_input(b, "file B")
     _register_inputs(policy, read_options)
     _claim_outputs(policy, force, emit_vectors=emit_vectors)
+    tol = _tolerance(atol, rtol)
     ma, mb = read(a, **(read_options or {})), read(b, **(read_options or {}))
     if not allow_nonfinite:
         check_finite(ma, a)
         check_finite(mb, b)
     fa, fb = formats.for_reading(a), formats.for_reading(b)
     report = Report(source=file_info(a, fa.name), destination=file_info(b, fb.name),
-                    tolerance=_tolerance(atol, rtol), seed=seed)
+                    tolerance=tol, seed=seed)
     assumed = ma.source.get("assumptions", []) + mb.source.get("assumptions", [])
     report.notes += assumed
     report.conversion = classify(ma, mb, assumed=assumed)
     suite, expected = check_models(ma, mb, fb, b, report, inputs=inputs, src_fmt=fa, src_path=a)
+    require_checks(report, b)
     if not report.passed:
         raise VerificationError(_failure_message(report, b, True), report=report)
     if emit_vectors:
@@ -531,6 +565,9 @@ def verify_vectors(path, vectors_path, *, atol=None, rtol=None, read_options=Non
         report.notes.append(f"the vectors were made for another file ({index['model'].get('path')}, "
                             f"sha256 {made_for[:12]}...)")
     suite = [(label, x) for label, x, _ in vecs]
+    if not suite:
+        raise InputError("nothing was checked: the vectors index lists no vector; write vectors with "
+                         "--emit-vectors DIR", path=os.fspath(vectors_path))
     expected = [y for _, _, y in vecs]
     noise = [float32_noise(model, x, forward(model, x)) for _, x in suite]
     report.inputs = [{"label": label, "shape": list(x.shape), "float32_noise": n}
@@ -538,6 +575,7 @@ def verify_vectors(path, vectors_path, *, atol=None, rtol=None, read_options=Non
     for (label, x), y, n in zip(suite, expected, noise):
         report.checks.append(compare(forward(model, x), y, tol, "reference(file)", label, n))
     _runtime_checks(report, fmt, path, model, suite, judge_with(expected, tol, noise), "file", model)
+    require_checks(report, path)
     if not report.passed:
         raise VerificationError(_failure_message(report, path, True), report=report)
     return report
@@ -545,11 +583,21 @@ def verify_vectors(path, vectors_path, *, atol=None, rtol=None, read_options=Non
 
 def _tolerance(atol, rtol) -> dict:
     tol = dict(TOLERANCES["float32"])
-    if atol is not None:
-        tol["atol"] = float(atol)
-    if rtol is not None:
-        tol["rtol"] = float(rtol)
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        if value is not None:
+            tol[name] = check_tolerance(name, value)
     return tol
+
+
+def check_tolerance(name: str, value) -> float:
+    """A tolerance as a float: finite and >= 0 (NaN would pass nothing, inf everything), else InputError."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if isinstance(value, bool) or not np.isfinite(v) or v < 0:
+        raise InputError(f"{name} {value!r}: a tolerance must be a finite number >= 0")
+    return v
 
 
 def _failure_message(report: Report, dst, kept: bool) -> str:

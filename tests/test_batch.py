@@ -54,7 +54,7 @@ def test_plan_with_three_errors_reports_all_with_locations(runner, tmp_path):
         f"rnnconvert: error: {path}: invalid plan, nothing was run; 3 problems: "
         "jobs[0].src: no such file 'missing.h5'; "
         f"jobs[1].dst: unknown output suffix '.xyz' (rnnconvert writes {WRITES}); "
-        "jobs[2].atol: expected a number >= 0, found str 'abc'")
+        "jobs[2].atol: expected a finite number >= 0, found str 'abc'")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.yaml"]     # nothing ran, no state written
     errors = list(jsonschema.Draft202012Validator(PLAN_SCHEMA).iter_errors(plan))
     assert [list(e.absolute_path) for e in errors] == [["jobs", 2, "atol"]]    # what a schema alone can see

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 
 import numpy as np
 
@@ -55,7 +56,9 @@ def load(path):
         raise RuntimeUnavailable(f"this Keras {file_major} file uses hard_sigmoid, clip(0.2x+0.5) in Keras 1/2, which "
                                  f"Keras {keras.__version__} would compute as clip(x/6+0.5)")
     try:
-        loaded = keras.models.load_model(str(path), compile=False)
+        with warnings.catch_warnings():     # Keras's UserWarnings (input_shape arguments, ...) stay off stderr
+            warnings.simplefilter("ignore")
+            loaded = keras.models.load_model(str(path), compile=False)
     except Exception as exc:
         if runtime >= 3 > file_major:
             raise RuntimeUnavailable(f"Keras {keras.__version__} cannot load this Keras {file_major} file "
@@ -72,7 +75,9 @@ def run(path, x: np.ndarray, model=None) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if time_major:
         x = np.swapaxes(x, 0, 1)
-    y = np.asarray(keras_model.predict(np.ascontiguousarray(x), verbose=0, batch_size=max(len(x), 1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y = np.asarray(keras_model.predict(np.ascontiguousarray(x), verbose=0, batch_size=max(len(x), 1)))
     if time_major and y.ndim == 3:
         y = np.swapaxes(y, 0, 1)
     return np.ascontiguousarray(y)

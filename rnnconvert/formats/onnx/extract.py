@@ -243,8 +243,10 @@ def node_model(ref: NodeRef, opset: int, batch: int | None = None) -> onnx.Model
 def run_node(ref: NodeRef, opset: int, x: np.ndarray) -> np.ndarray:
     """onnxruntime on the extracted node: x [batch, time, features] -> [batch, time, D*H]."""
     import onnxruntime as ort
+
+    from .runtime import quiet_options
     xt = np.ascontiguousarray(np.swapaxes(np.asarray(x, np.float32), 0, 1))
-    sess = ort.InferenceSession(node_model(ref, opset, xt.shape[1]).SerializeToString(),
+    sess = ort.InferenceSession(node_model(ref, opset, xt.shape[1]).SerializeToString(), quiet_options(ort),
                                 providers=["CPUExecutionProvider"])
     y = sess.run(["Y"], {"X": xt})[0]                         # [T, D, B, H]
     T, D, B, H = y.shape

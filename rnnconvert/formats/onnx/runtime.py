@@ -16,9 +16,16 @@ def _session(path):
         import onnxruntime as ort
     except ImportError:
         raise RuntimeUnavailable("onnxruntime is not installed (pip install onnxruntime)") from None
+    return ort.InferenceSession(str(path), quiet_options(ort), providers=["CPUExecutionProvider"])
+
+
+def quiet_options(ort):
+    """Session options logging errors only: onnxruntime's warnings (its coloured log lines on stderr)
+    are not the user's business; what goes wrong reaches the report as an exception."""
+    ort.set_default_logger_severity(3)          # the process-wide logger, used before a session has its own
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return opts
 
 
 def run(path, x, model) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -44,7 +45,9 @@ def torch_load(path):
         raise InputError("is a TorchScript archive (torch.jit.save); rnnconvert reads state dicts: "
                          "torch.save(model.state_dict(), 'model.pt')", path=str(path))
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():     # torch's UserWarnings (storage deprecations, ...) stay off stderr
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError("cannot be loaded with torch.load(weights_only=True): the file pickles Python "

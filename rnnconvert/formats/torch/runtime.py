@@ -66,14 +66,16 @@ def runner(path, model):
         import torch
     except ImportError:
         raise RuntimeUnavailable("torch is not installed (pip install torch)") from None
-    net = emitted_module(model).Model()
-    net.load_state_dict(load_tensors(path, model), strict=True)
-    net = net.float().eval()
+    with warnings.catch_warnings():         # torch's UserWarnings are not the user's business
+        warnings.simplefilter("ignore")
+        net = emitted_module(model).Model()
+        net.load_state_dict(load_tensors(path, model), strict=True)
+        net = net.float().eval()
     ids = str(getattr(getattr(model, "input", None), "dtype", "")).startswith("int")
 
     def run_one(x):
         with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
+            warnings.simplefilter("ignore")     # e.g. "LSTM with projections is not supported with oneDNN"
             y = net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64 if ids else np.float32)))
         return y.numpy()
     return run_one

@@ -1,0 +1,117 @@
+"""SIGTERM, SIGHUP and SIGINT (what `timeout`, `kill`, a closed terminal, a container stop and Ctrl-C
+send) end rnnconvert the way an error does: every `finally` runs, so temporaries are removed, child
+processes are killed (`subprocess.run` kills its child on any exception) and batch workers are stopped,
+then the process exits 128 + the signal's number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP) with one line.
+
+`install()` (cli.main, and each batch worker) makes the three signals raise `Interrupted`, a
+BaseException, so that no `except Exception` swallows it.  The first signal disarms the handler: a
+second one while the first is being cleaned up is ignored, so cleanup completes.  A signal that arrives
+during an import is held until the import is done (retried every 20 ms on SIGALRM): an extension module's
+initialisation runs Python code (onnx's enums), and an exception raised there aborts the process from
+C++ (`terminate called after throwing an instance of 'nanobind::python_error'`, exit -6).  Code that
+creates a temporary and then enters the `try` that removes it holds signals in between with `defer()` /
+`resume()` (a signal held is raised by `resume()`, inside the `try`).
+
+`quiet_warnings()`, the other setting of a command-line process (cli.main, batch workers): stderr
+carries rnnconvert's own lines only.
+"""
+from __future__ import annotations
+
+import signal
+
+SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+class Interrupted(BaseException):
+    """Raised in the main thread by a terminating signal; `exit_code` is 128 + its number."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+RETRY_SECONDS = 0.02
+_action = None
+_held: int | None = None
+_fired = False
+_deferred = 0
+
+
+def defer() -> None:
+    """Hold signals until `resume()` (nested calls count)."""
+    global _deferred
+    _deferred += 1
+
+
+def resume() -> None:
+    """End a `defer()`; a signal that arrived meanwhile is handled now, in the caller."""
+    global _deferred
+    _deferred -= 1
+    if _deferred == 0 and _held is not None:
+        _handle(_held, None)
+
+
+def disarm() -> None:
+    """Ignore the signals from now on (the first one is being handled).  The handler stays installed and
+    returns: setting SIG_IGN would make Python raise OSError ("Signal 15 ignored due to race condition")
+    for a second signal already caught, in the middle of the cleanup."""
+    global _fired
+    _fired = True
+    signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _raise(signum: int):
+    raise Interrupted(signum)
+
+
+def _importing(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _handle(signum, frame):
+    global _held
+    if _fired:
+        return
+    if _deferred:
+        _held = signum
+        return
+    if _importing(frame):            # held: raising inside an extension module's init aborts the process
+        _held = signum
+        signal.signal(signal.SIGALRM, _retry)
+        signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
+        return
+    _held = None
+    disarm()
+    _action(signum)
+
+
+def _retry(_, frame):
+    if _held is not None:
+        _handle(_held, frame)
+
+
+def install(action=_raise) -> None:
+    """Make SIGTERM, SIGHUP and SIGINT call `action(signum)` (by default: raise Interrupted) outside any
+    import.  Main thread only."""
+    global _action
+    _action = action
+    for sig in SIGNALS:
+        signal.signal(sig, _handle)
+
+
+def message(exc: Interrupted) -> str:
+    return f"rnnconvert: {exc}; temporary files removed, exit {exc.exit_code}"
+
+
+def quiet_warnings() -> None:
+    """Drop Python warnings (numpy RuntimeWarnings, torch and Keras UserWarnings, DeprecationWarnings),
+    unless the user asked for them with -W or PYTHONWARNINGS."""
+    import sys
+    import warnings
+    if not sys.warnoptions:
+        warnings.simplefilter("ignore")
