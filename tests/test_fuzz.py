@@ -122,3 +122,58 @@ def test_the_tally_sorts_every_case(workdir, runner):
     assert (tally.cases, tally.read, tally.refused, tally.escaped, tally.cli) == (5, 1, 1, 3, 0)
     assert [e.split(":")[0] for e in tally.escapes] == ["2 bomb member", "4 bug", "5 two lines"]
     assert table({"tally": tally}).splitlines()[1].split()[:5] == ["tally", "5", "1", "1", "3"]
+
+
+# ------------------------------------------------------------------------------------ hostile classes
+
+from fuzz_hostile import CLASSES, Worker, hostile_cases, run_class  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def hostile_worker():
+    worker = Worker()
+    yield worker
+    worker.close()
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_hostile_class(cls, workdir, hostile_worker):
+    """Files and command lines made as an attacker makes them (tests/fuzz_hostile.py): each case, run in a
+    worker process, ends read or refused (exit 2, one line) in bounded time and memory, runs no payload,
+    changes nothing outside its folder and leaves no temporary or process behind."""
+    tally = TALLIES.setdefault(cls, Tally())
+    before = len(tally.escapes)
+    run_class(cls, N, workdir / cls, tally, hostile_worker)
+    escapes = tally.escapes[before:]
+    assert not escapes, "\n".join(escapes[:30])
+
+
+@pytest.mark.parametrize("cls,first", [("depth", 11), ("dag", 4), ("alias", 6), ("sizes", 6)])
+def test_hostile_files_are_the_same_bytes_every_time(cls, first, tmp_path):
+    """A case is made from (class, index) alone: two makes give the same file, byte for byte (seed files
+    copied beside it, such as a plan's model, are not the case)."""
+    made = []
+    for run in ("a", "b"):
+        files = {}
+        for case in hostile_cases(cls, first, tmp_path / run / "seeds")[:first]:
+            d = tmp_path / run / str(case.index)
+            d.mkdir(parents=True)
+            path = case.make(d)
+            path = path[0] if isinstance(path, tuple) else path
+            files[f"{case.index} {case.label}"] = path.read_bytes()
+        made.append(files)
+    assert made[0].keys() == made[1].keys() and len(made[0]) == first
+    assert [k for k in made[0] if made[0][k] != made[1][k]] == []
+
+
+def test_a_worker_that_dies_is_an_escape(tmp_path):
+    """The worker's death (here: a class it does not know) is an escape naming how it died, and the next
+    case gets a fresh worker."""
+    worker = Worker()
+    try:
+        outcome, detail, label = worker.run("no-such-class", 0, 1, tmp_path)
+        assert (outcome, label) == ("escape", None) and detail.startswith("the process died: exit 1")
+        outcome, _, label = worker.run("depth", 0, 1, tmp_path)
+        assert outcome in ("ok", "refused") and label == "safetensors depth 10 dict"
+    finally:
+        worker.close()

@@ -1,0 +1,277 @@
+"""Hostile runs for tests/fuzz_hostile.py: names carrying code payloads converted to every code
+generator, special files in every path role, and signals at seeded moments.
+
+names    A payload writes a marker file (absolute path) if any generated code runs it; each case converts
+         its source to JS, a NumPy script and .pt with --emit-module (and C for the first NAMES_WITH_C),
+         verification on.  Escape: the marker appears, or a conversion ends other than success or exit 2.
+special  `python -m rnnconvert` with a FIFO, directory, character device (os.mknod in the case's own
+         folder) or symlink (to a file in a sibling `outside/`) as source, --inputs, DST, --report or the
+         batch state file.  It must end in exit 2 (exit 0 allowed where a symlink leads to a regular file
+         that is read) within SPECIAL_SECONDS, leave the special file and `outside/` as they were, and no
+         temporary behind.
+signals  SIGTERM / SIGHUP / SIGINT to `rnnconvert SRC DST` or `batch -j2` (own session) after a seeded delay:
+         exit 128+signal or 0, no process of its group left, no temporary, each DST absent or verified.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from fuzz_hostile import NAMES_WITH_C, HostileCase
+from fuzzing import FIXTURES, ROOT
+
+KERAS_H5 = FIXTURES / "keras3/lstm_last_softmax/model.h5"
+SOURCE_FORMATS = (("onnx", "model.onnx"), ("rnnc", "model.rnnc"), ("keras_h5", "model.h5"),
+                  ("keras_zip", "model.keras"))
+SPECIAL_SECONDS = 15.0
+SIGNAL_WAIT = 20.0
+
+
+def _env(tmp: Path) -> dict:
+    tmp.mkdir(exist_ok=True)
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp), "KERAS_BACKEND": "torch"}
+
+
+NOT_OURS = {".ses"}      # written into TMPDIR by importing torch in this environment, not by rnnconvert
+
+
+def _leftovers(*folders: Path) -> list[str]:
+    """Names left in the run's TMPDIR (`tmp`), and `*.tmp` entries left in the other folders."""
+    out = []
+    for folder in folders:
+        if folder.name == "tmp":
+            out += [p.name for p in folder.iterdir() if p.name not in NOT_OURS] if folder.exists() else []
+        elif folder.exists():
+            out += [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+    return out
+
+
+# ------------------------------------------------------------------------------------ names
+
+def payloads(marker: str) -> list[str]:
+    touch = f"touch {marker}"
+    js = f"import('node:fs').then(f=>f.writeFileSync('{marker}',''))"
+    c = f'int system(const char*); __attribute__((constructor)) static void pwn(void){{system("{touch}");}}'
+    return [f'"""; import os; os.system("{touch}"); """', f"'\nimport os; os.system('{touch}')\n#",
+            f"x\\\nimport os;os.system('{touch}')#", f"*/ {js}; /*", f"x\u2028{js}//", f"x\u2029{js}//",
+            f"x\n{js}//", f"*/ {c} /*", f"x\n{c}\n//", f"'); system('{touch}'); %", f"x\nsystem('{touch}')\n%",
+            f"</script><script>{js}</script>", "a\0b\\", f"\"\"\"*/'\n{js}//\u2028'''"]
+
+
+def _named_source(d: Path, fmt: str, name: str, rng) -> Path:
+    import rnnconvert
+    model = rnnconvert.read(KERAS_H5)
+    pool = payloads(str(d / "PWNED"))
+    pick = [pool[int(rng.integers(len(pool)))] for _ in range(3 + len(model.layers))]
+    model.name, model.input.name, model.output_name = pick[:3]
+    for layer, text in zip(model.layers, pick[3:]):
+        layer.name = text
+    rnnconvert.write(model, d / name)
+    return d / name
+
+
+def _one_line_refusal(exc) -> bool:
+    return exc.exit_code == 2 and "\n" not in exc.format()
+
+
+def names_check(c_too: bool):
+    def check(path: Path):
+        import rnnconvert
+        from rnnconvert.errors import RnnConvertError
+        d, marker = path.parent, path.parent / "PWNED"
+        targets = [("js", "out.mjs", None), ("numpy", "out.py", None), ("pt", "out.pt", d / "module.py")]
+        if c_too:
+            targets.append(("c", "out.c", None))
+        results = []
+        for what, dst, module in targets:
+            try:
+                rnnconvert.convert(path, d / dst, force=True, emit_module=module)
+                results.append(f"{what} ok")
+            except RnnConvertError as exc:
+                if not _one_line_refusal(exc):
+                    return "escape", f"{what}: {type(exc).__name__} exit {exc.exit_code}: {exc.format()[:200]!r}"
+                results.append(f"{what} refused")
+            except Exception as exc:  # noqa: BLE001 - what the class looks for
+                return "escape", f"{what}: {type(exc).__name__}: {str(exc)[:200]}"
+            if marker.exists():
+                return "escape", f"{what}: the payload ran (marker written); {', '.join(results)}"
+        return ("ok" if all(r.endswith("ok") for r in results) else "refused"), ", ".join(results)
+    return check
+
+
+def names_gen(rng, i, seeds):
+    fmt, name = SOURCE_FORMATS[i % len(SOURCE_FORMATS)]
+    c_too = i < NAMES_WITH_C
+    seed = [int(x) for x in rng.integers(0, 2 ** 31, 2)]
+
+    def make(d):
+        import numpy as np
+        try:
+            return _named_source(d, fmt, name, np.random.default_rng(seed))
+        except Exception as exc:  # noqa: BLE001 - the writer refused the names: say so in the label
+            (d / name).write_bytes(b"")
+            return d / name, f"(writer refused the names: {type(exc).__name__})"
+    label = f"{fmt} payload names -> js, numpy, pt+module" + (", c" if c_too else "")
+    return HostileCase("names", i, label, make, None, check=names_check(c_too))
+
+
+# ------------------------------------------------------------------------------------ special files
+
+ROLES = ("src", "inputs", "dst", "report", "state")
+KINDS = ("fifo", "dir", "chardev", "symlink")
+
+
+def _node(path: Path, kind: str, target: Path, device: tuple[int, int]):
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "dir":
+        path.mkdir()
+    elif kind == "chardev":                 # a device node of our own in the case's folder, never /dev/...
+        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(*device))
+    else:
+        os.symlink(target, path)
+
+
+def _state(path: Path) -> tuple:
+    st = os.lstat(path)
+    extra = os.readlink(path) if stat.S_ISLNK(st.st_mode) else sorted(os.listdir(path)) if stat.S_ISDIR(st.st_mode) else ""
+    return stat.S_IFMT(st.st_mode), st.st_rdev, extra
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.name: (p.stat().st_mode, hashlib.sha1(p.read_bytes()).hexdigest()) for p in sorted(folder.iterdir())}
+
+
+def special_gen(rng, i, seeds):
+    role, kind = ROLES[i // len(KINDS) % len(ROLES)], KINDS[i % len(KINDS)]
+    reads = role in ("src", "inputs")
+
+    def make(d):
+        import numpy as np
+        case, outside = d / "case", d / "outside"
+        for f in (case / "out", outside):
+            f.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(KERAS_H5, case / "model.h5")
+        shutil.copyfile(KERAS_H5, outside / "model.h5")
+        np.save(outside / "x.npy", np.random.default_rng(i).normal(size=(2, 5, 4)).astype(np.float32))
+        (outside / "victim.onnx").write_bytes(b"victim")
+        (outside / "victim.json").write_text("{}")
+        src, dst = case / "model.h5", case / "out" / "model.onnx"
+        node = {"src": case / "model.onnx", "inputs": case / "x.npy", "dst": dst,
+                "report": case / "out" / "report.json", "state": case / ".plan.yaml.rnnconvert-state.json"}[role]
+        if role == "src" and kind == "symlink":
+            node = case / "linked.h5"
+        target = {"src": outside / "model.h5", "inputs": outside / "x.npy", "dst": outside / "victim.onnx"}.get(
+            role, outside / "victim.json")
+        _node(node, kind, target, (1, 5) if reads else (1, 3))
+        args = {"src": [str(node), str(dst)], "inputs": [str(src), str(dst), "--inputs", str(node)],
+                "dst": [str(src), str(dst), "--force"], "report": [str(src), str(dst), "--report", str(node)]}.get(role)
+        if role == "state":
+            (case / "plan.yaml").write_text("jobs:\n- src: model.h5\n  dst: out/model.onnx\n")
+            args = ["batch", str(case / "plan.yaml"), "-j1"]
+        (d / "args").write_text("\0".join(args))
+        return node
+
+    def check(node: Path):
+        d = next(p for p in node.parents if (p / "args").exists())
+        case, outside = d / "case", d / "outside"
+        args = (d / "args").read_text().split("\0")
+        before, outside_before = _state(node), _snapshot(outside)
+        t0 = time.perf_counter()
+        try:
+            res = subprocess.run([sys.executable, "-m", "rnnconvert", *args], cwd=case, env=_env(case / "tmp"),
+                                 capture_output=True, text=True, timeout=SPECIAL_SECONDS)
+        except subprocess.TimeoutExpired:
+            return "escape", f"hang: still running after {SPECIAL_SECONDS:.0f}s"
+        took = time.perf_counter() - t0
+        problems = []
+        if _state(node) != before:
+            problems.append(f"the {kind} was replaced or changed")
+        if _snapshot(outside) != outside_before:
+            problems.append("a file outside the case's folder changed")
+        left = _leftovers(case / "tmp", case / "out", case)
+        if left:
+            problems.append(f"temporaries left: {left[:3]}")
+        ok_codes = (0, 2) if reads and kind == "symlink" else (2,)
+        err = res.stderr.strip().splitlines()
+        if res.returncode not in ok_codes:
+            problems.insert(0, f"exit {res.returncode}: {err[-1][:200] if err else ''!r}")
+        elif res.returncode == 2 and (len(err) != 1 or not err[0].startswith("rnnconvert: error: ")):
+            problems.insert(0, f"exit 2 but not one error line: {res.stderr[:200]!r}")
+        if problems:
+            return "escape", "; ".join(problems)
+        return ("ok" if res.returncode == 0 else "refused"), f"exit {res.returncode} in {took:.1f}s"
+    return HostileCase("special", i, f"{kind} as {role}", make, None, check=check)
+
+
+# ------------------------------------------------------------------------------------ signals
+
+SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+BATCH_DSTS = ("a.onnx", "b.pt", "c.safetensors", "d.rnnc")
+
+
+def signals_gen(rng, i, seeds):
+    sig = SIGNALS[i % len(SIGNALS)]
+    batch = i // len(SIGNALS) % 2 == 1
+    delay = float(rng.uniform(0.5, 5.0 if batch else 3.0))
+    label = f"{sig.name} to {'batch -j2' if batch else 'convert'} after {delay:.2f}s"
+
+    def make(d):
+        (d / "out").mkdir(exist_ok=True)
+        shutil.copyfile(KERAS_H5, d / "model.h5")
+        if batch:
+            (d / "plan.yaml").write_text("jobs:\n" + "".join(f"- src: model.h5\n  dst: out/{x}\n" for x in BATCH_DSTS))
+        return d / "model.h5"
+
+    def check(src: Path):
+        import rnnconvert
+        d = src.parent
+        args = ["batch", str(d / "plan.yaml"), "-j2"] if batch else [str(src), str(d / "out" / "model.pt"),
+                                                                       "--emit-module", str(d / "out" / "module.py")]
+        proc = subprocess.Popen([sys.executable, "-m", "rnnconvert", *args], cwd=d, env=_env(d / "tmp"),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        time.sleep(delay)
+        sent = proc.poll() is None
+        if sent:
+            os.kill(proc.pid, sig)
+        try:
+            _, err = proc.communicate(timeout=SIGNAL_WAIT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return "escape", f"still running {SIGNAL_WAIT:.0f}s after {sig.name}"
+        problems = []
+        if proc.returncode not in (0, 128 + sig):
+            last = err.strip().splitlines()[-1][:160] if err.strip() else ""
+            problems.append(f"exit {proc.returncode} (expected {128 + sig} or 0) {last!r}")
+        time.sleep(0.5)
+        try:
+            os.killpg(proc.pid, 0)              # anything left in the run's own session?
+            problems.append("processes of the run left running")
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        left = _leftovers(d / "tmp", d / "out")
+        if left:
+            problems.append(f"temporaries left: {left[:3]}")
+        for name in (BATCH_DSTS if batch else ("model.pt",)):
+            dst = d / "out" / name
+            if dst.exists():
+                try:
+                    rnnconvert.verify(src, dst)
+                except Exception as exc:  # noqa: BLE001 - an installed DST that does not verify
+                    problems.append(f"{name} installed but does not verify: {type(exc).__name__}: {str(exc)[:120]}")
+        if problems:
+            return "escape", "; ".join(problems)
+        return ("ok" if proc.returncode == 0 else "refused"), f"exit {proc.returncode}" + ("" if sent else " (finished first)")
+    return HostileCase("signals", i, label, make, None, check=check)
+
+
+GENERATORS = {"names": names_gen, "special": special_gen, "signals": signals_gen}
