@@ -170,9 +170,13 @@ def run_class(cls: str, n: int, work: Path, tally, worker: Worker | None = None)
     t0 = time.perf_counter()
     try:
         for index in range(count(cls, n)):
+            t1 = time.perf_counter()
             outcome, detail, label = worker.run(cls, index, n, work)
             if label is None:            # the worker died before naming the case: name it here
                 label = hostile_cases(cls, n, work / "seeds")[index].label
+            if os.environ.get("FUZZ_TRACE"):
+                print(f"  {cls} {index} {label}: {outcome} {time.perf_counter() - t1:.1f}s {detail[:150]}",
+                      file=sys.stderr, flush=True)
             tally.cases += 1
             if cls in ("names", "special", "signals"):
                 tally.subprocess += 1

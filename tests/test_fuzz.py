@@ -65,8 +65,8 @@ def test_cli_subprocess_on_fuzzed_files(fmt, workdir):
 
 
 def test_the_harness_catches_every_kind_of_escape(workdir, monkeypatch):
-    """run_case itself: an uncaught exception, a hang, an unjustified allocation and a multi-line
-    error are escapes; rnnconvert's own one-line error is a refusal."""
+    """run_case itself: an uncaught exception, a hang, a refusal after the time limit, an unjustified
+    allocation and a multi-line error are escapes; rnnconvert's own one-line error is a refusal."""
     import time
 
     import numpy as np
@@ -87,14 +87,21 @@ def test_the_harness_catches_every_kind_of_escape(workdir, monkeypatch):
         while True:
             time.sleep(0.01)
 
+    def swallow(p):              # a reader that catches the alarm (as h5py's visit callbacks do) and refuses late
+        try:
+            spin(p)
+        except BaseException:
+            raise InputError("damaged", path=str(p)) from None
+
     def hog(_):
         a = np.ones(200 << 20, np.uint8)
         return a.sum()
-    readers = {"bug": lambda p: raise_(ValueError("boom")), "hang": spin, "hog": hog,
+    readers = {"bug": lambda p: raise_(ValueError("boom")), "hang": spin, "late": swallow, "hog": hog,
                "two lines": lambda p: raise_(InputError("a\nb", path=str(p))),
                "refusal": lambda p: raise_(InputError("bad file", path=str(p)))}
     got = {k: run_case(Case("harness", i, k, make, r, huge=True), workdir)[0] for i, (k, r) in enumerate(readers.items())}
-    assert got == {"bug": "escape", "hang": "escape", "hog": "escape", "two lines": "escape", "refusal": "refused"}
+    assert got == {"bug": "escape", "hang": "escape", "late": "escape", "hog": "escape", "two lines": "escape",
+                   "refusal": "refused"}
 
 
 def test_the_tally_sorts_every_case(workdir, runner):
