@@ -7,10 +7,12 @@ Classes (rows of the fuzz table) and where their generators live:
   signals   SIGTERM / SIGHUP / SIGINT to `rnnconvert SRC DST` and `batch -j2` at seeded moments
             (those three: fuzz_hostile_runs.py)
   depth     JSON, YAML, MATLAB v5 cells/structs, HDF5 groups, ONNX subgraphs nested 10 to 100,000 deep
+            (fuzz_hostile_files.py)
   dag       MATLAB v7.3 #refs# DAGs and cycles, ONNX constants reused many times
   alias     YAML anchors (billion laughs), safetensors entries sharing bytes, .pt views and shared storages
+            (those two: fuzz_hostile_refs.py)
   sizes     declared sizes far beyond the bytes written: HDF5 chunks, npy/npz inputs, MATLAB miCOMPRESSED,
-            ONNX dims (those four: fuzz_hostile_files.py)
+            ONNX dims (fuzz_hostile_sizes.py)
 Every case is deterministic from (class, index); a class has a fixed number of cases (CAPS, at most
 FUZZ_CASES) because each one costs a subprocess, a hang up to the time limit, or a conversion.
 
@@ -63,9 +65,11 @@ def count(cls: str, n: int) -> int:
 @lru_cache(maxsize=None)
 def _cases(cls: str, n: int, seeds: str) -> list[HostileCase]:
     import fuzz_hostile_files
+    import fuzz_hostile_refs
     import fuzz_hostile_runs
     import fuzz_hostile_sizes
-    gen = {**fuzz_hostile_files.GENERATORS, **fuzz_hostile_sizes.GENERATORS, **fuzz_hostile_runs.GENERATORS}[cls]
+    gen = {**fuzz_hostile_files.GENERATORS, **fuzz_hostile_refs.GENERATORS, **fuzz_hostile_sizes.GENERATORS,
+           **fuzz_hostile_runs.GENERATORS}[cls]
     Path(seeds).mkdir(parents=True, exist_ok=True)
     return [gen(rng_for(cls, i), i, Path(seeds)) for i in range(count(cls, n))]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fuzz_hostile_files import KERAS_H5, ONNX_SEED, _case, _el, _v5_head, _v5_header
+from fuzz_hostile_files import KERAS_H5, ONNX_SEED, _case, _v5_head, _v5_header
 
 BOMB_MIB = 256
 
