@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from fuzz_hostile_files import ONNX_SEED, TORCH_DIR, _case, _v73_file, _with_yaml_seeds
-from fuzz_inputs import _read_arch, _read_mapping, _read_plan
+from fuzz_inputs import _read_arch, _read_mapping
 
 
 # ------------------------------------------------------------------------------------ DAG references
@@ -89,12 +89,27 @@ def dag_gen(rng, i, seeds):
 
 # ------------------------------------------------------------------------------------ aliasing
 
-def laughs(depth: int, width: int, indent: str = "") -> tuple[str, str]:
-    """YAML anchor lines (`l0: &a0 [x, ...]`, `l1: &a1 [*a0, ...]`, ...) and the alias of the last."""
-    lines = [f"{indent}l0: &a0 [{', '.join(['lol'] * width)}]"]
+def laughs(depth: int, width: int) -> str:
+    """One YAML flow value expanding to width**depth strings, each anchor defined where first used:
+    `&a1 [&a0 [lol, lol], *a0]` for depth 2, width 2."""
+    text = f"&a0 [{', '.join(['lol'] * width)}]"
     for k in range(1, depth):
-        lines.append(f"{indent}l{k}: &a{k} [{', '.join([f'*a{k - 1}'] * width)}]")
-    return "\n".join(lines) + "\n", f"*a{depth - 1}"
+        text = f"&a{k} [{text}, {', '.join([f'*a{k - 1}'] * (width - 1))}]"
+    return text
+
+
+def _cli_check(path: Path):
+    """`batch PLAN --check` in-process: exit 0 reads, exit 2 with one line refuses, anything else raises."""
+    from click.testing import CliRunner
+
+    from rnnconvert.cli import cli
+    from rnnconvert.errors import InputError
+    res = CliRunner().invoke(cli, ["batch", str(path), "--check"])
+    err = res.stderr if hasattr(res, "stderr") else res.output
+    if res.exit_code == 2 and err.startswith("rnnconvert: error: ") and err.count("\n") == 1:
+        raise InputError(err.strip()[len("rnnconvert: error: "):])
+    if res.exit_code != 0:
+        raise RuntimeError(f"CLI exit {res.exit_code}: {err[:300]!r}")
 
 
 def _st_shared(d: Path, copies: int, body_mib: int) -> Path:
@@ -140,30 +155,27 @@ def alias_gen(rng, i, seeds):
     step = i // 6 % 4
     if kind.endswith("laughs"):
         depth, width = (3, 6, 9, 12)[step], int(rng.integers(9, 11))
-        label = f"{kind} {width}**{depth} expanded"
+        must = width ** depth >= 10 ** 8        # a hundred million strings from a 1 KB file: refuse
+        label = f"{kind} {width}**{depth} expanded" + (" (must refuse)" if must else "")
 
         def make(d):
             _with_yaml_seeds(d, seeds)
+            value = laughs(depth, width)
             if kind == "arch_laughs":
-                anchors, alias = laughs(depth, width)
-                (d / "arch.yaml").write_text(f"{anchors}head: last_step\nignore: {alias}\n")
+                (d / "arch.yaml").write_text(f"head: last_step\nignore: {value}\n")
                 return d / "arch.yaml"
             if kind == "mapping_laughs":
-                anchors, alias = laughs(depth, width)
-                (d / "map.yaml").write_text(f"{anchors}layers: [{{layer: lstmLayer, InputWeights: W, RecurrentWeights: "
-                                            f"R, Bias: b, OutputMode: last, Extra: {alias}}}]\n")
+                (d / "map.yaml").write_text("layers: [{layer: lstmLayer, InputWeights: W, RecurrentWeights: R, "
+                                            f"Bias: b, OutputMode: last, Extra: {value}}}]\n")
                 return d / "map.yaml"
-            anchors, alias = laughs(depth, width, "    ")
-            job = f"- src: model.pt\n  dst: out.onnx\n  arch:\n{anchors}    head: last_step\n    ignore: {alias}\n"
-            if kind == "plan_laughs":
-                anchors, alias = laughs(depth, width)
-                job = f"- src: model.pt\n  dst: out.onnx\n  extra: {alias}\n"
-                (d / "plan.yaml").write_text(f"defaults:\n  seed: 1\n{anchors.replace('l', 'x-l')}jobs:\n{job}")
-            else:
-                (d / "plan.yaml").write_text(f"jobs:\n{job}")
+            job = f"arch: {{head: last_step, ignore: {value}}}" if kind == "plan_arch_laughs" else f"dst: {value}"
+            (d / "plan.yaml").write_text(f"jobs:\n- src: model.pt\n  {job}\n" +
+                                         ("  dst: out.onnx\n" if kind == "plan_arch_laughs" else ""))
             return d / "plan.yaml"
-        read = {"arch_laughs": _read_arch, "mapping_laughs": _read_mapping}.get(kind, _read_plan)
-        return _case("alias", i, label, make, read, huge=True)
+        read = {"arch_laughs": _read_arch, "mapping_laughs": _read_mapping}.get(kind, _cli_check)
+        case = _case("alias", i, label, make, read, huge=True)
+        case.must_refuse = must
+        return case
     if kind == "safetensors_shared":
         copies = (0, 10, 100, 400)[step]
         label = f"{kind} {copies} entries over one 2 MiB range" if copies else f"{kind} real tensors overlapping"
