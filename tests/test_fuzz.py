@@ -6,6 +6,8 @@ smuggle in external files, zip bombs or sizes the file cannot hold must be refus
 A subset of the cases that read is converted to .rnnc in-process (NaN/Inf weights must be refused
 there); every 10th case also goes through the CLI in-process (CliRunner) and a few per format through
 a real `python -m rnnconvert inspect` subprocess.  FUZZ_CASES=N sets the cases per format (default 200; CI may raise it).
+The hostile classes of tests/fuzz_hostile.py (names, special files, signals, depth, DAGs, aliasing, declared
+sizes) run beside them in a worker process, a fixed number of cases each whatever FUZZ_CASES says (at most it).
 The counts per format (read / refused / escaped, tests/fuzz_report.py) are printed as one table at the end
 of the pytest run and written as JSON to $FUZZ_REPORT if set; `python -m tests.fuzz_report --cases N`
 runs the same harness without pytest.
