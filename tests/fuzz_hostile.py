@@ -107,8 +107,10 @@ def worker_main() -> int:
     """Read {"cls", "index", "n", "work"} lines from stdin, answer {"outcome", "detail", "label"} lines."""
     from fuzz_report import warm_up
     warm_up()
-    out = sys.stdout
-    sys.stdout = sys.stderr            # what readers or payloads print stays off the protocol
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w")    # the protocol's own descriptor; fd 1 itself (what readers, payloads
+    os.dup2(2, 1)                      # and child processes print) goes to stderr
+    sys.stdout = sys.stderr
     with bounded_memory():
         for line in sys.stdin:
             job = json.loads(line)
