@@ -4,8 +4,9 @@ which no random mutation reaches (issue 21), each run in a worker process.
 Classes (rows of the fuzz table) and where their generators live:
   names     code payloads in model/layer/input/output names, converted to C, JS, NumPy, .pt + module
   special   a FIFO, a directory, a character device, a symlink as source, --inputs, DST, --report, state
+            (those two: fuzz_hostile_runs.py)
   signals   SIGTERM / SIGHUP / SIGINT to `rnnconvert SRC DST` and `batch -j2` at seeded moments
-            (those three: fuzz_hostile_runs.py)
+            (fuzz_hostile_signals.py)
   depth     JSON, YAML, MATLAB v5 cells/structs, HDF5 groups, ONNX subgraphs nested 10 to 100,000 deep
             (fuzz_hostile_files.py)
   dag       MATLAB v7.3 #refs# DAGs and cycles, ONNX constants reused many times
@@ -17,8 +18,9 @@ Every case is deterministic from (class, index); a class has a fixed number of c
 FUZZ_CASES) because each one costs a subprocess, a hang up to the time limit, or a conversion.
 
 A case runs in `python -m tests.fuzz_hostile --worker` (a line of JSON in, one out), so a crash by
-signal (a segfault from deep recursion), a hang inside C code, or a payload that runs, ends that
-worker only: it is counted as an escape and the next case gets a fresh worker.
+signal (a segfault from deep recursion) or a hang inside C code ends that worker only: it is counted
+as an escape and the next case gets a fresh worker.  A file read in-process is judged as fuzzing.run_case
+judges any fuzz case, and a case marked must_refuse (YAML expanding to 10**8 strings) escapes if it reads.
 """
 from __future__ import annotations
 
@@ -68,9 +70,10 @@ def _cases(cls: str, n: int, seeds: str) -> list[HostileCase]:
     import fuzz_hostile_files
     import fuzz_hostile_refs
     import fuzz_hostile_runs
+    import fuzz_hostile_signals
     import fuzz_hostile_sizes
     gen = {**fuzz_hostile_files.GENERATORS, **fuzz_hostile_refs.GENERATORS, **fuzz_hostile_sizes.GENERATORS,
-           **fuzz_hostile_runs.GENERATORS}[cls]
+           **fuzz_hostile_runs.GENERATORS, **fuzz_hostile_signals.GENERATORS}[cls]
     Path(seeds).mkdir(parents=True, exist_ok=True)
     return [gen(rng_for(cls, i), i, Path(seeds)) for i in range(count(cls, n))]
 

@@ -206,7 +206,7 @@ def run_case(case: Case, workdir: Path) -> tuple[str, str]:
         grown = peak_rss() - before
         traced = tracemalloc.get_traced_memory()[1] if case.huge else 0
         if _fired:                        # the alarm fired but a reader caught it and answered late
-            outcome, detail = "escape", f"took {elapsed:.1f}s, limit {CASE_SECONDS}s; {detail}"
+            outcome, detail = "escape", f"answered after the {CASE_SECONDS}s limit ({elapsed:.1f}s): {detail}"
         elif grown > RSS_SLACK + ALLOC_PER_BYTE * size:
             outcome, detail = "escape", f"peak RSS grew {grown >> 20} MiB for {size} bytes of file; {detail}"
         elif traced > TRACED_LIMIT + ALLOC_PER_BYTE * size:
