@@ -157,10 +157,12 @@ def _bomb_zip(name: str) -> bytes:
 
 
 def zip_with(members: list[tuple[str, bytes]], bomb: str | None = None) -> bytes:
+    """A stored zip of `members`, dated 1980-01-01 (writestr with a bare name stamps the current time,
+    so a case's bytes would change from minute to minute)."""
     buf = io.BytesIO(_bomb_zip(bomb) if bomb else b"")
     with zipfile.ZipFile(buf, "a" if bomb else "w", zipfile.ZIP_STORED) as z:
         for n, data in members:
-            z.writestr(n, data)
+            z.writestr(zipfile.ZipInfo(n), data)
     return buf.getvalue()
 
 

@@ -164,22 +164,30 @@ def main(argv=None) -> int:
     from click.testing import CliRunner
 
     from fuzz_cases import FORMATS, cases
+    from fuzz_hostile import CLASSES, run_class
     p = argparse.ArgumentParser(prog="python -m tests.fuzz_report", description=__doc__.split("\n\n")[0])
-    p.add_argument("formats", nargs="*", metavar="FORMAT", help=f"formats to fuzz (default all: {', '.join(FORMATS)})")
+    p.add_argument("formats", nargs="*", metavar="FORMAT", help=f"formats to fuzz, or hostile classes (tests/fuzz_hostile.py) to run "
+                   f"(default all: {', '.join(FORMATS + CLASSES)})")
     p.add_argument("--cases", type=int, default=200, help="cases per format (default 200)")
     p.add_argument("--json", dest="json_path", help="also write the counts as JSON here")
     args = p.parse_args(argv)
-    unknown = [f for f in args.formats if f not in FORMATS]
+    unknown = [f for f in args.formats if f not in FORMATS + CLASSES]
     if unknown:
-        p.error(f"unknown format(s) {', '.join(unknown)}; known: {', '.join(FORMATS)}")
+        p.error(f"unknown format(s) {', '.join(unknown)}; known: {', '.join(FORMATS + CLASSES)}")
     try:
         runner = CliRunner(mix_stderr=False)
     except TypeError:  # click >= 8.2 keeps stderr apart by default
         runner = CliRunner()
     tallies: dict[str, Tally] = {}
     with tempfile.TemporaryDirectory(prefix="rnnconvert-fuzz-") as tmp:
-        for fmt in args.formats or FORMATS:
+        for fmt in args.formats or FORMATS + CLASSES:
             work = Path(tmp) / fmt
+            if fmt in CLASSES:              # a hostile class: a fixed number of cases, in a worker process
+                tally = tallies[fmt] = Tally()
+                run_class(fmt, args.cases, work, tally)
+                print(f"{fmt}: {tally.cases} cases, {tally.escaped} escaped, {tally.seconds:.1f}s", file=sys.stderr,
+                      flush=True)
+                continue
             all_cases = cases(fmt, args.cases, work / "seeds")
             tally = tallies[fmt] = Tally()
             for start in range(0, len(all_cases), 500):     # as the test's chunks: 10 conversions per 500

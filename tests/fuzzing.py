@@ -40,7 +40,11 @@ class CaseTimeout(BaseException):
     """Raised by the alarm: a BaseException, so no reader's `except Exception` can swallow it."""
 
 
+_fired = []       # set by the alarm: a reader that catches CaseTimeout and answers anyway still took too long
+
+
 def _alarm(signum, frame):
+    _fired.append(True)
     raise CaseTimeout()
 
 
@@ -178,6 +182,7 @@ def run_case(case: Case, workdir: Path) -> tuple[str, str]:
         case.label = f"{case.label} {label}"
         case.huge = case.huge or "huge" in label or "bomb" in label
     case.path = path
+    _fired.clear()
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, CASE_SECONDS)
     # a hang inside C code never returns to the interpreter for the alarm: dump stacks and exit
@@ -200,7 +205,9 @@ def run_case(case: Case, workdir: Path) -> tuple[str, str]:
         elapsed = time.perf_counter() - t0
         grown = peak_rss() - before
         traced = tracemalloc.get_traced_memory()[1] if case.huge else 0
-        if grown > RSS_SLACK + ALLOC_PER_BYTE * size:
+        if _fired:                        # the alarm fired but a reader caught it and answered late
+            outcome, detail = "escape", f"answered after the {CASE_SECONDS}s limit ({elapsed:.1f}s): {detail}"
+        elif grown > RSS_SLACK + ALLOC_PER_BYTE * size:
             outcome, detail = "escape", f"peak RSS grew {grown >> 20} MiB for {size} bytes of file; {detail}"
         elif traced > TRACED_LIMIT + ALLOC_PER_BYTE * size:
             outcome, detail = "escape", f"allocated {traced >> 20} MiB for {size} bytes of file; {detail}"

@@ -6,6 +6,8 @@ smuggle in external files, zip bombs or sizes the file cannot hold must be refus
 A subset of the cases that read is converted to .rnnc in-process (NaN/Inf weights must be refused
 there); every 10th case also goes through the CLI in-process (CliRunner) and a few per format through
 a real `python -m rnnconvert inspect` subprocess.  FUZZ_CASES=N sets the cases per format (default 200; CI may raise it).
+The hostile classes of tests/fuzz_hostile.py (names, special files, signals, depth, DAGs, aliasing, declared
+sizes) run beside them in a worker process, a fixed number of cases each whatever FUZZ_CASES says (at most it).
 The counts per format (read / refused / escaped, tests/fuzz_report.py) are printed as one table at the end
 of the pytest run and written as JSON to $FUZZ_REPORT if set; `python -m tests.fuzz_report --cases N`
 runs the same harness without pytest.
@@ -65,8 +67,8 @@ def test_cli_subprocess_on_fuzzed_files(fmt, workdir):
 
 
 def test_the_harness_catches_every_kind_of_escape(workdir, monkeypatch):
-    """run_case itself: an uncaught exception, a hang, an unjustified allocation and a multi-line
-    error are escapes; rnnconvert's own one-line error is a refusal."""
+    """run_case itself: an uncaught exception, a hang, a refusal after the time limit, an unjustified
+    allocation and a multi-line error are escapes; rnnconvert's own one-line error is a refusal."""
     import time
 
     import numpy as np
@@ -87,14 +89,21 @@ def test_the_harness_catches_every_kind_of_escape(workdir, monkeypatch):
         while True:
             time.sleep(0.01)
 
+    def swallow(p):              # a reader that catches the alarm (as h5py's visit callbacks do) and refuses late
+        try:
+            spin(p)
+        except BaseException:
+            raise InputError("damaged", path=str(p)) from None
+
     def hog(_):
         a = np.ones(200 << 20, np.uint8)
         return a.sum()
-    readers = {"bug": lambda p: raise_(ValueError("boom")), "hang": spin, "hog": hog,
+    readers = {"bug": lambda p: raise_(ValueError("boom")), "hang": spin, "late": swallow, "hog": hog,
                "two lines": lambda p: raise_(InputError("a\nb", path=str(p))),
                "refusal": lambda p: raise_(InputError("bad file", path=str(p)))}
     got = {k: run_case(Case("harness", i, k, make, r, huge=True), workdir)[0] for i, (k, r) in enumerate(readers.items())}
-    assert got == {"bug": "escape", "hang": "escape", "hog": "escape", "two lines": "escape", "refusal": "refused"}
+    assert got == {"bug": "escape", "hang": "escape", "late": "escape", "hog": "escape", "two lines": "escape",
+                   "refusal": "refused"}
 
 
 def test_the_tally_sorts_every_case(workdir, runner):
@@ -122,3 +131,58 @@ def test_the_tally_sorts_every_case(workdir, runner):
     assert (tally.cases, tally.read, tally.refused, tally.escaped, tally.cli) == (5, 1, 1, 3, 0)
     assert [e.split(":")[0] for e in tally.escapes] == ["2 bomb member", "4 bug", "5 two lines"]
     assert table({"tally": tally}).splitlines()[1].split()[:5] == ["tally", "5", "1", "1", "3"]
+
+
+# ------------------------------------------------------------------------------------ hostile classes
+
+from fuzz_hostile import CLASSES, Worker, hostile_cases, run_class  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def hostile_worker():
+    worker = Worker()
+    yield worker
+    worker.close()
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_hostile_class(cls, workdir, hostile_worker):
+    """Files and command lines made as an attacker makes them (tests/fuzz_hostile.py): each case, run in a
+    worker process, ends read or refused (exit 2, one line) in bounded time and memory, runs no payload,
+    changes nothing outside its folder and leaves no temporary or process behind."""
+    tally = TALLIES.setdefault(cls, Tally())
+    before = len(tally.escapes)
+    run_class(cls, N, workdir / cls, tally, hostile_worker)
+    escapes = tally.escapes[before:]
+    assert not escapes, "\n".join(escapes[:30])
+
+
+@pytest.mark.parametrize("cls,first", [("depth", 11), ("dag", 4), ("alias", 6), ("sizes", 6)])
+def test_hostile_files_are_the_same_bytes_every_time(cls, first, tmp_path):
+    """A case is made from (class, index) alone: two makes give the same file, byte for byte (seed files
+    copied beside it, such as a plan's model, are not the case)."""
+    made = []
+    for run in ("a", "b"):
+        files = {}
+        for case in hostile_cases(cls, first, tmp_path / run / "seeds")[:first]:
+            d = tmp_path / run / str(case.index)
+            d.mkdir(parents=True)
+            path = case.make(d)
+            path = path[0] if isinstance(path, tuple) else path
+            files[f"{case.index} {case.label}"] = path.read_bytes()
+        made.append(files)
+    assert made[0].keys() == made[1].keys() and len(made[0]) == first
+    assert [k for k in made[0] if made[0][k] != made[1][k]] == []
+
+
+def test_a_worker_that_dies_is_an_escape(tmp_path):
+    """The worker's death (here: a class it does not know) is an escape naming how it died, and the next
+    case gets a fresh worker."""
+    worker = Worker()
+    try:
+        outcome, detail, label = worker.run("no-such-class", 0, 1, tmp_path)
+        assert (outcome, label) == ("escape", None) and detail.startswith("the process died: exit 1")
+        outcome, _, label = worker.run("depth", 0, 1, tmp_path)
+        assert outcome in ("ok", "refused") and label == "safetensors depth 10 dict"
+    finally:
+        worker.close()
