@@ -19,13 +19,20 @@ from .errors import RnnConvertError
 EXIT_INTERNAL = 3
 
 
+def echo(text: str, err: bool = False, one_line: bool = False) -> None:
+    """Every line the CLI prints: text from a file (names) never acts on the terminal, and a message
+    meant as one line (`one_line`) stays one line (`errors.printable`)."""
+    from .errors import printable
+    click.echo(printable(text, keep_newlines=not one_line), err=err)
+
+
 class CliError(click.ClickException):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
 
     def show(self, file=None):
-        click.echo(f"rnnconvert: error: {self.format_message()}", err=True)
+        echo(f"rnnconvert: error: {self.format_message()}", err=True, one_line=True)
 
 
 class RnnConvertGroup(click.Group):
@@ -46,7 +53,7 @@ class RnnConvertGroup(click.Group):
         except RnnConvertError as exc:
             report = getattr(exc, "report", None)
             if report is not None and not ctx.meta.get("report_shown"):
-                click.echo(render_report(report), err=True)
+                echo(render_report(report), err=True)
             raise CliError(exc.format(), exc.exit_code) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
@@ -59,7 +66,7 @@ class RnnConvertGroup(click.Group):
 
 def _progress(msg: str) -> None:
     if sys.stderr.isatty():
-        click.echo(f"  {msg} ...", err=True)
+        echo(f"  {msg} ...", err=True)
 
 
 def _load_inputs(path, keyed: bool = False):
@@ -103,7 +110,7 @@ ARCH_HELP = ("YAML architecture hints for files that store only weights (PyTorch
 
 def _echo_assumptions(model) -> None:
     for note in model.source.get("assumptions", []):
-        click.echo(f"rnnconvert: assumed: {note}", err=True)
+        echo(f"rnnconvert: assumed: {note}", err=True, one_line=True)
 
 
 LAYER_HELP = ("Convert only this recurrent layer (a name `inspect` lists) as a standalone model returning "
@@ -288,7 +295,7 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
         _write_report(getattr(exc, "report", None) or getattr(exc, "report_so_far", None), report_path)
         raise
     _write_report(report, report_path)
-    click.echo(render_report(report))
+    echo(render_report(report))
 
 
 @cli.command()
@@ -326,7 +333,7 @@ def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path
         _write_report(exc.report, report_path)
         raise
     _write_report(report, report_path)
-    click.echo(render_report(report))
+    echo(render_report(report))
 
 
 @cli.command()
@@ -348,7 +355,7 @@ def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only):
     from . import batch as batch_module
     plan_obj = batch_module.load_plan(plan)
     if check_only:
-        click.echo(f"{plan}: valid, {len(plan_obj.tasks)} conversions in {len(plan_obj.jobs)} jobs")
+        echo(f"{plan}: valid, {len(plan_obj.tasks)} conversions in {len(plan_obj.jobs)} jobs")
         return
     if report_path:
         batch_module.plan_outputs(plan_obj).claim(report_path, "--report", replace=True)
@@ -357,9 +364,9 @@ def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only):
         result = batch_module.run_plan(plan_obj, jobs=n_jobs, fail_fast=fail_fast, force=force,
                                        shard=batch_module.parse_shard(shard), progress=batch_module.Progress(tty))
     _write_report(result.to_dict() if report_path else None, report_path)
-    click.echo(result.summary())
+    echo(result.summary())
     for line in result.problems():
-        click.echo(f"rnnconvert: {line}", err=True)
+        echo(f"rnnconvert: {line}", err=True, one_line=True)
     if result.exit_code:
         raise click.exceptions.Exit(result.exit_code)
 
@@ -378,8 +385,8 @@ def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path, accept
     desc = inspect_file(path, layer=layer_name,
                         **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
     for note in desc["source"].get("assumptions", []) if isinstance(desc["source"], dict) else []:
-        click.echo(f"rnnconvert: assumed: {note}", err=True)
-    click.echo(json.dumps(desc, indent=1) if as_json else render(desc) + render_extra(desc))
+        echo(f"rnnconvert: assumed: {note}", err=True, one_line=True)
+    echo(json.dumps(desc, indent=1) if as_json else render(desc) + render_extra(desc))
 
 
 @cli.command()
@@ -424,10 +431,10 @@ def predict(path, inputs_path, output_path, use_float32, arch_path, allow_nonfin
         arrays = {model.output_name: y.astype(np.float32), **{k: v.astype(np.float32) for k, v in outs.items()}}
         write_files([(output_path, "wb", lambda f: np.savez(f, **arrays))])
         shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in [(model.output_name, y), *outs.items()])
-        click.echo(f"wrote {output_path}: {shapes}")
+        echo(f"wrote {output_path}: {shapes}")
         return
     write_files([(output_path, "wb", lambda f: np.save(f, y.astype(np.float32)))])
-    click.echo(f"wrote {output_path}: shape {list(y.shape)}")
+    echo(f"wrote {output_path}: shape {list(y.shape)}")
 
 
 def _predict_inputs(model, path):
@@ -452,7 +459,7 @@ def _predict_inputs(model, path):
 def formats(markdown):
     """List the formats rnnconvert reads and writes."""
     from .formats import FORMATS
-    click.echo(formats_table(FORMATS, markdown))
+    echo(formats_table(FORMATS, markdown))
 
 
 def formats_table(table, markdown: bool = False) -> str:
@@ -475,5 +482,5 @@ def main():
     try:
         cli(prog_name="rnnconvert")
     except Interrupted as exc:       # every finally has run: temporaries removed, children and workers ended
-        click.echo(message(exc), err=True)
+        echo(message(exc), err=True, one_line=True)
         sys.exit(exc.exit_code)

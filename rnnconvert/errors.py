@@ -6,6 +6,24 @@ expected and what was found, and what to do about it.
 """
 from __future__ import annotations
 
+import re
+
+# What a terminal would act on rather than show: C0/C1 controls, DEL, Unicode line and paragraph
+# separators and the bidirectional overrides (text from a file can hold any of them, e.g. a layer name).
+_UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, keep_newlines: bool = False) -> str:
+    """`text` with everything a terminal would act on escaped (`\\x1b`, `\\u2028`), so that a name from a
+    file can neither split a one-line message into several nor move the cursor or recolour the screen.
+    `keep_newlines`: the text's own line breaks (a report of several lines) stay."""
+    def escape(m):
+        c = m.group()
+        if keep_newlines and c == "\n":
+            return c
+        return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+    return _UNPRINTABLE.sub(escape, text)
+
 
 class RnnConvertError(Exception):
     """Base class: everything rnnconvert raises on purpose."""

@@ -314,3 +314,15 @@ def _unescaped(path: Path) -> list[str]:
 def test_generators_interpolate_names_only_through_the_helpers():
     bad = [b for g in GENERATORS for b in _unescaped(ROOT / "rnnconvert" / g)]
     assert bad == []
+
+
+def test_names_in_error_lines_cannot_split_them_or_act_on_the_terminal(tmp_path):
+    """A path or name holding a newline, ESC or U+2028 is printed escaped: one line, no control sequence."""
+    from click.testing import CliRunner
+
+    from rnnconvert.cli import cli
+    from rnnconvert.errors import printable
+    res = CliRunner().invoke(cli, [str(tmp_path / "x\n\x1b[2Jy\u2028.onnx"), str(tmp_path / "out.onnx")])
+    assert res.exit_code == 2
+    assert res.stderr == f"rnnconvert: error: {tmp_path}/x\\x0a\\x1b[2Jy\\u2028.onnx: no such file\n"
+    assert printable("a\nb\x9bc\u202ed", keep_newlines=True) == "a\nb\\x9bc\\u202ed"
