@@ -19,7 +19,7 @@ import numpy as np
 
 from ...errors import InputError, RnnConvertError, UnsupportedError
 from ...model import InputSpec, Model, Recurrent
-from ...safety import read_yaml
+from ...safety import check_hdf5, read_numeric, read_yaml
 from . import container, graph
 
 KERAS1_GATE = re.compile(r"_([WUb])_([a-z])(?::\d+)?$")
@@ -70,6 +70,7 @@ def load(path: str) -> WeightsFile:
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"not a Keras weights file (cannot open as HDF5: {exc})", path=path) from None
     with f:
+        budget = check_hdf5(f, path, what="Keras weights file")
         if "layer_names" in f.attrs:
             layers = []
             for name in container.attr_list(f, "layer_names"):
@@ -80,7 +81,7 @@ def load(path: str) -> WeightsFile:
                         if not isinstance(group.get(w), h5py.Dataset):
                             raise InputError(f"weight '{w}' is listed but missing; the file is damaged",
                                              path=path, layer=name)
-                        arrays.append((w, np.asarray(group[w][()])))
+                        arrays.append((w, read_numeric(group[w], path, budget, layer=name)))
                 layers.append(Stored(name, arrays))
             version = container.text(f.attrs.get("keras_version"))
             names = [w for s in layers for w, _ in s.arrays]
@@ -95,7 +96,7 @@ def load(path: str) -> WeightsFile:
         def visit(name, obj):
             norm = name.replace("\\", "/")
             if isinstance(obj, h5py.Dataset) and norm.startswith("layers/"):
-                arrays[norm] = np.asarray(obj[()])
+                arrays[norm] = read_numeric(obj, path, budget)
             elif norm.endswith("/vars") and norm.count("/") == 2 and "name" in obj.attrs:
                 names[norm[:-len("/vars")]] = container.text(obj.attrs["name"])
         f.visititems(visit)
