@@ -196,8 +196,10 @@ def _v5_variables(stream, size: int) -> list[tuple[str, object]]:
 
 
 def _load_v5(path: str) -> dict:
+    from . import v5scan
     with open(path, "rb") as f:
         data = f.read()
+    budget = v5scan.check(data, path)      # nesting, inflated sizes, dimensions: before scipy sees them
     variables = _v5_variables(io.BytesIO(data), len(data))
     sub = None
     result = {}
@@ -206,6 +208,7 @@ def _load_v5(path: str) -> dict:
             ws = value.reshape(-1).tobytes()
             inner = ws[0:4] + ws[8:]
             stream = io.BytesIO(b" " * 116 + b"\0" * 8 + inner)
+            v5scan.check(stream.getbuffer(), path, budget)
             (_, wrapper), = _v5_variables(stream, len(stream.getvalue()))[:1]
             mcos = wrapper[0, 0]["MCOS"] if wrapper.dtype.names and "MCOS" in wrapper.dtype.names else None
             if mcos is not None:
