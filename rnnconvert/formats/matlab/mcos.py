@@ -208,7 +208,8 @@ def _load_v5(path: str) -> dict:
             ws = value.reshape(-1).tobytes()
             inner = ws[0:4] + ws[8:]
             stream = io.BytesIO(b" " * 116 + b"\0" * 8 + inner)
-            v5scan.check(stream.getbuffer(), path, budget)
+            with stream.getbuffer() as view:
+                v5scan.check(view, path, budget)
             (_, wrapper), = _v5_variables(stream, len(stream.getvalue()))[:1]
             mcos = wrapper[0, 0]["MCOS"] if wrapper.dtype.names and "MCOS" in wrapper.dtype.names else None
             if mcos is not None:

@@ -134,7 +134,7 @@ class _Scan:
             if small is None and n > left:
                 self.refuse(f"is damaged: an element declares {n} bytes where {left} are left")
             pad = 0 if small is not None else min((-n) % 8, left - n)
-            if kind == MI_MATRIX and idx >= 3:
+            if kind == MI_MATRIX and idx >= 3 and small is None:
                 if depth >= MAX_DEPTH:
                     self.refuse(f"nests cells or structs more than {MAX_DEPTH} deep; no network is nested "
                                 "that deep")
