@@ -165,18 +165,23 @@ def open_h5(path) -> Saved:
         if not isinstance(root, h5py.Group):
             raise InputError("the file holds a model_config but no 'model_weights' group: it has no weights "
                              "to convert; save the trained model with model.save()", path=path)
-        weights = {}
-        for lname, group in root.items():
-            if not isinstance(group, h5py.Group):
-                continue
-            arrays = []
-            for wname in attr_list(group, "weight_names"):
-                ds = group.get(wname)
-                if not isinstance(ds, h5py.Dataset):
-                    raise InputError(f"weight '{wname}' is listed in weight_names but missing from "
-                                     f"model_weights/{lname}; the file is damaged", path=path, layer=lname)
-                arrays.append((wname, read_numeric(ds, path, budget, layer=lname)))
-            weights[lname] = arrays
+        weights, arrays = {}, []
+        try:
+            for lname, group in root.items():
+                if not isinstance(group, h5py.Group):
+                    continue
+                arrays = []
+                for wname in attr_list(group, "weight_names"):
+                    ds = group.get(wname)
+                    if not isinstance(ds, h5py.Dataset):
+                        raise InputError(f"weight '{wname}' is listed in weight_names but missing from "
+                                         f"model_weights/{lname}; the file is damaged", path=path, layer=lname)
+                    arrays.append((wname, read_numeric(ds, path, budget, layer=lname)))
+                weights[lname] = arrays
+        except InputError:        # the arrays read go now: the error's traceback would keep them alive
+            weights.clear()
+            arrays.clear()
+            raise
     notes = []
     if version is None:
         notes.append("no keras_version attribute (Keras 1 files have none)")
@@ -259,7 +264,11 @@ def _read_weights(path, data, config: dict, meta: dict, accept_windows_paths: bo
                     windows.append(name)
             elif norm.endswith("/vars") and norm.count("/") == 2 and "name" in obj.attrs:
                 var_names[text(obj.attrs["name"])] = norm[: -len("/vars")]
-        f.visititems(visit)
+        try:
+            f.visititems(visit)
+        except InputError:        # the arrays read go now: the error's traceback would keep them alive
+            arrays.clear()
+            raise
     notes, assumptions = [], []
     if windows and accept_windows_paths:
         assumptions.append(f"{ZIP_WEIGHTS} names its groups with Windows path separators (layers\\lstm\\cell), which "
