@@ -10,7 +10,9 @@ an index into the saved values, type 0 a name, type 2 an integer.  Objects neste
 values appear as uint32 columns with the same magic number and are resolved recursively.
 
 `load(path) -> dict[name, value]`: every variable, objects as `MObject` (arrays of objects as
-lists), structs as dicts (struct arrays as lists of dicts), cells as lists, char as str.
+lists), structs as dicts (struct arrays as lists of dicts), cells as lists, char as str.  A v5 stream
+(and the subsystem stream inside it) is walked by `v5scan.check` before scipy reads it; a v7.3 file
+is read by `hdf5.V73Reader` after `safety.check_hdf5`.  Values and objects nest at most MAX_DEPTH.
 """
 from __future__ import annotations
 
