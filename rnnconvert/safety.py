@@ -181,9 +181,9 @@ class Hdf5Budget:
         """Take `nbytes` read from `dataset` (its name asked only for the message: h5py finds the name of a
         dataset reached by reference by searching the file)."""
         if nbytes > self.left:
-            raise InputError(f"{self.what} refused: reading '{dataset.name}' ({_size(nbytes)}) takes the bytes read from "
-                             f"it past {_size(self.total)}, more than a {_size(self.file_size)} file can hold "
-                             "(a dataset listed or referenced again and again)", path=self.path)
+            raise InputError(f"{self.what} refused: reading '{dataset.name}' ({_size(nbytes)}) takes the bytes "
+                             f"read from it past {_size(self.total)}, more than a {_size(self.file_size)} file "
+                             "can hold (a dataset listed or referenced again and again)", path=self.path)
         self.left -= nbytes
 
 

@@ -13,7 +13,6 @@ its path.  `python -m tests.hostile_hdf5 DIR` writes them all.
 """
 from __future__ import annotations
 
-import io
 import shutil
 import struct
 import sys

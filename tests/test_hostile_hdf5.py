@@ -230,7 +230,8 @@ def test_v5_compressed_bomb_is_refused_while_inflating(made, tmp_path):
     ("double", (-5, 2), "has dimensions [-5, 2]: a size cannot be negative"),
     ("cell", ((1 << 31) - 1, (1 << 31) - 1),
      "declares a cell of [2147483647, 2147483647] (4611686014132420609 elements) in 80 bytes"),
-    ("double", ((1 << 31) - 1, 1 << 10), "declares an array of [2147483647, 1024] (2199023254528 elements) in 32 bytes"),
+    ("double", ((1 << 31) - 1, 1 << 10),
+     "declares an array of [2147483647, 1024] (2199023254528 elements) in 32 bytes"),
 ])
 def test_v5_absurd_dimensions_are_refused(made, cls, dims, message):
     refused(made(hostile.v5_dims, cls, dims), f"MAT-file refused: variable 'net' {message}")
