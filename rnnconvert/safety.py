@@ -35,6 +35,7 @@ ZIP_RATIO = 100
 SLACK = 1 << 20                   # small datasets (or members) are never refused for their ratio
 SKIP_BYTES = 1 << 16              # contiguous datasets this large are not searched for global heaps
 MAX_AXIS = 1 << 31                # no weight (or MATLAB array) has an axis longer than this
+MAX_NESTING = 64                  # HDF5 groups nested deeper than any model (Keras: about 10)
 
 
 # ------------------------------------------------------------------------------------------- HDF5
@@ -76,8 +77,9 @@ def check_hdf5(f, path, file_size: int | None = None, what: str = "HDF5 file", r
     """Refuse external links, external storage, virtual datasets, axes no weight has (MAX_AXIS),
     datatypes with no NumPy equivalent and datasets declaring together more bytes than the file
     could hold compressed (MAX_RATIO times what they store, one budget for the whole file: unwritten
-    chunks read as fill values), and damaged global heaps (`raw`: the file's bytes, else read
-    from `path` through mmap).  Returns the file's Hdf5Budget, which the reader charges as it reads."""
+    chunks read as fill values), groups nested past MAX_NESTING, and damaged global heaps (`raw`: the
+    file's bytes, else read from `path` through mmap).  Returns the file's Hdf5Budget, which the reader
+    charges as it reads."""
     import h5py
     if file_size is None:
         file_size = os.path.getsize(path)
@@ -90,6 +92,10 @@ def check_hdf5(f, path, file_size: int | None = None, what: str = "HDF5 file", r
 
     def visit(name, link):
         nonlocal declared_total, stored_total, largest
+        if name.count("/") >= MAX_NESTING:        # stops the walk: each name is the whole path
+            top = "/".join(name.split("/")[:3])
+            problems.append(f"groups nested more than {MAX_NESTING} deep (under '{top}/...'), deeper than any model")
+            return True
         if isinstance(link, h5py.ExternalLink):
             problems.append(f"'{name}' is an external link to '{link.filename}:{link.path}'")
             return

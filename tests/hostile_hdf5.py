@@ -5,7 +5,7 @@ its path.  `python -m tests.hostile_hdf5 DIR` writes them all.
   weights are six unwritten 1 GiB chunked datasets, each under the old per-dataset budget; a .h5 that
   lists one such dataset six times in weight_names (materialised six times).
 - MATLAB v7.3 cell references (#refs#) forming a DAG 24 levels deep (2**24 paths), a cycle, and a
-  chain 5,000 deep.
+  chain 5,000 deep; HDF5 groups nested 10,000 deep (a .mat struct, a Keras .h5).
 - MATLAB v5 cells and structs nested 10,000 deep (written byte by byte: savemat recurses too), and a
   miCOMPRESSED element inflating about 1000:1 to 3 GiB; dimensions that are negative or absurd.
 - Every odd HDF5 datatype (compound, opaque, string, variable-length, reference, enum, bitfield,
@@ -253,6 +253,31 @@ def mat73_chain(d: Path, depth: int = 5000) -> Path:
     return _mat73(d / "chain.mat", build)
 
 
+def _nest(group, depth: int):
+    for _ in range(depth):
+        group = group.create_group("a")
+        group.attrs["MATLAB_class"] = np.bytes_("struct")
+    return group
+
+
+def mat73_deep_groups(d: Path, depth: int = 10_000) -> Path:
+    """`net` a struct of a struct of ... 10,000 groups deep (each name in HDF5's walk is the whole path)."""
+    def build(f, refs):
+        net = f.create_group("net")
+        net.attrs["MATLAB_class"] = np.bytes_("struct")
+        _nest(net, depth - 1).create_dataset("x", data=np.ones((1, 1)))
+    return _mat73(d / "groups_10000.mat", build)
+
+
+def h5_deep_groups(d: Path, depth: int = 10_000) -> Path:
+    """A Keras .h5 with 10,000 nested groups under model_weights."""
+    path = d / "groups_10000.h5"
+    shutil.copyfile(H5, path)
+    with h5py.File(path, "r+") as f:
+        _nest(f["model_weights"], depth).create_dataset("x", data=np.ones(1))
+    return path
+
+
 def mat73_odd_weights(d: Path, kind: str) -> Path:
     """rnnconvert's own v7.3 `layers` file with InputWeights of an odd HDF5 class."""
     import rnnconvert
@@ -348,6 +373,7 @@ def builders():
            ("h5_unwritten_gib", h5_unwritten_gib), ("h5_many_small", h5_many_small),
            ("keras_six_gib", keras_six_gib), ("weights_only_six_gib", weights_only_six_gib),
            ("mat73_dag", mat73_dag), ("mat73_cycle", mat73_cycle), ("mat73_chain", mat73_chain),
+           ("mat73_deep_groups", mat73_deep_groups), ("h5_deep_groups", h5_deep_groups),
            ("v5_nested_cells", v5_nested_cells), ("v5_nested_structs", v5_nested_structs),
            ("v5_compressed_bomb", v5_compressed_bomb),
            ("h5_shape_2**62x0", h5_absurd_shape),

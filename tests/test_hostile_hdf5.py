@@ -205,6 +205,14 @@ def test_v73_cells_nested_5000_deep_are_refused_at_64(made):
             "'/#refs#/c4936'); no network is nested that deep", seconds=20)
 
 
+@pytest.mark.parametrize("builder, what, top", [(hostile.mat73_deep_groups, "MATLAB v7.3 file", "net/a/a"),
+                                               (hostile.h5_deep_groups, "Keras HDF5 file", "model_weights/a/a")])
+def test_hdf5_groups_nested_10000_deep_are_refused_at_64(made, builder, what, top):
+    """HDF5's walk names each object by its whole path: 10,000 levels made the old check quadratic (past 30 s)."""
+    refused(made(builder), f"{what} refused: groups nested more than 64 deep (under '{top}/...'), deeper than any "
+            "model; rnnconvert reads only data stored inside the file itself", seconds=15)
+
+
 # -------------------------------------------------------------------------------- MATLAB v5
 
 DEEP = "MAT-file refused: variable 'net' nests cells or structs more than 64 deep; no network is nested that deep"
