@@ -253,6 +253,17 @@ def mat73_chain(d: Path, depth: int = 5000) -> Path:
     return _mat73(d / "chain.mat", build)
 
 
+def mat73_wide_cell(d: Path, count: int = 1_200_000) -> Path:
+    """`net` one cell of 1.2 million references to one leaf (gzip: 40 KiB): each element a Python object."""
+    def build(f, refs):
+        leaf = refs.create_dataset("leaf", data=np.ones((1, 1)))
+        leaf.attrs["MATLAB_class"] = np.bytes_("double")
+        ds = f.create_dataset("net", shape=(1, count), dtype=h5py.ref_dtype, chunks=(1, 1 << 16), compression="gzip")
+        ds[0, :] = np.array([leaf.ref] * count, dtype=h5py.ref_dtype)
+        ds.attrs["MATLAB_class"] = np.bytes_("cell")
+    return _mat73(d / "wide_cell_v73.mat", build)
+
+
 def _nest(group, depth: int):
     for _ in range(depth):
         group = group.create_group("a")
@@ -335,6 +346,19 @@ def v5_nested_structs(d: Path, depth: int = 10_000) -> Path:
     return _v5(d / "structs_10000.mat", inner)
 
 
+def v5_wide_cell(d: Path, count: int = 200_000) -> Path:
+    """`net` a compressed cell of 200,000 empty arrays (12 MiB inflated) behind 1 MiB of incompressible
+    data, so it inflates within 100 times the file: each element costs scipy a Python object."""
+    empty = _matrix(DOUBLE, (0, 0), b"", _element(MI_DOUBLE, b""))
+    flags = _element(MI_UINT32, struct.pack("<II", CELL, 0))
+    body = flags + _element(MI_INT32, struct.pack("<2i", count, 1)) + _element(MI_INT8, b"net")
+    head = struct.pack("<II", MI_MATRIX, len(body) + count * len(empty)) + body
+    z = zlib.compressobj(9)
+    data = z.compress(head) + z.compress(empty * count) + z.flush()
+    pad = _matrix(8, (PAD, 1), b"pad", _element(2, np.random.default_rng(1).integers(0, 256, PAD, np.uint8).tobytes()))
+    return _v5(d / "wide_cell.mat", pad + _element(MI_COMPRESSED, data))
+
+
 def v5_compressed_bomb(d: Path, gib: int = 3) -> Path:
     """One miCOMPRESSED element inflating to a [N, 1] double array of `gib` GiB of zeros (about 1000:1)."""
     n = (gib << 30) // 8
@@ -375,7 +399,8 @@ def builders():
            ("mat73_dag", mat73_dag), ("mat73_cycle", mat73_cycle), ("mat73_chain", mat73_chain),
            ("mat73_deep_groups", mat73_deep_groups), ("h5_deep_groups", h5_deep_groups),
            ("v5_nested_cells", v5_nested_cells), ("v5_nested_structs", v5_nested_structs),
-           ("v5_compressed_bomb", v5_compressed_bomb),
+           ("v5_compressed_bomb", v5_compressed_bomb), ("v5_wide_cell", v5_wide_cell),
+           ("mat73_wide_cell", mat73_wide_cell),
            ("h5_shape_2**62x0", h5_absurd_shape),
            ("h5_shape_2**40", lambda d: h5_absurd_shape(d, (1 << 40, 1)))]
     for kind in ODD_KINDS:

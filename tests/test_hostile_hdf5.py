@@ -213,6 +213,12 @@ def test_hdf5_groups_nested_10000_deep_are_refused_at_64(made, builder, what, to
             "model; rnnconvert reads only data stored inside the file itself", seconds=15)
 
 
+def test_v73_cell_of_a_million_references_is_refused_before_they_are_followed(made):
+    """1.2 million references in 21 KiB (the old reader followed each one: past 60 s)."""
+    refused(made(hostile.mat73_wide_cell), "variable 'net': cells and struct arrays hold more than 131072 "
+            "elements together (at '/net'); no network has as many", seconds=10)
+
+
 # -------------------------------------------------------------------------------- MATLAB v5
 
 DEEP = "MAT-file refused: variable 'net' nests cells or structs more than 64 deep; no network is nested that deep"
@@ -231,6 +237,11 @@ def test_v5_compressed_bomb_is_refused_while_inflating(made, tmp_path):
     assert path.stat().st_size < 4 * MiB
     refused(path, "MAT-file refused: variable 'net' inflates past 299.6 MiB, over 100 times the file's 3.0 MiB "
             "(a decompression bomb)", command="convert", tmp=tmp_path, memory=512 * MiB)
+
+
+def test_v5_cell_of_200000_arrays_is_refused(made):
+    refused(made(hostile.v5_wide_cell), "MAT-file refused: variable 'net' holds more than 131072 arrays in cells "
+            "and structs (the file's arrays together); no network has as many", seconds=15)
 
 
 @pytest.mark.parametrize("cls, dims, message", [

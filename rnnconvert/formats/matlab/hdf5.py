@@ -18,6 +18,7 @@ from ...errors import InputError
 from ...safety import read_numeric
 
 MAX_DEPTH = 64       # cells/structs nested deeper than any network (MATLAB's own networks: about 10)
+MAX_ELEMENTS = 1 << 17   # cell and struct-array elements per file (networks: under 100): each a Python object
 
 _CLASSES = {np.dtype(np.float64): "double", np.dtype(np.float32): "single", np.dtype(np.uint8): "uint8",
             np.dtype(np.int32): "int32", np.dtype(np.int64): "int64", np.dtype(np.uint32): "uint32",
@@ -34,6 +35,7 @@ class V73Reader:
         self.f, self.path, self.budget = f, path, budget
         self.memo: dict[int, object] = {}
         self.open: set[int] = set()          # objects being read: meeting one again is a cycle
+        self.elements = 0
         self.var = ""
 
     def variable(self, name: str):
@@ -112,6 +114,10 @@ class V73Reader:
             raise InputError(f"variable '{self.var}': cell '{ds.name}' holds {kind} values, expected object "
                              "references", path=self.path)
         self.budget.charge(int(ds.size or 0) * 8, ds)
+        self.elements += int(ds.size or 0)
+        if self.elements > MAX_ELEMENTS:
+            raise InputError(f"variable '{self.var}': cells and struct arrays hold more than {MAX_ELEMENTS} "
+                             f"elements together (at '{ds.name}'); no network has as many", path=self.path)
         return np.asarray(ds[()]).T
 
 

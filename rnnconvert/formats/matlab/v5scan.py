@@ -3,10 +3,11 @@
 scipy's reader recurses in C for every nested cell or struct (10,000 levels overflow the stack and
 kill the process) and inflates a miCOMPRESSED element whole, however large.  `check(buf, path)`
 walks the stream's tags without recursion and without keeping inflated bytes: nesting deeper than
-MAX_DEPTH, compressed elements inflating past ZIP_RATIO times the file (the budget is shared by all
-of them, and by the MCOS subsystem stream checked after), negative dimensions, cells and structs
-declaring more elements than their bytes can hold, and elements overrunning the element around them
-are refused, naming the variable.
+MAX_DEPTH, more than MAX_ELEMENTS nested arrays in all (each costs scipy a Python object), compressed
+elements inflating past ZIP_RATIO times the file (the budget is shared by all of them, and by the MCOS
+subsystem stream checked after), negative dimensions, cells and structs declaring more elements than
+their bytes can hold, and elements overrunning the element around them are refused, naming the
+variable.
 
 Layout: a 128-byte header (bytes 126-127 'IM' little-endian, 'MI' big-endian), then data elements:
 a tag (type u32, byte count u32; or a small element: count in the upper 16 bits, 4 bytes of data),
@@ -22,13 +23,14 @@ import zlib
 
 from ...errors import InputError
 from ...safety import SLACK, ZIP_RATIO, _size
-from .hdf5 import MAX_DEPTH
+from .hdf5 import MAX_DEPTH, MAX_ELEMENTS
 
 MI_MATRIX, MI_COMPRESSED = 14, 15
 CELL, STRUCT, OBJECT, OPAQUE = 1, 2, 3, 17
 NUMERIC = (4, *range(6, 16))          # char and numeric classes: at least a byte per element (not sparse)
 DIMENSIONED = range(1, 16)           # classes whose second sub-element is the dimensions (not opaque, 17)
-PIECE = 1 << 20                      # inflated bytes taken at a time
+PIECE = 1 << 16                      # inflated bytes taken at a time
+FEED = 1 << 16                       # compressed bytes given to zlib at a time
 
 
 class Budget:
@@ -66,13 +68,14 @@ class _Inflated:
     def __init__(self, buf, start: int, size: int, budget: Budget, owner):
         self.buf, self.fed, self.end = buf, start, start + size
         self.z, self.pos, self.budget, self.owner = zlib.decompressobj(), 0, budget, owner
+        self.out, self.at = b"", 0               # inflated, not yet read: out[at:]
 
     def _pull(self, want: int) -> bytes:
         while True:
             if self.z.unconsumed_tail:
                 data = self.z.unconsumed_tail
             elif self.fed < self.end and not self.z.eof:
-                data = bytes(self.buf[self.fed:min(self.end, self.fed + PIECE)])
+                data = bytes(self.buf[self.fed:min(self.end, self.fed + FEED)])
                 self.fed += len(data)
             else:
                 return b""
@@ -83,29 +86,35 @@ class _Inflated:
                                      f"{_size(self.budget.total)}, over {ZIP_RATIO} times the file's "
                                      f"{_size(self.budget.file_size)} (a decompression bomb)", path=self.owner.path)
                 self.budget.left -= len(out)
-                self.pos += len(out)
                 return out
 
     def read(self, n: int) -> bytes:
-        got = bytearray()
-        while len(got) < n:
-            piece = self._pull(min(n - len(got), PIECE))
+        while len(self.out) - self.at < n:
+            piece = self._pull(PIECE)
             if not piece:
                 raise _Short()
-            got += piece
-        return bytes(got)
+            self.out, self.at = self.out[self.at:] + piece, 0
+        got = self.out[self.at:self.at + n]
+        self.at += n
+        self.pos += n
+        return got
 
     def skip(self, n: int) -> None:
+        held = min(n, len(self.out) - self.at)
+        self.at += held
+        self.pos += held
+        n -= held
         while n:
             piece = self._pull(min(n, PIECE))
             if not piece:
                 raise _Short()
             n -= len(piece)
+            self.pos += len(piece)
 
 
 class _Scan:
     def __init__(self, path: str, order: str):
-        self.path, self.order, self.var = path, order, "?"
+        self.path, self.order, self.var, self.count = path, order, "?", 0
 
     def refuse(self, what: str):
         raise InputError(f"MAT-file refused: variable '{self.var}' {what}", path=self.path)
@@ -138,6 +147,10 @@ class _Scan:
                 if depth >= MAX_DEPTH:
                     self.refuse(f"nests cells or structs more than {MAX_DEPTH} deep; no network is nested "
                                 "that deep")
+                self.count += 1
+                if self.count > MAX_ELEMENTS:
+                    self.refuse(f"holds more than {MAX_ELEMENTS} arrays in cells and structs (the file's arrays "
+                                "together); no network has as many")
                 frames.append([src.pos + n + pad, depth + 1, 0, None, 0, 0, None])   # its padding read as its own
                 continue
             data = small
