@@ -359,6 +359,15 @@ def v5_wide_cell(d: Path, count: int = 200_000) -> Path:
     return _v5(d / "wide_cell.mat", pad + _element(MI_COMPRESSED, data))
 
 
+def v5_arrays_without_data(d: Path, count: int = 1000) -> Path:
+    """`net` a cell of 1,000 empty double arrays that lack their data element: scipy read on into the
+    next array for each and crashed the process (SIGSEGV)."""
+    empty = _matrix(DOUBLE, (0, 0), b"", b"")
+    body = _element(MI_UINT32, struct.pack("<II", CELL, 0)) + _element(MI_INT32, struct.pack("<2i", count, 1))
+    body += _element(MI_INT8, b"net")
+    return _v5(d / "no_data.mat", struct.pack("<II", MI_MATRIX, len(body) + count * len(empty)) + body + empty * count)
+
+
 def v5_compressed_bomb(d: Path, gib: int = 3) -> Path:
     """One miCOMPRESSED element inflating to a [N, 1] double array of `gib` GiB of zeros (about 1000:1)."""
     n = (gib << 30) // 8
@@ -400,6 +409,7 @@ def builders():
            ("mat73_deep_groups", mat73_deep_groups), ("h5_deep_groups", h5_deep_groups),
            ("v5_nested_cells", v5_nested_cells), ("v5_nested_structs", v5_nested_structs),
            ("v5_compressed_bomb", v5_compressed_bomb), ("v5_wide_cell", v5_wide_cell),
+           ("v5_arrays_without_data", v5_arrays_without_data),
            ("mat73_wide_cell", mat73_wide_cell),
            ("h5_shape_2**62x0", h5_absurd_shape),
            ("h5_shape_2**40", lambda d: h5_absurd_shape(d, (1 << 40, 1)))]

@@ -239,6 +239,12 @@ def test_v5_compressed_bomb_is_refused_while_inflating(made, tmp_path):
             "(a decompression bomb)", command="convert", tmp=tmp_path, memory=512 * MiB)
 
 
+@pytest.mark.parametrize("command", ["inspect", "convert"])
+def test_v5_arrays_without_their_data_are_refused_without_a_crash(made, tmp_path, command):
+    refused(made(hostile.v5_arrays_without_data), "MAT-file refused: variable 'net' is damaged: a numeric or char "
+            "array has no data element", command=command, tmp=tmp_path)
+
+
 def test_v5_cell_of_200000_arrays_is_refused(made):
     refused(made(hostile.v5_wide_cell), "MAT-file refused: variable 'net' holds more than 131072 arrays in cells "
             "and structs (the file's arrays together); no network has as many", seconds=15)

@@ -127,15 +127,16 @@ class _Scan:
 
     def matrix(self, src, size: int, top: bool) -> None:
         """Walk one miMATRIX of `size` bytes at src.pos, its nested matrices on an explicit stack."""
-        # a frame: [end, depth, sub-element index, class, element count, field name length, problem]
-        frames = [[src.pos + size, 1, 0, None, 0, 0, None]]
+        # a frame: [end, depth, sub-element index, class, element count, field name length, problem,
+        #           nested matrices, nested matrices scipy will read (None: not known)]
+        frames = [[src.pos + size, 1, 0, None, 0, 0, None, 0, None]]
         while frames:
             fr = frames[-1]
             end, depth = fr[0], fr[1]
             left = end - src.pos
             if left < 8:
                 src.skip(left)                       # padding
-                frames.pop()
+                self.done(frames.pop())
                 continue
             kind, n, small = self.tag(src)
             idx, fr[2] = fr[2], fr[2] + 1
@@ -148,10 +149,13 @@ class _Scan:
                     self.refuse(f"nests cells or structs more than {MAX_DEPTH} deep; no network is nested "
                                 "that deep")
                 self.count += 1
+                fr[7] += 1
+                if fr[3] in NUMERIC:
+                    self.refuse("is damaged: a numeric or char array holds an array where its data belongs")
                 if self.count > MAX_ELEMENTS:
                     self.refuse(f"holds more than {MAX_ELEMENTS} arrays in cells and structs (the file's arrays "
                                 "together); no network has as many")
-                frames.append([src.pos + n + pad, depth + 1, 0, None, 0, 0, None])   # its padding read as its own
+                frames.append([src.pos + n + pad, depth + 1, 0, None, 0, 0, None, 0, None])   # padding its own
                 continue
             data = small
             named = top and depth == 1 and idx == (1 if fr[3] == OPAQUE else 2)
@@ -173,6 +177,7 @@ class _Scan:
                 for d in dims:
                     count *= d
                 fr[4] = count
+                fr[8] = count if fr[3] == CELL else 0 if fr[3] in (STRUCT, OBJECT) else None
                 problem = (f"has dimensions {dims}: a size cannot be negative" if any(d < 0 for d in dims) else
                            f"declares a cell of {dims} ({count} elements) in {end - src.pos} bytes"
                            if fr[3] == CELL and count * 8 > end - src.pos else
@@ -190,9 +195,20 @@ class _Scan:
                 fr[5] = struct.unpack(self.order + "i", data[:4])[0] if len(data) >= 4 else 0
             elif fr[3] in (STRUCT, OBJECT) and idx == (4 if fr[3] == STRUCT else 5) and fr[5] > 0:
                 fields = n // fr[5]
+                fr[8] = fr[4] * fields
                 if fr[4] * fields * 8 > end - src.pos:
                     self.refuse(f"declares a struct of {fr[4]} elements with {fields} fields in "
                                 f"{end - src.pos} bytes")
+
+
+    def done(self, fr) -> None:
+        """A matrix walked to its end: it must hold what scipy will read from it (else scipy reads on into
+        the elements after it, and has crashed the process doing so)."""
+        if fr[3] in NUMERIC and fr[2] < 4:
+            self.refuse("is damaged: a numeric or char array has no data element")
+        if fr[8] is not None and fr[7] != fr[8]:
+            what = "cell" if fr[3] == CELL else "struct"
+            self.refuse(f"is damaged: a {what} of {fr[4]} elements holds {fr[7]} arrays where {fr[8]} belong")
 
 
 def check(buf, path: str, budget: Budget | None = None) -> Budget:
