@@ -1,8 +1,10 @@
 """Guards a reader applies before it trusts a file from a stranger, and the NaN/Inf weight check.
 
 - HDF5 (Keras .h5, a .keras's model.weights.h5, MATLAB v7.3): external links, external raw storage
-  and virtual datasets are refused (they make the library open other files); a dataset may not
-  declare more bytes than its file could hold compressed (`MAX_RATIO`), checked before it is read.
+  and virtual datasets are refused (they make the library open other files); the datasets together
+  may not declare more bytes than their file could hold compressed (`MAX_RATIO`, one budget per file,
+  checked before anything is read), nor read more (`Hdf5Budget`); a weight must be an integer or
+  floating-point dataset (`read_numeric`), and no axis may pass MAX_AXIS.
 - Zip (.keras, .rnnc, .pt): member names that are absolute or climb out with `..` are refused, so are
   duplicate names and members expanding more than ZIP_RATIO:1 (zip bombs) or, stored, declaring
   another size than they hold.  Nothing is ever extracted to disk.
@@ -32,6 +34,8 @@ MAX_RATIO = 1100
 ZIP_RATIO = 100
 SLACK = 1 << 20                   # small datasets (or members) are never refused for their ratio
 SKIP_BYTES = 1 << 16              # contiguous datasets this large are not searched for global heaps
+MAX_AXIS = 1 << 31                # no weight (or MATLAB array) has an axis longer than this
+MAX_NESTING = 64                  # HDF5 groups nested deeper than any model (Keras: about 10)
 
 
 # ------------------------------------------------------------------------------------------- HDF5
@@ -69,17 +73,29 @@ def _check_heaps_in(buf, lo: int, hi: int, path, what: str) -> None:
         start = buf.find(b"GCOL", start + 4, hi)
 
 
-def check_hdf5(f, path, file_size: int | None = None, what: str = "HDF5 file", raw=None) -> None:
-    """Refuse external links, external storage, virtual datasets and over-declared datasets in `f`,
-    and damaged global heaps (`raw`: the file's bytes, else read from `path` through mmap)."""
+def check_hdf5(f, path, file_size: int | None = None, what: str = "HDF5 file", raw=None) -> "Hdf5Budget":
+    """Refuse external links, external storage, virtual datasets, axes no weight has (MAX_AXIS),
+    datatypes with no NumPy equivalent and datasets declaring together more bytes than the file
+    could hold compressed (MAX_RATIO times what they store, one budget for the whole file: unwritten
+    chunks read as fill values), groups nested past MAX_NESTING, and damaged global heaps (`raw`: the
+    file's bytes, else read from `path` through mmap).  Returns the file's Hdf5Budget, which the reader
+    charges as it reads."""
     import h5py
     if file_size is None:
         file_size = os.path.getsize(path)
-    budget = MAX_RATIO * file_size + SLACK
+    budget = Hdf5Budget(file_size, path, what)
     problems: list[str] = []
     extents: list[tuple[int, int]] = []      # contiguous datasets' raw bytes: no heap is searched there
+    seen: set[int] = set()                   # datasets by address: a hard link twice is one dataset
+    declared_total, stored_total, largest = 0, 0, (0, "")
+    unstored: list[str] = []                 # datasets declaring far more than they store
 
     def visit(name, link):
+        nonlocal declared_total, stored_total, largest
+        if name.count("/") >= MAX_NESTING:        # stops the walk: each name is the whole path
+            top = "/".join(name.split("/")[:3])
+            problems.append(f"groups nested more than {MAX_NESTING} deep (under '{top}/...'), deeper than any model")
+            return True
         if isinstance(link, h5py.ExternalLink):
             problems.append(f"'{name}' is an external link to '{link.filename}:{link.path}'")
             return
@@ -90,26 +106,55 @@ def check_hdf5(f, path, file_size: int | None = None, what: str = "HDF5 file", r
             return
         if obj.is_virtual:
             problems.append(f"'{name}' is a virtual dataset (it maps data from other files)")
-        elif obj.external:
+            return
+        if obj.external:
             files = ", ".join(sorted({str(e[0]) for e in obj.external}))
             problems.append(f"'{name}' stores its data in external file(s) {files}")
-        else:
-            declared = int(np.prod(obj.shape, dtype=object) or 0) * obj.dtype.itemsize
-            if declared > budget:
-                problems.append(f"'{name}' declares {_size(declared)} ({list(obj.shape)} {obj.dtype}), more "
-                                f"than a {_size(file_size)} file can hold")
-            elif obj.chunks is None and declared >= SKIP_BYTES:
-                try:
-                    offset = obj.id.get_offset()
-                except Exception:  # noqa: BLE001 - no known offset: the dataset's bytes are searched too
-                    offset = None
-                if offset is not None and 0 < offset and offset + declared <= file_size:
-                    extents.append((offset, offset + declared))
+            return
+        addr = h5py.h5o.get_info(obj.id).addr
+        if addr in seen:
+            return
+        seen.add(addr)
+        shape = obj.shape or ()
+        if any(n > MAX_AXIS for n in shape):
+            problems.append(f"'{name}' has shape {list(shape)}, an axis longer than {MAX_AXIS} (no weight has one)")
+            return
+        try:
+            itemsize = obj.dtype.itemsize
+        except (TypeError, ValueError):          # an HDF5 datatype NumPy cannot hold
+            problems.append(f"'{name}' holds {hdf5_class(obj)} values that NumPy cannot represent")
+            return
+        declared = int(np.prod(shape, dtype=object) or 0) * itemsize
+        if declared > budget.total:
+            problems.append(f"'{name}' declares {_size(declared)} ({list(shape)} {obj.dtype}), more "
+                            f"than a {_size(file_size)} file can hold")
+            return
+        stored = obj.id.get_storage_size()
+        declared_total, stored_total = declared_total + declared, stored_total + stored
+        largest = max(largest, (declared, name))
+        if declared > MAX_RATIO * stored + SLACK:      # unwritten chunks read as fill values, slowly
+            unstored.append(f"'{name}' declares {_size(declared)} ({list(shape)} {obj.dtype}) but stores "
+                            f"{_size(stored)}")
+            return
+        if obj.chunks is None and declared >= SKIP_BYTES:
+            try:
+                offset = obj.id.get_offset()
+            except Exception:  # noqa: BLE001 - no known offset: the dataset's bytes are searched too
+                offset = None
+            if offset is not None and 0 < offset and offset + declared <= file_size:
+                extents.append((offset, offset + declared))
     try:
         f.visititems_links(visit)     # reads object headers and link names only, never a global heap
     except (OSError, RuntimeError, KeyError, ValueError, SystemError) as exc:   # HDF5's errors on damaged files
         raise InputError(f"{what} is damaged: its object tree cannot be walked ({one_line(exc)})",
                          path=str(path)) from None
+    if declared_total > MAX_RATIO * min(stored_total, file_size) + SLACK:
+        size, name = largest
+        problems.insert(0, f"its datasets declare {_size(declared_total)} in all (the largest, '{name}', "
+                           f"{_size(size)}) and store {_size(stored_total)}, more than a {_size(file_size)} "
+                           "file can hold")
+    else:
+        problems.extend(unstored)
     skip, end = [], 0
     for a, b in sorted(extents):
         if a < end:              # overlapping storage: a damaged file, so search everything
@@ -126,6 +171,60 @@ def check_hdf5(f, path, file_size: int | None = None, what: str = "HDF5 file", r
         raise InputError(f"{what} refused: " + "; ".join(problems[:3])
                          + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")
                          + "; rnnconvert reads only data stored inside the file itself", path=str(path))
+    return budget
+
+
+class Hdf5Budget:
+    """The bytes readers may take from one HDF5 file, all datasets together: MAX_RATIO times the file's
+    size plus SLACK.  check_hdf5 holds the declared sizes to it; `read_numeric` charges each read, so a
+    dataset read twice (listed twice, referenced from many cells) is paid for twice."""
+
+    def __init__(self, file_size: int, path, what: str):
+        self.file_size, self.path, self.what = file_size, str(path), what
+        self.total = self.left = MAX_RATIO * file_size + SLACK
+
+    def charge(self, nbytes: int, dataset) -> None:
+        """Take `nbytes` read from `dataset` (its name asked only for the message: h5py finds the name of a
+        dataset reached by reference by searching the file)."""
+        if nbytes > self.left:
+            raise InputError(f"{self.what} refused: reading '{dataset.name}' ({_size(nbytes)}) takes the bytes "
+                             f"read from it past {_size(self.total)}, more than a {_size(self.file_size)} file "
+                             "can hold (a dataset listed or referenced again and again)", path=self.path)
+        self.left -= nbytes
+
+
+_HDF5_CLASSES = {0: "integer", 1: "floating-point", 2: "time", 3: "string", 4: "bitfield", 5: "opaque",
+                 6: "compound", 7: "reference", 8: "enum", 9: "variable-length", 10: "array"}
+
+
+def hdf5_class(ds) -> str:
+    """The HDF5 datatype class of dataset `ds` in words ("compound", "variable-length", ...)."""
+    try:
+        return _HDF5_CLASSES.get(ds.id.get_type().get_class(), "unknown")
+    except Exception:  # noqa: BLE001 - a type HDF5 cannot describe
+        return "unknown"
+
+
+def read_numeric(ds, path, budget: Hdf5Budget | None, layer: str | None = None, complex_ok: bool = False):
+    """Dataset `ds` as a NumPy array when its HDF5 datatype is integer or floating point (`complex_ok`:
+    also a compound of numeric `real` and `imag`, MATLAB's complex), charged to `budget`; anything
+    else (compound, opaque, string, variable-length, reference, enum, bitfield, array) is refused
+    naming the dataset, before a byte of it is read."""
+    kind = hdf5_class(ds)
+    ok = kind in ("integer", "floating-point")
+    if not ok and complex_ok and kind == "compound":
+        names = ds.dtype.names or ()
+        ok = set(names) == {"real", "imag"} and all(ds.dtype[n].kind in "iuf" for n in names)
+    if not ok:
+        try:
+            dtype = f" ({ds.dtype})"
+        except Exception:  # noqa: BLE001 - no NumPy equivalent
+            dtype = ""
+        raise InputError(f"dataset '{ds.name}' holds {kind} values{dtype}, expected numbers (an integer or "
+                         "floating-point array)", path=str(path), layer=layer)
+    if budget is not None:
+        budget.charge(int(ds.size or 0) * ds.dtype.itemsize, ds)
+    return np.asarray(ds[()])
 
 
 # -------------------------------------------------------------------------------------------- zip

@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 
 from ...errors import InputError, UnsupportedError
-from ...safety import check_hdf5, check_zip
+from ...safety import check_hdf5, check_zip, read_numeric
 
 ZIP_CONFIG, ZIP_METADATA, ZIP_WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 WEIGHTS_ONLY_HINT = ("A weights-only file (save_weights) holds no architecture: build the model in Keras, "
@@ -155,7 +155,7 @@ def open_h5(path) -> Saved:
     except Exception as exc:  # noqa: BLE001 - h5py raises OSError, sometimes others
         raise InputError(f"not a Keras model file (cannot open as HDF5: {exc})", path=path) from None
     with f:
-        check_hdf5(f, path, what="Keras HDF5 file")
+        budget = check_hdf5(f, path, what="Keras HDF5 file")
         if "model_config" not in f.attrs:
             raise InputError(_no_config_message(f), path=path)
         config = _json(f.attrs["model_config"], "the 'model_config' attribute", path)
@@ -165,18 +165,23 @@ def open_h5(path) -> Saved:
         if not isinstance(root, h5py.Group):
             raise InputError("the file holds a model_config but no 'model_weights' group: it has no weights "
                              "to convert; save the trained model with model.save()", path=path)
-        weights = {}
-        for lname, group in root.items():
-            if not isinstance(group, h5py.Group):
-                continue
-            arrays = []
-            for wname in attr_list(group, "weight_names"):
-                ds = group.get(wname)
-                if not isinstance(ds, h5py.Dataset):
-                    raise InputError(f"weight '{wname}' is listed in weight_names but missing from "
-                                     f"model_weights/{lname}; the file is damaged", path=path, layer=lname)
-                arrays.append((wname, np.asarray(ds[()])))
-            weights[lname] = arrays
+        weights, arrays = {}, []
+        try:
+            for lname, group in root.items():
+                if not isinstance(group, h5py.Group):
+                    continue
+                arrays = []
+                for wname in attr_list(group, "weight_names"):
+                    ds = group.get(wname)
+                    if not isinstance(ds, h5py.Dataset):
+                        raise InputError(f"weight '{wname}' is listed in weight_names but missing from "
+                                         f"model_weights/{lname}; the file is damaged", path=path, layer=lname)
+                    arrays.append((wname, read_numeric(ds, path, budget, layer=lname)))
+                weights[lname] = arrays
+        except InputError:        # the arrays read go now: the error's traceback would keep them alive
+            weights.clear()
+            arrays.clear()
+            raise
     notes = []
     if version is None:
         notes.append("no keras_version attribute (Keras 1 files have none)")
@@ -246,7 +251,7 @@ def _read_weights(path, data, config: dict, meta: dict, accept_windows_paths: bo
     windows: list[str] = []               # datasets under layers\\... (Windows path separators)
     top: set[str] = set()
     with f:
-        check_hdf5(f, path, len(data), what="model.weights.h5 in the .keras archive", raw=data)
+        budget = check_hdf5(f, path, len(data), what="model.weights.h5 in the .keras archive", raw=data)
 
         def visit(name, obj):
             norm = name.replace("\\", "/")
@@ -254,12 +259,16 @@ def _read_weights(path, data, config: dict, meta: dict, accept_windows_paths: bo
             if not norm.startswith("layers/"):
                 return
             if isinstance(obj, h5py.Dataset):
-                arrays[norm] = np.asarray(obj[()])
+                arrays[norm] = read_numeric(obj, path, budget)
                 if norm != name:
                     windows.append(name)
             elif norm.endswith("/vars") and norm.count("/") == 2 and "name" in obj.attrs:
                 var_names[text(obj.attrs["name"])] = norm[: -len("/vars")]
-        f.visititems(visit)
+        try:
+            f.visititems(visit)
+        except InputError:        # the arrays read go now: the error's traceback would keep them alive
+            arrays.clear()
+            raise
     notes, assumptions = [], []
     if windows and accept_windows_paths:
         assumptions.append(f"{ZIP_WEIGHTS} names its groups with Windows path separators (layers\\lstm\\cell), which "

@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 
 from ...errors import InputError, RnnConvertError
+from ...safety import check_hdf5, read_numeric
 from ...select import Found
 from . import container, graph, weights_only
 from .layers import CELL_CLASSES, RNN_CELLS, Converter
@@ -117,13 +118,14 @@ def _lookup(path, saved):
 def _search_h5(path, name):
     try:
         with h5py.File(path, "r") as f:
+            budget = check_hdf5(f, path, what="Keras HDF5 file")
             root = f.get("model_weights")
             for group in (root.values() if isinstance(root, h5py.Group) else []):
                 if not isinstance(group, h5py.Group):
                     continue
                 names = [n for n in container.attr_list(group, "weight_names") if name in n.split("/")[:-1]]
                 if names:
-                    return [(n, np.asarray(group[n][()])) for n in names]
+                    return [(n, read_numeric(group[n], path, budget, layer=name)) for n in names]
     except (OSError, KeyError) as exc:
         raise InputError(f"cannot read the weights of layer '{name}' ({exc})", path=path) from None
     return None

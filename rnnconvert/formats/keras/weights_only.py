@@ -19,7 +19,7 @@ import numpy as np
 
 from ...errors import InputError, RnnConvertError, UnsupportedError
 from ...model import InputSpec, Model, Recurrent
-from ...safety import read_yaml
+from ...safety import check_hdf5, read_numeric, read_yaml
 from . import container, graph
 
 KERAS1_GATE = re.compile(r"_([WUb])_([a-z])(?::\d+)?$")
@@ -69,36 +69,42 @@ def load(path: str) -> WeightsFile:
         f = h5py.File(path, "r")
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"not a Keras weights file (cannot open as HDF5: {exc})", path=path) from None
-    with f:
-        if "layer_names" in f.attrs:
-            layers = []
-            for name in container.attr_list(f, "layer_names"):
-                group = f.get(name)
-                arrays = []
-                if isinstance(group, h5py.Group):
-                    for w in container.attr_list(group, "weight_names"):
-                        if not isinstance(group.get(w), h5py.Dataset):
-                            raise InputError(f"weight '{w}' is listed but missing; the file is damaged",
-                                             path=path, layer=name)
-                        arrays.append((w, np.asarray(group[w][()])))
-                layers.append(Stored(name, arrays))
-            version = container.text(f.attrs.get("keras_version"))
-            names = [w for s in layers for w, _ in s.arrays]
-            if version is None or any(KERAS1_GATE.search(w) for w in names) or version.startswith("1"):
-                return WeightsFile(path, layers, 1, "Keras 1")
-            if version.endswith("-tf") or any("_cell/" in w for w in names):
-                return WeightsFile(path, layers, 2, f"tf.keras {version}")
-            return WeightsFile(path, layers, 2, f"Keras {version} (standalone)", standalone2=True)
-        arrays = {}
-        names = {}
+    layers, arrays = [], []
+    try:
+        with f:
+            budget = check_hdf5(f, path, what="Keras weights file")
+            if "layer_names" in f.attrs:
+                for name in container.attr_list(f, "layer_names"):
+                    group = f.get(name)
+                    arrays = []
+                    if isinstance(group, h5py.Group):
+                        for w in container.attr_list(group, "weight_names"):
+                            if not isinstance(group.get(w), h5py.Dataset):
+                                raise InputError(f"weight '{w}' is listed but missing; the file is damaged",
+                                                 path=path, layer=name)
+                            arrays.append((w, read_numeric(group[w], path, budget, layer=name)))
+                    layers.append(Stored(name, arrays))
+                version = container.text(f.attrs.get("keras_version"))
+                names = [w for s in layers for w, _ in s.arrays]
+                if version is None or any(KERAS1_GATE.search(w) for w in names) or version.startswith("1"):
+                    return WeightsFile(path, layers, 1, "Keras 1")
+                if version.endswith("-tf") or any("_cell/" in w for w in names):
+                    return WeightsFile(path, layers, 2, f"tf.keras {version}")
+                return WeightsFile(path, layers, 2, f"Keras {version} (standalone)", standalone2=True)
+            arrays = {}
+            names = {}
 
-        def visit(name, obj):
-            norm = name.replace("\\", "/")
-            if isinstance(obj, h5py.Dataset) and norm.startswith("layers/"):
-                arrays[norm] = np.asarray(obj[()])
-            elif norm.endswith("/vars") and norm.count("/") == 2 and "name" in obj.attrs:
-                names[norm[:-len("/vars")]] = container.text(obj.attrs["name"])
-        f.visititems(visit)
+            def visit(name, obj):
+                norm = name.replace("\\", "/")
+                if isinstance(obj, h5py.Dataset) and norm.startswith("layers/"):
+                    arrays[norm] = read_numeric(obj, path, budget)
+                elif norm.endswith("/vars") and norm.count("/") == 2 and "name" in obj.attrs:
+                    names[norm[:-len("/vars")]] = container.text(obj.attrs["name"])
+            f.visititems(visit)
+    except InputError:        # the arrays read go now: the error's traceback would keep them alive
+        layers.clear()
+        arrays.clear()
+        raise
     keys = sorted({"/".join(k.split("/")[:2]) for k in arrays})
     layers = [Stored(names.get(k, k.split("/")[1]), container._vars_under(arrays, k), k) for k in keys]
     return WeightsFile(path, layers, 3, "Keras 3")

@@ -1,9 +1,12 @@
-"""MATLAB v7.3 (HDF5) writing for the `layers` cell of structs, and its conversion to v7 for Octave.
+"""MATLAB v7.3 (HDF5): reading its variables (`V73Reader`), writing the `layers` cell of structs, and
+the conversion to v7 for Octave.
 
 MATLAB's HDF5 layout: a 512-byte user block with the MAT header; each variable a dataset or group
 with the attribute MATLAB_class; arrays stored transposed (HDF5 is row-major); char as uint16 with
 MATLAB_int_decode 2; a cell a dataset of object references into `#refs#`; a scalar struct a group
-with one member per field and MATLAB_fields listing them in order.
+with one member per field and MATLAB_fields listing them in order.  References may point anywhere, so
+a stranger's file can make them a DAG (2**n paths to one object) or a cycle: each object is read once
+(memoised by address), nesting stops at MAX_DEPTH and a cycle is refused, naming the variable.
 """
 from __future__ import annotations
 
@@ -11,9 +14,111 @@ import time
 
 import numpy as np
 
+from ...errors import InputError
+from ...safety import read_numeric
+
+MAX_DEPTH = 64       # cells/structs nested deeper than any network (MATLAB's own networks: about 10)
+MAX_ELEMENTS = 1 << 17   # cell and struct-array elements per file (networks: under 100): each a Python object
+
 _CLASSES = {np.dtype(np.float64): "double", np.dtype(np.float32): "single", np.dtype(np.uint8): "uint8",
             np.dtype(np.int32): "int32", np.dtype(np.int64): "int64", np.dtype(np.uint32): "uint32",
             np.dtype(bool): "logical"}
+
+
+class V73Reader:
+    """Values of the variables of an open v7.3 file `f`: objects as in mcos.load (structs dicts, cells
+    lists, char str, arrays transposed back, MCOS object columns ("opaque", class, array)).  Every
+    dataset is read once whatever refers to it, its datatype checked and its bytes charged to
+    `budget` (safety.check_hdf5's)."""
+
+    def __init__(self, f, path: str, budget):
+        self.f, self.path, self.budget = f, path, budget
+        self.memo: dict[int, object] = {}
+        self.open: set[int] = set()          # objects being read: meeting one again is a cycle
+        self.elements = 0
+        self.var = ""
+
+    def variable(self, name: str):
+        self.var = name
+        return self.value(self.f[name], 0)
+
+    def value(self, obj, depth: int):
+        import h5py
+        addr = h5py.h5o.get_info(obj.id).addr
+        if addr in self.memo:
+            return self.memo[addr]
+        if addr in self.open:
+            raise InputError(f"variable '{self.var}': '{obj.name}' contains itself (its cell references form "
+                             "a cycle, which no MAT-file written by MATLAB has)", path=self.path)
+        if depth >= MAX_DEPTH:
+            raise InputError(f"variable '{self.var}': cells or structs nested more than {MAX_DEPTH} deep "
+                             f"(at '{obj.name}'); no network is nested that deep", path=self.path)
+        self.open.add(addr)
+        try:
+            out = self._read(obj, depth + 1)
+        finally:
+            self.open.discard(addr)
+        self.memo[addr] = out
+        return out
+
+    def _deref(self, ref, cell):
+        try:
+            return self.f[ref]
+        except (ValueError, KeyError, TypeError):
+            raise InputError(f"variable '{self.var}': '{cell.name}' holds a reference that leads nowhere",
+                             path=self.path) from None
+
+    def _read(self, obj, depth: int):
+        import h5py
+        from . import mcos
+        from ...safety import hdf5_class
+        cls = obj.attrs.get("MATLAB_class", b"")
+        cls = cls.decode() if isinstance(cls, bytes) else str(cls)
+        if isinstance(obj, h5py.Group):
+            if cls == "struct" or not cls:
+                fields = [k for k in obj.keys()]
+                order = obj.attrs.get("MATLAB_fields")
+                if order is not None and not isinstance(order, h5py.Reference):
+                    fields = ["".join(c.decode() if isinstance(c, bytes) else str(c) for c in np.asarray(x).reshape(-1))
+                              for x in order]
+                if any(isinstance(obj[k], h5py.Dataset) and obj[k].dtype == h5py.ref_dtype
+                       and "MATLAB_class" not in obj[k].attrs for k in fields if k in obj):
+                    refs = {k: self._refs(obj[k]) for k in fields}
+                    shape = next(iter(refs.values())).shape
+                    return [{k: self.value(self._deref(refs[k][idx], obj[k]), depth) for k in fields}
+                            for idx in mcos._fortran_indices(shape)]
+                return {k: self.value(obj[k], depth) for k in fields if k in obj}
+            return {k: self.value(obj[k], depth) for k in obj.keys()}
+        if int(obj.attrs.get("MATLAB_empty", 0)):    # MATLAB stores an empty array's dimensions as its data
+            return "" if cls == "char" else [] if cls in ("cell", "struct") else np.zeros((0, 0))
+        if cls == "cell" or cls == "FileWrapper__" or hdf5_class(obj) == "reference":
+            refs = self._refs(obj)
+            return [self.value(self._deref(refs[idx], obj), depth) for idx in mcos._fortran_indices(refs.shape)]
+        arr = read_numeric(obj, self.path, self.budget, complex_ok=True)
+        if cls == "char":
+            return "".join(chr(c) for c in np.asarray(arr).T.reshape(-1, order="F"))
+        if arr.dtype.names and {"real", "imag"} <= set(arr.dtype.names):
+            arr = arr["real"] + 1j * arr["imag"]
+        arr = arr.T
+        if cls == "logical":
+            arr = arr.astype(bool)
+        if int(obj.attrs.get("MATLAB_object_decode", 0)) == 3:
+            return ("opaque", cls, arr)
+        return arr
+
+    def _refs(self, ds):
+        """A cell's object references (transposed back to MATLAB's order), refused unless references."""
+        from ...safety import hdf5_class
+        kind = hdf5_class(ds)
+        if kind != "reference":
+            raise InputError(f"variable '{self.var}': cell '{ds.name}' holds {kind} values, expected object "
+                             "references", path=self.path)
+        self.budget.charge(int(ds.size or 0) * 8, ds)
+        self.elements += int(ds.size or 0)
+        if self.elements > MAX_ELEMENTS:
+            raise InputError(f"variable '{self.var}': cells and struct arrays hold more than {MAX_ELEMENTS} "
+                             f"elements together (at '{ds.name}'); no network has as many", path=self.path)
+        return np.asarray(ds[()]).T
 
 
 def _header() -> bytes:

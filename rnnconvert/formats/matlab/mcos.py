@@ -10,7 +10,9 @@ an index into the saved values, type 0 a name, type 2 an integer.  Objects neste
 values appear as uint32 columns with the same magic number and are resolved recursively.
 
 `load(path) -> dict[name, value]`: every variable, objects as `MObject` (arrays of objects as
-lists), structs as dicts (struct arrays as lists of dicts), cells as lists, char as str.
+lists), structs as dicts (struct arrays as lists of dicts), cells as lists, char as str.  A v5 stream
+(and the subsystem stream inside it) is walked by `v5scan.check` before scipy reads it; a v7.3 file
+is read by `hdf5.V73Reader` after `safety.check_hdf5`.  Values and objects nest at most MAX_DEPTH.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import io
 import numpy as np
 
 from ...errors import InputError
+from .hdf5 import MAX_DEPTH
 
 MAGIC = 0xDD000000
 
@@ -64,6 +67,7 @@ class Subsystem:
         self.defaults = cells[-1]
         self._cache: dict[int, MObject] = {}
         self._records: dict[str, list[int]] = {}
+        self._resolved: dict[int, tuple] = {}
 
     def classname(self, class_id: int) -> str:
         ns, name = int(self.class_meta[4 * class_id]), int(self.class_meta[4 * class_id + 1])
@@ -81,7 +85,7 @@ class Subsystem:
         n = int(meta[o])
         return np.asarray(meta[o + 1: o + 1 + 3 * n]).reshape(n, 3)
 
-    def objects(self, ref: np.ndarray):
+    def objects(self, ref: np.ndarray, depth: int = 0):
         """The object(s) a uint32 reference column names: one MObject, or a list for an array."""
         ref = ref.reshape(-1, order="F").astype(np.int64)
         ndims = int(ref[1])
@@ -89,12 +93,12 @@ class Subsystem:
         count = int(np.prod(dims))
         ids = ref[2 + ndims: 2 + ndims + count]
         array_class = self.classname(int(ref[-1]))
-        objs = [self.object(int(i), array_class) for i in ids]
+        objs = [self.object(int(i), array_class, depth) for i in ids]
         if count == 1:
             return objs[0]
         return objs
 
-    def object(self, object_id: int, array_class: str) -> MObject | None:
+    def object(self, object_id: int, array_class: str, depth: int = 0) -> MObject | None:
         if object_id == 0:
             return None
         if object_id in self._cache:
@@ -106,7 +110,7 @@ class Subsystem:
         self._cache[object_id] = obj
         defaults = self.defaults[class_id] if class_id < len(self.defaults) else None
         if isinstance(defaults, dict):
-            obj.props.update({k: self.resolve(v) for k, v in defaults.items()})
+            obj.props.update({k: self.resolve(v, depth + 1) for k, v in defaults.items()})
         if saveobj_id:
             records = self._record("saveobj", self.saveobj_meta, saveobj_id)
         else:
@@ -114,22 +118,33 @@ class Subsystem:
         for name_idx, kind, value in records:
             name = self.names[int(name_idx) - 1]
             if kind == 1:
-                obj.props[name] = self.resolve(self.values[int(value)])
+                obj.props[name] = self.resolve(self.values[int(value)], depth + 1)
             elif kind == 0:
                 obj.props[name] = self.names[int(value) - 1]
             else:
                 obj.props[name] = int(value)
         return obj
 
-    def resolve(self, v):
-        """`v` with every nested object reference replaced by its object(s)."""
+    def resolve(self, v, depth: int = 0):
+        """`v` with every nested object reference replaced by its object(s).  A list or dict met again
+        (a v7.3 file's shared cells) is resolved once; objects and values nested past MAX_DEPTH are
+        refused (objects may hold objects without end: each is read once, a chain is not)."""
+        if depth > MAX_DEPTH:
+            raise InputError(f"MATLAB objects and values nested more than {MAX_DEPTH} deep; no network is "
+                             "nested that deep", path=self.path)
         if is_object_ref(v):
-            return self.objects(v)
+            return self.objects(v, depth)
+        if not isinstance(v, (dict, list)):
+            return v
+        done = self._resolved.get(id(v))
+        if done is not None:
+            return done[1]
         if isinstance(v, dict):
-            return {k: self.resolve(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [self.resolve(x) for x in v]
-        return v
+            out = {k: self.resolve(x, depth + 1) for k, x in v.items()}
+        else:
+            out = [self.resolve(x, depth + 1) for x in v]
+        self._resolved[id(v)] = (v, out)         # `v` kept alive: its id is not reused while memoised
+        return out
 
 
 # ------------------------------------------------------------------------------------------- v5
@@ -183,8 +198,10 @@ def _v5_variables(stream, size: int) -> list[tuple[str, object]]:
 
 
 def _load_v5(path: str) -> dict:
+    from . import v5scan
     with open(path, "rb") as f:
         data = f.read()
+    budget = v5scan.check(data, path)      # nesting, inflated sizes, dimensions: before scipy sees them
     variables = _v5_variables(io.BytesIO(data), len(data))
     sub = None
     result = {}
@@ -193,6 +210,8 @@ def _load_v5(path: str) -> dict:
             ws = value.reshape(-1).tobytes()
             inner = ws[0:4] + ws[8:]
             stream = io.BytesIO(b" " * 116 + b"\0" * 8 + inner)
+            with stream.getbuffer() as view:
+                v5scan.check(view, path, budget)
             (_, wrapper), = _v5_variables(stream, len(stream.getvalue()))[:1]
             mcos = wrapper[0, 0]["MCOS"] if wrapper.dtype.names and "MCOS" in wrapper.dtype.names else None
             if mcos is not None:
@@ -204,44 +223,6 @@ def _load_v5(path: str) -> dict:
 
 # ----------------------------------------------------------------------------------------- v7.3
 
-def _h5_value(f, obj):
-    import h5py
-    cls = obj.attrs.get("MATLAB_class", b"")
-    cls = cls.decode() if isinstance(cls, bytes) else str(cls)
-    empty = int(obj.attrs.get("MATLAB_empty", 0))
-    if isinstance(obj, h5py.Group):
-        if cls == "struct" or not cls:
-            fields = [k for k in obj.keys()]
-            order = obj.attrs.get("MATLAB_fields")
-            if order is not None and not isinstance(order, h5py.Reference):
-                fields = ["".join(c.decode() if isinstance(c, bytes) else str(c) for c in np.asarray(x).reshape(-1))
-                          for x in order]
-            if any(isinstance(obj[k], h5py.Dataset) and obj[k].dtype == h5py.ref_dtype
-                   and "MATLAB_class" not in obj[k].attrs for k in fields if k in obj):
-                refs = {k: np.asarray(obj[k][()]).T for k in fields}
-                shape = next(iter(refs.values())).shape
-                return [{k: _h5_value(f, f[refs[k][idx]]) for k in fields} for idx in _fortran_indices(shape)]
-            return {k: _h5_value(f, obj[k]) for k in fields if k in obj}
-        return {k: _h5_value(f, obj[k]) for k in obj.keys()}
-    data = obj[()]
-    if empty:                      # MATLAB stores an empty array's dimensions as its data
-        return "" if cls == "char" else [] if cls in ("cell", "struct") else np.zeros((0, 0))
-    if cls == "char":
-        return "".join(chr(c) for c in np.asarray(data).T.reshape(-1, order="F"))
-    if cls == "cell" or cls == "FileWrapper__" or obj.dtype == h5py.ref_dtype:
-        refs = np.asarray(data).T
-        return [_h5_value(f, f[refs[idx]]) for idx in _fortran_indices(refs.shape)]
-    arr = np.asarray(data)
-    if arr.dtype.names and {"real", "imag"} <= set(arr.dtype.names):
-        arr = arr["real"] + 1j * arr["imag"]
-    arr = arr.T
-    if cls == "logical":
-        arr = arr.astype(bool)
-    if int(obj.attrs.get("MATLAB_object_decode", 0)) == 3:
-        return ("opaque", cls, arr)
-    return arr
-
-
 def _load_v73(path: str) -> dict:
     import h5py
     try:
@@ -250,14 +231,15 @@ def _load_v73(path: str) -> dict:
         raise InputError(f"not a readable MATLAB v7.3 (HDF5) file: {e}", path=path) from None
     with f:
         from ...safety import check_hdf5
-        check_hdf5(f, path, what="MATLAB v7.3 file")
+        from .hdf5 import V73Reader
+        reader = V73Reader(f, path, check_hdf5(f, path, what="MATLAB v7.3 file"))
         sub = None
         if "#subsystem#" in f and "MCOS" in f["#subsystem#"]:
-            cells = _h5_value(f, f["#subsystem#"]["MCOS"])
+            cells = reader.variable("#subsystem#/MCOS")
             if isinstance(cells, tuple):
                 cells = cells[2]
             sub = Subsystem(cells, path)
-        result = {k: _h5_value(f, f[k]) for k in f.keys() if k not in ("#refs#", "#subsystem#")}
+        result = {k: reader.variable(k) for k in f.keys() if k not in ("#refs#", "#subsystem#")}
     return _finish(result, sub, path)
 
 
