@@ -35,8 +35,21 @@ class CliError(click.ClickException):
         echo(f"rnnconvert: error: {self.format_message()}", err=True, one_line=True)
 
 
+def usage_error(exc: click.UsageError) -> CliError:
+    """click's usage error (a missing argument, a directory where a file is expected, ...) as one line
+    and exit 2, like every other refusal, pointing to the command's help instead of printing it."""
+    command = exc.ctx.command_path if exc.ctx is not None else "rnnconvert"
+    return CliError(f"{exc.format_message()} (see '{command} --help')", exc.exit_code)
+
+
 class RnnConvertGroup(click.Group):
     """A group whose default command is `convert`, so that `rnnconvert SRC DST` works."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise usage_error(exc) from None
 
     def parse_args(self, ctx, args):
         for k, arg in enumerate(args, 1):
@@ -55,6 +68,8 @@ class RnnConvertGroup(click.Group):
             if report is not None and not ctx.meta.get("report_shown"):
                 echo(render_report(report), err=True)
             raise CliError(exc.format(), exc.exit_code) from None
+        except click.UsageError as exc:
+            raise usage_error(exc) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:  # a bug: one line, not a traceback

@@ -410,3 +410,35 @@ def test_a_signal_during_an_import_is_held_until_the_import_is_done(tmp_path):
             "    print('interrupted after import:', done, exc.exit_code)\n")
     res = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
     assert res.stdout == "interrupted after import: True 143\n", res.stderr
+
+
+@pytest.mark.parametrize("args, line", [
+    (["{d}", "out.onnx"], "Invalid value for 'SRC': File '{d}' is a directory. (see 'rnnconvert convert --help')"),
+    (["--bogus"], "No such option '--bogus'. (see 'rnnconvert --help')"),
+    (["inspect"], "Missing argument 'PATH'. (see 'rnnconvert inspect --help')"),
+])
+def test_usage_errors_are_one_line(tmp_path, args, line):
+    """click's own usage errors end like every refusal: one line, exit 2, no usage block."""
+    (tmp_path / "d").mkdir()
+    res = subprocess.run([sys.executable, "-m", "rnnconvert", *[a.format(d="d") for a in args]], cwd=tmp_path,
+                         env=ENV, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr == f"rnnconvert: error: {line.format(d='d')}\n"
+
+
+def test_inputs_declaring_an_axis_past_what_numpy_indexes_are_refused(tmp_path):
+    """A .npy header of shape [10**30, 0, 4] holds no bytes, so no size check catches it: numpy's
+    loader overflowed (exit 3)."""
+    from numpy.lib import format as npy
+    from click.testing import CliRunner
+
+    from rnnconvert.cli import cli
+    x = tmp_path / "x.npy"
+    with open(x, "wb") as f:
+        npy.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (10 ** 30, 0, 4)})
+    src = Path(__file__).resolve().parent.parent / "fixtures/keras3/lstm_last_softmax/model.h5"
+    res = CliRunner().invoke(cli, [str(src), str(tmp_path / "out.onnx"), "--inputs", str(x)])
+    assert res.exit_code == 2
+    assert res.stderr == (f"rnnconvert: error: {x}: inputs declare shape [{10 ** 30}, 0, 4]: an axis of {10 ** 30} "
+                          "elements; expected [batch, time, features] of an inputs array\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
