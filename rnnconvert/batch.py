@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from .batch_plan import OPTION_KEYS, Plan, Task, load_plan, parse_shard  # noqa: F401 - the batch API
 from .errors import InputError
+from .safety import MAX_JSON_BYTES, read_json
 
 STATE_VERSION = 1
 REPORT_KIND = "rnnconvert-plan-report"
@@ -189,10 +190,10 @@ class Progress:
 
 def _load_state(path) -> dict:
     try:
-        with open(path) as f:
-            state = json.load(f)
+        with open(path, "rb") as f:
+            state = read_json(f.read(MAX_JSON_BYTES + 1), path, "the batch state")
         return state.get("tasks", {}) if state.get("version") == STATE_VERSION else {}
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, InputError):
         return {}
 
 

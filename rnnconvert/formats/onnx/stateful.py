@@ -19,6 +19,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from ...errors import UnsupportedError
+from ...safety import read_json
 from ...model import Conv1D, Embedding, Flatten, Masking, Model, Pooling1D, Recurrent
 
 STATES_KEY = "rnnconvert.states"
@@ -94,7 +95,7 @@ def make_stateful(proto: onnx.ModelProto, model: Model, path=None) -> list[str]:
 
 def states_of(proto: onnx.ModelProto) -> list[dict] | None:
     raw = next((p.value for p in proto.metadata_props if p.key == STATES_KEY), None)
-    return None if raw is None else json.loads(raw)["states"]
+    return None if raw is None else read_json(raw, None, f"the '{STATES_KEY}' metadata entry")["states"]
 
 
 def to_stateless(proto: onnx.ModelProto) -> onnx.ModelProto:
