@@ -9,6 +9,7 @@ slice of a packed state tensor) is left out: the standalone layer starts from ze
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,9 +55,9 @@ def recurrent_nodes(proto: onnx.ModelProto) -> list[NodeRef]:
                     walk(sub, scopes + [sub], label if where == "main graph" else f"{where} > {label}")
 
     walk(proto.graph, [proto.graph], "main graph")
-    names = [r.name for r in found]
+    names = Counter(r.name for r in found)
     for r in found:
-        if not r.name or names.count(r.name) > 1:
+        if not r.name or names[r.name] > 1:
             r.name = r.node.output[0]
     return found
 
@@ -107,9 +108,16 @@ class Constants:
         return None
 
 
-def resolve(ref: NodeRef, opset: int) -> NodeRef:
-    """Fill `ref.constants` and `ref.runtime_inputs`."""
-    consts = Constants(ref.scopes, opset)
+def resolve(ref: NodeRef, opset: int, shared: dict | None = None) -> NodeRef:
+    """Fill `ref.constants` and `ref.runtime_inputs`.  `shared`: one dict for all nodes of a scan, so
+    nodes of the same graphs share one resolver (a resolver per node indexes the whole graph each time:
+    quadratic in a stack of thousands of layers)."""
+    key = tuple(id(g) for g in ref.scopes)
+    consts = shared.get(key) if shared is not None else None
+    if consts is None:
+        consts = Constants(ref.scopes, opset)
+        if shared is not None:
+            shared[key] = consts
     for k, name in enumerate(ref.node.input):
         if k == 0 or not name or k >= len(ROLES):
             continue

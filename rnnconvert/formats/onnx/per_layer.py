@@ -10,9 +10,9 @@ from .reader import load
 def scan(path: str) -> list[Found]:
     proto = load(path)
     opset = extract.opset_of(proto)
-    out = []
+    out, shared = [], {}
     for ref in extract.recurrent_nodes(proto):
-        extract.resolve(ref, opset)
+        extract.resolve(ref, opset, shared)
         direction = next((a.s.decode() for a in ref.node.attribute if a.name == "direction"), "forward")
         out.append(Found(ref.name, extract.RECURRENT[ref.node.op_type], direction == "bidirectional",
                          f"{ref.node.op_type} node in the {ref.where}",
