@@ -346,6 +346,48 @@ def make_many_onnx(d: Path, n: int = MANY) -> Path:
     return path
 
 
+def make_many_h5(d: Path, n: int = MANY) -> Path:
+    """A Keras 3 .h5 of `n` SimpleRNN(1) layers: a two-layer file Keras saved, its second layer repeated
+    (config and weight groups) with h5py, since Keras itself takes minutes to build such a model."""
+    import copy
+
+    import h5py
+    import keras
+    seed = Path(d) / "seed2.h5"
+    keras.Sequential([keras.Input((None, 1)), keras.layers.SimpleRNN(1, return_sequences=True, name="simple_rnn"),
+                      keras.layers.SimpleRNN(1, return_sequences=True, name="simple_rnn_1")],
+                     name="sequential").save(seed)
+    path = Path(d) / f"many{n}.h5"
+    with h5py.File(seed, "r") as s, h5py.File(path, "w") as f:
+        for k, v in s.attrs.items():
+            f.attrs[k] = v
+        config = json.loads(s.attrs["model_config"])
+        first, template = config["config"]["layers"][:2], config["config"]["layers"][2]
+        names = ["simple_rnn"] + [f"simple_rnn_{k}" for k in range(1, n)]
+        layers = [first[0]]
+        for name in names:
+            layer = copy.deepcopy(template)
+            layer["config"]["name"] = name
+            layers.append(layer)
+        config["config"]["layers"] = layers
+        f.attrs["model_config"] = json.dumps(config)
+        src = s["model_weights/simple_rnn"]
+        mw = f.create_group("model_weights")
+        for k, v in s["model_weights"].attrs.items():
+            mw.attrs[k] = v
+        for k in range(0, n, 1000):            # Keras splits a long attribute the same way
+            mw.attrs[f"layer_names{k // 1000}"] = np.array(names[k:k + 1000], dtype=object)
+        s.copy(s["model_weights/top_level_model_weights"], mw, "top_level_model_weights")
+        for name in names:
+            g = mw.create_group(name)
+            weights = [f"sequential/{name}/simple_rnn_cell/{w}" for w in ("kernel", "recurrent_kernel", "bias")]
+            g.attrs["weight_names"] = np.array(weights, dtype=object)
+            for w, full in zip(("kernel", "recurrent_kernel", "bias"), weights):
+                g[full] = src[f"sequential/simple_rnn/simple_rnn_cell/{w}"][()]
+    seed.unlink()
+    return path
+
+
 def make_chain_rnnc(d: Path, n: int = CHAIN) -> Path:
     """One LSTM and `n` activation layers after it."""
     import rnnconvert
@@ -372,7 +414,7 @@ def make_chain_keras(d: Path, n: int = CHAIN) -> Path:
 ALL = [make_deep_safetensors, make_deep_rnnc, make_deep_pt, make_deep_st_metadata, make_deep_h5, make_deep_keras,
        make_deep_onnx_metadata, make_deep_vectors, make_deep_state, make_laughs_plan, make_laughs_yaml,
        make_shared_range_safetensors, make_stride0_pt, make_shared_array_rnnc, make_object_rnnc,
-       make_negative_steps_rnnc, make_negative_steps_pt, make_many_rnnc, make_many_onnx, make_chain_rnnc,
+       make_negative_steps_rnnc, make_negative_steps_pt, make_many_rnnc, make_many_onnx, make_many_h5, make_chain_rnnc,
        make_chain_keras]
 PARAMETRISED = [(make_odd_pt, PT_DTYPES), (make_odd_safetensors, ST_DTYPES), (make_odd_rnnc, tuple(NPY_DTYPES)),
                 (make_shape_safetensors, tuple(SHAPES)), (make_shape_rnnc, tuple(SHAPES))]

@@ -191,12 +191,13 @@ def test_negative_time_steps(tmp_path, make):
 
 # ------------------------------------------------------------------- many layers, long chains
 
-@pytest.mark.parametrize("make", [H.make_many_rnnc, H.make_many_onnx], ids=["rnnc", "onnx"])
-def test_inspect_6000_layers_is_linear(tmp_path, make):
+@pytest.mark.parametrize("make, last", [(H.make_many_rnnc, "r5999"), (H.make_many_onnx, "r5999"),
+                                        (H.make_many_h5, "simple_rnn_5999")], ids=["rnnc", "onnx", "h5"])
+def test_inspect_6000_layers_is_linear(tmp_path, make, last):
     path = make(tmp_path)
     code, out, err, seconds = run("inspect", path)
     assert (code, err) == (0, ""), err[-2000:]
-    assert re.search(r"^\s*5999\s+r5999\s+rnn\b", out, re.M), out[-2000:]
+    assert re.search(rf"^\s*5999\s+{last}\s+(rnn|simple_rnn)\b", out, re.M), out[-2000:]
     assert seconds < 90, seconds
 
 
