@@ -4,6 +4,9 @@ A .pt may hold the state dict itself or a checkpoint dict keeping it under a com
 ('state_dict', 'model_state_dict', 'model', ...).  rnnconvert's own settings travel in the file:
 `state_dict._metadata["__rnnconvert__"] = {"json": ...}` in a .pt (kept by weights_only loading and
 ignored by load_state_dict) and `__metadata__["rnnconvert"]` in a .safetensors.
+Bounded by the file: the metadata through `safety.read_json`; the tensors' bytes, made one array each,
+by `Budget` (a stride-0 view of one float may claim gigabytes); dtypes numpy cannot hold (float8, ...)
+refused naming the tensor.
 """
 from __future__ import annotations
 
