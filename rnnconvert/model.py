@@ -400,7 +400,7 @@ def _array_problems(model: Model):
     for k, layer in enumerate(model.layers):
         for key, a in layer.arrays().items():
             dtype = getattr(a, "dtype", None)
-            if dtype is None or str(dtype) not in WEIGHT_DTYPES:
+            if not isinstance(dtype, np.dtype) or dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
                 yield f"layers[{k}] '{layer.name}': tensor '{key}' has dtype {dtype}, expected one of " \
                       f"{', '.join(WEIGHT_DTYPES)}"
             elif any(d > MAX_DIM for d in a.shape):

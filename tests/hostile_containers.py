@@ -261,7 +261,8 @@ def make_shared_array_rnnc(d: Path, layers: int = 1000) -> Path:
 
 PT_DTYPES = ("float8_e4m3fn", "float8_e5m2", "complex64", "bool", "int32", "uint8")
 ST_DTYPES = ("I32", "BOOL", "U8", "I64")
-NPY_DTYPES = {"complex": np.complex64, "record": [("a", "<f4"), ("b", "<i4")], "string": "U3"}
+NPY_DTYPES = {"complex": np.complex64, "record": [("a", "<f4"), ("b", "<i4")], "string": "U3", "int": np.int32,
+              "bool": np.bool_}
 
 
 def make_odd_pt(d: Path, dtype: str) -> Path:

@@ -159,6 +159,13 @@ def test_rnnc_odd_dtype(tmp_path, kind, shown):
             "complex or dates); rnnconvert reads numeric arrays only")
 
 
+@pytest.mark.parametrize("kind", ["int", "bool"])
+def test_rnnc_numeric_but_not_float(tmp_path, kind):
+    path = H.make_odd_rnnc(tmp_path, kind)
+    refused(["inspect", path], path, f"invalid model: layers[0] 'r0': tensor 'forward.W' has dtype "
+            f"{np.dtype(H.NPY_DTYPES[kind])}, expected one of float16, float32, float64")
+
+
 def test_rnnc_object_array(tmp_path):
     path = H.make_object_rnnc(tmp_path)
     refused(["inspect", path], path, "member 'layers/0/forward/W_ifgo.npy' holds Python objects; rnnconvert reads "
