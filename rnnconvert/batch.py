@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from .batch_plan import OPTION_KEYS, Plan, Task, load_plan, parse_shard, plan_outputs  # noqa: F401 - the batch API
 from .errors import DestinationError, InputError
+from .safety import MAX_JSON_BYTES, read_json
 
 STATE_VERSION = 1
 REPORT_KIND = "rnnconvert-plan-report"
@@ -268,9 +269,9 @@ def _load_state(path) -> dict:
         with os.fdopen(fd) as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 raise InputError("the plan's state file is not a regular file; remove it", path=path)
-            state = json.load(f)
+            state = read_json(f.read(MAX_JSON_BYTES + 1), path, "the batch state")
         return state.get("tasks", {}) if state.get("version") == STATE_VERSION else {}
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, InputError):
         return {}
 
 

@@ -379,7 +379,40 @@ class Model:
         return self
 
 
+MAX_DIM = (1 << 31) - 1          # no weight axis or input size of a real model comes near this
+WEIGHT_DTYPES = ("float16", "float32", "float64")
+
+
+def _input_problems(spec: InputSpec):
+    for key, low in (("features", 0), ("time_steps", 1)):
+        v = getattr(spec, key)
+        if v is None and key == "time_steps":
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= MAX_DIM:
+            yield f"input {key} {str(v)[:40]}, expected an integer from {low} to {MAX_DIM}"
+    if spec.layout not in ("batch_time_feature", "time_batch_feature"):
+        yield f"input layout '{str(spec.layout)[:40]}', expected batch_time_feature or time_batch_feature"
+
+
+def _array_problems(model: Model):
+    """Weights of a dtype no reader should pass on (complex, bool, integer, records, objects) or of absurd
+    shapes, once per model, before any shape arithmetic runs on them."""
+    for k, layer in enumerate(model.layers):
+        for key, a in layer.arrays().items():
+            dtype = getattr(a, "dtype", None)
+            if not isinstance(dtype, np.dtype) or dtype.kind != "f" or dtype.itemsize not in (2, 4, 8):
+                yield f"layers[{k}] '{layer.name}': tensor '{key}' has dtype {dtype}, expected one of " \
+                      f"{', '.join(WEIGHT_DTYPES)}"
+            elif any(d > MAX_DIM for d in a.shape):
+                yield f"layers[{k}] '{layer.name}': tensor '{key}' has shape {list(a.shape)}, an axis over {MAX_DIM}"
+
+
 def _problems(model: Model):
+    yield from _input_problems(model.input)
+    bad_arrays = list(_array_problems(model))
+    if bad_arrays:
+        yield from bad_arrays
+        return
     yield from state_problems(model)
     features = model.input.features
     seq = True

@@ -6,17 +6,24 @@
   checked before anything is read), nor read more (`Hdf5Budget`); a weight must be an integer or
   floating-point dataset (`read_numeric`), and no axis may pass MAX_AXIS.
 - Zip (.keras, .rnnc, .pt): member names that are absolute or climb out with `..` are refused, so are
-  duplicate names and members expanding more than ZIP_RATIO:1 (zip bombs) or, stored, declaring
+  duplicate names and members expanding more than ZIP_RATIO:1, alone or together (zip bombs), or, stored, declaring
   another size than they hold.  Nothing is ever extracted to disk.
 - ONNX external data: only files inside the model's own directory (after resolving symlinks), with
   offset and length inside the file and equal to what the tensor's shape needs.
 - `.npy` members: the header's shape times the item size must fit in the member.
 - YAML (batch plans, --arch, --mapping): `read_yaml` bounds the file's size, decodes it as UTF-8 and
   parses it with `yaml.safe_load` (plain data only: no Python objects), one message per failure.
+  Anchors and aliases are refused: a plan or hints file never needs them, and aliases nested a few
+  levels deep (a "billion laughs") expand a 1 KB file into billions of nodes when hashed or walked.
+- JSON (safetensors headers, .rnnc manifests, .pt and ONNX metadata, Keras configs, vectors.json, the
+  batch state): `read_json` bounds the size, decodes UTF-8 and checks the nesting depth with a
+  vectorised bracket count (strings removed first) before `json.loads` runs, whose C parser would
+  otherwise end in RecursionError on `[[[[...` 100,000 deep.
 - `nonfinite(model)`: every weight tensor holding NaN or Inf; `check_finite` refuses them.
 """
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import re
@@ -260,9 +267,23 @@ def check_zip(z, path, archive_size: int | None = None, what: str = "zip archive
         elif info.file_size > ZIP_RATIO * info.compress_size + SLACK:
             problems.append(f"member '{name}' declares {_size(info.file_size)} from {_size(info.compress_size)} "
                             f"compressed (ratio over {ZIP_RATIO}:1, a zip bomb)")
+    total = sum(info.file_size for info in z.infolist())       # many members each just under the ratio
+    if not problems and total > ZIP_RATIO * archive_size + SLACK:
+        problems.append(f"members declare {_size(total)} in all from a {_size(archive_size)} archive (ratio over "
+                        f"{ZIP_RATIO}:1, a zip bomb)")
     if problems:
         raise InputError(f"{what} refused: " + "; ".join(problems[:3])
                          + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""), path=str(path))
+
+
+def read_member(z, name: str, path, limit: int = 100_000_000) -> bytes:
+    """The bytes of zip member `name` (a manifest or config), refused past `limit` before it is inflated."""
+    info = z.getinfo(name)
+    if info.file_size > limit:
+        raise InputError(f"member '{name}' is {_size(info.file_size)}, over the {_size(limit)} rnnconvert reads",
+                         path=str(path))
+    with z.open(name) as f:
+        return f.read(limit + 1)[:limit]
 
 
 def read_npy(z, name: str, path):
@@ -279,10 +300,17 @@ def read_npy(z, name: str, path):
         if dtype.hasobject:
             raise InputError(f"member '{name}' holds Python objects; rnnconvert reads numeric arrays only",
                              path=str(path))
+        if dtype.kind not in "fiub":
+            raise InputError(f"member '{name}' has dtype {short_repr(dtype.descr if dtype.names else dtype.str)} "
+                             "(records, strings, complex or dates); rnnconvert reads numeric arrays only",
+                             path=str(path))
         need = int(np.prod(shape, dtype=object)) * dtype.itemsize
         if need > info.file_size:
             raise InputError(f"member '{name}' declares shape {list(shape)} {dtype} ({_size(need)}) but holds "
                              f"{_size(info.file_size)}", path=str(path))
+        if any(d > (1 << 31) - 1 for d in shape):         # an empty array: [10**30, 0]
+            raise InputError(f"member '{name}' declares shape {short_repr(list(shape))}, an axis over 2**31-1",
+                             path=str(path))
         data = f.read(need)
     if len(data) != need:
         raise InputError(f"member '{name}' is truncated: {len(data)} of {need} bytes", path=str(path))
@@ -365,7 +393,15 @@ def read_yaml(path, what: str):
         raise InputError(f"the {what} file is not UTF-8 text (byte 0x{data[exc.start]:02x} at line {line})",
                          path=path) from None
     try:
-        return yaml.safe_load(text)
+        loader = _no_alias_loader()(text)          # what yaml.safe_load does, with aliases refused
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except _AliasFound as exc:
+        raise InputError(f"the {what} file uses a YAML {exc.args[0]} at line {exc.args[1]}; rnnconvert refuses "
+                         "YAML anchors and aliases (they can expand a small file without bound): write the "
+                         "values out", path=path) from None
     except yaml.reader.ReaderError as exc:          # a control character: no mark, a position
         line = text.count("\n", 0, exc.position) + 1
         raise InputError(f"the {what} file is not valid YAML at line {line} ({exc.reason} #x{exc.character:04x})",
@@ -377,6 +413,71 @@ def read_yaml(path, what: str):
         raise InputError(f"the {what} file is not valid YAML{where} ({problem})", path=path) from None
     except RecursionError:
         raise InputError(f"the {what} file nests lists or mappings too deeply to be read", path=path) from None
+
+
+class _AliasFound(Exception):
+    """args: (what was found, its line)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _no_alias_loader():
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        """yaml.SafeLoader that stops at the first anchor (&a) or alias (*a), before anything expands."""
+
+        def compose_node(self, parent, index):
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent):
+                raise _AliasFound(f"alias '*{event.anchor}'", event.start_mark.line + 1)
+            if getattr(event, "anchor", None) is not None:
+                raise _AliasFound(f"anchor '&{event.anchor}'", event.start_mark.line + 1)
+            return super().compose_node(parent, index)
+    return NoAliasLoader
+
+
+# ------------------------------------------------------------------------------------------- JSON
+
+MAX_JSON_BYTES = 100_000_000      # the safetensors specification's header limit; larger JSON is no model's
+MAX_JSON_DEPTH = 128              # Keras's deepest nested-model configs stay under 40
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of [ and { in JSON `text`, brackets inside strings not counted."""
+    bare = _JSON_STRING.sub("", text).encode("utf-8", "surrogatepass")
+    steps = np.frombuffer(bare, np.uint8)
+    steps = steps[(steps == 0x5B) | (steps == 0x7B) | (steps == 0x5D) | (steps == 0x7D)]
+    if not steps.size:
+        return 0
+    return int(np.cumsum(np.where((steps == 0x5B) | (steps == 0x7B), 1, -1), dtype=np.int64).max())
+
+
+def read_json(data, path, what: str, limit: int = MAX_JSON_BYTES, not_json: str = "is not JSON"):
+    """The JSON value in `data` (bytes or str) with its failures as one InputError line naming `path` and
+    `what` (the JSON's role: "the safetensors header", "model.json", ...): over `limit` bytes, not UTF-8,
+    nested deeper than MAX_JSON_DEPTH, or not JSON (`not_json` says so)."""
+    import json
+    path = None if path is None else str(path)
+    if not isinstance(data, (str, bytes, bytearray, memoryview)):
+        raise InputError(f"{what} is a {type(data).__name__}, expected JSON text", path=path)
+    if len(data) > limit:
+        raise InputError(f"{what} is {_size(len(data))}, over the {_size(limit)} rnnconvert reads", path=path)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = bytes(data)
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+                             path=path) from None
+    depth = json_depth(data)
+    if depth > MAX_JSON_DEPTH:
+        raise InputError(f"{what} nests lists or objects {depth} deep, more than the {MAX_JSON_DEPTH} rnnconvert "
+                         "reads", path=path)
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:     # JSONDecodeError, huge integers
+        raise InputError(f"{what} {not_json} ({one_line(exc)})", path=path) from None
 
 
 # ----------------------------------------------------------------------------------- NaN and Inf

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from .errors import InputError
+from .safety import MAX_JSON_BYTES, read_json
 
 INDEX = "vectors.json"
 ARRAYS = "vectors.npz"
@@ -78,8 +79,8 @@ def load(path) -> tuple[dict, list[tuple[str, np.ndarray, np.ndarray]]]:
         raise InputError(f"no {INDEX} here; write vectors with --emit-vectors DIR", path=path)
     check_input(index_path, f"a vectors index ({INDEX})")
     try:
-        with open(index_path) as f:
-            index = json.load(f)
+        with open(index_path, "rb") as f:
+            index = read_json(f.read(MAX_JSON_BYTES + 1), index_path, INDEX)
         if index.get("kind") != KIND:
             raise ValueError(f"kind is {index.get('kind')!r}, expected {KIND!r}")
         arrays = _arrays_path(index_path, index["arrays"])

@@ -1,12 +1,15 @@
 """rnnconvert's own form (`.rnnc`): a zip holding `model.json` and one `.npy` per array.
 
 Lossless by construction: arrays keep their dtype and bits, every setting of the canonical model
-is written.  Array member names carry the gate order (`layers/0/forward/W_ifgo.npy`).
+is written.  Array member names carry the gate order (`layers/0/forward/W_ifgo.npy`).  Reading is bounded by the
+file: the manifest through `safety.read_json`, each member through `safety.read_npy`, and the arrays the
+manifest names (one array may be named twice) by MATERIALISE_RATIO x the file's size.
 The manifest is described by `schemas/model.schema.json`.
 """
 from __future__ import annotations
 
 import io
+import os
 import json
 import zipfile
 import zlib
@@ -15,11 +18,12 @@ import numpy as np
 
 from .. import gates
 from ..errors import InputError
-from ..safety import check_zip, read_npy
+from ..safety import check_zip, read_json, read_member, read_npy
 from ..model import (LAYER_KINDS, Activation, DirectionWeights, InputSpec, Model, Recurrent, StatePort,
                      layer_fields)
 
 FORMAT_VERSION = 1
+MATERIALISE_RATIO, MATERIALISE_SLACK = 4, 16 << 20     # bytes the manifest may name, relative to the file
 MANIFEST = "model.json"
 
 
@@ -75,7 +79,10 @@ def to_manifest(model: Model) -> tuple[dict, dict[str, np.ndarray]]:
     return manifest, arrays
 
 
-def from_manifest(manifest: dict, arrays: dict[str, np.ndarray], path=None) -> Model:
+def from_manifest(manifest: dict, arrays: dict[str, np.ndarray], path=None, budget: int | None = None) -> Model:
+    """The model `manifest` describes over `arrays`.  `budget`: the bytes all array references together may
+    name (one array named by a thousand layers would be written a thousand times); None: unbounded."""
+    named = [0]
     try:
         if manifest.get("format") != "rnnconvert":
             raise InputError("model.json is not an rnnconvert manifest", path=path)
@@ -87,9 +94,15 @@ def from_manifest(manifest: dict, arrays: dict[str, np.ndarray], path=None) -> M
             if r is None:
                 return None
             try:
-                return arrays[r["array"]]
+                a = arrays[r["array"]]
             except KeyError:
                 raise InputError(f"array '{r['array']}' named in model.json is missing", path=path) from None
+            named[0] += a.nbytes
+            if budget is not None and named[0] > budget:
+                raise InputError(f"model.json names arrays of {named[0]:,} bytes in all by the time it names "
+                                 f"'{r['array']}', more than {MATERIALISE_RATIO}x the file's size: an array named "
+                                 "by many layers is refused", path=path)
+            return a
 
         layers = []
         for k, e in enumerate(manifest["layers"]):
@@ -131,12 +144,13 @@ def read(path, **options) -> Model:
     try:
         with zipfile.ZipFile(path) as z:
             check_zip(z, path, what=".rnnc archive")
-            manifest = json.loads(z.read(MANIFEST))
+            manifest = read_json(read_member(z, MANIFEST, path), path, f"{MANIFEST} (the manifest)")
             arrays = {name[:-4]: read_npy(z, name, path) for name in z.namelist() if name.endswith(".npy")}
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, ValueError, OSError, EOFError, NotImplementedError,
             zlib.error) as exc:
         raise InputError(f"not a readable .rnnc file ({exc})", path=str(path)) from None
-    return from_manifest(manifest, arrays, path=str(path))
+    budget = MATERIALISE_RATIO * os.path.getsize(path) + MATERIALISE_SLACK
+    return from_manifest(manifest, arrays, path=str(path), budget=budget)
 
 
 def write(model: Model, path, **options) -> list[str]:

@@ -16,7 +16,6 @@ into those group names (`layers\\lstm\\cell`), which Keras cannot load: refused 
 from __future__ import annotations
 
 import io
-import json
 import mmap
 import os
 import re
@@ -30,7 +29,7 @@ import h5py
 import numpy as np
 
 from ...errors import InputError, UnsupportedError
-from ...safety import check_hdf5, check_zip, read_numeric
+from ...safety import check_hdf5, check_zip, read_json, read_numeric
 
 ZIP_CONFIG, ZIP_METADATA, ZIP_WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 WEIGHTS_ONLY_HINT = ("A weights-only file (save_weights) holds no architecture: build the model in Keras, "
@@ -123,10 +122,7 @@ def attr_list(group, name: str) -> list[str]:
 
 
 def _json(raw, what: str, path) -> dict:
-    try:
-        obj = json.loads(text(raw) if not isinstance(raw, str) else raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{what} is not valid JSON ({exc})", path=path) from None
+    obj = read_json(text(raw) if not isinstance(raw, str) else raw, path, what, not_json="is not valid JSON")
     if not isinstance(obj, dict):
         raise InputError(f"{what} is JSON but not an object (found {type(obj).__name__})", path=path)
     return obj

@@ -100,13 +100,15 @@ def _functional_chain(cfg: dict, path) -> list[Entry]:
                                f"{_count(len(outputs), 'output')}; rnnconvert reads models with one input and "
                                "one output", path=path)
     entries: list[Entry] = []
+    seen: set = set()                 # the walk is a loop, and its cycle check a set: linear in the chain
     name, tensor = outputs[0][0], outputs[0][2] if len(outputs[0]) > 2 else 0
     while True:
-        layer = layers.get(name)
+        layer = layers.get(name) if isinstance(name, str) else None
         if layer is None:
-            raise InputError(f"model config: layer '{name}' is referenced but not defined", path=path)
-        if any(e.name == name for e in entries):
+            raise InputError(f"model config: layer '{str(name)[:80]}' is referenced but not defined", path=path)
+        if name in seen:
             raise InputError(f"model config: layer '{name}' is part of a cycle", path=path)
+        seen.add(name)
         e = _entry(layer, path)
         e.name, e.output_index = name, int(tensor)
         entries.append(e)
@@ -129,7 +131,8 @@ def _functional_chain(cfg: dict, path) -> list[Entry]:
     on_chain = {e.name for e in entries}
     off = [n for n in layers if n not in on_chain]
     if off:
-        raise UnsupportedError(f"layers {', '.join(repr(n) for n in off)} are not on the path from the input "
+        raise UnsupportedError(f"layers {', '.join(repr(n) for n in off[:10])}"
+                               f"{f' (and {len(off) - 10} more)' if len(off) > 10 else ''} are not on the path from the input "
                                "to the output; rnnconvert reads one chain of layers", path=path)
     return entries
 

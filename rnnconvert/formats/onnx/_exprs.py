@@ -25,6 +25,22 @@ _SELU_ALPHA = 1.67326319217681884765625
 _SELU_GAMMA = 1.05070102214813232421875
 
 
+MAX_DEPTH = 16          # a pending expression this deep is settled into activation layers first
+MAX_UNKNOWN_DEPTH = 64  # ... or, when it is no activation rnnconvert knows, refused
+
+
+def depth(e) -> int:
+    """Ops on the longest path from `e` to a leaf (iterative: chains of any length)."""
+    best, todo = 0, [(e, 0)]
+    while todo:
+        e, d = todo.pop()
+        if e[0] == "op":
+            todo.extend((a, d + 1) for a in e[3] if a is not None)
+        else:
+            best = max(best, d)
+    return best
+
+
 def op(op_type: str, attrs: dict, *args):
     return ("op", op_type, tuple(sorted(attrs.items())), tuple(args))
 

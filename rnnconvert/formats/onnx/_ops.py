@@ -379,12 +379,13 @@ class GlueOps:
                           dense.activation)
             return [replace(f, stack=f.stack[:-1] + (layer,), tail="")]
         cst = ("c", float(c.value.reshape(-1)[0]))
+        f = self.bound_expr(f, node)
         e = f.expr or _exprs.X
         args = (e, cst) if flow_first else (cst, e)
         return [replace(f, expr=_exprs.op(op, {}, *args), expr_name=node.name or op, tail="")]
 
     def flow_unary(self, node, ins):
-        f = self.finalize(ins[0], node)
+        f = self.bound_expr(self.finalize(ins[0], node), node)
         attrs = {k: v for k, v in node_attrs(node).items() if isinstance(v, (int, float))}
         return [replace(f, expr=_exprs.op(node.op_type, attrs, f.expr or _exprs.X),
                         expr_name=node.name or node.op_type, tail="")]

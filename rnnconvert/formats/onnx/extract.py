@@ -10,6 +10,7 @@ slice of a packed state tensor) is left out: the standalone layer starts from ze
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,9 +56,9 @@ def recurrent_nodes(proto: onnx.ModelProto) -> list[NodeRef]:
                     walk(sub, scopes + [sub], label if where == "main graph" else f"{where} > {label}")
 
     walk(proto.graph, [proto.graph], "main graph")
-    names = [r.name for r in found]
+    names = Counter(r.name for r in found)
     for r in found:
-        if not r.name or names.count(r.name) > 1:
+        if not r.name or names[r.name] > 1:
             r.name = r.node.output[0]
     return found
 

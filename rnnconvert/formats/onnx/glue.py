@@ -452,6 +452,20 @@ class Walker(GlueOps, FrontOps):
             self._pairs[key] = len(self.recs) - 1
         return self._pairs[key], {(a, 0): 0, (b, 0): 1}
 
+    def bound_expr(self, f: Flow, node) -> Flow:
+        """`f` before an elementwise op extends its expression: a chain of hundreds of activations would
+        make an expression the recursive evaluator cannot walk, so one MAX_DEPTH deep is settled into
+        activation layers first (or refused, when it computes none rnnconvert knows)."""
+        if f.expr is None:
+            return f
+        d = _exprs.depth(f.expr)
+        if d < _exprs.MAX_DEPTH or d < _exprs.MAX_UNKNOWN_DEPTH and _exprs.identify_chain(f.expr) is None:
+            return f
+        if d >= _exprs.MAX_UNKNOWN_DEPTH:
+            self.refuse(node, f"it extends a chain of {d} elementwise ops ending at '{f.expr_name}' that computes no "
+                              "activation rnnconvert knows")
+        return self.settle(f, node)
+
     def settle(self, f: Flow, node) -> Flow:
         """A stack flow with no pending expression (raw outputs become a layer, expressions an activation)."""
         if f.pad:

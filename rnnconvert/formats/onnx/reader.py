@@ -9,7 +9,6 @@ parsed model is checked against the operator schemas (`validate.py`) before any 
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import replace
 
@@ -18,7 +17,7 @@ import onnx
 from onnx import numpy_helper
 
 from ...errors import InputError, UnsupportedError
-from ...safety import check_activation_numbers, check_onnx_external
+from ...safety import check_activation_numbers, check_onnx_external, read_json
 from ...model import (Activation, ActivationLayer, BatchNorm, Conv1D, Dense, Dropout, Embedding, InputSpec, Model,
                       Recurrent)
 from .glue import RECURRENT, Walker
@@ -285,8 +284,8 @@ def _metadata(proto) -> dict | None:
     for p in proto.metadata_props:
         if p.key == META_KEY:
             try:
-                meta = json.loads(p.value)
-            except ValueError:
+                meta = read_json(p.value, None, "metadata")
+            except InputError:
                 return None
             return meta if isinstance(meta, dict) and meta.get("version") == META_VERSION else None
     return None

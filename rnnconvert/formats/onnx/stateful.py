@@ -19,6 +19,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from ...errors import UnsupportedError
+from ...safety import read_json
 from ...model import Conv1D, Embedding, Flatten, Masking, Model, Pooling1D, Recurrent
 
 STATES_KEY = "rnnconvert.states"
@@ -52,7 +53,7 @@ def make_stateful(proto: onnx.ModelProto, model: Model, path=None) -> list[str]:
                                "(a backward direction reads the input from its end); write this model without "
                                "--stateful", path=None if path is None else str(path))
     g = proto.graph
-    meta = json.loads(next(p.value for p in proto.metadata_props if p.key == "rnnconvert"))
+    meta = read_json(next(p.value for p in proto.metadata_props if p.key == "rnnconvert"), path, "metadata")
     scanned = [f"layer '{e['name']}'" for e in meta["layers"] if e.get("form") == "scan"]
     if scanned:
         raise UnsupportedError(f"--stateful needs native LSTM/GRU/RNN nodes, but {', '.join(scanned)} "
@@ -94,7 +95,7 @@ def make_stateful(proto: onnx.ModelProto, model: Model, path=None) -> list[str]:
 
 def states_of(proto: onnx.ModelProto) -> list[dict] | None:
     raw = next((p.value for p in proto.metadata_props if p.key == STATES_KEY), None)
-    return None if raw is None else json.loads(raw)["states"]
+    return None if raw is None else read_json(raw, None, f"the '{STATES_KEY}' metadata entry")["states"]
 
 
 def to_stateless(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -137,7 +138,7 @@ def initial_feeds(custom_metadata: dict, batch: int) -> dict[str, np.ndarray]:
     if raw is None:
         return {}
     feeds = {}
-    for s in json.loads(raw)["states"]:
+    for s in read_json(raw, None, f"the '{STATES_KEY}' metadata entry")["states"]:
         size = s["shape"][2]
         v = np.zeros((batch, size), np.float32) if s["initial"] is None else \
             np.broadcast_to(np.asarray(s["initial"], np.float32), (batch, size))

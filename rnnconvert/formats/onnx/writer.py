@@ -28,6 +28,7 @@ from onnx import TensorProto, helper
 from ... import __version__, gates
 from ...errors import InputError, UnsupportedError
 from ...model import ActivationLayer, Dense, Dropout, Embedding, Model, Recurrent, json_default
+from ...safety import read_json
 from . import _acts
 from . import initializers as _init
 from . import frontend as _front
@@ -74,7 +75,7 @@ def write(model: Model, path, stateful: bool = False, external_data: bool | None
         notes += make_stateful(proto, model, path)
     if model.has_state_io:
         from .states import add_state_io
-        meta = json.loads(next(p.value for p in proto.metadata_props if p.key == META_KEY))
+        meta = read_json(next(p.value for p in proto.metadata_props if p.key == META_KEY), path, "metadata")
         nodes_of = {e["name"]: e["node"] for e in meta["layers"] if e.get("node") and e.get("form") != "scan"}
         notes += add_state_io(proto, model, nodes_of, path)
     try:

@@ -4,10 +4,13 @@ A .pt may hold the state dict itself or a checkpoint dict keeping it under a com
 ('state_dict', 'model_state_dict', 'model', ...).  rnnconvert's own settings travel in the file:
 `state_dict._metadata["__rnnconvert__"] = {"json": ...}` in a .pt (kept by weights_only loading and
 ignored by load_state_dict) and `__metadata__["rnnconvert"]` in a .safetensors.
+Bounded by the file: the metadata through `safety.read_json`; the tensors' bytes, made one array each,
+by `Budget` (a stride-0 view of one float may claim gigabytes); dtypes numpy cannot hold (float8, ...)
+refused naming the tensor.
 """
 from __future__ import annotations
 
-import json
+import functools
 import pickle
 import warnings
 from collections.abc import Mapping
@@ -15,6 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ...errors import InputError, UnsupportedError
+from ...safety import read_json
 from . import safetensors_io
 
 METADATA_KEY = "__rnnconvert__"           # .pt: state_dict._metadata[METADATA_KEY] = {"json": ...}
@@ -101,17 +105,52 @@ def key_list(keys, limit=20) -> str:
     return ", ".join(keys[:limit]) + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def to_numpy(t, name, path) -> np.ndarray:
+class Budget:
+    """Bytes a file may make by materialising its tensors: views of one storage (stride 0, overlapping,
+    or a small storage seen through a huge shape) each become their own array, so their sum is bounded
+    by the file's size (MATERIALISE_RATIO x, plus SLACK; bfloat16 is widened to float32)."""
+
+    def __init__(self, path):
+        import os
+        self.left = MATERIALISE_RATIO * os.path.getsize(path) + MATERIALISE_SLACK
+        self.path = path
+
+    def take(self, name, nbytes: int, shape, dtype) -> None:
+        if nbytes > self.left:
+            raise InputError(f"tensor '{name}' ({list(shape)} {dtype}) would make {nbytes:,} bytes, and the "
+                             f"file's tensors together more than {MATERIALISE_RATIO}x its size: views that "
+                             "repeat one storage (stride 0, overlapping ranges) are refused", path=self.path)
+        self.left -= nbytes
+
+
+MATERIALISE_RATIO = 4
+MATERIALISE_SLACK = 16 << 20
+
+
+def to_numpy(t, name, path, budget: Budget | None = None) -> np.ndarray:
     if isinstance(t, np.ndarray):
         return t
     import torch
     if t.layout != torch.strided or t.is_quantized:
         raise UnsupportedError(f"tensor '{name}' is {t.layout}{' quantized' if t.is_quantized else ''}; "
                                "only dense tensors are read", path=path)
+    if t.dtype not in _numpy_dtypes():
+        raise UnsupportedError(f"tensor '{name}' has dtype {str(t.dtype).replace('torch.', '')}; rnnconvert reads "
+                               "float16, bfloat16, float32 and float64 weights (and integer buffers)", path=path)
+    itemsize = 4 if t.dtype == torch.bfloat16 else t.element_size()
+    if budget is not None:
+        budget.take(name, t.numel() * itemsize, t.shape, str(t.dtype).replace("torch.", ""))
     t = t.detach().cpu()
     if t.dtype == torch.bfloat16:
         t = t.float()
     return t.numpy().copy()
+
+
+@functools.lru_cache(maxsize=1)
+def _numpy_dtypes():
+    import torch
+    return {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
+            torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool}
 
 
 def load(path, state_dict_key=None) -> tuple[dict, dict | None, dict]:
@@ -134,9 +173,10 @@ def load(path, state_dict_key=None) -> tuple[dict, dict | None, dict]:
     if isinstance(meta, Mapping) and isinstance(meta.get(METADATA_KEY), Mapping):
         text = meta[METADATA_KEY].get("json")
     arrays, other = {}, []
+    budget = Budget(path)
     for name, v in sd.items():
         if _is_tensor(v):
-            arrays[str(name)] = to_numpy(v, name, path)
+            arrays[str(name)] = to_numpy(v, name, path, budget)
         else:
             other.append(str(name))
     if other:
@@ -147,10 +187,7 @@ def load(path, state_dict_key=None) -> tuple[dict, dict | None, dict]:
 def _decode_metadata(text, path):
     if not text:
         return None
-    try:
-        meta = json.loads(text)
-    except (TypeError, json.JSONDecodeError) as exc:
-        raise InputError(f"rnnconvert metadata in the file is not JSON ({exc})", path=path) from None
+    meta = read_json(text, path, "rnnconvert metadata in the file")
     if not isinstance(meta, dict) or meta.get("version") != METADATA_VERSION:
         raise InputError(f"rnnconvert metadata version {meta.get('version') if isinstance(meta, dict) else '?'}, "
                          f"this rnnconvert reads version {METADATA_VERSION}", path=path)

@@ -30,9 +30,9 @@ def scan(path: str, arch=None, **_options) -> list[Found]:
                              "(give --arch with nonlinearity: relu if it was)")
             spec.nonlinearity = nl or "tanh"
         layers = specs_to_layers([spec])
-        for layer in layers:
+        for k, layer in enumerate(layers):
             out.append(Found(layer.name, layer.cell, layer.direction == "bidirectional",
-                             f"module '{spec.path}'" + (f" layer {layers.index(layer)}" if len(layers) > 1 else ""),
+                             f"module '{spec.path}'" + (f" layer {k}" if len(layers) > 1 else ""),
                              (lambda layer=layer, notes=notes: ([layer], notes))))
         if len(layers) > 1:
             out.append(Found(spec.path, spec.cell, spec.bidirectional, f"module '{spec.path}' ({len(layers)} layers)",

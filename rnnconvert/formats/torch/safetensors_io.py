@@ -4,7 +4,7 @@ Layout: 8-byte little-endian header length N, N bytes of UTF-8 JSON
 `{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}`, then the
 raw little-endian buffers; offsets count from the first byte after the header.  Every offset,
 size and dtype is checked against the file before a byte is copied, so a corrupt header can never
-make us allocate more than the file holds.  BF16 is widened to float32 (numpy has no bfloat16).
+make us allocate more than the file holds; entries sharing bytes are refused (each would be copied).  BF16 is widened to float32 (numpy has no bfloat16).
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import struct
 import numpy as np
 
 from ...errors import InputError, UnsupportedError
+from ...model import MAX_DIM
+from ...safety import read_json, short_repr
 
 MAX_HEADER = 100_000_000          # the limit the safetensors specification sets
 
@@ -39,8 +41,8 @@ def sniff(path) -> bool:
             n = struct.unpack("<Q", head)[0]
             if n < 2 or 8 + n > size or n > MAX_HEADER:
                 return False
-            return isinstance(json.loads(f.read(n)), dict)
-    except (OSError, ValueError, UnicodeDecodeError):
+            return isinstance(read_json(f.read(n), path, "header"), dict)
+    except (OSError, InputError):
         return False
 
 
@@ -69,8 +71,10 @@ def read(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
                 entry = _check_entry(name, info, data_size, problems)
                 if entry:
                     entries.append(entry)
+            problems += _overlaps(entries)
             if problems:
-                raise InputError("corrupt safetensors header: " + "; ".join(problems), path=path)
+                raise InputError("corrupt safetensors header: " + "; ".join(problems[:3])
+                                 + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""), path=path)
             tensors = {}
             for name, dtype, shape, begin, end in entries:
                 f.seek(8 + n + begin)
@@ -85,10 +89,7 @@ def read(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 
 
 def _parse_header(raw: bytes, path: str) -> dict:
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"corrupt safetensors file: the header is not JSON ({exc})", path=path) from None
+    header = read_json(raw, path, "corrupt safetensors file: the header", limit=MAX_HEADER)
     if not isinstance(header, dict):
         raise InputError("corrupt safetensors file: the header is not a JSON object", path=path)
     return header
@@ -102,8 +103,12 @@ def _check_entry(name, info, data_size: int, problems: list):
     if not isinstance(dtype, str) or dtype not in ITEMSIZE:
         problems.append(f"'{name}': dtype {dtype!r} is not supported (known: {', '.join(ITEMSIZE)})")
         return None
-    if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
-        problems.append(f"'{name}': shape {shape!r} is not a list of non-negative integers")
+    if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                            for d in shape)):
+        problems.append(f"'{name}': shape {short_repr(shape)} is not a list of non-negative integers")
+        return None
+    if any(d > MAX_DIM for d in shape):
+        problems.append(f"'{name}': shape {short_repr(shape)} has an axis over {MAX_DIM}")
         return None
     if not (isinstance(offsets, list) and len(offsets) == 2
             and all(isinstance(o, int) and o >= 0 for o in offsets)):
@@ -119,6 +124,20 @@ def _check_entry(name, info, data_size: int, problems: list):
         problems.append(f"'{name}': {dtype} {shape} needs {need} bytes, data_offsets give {end - begin}")
         return None
     return name, dtype, tuple(shape), begin, end
+
+
+def _overlaps(entries) -> list[str]:
+    """Entries sharing bytes (the specification forbids it): each would be copied, so 1000 entries on one
+    4 MB range would make 4 GB from a 4 MB file.  With no overlap, all tensors together are at most the
+    data section (twice that for BF16, widened to float32)."""
+    out, last = [], None
+    for e in sorted((e for e in entries if e[4] > e[3]), key=lambda e: e[3]):
+        if last is not None and e[3] < last[4]:
+            out.append(f"'{e[0]}' bytes [{e[3]}, {e[4]}] overlap '{last[0]}' bytes [{last[3]}, {last[4]}]; "
+                       "each tensor needs its own bytes")
+        if last is None or e[4] > last[4]:
+            last = e
+    return out
 
 
 def _decode(buf: bytes, dtype: str, shape) -> np.ndarray:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...errors import InputError
+from ...errors import InputError, UnsupportedError
 from ...model import Activation
 
 GATES = {4: "lstm", 3: "gru", 1: "rnn"}
@@ -219,6 +219,12 @@ def parse(sd: dict[str, np.ndarray], path=None, ignore=()) -> tuple[dict, list[s
             states.append(key)
             continue
         unknown.append(key)
+    not_float = [f"'{k}' is {sd[k].dtype}" for g in groups.values() for k in g["keys"].values()
+                 if getattr(sd[k], "dtype", np.dtype("f4")).kind != "f" and not k.endswith("num_batches_tracked")]
+    not_float += [f"'{k}' is {sd[k].dtype}" for k in states if getattr(sd[k], "dtype", np.dtype("f4")).kind != "f"]
+    if not_float:
+        raise UnsupportedError(f"weights must be float16, bfloat16, float32 or float64 tensors, but {not_float[0]}"
+                               + (f" (and {len(not_float) - 1} more)" if len(not_float) > 1 else ""), path=path)
     modules, problems = OrderedDict(), []
     for name, g in groups.items():
         if g["type"] == "rnn":

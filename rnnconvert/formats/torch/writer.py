@@ -320,20 +320,32 @@ def _module_paths(layers) -> list[str]:
 
 
 def _dedupe(specs) -> None:
-    """Make module paths unique, and no path a prefix of another (a module cannot also be a container)."""
-    taken: list[str] = []
+    """Make module paths unique, and no path a prefix of another (a module cannot also be a container).
+    Sets of the paths taken and of their dotted prefixes: linear in the layers (comparing each path with
+    every path taken made 6000 layers 18 million comparisons)."""
+    taken: set[str] = set()
+    containers: set[str] = set()           # every proper dotted prefix of a taken path
+    suffix: dict[str, int] = {}            # the next _n to try for a base (6000 layers named alike)
     for spec in specs:
         if not isinstance(spec, MODULE_SPECS):
             continue
-        base, n = spec.path, 1
-        while any(_clash(spec.path, other) for other in taken):
+        parts = spec.path.split(".")
+        if any(".".join(parts[:k]) in taken for k in range(1, len(parts))):
+            spec.path = spec.path.replace(".", "_")    # inside a module taken whole: no suffix would help
+        base = spec.path
+        n = suffix.get(base, 1)
+        while _clash(spec.path, taken, containers):
             spec.path = f"{base}_{n}"
             n += 1
-        taken.append(spec.path)
+        suffix[base] = n
+        taken.add(spec.path)
+        parts = spec.path.split(".")
+        containers.update(".".join(parts[:k]) for k in range(1, len(parts)))
 
 
-def _clash(a: str, b: str) -> bool:
-    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+def _clash(path: str, taken: set, containers: set) -> bool:
+    parts = path.split(".")
+    return path in taken or path in containers or any(".".join(parts[:k]) in taken for k in range(1, len(parts)))
 
 
 # -------------------------------------------------------------------------------- metadata
