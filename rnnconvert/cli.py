@@ -234,7 +234,7 @@ def _policy(inputs=(), report_path=None):
     policy = Outputs()
     for path, role in inputs:
         if path:
-            if role in ("the --arch file", "the --mapping file"):
+            if role in ("the --arch file", "the --mapping file") and os.path.lexists(path):   # missing: read_yaml says which
                 check_input(path, f"a YAML file ({role.split()[1]})")
             policy.add_input(path, role)
     if report_path:
