@@ -265,9 +265,10 @@ def _load_state(path) -> dict:
             raise InputError("the plan's state file is a symbolic link, expected a regular file; remove it",
                              path=path) from None
         raise InputError(f"cannot read the plan's state file ({exc.strerror or exc})", path=path) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):      # a directory, FIFO or device
+        os.close(fd)
+        raise InputError("the plan's state file is not a regular file; remove it", path=path)
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise InputError("the plan's state file is not a regular file; remove it", path=path)
         try:         # a damaged state only costs a re-run
             state = read_json(f.read(MAX_JSON_BYTES + 1), path, "the batch state")
             return state.get("tasks", {}) if state.get("version") == STATE_VERSION else {}
