@@ -35,8 +35,9 @@ SATURATION_SCALE = 6.0
 STREAMING = "streaming(reference)"
 
 
-def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = None):
-    """[(label, x)] float32 inputs that exercise recurrence, in the model's own layout."""
+def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = None, path=None):
+    """[(label, x)] float32 inputs that exercise recurrence, in the model's own layout (`path`: the model's
+    file, named when its fixed input is past what verification runs)."""
     from .inputs import check
     user = None if user_inputs is None else check(model, user_inputs)      # refused before anything runs
     rng = np.random.default_rng(check_seed(seed))
@@ -46,6 +47,7 @@ def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = No
     for batch, time in suite_shapes(model):
         batch = fixed_batch or batch
         time = model.input.time_steps or max(time, shortest)
+        check_size(model, batch, time, path)
         x = _seeded(model, rng, batch, time)
         label = f"seeded b{batch} t{time}"
         if label in seen:                  # a fixed-length model: one seeded input per length
@@ -60,6 +62,20 @@ def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = No
 
 
 SEED_MAX = 2**32 - 1
+# Bounds on what a file can make verification allocate and run through the seeded suite: a model that
+# fixes its length or batch (an ONNX input of shape [1, 10**8, 1]) would otherwise have every pass of the
+# reference run that many steps.  Real fixed-length models are far below (the longest seen: 4001 steps).
+MAX_SUITE_STEPS = 100_000
+MAX_SUITE_VALUES = 1 << 25
+
+
+def check_size(model: Model, batch: int, time: int, path=None) -> None:
+    """InputError when a seeded input of [batch, time, features] is past MAX_SUITE_STEPS / _VALUES."""
+    features = 1 if tokens(model) is not None else int(model.input.features or 1)
+    if time > MAX_SUITE_STEPS or batch * time * features > MAX_SUITE_VALUES:
+        raise InputError(f"the model fixes its input to {batch} rows of {time} steps of {features} features "
+                         f"({batch * time * features} values); verification runs at most {MAX_SUITE_STEPS} "
+                         f"steps and {MAX_SUITE_VALUES} values per input: convert with --no-verify", path=path)
 
 
 def check_seed(seed) -> int:

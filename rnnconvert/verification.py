@@ -253,7 +253,7 @@ def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None
     """
     from .reference import forward
     tol = report.tolerance
-    suite = input_suite(src_model, report.seed, inputs)
+    suite = input_suite(src_model, report.seed, inputs, path=report.source["path"])
     report.initial_states = initial_states(src_model)
     expected = [forward(src_model, x) for _, x in suite]
     noise = [float32_noise(src_model, x, y) for (_, x), y in zip(suite, expected)]

@@ -85,7 +85,7 @@ def verify(held: list, digests, dst_fmt, path, report, *, inputs, reread, notes,
     """
     from .reference import forward
     model = held.pop()
-    suite = suites.input_suite(model, report.seed, inputs)
+    suite = suites.input_suite(model, report.seed, inputs, path=report.source["path"])
     report.initial_states = suites.initial_states(model)
     expected = [forward(model, x, dtype=np.float32).astype(np.float64) for _, x in suite]
     report.inputs = [{"label": label, "shape": list(x.shape), "float32_noise": None, "reference": "float32"}

@@ -123,9 +123,25 @@ def inputs_npy_liar(d) -> str:
     return path
 
 
+def fixed_length_onnx(d, steps: int = 50_000_000) -> str:
+    """A 300-byte ONNX LSTM whose input is fixed to [steps, 1, 1]: the seeded suite would run every pass of
+    the reference over that many steps (hours, and GBs of inputs)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    W = numpy_helper.from_array(np.full((1, 8, 1), 0.5, np.float32), "W")
+    R = numpy_helper.from_array(np.full((1, 8, 2), 0.5, np.float32), "R")
+    node = helper.make_node("LSTM", ["X", "W", "R"], ["Y", "Y_h"], hidden_size=2, name="lstm")
+    graph = helper.make_graph([node], "long", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [steps, 1, 1])],
+                              [helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, 1, 2])], [W, R])
+    path = os.path.join(d, "fixed_length.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), path)
+    return path
+
+
 def write_all(d) -> list[str]:
     os.makedirs(d, exist_ok=True)
-    out = [small_model(d), *overflow_pair(d), empty_vectors(d), inputs_npz_bomb(d), inputs_npy_liar(d)]
+    out = [small_model(d), *overflow_pair(d), empty_vectors(d), inputs_npz_bomb(d), inputs_npy_liar(d),
+           fixed_length_onnx(d)]
     out += [inputs_file(d, name) for name in INPUTS]
     return out
 

@@ -442,3 +442,18 @@ def test_inputs_declaring_an_axis_past_what_numpy_indexes_are_refused(tmp_path):
     assert res.stderr == (f"rnnconvert: error: {x}: inputs declare shape [{10 ** 30}, 0, 4]: an axis of {10 ** 30} "
                           "elements; expected [batch, time, features] of an inputs array\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
+
+
+def test_a_fixed_input_longer_than_verification_runs_is_refused_before_it_is_made(tmp_path):
+    """A 300-byte ONNX file fixing its input to 50,000,000 steps: the suite would allocate 1.2 GB per pass
+    and run for hours; refused in one line, with what to do, and nothing written."""
+    src = hostile.fixed_length_onnx(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    res = subprocess.run([sys.executable, "-m", "rnnconvert", src, str(out / "m.rnnc")], env=ENV,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr == (f"rnnconvert: error: {src}: the model fixes its input to 3 rows of 50000000 steps of 1 "
+                          "features (150000000 values); verification runs at most 100000 steps and 33554432 "
+                          "values per input: convert with --no-verify\n")
+    assert list(out.iterdir()) == []
