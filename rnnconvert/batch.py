@@ -108,6 +108,7 @@ def _init_worker() -> None:
     os.environ.update(WORKER_ENV)
     os.environ.setdefault("KERAS_BACKEND", "torch")
     interrupt.install(_worker_signal)
+    interrupt.unblock()             # blocked since the parent started this worker (held_for_children)
     interrupt.quiet_warnings()
 
 
@@ -149,6 +150,19 @@ def _stop_workers(pool) -> None:
         if p.is_alive():
             p.kill()
             p.join()
+
+
+def _stop_resource_tracker() -> None:
+    """Stop and reap multiprocessing's resource tracker, once the pool is shut down.  The pool's spawn-context
+    queues start it (a process that unlinks their semaphores if rnnconvert dies); left running, it exits only
+    after rnnconvert has and stays a zombie of the run until init reaps it.  The pool's semaphores are
+    collected first, so the tracker has none left to report as leaked."""
+    import gc
+    from multiprocessing import resource_tracker
+    gc.collect()
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)     # CPython >= 3.8
+    if stop is not None:
+        stop()
 
 
 STATUS_EXIT = {"ok": 0, "skipped": 0, "cancelled": 0, "failed": 1, "error": 2, "refused": 2, "internal": 3}
@@ -348,11 +362,16 @@ def finish_all_parallel(tasks, todo, processes, finish, stopped) -> None:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     saved = {k: os.environ.get(k) for k in WORKER_ENV}
     os.environ.update(WORKER_ENV)       # inherited by spawned workers before they import numpy
+    from multiprocessing import resource_tracker
+
+    from .interrupt import held_for_children
     pool = None
     try:
-        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker)
-        pending = {pool.submit(_worker_task, tasks[k]): k for k in todo}
+        resource_tracker.ensure_running()   # started before signals are blocked: it unblocks two itself
+        with held_for_children():           # workers are started (on submit) with the signals blocked
+            pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker)
+            pending = {pool.submit(_worker_task, tasks[k]): k for k in todo}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
@@ -376,6 +395,8 @@ def finish_all_parallel(tasks, todo, processes, finish, stopped) -> None:
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        pool = None
+        _stop_resource_tracker()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -10,13 +10,17 @@ during an import is held until the import is done (retried every 20 ms on SIGALR
 initialisation runs Python code (onnx's enums), and an exception raised there aborts the process from
 C++ (`terminate called after throwing an instance of 'nanobind::python_error'`, exit -6).  Code that
 creates a temporary and then enters the `try` that removes it holds signals in between with `defer()` /
-`resume()` (a signal held is raised by `resume()`, inside the `try`).
+`resume()` (a signal held is raised by `resume()`, inside the `try`).  `held_for_children()` also blocks
+the signals in the kernel while child processes are started: a child inherits the blocked mask, so a
+Ctrl-C reaching a batch worker still starting (before `install()` runs in it, then `unblock()`) cannot
+print a KeyboardInterrupt traceback; it is handled once the worker is ready.
 
 `quiet_warnings()`, the other setting of a command-line process (cli.main, batch workers): stderr
 carries rnnconvert's own lines only.
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
@@ -50,6 +54,24 @@ def resume() -> None:
     _deferred -= 1
     if _deferred == 0 and _held is not None:
         _handle(_held, None)
+
+
+@contextlib.contextmanager
+def held_for_children():
+    """Signals held (`defer()`) and blocked in the kernel while the body starts child processes, which
+    inherit the blocked mask; a signal that arrived meanwhile is raised on leaving, in the caller."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    defer()
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+        resume()
+
+
+def unblock() -> None:
+    """In a child started under `held_for_children()`, once `install()` has run: take signals again."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
 
 
 def disarm() -> None:

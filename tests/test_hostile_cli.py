@@ -44,8 +44,8 @@ def _leftovers(folder: Path) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- signals
 
-def _group_alive(pgid: int) -> list[str]:
-    """Processes of group `pgid` still running (zombies excluded), as 'pid cmdline'."""
+def _group_alive(pgid: int, zombies: bool = False) -> list[str]:
+    """Processes of group `pgid` still running (zombies excluded unless `zombies`), as 'pid cmdline'."""
     alive = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -53,7 +53,7 @@ def _group_alive(pgid: int) -> list[str]:
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
             fields = stat[stat.rindex(")") + 2:].split()     # state, ppid, pgrp, ...
-            if int(fields[2]) == pgid and fields[0] != "Z":
+            if int(fields[2]) == pgid and (zombies or fields[0] != "Z"):
                 alive.append(f"{entry} {Path(f'/proc/{entry}/cmdline').read_bytes()[:120]!r}")
         except (OSError, ValueError):
             continue
@@ -69,16 +69,19 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _signalled(args, cwd: Path, ready, sig) -> subprocess.CompletedProcess:
-    """Run `python -m rnnconvert ARGS` in its own session; once `ready(pid)` send `sig`; wait for the end and
-    for every process of its group (whose id is pid) to be gone."""
+def _signalled(args, cwd: Path, ready, sig, group: bool = False, left: list | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m rnnconvert ARGS` in its own session; once `ready(pid)` send `sig` (to the whole process
+    group if `group`, as Ctrl-C does); wait for the end and for every process of its group (whose id is pid)
+    to be gone.  `left` receives the processes of the group, zombies included, at the moment the parent ended."""
     proc = subprocess.Popen([sys.executable, "-m", "rnnconvert", *args], cwd=cwd, env=ENV, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(lambda: ready(proc.pid) or proc.poll() is not None, 300, "the moment to signal")
         assert proc.poll() is None, f"finished before the signal: {proc.communicate()}"
-        os.kill(proc.pid, sig)
+        (os.killpg if group else os.kill)(proc.pid, sig)
         out, err = proc.communicate(timeout=120)
+        if left is not None:
+            left.extend(_group_alive(proc.pid, zombies=True))
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -132,13 +135,41 @@ def test_sigterm_to_batch_stops_its_workers_and_installs_nothing(files, tmp_path
 
     def both_started(pid):      # out/ is made only on install: the temporaries sit in its nearest folder
         return sum(p.name.endswith(".tmp") for p in tmp_path.iterdir()) == 2
-    res = _signalled(["batch", "plan.yaml", "-j2"], tmp_path, both_started, signal.SIGTERM)
+    processes: list = []
+    res = _signalled(["batch", "plan.yaml", "-j2"], tmp_path, both_started, signal.SIGTERM, left=processes)
     assert res.returncode == 143, res.stderr
     assert res.stderr == "rnnconvert: stopped by SIGTERM; temporary files removed, exit 143\n"
+    assert processes == []          # workers and multiprocessing's resource tracker reaped, not left to init
     left = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert left == [] and not out.exists()    # both workers removed their temporaries, neither installed
     time.sleep(3)                             # no worker goes on to install after the parent ended
     assert not out.exists()
+
+
+def _workers_starting(pgid: int) -> bool:
+    """Has the batch started a worker (a spawned interpreter of group `pgid`)?"""
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and os.getpgid(int(pid)) == pgid and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_ctrl_c_while_batch_workers_start_is_one_line(files, tmp_path):
+    """Ctrl-C reaches the whole process group, workers still importing included: a worker started with the
+    signals blocked takes it once its handler is installed, so no KeyboardInterrupt traceback is printed."""
+    import shutil
+    shutil.copy(files["slow"], tmp_path / "slow.rnnc")
+    (tmp_path / "plan.yaml").write_text("jobs:\n  - src: slow.rnnc\n    dst: [out/a.onnx, out/b.onnx]\n")
+    processes: list = []
+    res = _signalled(["batch", "plan.yaml", "-j2"], tmp_path, _workers_starting, signal.SIGINT, group=True,
+                     left=processes)
+    assert res.returncode == 130, res.stderr
+    assert res.stderr == "rnnconvert: stopped by SIGINT; temporary files removed, exit 130\n"
+    assert processes == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == [] and not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------------- verification rules
