@@ -476,11 +476,15 @@ def formats_table(table, markdown: bool = False) -> str:
 
 
 def main():
-    from .interrupt import Interrupted, install, message, quiet_warnings
+    from .interrupt import Interrupted, check, ignore_from_now, install, message, quiet_warnings
     install()
     quiet_warnings()
     try:
-        cli(prog_name="rnnconvert")
-    except Interrupted as exc:       # every finally has run: temporaries removed, children and workers ended
-        echo(message(exc), err=True, one_line=True)
-        sys.exit(exc.exit_code)
+        try:
+            check()                  # a Ctrl-C during `python -m rnnconvert`'s imports stops the run here
+            cli(prog_name="rnnconvert")
+        except Interrupted as exc:   # every finally has run: temporaries removed, children and workers ended
+            echo(message(exc), err=True, one_line=True)
+            sys.exit(exc.exit_code)
+    finally:
+        ignore_from_now()            # the run is over: a signal during the interpreter's teardown changes nothing

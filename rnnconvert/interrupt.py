@@ -15,6 +15,10 @@ the signals in the kernel while child processes are started: a child inherits th
 Ctrl-C reaching a batch worker still starting (before `install()` runs in it, then `unblock()`) cannot
 print a KeyboardInterrupt traceback; it is handled once the worker is ready.
 
+`install()` runs first thing in `python -m rnnconvert` (before the CLI's imports) and `ignore_from_now()` last
+(before the interpreter's teardown), so no moment of the run is left to Python's own KeyboardInterrupt or to
+the default action.
+
 `quiet_warnings()`, the other setting of a command-line process (cli.main, batch workers): stderr
 carries rnnconvert's own lines only.
 """
@@ -81,6 +85,23 @@ def disarm() -> None:
     global _fired
     _fired = True
     signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def check() -> None:
+    """Raise a signal still held from an import now (the caller is outside any import), rather than leave it
+    to the retry timer, which a short command can outrun."""
+    if _held is not None and not _deferred and not _fired:
+        _handle(_held, None)
+
+
+def ignore_from_now() -> None:
+    """The run is over (cli.main's end): the signals are ignored while the interpreter shuts down.  Python's
+    finalisation resets a signal with a Python handler to the default action, so a signal during the
+    seconds of torch's and onnx's teardown would kill the finished process (exit -2 instead of 0);
+    SIG_IGN is kept.  Disarmed first, so a signal caught just before runs the handler as a no-op."""
+    disarm()
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _raise(signum: int):

@@ -150,7 +150,8 @@ def _workers_starting(pgid: int) -> bool:
     """Has the batch started a worker (a spawned interpreter of group `pgid`)?"""
     for pid in os.listdir("/proc"):
         try:
-            if pid.isdigit() and os.getpgid(int(pid)) == pgid and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if pid.isdigit() and os.getpgid(int(pid)) == pgid \
+                    and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 return True
         except OSError:
             continue
@@ -170,6 +171,40 @@ def test_ctrl_c_while_batch_workers_start_is_one_line(files, tmp_path):
     assert res.stderr == "rnnconvert: stopped by SIGINT; temporary files removed, exit 130\n"
     assert processes == []
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == [] and not (tmp_path / "out").exists()
+
+
+TEARDOWN_SIGNAL = """
+import os, signal, sys, time
+from rnnconvert.cli import main
+class Late:             # sends SIGINT from the interpreter's teardown, after the signal module's own
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+late = Late()
+sys.argv = ["rnnconvert", "formats"]
+main()
+"""
+
+
+def test_a_signal_during_the_interpreters_teardown_leaves_the_finished_runs_exit_code():
+    """Python resets a signal handled in Python to the default action while it shuts down: a Ctrl-C in the
+    seconds of torch's teardown killed a finished conversion (exit -2).  The run is over: exit 0."""
+    res = subprocess.run([sys.executable, "-c", TEARDOWN_SIGNAL], env=ENV, capture_output=True, text=True,
+                         timeout=60)
+    assert (res.returncode, res.stderr) == (0, "")
+    assert "onnxruntime" in res.stdout
+
+
+def test_ctrl_c_while_the_cli_is_imported_is_one_line(tmp_path):
+    """`python -m rnnconvert` handles the signals before importing the CLI (click, rnnconvert.cli)."""
+    (tmp_path / "click.py").write_text(       # Ctrl-C during `import click`, which then imports the real click
+        "import importlib, os, signal, sys, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(0.5)\n"
+        f"sys.path.remove({str(tmp_path)!r})\ndel sys.modules['click']\n"
+        "sys.modules['click'] = importlib.import_module('click')\n")
+    env = {**ENV, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ENV['PYTHONPATH']}"}
+    res = subprocess.run([sys.executable, "-m", "rnnconvert", "formats"], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert (res.returncode, res.stderr) == (130, "rnnconvert: stopped by SIGINT; temporary files removed, exit 130\n")
 
 
 # --------------------------------------------------------------------------------- verification rules
