@@ -71,6 +71,7 @@ def run_task(task: Task) -> dict:
     """One conversion; never raises: {"status": ok|failed|error, "message", "report", "seconds"}."""
     start = time.perf_counter()
     out = {"status": "ok", "message": "", "report": None}
+    from .interrupt import raise_hidden     # a signal that surfaced as another error stops the run, not the job
     try:
         from .errors import RnnConvertError, UnsupportedError, VerificationError
         from .verification import convert
@@ -87,12 +88,15 @@ def run_task(task: Task) -> dict:
                          allow_nonfinite=bool(o.get("allow_nonfinite")), layer=o.get("layer"))
         out["report"] = report.to_dict()
     except VerificationError as exc:
+        raise_hidden(exc)
         out.update(status="failed", message=exc.format(), report=exc.report.to_dict())
     except RnnConvertError as exc:
+        raise_hidden(exc)
         so_far = getattr(exc, "report_so_far", None)
         out.update(status="refused" if isinstance(exc, UnsupportedError) else "error", message=exc.format(),
                    report=so_far.to_dict() if so_far else None)
     except Exception as exc:  # a bug: reported, the other jobs go on
+        raise_hidden(exc)
         out.update(status="internal", message=f"internal error ({type(exc).__name__}: {exc})")
     out["seconds"] = round(time.perf_counter() - start, 3)
     return out

@@ -48,9 +48,11 @@ class RnnConvertGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
+        from .interrupt import raise_hidden      # a signal that surfaced as another error ends the run as the signal
         try:
             return super().invoke(ctx)
         except RnnConvertError as exc:
+            raise_hidden(exc)
             report = getattr(exc, "report", None)
             if report is not None and not ctx.meta.get("report_shown"):
                 echo(render_report(report), err=True)
@@ -58,6 +60,7 @@ class RnnConvertGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:  # a bug: one line, not a traceback
+            raise_hidden(exc)
             if os.environ.get("RNNCONVERT_DEBUG"):
                 raise
             raise CliError(f"internal error ({type(exc).__name__}: {exc}); this is a bug in rnnconvert, "

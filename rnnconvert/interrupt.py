@@ -19,6 +19,8 @@ print a KeyboardInterrupt traceback; it is handled once the worker is ready.
 (before the interpreter's teardown), so no moment of the run is left to Python's own KeyboardInterrupt or to
 the default action.
 
+An error whose causes include an Interrupted (`hidden()`) is that Interrupted.
+
 `quiet_warnings()`, the other setting of a command-line process (cli.main, batch workers): stderr
 carries rnnconvert's own lines only.
 """
@@ -85,6 +87,27 @@ def disarm() -> None:
     global _fired
     _fired = True
     signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def hidden(exc: BaseException) -> Interrupted | None:
+    """The Interrupted behind `exc`, if any.  A handler that raises while a C extension is returning (h5py's
+    lock, a Cython callback of an HDF5 walk) surfaces as SystemError("... returned a result with an exception
+    set") caused by the Interrupted, which a reader may then report as a damaged file: the CLI and batch look
+    through the causes and contexts of an error before reporting it."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, Interrupted):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def raise_hidden(exc: BaseException) -> None:
+    """Raise the Interrupted behind `exc` (`hidden()`), if any: the run ends as the signal, not as the error."""
+    signalled = hidden(exc)
+    if signalled is not None:
+        raise signalled from None
 
 
 def check() -> None:

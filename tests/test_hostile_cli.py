@@ -69,7 +69,8 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _signalled(args, cwd: Path, ready, sig, group: bool = False, left: list | None = None) -> subprocess.CompletedProcess:
+def _signalled(args, cwd: Path, ready, sig, group: bool = False,
+               left: list | None = None) -> subprocess.CompletedProcess:
     """Run `python -m rnnconvert ARGS` in its own session; once `ready(pid)` send `sig` (to the whole process
     group if `group`, as Ctrl-C does); wait for the end and for every process of its group (whose id is pid)
     to be gone.  `left` receives the processes of the group, zombies included, at the moment the parent ended."""
@@ -205,6 +206,38 @@ def test_ctrl_c_while_the_cli_is_imported_is_one_line(tmp_path):
     res = subprocess.run([sys.executable, "-m", "rnnconvert", "formats"], env=env, capture_output=True, text=True,
                          timeout=60)
     assert (res.returncode, res.stderr) == (130, "rnnconvert: stopped by SIGINT; temporary files removed, exit 130\n")
+
+
+HIDDEN_SIGNAL = """
+import signal, sys
+import h5py
+from rnnconvert import interrupt
+from rnnconvert.cli import main
+def walk(self, fn):     # SIGTERM's handler raising while h5py's lock returns, as measured with a real SIGTERM
+    try:
+        interrupt.disarm()
+        raise interrupt.Interrupted(signal.SIGTERM)
+    except interrupt.Interrupted as exc:
+        raise SystemError("<cyfunction FastRLock.__exit__> returned a result with an exception set") from exc
+h5py.Group.visititems_links = walk
+sys.argv = ["rnnconvert", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["batch"]], ids=["inspect", "batch"])
+def test_a_signal_that_surfaces_as_another_error_ends_the_run_as_the_signal(tmp_path, command):
+    """A signal raised while a C extension returns comes out as SystemError, which the HDF5 check reported as a
+    damaged file (exit 2: `its object tree cannot be walked (<cyfunction FastRLock.__exit__ ...> returned a
+    result with an exception set)`, seen with SIGTERM 0.15 s into a conversion); batch took it as one failed job."""
+    import shutil
+    shutil.copy(Path(rnnconvert.__file__).parent.parent / "fixtures/keras3/lstm_last_softmax/model.h5", tmp_path)
+    (tmp_path / "plan.yaml").write_text("jobs:\n  - src: model.h5\n    dst: [out/a.rnnc, out/b.rnnc]\n")
+    args = ["inspect", "model.h5"] if command == ["inspect"] else ["batch", "plan.yaml", "-j1"]
+    res = subprocess.run([sys.executable, "-c", HIDDEN_SIGNAL, *args], cwd=tmp_path, env=ENV, capture_output=True,
+                         text=True, timeout=120)
+    assert (res.returncode, res.stderr) == (143, "rnnconvert: stopped by SIGTERM; temporary files removed, exit 143\n")
+    assert not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------------- verification rules
