@@ -19,7 +19,8 @@ print a KeyboardInterrupt traceback; it is handled once the worker is ready.
 (before the interpreter's teardown), so no moment of the run is left to Python's own KeyboardInterrupt or to
 the default action.
 
-An error whose causes include an Interrupted (`hidden()`) is that Interrupted.
+An error whose causes include an Interrupted (`hidden()`) is that Interrupted, and an Interrupted that Python
+swallows (raised in a weakref callback or a `__del__`: "Exception ignored in ...") is raised again 20 ms later.
 
 `quiet_warnings()`, the other setting of a command-line process (cli.main, batch workers): stderr
 carries rnnconvert's own lines only.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
@@ -46,6 +48,8 @@ _action = None
 _held: int | None = None
 _fired = False
 _deferred = 0
+_again: int | None = None
+_default_unraisable = sys.unraisablehook
 
 
 def defer() -> None:
@@ -148,7 +152,6 @@ def _handle(signum, frame):
         return
     if _importing(frame):            # held: raising inside an extension module's init aborts the process
         _held = signum
-        signal.signal(signal.SIGALRM, _retry)
         signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
         return
     _held = None
@@ -157,8 +160,27 @@ def _handle(signum, frame):
 
 
 def _retry(_, frame):
-    if _held is not None:
+    global _again
+    if _again is not None:           # an Interrupted that Python swallowed: raised again, outside any import
+        if _deferred or _importing(frame):
+            signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
+            return
+        signum, _again = _again, None
+        _action(signum)
+    elif _held is not None:
         _handle(_held, frame)
+
+
+def _unraisable(info) -> None:
+    """sys.unraisablehook: a handler that raised inside a weakref callback, a __del__ or a GC callback had its
+    Interrupted printed as "Exception ignored in ..." and dropped, so a worker went on to finish (and
+    install) its conversion.  It is raised again RETRY_SECONDS later instead, quietly."""
+    global _again
+    if isinstance(info.exc_value, Interrupted):
+        _again = info.exc_value.signum
+        signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
+        return
+    _default_unraisable(info)
 
 
 def install(action=_raise) -> None:
@@ -168,6 +190,9 @@ def install(action=_raise) -> None:
     _action = action
     for sig in SIGNALS:
         signal.signal(sig, _handle)
+    signal.signal(signal.SIGALRM, _retry)
+    if sys.unraisablehook is not _unraisable:
+        sys.unraisablehook = _unraisable
 
 
 def message(exc: Interrupted) -> str:
@@ -177,7 +202,6 @@ def message(exc: Interrupted) -> str:
 def quiet_warnings() -> None:
     """Drop Python warnings (numpy RuntimeWarnings, torch and Keras UserWarnings, DeprecationWarnings),
     unless the user asked for them with -W or PYTHONWARNINGS."""
-    import sys
     import warnings
     if not sys.warnoptions:
         warnings.simplefilter("ignore")

@@ -509,3 +509,15 @@ def test_a_signal_during_an_import_is_held_until_the_import_is_done(tmp_path):
             "    print('interrupted after import:', done, exc.exit_code)\n")
     res = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
     assert res.stdout == "interrupted after import: True 143\n", res.stderr
+
+
+def test_a_signal_raised_where_python_ignores_exceptions_is_raised_again():
+    """A handler raising inside a `__del__` or weakref callback was printed as "Exception ignored in ..." and
+    dropped (seen in a batch worker, which then went on converting); it is raised again just after."""
+    code = ("import os, signal, time\nfrom rnnconvert import interrupt\ninterrupt.install()\n"
+            "class Dropped:\n    def __del__(self):\n        os.kill(os.getpid(), signal.SIGTERM)\n"
+            "        for _ in range(1000):\n            pass\n"
+            "try:\n    Dropped()\n    time.sleep(3)\n    print('not interrupted')\n"
+            "except interrupt.Interrupted as exc:\n    print('interrupted', exc.exit_code)\n")
+    res = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
+    assert (res.stdout, res.stderr) == ("interrupted 143\n", "")
