@@ -368,11 +368,15 @@ def finish_all_parallel(tasks, todo, processes, finish, stopped) -> None:
     os.environ.update(WORKER_ENV)       # inherited by spawned workers before they import numpy
     from multiprocessing import resource_tracker
 
-    from .interrupt import held_for_children
+    from . import interrupt
     pool = None
     try:
-        resource_tracker.ensure_running()   # started before signals are blocked: it unblocks two itself
-        with held_for_children():           # workers are started (on submit) with the signals blocked
+        interrupt.defer()       # the tracker's start blocks SIGINT and SIGTERM and unblocks them itself: one
+        try:                    # taken at that moment would leave it started but unrecorded, never reaped
+            resource_tracker.ensure_running()       # started before held_for_children, whose mask it would undo
+        finally:
+            interrupt.resume()
+        with interrupt.held_for_children():     # workers are started (on submit) with the signals blocked
             pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_init_worker)
             pending = {pool.submit(_worker_task, tasks[k]): k for k in todo}
@@ -397,15 +401,19 @@ def finish_all_parallel(tasks, todo, processes, finish, stopped) -> None:
             _stop_workers(pool)
         raise
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        pool = None
-        _stop_resource_tracker()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        interrupt.defer()       # every process of the pool ended and reaped before a signal is taken
+        try:                    # (all futures are done here: shutdown only waits for idle workers to exit)
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            pool = None
+            _stop_resource_tracker()
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        finally:
+            interrupt.resume()
 
 
 def _save_state(path, tasks: dict) -> None:
