@@ -10,7 +10,8 @@ during an import is held until the import is done (retried every 20 ms on SIGALR
 initialisation runs Python code (onnx's enums), and an exception raised there aborts the process from
 C++ (`terminate called after throwing an instance of 'nanobind::python_error'`, exit -6).  Code that
 creates a temporary and then enters the `try` that removes it holds signals in between with `defer()` /
-`resume()` (a signal held is raised by `resume()`, inside the `try`).  `held_for_children()` also blocks
+`resume()` (a signal held is raised by `resume()`, inside the `try`); `temporary_directory()` is
+`tempfile.TemporaryDirectory` made and removed that way.  `held_for_children()` also blocks
 the signals in the kernel while child processes are started: a child inherits the blocked mask, so a
 Ctrl-C reaching a batch worker still starting (before `install()` runs in it, then `unblock()`) cannot
 print a KeyboardInterrupt traceback; it is handled once the worker is ready.
@@ -77,6 +78,30 @@ def held_for_children():
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
         resume()
+
+
+@contextlib.contextmanager
+def temporary_directory(prefix: str):
+    """`tempfile.TemporaryDirectory` that no signal leaves behind: made and removed with signals held (a
+    signal after `mkdtemp` inside TemporaryDirectory's constructor, or during its rmtree, left the folder)."""
+    import shutil
+    import tempfile
+    defer()
+    path = None
+    try:
+        path = tempfile.mkdtemp(prefix=prefix)
+    finally:
+        if path is None:         # mkdtemp failed: its error goes on
+            resume()
+    try:
+        resume()                 # a signal held meanwhile is raised here, inside the try
+        yield path
+    finally:
+        defer()
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            resume()
 
 
 def unblock() -> None:

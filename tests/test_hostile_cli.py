@@ -521,3 +521,38 @@ def test_a_signal_raised_where_python_ignores_exceptions_is_raised_again():
             "except interrupt.Interrupted as exc:\n    print('interrupted', exc.exit_code)\n")
     res = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60)
     assert (res.stdout, res.stderr) == ("interrupted 143\n", "")
+
+
+TEMPORARY_SIGNAL = """
+import os, shutil, signal, sys, tempfile
+from rnnconvert import interrupt
+interrupt.install()
+made = []
+real_mkdtemp, real_rmtree = tempfile.mkdtemp, shutil.rmtree
+def mkdtemp(*a, **kw):      # the signal lands just after the folder is made
+    made.append(real_mkdtemp(*a, **kw))
+    os.kill(os.getpid(), signal.SIGTERM)
+    sum(range(1000))
+    return made[-1]
+def rmtree(path, **kw):     # the signal lands while the folder is being removed
+    os.kill(os.getpid(), signal.SIGTERM)
+    sum(range(1000))
+    real_rmtree(path, **kw)
+tempfile.mkdtemp = mkdtemp if sys.argv[1] == "make" else real_mkdtemp
+shutil.rmtree = rmtree if sys.argv[1] == "remove" else real_rmtree
+try:
+    with interrupt.temporary_directory("rnnconvert-t-") as d:
+        made.append(d)
+    print("not interrupted")
+except interrupt.Interrupted as exc:
+    print("interrupted", exc.exit_code, [m for m in made if os.path.exists(m)])
+"""
+
+
+@pytest.mark.parametrize("moment", ["make", "remove"])
+def test_a_signal_while_a_temporary_folder_is_made_or_removed_leaves_none(moment):
+    """tempfile.TemporaryDirectory left its folder when the signal landed between mkdtemp and the `with`, or
+    during its rmtree (a `rnnconvert_torch_*` folder in TMPDIR after SIGINT to batch -j2, 1 in 36 fuzz cases)."""
+    res = subprocess.run([sys.executable, "-c", TEMPORARY_SIGNAL, moment], env=ENV, capture_output=True, text=True,
+                         timeout=60)
+    assert (res.stdout, res.stderr) == ("interrupted 143 []\n", "")
