@@ -72,6 +72,7 @@ def run_task(task: Task) -> dict:
     """One conversion; never raises: {"status": ok|failed|error, "message", "report", "seconds"}."""
     start = time.perf_counter()
     out = {"status": "ok", "message": "", "report": None}
+    from .interrupt import raise_hidden     # a signal that surfaced as another error stops the run, not the job
     try:
         from .errors import RnnConvertError, UnsupportedError, VerificationError
         from .verification import convert
@@ -88,12 +89,15 @@ def run_task(task: Task) -> dict:
                          allow_nonfinite=bool(o.get("allow_nonfinite")), layer=o.get("layer"))
         out["report"] = report.to_dict()
     except VerificationError as exc:
+        raise_hidden(exc)
         out.update(status="failed", message=exc.format(), report=exc.report.to_dict())
     except RnnConvertError as exc:
+        raise_hidden(exc)
         so_far = getattr(exc, "report_so_far", None)
         out.update(status="refused" if isinstance(exc, UnsupportedError) else "error", message=exc.format(),
                    report=so_far.to_dict() if so_far else None)
     except Exception as exc:  # a bug: reported, the other jobs go on
+        raise_hidden(exc)
         out.update(status="internal", message=f"internal error ({type(exc).__name__}: {exc})")
     out["seconds"] = round(time.perf_counter() - start, 3)
     return out
@@ -109,6 +113,7 @@ def _init_worker() -> None:
     os.environ.update(WORKER_ENV)
     os.environ.setdefault("KERAS_BACKEND", "torch")
     interrupt.install(_worker_signal)
+    interrupt.unblock()             # blocked since the parent started this worker (held_for_children)
     interrupt.quiet_warnings()
 
 
@@ -150,6 +155,19 @@ def _stop_workers(pool) -> None:
         if p.is_alive():
             p.kill()
             p.join()
+
+
+def _stop_resource_tracker() -> None:
+    """Stop and reap multiprocessing's resource tracker, once the pool is shut down.  The pool's spawn-context
+    queues start it (a process that unlinks their semaphores if rnnconvert dies); left running, it exits only
+    after rnnconvert has and stays a zombie of the run until init reaps it.  The pool's semaphores are
+    collected first, so the tracker has none left to report as leaked."""
+    import gc
+    from multiprocessing import resource_tracker
+    gc.collect()
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)     # CPython >= 3.8
+    if stop is not None:
+        stop()
 
 
 STATUS_EXIT = {"ok": 0, "skipped": 0, "cancelled": 0, "failed": 1, "error": 2, "refused": 2, "internal": 3}
@@ -350,11 +368,20 @@ def finish_all_parallel(tasks, todo, processes, finish, stopped) -> None:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     saved = {k: os.environ.get(k) for k in WORKER_ENV}
     os.environ.update(WORKER_ENV)       # inherited by spawned workers before they import numpy
+    from multiprocessing import resource_tracker
+
+    from . import interrupt
     pool = None
     try:
-        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker)
-        pending = {pool.submit(_worker_task, tasks[k]): k for k in todo}
+        interrupt.defer()       # the tracker's start blocks SIGINT and SIGTERM and unblocks them itself: one
+        try:                    # taken at that moment would leave it started but unrecorded, never reaped
+            resource_tracker.ensure_running()       # started before held_for_children, whose mask it would undo
+        finally:
+            interrupt.resume()
+        with interrupt.held_for_children():     # workers are started (on submit) with the signals blocked
+            pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker)
+            pending = {pool.submit(_worker_task, tasks[k]): k for k in todo}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
@@ -376,13 +403,19 @@ def finish_all_parallel(tasks, todo, processes, finish, stopped) -> None:
             _stop_workers(pool)
         raise
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        interrupt.defer()       # every process of the pool ended and reaped before a signal is taken
+        try:                    # (all futures are done here: shutdown only waits for idle workers to exit)
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            pool = None
+            _stop_resource_tracker()
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        finally:
+            interrupt.resume()
 
 
 def _save_state(path, tasks: dict) -> None:

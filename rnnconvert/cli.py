@@ -61,9 +61,11 @@ class RnnConvertGroup(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
+        from .interrupt import raise_hidden      # a signal that surfaced as another error ends the run as the signal
         try:
             return super().invoke(ctx)
         except RnnConvertError as exc:
+            raise_hidden(exc)
             report = getattr(exc, "report", None)
             if report is not None and not ctx.meta.get("report_shown"):
                 echo(render_report(report), err=True)
@@ -73,6 +75,7 @@ class RnnConvertGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:  # a bug: one line, not a traceback
+            raise_hidden(exc)
             if os.environ.get("RNNCONVERT_DEBUG"):
                 raise
             raise CliError(f"internal error ({type(exc).__name__}: {exc}); this is a bug in rnnconvert, "
@@ -491,11 +494,15 @@ def formats_table(table, markdown: bool = False) -> str:
 
 
 def main():
-    from .interrupt import Interrupted, install, message, quiet_warnings
+    from .interrupt import Interrupted, check, ignore_from_now, install, message, quiet_warnings
     install()
     quiet_warnings()
     try:
-        cli(prog_name="rnnconvert")
-    except Interrupted as exc:       # every finally has run: temporaries removed, children and workers ended
-        echo(message(exc), err=True, one_line=True)
-        sys.exit(exc.exit_code)
+        try:
+            check()                  # a Ctrl-C during `python -m rnnconvert`'s imports stops the run here
+            cli(prog_name="rnnconvert")
+        except Interrupted as exc:   # every finally has run: temporaries removed, children and workers ended
+            echo(message(exc), err=True, one_line=True)
+            sys.exit(exc.exit_code)
+    finally:
+        ignore_from_now()            # the run is over: a signal during the interpreter's teardown changes nothing

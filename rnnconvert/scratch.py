@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 
 KEPT = ("PATH", "SYSTEMROOT")   # SYSTEMROOT: Windows processes cannot start without it
 
@@ -34,6 +33,7 @@ def python() -> list[str]:
 
 def run(argv, timeout: float | None = None) -> subprocess.CompletedProcess:
     """`argv` (absolute paths for its files) in a fresh scratch directory; output captured as text."""
-    with tempfile.TemporaryDirectory(prefix="rnnconvert-run-") as scratch:
+    from .interrupt import temporary_directory
+    with temporary_directory("rnnconvert-run-") as scratch:
         return subprocess.run([str(a) for a in argv], cwd=scratch, env=environment(scratch), stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, errors="replace", timeout=timeout)

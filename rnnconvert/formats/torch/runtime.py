@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
-import tempfile
 import warnings
 
 import numpy as np
@@ -26,7 +25,8 @@ def emitted_module(model):
     """The generated module file for `model`, imported (a fresh module object each call)."""
     specs, _ = writer.from_canonical(model)
     code = module_code.generate(specs, model)
-    with tempfile.TemporaryDirectory(prefix="rnnconvert_torch_") as d:
+    from ...interrupt import temporary_directory
+    with temporary_directory("rnnconvert_torch_") as d:
         name = f"rnnconvert_emitted_{os.getpid()}_{next(_counter)}"
         file = os.path.join(d, name + ".py")
         with open(file, "w") as f:
