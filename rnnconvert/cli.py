@@ -457,8 +457,6 @@ def predict(path, inputs_path, output_path, use_float32, arch_path, allow_nonfin
 
 def _predict_inputs(model, path):
     """(x, state feeds) from an .npy (the input alone) or an .npz keyed by input name."""
-    import numpy as np
-
     from .errors import InputError
     arrays = _load_inputs(path, keyed=True)
     if not isinstance(arrays, dict):

@@ -21,7 +21,7 @@ import tempfile
 
 import numpy as np
 
-from ... import scratch
+from ... import interrupt, scratch
 from ...errors import DestinationError, InputError
 from ...states import codegen_notes
 from ...runtimes import RuntimeUnavailable
@@ -412,7 +412,7 @@ def run(path, x, model) -> np.ndarray:
     n = output_steps(p, T)
     if n < 1:
         raise InputError(f"{T} time steps: the generated model refuses this length ({_refusal(p)})")
-    with tempfile.TemporaryDirectory(prefix="rnnconvert-c-io-") as io:
+    with interrupt.temporary_directory("rnnconvert-c-io-") as io:
         fin, fout = os.path.join(io, "x.bin"), os.path.join(io, "y.bin")
         with open(fin, "wb") as f:
             f.write(np.array([B, T, F], np.int32).tobytes())

@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 
-from ... import scratch
+from ... import interrupt, scratch
 from ...errors import InputError
 from ...states import codegen_notes
 from ...runtimes import RuntimeUnavailable
@@ -417,7 +416,7 @@ def run(path, x, model) -> np.ndarray:
     B, T = xb.shape[:2]
     F = xb.shape[2] if xb.ndim == 3 else 1
     n = output_steps(p, T)
-    with tempfile.TemporaryDirectory(prefix="rnnconvert-js-") as d:
+    with interrupt.temporary_directory("rnnconvert-js-") as d:
         runner, fin, fout = (os.path.join(d, n) for n in ("run.mjs", "x.bin", "y.bin"))
         with open(runner, "w") as f:
             f.write(_RUNNER)

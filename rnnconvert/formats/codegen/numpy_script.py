@@ -7,11 +7,10 @@ layer with the model's settings spelled out.  It imports only numpy (and math fo
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
 
-from ... import scratch
+from ... import interrupt, scratch
 from ...errors import InputError
 from ...states import codegen_notes
 from ._plan import plan
@@ -375,7 +374,7 @@ def _front_end(s, arrays: dict) -> list[str]:
 
 def run(path, x, model) -> np.ndarray:
     """Run the script in a separate python process (this interpreter, isolated, in a scratch folder) on `x`."""
-    with tempfile.TemporaryDirectory(prefix="rnnconvert-np-") as d:
+    with interrupt.temporary_directory("rnnconvert-np-") as d:
         fin, fout = os.path.join(d, "x.npy"), os.path.join(d, "y.npy")
         np.save(fin, np.asarray(x, np.float32))
         res = scratch.run([*scratch.python(), os.path.abspath(str(path)), fin, fout])
