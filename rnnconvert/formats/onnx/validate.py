@@ -15,6 +15,8 @@ All problems are reported at once on one line (the first MAX_LISTED), as an Inpu
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, defs
@@ -119,9 +121,15 @@ def _declared(vi: onnx.ValueInfoProto, kind: str, problems: list, bounded: bool)
         problems.append(f"{kind} '{vi.name}' declares shape {shown}, more than {MAX_DECLARED} elements")
 
 
+@functools.lru_cache(maxsize=512)
+def _schema(op_type: str, version: int, domain: str):
+    """onnx's schema, looked up once per op (not once per node of a graph of 50,000)."""
+    return defs.get_schema(op_type, version, domain)
+
+
 def _node(n: onnx.NodeProto, label: str, version: int, problems: list) -> None:
     try:
-        schema = defs.get_schema(n.op_type, version, n.domain)
+        schema = _schema(n.op_type, version, n.domain)
     except (defs.SchemaError, TypeError):    # an op this opset does not have (or a name that is not UTF-8):
         return                               # refused by name if the reader needs it
     attrs = {}
