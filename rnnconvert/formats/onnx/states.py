@@ -37,19 +37,21 @@ def detach(proto: onnx.ModelProto, path: str):
     A port is {"name", "state", "parts": [(node key, rows)]}, rows the node's direction count."""
     g = proto.graph
     init = {t.name for t in g.initializer}
-    consts = _constants(g)
-    users: dict[str, list] = {}
-    for node in g.node:
-        for slot, name in enumerate(node.input):
-            if name:
-                users.setdefault(name, []).append((node, slot))
     extra = [i for i in g.input if i.name not in init]
-    ins = []
     sequence = _sequence_sources(g) if extra else set()
-    for vi in extra:
-        port = _input_port(vi.name, users, consts, path, sequence)
-        if port is not None:
-            ins.append(port)
+    extra = [i for i in extra if i.name not in sequence]     # the model's input (it may also size zero states)
+    ins = []
+    if extra:                       # graph inputs that may be states: only then are users indexed
+        consts = _constants(g)
+        users: dict[str, list] = {}
+        for node in g.node:
+            for slot, name in enumerate(node.input):
+                if name:
+                    users.setdefault(name, []).append((node, slot))
+        for vi in extra:
+            port = _input_port(vi.name, users, consts, path)
+            if port is not None:
+                ins.append(port)
     if not ins:
         return proto, [], []
     producer = {o: n for n in g.node for o in n.output if o}
@@ -166,9 +168,8 @@ def add_state_io(proto: onnx.ModelProto, model: Model, nodes_of: dict, path=None
 
 # ---------------------------------------------------------------------------------------------
 
-def _input_port(name: str, users: dict, consts: dict, path: str, sequence: set):
-    if name in sequence:
-        return None          # the model's input (it may also size zero states through Shape)
+def _input_port(name: str, users: dict, consts: dict, path: str):
+    """The state port graph input `name` (not one reaching a recurrent node's X) is, or None."""
     parts, state, layouts = [], set(), set()
     for node, slot in _uses(name, users):
         if node.op_type in RECURRENT and slot in SLOTS:
