@@ -5,7 +5,9 @@ weight, Expand / ConstantOfShape / Tile / Range to terabytes, many folded consta
 operator schemas (opset 999, layout=7, hidden_size as a float, a string, negative or 0, an unknown
 direction or activation), tensors the readers cannot hold (INT4, FLOAT4E2M1, float8, complex, string
 weights, negative or huge dims) and raw recurrent graphs (a node's Y, Y_h or state ports as the graph's
-own inputs and outputs, inputs of a fixed batch size) that `verify A A` must pass.  `python -m tests.hostile_onnx DIR` writes them all.
+own inputs and outputs, inputs of a fixed batch size) that `verify A A` must pass, and graphs whose
+work grew faster than the file (one weight used by 50,000 nodes, 50,000 LSTM nodes sharing W and R, a
+50,000-node Identity chain into a state, a Sum DAG of 100**6 paths, a Concat chain of 2**30 copies).  `python -m tests.hostile_onnx DIR` writes them all.
 """
 from __future__ import annotations
 
@@ -289,11 +291,82 @@ def fixed_batch_one(d):
     return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), d, "fixed_batch_one")
 
 
+# ------------------------------------------------------------------- work that grows with the nodes
+FAN = 50_000
+
+
+def _w():
+    return numpy_helper.from_array(np.random.default_rng(0).standard_normal((1, 4 * H, IN)).astype(np.float32), "W")
+
+
+def fanout_identity(d, n=FAN):
+    """W used by `n` Identity nodes joined by one Max (tests/fuzz_hostile_refs.py's `dag` case, 2.4 MB):
+    the old reader evaluated every Identity, twice, and ran for 30 s."""
+    pre = [helper.make_node("Identity", ["W"], [f"fan{k}"]) for k in range(n)]
+    pre.append(helper.make_node("Max", [f"fan{k}" for k in range(n)], ["Wmax"], name="join"))
+    return _save(_lstm_model(pre, [_w()], w="Wmax"), d, "fanout_identity")
+
+
+def fanout_neg(d, n=FAN):
+    """W used by `n` Neg nodes joined by one Max: each Neg is a node to evaluate."""
+    pre = [helper.make_node("Neg", ["W"], [f"neg{k}"], name=f"neg_{k}") for k in range(n)]
+    pre.append(helper.make_node("Max", [f"neg{k}" for k in range(n)], ["Wmax"], name="join"))
+    return _save(_lstm_model(pre, [_w()], w="Wmax"), d, "fanout_neg")
+
+
+def concat_chain(d, levels=30):
+    """W concatenated with itself `levels` times (2**30 copies from a 1 KB file) and sliced back: the old
+    reader grew by 603 MiB at 20 doublings and hung at 30."""
+    pre, cur = [], "W"
+    for k in range(levels):
+        pre.append(helper.make_node("Concat", [cur, cur], [f"dag{k}"], name=f"dag_{k}", axis=1))
+        cur = f"dag{k}"
+    pre.append(helper.make_node("Slice", [cur, "s0", "s1", "ax"], ["Wc"], name="back"))
+    inits = [_w(), _int64("s0", [0]), _int64("s1", [4 * H]), _int64("ax", [1])]
+    return _save(_lstm_model(pre, inits, w="Wc"), d, "concat_chain")
+
+
+def many_lstm(d, n=FAN):
+    """`n` LSTM nodes sharing W and R (one graph output): per-layer scanning indexed the graph and looked
+    up every name once per node."""
+    pre = [helper.make_node("LSTM", ["X", "W", "R"], [f"Y{k}"], name=f"extra_{k}", hidden_size=H)
+           for k in range(n)]
+    return _save(_lstm_model(pre), d, "many_lstm")
+
+
+def state_chain(d, n=FAN):
+    """A state input h0 reaching the LSTM's initial_h through a chain of `n` Identity nodes: each step
+    of the chain scanned every node (and recursed once per step)."""
+    model = _lstm_model()
+    g = model.graph
+    lstm = g.node[-1]
+    lstm.input.extend(["", "", f"h{n}"])
+    chain = [helper.make_node("Identity", [f"h{k}"], [f"h{k + 1}"]) for k in range(n)]
+    for k, node in enumerate(chain):
+        g.node.insert(k, node)
+    g.input.append(helper.make_tensor_value_info("h0", TP.FLOAT, [1, "b", H]))
+    return _save(model, d, "state_chain")
+
+
+def state_dag(d, width=100, levels=6):
+    """A graph input feeding `levels` layers of `width` Sum nodes, each over all of the previous layer
+    (width**levels paths, none reaching a state): the route search walked them path by path."""
+    nodes, prev = [], ["s"]
+    for level in range(levels):
+        names = [f"s{level}_{k}" for k in range(width)]
+        nodes += [helper.make_node("Sum", prev, [name]) for name in names]
+        prev = names
+    model = _lstm_model(nodes)
+    model.graph.input.append(helper.make_tensor_value_info("s", TP.FLOAT, [1, "b", H]))
+    return _save(model, d, "state_dag")
+
+
 BUILDERS = [seqmap_loop, loop_weight, expand_weight, constant_of_shape_weight, tile_weight, range_weight,
             many_constants, branch_expand_weight, opset_999, layout_7, hidden_float, hidden_string, hidden_negative, hidden_zero,
             direction_sideways, activation_unknown, weight_int4, weight_uint4, weight_float4, weight_float8,
             weight_complex, weight_string, weight_negative_dims, weight_huge_dims, input_huge_dim,
-            input_negative_dim, raw_y, raw_y_h, raw_state_ports, raw_two_outputs, raw_fixed_batch, fixed_batch_one]
+            input_negative_dim, raw_y, raw_y_h, raw_state_ports, raw_two_outputs, raw_fixed_batch, fixed_batch_one,
+            fanout_identity, fanout_neg, concat_chain, many_lstm, state_chain, state_dag]
 
 
 def write_all(directory) -> list[Path]:

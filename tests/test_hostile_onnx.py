@@ -3,7 +3,8 @@
 Each file goes through `rnnconvert inspect` and `rnnconvert convert SRC out.rnnc` in a subprocess limited
 to SECONDS of wall time, QUICK seconds of CPU time and LIMIT_AS of address space: the message names the node, attribute or initializer; nothing
 is written and no temporary is left beside the source.  The raw recurrent graphs (a node's Y or Y_h as
-the graph output, state ports, a fixed batch size) verify against themselves with exit 0.  In-process: the folding budget's
+the graph output, state ports, a fixed batch size) verify against themselves with exit 0.  Graphs of
+50,000 nodes whose work grew faster than the file (LINEAR) read cleanly within LINEAR_CPU seconds.  In-process: the folding budget's
 time limit, and that folded constants no node still needs are dropped (traced peak).
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SECONDS = 60                 # wall clock: a case that hangs fails here (the old reader ran seqmap_loop forever)
 LIMIT_AS = 3 << 30           # address space of the subprocess: a TiB allocation cannot be attempted and survive
 QUICK = 10.0                 # CPU seconds a refusal may take, start-up included (wall time varies with load)
+LINEAR_CPU = 7.0             # CPU seconds for LINEAR: 3.3 s at most measured, the old reader's fastest case 10.5 s
 
 FOLD_TOO_BIG = "its output on constant inputs would take {n} bytes, more than the file's weights allow ("
 REFUSED = {
@@ -56,7 +58,14 @@ REFUSED = {
     "weight_huge_dims": "initializer 'W' declares dims [1099511627776, 8, 3] (26388279066624 elements) in a file of ",
     "input_huge_dim": "graph input 'X' declares shape [1099511627776, 'b', 3], more than 268435456 elements",
     "input_negative_dim": "graph input 'X' declares shape [-5, 'b', 3]; dims are never negative",
+    "fanout_neg": "Neg node 'neg_1",      # 10,000 evaluated (+1 per 4 KiB of the file): the count is the budget's
+    "concat_chain": "Concat node 'dag_17': " + FOLD_TOO_BIG.format(n=(4 * 2 * 3 * 4) << 18),
 }
+FANOUT_NODES = ("nodes to evaluate on constant inputs, far more than its weights explain; store the weights as "
+                "initializers")
+# graphs whose work grew faster than the file (50,000 nodes): a clean result, or exit 2 with this message
+LINEAR = {"fanout_identity": {}, "many_lstm": {}, "state_chain": {},
+          "state_dag": {"convert": "the graph has 2 inputs ('X', 's'); rnnconvert reads models with one input"}}
 RAW = ["raw_y", "raw_y_h", "raw_state_ports", "raw_fixed_batch", "fixed_batch_one"]
 CONVERT_OPTIONS = {"branch_expand_weight": ("--layer", "lstm_1")}     # the whole model is refused before
 
@@ -76,7 +85,8 @@ def rnnconvert(*args, cwd):
 
 
 def test_every_builder_has_an_expectation():
-    assert sorted(b.__name__ for b in hostile.BUILDERS) == sorted(list(REFUSED) + RAW + ["raw_two_outputs"])
+    assert sorted(b.__name__ for b in hostile.BUILDERS) == sorted(list(REFUSED) + RAW + ["raw_two_outputs"] +
+                                                                  list(LINEAR))
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
@@ -89,8 +99,35 @@ def test_hostile_file_is_refused_in_seconds(name, tmp_path):
         lines = proc.stderr.splitlines()
         assert len(lines) == 1, proc.stderr
         assert lines[0].startswith(f"rnnconvert: error: {src.name}: {REFUSED[name]}"), lines[0]
+        if name == "fanout_neg":
+            assert FANOUT_NODES in lines[0], lines[0]
         assert seconds < QUICK, (args, seconds)
         assert sorted(p.name for p in tmp_path.iterdir()) == before      # nothing written, no temporary left
+
+
+@pytest.mark.parametrize("name", sorted(LINEAR))
+def test_work_grows_with_the_file_not_faster(name, tmp_path):
+    """50,000 nodes sharing one weight, LSTM nodes sharing W and R, an Identity chain into a state, a DAG of
+    width**levels paths: inspect and convert end in LINEAR_CPU seconds (the old reader: 11 s CPU and 35 s wall,
+    past 60 s, exit 3 RecursionError, past 60 s)."""
+    src = getattr(hostile, name)(tmp_path)
+    for args in (("inspect", src.name), ("convert", src.name, "out.rnnc")):
+        before = sorted(p.name for p in tmp_path.iterdir())
+        proc, seconds = rnnconvert(*args, cwd=tmp_path)
+        assert seconds < LINEAR_CPU, (args, seconds)
+        refusal = LINEAR[name].get(args[0])
+        if refusal is None:
+            assert proc.returncode == 0, (args, proc.returncode, proc.stderr[-2000:])
+            if name == "many_lstm" and args[0] == "inspect":        # the unused nodes: ten named, on one line
+                names = ", ".join(f"extra_{k}" for k in range(10))
+                assert f"notes=recurrent nodes not on the way to 'Y': {names} and 49990 more)" in proc.stdout
+            continue
+        assert proc.returncode == 2, (args, proc.returncode, proc.stderr[-2000:])
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"rnnconvert: error: {src.name}: {refusal}"), proc.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == before      # nothing written, no temporary left
+    if not LINEAR[name]:
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([src.name, "out.rnnc"])
 
 
 def test_all_schema_problems_on_one_line(tmp_path):

@@ -10,7 +10,11 @@ terabytes).  `Folder.fold` evaluates one node with onnx's reference evaluator on
   shape is refused);
 - that size fits the budget, which scales with the weights the file holds: one output at most ONE_FACTOR
   times them (+ ONE_SLACK), all folded outputs together TOTAL_FACTOR times (+ TOTAL_SLACK), one
-  contraction FLOPS_FACTOR multiply-adds per byte, all folding FOLD_SECONDS (+ 1 s per SECONDS_PER).
+  contraction FLOPS_FACTOR multiply-adds per byte, all folding FOLD_SECONDS (+ 1 s per SECONDS_PER), and
+  at most FOLD_NODES evaluated nodes (+ 1 per NODE_BYTES of weights): each costs the reference evaluator
+  about 0.2 ms, so 50,000 uses of one weight are refused in seconds, not by the time budget.
+Identity is not evaluated: its output is its input (no copy, no cost), so a weight passed through many
+Identity nodes costs nothing.
 A node past a bound is refused by name (`FoldRefused`, exit 2); callers drop folded values no node needs.
 """
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ._graph import describe
 ONE_FACTOR, ONE_SLACK = 2, 16 << 20
 TOTAL_FACTOR, TOTAL_SLACK = 8, 64 << 20
 FOLD_SECONDS, SECONDS_PER = 30.0, 10 << 20
+FOLD_NODES, NODE_BYTES = 10_000, 4096
 FLOPS_FACTOR = 256          # multiply-adds of one MatMul/Gemm/Conv/Einsum per byte of weights
 SMALL = 4096                # inputs of at most this many elements go to shape inference with their values
 CONTROL = {"If", "Loop", "Scan", "SequenceMap"}
@@ -44,6 +49,10 @@ KEEPERS = {"Identity", "Cast", "CastLike", "Transpose", "Reshape", "Squeeze", "U
            "Split", "Shape", "Size", "Neg", "Abs", "Sqrt", "Exp", "Log", "Tanh", "Sigmoid", "Relu", "Reciprocal",
            "Floor", "Ceil", "Round", "Sign", "Not", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
            "ReduceProd", "ArgMax", "ArgMin"}
+# elementwise ops with numpy broadcasting: sized by the broadcast of their inputs' shapes (shape inference
+# of a Max over 50,000 inputs takes a second and 400 MB)
+BROADCAST = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "And", "Or", "Xor", "Equal", "Less",
+             "Greater", "LessOrEqual", "GreaterOrEqual", "Mod", "BitShift", "Where", "PRelu"}
 STORE = "store the weights as initializers"
 
 
@@ -80,6 +89,8 @@ class Folder:
         self.total = TOTAL_FACTOR * weights + TOTAL_SLACK
         self.seconds = FOLD_SECONDS + weights / SECONDS_PER
         self.flops = FLOPS_FACTOR * (weights + ONE_SLACK)
+        self.nodes = FOLD_NODES + weights // NODE_BYTES
+        self.evaluated = 0          # nodes evaluated so far
         self.made = 0               # bytes of every folded output so far
         self.spent = 0.0            # seconds spent folding
 
@@ -95,6 +106,12 @@ class Folder:
         if self.spent > self.seconds:
             self.refuse(node, f"constant folding took more than {self.seconds:.0f} s in all; the graph computes "
                               "too much from its constants to be read")
+        if node.op_type == "Identity" and len(arrays) == 1 and arrays[0] is not None:
+            return [arrays[0]] + [None] * (len(node.output) - 1)
+        if self.evaluated >= self.nodes:
+            self.refuse(node, f"the graph has more than {self.nodes} nodes to evaluate on constant inputs, far "
+                              f"more than its weights explain; {STORE}")
+        self.evaluated += 1
         t0 = time.perf_counter()
         try:
             return self._fold(node, arrays)
@@ -134,6 +151,12 @@ def out_bytes(node: onnx.NodeProto, arrays: list, opset: int) -> list[int] | Non
             itemsize = feeds[1][1].itemsize
         total = itemsize * sum(int(a.size) for _, a in feeds)
         return [-(-total // max(1, len(outs)))] * len(outs)
+    if node.op_type in BROADCAST and feeds and len(outs) == 1:
+        try:
+            shape = np.broadcast_shapes(*(a.shape for _, a in feeds))
+            return [int(np.prod(shape, dtype=object)) * max(a.itemsize for _, a in feeds)]
+        except ValueError:       # shapes that do not broadcast: the evaluator says so below
+            pass
     vi, inits = [], []
     for n, a in feeds:
         try:
@@ -197,6 +220,13 @@ def work(node, arrays) -> int:
 
 def evaluate(node: onnx.NodeProto, arrays: list, opset: int) -> list[np.ndarray]:
     """Evaluate one node on constant inputs with onnx's reference evaluator (no bounds: `Folder.fold`)."""
+    if node.op_type in ("Max", "Min") and len(arrays) > 2 and len(node.output) == 1 and all(
+            a is not None for a in arrays) and len({a.dtype for a in arrays}) == 1:
+        # what onnx's Max/Min compute (a pairwise reduction), without building a graph of 50,000 inputs
+        out = arrays[0]
+        for a in arrays[1:]:
+            out = (np.maximum if node.op_type == "Max" else np.minimum)(out, a)
+        return [np.asarray(out)]
     from onnx.reference import ReferenceEvaluator
     names = list(node.input)
     feeds = {n: a for n, a in zip(names, arrays) if n}

@@ -160,6 +160,8 @@ class Walker(GlueOps, FrontOps):
                 self.refuse(node, f.why)
         if op in RECURRENT:
             outs = self.recurrent(node, ins)
+        elif op == "Identity" and len(ins) == 1 and isinstance(ins[0], Const):
+            outs = ins            # the same constant (folding would return it too): nothing to evaluate
         elif all(f is None or isinstance(f, Const) for f in ins):
             try:
                 outs = [None if a is None else Const(a)

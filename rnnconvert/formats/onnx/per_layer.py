@@ -11,9 +11,10 @@ def scan(path: str) -> list[Found]:
     proto = load(path)
     opset = extract.opset_of(proto)
     folder = extract.folder_for(proto, path)       # one folding budget for all nodes
+    resolver = extract.Resolver(opset, folder)     # each graph indexed, each shared weight folded, once
     out = []
     for ref in extract.recurrent_nodes(proto):
-        extract.resolve(ref, opset, folder)
+        extract.resolve(ref, opset, resolver=resolver)
         direction = next((a.s.decode() for a in ref.node.attribute if a.name == "direction"), "forward")
         out.append(Found(ref.name, extract.RECURRENT[ref.node.op_type], direction == "bidirectional",
                          f"{ref.node.op_type} node in the {ref.where}",

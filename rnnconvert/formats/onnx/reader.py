@@ -178,7 +178,8 @@ def read(path, output: str | None = None, **options) -> Model:
     used = {walker.recs[k].key for k in walker.used}
     unused = [n.name or n.output[0] for n in g.node if n.op_type in RECURRENT and (n.name or n.output[0]) not in used]
     if unused:
-        source["notes"] = f"recurrent nodes not on the way to '{output}': {', '.join(unused)}"
+        more = f" and {len(unused) - 10} more" if len(unused) > 10 else ""    # one line, not 50,000 names
+        source["notes"] = f"recurrent nodes not on the way to '{output}': {', '.join(unused[:10])}{more}"
     model = Model(layers=_fold_activations(layers), input=spec, output_name=output,
                   name=g.name or os.path.splitext(os.path.basename(path))[0], source=source)
     meta = _metadata(proto)

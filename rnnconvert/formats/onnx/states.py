@@ -37,18 +37,21 @@ def detach(proto: onnx.ModelProto, path: str):
     A port is {"name", "state", "parts": [(node key, rows)]}, rows the node's direction count."""
     g = proto.graph
     init = {t.name for t in g.initializer}
-    consts = _constants(g)
-    users: dict[str, list] = {}
-    for node in g.node:
-        for slot, name in enumerate(node.input):
-            if name:
-                users.setdefault(name, []).append((node, slot))
     extra = [i for i in g.input if i.name not in init]
+    sequence = _sequence_sources(g) if extra else set()
+    extra = [i for i in extra if i.name not in sequence]     # the model's input (it may also size zero states)
     ins = []
-    for vi in extra:
-        port = _input_port(vi.name, users, consts, path)
-        if port is not None:
-            ins.append(port)
+    if extra:                       # graph inputs that may be states: only then are users indexed
+        consts = _constants(g)
+        users: dict[str, list] = {}
+        for node in g.node:
+            for slot, name in enumerate(node.input):
+                if name:
+                    users.setdefault(name, []).append((node, slot))
+        for vi in extra:
+            port = _input_port(vi.name, users, consts, path)
+            if port is not None:
+                ins.append(port)
     if not ins:
         return proto, [], []
     producer = {o: n for n in g.node for o in n.output if o}
@@ -56,10 +59,11 @@ def detach(proto: onnx.ModelProto, path: str):
     proto = copy.deepcopy(proto)
     g = proto.graph
     cut = {p["name"] for p in ins}
+    producer = {o: n for n in g.node for o in n.output if o}
     for node in g.node:
         if node.op_type in RECURRENT:
             for slot in SLOTS:
-                if len(node.input) > slot and _source(node.input[slot], g, cut):
+                if len(node.input) > slot and _source(node.input[slot], producer, cut):
                     node.input[slot] = ""
     _keep(g.input, lambda i: i.name not in cut)
     gone = {p["name"] for p in outs}
@@ -165,8 +169,7 @@ def add_state_io(proto: onnx.ModelProto, model: Model, nodes_of: dict, path=None
 # ---------------------------------------------------------------------------------------------
 
 def _input_port(name: str, users: dict, consts: dict, path: str):
-    if _feeds_sequence(name, users):
-        return None          # the model's input (it may also size zero states through Shape)
+    """The state port graph input `name` (not one reaching a recurrent node's X) is, or None."""
     parts, state, layouts = [], set(), set()
     for node, slot in _uses(name, users):
         if node.op_type in RECURRENT and slot in SLOTS:
@@ -242,32 +245,42 @@ def _output_port(out_name: str, producer: dict, consts: dict, path: str):
 
 
 def _uses(name: str, users: dict) -> list:
-    """(node, slot) using tensor `name`, looking through Identity nodes."""
-    out = []
-    for n, s in users.get(name, []):
-        out += _uses(n.output[0], users) if n.op_type == "Identity" else [(n, s)]
+    """(node, slot) using tensor `name`, looking through Identity nodes (in depth-first order, without
+    recursion: a chain of 50,000 Identity nodes is a loop, not 50,000 frames)."""
+    out, seen, stack = [], set(), list(reversed(users.get(name, [])))
+    while stack:
+        n, s = stack.pop()
+        if n.op_type == "Identity" and n.output:
+            if id(n) not in seen:
+                seen.add(id(n))
+                stack.extend(reversed(users.get(n.output[0], [])))
+        else:
+            out.append((n, s))
     return out
 
 
-def _feeds_sequence(name: str, users: dict) -> bool:
-    """True when tensor `name` reaches the sequence input X of a recurrent node (through glue)."""
-    seen, todo = set(), [name]
+def _sequence_sources(g) -> set:
+    """Tensors that reach the sequence input X of a recurrent node through glue (not through Shape or another
+    recurrent node): found once for all graph inputs, walking back from each X (per input, a forward walk
+    was quadratic in a graph of many inputs)."""
+    producer = {o: n for n in g.node for o in n.output if o}
+    found, todo = set(), [n.input[0] for n in g.node if n.op_type in RECURRENT and n.input and n.input[0]]
     while todo:
         t = todo.pop()
-        for n, s in users.get(t, []):
-            if n.op_type in RECURRENT:
-                if s == 0:
-                    return True
-                continue
-            if n.op_type != "Shape" and id(n) not in seen:
-                seen.add(id(n))
-                todo.extend(o for o in n.output if o)
-    return False
+        if t in found:
+            continue
+        found.add(t)
+        p = producer.get(t)
+        if p is not None and p.op_type not in RECURRENT and p.op_type != "Shape":
+            todo.extend(i for i in p.input if i)
+    return found
 
 
-def _route(node, users, depth=6) -> list:
-    """Glue nodes from `node` to a recurrent node's initial state (with a description at the end), or []."""
-    if depth == 0:
+def _route(node, users, depth=6, failed=None) -> list:
+    """Glue nodes from `node` to a recurrent node's initial state (with a description at the end), or [].
+    `failed` remembers nodes that lead nowhere within a depth, so a DAG is not walked path by path."""
+    failed = {} if failed is None else failed
+    if depth == 0 or failed.get(id(node), 0) >= depth:
         return []
     for out in node.output:
         for n, s in users.get(out, []):
@@ -275,9 +288,10 @@ def _route(node, users, depth=6) -> list:
                 return [node, f"{'initial_h' if s == 5 else 'initial_c'} of {describe(n)}"]
             if n.op_type in RECURRENT or n.op_type == "Shape":
                 continue
-            rest = _route(n, users, depth - 1)
+            rest = _route(n, users, depth - 1, failed)
             if rest:
                 return [node] + rest
+    failed[id(node)] = depth
     return []
 
 
@@ -327,12 +341,17 @@ def _constants(g) -> dict:
 _SMALL = 64
 
 
-def _source(name: str, g, cut: set) -> bool:
-    """True when tensor `name` is a cut graph input, or an Identity, Slice or Unsqueeze of one."""
-    if name in cut:
-        return True
-    return any(n.op_type in ("Identity", "Slice", "Unsqueeze") and name in n.output and _source(n.input[0], g, cut)
-               for n in g.node)
+def _source(name: str, producer: dict, cut: set) -> bool:
+    """True when tensor `name` is a cut graph input, or an Identity, Slice or Unsqueeze of one (walked back
+    through `producer`; scanning every node per step was quadratic)."""
+    seen = set()
+    while name not in cut:
+        n = producer.get(name)
+        if n is None or n.op_type not in ("Identity", "Slice", "Unsqueeze") or not n.input or name in seen:
+            return False
+        seen.add(name)
+        name = n.input[0]
+    return True
 
 
 def _key(node) -> str:

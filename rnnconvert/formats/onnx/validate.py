@@ -15,6 +15,8 @@ All problems are reported at once on one line (the first MAX_LISTED), as an Inpu
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, defs
@@ -66,16 +68,15 @@ def check(proto: onnx.ModelProto, path, file_bytes: int) -> None:
             for vi in infos:        # what is fed at run time is bounded; an initializer's size is its own
                 _declared(vi, kind, problems, bounded=kind == "graph input" and vi.name not in inits)
         for n in graph.node:
-            label = f"node '{n.name or (n.output[0] if n.output else '')}' ({n.op_type})"
             for a in n.attribute:
                 if a.type == AttributeProto.TENSOR or a.HasField("t"):
-                    _tensor(a.t, f"{label}: attribute '{a.name}'", limit, problems)
+                    _tensor(a.t, f"{_label(n)}: attribute '{a.name}'", limit, problems)
                 for k, t in enumerate(a.tensors):
-                    _tensor(t, f"{label}: attribute '{a.name}'[{k}]", limit, problems)
+                    _tensor(t, f"{_label(n)}: attribute '{a.name}'[{k}]", limit, problems)
                 for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
                     walk(sub)
             if n.domain in ("", "ai.onnx"):
-                _node(n, label, version, problems)
+                _node(n, version, problems)
 
     walk(proto.graph)
     if problems:
@@ -119,29 +120,49 @@ def _declared(vi: onnx.ValueInfoProto, kind: str, problems: list, bounded: bool)
         problems.append(f"{kind} '{vi.name}' declares shape {shown}, more than {MAX_DECLARED} elements")
 
 
-def _node(n: onnx.NodeProto, label: str, version: int, problems: list) -> None:
+def _label(n: onnx.NodeProto) -> str:
+    return f"node '{n.name or (n.output[0] if n.output else '')}' ({n.op_type})"
+
+
+@functools.lru_cache(maxsize=512)
+def _schema(op_type: str, version: int, domain: str):
+    """What the checks need of onnx's schema, taken once per op (not once per node of a graph of 50,000:
+    the schema's attributes and inputs are new Python objects at each access): ({attribute: (type, type
+    name)}, required attributes, [(index, name)] of required inputs)."""
+    schema = defs.get_schema(op_type, version, domain)
+    types = {name: (int(spec.type), spec.type.name) for name, spec in schema.attributes.items()}
+    required = tuple(name for name, spec in schema.attributes.items() if spec.required)
+    single = defs.OpSchema.FormalParameterOption.Single
+    inputs = tuple((k, p.name) for k, p in enumerate(schema.inputs) if p.option == single)
+    return types, required, inputs
+
+
+def _node(n: onnx.NodeProto, version: int, problems: list) -> None:
     try:
-        schema = defs.get_schema(n.op_type, version, n.domain)
+        types, required, inputs = _schema(n.op_type, version, n.domain)
     except (defs.SchemaError, TypeError):    # an op this opset does not have (or a name that is not UTF-8):
         return                               # refused by name if the reader needs it
     attrs = {}
     for a in n.attribute:
-        spec = schema.attributes.get(a.name)
+        spec = types.get(a.name)
         if spec is None:
             if n.op_type in RECURRENT_GATES:
-                problems.append(f"{label}: attribute '{a.name}' is not one {n.op_type} has at opset {version}")
+                problems.append(f"{_label(n)}: attribute '{a.name}' is not one {n.op_type} has at opset {version}")
             continue
-        if int(a.type) != int(spec.type):
-            problems.append(f"{label}: attribute '{a.name}' is {_attr_text(a)}; expected {spec.type.name}")
+        if int(a.type) != spec[0]:
+            problems.append(f"{_label(n)}: attribute '{a.name}' is {_attr_text(a)}; expected {spec[1]}")
             continue
         attrs[a.name] = onnx.helper.get_attribute_value(a)
-    for name, spec in schema.attributes.items():
-        if spec.required and name not in attrs and not any(a.name == name for a in n.attribute):
-            problems.append(f"{label}: required attribute '{name}' is missing")
-    for k, param in enumerate(schema.inputs):
-        if param.option == defs.OpSchema.FormalParameterOption.Single and (k >= len(n.input) or not n.input[k]):
-            problems.append(f"{label}: required input '{param.name}' (input {k}) is missing")
+    for name in required:
+        if name not in attrs and not any(a.name == name for a in n.attribute):
+            problems.append(f"{_label(n)}: required attribute '{name}' is missing")
+    if inputs:
+        given = n.input
+        for k, name in inputs:
+            if k >= len(given) or not given[k]:
+                problems.append(f"{_label(n)}: required input '{name}' (input {k}) is missing")
     if n.op_type in RECURRENT_GATES:
+        label = _label(n)
         _recurrent(n, label, attrs, problems)
 
 
