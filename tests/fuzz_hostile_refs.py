@@ -76,7 +76,7 @@ def dag_gen(rng, i, seeds):
         levels, fan = (4, 12, 20, 30)[step], 0
         label = f"{kind} {levels} doublings"
     else:
-        levels, fan = 0, (10, 1000, 10000, 50000)[step]
+        levels, fan = 0, (10, 1000, 10000, 30000)[step]
         label = f"{kind} {fan} uses of W"
 
     def make(d):
