@@ -109,3 +109,18 @@ def pytest_terminal_summary(terminalreporter):
         cases = max(t.cases for t in report.TALLIES.values())
         report.write_json(report.TALLIES, os.environ["FUZZ_REPORT"], cases)
         terminalreporter.write_line(f"fuzz counts written to {os.environ['FUZZ_REPORT']}")
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder on a read-only bind mount of itself (root only; CI runs as root)."""
+    import subprocess
+    d = tmp_path / "ro"
+    d.mkdir()
+    if subprocess.run(["mount", "--bind", str(d), str(d)], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount here (not root)")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(d)], check=True)
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], check=True)

@@ -200,19 +200,6 @@ def test_plan_re_run_replaces_its_own_emit_module(runner, tmp_path):
 
 # ------------------------------------------------------------------------------- read-only file system
 
-@pytest.fixture
-def read_only(tmp_path):
-    d = tmp_path / "ro"
-    d.mkdir()
-    if subprocess.run(["mount", "--bind", str(d), str(d)], capture_output=True).returncode:
-        pytest.skip("cannot bind-mount here (not root)")
-    try:
-        subprocess.run(["mount", "-o", "remount,ro,bind", str(d)], check=True)
-        yield d
-    finally:
-        subprocess.run(["umount", str(d)], check=True)
-
-
 def test_write_failures_on_a_read_only_file_system_are_one_line_exit_2(runner, tmp_path, read_only):
     ro = read_only
     src, x = H._copy(H.H5, tmp_path / "model.h5"), H._inputs(tmp_path / "x.npy")
