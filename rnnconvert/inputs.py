@@ -59,14 +59,14 @@ def _check_npy_header(f, size: int, path: str) -> None:
     shape, _, dtype = npy.read_array_header_1_0(f) if version == (1, 0) else npy.read_array_header_2_0(f)
     if dtype.hasobject:
         raise InputError(f"inputs hold {WHAT['O']} values; expected real numbers (float or integer)", path=path)
-    if any(n >= 1 << 40 for n in shape):       # past what numpy can index (10**30 rows of nothing included)
-        raise InputError(f"inputs declare shape {list(shape)}: an axis of {max(shape)} elements; "
-                         f"expected [batch, time, features] of an inputs array", path=path)
     need = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if need > size - f.tell():
         from .safety import _size
         raise InputError(f"inputs declare shape {list(shape)} {dtype} ({_size(need)}) but the file holds "
                          f"{_size(size - f.tell())}", path=path)
+    if any(n >= 1 << 40 for n in shape):       # an empty array numpy cannot index ([10**30, 0, 4])
+        raise InputError(f"inputs declare shape {list(shape)}: an axis of {max(shape)} elements; "
+                         f"expected [batch, time, features] of an inputs array", path=path)
 
 
 def _load_npz(path: str) -> dict:

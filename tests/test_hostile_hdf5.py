@@ -7,7 +7,6 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import hostile_hdf5 as hostile
+import peak
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDRESS_SPACE = 4 << 30
@@ -28,20 +28,19 @@ def _limits():
 
 
 def run(*args, timeout: float = TIMEOUT):
-    """(exit code, stderr, seconds, peak RSS in bytes) of `python -m rnnconvert ARGS`; a signal is a
+    """(exit code, stderr, seconds, peak RSS in bytes: tests/peak.py) of `python -m rnnconvert ARGS`; a signal is a
     negative exit code, a timeout kills the process (exit -9)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), KERAS_BACKEND="torch")
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.TemporaryDirectory() as d:
+        env = dict(os.environ, PYTHONPATH=str(ROOT), KERAS_BACKEND="torch", RNNCONVERT_TEST_PEAK=f"{d}/peak")
         t0 = time.monotonic()
-        p = subprocess.Popen([sys.executable, "-m", "rnnconvert", *map(str, args)], stdout=out, stderr=err,
-                             preexec_fn=_limits, env=env, cwd=ROOT)
+        p = subprocess.Popen(peak.command(args), stdout=out, stderr=err, preexec_fn=_limits, env=env, cwd=ROOT)
         timer = threading.Timer(timeout, p.kill)
         timer.start()
-        _, status, usage = os.wait4(p.pid, 0)
+        _, status, _ = os.wait4(p.pid, 0)
         timer.cancel()
         p.returncode = code = os.waitstatus_to_exitcode(status)
         err.seek(0)
-        return code, err.read().decode(), time.monotonic() - t0, usage.ru_maxrss * 1024
+        return code, err.read().decode(), time.monotonic() - t0, peak.read(f"{d}/peak") or 0
 
 
 @pytest.fixture(scope="module")

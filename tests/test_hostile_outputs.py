@@ -21,6 +21,7 @@ import yaml
 
 from rnnconvert.cli import cli
 from tests import hostile_outputs as H
+from tests import peak
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": "torch", "RNNCONVERT_DEBUG": ""}
@@ -30,9 +31,9 @@ MAX_RSS = 1 << 30
 
 def run_bounded(args, cwd, timeout=SECONDS):
     """(exit code, stderr, seconds, peak RSS bytes) of `python -m rnnconvert ARGS`; a hang is killed and fails."""
-    err = Path(cwd) / ".stderr.log"
+    err, peak_file = Path(cwd) / ".stderr.log", Path(cwd) / ".peak"
     with open(err, "w") as f:
-        p = subprocess.Popen([sys.executable, "-m", "rnnconvert", *map(str, args)], cwd=cwd, env=ENV,
+        p = subprocess.Popen(peak.command(args), cwd=cwd, env={**ENV, "RNNCONVERT_TEST_PEAK": str(peak_file)},
                              stdout=subprocess.DEVNULL, stderr=f, stdin=subprocess.DEVNULL)
     t0 = time.monotonic()
     while True:
@@ -45,9 +46,10 @@ def run_bounded(args, cwd, timeout=SECONDS):
             err.unlink()
             pytest.fail(f"rnnconvert {' '.join(map(str, args))} did not end in {timeout} s")
         time.sleep(0.05)
-    text = err.read_text()
+    text, rss = err.read_text(), peak.read(peak_file)
     err.unlink()
-    return os.waitstatus_to_exitcode(status), text, time.monotonic() - t0, usage.ru_maxrss * 1024
+    peak_file.unlink(missing_ok=True)
+    return os.waitstatus_to_exitcode(status), text, time.monotonic() - t0, rss or 0
 
 
 def invoke(runner, args):

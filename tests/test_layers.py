@@ -235,12 +235,11 @@ def test_token_ids_out_of_range_and_float_inputs_refused(runner, tmp_path):
     x[1, 2] = 12
     np.save(tmp_path / "x.npy", x)
     assert _refused(runner, ["predict", case.path, "--inputs", tmp_path / "x.npy", "--output", tmp_path / "y.npy"]) \
-        == ("rnnconvert: error: layer 'embedding': token id 12 is outside the vocabulary [0, 12); "
-            "1 ids are out of range")
+        == (f"rnnconvert: error: {tmp_path / 'x.npy'}: --inputs hold token ids from 0 to 12; the embedding "
+            "'embedding' has ids 0 to 11")
     np.save(tmp_path / "x.npy", np.full((2, 5), 0.5))
     assert _refused(runner, ["predict", case.path, "--inputs", tmp_path / "x.npy", "--output", tmp_path / "y.npy"]) \
-        == ("rnnconvert: error: the model starts with an Embedding and takes integer token ids; the input "
-            "holds non-integer values")
+        == (f"rnnconvert: error: {tmp_path / 'x.npy'}: --inputs hold fractional token ids; expected integers")
     np.save(tmp_path / "x.npy", np.zeros((2, 5, 4), np.float32))
     assert _refused(runner, ["predict", case.path, "--inputs", tmp_path / "x.npy", "--output", tmp_path / "y.npy"]) \
         == (f"rnnconvert: error: {tmp_path / 'x.npy'}: inputs have shape [2, 5, 4], expected 2 axes "
