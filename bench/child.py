@@ -33,7 +33,8 @@ def main(argv):
     import scipy.special  # noqa: F401
 
     import rnnconvert
-    from rnnconvert import reference, verification  # noqa: F401
+    from rnnconvert.reference import network as reference
+    from rnnconvert.verification import core as verification  # noqa: F401
     base = vm_hwm_mb()
     t = time.perf_counter()
     if job == "convert":

@@ -152,9 +152,10 @@ def bench_verification(ctx, big: BigModel, rows):
     import numpy as np
 
     import rnnconvert
-    from rnnconvert import formats, runtimes, suite
-    from rnnconvert.diagnose import skeleton
-    from rnnconvert.reference import forward
+    from rnnconvert import formats
+    from rnnconvert.verification import runtimes, suite
+    from rnnconvert.verification.diagnose import skeleton
+    from rnnconvert.reference.network import forward
     dst = os.path.join(big.folder, "parts.onnx")
     t = time.perf_counter()
     src_model = rnnconvert.read(big.src)

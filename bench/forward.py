@@ -14,8 +14,8 @@ def bench_forward(ctx, rows, folder):
     import onnxruntime as ort
 
     import rnnconvert
-    from rnnconvert import blas
-    from rnnconvert.reference import forward
+    from rnnconvert.reference import blas
+    from rnnconvert.reference.network import forward
     batch, steps, hidden, features = ctx.forward_shape
     threads = blas.threads() or os.cpu_count() or 1
     for cell in ("lstm", "gru"):

@@ -71,7 +71,7 @@ def whole_model(row: dict, folder: Path, path: Path) -> None:
             row["whole_status"] = "converted"
             if x_path.exists() and y_path.exists():
                 from rnnconvert.formats.onnx import run
-                from rnnconvert.verification import TOLERANCES, compare
+                from rnnconvert.verification.core import TOLERANCES, compare
                 x, y = np.load(x_path), np.load(y_path)
                 check = compare(run(dst, x, rnnconvert.read(dst)), y, TOLERANCES["float32"], "onnxruntime", "x.npy")
                 row["error"], row["within"] = check.max_abs, check.passed
@@ -115,7 +115,7 @@ def per_layer(row: dict, path: Path, scan) -> None:
 
 
 def run_case(folder: Path, expect: str) -> dict:
-    from rnnconvert import select
+    from rnnconvert.formats import per_layer as select
     from rnnconvert.errors import RnnConvertError
     row = {"case": folder.name, "expect": expect, "found": "", "whole": "", "whole_status": "", "error": None,
            "layers": "-", "per_layer": [], "ok": False}

@@ -3,11 +3,11 @@ CLI's modules are still being imported ends the run like any other (one line, ex
 KeyboardInterrupt traceback."""
 import sys
 
-from .interrupt import Interrupted, ignore_from_now, install, message
+from .files.interrupt import Interrupted, ignore_from_now, install, message
 
 install()
 try:
-    from .cli import main
+    from .cli.commands import main
 except Interrupted as exc:          # nothing has been written yet
     ignore_from_now()
     sys.stderr.write(message(exc) + "\n")

@@ -1,25 +1,22 @@
-"""`read`, `write` and `predict`: the library verbs the CLI is a thin layer over."""
+"""The library's verbs, which the command line is a thin layer over: `read`, `write`, `convert`, `verify`,
+`predict` and `inspect`.
+
+May import every package below it (verification, formats, reference, model, files, errors); only
+`rnnconvert.cli` (and users) import it.
+"""
 from __future__ import annotations
 
 import os
 
 import numpy as np
 
-from . import formats
+from .errors import RnnConvertError
+from .formats import read, write
+from .formats.per_layer import build, lookup, scan
 from .model import Model
+from .verification.core import convert, verify, verify_vectors
 
-
-def read(path, format: str | None = None, **options) -> Model:
-    """Read any supported file into the canonical model."""
-    path = os.fspath(path)
-    formats.check_exists(path)
-    return formats.for_reading(path, format).load().read(path, **options)
-
-
-def write(model: Model, path, format: str | None = None, **options) -> list[str]:
-    """Write `model` to `path` in the format its suffix names; returns notes on what changed in form."""
-    path = os.fspath(path)
-    return formats.for_writing(path, format).load().write(model, path, **options) or []
+__all__ = ["read", "write", "convert", "verify", "verify_vectors", "predict", "inspect"]
 
 
 def predict(model_or_path, x: np.ndarray, dtype=np.float64, states: dict | None = None,
@@ -29,7 +26,46 @@ def predict(model_or_path, x: np.ndarray, dtype=np.float64, states: dict | None 
     states: {state input name: [rows, batch, size]} for a model with state inputs (the others start
     from the layers' initial states).  return_states: return (output, {state output name: array}).
     """
-    from . import states as state_io
+    from .reference import forward_with_feeds
     model = model_or_path if isinstance(model_or_path, Model) else read(model_or_path)
-    y, outs = state_io.forward(model, x, states, dtype=dtype)
+    y, outs = forward_with_feeds(model, x, states, dtype=dtype)
     return (y, outs) if return_states else y
+
+
+def inspect(path, fmt: str | None = None, layer: str | None = None, **options) -> dict:
+    """`inspect --json`: the whole model's description when it reads, else every recurrent layer
+    found, each described on its own; plus `whole_model` (readable, refusal) and `per_layer`
+    (the names `--layer` takes).  With `layer`: that layer's standalone model."""
+    from .model.describe import _json, describe, describe_recurrent, source_framework
+    s = scan(path, fmt, **options)
+    if s.whole is None and not s.layers and s.error is not None:
+        raise s.error          # nothing readable at all: the whole model's refusal is the answer
+    if layer is not None:
+        d = describe(build(s, lookup(s, layer)), path=s.path)
+    elif s.whole is not None:
+        d = describe(s.whole, path=s.path)
+    else:
+        entries, assumed = [], []
+        for found in s.layers:
+            try:
+                model = build(s, found)
+            except RnnConvertError as exc:
+                entries.append({"name": found.name, "kind": found.kind, "bidirectional": found.bidirectional,
+                                "where": found.where, "error": exc.message, "tensors": [], "parameters": 0,
+                                "nonfinite": 0})
+                continue
+            assumed += [a for a in model.source.get("assumptions", []) if a not in assumed]
+            framework = source_framework(model)
+            for one in model.layers:
+                entries.append(describe_recurrent(one, framework) | {"where": found.where})
+        if s.error is not None and all("error" in e for e in entries):
+            raise s.error      # no layer reads on its own either: the whole model's refusal is the answer
+        d = {"file": s.path, "format": s.format, "source": {"format": s.format, "assumptions": assumed},
+             "name": os.path.basename(s.path),
+             "input": {"name": "-", "features": 0, "dtype": "-", "layout": "-", "time_steps": None},
+             "output_name": None, "parameters": sum(e["parameters"] for e in entries),
+             "nonfinite": sum(e["nonfinite"] for e in entries), "layers": entries}
+    d["whole_model"] = {"readable": s.whole is not None, "refusal": s.error.format() if s.error else None}
+    d["per_layer"] = [{"name": f.name, "kind": f.kind, "bidirectional": f.bidirectional, "where": f.where}
+                      for f in s.layers]
+    return _json(d)

@@ -70,3 +70,20 @@ class VerificationError(RnnConvertError):
     def __init__(self, message: str, *, report=None, **kw):
         self.report = report
         super().__init__(message, **kw)
+
+
+def short_repr(value) -> str:
+    """repr() bounded in depth and length: a YAML alias bomb must not be expanded into a message."""
+    import reprlib
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxdict, r.maxstring, r.maxother = 3, 6, 6, 80, 80
+    return r.repr(value)
+
+
+def one_line(exc) -> str:
+    """An exception's text on one line (YAML and HDF5 errors span several)."""
+    return " ".join(str(exc).split())
+
+
+class RuntimeUnavailable(Exception):
+    pass

@@ -243,7 +243,7 @@ def _read_mapping(path):
 
 
 def _read_plan(path):
-    from rnnconvert.batch import load_plan
+    from rnnconvert.batch.run import load_plan
     return load_plan(path)
 
 

@@ -68,7 +68,7 @@ def _cli_args(path: Path, read) -> list[str]:
 
 def _cli_problem(runner, case) -> str | None:
     """The case through the CLI in-process: exit 0, or 2 with exactly one `rnnconvert: error:` line."""
-    from rnnconvert.cli import cli
+    from rnnconvert.cli.commands import cli
     args = _cli_args(case.path, case.read)
     res = runner.invoke(cli, args)
     err = res.stderr
@@ -117,8 +117,8 @@ def warm_up() -> None:
     """Import what the readers import, once, before any case is measured: the first case to import
     torch would otherwise be charged its ~180 MiB of peak RSS."""
     import importlib
-    for name in ("torch", "onnx", "onnxruntime", "h5py", "scipy.io", "yaml", "rnnconvert.cli", "rnnconvert.verification",
-                 "rnnconvert.batch", "rnnconvert.formats.keras", "rnnconvert.formats.onnx",
+    for name in ("torch", "onnx", "onnxruntime", "h5py", "scipy.io", "yaml", "rnnconvert.cli.commands", "rnnconvert.verification.core",
+                 "rnnconvert.batch.run", "rnnconvert.formats.keras", "rnnconvert.formats.onnx",
                  "rnnconvert.formats.torch", "rnnconvert.formats.matlab", "rnnconvert.formats.canonical"):
         try:
             importlib.import_module(name)

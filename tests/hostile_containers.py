@@ -26,7 +26,7 @@ CHAIN = 600                      # chained activation layers
 # -------------------------------------------------------------------------------- small models
 
 def _model(layers: int = 1, features: int = 2, hidden: int = 3, cell: str = "lstm"):
-    from rnnconvert import gates
+    from rnnconvert.model import gates
     from rnnconvert.model import Activation, DirectionWeights, InputSpec, Model, Recurrent
     G = gates.GATE_COUNT[cell]
     acts = {"lstm": ["sigmoid", "tanh", "tanh"], "gru": ["sigmoid", "tanh"], "rnn": ["tanh"]}[cell]

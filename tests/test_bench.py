@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from conftest import FIXTURES
 
-from rnnconvert import read, suite
+from rnnconvert import read
+from rnnconvert.verification import suite
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("keras")

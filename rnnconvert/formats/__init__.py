@@ -3,6 +3,12 @@
 Every format module offers the same verbs: `sniff(path) -> bool`, `read(path, **options) -> Model`
 and, where it writes, `write(model, path, **options) -> list[str]` (notes on what changed in form).
 Modules are imported only when a command needs them, so `rnnconvert --help` stays fast.
+
+Owns: one package per format (`keras`, `onnx`, `torch`, `matlab`, `codegen` for C, JavaScript and NumPy
+code), the canonical `.rnnc` form (`canonical`), per-layer reading across formats (`per_layer`, `found`),
+and the escaping of file text into generated code (`literals`).  A format's own runtime (`run`, `runner`)
+lives in its package.  May import: `rnnconvert.reference`, `rnnconvert.model`, `rnnconvert.files`,
+`rnnconvert.errors`; the format packages never import each other.
 """
 from __future__ import annotations
 
@@ -99,5 +105,19 @@ def for_writing(path, fmt: str | None = None) -> Format:
 def check_exists(path) -> None:
     """InputError unless `path` is a regular file (a FIFO would block the reader forever, a device never
     ends): "no such file", "is a directory, expected a model file", "is not a regular file, ..."."""
-    from ..outputs import check_input
+    from ..files.outputs import check_input
     check_input(path, "a model file")
+
+
+def read(path, format: str | None = None, **options):
+    """Read any supported file into the canonical model (`rnnconvert.read`)."""
+    path = os.fspath(path)
+    check_exists(path)
+    return for_reading(path, format).load().read(path, **options)
+
+
+def write(model, path, format: str | None = None, **options) -> list[str]:
+    """Write `model` to `path` in the format its suffix names; returns notes on what changed in form
+    (`rnnconvert.write`)."""
+    path = os.fspath(path)
+    return for_writing(path, format).load().write(model, path, **options) or []

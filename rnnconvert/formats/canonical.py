@@ -16,11 +16,11 @@ import zlib
 
 import numpy as np
 
-from .. import gates
+from ..model import gates
 from ..errors import InputError
-from ..safety import check_zip, read_json, read_member, read_npy
-from ..model import (LAYER_KINDS, Activation, DirectionWeights, InputSpec, Model, Recurrent, StatePort,
-                     layer_fields)
+from ..files.safety import check_zip, read_member, read_npy
+from ..files.text import read_json
+from ..model import LAYER_KINDS, Activation, DirectionWeights, InputSpec, Model, Recurrent, StatePort, layer_fields
 
 FORMAT_VERSION = 1
 MATERIALISE_RATIO, MATERIALISE_SLACK = 4, 16 << 20     # bytes the manifest may name, relative to the file

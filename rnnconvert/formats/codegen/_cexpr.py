@@ -1,6 +1,6 @@
 """Activations as C and JavaScript source: one elementwise expression per name, softmax over a block.
 
-The formulas are the reference pass's (`rnnconvert.reference`): sigmoid floors its input at -80,
+The formulas are the reference pass's (`rnnconvert.reference.network`): sigmoid floors its input at -80,
 softplus is log1p(exp(-|x|)) + max(x, 0), gelu the exact erf form, selu beta * elu_alpha(x).
 """
 from __future__ import annotations

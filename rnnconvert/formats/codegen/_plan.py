@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...errors import InputError, UnsupportedError
-from ...model import (
-    ACTIVATIONS, Activation, ActivationLayer, BatchNorm, Conv1D, Dense, Dropout, Embedding, Flatten, Masking, Model,
-    Pooling1D, Recurrent,
-)
+from ...model import (ACTIVATIONS, Activation, ActivationLayer, BatchNorm, Conv1D, Dense, Dropout, Embedding,
+    Flatten, Masking, Model, Pooling1D, Recurrent)
 
 ELEMENTWISE = set(ACTIVATIONS) - {"softmax", "log_softmax"}
 
@@ -231,7 +229,7 @@ def _f32(a) -> np.ndarray:
 def golden(model: Model, batch: int | None = None, time: int = 5, seed: int = 0):
     """Seeded inputs [batch, time, F] (batch-major; token ids [batch, time] for an Embedding) and the
     reference pass's float64 outputs."""
-    from ...reference import forward
+    from ...reference.network import forward
     p = plan(model)
     batch = p.state_rows if p.state_rows > 1 else (batch or 2)
     time = p.fixed_time or time

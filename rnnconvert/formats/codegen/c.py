@@ -21,13 +21,13 @@ import tempfile
 
 import numpy as np
 
-from ... import interrupt, scratch
+from ...files import interrupt, scratch
 from ...errors import DestinationError, InputError
-from ...states import codegen_notes
-from ...runtimes import RuntimeUnavailable
+from ...model.states import codegen_notes
+from ...errors import RuntimeUnavailable
 from . import _cexpr, c_layers
 from ._plan import Plan, from_batch_major, output_steps, plan, to_batch_major
-from .literals import comment, identifier
+from ..literals import comment, identifier
 from .c_cells import Acts, array, call, cell
 from .c_golden import golden_program
 

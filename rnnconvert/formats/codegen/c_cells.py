@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _cexpr
 from ._plan import Plan, Step
-from .literals import comment
+from ..literals import comment
 
 
 def array(name: str, a: np.ndarray, comment: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .c_cells import Acts, array, axpy
-from .literals import comment
+from ..literals import comment
 
 C_INT = {"int32": "int32_t", "int64": "int64_t"}
 

@@ -15,13 +15,13 @@ import shutil
 
 import numpy as np
 
-from ... import interrupt, scratch
+from ...files import interrupt, scratch
 from ...errors import InputError
-from ...states import codegen_notes
-from ...runtimes import RuntimeUnavailable
+from ...model.states import codegen_notes
+from ...errors import RuntimeUnavailable
 from . import _cexpr
 from ._plan import Plan, from_batch_major, output_steps, plan, to_batch_major
-from .literals import comment, js_str
+from ..literals import comment, js_str
 
 _ERF = """function erf_(x) { // erfc by Numerical Recipes' Chebyshev fit, fractional error < 1.2e-7
   const s = x < 0 ? -1 : 1; x = Math.abs(x);

@@ -10,11 +10,11 @@ import os
 
 import numpy as np
 
-from ... import interrupt, scratch
+from ...files import interrupt, scratch
 from ...errors import InputError
-from ...states import codegen_notes
+from ...model.states import codegen_notes
 from ._plan import plan
-from .literals import comment, py_str
+from ..literals import comment, py_str
 
 _LIBRARY = '''
 # ------------------------------------------------------------------ activations (as rnnconvert's reference)

@@ -29,7 +29,8 @@ import h5py
 import numpy as np
 
 from ...errors import InputError, UnsupportedError
-from ...safety import check_hdf5, check_zip, read_json, read_numeric
+from ...files.safety import check_hdf5, check_zip, read_numeric
+from ...files.text import read_json
 
 ZIP_CONFIG, ZIP_METADATA, ZIP_WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 WEIGHTS_ONLY_HINT = ("A weights-only file (save_weights) holds no architecture: build the model in Keras, "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import gates
+from ...model import gates
 from ... import model as M
 from ...errors import InputError, UnsupportedError
 from . import layers_front as front

@@ -1,4 +1,4 @@
-"""Keras recurrent layers as per-layer conversion candidates (`rnnconvert.select`).
+"""Keras recurrent layers as per-layer conversion candidates (`rnnconvert.formats.per_layer`).
 
 Every LSTM/GRU/SimpleRNN/CuDNN*/RNN(cell) layer of the stored config is found wherever it sits:
 Sequential or Functional (several inputs, branches, custom layers around it), nested models,
@@ -12,8 +12,8 @@ import h5py
 import numpy as np
 
 from ...errors import InputError, RnnConvertError
-from ...safety import check_hdf5, read_numeric
-from ...select import Found
+from ...files.safety import check_hdf5, read_numeric
+from ..found import Found
 from . import container, graph, weights_only
 from .layers import CELL_CLASSES, RNN_CELLS, Converter
 

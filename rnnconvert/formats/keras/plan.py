@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ... import gates
+from ...model import gates
 from ... import model as M
 
 RNN_CLASSES = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}

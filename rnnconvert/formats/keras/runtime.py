@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from ...runtimes import RuntimeUnavailable
+from ...errors import RuntimeUnavailable
 from . import container
 
 _cache: dict = {}

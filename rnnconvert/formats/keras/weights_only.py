@@ -19,7 +19,8 @@ import numpy as np
 
 from ...errors import InputError, RnnConvertError, UnsupportedError
 from ...model import InputSpec, Model, Recurrent
-from ...safety import check_hdf5, read_numeric, read_yaml
+from ...files.safety import check_hdf5, read_numeric
+from ...files.text import read_yaml
 from . import container, graph
 
 KERAS1_GATE = re.compile(r"_([WUb])_([a-z])(?::\d+)?$")
@@ -258,7 +259,7 @@ def summary(wf: WeightsFile) -> str:
 
 
 def per_layer(path: str) -> list:
-    from ...select import Found
+    from ..found import Found
     wf = load(path)
     out = []
     for s in wf.layers:

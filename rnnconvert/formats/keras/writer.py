@@ -24,8 +24,8 @@ import numpy as np
 
 from ...errors import InputError, UnsupportedError
 from ...model import Model
-from ...safety import one_line
-from ...states import refuse_state_io
+from ...errors import one_line
+from ...model.states import refuse_state_io
 from .container import ZIP_CONFIG, ZIP_METADATA, ZIP_WEIGHTS
 from .graph import snake_case
 from . import frontend_writer

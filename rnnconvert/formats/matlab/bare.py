@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InputError
-from ...safety import read_yaml
+from ...files.text import read_yaml
 
 PKG = "nnet.cnn.layer."
 LAYERS = {"lstmLayer": "LSTMLayer", "bilstmLayer": "BiLSTMLayer", "gruLayer": "GRULayer",

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from ...errors import InputError
-from ...safety import read_numeric
+from ...files.safety import read_numeric
 
 MAX_DEPTH = 64       # cells/structs nested deeper than any network (MATLAB's own networks: about 10)
 MAX_ELEMENTS = 1 << 17   # cell and struct-array elements per file (networks: under 100): each a Python object
@@ -71,7 +71,7 @@ class V73Reader:
     def _read(self, obj, depth: int):
         import h5py
         from . import mcos
-        from ...safety import hdf5_class
+        from ...files.safety import hdf5_class
         cls = obj.attrs.get("MATLAB_class", b"")
         cls = cls.decode() if isinstance(cls, bytes) else str(cls)
         if isinstance(obj, h5py.Group):
@@ -108,7 +108,7 @@ class V73Reader:
 
     def _refs(self, ds):
         """A cell's object references (transposed back to MATLAB's order), refused unless references."""
-        from ...safety import hdf5_class
+        from ...files.safety import hdf5_class
         kind = hdf5_class(ds)
         if kind != "reference":
             raise InputError(f"variable '{self.var}': cell '{ds.name}' holds {kind} values, expected object "

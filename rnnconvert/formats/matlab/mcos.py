@@ -230,7 +230,7 @@ def _load_v73(path: str) -> dict:
     except OSError as e:
         raise InputError(f"not a readable MATLAB v7.3 (HDF5) file: {e}", path=path) from None
     with f:
-        from ...safety import check_hdf5
+        from ...files.safety import check_hdf5
         from .hdf5 import V73Reader
         reader = V73Reader(f, path, check_hdf5(f, path, what="MATLAB v7.3 file"))
         sub = None

@@ -1,5 +1,5 @@
 """MATLAB recurrent layers as per-layer conversion candidates when the whole network does not read
-as a model (`rnnconvert.select`): every lstmLayer/bilstmLayer/gruLayer of the network variable, by
+as a model (`rnnconvert.formats.per_layer`): every lstmLayer/bilstmLayer/gruLayer of the network variable, by
 its Name, whatever other layers (convolutions, custom layers, branches) the network holds.  A file of
 bare matrices without a mapping: per-gate matrices named as PyTorch's documentation names them
 (`w_ii w_if w_ig w_io` / `w_hi ...`, biases `b_ii ...`, `b_hi ...`; GRU `w_ir w_iz w_in ...`) are
@@ -11,7 +11,7 @@ import re
 import numpy as np
 
 from ...errors import InputError
-from ...select import Found
+from ..found import Found
 from . import mcos
 from .reader import _layer_list, _recurrent, _text, _value, fields
 

@@ -13,10 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InputError, UnsupportedError
-from ...model import (
-    HARD_SIGMOID_KERAS2, RELU, SIGMOID, TANH, Activation, ActivationLayer, Conv1D, Dense, DirectionWeights,
-    Dropout, Embedding, InputSpec, Model, Recurrent,
-)
+from ...model import (HARD_SIGMOID_KERAS2, RELU, SIGMOID, TANH, Activation, ActivationLayer, Conv1D, Dense,
+    DirectionWeights, Dropout, Embedding, InputSpec, Model, Recurrent)
 from . import mcos
 from .reader_layers import CLASSES as FRONT_END, front_end
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ... import scratch
-from ...runtimes import RuntimeUnavailable
-from ..codegen.literals import matlab_str
+from ...files import scratch
+from ...errors import RuntimeUnavailable
+from ..literals import matlab_str
 
 SCRIPTS = Path(__file__).resolve().parents[3] / "matlab"
 

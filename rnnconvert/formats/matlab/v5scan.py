@@ -22,7 +22,7 @@ import struct
 import zlib
 
 from ...errors import InputError
-from ...safety import SLACK, ZIP_RATIO, _size
+from ...files.safety import SLACK, ZIP_RATIO, _size
 from .hdf5 import MAX_DEPTH, MAX_ELEMENTS
 
 MI_MATRIX, MI_COMPRESSED = 14, 15

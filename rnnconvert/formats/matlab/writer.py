@@ -13,7 +13,7 @@ import numpy as np
 
 from ...errors import UnsupportedError
 from ...model import ActivationLayer, Dense, Dropout, Embedding, Model, Recurrent
-from ...states import refuse_state_io
+from ...model.states import refuse_state_io
 from .writer_layers import front_end
 
 PKG = "nnet.cnn.layer."

@@ -16,8 +16,8 @@ from ...errors import InputError
 from ...model import Activation, ActivationLayer, Dense
 from . import _exprs
 from ._flow import Flow, Piece, axis_name, collapse, prod
-from ._graph import (BIG, ONE, Bcast, Const, FullLen, Size, SymVec, Zeros, as_sizes, describe,
-                     int_list, node_attrs, symvec)
+from ._graph import (BIG, ONE, Bcast, Const, FullLen, Size, SymVec, Zeros, as_sizes, describe, int_list,
+    node_attrs, symvec)
 
 
 class GlueOps:

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ... import gates
+from ...model import gates
 from ...errors import InputError, UnsupportedError
 from ...model import DirectionWeights, Recurrent
 from . import _acts

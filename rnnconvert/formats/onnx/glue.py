@@ -15,7 +15,7 @@ import os
 import numpy as np
 import onnx
 
-from ... import gates
+from ...model import gates
 from ...errors import InputError, UnsupportedError
 from ...model import ActivationLayer, DirectionWeights, Recurrent
 from . import _acts, _exprs

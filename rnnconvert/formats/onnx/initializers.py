@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ... import gates
+from ...model import gates
 from . import wire
 
 EXTERNAL_MIN_TENSOR_BYTES = 128     # smaller tensors (shapes, axes) stay in the graph

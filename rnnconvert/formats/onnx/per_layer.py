@@ -1,8 +1,8 @@
-"""ONNX recurrent nodes as per-layer conversion candidates (`rnnconvert.select`): every LSTM/GRU/RNN
+"""ONNX recurrent nodes as per-layer conversion candidates (`rnnconvert.formats.per_layer`): every LSTM/GRU/RNN
 node of the graph and of its If/Loop/Scan subgraphs, named as `extract.recurrent_nodes` names them."""
 from __future__ import annotations
 
-from ...select import Found
+from ..found import Found
 from . import extract
 from .reader import load
 

@@ -17,9 +17,11 @@ import onnx
 from onnx import numpy_helper
 
 from ...errors import InputError, UnsupportedError
-from ...safety import check_activation_numbers, check_onnx_external, read_json
+from ...model.validate import check_activation_numbers
+from ...files.safety import check_onnx_external
+from ...files.text import read_json
 from ...model import (Activation, ActivationLayer, BatchNorm, Conv1D, Dense, Dropout, Embedding, InputSpec, Model,
-                      Recurrent)
+    Recurrent)
 from .glue import RECURRENT, Walker
 from .scan import is_scan_file, read_model
 from . import states as state_io

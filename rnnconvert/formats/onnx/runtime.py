@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...runtimes import RuntimeUnavailable
+from ...errors import RuntimeUnavailable
 
 
 def _session(path):
@@ -52,7 +52,7 @@ def run_states(path, x, model, feeds: dict | None = None, session=None) -> tuple
     dtype = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}.get(inp.type, np.float32)   # token ids
     all_feeds = {inp.name: np.ascontiguousarray(x.astype(dtype))}
     if model.state_inputs:                # a streaming graph: unfed states start at the model's initial values
-        from ...states import default_feeds
+        from ...model.states import default_feeds
         all_feeds.update(default_feeds(model, batch))
     elif len(sess.get_inputs()) > 1:      # a --stateful file: its states start at their initial values
         from .stateful import initial_feeds

@@ -18,7 +18,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from ...errors import UnsupportedError
-from ...model import (Activation, ActivationLayer, Dense, DirectionWeights, Dropout, InputSpec, Model, Recurrent)
+from ...model import Activation, ActivationLayer, Dense, DirectionWeights, Dropout, InputSpec, Model, Recurrent
 from . import _acts
 
 
@@ -232,7 +232,7 @@ def is_scan_file(meta: dict | None) -> bool:
 def read_model(proto: onnx.ModelProto, meta: dict, path: str, inits: dict) -> Model:
     """A file this writer wrote with Scan layers, from the initializers its metadata names
     (`inits`: {name: values})."""
-    from ... import gates
+    from ...model import gates
 
     def get(name):
         if name not in inits:

@@ -4,7 +4,7 @@
 initial_h (and initial_c) from a graph input `<layer>/h_in` (`<layer>/c_in`), shape [1, batch, S],
 and hands its final Y_h (Y_c) out as `<layer>/h_out` (`<layer>/c_out`).  A runtime feeds each
 `*_in` the previous call's matching `*_out` and so streams one step (or chunk) at a time.  The
-metadata entry `rnnconvert.states` lists them with their shapes and initial values (zeros, or the
+metadata entry `rnnconvert.model.states` lists them with their shapes and initial values (zeros, or the
 model's h0/c0) and what the stateless graph used instead, so that `to_stateless` restores exactly
 the graph the writer would have written without --stateful (which is how the reader reads it back).
 A reverse or bidirectional layer is refused: its first output depends on the last input.
@@ -19,10 +19,10 @@ import onnx
 from onnx import TensorProto, helper
 
 from ...errors import UnsupportedError
-from ...safety import read_json
+from ...files.text import read_json
 from ...model import Conv1D, Embedding, Flatten, Masking, Model, Pooling1D, Recurrent
 
-STATES_KEY = "rnnconvert.states"
+STATES_KEY = "rnnconvert.model.states"
 USAGE = ("feed every '*_in' input the matching '*_out' output of the previous call (shape [1, batch, size]); "
          "on the first call feed the 'initial' value broadcast to the batch (zeros unless listed)")
 

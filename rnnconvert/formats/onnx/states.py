@@ -101,7 +101,7 @@ def add_state_io(proto: onnx.ModelProto, model: Model, nodes_of: dict, path=None
     g = proto.graph
     nodes = {n.name: n for n in g.node}
     taken = {t for n in g.node for t in list(n.input) + list(n.output)} | {i.name for i in g.initializer}
-    from ...states import shape
+    from ...model.states import shape
     notes = []
     for port in model.state_inputs + model.state_outputs:
         if port.name in taken:

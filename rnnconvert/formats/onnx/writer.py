@@ -25,10 +25,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from ... import __version__, gates
+from ...version import __version__
+from ...model import gates
 from ...errors import InputError, UnsupportedError
 from ...model import ActivationLayer, Dense, Dropout, Embedding, Model, Recurrent, json_default
-from ...safety import read_json
+from ...files.text import read_json
 from . import _acts
 from . import initializers as _init
 from . import frontend as _front

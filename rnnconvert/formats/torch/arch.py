@@ -35,7 +35,8 @@ import os
 from dataclasses import dataclass, field
 
 from ...errors import InputError
-from ...safety import read_yaml, short_repr
+from ...files.text import read_yaml
+from ...errors import short_repr
 from ...model import ACTIVATIONS, SELU, Activation
 
 HEADS = ("last_step", "final_state", "h_n[-1]", "sequence")

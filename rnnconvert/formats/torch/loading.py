@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ...errors import InputError, UnsupportedError
-from ...safety import read_json
+from ...files.text import read_json
 from . import safetensors_io
 
 METADATA_KEY = "__rnnconvert__"           # .pt: state_dict._metadata[METADATA_KEY] = {"json": ...}
@@ -65,7 +65,7 @@ def torch_load(path):
 def _is_torchscript(path) -> bool:
     import zipfile
 
-    from ...safety import check_zip
+    from ...files.safety import check_zip
     try:
         with zipfile.ZipFile(path) as z:
             check_zip(z, path, what="PyTorch zip archive")

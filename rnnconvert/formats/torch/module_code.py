@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import re
 
-from ... import __version__
-from ..codegen.literals import comment, py_str
+from ...version import __version__
+from ..literals import comment, py_str
 from ...model import SELU_ALPHA, SELU_GAMMA, Activation
 from . import module_front
 from .statedict import MODULE_SPECS, TORCH_CLASS, ActivationSpec, DropoutSpec, EmbeddingSpec, LinearSpec, RNNSpec

@@ -9,7 +9,7 @@ divides an average by the count of real steps, as Keras does.
 """
 from __future__ import annotations
 
-from ..codegen.literals import comment
+from ..literals import comment
 from .statedict import BatchNormSpec, ConvSpec, EmbeddingSpec, FlattenSpec, PoolSpec
 
 

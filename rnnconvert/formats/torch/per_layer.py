@@ -1,11 +1,11 @@
 """PyTorch recurrent modules as per-layer conversion candidates when the whole state dict does not
-read as a model (`rnnconvert.select`): every nn.LSTM/GRU/RNN module found by its keys, whatever
+read as a model (`rnnconvert.formats.per_layer`): every nn.LSTM/GRU/RNN module found by its keys, whatever
 else the state dict holds.  Layer k of a multi-layer module is `<module>_l<k>`; the module name
 itself is the whole stack.  nn.RNN's nonlinearity comes from --arch, else tanh (an assumption).
 """
 from __future__ import annotations
 
-from ...select import Found
+from ..found import Found
 from . import arch as arch_hints
 from .loading import load
 from .reader import specs_to_layers

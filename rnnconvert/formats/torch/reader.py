@@ -14,11 +14,11 @@ import numpy as np
 
 from ...errors import InputError, UnsupportedError
 from ...model import (LINEAR, RELU, SIGMOID, TANH, Activation, ActivationLayer, BatchNorm, Conv1D, Dense,
-                      DirectionWeights, Dropout, Embedding, Flatten, InputSpec, Model, Pooling1D, Recurrent)
+    DirectionWeights, Dropout, Embedding, Flatten, InputSpec, Model, Pooling1D, Recurrent)
 from . import arch as arch_hints
 from .loading import key_list, load
 from .statedict import (TORCH_CLASS, ActivationSpec, BatchNormSpec, ConvSpec, DropoutSpec, EmbeddingSpec,
-                        FlattenSpec, LinearSpec, PoolSpec, RNNSpec, parse, to_state_dict)
+    FlattenSpec, LinearSpec, PoolSpec, RNNSpec, parse, to_state_dict)
 from .steps import resolve_embeddings, settle_modules, spec_from_step, takes
 
 MAX_ORDER_SEARCH = 7

@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from ...runtimes import RuntimeUnavailable
+from ...errors import RuntimeUnavailable
 from . import module_code, safetensors_io, writer
 from .loading import find_state_dict, is_safetensors
 
@@ -25,7 +25,7 @@ def emitted_module(model):
     """The generated module file for `model`, imported (a fresh module object each call)."""
     specs, _ = writer.from_canonical(model)
     code = module_code.generate(specs, model)
-    from ...interrupt import temporary_directory
+    from ...files.interrupt import temporary_directory
     with temporary_directory("rnnconvert_torch_") as d:
         name = f"rnnconvert_emitted_{os.getpid()}_{next(_counter)}"
         file = os.path.join(d, name + ".py")

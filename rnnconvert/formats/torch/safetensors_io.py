@@ -16,7 +16,8 @@ import numpy as np
 
 from ...errors import InputError, UnsupportedError
 from ...model import MAX_DIM
-from ...safety import read_json, short_repr
+from ...files.text import read_json
+from ...errors import short_repr
 
 MAX_HEADER = 100_000_000          # the limit the safetensors specification sets
 

@@ -16,17 +16,16 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ... import __version__
+from ...version import __version__
 from ...errors import UnsupportedError
 from ...model import (ActivationLayer, BatchNorm, Conv1D, Dense, DirectionWeights, Dropout, Embedding, Flatten,
-                      Masking, Model, Pooling1D, Recurrent, json_default)
-from ...states import refuse_state_io
+    Masking, Model, Pooling1D, Recurrent, json_default)
+from ...model.states import refuse_state_io
 from . import module_code, safetensors_io
-from .loading import (METADATA_KEY, METADATA_VERSION, SAFETENSORS_METADATA_KEY, import_torch,
-                     is_safetensors)
+from .loading import METADATA_KEY, METADATA_VERSION, SAFETENSORS_METADATA_KEY, import_torch, is_safetensors
 from .reader import LOADER_KEYS
 from .statedict import (MODULE_SPECS, TORCH_CLASS, ActivationSpec, BatchNormSpec, ConvSpec, DropoutSpec,
-                        EmbeddingSpec, FlattenSpec, LinearSpec, PoolSpec, RNNSpec, to_state_dict)
+    EmbeddingSpec, FlattenSpec, LinearSpec, PoolSpec, RNNSpec, to_state_dict)
 from .steps import step_of
 
 TORCH_ACTIVATIONS = {"lstm": ("sigmoid", "tanh", "tanh"), "gru": ("sigmoid", "tanh")}
@@ -67,7 +66,7 @@ def write_module(model: Model, code_path, weights=None, force: bool = True) -> N
     """The standalone PyTorch module file for `model` (what emit_module writes); `weights`: the
     state-dict file it is meant to load, named in its docstring.  Written beside `code_path` under a
     temporary name and renamed (rnnconvert/atomic.py); an existing file is kept unless `force`."""
-    from ...atomic import refuse_existing, write_files
+    from ...files.atomic import refuse_existing, write_files
     refuse_existing([code_path], force)
     specs, _ = from_canonical(model)
     code = module_code.generate(specs, model, weights=weights)

@@ -1,0 +1,109 @@
+"""Text for the terminal: `inspect`'s description of a model (`render`) and of what reads per layer
+(`render_extra`)."""
+from __future__ import annotations
+
+from ..model.describe import canonical_letters
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def _other_columns(x: dict) -> tuple[str, str]:
+    """(units, detail) table cells of a non-recurrent layer."""
+    kind = x["kind"]
+    shape = lambda name: next((t["shape"] for t in x["tensors"] if t["name"] == name), [])  # noqa: E731
+    if kind == "embedding":
+        vocab, dim = (shape("table") + [0, 0])[:2]
+        return f"{vocab}->{dim}", "mask_zero" if x.get("mask_zero") else ""
+    if kind == "conv1d":
+        width, per_group, filters = (shape("kernel") + [0, 0, 0])[:3]
+        pads = f" {x['pads']}" if x.get("padding") == "explicit" else ""
+        detail = (f"width {width}, strides {x['strides']}, dilation {x['dilation']}, {x['padding']}{pads}"
+                  + (f", groups {x['groups']}" if x.get("groups", 1) != 1 else "") + f", {x['activation']}")
+        return f"{per_group * x.get('groups', 1)}->{filters}", detail
+    if kind == "pooling1d":
+        if x.get("pool_size") is None:
+            return "", f"global {x['mode']}"
+        return "", f"{x['mode']} {x['pool_size']}, strides {x.get('strides') or x['pool_size']}, {x['padding']}"
+    if kind == "batch_norm":
+        return str((shape("mean") + [""])[0]), f"epsilon {x['epsilon']:g}"
+    if kind == "masking":
+        return "", f"mask_value {x['mask_value']:g}"
+    if kind == "dropout":
+        return "", f"{x.get('variant', 'dropout')} {x.get('rate', '')}"
+    return (str(x.get("units", "")) if kind == "dense" else ""), str(x.get("activation", x.get("rate", "")))
+
+
+def render(desc: dict) -> str:
+    """Human text: header, a layer table, then each recurrent layer's gate slices and equations."""
+    inp = desc["input"]
+    steps = inp.get("time_steps") or "any"
+    extra = ", ".join(f"{k}={v}" for k, v in desc["source"].items() if k != "format" and isinstance(v, (str, int)))
+    out = [f"file    {desc['file'] or '-'}", f"format  {desc['format'] or '-'}" + (f" ({extra})" if extra else ""),
+           f"input   '{inp['name']}': "
+           + ("token ids" if str(inp["dtype"]).startswith("int") else f"{inp['features']} features")
+           + f", {inp['dtype']}, {inp['layout']}, time steps {steps}",
+           f"params  {desc['parameters']:,}" + (f"   !! {desc['nonfinite']} NaN/Inf" if desc["nonfinite"] else ""),
+           *(f"states  {line}" for line in desc.get("states", {}).get("lines", []))]
+    out += [f"  !! layer '{x['name']}' tensor '{t['name']}': {t['nonfinite']} NaN/Inf of {t['size']} values"
+            for x in desc["layers"] for t in x["tensors"] if t["nonfinite"]]
+    out.append("")
+    rows = [["#", "name", "kind", "direction", "units", "output", "activations", "params"]]
+    for i, x in enumerate(desc["layers"]):
+        if "hidden" in x:
+            units, detail, output = f"{x['input_size']}->{x['hidden']}", ", ".join(x["activations"]), x["output"]
+            direction = x["direction"] + (f" ({x['merge']})" if x["merge"] else "")
+        else:
+            units, detail = _other_columns(x)
+            direction, output = "", ""
+        flag = f" !! {x['nonfinite']} NaN/Inf" if x["nonfinite"] else ""
+        rows.append([str(i), x["name"], x["kind"], direction, units, output, detail, f"{x['parameters']:,}{flag}"])
+    out += _table(rows)
+    for i, x in enumerate(desc["layers"]):
+        if "hidden" not in x:
+            continue
+        out += ["", f"layer {i} '{x['name']}': {x['kind'].upper()} {x['direction']}, H={x['hidden']}, "
+                    f"input {x['input_size']}, gate order {x['gate_order']} ({x['framework']})"]
+        settings = [f"{k} = {v}" for k, v in x["activation_names"].items() if k != v]
+        settings = settings or ["activations " + ", ".join(x["activations"])]
+        if x["kind"] == "gru":
+            variant = x["reset_variant"]
+            settings.append(f"reset_after={x['reset_after']}"
+                            + (f" ({variant})" if variant and variant != f"reset_after={x['reset_after']}" else ""))
+        if x["clip"] is not None:
+            settings.append(f"clip={x['clip']:g}")
+        settings.append("bias: " + ", ".join(k for k, v in x["bias"].items() if v) if any(x["bias"].values())
+                        else "no bias")
+        if any(x["initial_state"].values()):
+            settings.append("initial state: " + ", ".join(k for k, v in x["initial_state"].items() if v))
+        out.append("  " + "; ".join(settings))
+        if x.get("note"):
+            out.append(f"  note: {x['note']}")
+        for t in x["tensors"]:
+            flag = f"  !! {t['nonfinite']} NaN/Inf" if t["nonfinite"] else ""
+            axis = "" if t["gate_axis"] is None else f", gates on axis {t['gate_axis']}"
+            out.append(f"  {t['name']} {tuple(t['shape'])}{axis} = {t['canonical']}{flag}")
+            parts = len({g["part"] for g in t["gates"]}) > 1
+            if t["gates"]:
+                out += _table([["  ", g["gate"], g["meaning"], g["slice"]] + ([g["part"]] if parts else [])
+                               + ([g["direction"]] if x["bidirectional"] else []) for g in t["gates"]])
+            out.append("      = " + "; ".join(f"{fw}: {a or '-'}" for fw, a in t["aliases"].items()))
+        renamed = [f"{c} is the gate this file calls {g}" for g, c in
+                   canonical_letters(x["framework"], x["kind"]).items() if g != c]
+        out += [f"  equations{' (' + '; '.join(renamed) + ')' if renamed else ''}:"]
+        out += [f"    {e}" for e in x["equations"]]
+    return "\n".join(out) + "\n"
+
+
+def render_extra(desc: dict) -> str:
+    """The text `inspect` adds after the layer description: whole-model status and --layer names."""
+    out = []
+    if not desc["whole_model"]["readable"]:
+        out.append(f"whole model: not convertible: {desc['whole_model']['refusal']}")
+    if desc["per_layer"]:
+        out.append("per layer (--layer NAME):")
+        out += [f"  {p['name']}  {p['kind']}{' bidirectional' if p['bidirectional'] else ''}  ({p['where']})"
+                for p in desc["per_layer"]]
+    return "\n".join(out) + ("\n" if out else "")

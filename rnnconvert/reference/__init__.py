@@ -1,0 +1,11 @@
+"""The reference forward pass: the canonical model computed with numpy (float64 by default), the oracle
+every conversion is verified against.
+
+Owns: `network` (the pass over a model's layers, its equations in the docstring), `cells` (the LSTM,
+GRU and RNN time loops), `layers` (front-end layers and masks), `blas` (the BLAS thread count).
+May import: `rnnconvert.model`, `rnnconvert.errors`.  Formats and verification import it; it imports
+no format.
+"""
+from .network import forward, forward_with_feeds, forward_with_states
+
+__all__ = ["forward", "forward_with_feeds", "forward_with_states"]

@@ -1,0 +1,259 @@
+"""The recurrent cells of the reference forward pass (equations: `reference.py`'s docstring).
+
+Each cell runs one direction over a time-major X [T, B, F] and returns (Y [T, B, S], State), Y[t]
+the state after input t.  The input projections of all steps are one matmul before the time loop;
+inside it tensors are [units, batch], so that every gate block is a contiguous range of rows, and
+every step works in buffers allocated before the loop.  The LSTM writes its state Ht to Y[t] as
+[batch, units] in memory: the next step's matmul R*Ht runs about 15% faster on that order than on
+[units, batch]; the GRU, whose update reads Ht elementwise, and the RNN keep [units, batch] (and
+return a transposed view).
+
+The batch columns of a recurrence are independent, so a large batch runs as a few column chunks,
+one per BLAS thread, each on its own Python thread with single-threaded BLAS calls (numpy releases
+the GIL in matmul and in the ufunc loops).  A chunk computes what the whole batch would up to the
+matmul's summation order (with OpenBLAS: float64 identical, float32 within 2e-6 at hidden 512).
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from . import blas
+from ..model import gates
+
+# A batch is split only when one step's recurrent matmul (gates*H x S times S x B) has at least this
+# many multiply-adds, and never into chunks of fewer than MIN_CHUNK columns: below that, the
+# threads cost more than they save.
+MIN_WORK = 1 << 22
+MIN_CHUNK = 8
+
+
+class State(NamedTuple):
+    """One direction's state after the whole sequence: h [batch, S], c [batch, H] (LSTM only)."""
+    h: np.ndarray
+    c: np.ndarray | None = None
+
+
+Fn = Callable[[np.ndarray, np.ndarray], None]
+
+
+def _lstm(layer, w, X, reverse, acts, dtype):
+    T, B, _ = X.shape
+    H = layer.hidden
+    f, g, h_act = (_on_blocks(fn, elementwise, H) for fn, elementwise in acts)
+    # Gate rows reordered once to i, f, o, g so that f applies to one contiguous block.
+    W_ifog = _cast(gates.permute(w.W, "lstm", "ifgo", "ifog"), dtype)
+    R_ifog = _cast(gates.permute(w.R, "lstm", "ifgo", "ifog"), dtype)
+    b_ifog = gates.permute(_cast(w.Wb, dtype) + _cast(w.Rb, dtype), "lstm", "ifgo", "ifog")
+    P = None if w.proj is None else _cast(w.proj, dtype)
+    S = H if P is None else P.shape[0]
+    clip = layer.clip
+
+    def loop(cols):
+        XW = _input_projection(X, W_ifog, b_ifog, cols)
+        b = XW.shape[2]
+        h = _initial(w.h0, S, cols, b, dtype)
+        c = _initial(w.c0, H, cols, b, dtype)
+        Y = np.empty((T, b, S), dtype)
+        G = np.empty((4 * H, b), dtype)
+        i_f_o, i, f_gate, o, g_gate = G[:3 * H], G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
+        ig = np.empty((H, b), dtype)
+        for t in _steps(T, reverse):
+            np.matmul(R_ifog, h, out=G)
+            G += XW[t]
+            if clip is not None:
+                np.clip(G, -clip, clip, out=G)
+            f(i_f_o, i_f_o)
+            g(g_gate, g_gate)
+            c *= f_gate
+            np.multiply(i, g_gate, out=ig)
+            c += ig
+            h_act(c, ig)                      # ig now holds h(Ct)
+            h = Y[t].T
+            if P is None:
+                np.multiply(o, ig, out=h)
+            else:
+                ig *= o
+                np.matmul(P, ig, out=h)
+        return Y, h, c
+
+    Y, h, c = _run_chunks(loop, _batch_chunks(B, 4 * H * S))
+    return Y, State(h.T.copy(), c.T.copy())
+
+
+def _gru(layer, w, X, reverse, acts, dtype):
+    T, B, _ = X.shape
+    H = layer.hidden
+    f, g = (_on_blocks(fn, elementwise, H) for fn, elementwise in acts)
+    W, R = _cast(w.W, dtype), _cast(w.R, dtype)
+    Wb, Rb = _cast(w.Wb, dtype), _cast(w.Rb, dtype)
+    clip = layer.clip
+    if layer.reset_after:
+        # Rbn stays inside r * (...); the r and z recurrent biases join the input projection.
+        Rb_n = Rb[2 * H:, None].copy()
+        bias = Wb.copy()
+        bias[:2 * H] += Rb[:2 * H]
+
+        def loop(cols):
+            XW = _input_projection(X, W, bias, cols)
+            b = XW.shape[2]
+            h = _initial(w.h0, H, cols, b, dtype)
+            Y = np.empty((T, H, b), dtype)
+            tmp = np.empty((H, b), dtype)
+            G = np.empty((3 * H, b), dtype)
+            r_z, r, z, n = G[:2 * H], G[:H], G[H:2 * H], G[2 * H:]
+            for t in _steps(T, reverse):
+                np.matmul(R, h, out=G)
+                XWt = XW[t]
+                r_z += XWt[:2 * H]
+                if clip is not None:
+                    np.clip(r_z, -clip, clip, out=r_z)
+                f(r_z, r_z)
+                n += Rb_n
+                n *= r
+                n += XWt[2 * H:]
+                if clip is not None:
+                    np.clip(n, -clip, clip, out=n)
+                g(n, n)
+                _gru_update(h, n, z, tmp, Y[t])
+                h = Y[t]
+            return Y.transpose(0, 2, 1), h
+    else:
+        bias = Wb + Rb
+        R_rz, R_n = np.ascontiguousarray(R[:2 * H]), np.ascontiguousarray(R[2 * H:])
+
+        def loop(cols):
+            XW = _input_projection(X, W, bias, cols)
+            b = XW.shape[2]
+            h = _initial(w.h0, H, cols, b, dtype)
+            Y = np.empty((T, H, b), dtype)
+            tmp = np.empty((H, b), dtype)
+            r_z, n = np.empty((2 * H, b), dtype), np.empty((H, b), dtype)
+            r, z = r_z[:H], r_z[H:]
+            for t in _steps(T, reverse):
+                np.matmul(R_rz, h, out=r_z)
+                XWt = XW[t]
+                r_z += XWt[:2 * H]
+                if clip is not None:
+                    np.clip(r_z, -clip, clip, out=r_z)
+                f(r_z, r_z)
+                np.multiply(r, h, out=tmp)
+                np.matmul(R_n, tmp, out=n)
+                n += XWt[2 * H:]
+                if clip is not None:
+                    np.clip(n, -clip, clip, out=n)
+                g(n, n)
+                _gru_update(h, n, z, tmp, Y[t])
+                h = Y[t]
+            return Y.transpose(0, 2, 1), h
+    Y, h = _run_chunks(loop, _batch_chunks(B, 3 * H * H))
+    return Y, State(h.T.copy())
+
+
+def _gru_update(h, n, z, tmp, out):
+    """out = (1 - z) * n + z * h, computed as n + z * (h - n)."""
+    np.subtract(h, n, out=tmp)
+    tmp *= z
+    np.add(n, tmp, out=out)
+
+
+def _rnn(layer, w, X, reverse, acts, dtype):
+    T, B, _ = X.shape
+    H = layer.hidden
+    (f,) = (_on_blocks(fn, elementwise, H) for fn, elementwise in acts)
+    W, R = _cast(w.W, dtype), _cast(w.R, dtype)
+    bias = _cast(w.Wb, dtype) + _cast(w.Rb, dtype)
+    clip = layer.clip
+
+    def loop(cols):
+        XW = _input_projection(X, W, bias, cols)
+        h = _initial(w.h0, H, cols, XW.shape[2], dtype)
+        Y = np.empty((T, H, XW.shape[2]), dtype)
+        for t in _steps(T, reverse):
+            y = Y[t]
+            np.matmul(R, h, out=y)
+            y += XW[t]
+            if clip is not None:
+                np.clip(y, -clip, clip, out=y)
+            f(y, y)
+            h = y
+        return Y.transpose(0, 2, 1), h
+
+    Y, h = _run_chunks(loop, _batch_chunks(B, H * H))
+    return Y, State(h.T.copy())
+
+
+def _steps(T: int, reverse: bool) -> range:
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def _batch_chunks(B: int, weights_per_column: int) -> list[slice]:
+    """The column ranges a batch of B runs as: one per BLAS thread when the per-step matmul
+    (`weights_per_column` multiply-adds per batch column) is large enough, else the whole batch."""
+    n = min(blas.threads() or 1, B // MIN_CHUNK)
+    if n < 2 or weights_per_column * B < MIN_WORK:
+        return [slice(0, B)]
+    bounds = [B * k // n for k in range(n + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def _run_chunks(loop, chunks: list[slice]) -> tuple[np.ndarray, ...]:
+    """loop(columns) -> (Y [T, b, S], final states [S, b]...) for each chunk, joined over the batch."""
+    if len(chunks) == 1:
+        return _quiet(loop, chunks[0])
+    with blas.single_threaded(), ThreadPoolExecutor(len(chunks)) as pool:
+        results = [r.result() for r in [pool.submit(_quiet, loop, cols) for cols in chunks]]
+    Y = np.concatenate([r[0] for r in results], axis=1)
+    return (Y, *(np.concatenate(parts, axis=1) for parts in list(zip(*results))[1:]))
+
+
+def _quiet(loop, cols):
+    """The activations run under np.errstate(over="ignore") (see reference.py), set in the thread
+    that runs the time loop (numpy's error state is per thread)."""
+    with np.errstate(over="ignore"):
+        return loop(cols)
+
+
+# Input weights of at least this many bytes (past the caches) are projected in one flat matmul.
+LARGE_PROJECTION = 4 << 20
+
+
+def _input_projection(X: np.ndarray, W: np.ndarray, bias: np.ndarray, cols: slice) -> np.ndarray:
+    """W*(Xt^T) + bias for every step t and the batch columns `cols` in one matmul: [T, B, F] ->
+    [T, gates*H, b], so that each step's XW[t] is one contiguous block in the loop's layout (adding a
+    strided block every step costs more than the batched matmul saves over one flat one)."""
+    if W.nbytes >= LARGE_PROJECTION:   # the batched matmul reads W once per step: one flat matmul instead
+        T, _, F = X.shape
+        Xf = X[:, cols].reshape(-1, F)                                   # [T*b, F]
+        XW = np.ascontiguousarray((Xf @ W.T).reshape(T, -1, W.shape[0]).transpose(0, 2, 1))
+    else:
+        XW = np.matmul(W, np.ascontiguousarray(X[:, cols].transpose(0, 2, 1)))
+    XW += bias[:, None]
+    return XW
+
+
+def _initial(v: np.ndarray | None, size: int, cols: slice, batch: int, dtype) -> np.ndarray:
+    """A fresh [size, batch] state buffer for the batch columns `cols` from h0/c0 ([size] or
+    [B, size]) or zeros."""
+    out = np.zeros((size, batch), dtype)
+    if v is not None:
+        out[...] = v[cols].T if v.ndim == 2 else v[:, None]
+    return out
+
+
+def _cast(a: np.ndarray, dtype) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _on_blocks(fn: Fn, elementwise: bool, hidden: int) -> Fn:
+    """fn for a cell's [gates*hidden, batch] tensors: an axis-wise activation (softmax) runs over
+    the units of each gate block on its own."""
+    if elementwise:
+        return fn
+
+    def apply(x, out):
+        for k in range(0, x.shape[0], hidden):
+            fn(x[k:k + hidden].T, out[k:k + hidden].T)
+    return apply

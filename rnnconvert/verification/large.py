@@ -1,0 +1,113 @@
+"""Verification of a large model: the same checks, in an order that holds one copy of the weights.
+
+A model over `suite.LARGE_MODEL_PARAMS` parameters (without state inputs/outputs, written to a format
+whose runtime, if any, reads the weights from the file alone: ONNX, Keras, MATLAB) is verified with
+the oracles, tolerance and report of any other model, in this order, so that besides a runtime's own
+memory at most one copy of its weights is held at a time and no pass repeats another:
+
+1. expected: the reference pass of the source on the suite for large models (suite.py), in float32
+   (float64 costs 2-6x more on matrices of this size and copies each layer's weights);
+2. the source's arrays are reduced to SHA-1 digests (`diagnose.skeleton`, on a `verification.Background`
+   thread started before the destination is written) and its weights released;
+3. the destination's own runtime runs the written file, one session for every input;
+4. the destination is read back and compared with the source by digest (`diagnose.classify`).  When the
+   two are identical, setting for setting and tensor for tensor (`diagnose.identical`), reference(dst)
+   and streaming(reference) would compute step 1's numbers again: they are not run, and a note says so,
+   unless no runtime ran (then reference(dst) is the one numeric check).  Otherwise they run as for any
+   model;
+5. an input on which a check fails, or whose float32 pass overflowed (inf or NaN there proves nothing),
+   gets the rule of every other model: its float64 reference pass
+   becomes the expected output, its float32 noise (|float32 - float64|, verification.py) is measured
+   and its failed checks are judged again.  The verdict is the rule's: a check within atol + rtol of
+   the float32 pass is within atol + noise + rtol of the float64 one, noise being at least their
+   distance.  Such an input's report entry says `"reference": "float64"`, the others `"float32"`
+   with float32_noise null (not measured).
+A failure is localized as for any model, with the source read again.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import runtimes
+from . import suite as suites
+from .diagnose import classify, identical, skeleton
+from ..model import Model
+from .core import _runtime_checks, compare, localize_worst, noise_between, reference_checks
+
+IDENTICAL = ("reference(dst) and streaming(reference) not run: the file reads back identical to the source, "
+             "every setting and every tensor (SHA-1), so they would repeat reference(src)")
+
+
+def applies(model: Model, dst_fmt) -> bool:
+    """A large model, without state ports, for a destination whose runtime (if any) needs no weights of ours."""
+    return (model.parameter_count() > suites.LARGE_MODEL_PARAMS and not model.has_state_io
+            and (not dst_fmt.runtime or runtimes.from_file(dst_fmt)))
+
+
+class LazyNoise:
+    """judge(out, k, oracle, label) against the float32 reference; `settle` re-judges the failures by the
+    float64 rule."""
+
+    def __init__(self, report, suite, expected):
+        self.report, self.suite, self.expected = report, suite, expected
+        self.failed = []
+
+    def __call__(self, out, k, oracle, label):
+        check = compare(out, self.expected[k], self.report.tolerance, oracle, label, 0.0)
+        # a failure, or a float32 pass that overflowed (its inf agreeing with the runtime's proves nothing),
+        # is judged again by the float64 rule in settle()
+        if not check.passed or not np.isfinite(self.expected[k]).all():
+            self.failed.append((check, out, k))
+        return check
+
+    def settle(self, model: Model) -> None:
+        """Judge every failed check again by the float64 rule, the passes of `model` (the source's
+        computation) giving input k's float64 expected output and float32 noise."""
+        from ..reference.network import forward
+        for check, out, k in self.failed:
+            entry = self.report.inputs[k]
+            if entry.get("reference") != "float64":     # expected[k] is still the float32 pass
+                float32_pass, self.expected[k] = self.expected[k], forward(model, self.suite[k][1])
+                entry.update(reference="float64", float32_noise=noise_between(float32_pass, self.expected[k]))
+            at = next(i for i, c in enumerate(self.report.checks) if c is check)
+            self.report.checks[at] = compare(out, self.expected[k], self.report.tolerance, check.oracle,
+                                             check.input, entry["float32_noise"])
+        self.failed = []
+
+
+def verify(held: list, digests, dst_fmt, path, report, *, inputs, reread, notes, assumed):
+    """Check the file `path` against the source model `held.pop()` (the caller keeps no other reference,
+    so its weights are released after step 1); `digests`: verification.Background making its skeleton.
+    `reread()` reads the source again (failures only).
+
+    Returns (model, suite, expected): `model` the read-back model when it is identical to the source
+    (the source's stand-in for what follows verification), else None.
+    """
+    from ..reference.network import forward
+    model = held.pop()
+    suite = suites.input_suite(model, report.seed, inputs, path=report.source["path"])
+    report.initial_states = suites.initial_states(model)
+    expected = [forward(model, x, dtype=np.float32).astype(np.float64) for _, x in suite]
+    report.inputs = [{"label": label, "shape": list(x.shape), "float32_noise": None, "reference": "float32"}
+                     for label, x in suite]
+    src = digests.result()
+    del model
+    judge = LazyNoise(report, suite, expected)
+    _runtime_checks(report, dst_fmt, path, src, suite, judge, "dst", src)
+    back = dst_fmt.load().read(path) if dst_fmt.reads else None
+    same = False
+    if back is None:
+        report.conversion = classify(src, None, notes=notes, assumed=assumed)
+    else:
+        back_digests = skeleton(back)
+        report.conversion = classify(src, back_digests, notes=notes, assumed=assumed)
+        same = identical(src, back_digests)
+        if same and report.checks:          # without a runtime check, reference(dst) is the only one
+            report.notes.append(IDENTICAL)
+        else:
+            reference_checks(report, src, back, suite, judge)
+    if judge.failed:
+        judge.settle(back if same else reread())
+    if not report.passed and back is not None:
+        localize_worst(report, suite, reread(), back)
+    return (back if same else None), suite, expected

@@ -1,0 +1,93 @@
+"""Verification of a model whose recurrent states are inputs and outputs (a streaming graph).
+
+On each suite input, with random states and with zero states fed to every state input, the reference
+pass of the source (output and every state output) is compared with the reference pass of the written
+model and with the written file in its own runtime where that runtime takes states (onnxruntime).
+Streaming: the sequence fed in chunks, each call's state outputs fed back as the next call's state
+inputs, must equal one call (`streaming(reference, states)`, `streaming(onnxruntime, states)`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..model import states
+from ..reference import forward_with_feeds
+from .suite import chunking, streaming_undefined
+
+STATE_SEED = 7919
+
+
+def _runners(src_model, dst_model, dst_fmt, dst_path):
+    """[(oracle, run(x, feeds) -> (y, outs))] of the written model, in dst's layout."""
+    out = []
+    if dst_model is not None and [p.name for p in dst_model.state_inputs] == [p.name for p in src_model.state_inputs]:
+        out.append(("reference(dst)", lambda x, f: forward_with_feeds(dst_model, x, f)))
+    if dst_fmt.name == "onnx":
+        from ..formats.onnx.runtime import run_states
+        out.append(("onnxruntime(dst)", lambda x, f: run_states(dst_path, x, dst_model or src_model, f)))
+    return out
+
+
+def state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol) -> None:
+    from ..errors import RuntimeUnavailable
+    from .core import Check, _relayout, compare
+    runners = _runners(src_model, dst_model, dst_fmt, dst_path)
+    if not runners:
+        report.unavailable.append(f"state inputs/outputs: {dst_fmt.name} files do not take them (only the "
+                                  "initial states were checked)")
+        return
+    batch_axis = 1 if src_model.input.layout == "time_batch_feature" else 0
+    rng = np.random.default_rng(STATE_SEED + report.seed)
+    dst = dst_model or src_model
+    for label, x in suite:
+        batch = x.shape[batch_axis]
+        for kind, feeds in (("random states", states.random_feeds(src_model, batch, rng)),
+                            ("zero states", states.zero_feeds(src_model, batch))):
+            y, outs = forward_with_feeds(src_model, x, feeds)
+            for oracle, run in runners:
+                try:
+                    got, got_outs = run(_relayout(x, src_model, dst), feeds)
+                except RuntimeUnavailable as exc:
+                    report.unavailable.append(f"{oracle} with states: {exc}")
+                    continue
+                except Exception as exc:  # a runtime rejecting the file is a failed check
+                    report.checks.append(Check(oracle, f"{label} + {kind} (runtime error: {exc})",
+                                               float("inf"), float("inf"), [], False))
+                    continue
+                report.checks.append(compare(_relayout(got, dst, src_model), y, tol, oracle, f"{label} + {kind}"))
+                for name, v in outs.items():
+                    report.checks.append(compare(got_outs.get(name, np.full(1, np.nan)), v, tol, oracle,
+                                                 f"{label} + {kind}: {name}"))
+        _streaming(report, src_model, dst, runners, x, label, rng, tol)
+
+
+def _not_carried(model, pairs) -> str:
+    """Which state of which recurrent layer no state input/output pair carries ('' when all are)."""
+    have = {(name, o.state) for o, _ in pairs for name in o.layers}
+    for layer in model.recurrent_layers:
+        for state in ("h", "c") if layer.cell == "lstm" else ("h",):
+            if (layer.name, state) not in have:
+                return f"layer '{layer.name}' has no state input and output carrying its {state} state"
+    return ""
+
+
+def _streaming(report, src_model, dst, runners, x, label, rng, tol) -> None:
+    from .core import _relayout, compare
+    time_axis = 0 if src_model.input.layout == "time_batch_feature" else 1
+    pairs = states.carried(src_model)
+    if x.shape[time_axis] < 2 or streaming_undefined(src_model) or len(pairs) != len(src_model.state_inputs):
+        return
+    lost = _not_carried(src_model, pairs)
+    if lost:          # a layer restarting from its initial state at every call: chunks never equal one call
+        note = f"streaming with states: not defined ({lost})"
+        if note not in report.unavailable:
+            report.unavailable.append(note)
+        return
+    feeds = states.random_feeds(src_model, x.shape[1 - time_axis], rng)
+    y, outs = forward_with_feeds(src_model, x, feeds)
+    chunks = chunking(x.shape[time_axis])
+    for oracle, run in runners:
+        got, last = states.stream(run, dst, _relayout(x, src_model, dst), feeds, chunks)
+        name = oracle.replace("(dst)", "(dst), states carried")
+        what = f"{label} + random states chunks {'+'.join(map(str, chunks))}"
+        report.checks.append(compare(_relayout(got, dst, src_model), y, tol, f"streaming {name}", what))
