@@ -435,3 +435,18 @@ def test_source_tensors_refuses_a_layer_the_framework_cannot_hold():
     with pytest.raises(UnsupportedError) as exc:
         source_tensors(layer("rnn"), "matlab")
     assert str(exc.value) == "layer 'rnn_1': matlab cannot hold this layer: MATLAB has no built-in simple RNN layer"
+
+
+@pytest.mark.parametrize("case", cases("keras3", suffixes=(".h5",))[:2] + cases("torch_onnx", suffixes=(".onnx",))[:1],
+                         ids=lambda c: c.id)
+def test_the_library_inspect_is_what_the_command_prints(case):
+    """`rnnconvert.inspect(path)` (the public API) returns what `rnnconvert inspect --json` prints, and its
+    slices are those checked against the files' own tensors above."""
+    import rnnconvert
+    from click.testing import CliRunner
+    from rnnconvert.cli import cli
+    res = CliRunner().invoke(cli, ["inspect", str(case.path), "--json"])
+    assert res.exit_code == 0, res.output
+    got = rnnconvert.inspect(case.path)
+    assert got == json.loads(res.stdout)
+    assert got["whole_model"]["readable"] and got["layers"]
