@@ -1,4 +1,4 @@
-"""`python -m rnnconvert`: the signals are handled from the first moment (interrupt.py), so a Ctrl-C while the
+"""`python -m rnnconvert`: the signals are handled from the first moment (files/interrupt.py), so a Ctrl-C while the
 CLI's modules are still being imported ends the run like any other (one line, exit 130), not with a
 KeyboardInterrupt traceback."""
 import sys
