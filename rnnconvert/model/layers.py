@@ -265,7 +265,7 @@ class Masking(Layer):
     skipped by the recurrent layers that follow (state carried over; `Recurrent.masked_output` says
     what a skipped step outputs).  The mask passes through Dropout, Dense, Activation and BatchNorm
     and through a recurrent layer that returns its sequence; global average pooling averages the
-    unmasked steps only; every other layer drops it (see `reference_layers.py`).
+    unmasked steps only; every other layer drops it (see `reference/layers.py`).
     """
     name: str
     mask_value: float = 0.0
