@@ -7,7 +7,7 @@ from .files.interrupt import Interrupted, ignore_from_now, install, message
 
 install()
 try:
-    from .cli.commands import main
+    from .cli import main
 except Interrupted as exc:          # nothing has been written yet
     ignore_from_now()
     sys.stderr.write(message(exc) + "\n")

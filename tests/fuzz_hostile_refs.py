@@ -102,7 +102,7 @@ def _cli_check(path: Path):
     """`batch PLAN --check` in-process: exit 0 reads, exit 2 with one line refuses, anything else raises."""
     from click.testing import CliRunner
 
-    from rnnconvert.cli.commands import cli
+    from rnnconvert.cli import cli
     from rnnconvert.errors import InputError
     res = CliRunner().invoke(cli, ["batch", str(path), "--check"])
     err = res.stderr if hasattr(res, "stderr") else res.output

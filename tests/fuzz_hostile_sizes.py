@@ -121,7 +121,7 @@ def _cli_inputs(path: Path):
     """convert the seed to .rnnc with --inputs `path`, in-process (the CLI loads --inputs itself)."""
     from click.testing import CliRunner
 
-    from rnnconvert.cli.commands import cli
+    from rnnconvert.cli import cli
     from rnnconvert.errors import InputError
     res = CliRunner().invoke(cli, ["convert", str(KERAS_H5), str(path.parent / "out.rnnc"), "--force",
                                    "--inputs", str(path)])

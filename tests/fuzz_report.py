@@ -68,7 +68,7 @@ def _cli_args(path: Path, read) -> list[str]:
 
 def _cli_problem(runner, case) -> str | None:
     """The case through the CLI in-process: exit 0, or 2 with exactly one `rnnconvert: error:` line."""
-    from rnnconvert.cli.commands import cli
+    from rnnconvert.cli import cli
     args = _cli_args(case.path, case.read)
     res = runner.invoke(cli, args)
     err = res.stderr

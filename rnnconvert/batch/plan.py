@@ -1,7 +1,7 @@
 """Batch plans: `load_plan` reads a YAML plan (`schemas/batch.schema.json`) and validates it whole before
 any work starts, every problem reported at once with its location (`jobs[3].dst`); each (job,
 destination) pair becomes a `Task` with its options resolved (paths relative to the plan file).
-`batch.py` runs the tasks.
+`run` runs the tasks.
 
 Outputs (destinations, emit_module, emit_vectors' files) follow rnnconvert/outputs.py's policy, checked
 here for the whole plan: inside the plan's folder (links followed) unless the plan says

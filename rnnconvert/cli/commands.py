@@ -1,9 +1,6 @@
-"""The command line: a thin layer over `rnnconvert.read/write/convert/verify`.
-
-Errors are translated in exactly one place (`RnnConvertGroup.invoke`): an `RnnConvertError`
-becomes one line on stderr and its own exit code (2 bad input, 1 not equivalent); anything
-unexpected becomes one line and exit 3, with the traceback only under RNNCONVERT_DEBUG=1.
-Heavy modules (numpy, h5py, onnx) are imported inside the commands, never at start-up.
+"""The commands: convert, verify, batch, inspect, predict, formats, each a thin call into `rnnconvert.api`
+(or `rnnconvert.batch`) between its options and its output, plus the run's output policy (`_policy`,
+`_write_report`).  Heavy modules (numpy, h5py, onnx) are imported inside the commands, never at start-up.
 """
 from __future__ import annotations
 
@@ -13,73 +10,10 @@ import sys
 
 import click
 
-from ..version import __version__
 from ..errors import RnnConvertError
-
-EXIT_INTERNAL = 3
-
-
-def echo(text: str, err: bool = False, one_line: bool = False) -> None:
-    """Every line the CLI prints: text from a file (names) never acts on the terminal, and a message
-    meant as one line (`one_line`) stays one line (`errors.printable`)."""
-    from ..errors import printable
-    click.echo(printable(text, keep_newlines=not one_line), err=err)
-
-
-class CliError(click.ClickException):
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-    def show(self, file=None):
-        echo(f"rnnconvert: error: {self.format_message()}", err=True, one_line=True)
-
-
-def usage_error(exc: click.UsageError) -> CliError:
-    """click's usage error (a missing argument, a directory where a file is expected, ...) as one line
-    and exit 2, like every other refusal, pointing to the command's help instead of printing it."""
-    command = exc.ctx.command_path if exc.ctx is not None else "rnnconvert"
-    return CliError(f"{exc.format_message()} (see '{command} --help')", exc.exit_code)
-
-
-class RnnConvertGroup(click.Group):
-    """A group whose default command is `convert`, so that `rnnconvert SRC DST` works."""
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as exc:
-            raise usage_error(exc) from None
-
-    def parse_args(self, ctx, args):
-        for k, arg in enumerate(args, 1):
-            if "\0" in arg:    # no file name can hold one (os.stat would raise ValueError)
-                shown = arg.replace("\0", "\\0")
-                raise CliError(f"argument {k} '{shown}' holds a NUL byte, which no path or name can hold", 2)
-        if args and not args[0].startswith("-") and args[0] not in self.commands:
-            args = ["convert", *args]
-        return super().parse_args(ctx, args)
-
-    def invoke(self, ctx):
-        from ..files.interrupt import raise_hidden      # a signal that surfaced as another error ends the run as the signal
-        try:
-            return super().invoke(ctx)
-        except RnnConvertError as exc:
-            raise_hidden(exc)
-            report = getattr(exc, "report", None)
-            if report is not None and not ctx.meta.get("report_shown"):
-                echo(render_report(report), err=True)
-            raise CliError(exc.format(), exc.exit_code) from None
-        except click.UsageError as exc:
-            raise usage_error(exc) from None
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
-        except Exception as exc:  # a bug: one line, not a traceback
-            raise_hidden(exc)
-            if os.environ.get("RNNCONVERT_DEBUG"):
-                raise
-            raise CliError(f"internal error ({type(exc).__name__}: {exc}); this is a bug in rnnconvert, "
-                           "please report it with RNNCONVERT_DEBUG=1 output", EXIT_INTERNAL) from None
+from .app import cli, echo
+from .options import (LAYER_HELP, _read_options, arch_option, check_options, matlab_options, nonfinite_option,
+                      windows_option)
 
 
 def _progress(msg: str) -> None:
@@ -95,138 +29,9 @@ def _load_inputs(path, keyed: bool = False):
     return load(path) if keyed else load_one(path)
 
 
-class Tolerance(click.ParamType):
-    """--atol/--rtol: a finite number >= 0, else one line and exit 2."""
-    name = "float"
-
-    def convert(self, value, param, ctx):
-        from ..errors import InputError
-        from ..verification.core import check_tolerance
-        try:
-            return check_tolerance(param.opts[0], value)
-        except InputError:
-            raise CliError(f"{param.opts[0]} {value}: a tolerance must be a finite number >= 0", 2) from None
-
-
-class Seed(click.ParamType):
-    """--seed: an integer the input suite accepts (0 to suite.SEED_MAX), else one line and exit 2."""
-    name = "integer"
-
-    def convert(self, value, param, ctx):
-        from ..errors import InputError
-        from ..verification.suite import check_seed
-        from ..verification.suite import SEED_MAX
-        try:
-            return check_seed(value if isinstance(value, int) else int(str(value).strip()))
-        except (ValueError, InputError):
-            raise CliError(f"--seed {value}: expected an integer from 0 to {SEED_MAX}", 2) from None
-
-
-ARCH_HELP = ("YAML architecture hints for files that store only weights (PyTorch state dicts, Keras "
-             "weights-only files).")
-
-
 def _echo_assumptions(model) -> None:
     for note in model.source.get("assumptions", []):
         echo(f"rnnconvert: assumed: {note}", err=True, one_line=True)
-
-
-LAYER_HELP = ("Convert only this recurrent layer (a name `inspect` lists) as a standalone model returning "
-              "its whole sequence.")
-VAR_HELP = "MATLAB .mat: the variable holding the network, when several do (read option var=)."
-MAPPING_HELP = ("MATLAB .mat of bare matrices: YAML mapping variable names to layer properties "
-                "(read option mapping=; schemas/matlab.md).")
-
-
-WINDOWS_HELP = ("Keras .keras: read weights whose group names use Windows path separators (layers\\lstm\\cell), "
-                "which Keras itself cannot load (read option accept_windows_paths=).")
-
-
-def _read_options(arch_path, var=None, mapping=None, accept_windows_paths=False) -> dict:
-    options = {"arch": arch_path} if arch_path else {}
-    if accept_windows_paths:
-        options["accept_windows_paths"] = True
-    if var:
-        options["var"] = var
-    if mapping:
-        options["mapping"] = mapping
-    return options
-
-
-def windows_option(f):
-    return click.option("--accept-windows-paths", "accept_windows_paths", is_flag=True, help=WINDOWS_HELP)(f)
-
-
-def matlab_options(f):
-    f = click.option("--mapping", "mapping_path", type=click.Path(dir_okay=False), help=MAPPING_HELP)(f)
-    f = click.option("--var", "var_name", metavar="NAME", help=VAR_HELP)(f)
-    return f
-
-
-NONFINITE_HELP = "Accept weights holding NaN or Inf (refused by default, naming the layer and tensor)."
-
-
-def check_options(f):
-    f = click.option("--allow-nonfinite", is_flag=True, help=NONFINITE_HELP)(f)
-    f = click.option("--rtol", type=Tolerance(), default=None, help="Relative tolerance (default 1e-4).")(f)
-    f = click.option("--atol", type=Tolerance(), default=None, help="Absolute tolerance (default 1e-4).")(f)
-    f = click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False),
-                     help="Your own inputs (.npy, [batch, time, features]) added to the seeded suite.")(f)
-    f = click.option("--seed", type=Seed(), default=0, show_default=True, help="Seed of the input suite.")(f)
-    f = click.option("--arch", "arch_path", type=click.Path(dir_okay=False), help=ARCH_HELP)(f)
-    f = click.option("--report", "report_path", type=click.Path(dir_okay=False),
-                     help="Write the verification report as JSON (schemas/report.schema.json).")(f)
-    f = click.option("--emit-vectors", "emit_vectors", type=click.Path(file_okay=False),
-                     help="Also write golden test vectors (vectors.npz + vectors.json) of the checked file to DIR.")(f)
-    return f
-
-
-def render_report(report) -> str:
-    lines = []
-    src, dst = report.source, report.destination
-    if dst:
-        lines.append(f"{src['path']} ({src['format']}) -> {dst['path']} ({dst['format']})")
-    elif report.vectors:
-        lines.append(f"{src['path']} ({src['format']}) against vectors {report.vectors['path']}")
-    conversion = getattr(report, "conversion", None) or {}
-    for key, title in (("preserved", "preserved"), ("changed_in_form", "changed in form"), ("refused", "refused")):
-        for item in conversion.get(key, []):
-            lines.append(f"  {title}: {item}")
-    for note in report.notes:
-        if note not in conversion.get("changed_in_form", []):
-            lines.append(f"  note: {note}")
-    if not report.verified:
-        lines.append("  not verified (--no-verify)" if not conversion.get("refused") else "  not verified (refused)")
-        return "\n".join(lines)
-    for state in getattr(report, "initial_states", []):
-        lines.append(f"  initial states used: {state}")
-    wo = max([20] + [len(c.oracle) for c in report.checks])
-    wi = max([22] + [len(c.input) for c in report.checks])
-    lines.append(f"  {'check':<{wo}} {'input':<{wi}} {'max abs':>10} {'max rel':>10}  result")
-    for c in report.checks:
-        lines.append(f"  {c.oracle:<{wo}} {c.input:<{wi}} {c.max_abs:>10.3g} {c.max_rel:>10.3g}  "
-                     f"{'ok' if c.passed else 'FAIL'}")
-    for u in report.unavailable:
-        lines.append(f"  not run: {u}")
-    from ..verification.core import NOISE_FACTOR
-    t = report.tolerance
-    lines.append(f"  tolerance atol={t['atol']:g} rtol={t['rtol']:g} (|a-b| <= atol + {NOISE_FACTOR:g}*noise + "
-                 f"rtol*|b|, {getattr(report, 'dtype', 'float32')}), seed {report.seed}")
-    import math
-    for i in report.inputs:
-        noise = i.get("float32_noise")
-        if noise is not None and not math.isfinite(noise):
-            lines.append(f"  note: on {i['label']} the float32 reference pass overflows (inf or NaN where float64 "
-                         "is finite): no noise allowance, atol and rtol alone")
-        elif (noise or 0) > t["atol"]:
-            lines.append(f"  note: on {i['label']} this model amplifies rounding: its own float32 reference pass "
-                         f"differs from float64 by {noise:.3g} (noise)")
-    if getattr(report, "localization", None):
-        lines.append(f"  {report.localization['message']}")
-    if getattr(report, "vectors", None) and report.vectors.get("role") == "written":
-        lines.append(f"  wrote vectors {report.vectors['path']}")
-    lines.append("  EQUIVALENT" if report.passed else "  NOT EQUIVALENT")
-    return "\n".join(lines)
 
 
 def _policy(inputs=(), report_path=None):
@@ -251,20 +56,6 @@ def _write_report(report, path):
         from ..files.atomic import write_files
         data = report if isinstance(report, dict) else report.to_dict()
         write_files([(path, "w", lambda f: json.dump(data, f, indent=1))], replace=True)
-
-
-@click.group(cls=RnnConvertGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="rnnconvert")
-def cli():
-    """Convert trained LSTM, GRU and simple RNN models between frameworks, verified.
-
-    \b
-      rnnconvert model.h5 model.onnx      convert (the default command), verified
-      rnnconvert verify a.h5 b.onnx       prove two files compute the same
-      rnnconvert batch plan.yaml          a YAML plan of conversions, in parallel
-      rnnconvert inspect model.h5         layers, tensors and gate slices
-      rnnconvert formats                  what reads and writes what
-    """
 
 
 @cli.command()
@@ -295,7 +86,7 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
             emit_test, stateful, external_data, layer_name, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
             allow_nonfinite, var_name, mapping_path, accept_windows_paths):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
-    from ..verification.core import convert as run
+    from ..api import convert as run
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
                                        ("emit_test", emit_test), ("stateful", stateful),
                                        ("external_data", external_data)) if v}
@@ -313,6 +104,7 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
         _write_report(getattr(exc, "report", None) or getattr(exc, "report_so_far", None), report_path)
         raise
     _write_report(report, report_path)
+    from .render import render_report
     echo(render_report(report))
 
 
@@ -333,7 +125,7 @@ def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path
       rnnconvert verify model.onnx --vectors vectors/
     """
     from ..errors import InputError, VerificationError
-    from ..verification.core import verify as run
+    from ..api import verify as run
     if vectors_path is not None and (inputs_path or emit_vectors):
         raise InputError("--vectors checks the stored vectors only; it takes no --inputs or --emit-vectors")
     from ..verification.vectors import outputs as vector_files
@@ -351,6 +143,7 @@ def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path
         _write_report(exc.report, report_path)
         raise
     _write_report(report, report_path)
+    from .render import render_report
     echo(render_report(report))
 
 
@@ -392,7 +185,7 @@ def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only):
 @cli.command()
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-@click.option("--arch", "arch_path", type=click.Path(dir_okay=False), help=ARCH_HELP)
+@arch_option
 @click.option("--layer", "layer_name", metavar="NAME", help="Describe only this recurrent layer, as --layer converts it.")
 @matlab_options
 @windows_option
@@ -417,8 +210,8 @@ def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path, accept
 @click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False),
               help="Where to write the predictions (.npy; .npz: every output keyed by name, state outputs included).")
 @click.option("--float32", "use_float32", is_flag=True, help="Compute in float32 (default float64).")
-@click.option("--arch", "arch_path", type=click.Path(dir_okay=False), help=ARCH_HELP)
-@click.option("--allow-nonfinite", is_flag=True, help=NONFINITE_HELP)
+@arch_option
+@nonfinite_option
 @matlab_options
 @windows_option
 def predict(path, inputs_path, output_path, use_float32, arch_path, allow_nonfinite, var_name, mapping_path,
@@ -476,32 +269,5 @@ def _predict_inputs(model, path):
 def formats(markdown):
     """List the formats rnnconvert reads and writes."""
     from ..formats import FORMATS
+    from .render import formats_table
     echo(formats_table(FORMATS, markdown))
-
-
-def formats_table(table, markdown: bool = False) -> str:
-    rows = [(f.name, " ".join(f.suffixes), "yes" if f.reads else "no", "yes" if f.writes else "no",
-             f.runtime or "-", f.description) for f in table.values()]
-    head = ("format", "suffixes", "read", "write", "verified with", "what")
-    if markdown:
-        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        out += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(out)
-    widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head) - 1)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
-    return "\n".join(fmt.format(*r) for r in (head, *rows))
-
-
-def main():
-    from ..files.interrupt import Interrupted, check, ignore_from_now, install, message, quiet_warnings
-    install()
-    quiet_warnings()
-    try:
-        try:
-            check()                  # a Ctrl-C during `python -m rnnconvert`'s imports stops the run here
-            cli(prog_name="rnnconvert")
-        except Interrupted as exc:   # every finally has run: temporaries removed, children and workers ended
-            echo(message(exc), err=True, one_line=True)
-            sys.exit(exc.exit_code)
-    finally:
-        ignore_from_now()            # the run is over: a signal during the interpreter's teardown changes nothing

@@ -1,5 +1,5 @@
-"""Text for the terminal: `inspect`'s description of a model (`render`) and of what reads per layer
-(`render_extra`)."""
+"""Text for the terminal: a verification report (`render_report`), `inspect`'s description of a model
+(`render`) and of what reads per layer (`render_extra`), and the formats table (`formats_table`)."""
 from __future__ import annotations
 
 from ..model.describe import canonical_letters
@@ -107,3 +107,64 @@ def render_extra(desc: dict) -> str:
         out += [f"  {p['name']}  {p['kind']}{' bidirectional' if p['bidirectional'] else ''}  ({p['where']})"
                 for p in desc["per_layer"]]
     return "\n".join(out) + ("\n" if out else "")
+
+
+def render_report(report) -> str:
+    lines = []
+    src, dst = report.source, report.destination
+    if dst:
+        lines.append(f"{src['path']} ({src['format']}) -> {dst['path']} ({dst['format']})")
+    elif report.vectors:
+        lines.append(f"{src['path']} ({src['format']}) against vectors {report.vectors['path']}")
+    conversion = getattr(report, "conversion", None) or {}
+    for key, title in (("preserved", "preserved"), ("changed_in_form", "changed in form"), ("refused", "refused")):
+        for item in conversion.get(key, []):
+            lines.append(f"  {title}: {item}")
+    for note in report.notes:
+        if note not in conversion.get("changed_in_form", []):
+            lines.append(f"  note: {note}")
+    if not report.verified:
+        lines.append("  not verified (--no-verify)" if not conversion.get("refused") else "  not verified (refused)")
+        return "\n".join(lines)
+    for state in getattr(report, "initial_states", []):
+        lines.append(f"  initial states used: {state}")
+    wo = max([20] + [len(c.oracle) for c in report.checks])
+    wi = max([22] + [len(c.input) for c in report.checks])
+    lines.append(f"  {'check':<{wo}} {'input':<{wi}} {'max abs':>10} {'max rel':>10}  result")
+    for c in report.checks:
+        lines.append(f"  {c.oracle:<{wo}} {c.input:<{wi}} {c.max_abs:>10.3g} {c.max_rel:>10.3g}  "
+                     f"{'ok' if c.passed else 'FAIL'}")
+    for u in report.unavailable:
+        lines.append(f"  not run: {u}")
+    from ..verification.core import NOISE_FACTOR
+    t = report.tolerance
+    lines.append(f"  tolerance atol={t['atol']:g} rtol={t['rtol']:g} (|a-b| <= atol + {NOISE_FACTOR:g}*noise + "
+                 f"rtol*|b|, {getattr(report, 'dtype', 'float32')}), seed {report.seed}")
+    import math
+    for i in report.inputs:
+        noise = i.get("float32_noise")
+        if noise is not None and not math.isfinite(noise):
+            lines.append(f"  note: on {i['label']} the float32 reference pass overflows (inf or NaN where float64 "
+                         "is finite): no noise allowance, atol and rtol alone")
+        elif (noise or 0) > t["atol"]:
+            lines.append(f"  note: on {i['label']} this model amplifies rounding: its own float32 reference pass "
+                         f"differs from float64 by {noise:.3g} (noise)")
+    if getattr(report, "localization", None):
+        lines.append(f"  {report.localization['message']}")
+    if getattr(report, "vectors", None) and report.vectors.get("role") == "written":
+        lines.append(f"  wrote vectors {report.vectors['path']}")
+    lines.append("  EQUIVALENT" if report.passed else "  NOT EQUIVALENT")
+    return "\n".join(lines)
+
+
+def formats_table(table, markdown: bool = False) -> str:
+    rows = [(f.name, " ".join(f.suffixes), "yes" if f.reads else "no", "yes" if f.writes else "no",
+             f.runtime or "-", f.description) for f in table.values()]
+    head = ("format", "suffixes", "read", "write", "verified with", "what")
+    if markdown:
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(out)
+    widths = [max(len(str(r[i])) for r in (head, *rows)) for i in range(len(head) - 1)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
+    return "\n".join(fmt.format(*r) for r in (head, *rows))

@@ -2,7 +2,7 @@
 frameworks (hard_sigmoid is 0.2x+0.5 in Keras 2, MATLAB and ONNX, x/6+0.5 in Keras 3; SELU's alpha, gamma).
 
 `ACTIVATIONS` lists every name and the parameters it takes, alpha and beta meaning what they mean in ONNX;
-the reference pass (`reference/network.py`) states each one's formula.
+the reference pass (`reference/activations.py`) states each one's formula.
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """The reference forward pass: the canonical model computed with numpy (float64 by default), the oracle
 every conversion is verified against.
 
-Owns: `network` (the pass over a model's layers, its equations in the docstring), `cells` (the LSTM,
-GRU and RNN time loops), `layers` (front-end layers and masks), `blas` (the BLAS thread count).
+Owns: `network` (the pass over a model's layers, its equations in the docstring), `recurrent` (a
+recurrent layer's directions, what it returns, its checks), `cells` (the LSTM, GRU and RNN time loops),
+`layers` (front-end layers and masks), `activations`, `blas` (the BLAS thread count).
 May import: `rnnconvert.model`, `rnnconvert.errors`.  Formats and verification import it; it imports
 no format.
 """

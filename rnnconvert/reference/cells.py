@@ -1,4 +1,4 @@
-"""The recurrent cells of the reference forward pass (equations: `reference.py`'s docstring).
+"""The recurrent cells of the reference forward pass (equations: `network`'s docstring).
 
 Each cell runs one direction over a time-major X [T, B, F] and returns (Y [T, B, S], State), Y[t]
 the state after input t.  The input projections of all steps are one matmul before the time loop;
@@ -210,7 +210,7 @@ def _run_chunks(loop, chunks: list[slice]) -> tuple[np.ndarray, ...]:
 
 
 def _quiet(loop, cols):
-    """The activations run under np.errstate(over="ignore") (see reference.py), set in the thread
+    """The activations run under np.errstate(over="ignore") (see `activations`), set in the thread
     that runs the time loop (numpy's error state is per thread)."""
     with np.errstate(over="ignore"):
         return loop(cols)

@@ -1,6 +1,6 @@
 """The reference forward pass of the front-end layers, and Keras masks through recurrent layers.
 
-Tensors are time-major as in `reference.py`: X [T, B, F] (or [B, F] after a layer that returns one
+Tensors are time-major as in `network`: X [T, B, F] (or [B, F] after a layer that returns one
 step), token ids [T, B].  Equations, with t an output step and k a kernel tap:
 
 Embedding:  Y[t, b] = table[ids[t, b]]; an id outside [0, vocab) is an InputError.
@@ -37,6 +37,8 @@ import numpy as np
 from ..errors import InputError, UnsupportedError
 from ..model import (CONV_PADDINGS, POOL_MODES, ActivationLayer, BatchNorm, Conv1D, Dense, Dropout, Embedding,
     Flatten, Layer, Masking, Pooling1D, Recurrent)
+from . import activations as A, cells as C, recurrent as R
+from .activations import activate
 
 # Layers a mask passes through unchanged (Keras supports_masking, output a sequence).
 _KEEP_MASK = (Dropout, Dense, ActivationLayer, BatchNorm)
@@ -64,7 +66,7 @@ def token_ids(x, layout: str) -> np.ndarray:
 def run(layer: Layer, X: np.ndarray, mask: np.ndarray | None, dtype, run_plain):
     """One layer with Keras mask semantics: (Y, mask after the layer, final states).
 
-    `run_plain(layer, X, dtype)` is `reference._run`, used for the layers without a mask.
+    `run_plain(layer, X, dtype)` is `network._run`, used for the layers without a mask.
     """
     if isinstance(layer, Embedding):
         return embedding(layer, X, dtype), (X != 0 if layer.mask_zero else None), []
@@ -132,7 +134,6 @@ def conv_pads(layer: Conv1D, T: int) -> tuple[int, int]:
 
 
 def conv1d(layer: Conv1D, X: np.ndarray, dtype) -> np.ndarray:
-    from .network import activate
     _check_sequence(layer, X)
     if layer.padding not in CONV_PADDINGS:
         raise UnsupportedError(f"padding '{layer.padding}' is not implemented by the reference forward "
@@ -211,13 +212,12 @@ def _check_sequence(layer: Layer, X: np.ndarray) -> None:
 def masked_recurrent(layer: Recurrent, X: np.ndarray, mask: np.ndarray, dtype):
     """A recurrent layer over X [T, B, F] whose steps mask [T, B] says are real (Keras's rnn loop).
 
-    Each step is the unmasked cell of `reference.py` run for one step from the carried state.
+    Each step is the unmasked cell of `cells` run for one step from the carried state.
     """
-    from . import network as R, cells as C
     R._check_recurrent(layer, X)
     if mask.shape != X.shape[:2]:
         raise InputError(f"mask of shape {mask.shape} for a sequence of shape {X.shape[:2]}", layer=layer.name)
-    acts = [R._compile(a, layer.name) for a in layer.activations]
+    acts = [A._compile(a, layer.name) for a in layer.activations]
     step = {"lstm": C._lstm, "gru": C._gru, "rnn": C._rnn}[layer.cell]
     T, B, _ = X.shape
     outputs, states = [], []
@@ -237,5 +237,5 @@ def masked_recurrent(layer: Recurrent, X: np.ndarray, mask: np.ndarray, dtype):
             out = np.where(m, new.h, 0 if layer.masked_output == "zero" else out)
             Y[t] = out
         outputs.append(R._pick(layer, Y, reverse))
-        states.append(R.State(h, c))
+        states.append(C.State(h, c))
     return R._merge(layer, outputs), states

@@ -32,31 +32,24 @@ A layer's outputs, per direction, are the states Ht stored at the input step t t
 Dense: Y = activation(X*kernel + bias), per time step on a sequence.  ActivationLayer: the
 activation over the last axis.  Dropout: the identity.  Embedding, Masking, Conv1D, Pooling1D,
 Flatten and BatchNorm, and what a mask (Embedding mask_zero, Masking) does to the recurrent layers
-after it, are stated and computed in `reference_layers.py`; a model that starts with an Embedding
+after it, are stated and computed in `layers`; a model that starts with an Embedding
 takes integer token ids [batch, time].
 
-Activations (alpha, beta as in ONNX and `model.ACTIVATIONS`): hard_sigmoid clip(alpha*x+beta, 0, 1),
-elu x if x > 0 else alpha*(exp(x)-1), selu beta*elu_alpha(x), leaky_relu x if x >= 0 else alpha*x,
-thresholded_relu x if x > alpha else 0, affine alpha*x+beta, scaled_tanh alpha*tanh(beta*x),
-relu6 min(max(x, 0), 6), softsign x/(1+|x|), softplus log(1+exp(x)), swish x*sigmoid(x),
-gelu x*(1+erf(x/sqrt(2)))/2 (the exact form), softmax and log_softmax over the last axis.
-
-The cells' time loops, and how a large batch runs on several threads, are in `reference_cells.py`.
+The activations (hard_sigmoid, elu, gelu, softmax, ...) are stated and computed in `activations`;
+what a recurrent layer returns and how its directions merge, in `recurrent`.
+The cells' time loops, and how a large batch runs on several threads, are in `cells`.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
-from scipy.special import erf, expit
 
-from ..model import gates
 from ..model import states
 from ..errors import InputError, UnsupportedError
 from . import layers as reference_layers
-from .cells import State, _gru, _lstm, _rnn
-from ..model import (ACTIVATIONS, CELLS, DIRECTIONS, MERGE_MODES, OUTPUTS, TIME_ORDERS, Activation,
-    ActivationLayer, Dense, Dropout, Embedding, Layer, Model, Recurrent, recurrent_problems)
+from .activations import _compile, activate
+from .cells import State
+from .recurrent import _recurrent
+from ..model import ActivationLayer, Dense, Dropout, Embedding, Layer, Model, Recurrent
 
 LAYOUTS = ("batch_time_feature", "time_batch_feature")
 
@@ -118,16 +111,6 @@ def run_layer(layer: Layer, x: np.ndarray, dtype=np.float64) -> tuple[np.ndarray
     return np.ascontiguousarray(y.transpose(1, 0, 2) if y.ndim == 3 else y), states
 
 
-def activate(activation: Activation, x: np.ndarray, layer: str | None = None) -> np.ndarray:
-    """`activation` applied to `x` (a new array; softmax and log_softmax over the last axis)."""
-    fn, _ = _compile(activation, layer)
-    x = np.asarray(x)
-    out = np.empty_like(x)
-    with np.errstate(over="ignore"):
-        fn(x, out)
-    return out
-
-
 # ----------------------------------------------------------------------------------------- layers
 
 def _run(layer: Layer, X: np.ndarray, dtype) -> tuple[np.ndarray, list[State]]:
@@ -161,73 +144,6 @@ def _dense(layer: Dense, X: np.ndarray, dtype) -> np.ndarray:
     return Y
 
 
-def _recurrent(layer: Recurrent, X: np.ndarray, dtype) -> tuple[np.ndarray, list[State]]:
-    _check_recurrent(layer, X)
-    acts = [_compile(a, layer.name) for a in layer.activations]
-    step = {"lstm": _lstm, "gru": _gru, "rnn": _rnn}[layer.cell]
-    outputs, states = [], []
-    for direction, w in zip(layer.direction_names(), layer.weights):
-        reverse = direction == "reverse"
-        Y, state = step(layer, w, X, reverse, acts, dtype)
-        outputs.append(_pick(layer, Y, reverse))
-        states.append(state)
-    return _merge(layer, outputs), states
-
-
-def _pick(layer: Recurrent, Y: np.ndarray, reverse: bool) -> np.ndarray:
-    """From one direction's states Y [time, batch, S] (Y[t] follows input t), what the layer returns.
-
-    sequence: Y, or Y reversed for time_order 'processing' (Keras go_backwards);
-    last_step: the last element of that sequence (a backward direction: its state after one step);
-    final_state: the state after the whole sequence (a backward direction: Y[0]).
-    """
-    if layer.output == "sequence":
-        return Y[::-1] if layer.time_order == "processing" else Y
-    if layer.output == "last_step":
-        return Y[0] if layer.time_order == "processing" else Y[-1]
-    return Y[0] if reverse else Y[-1]
-
-
-def _merge(layer: Recurrent, outputs: list[np.ndarray]) -> np.ndarray:
-    if len(outputs) == 1:
-        return outputs[0]
-    y_forward, y_backward = outputs
-    if layer.merge == "concat":
-        return np.concatenate([y_forward, y_backward], axis=-1)
-    if layer.merge == "sum":
-        return y_forward + y_backward
-    if layer.merge == "mul":
-        return y_forward * y_backward
-    return (y_forward + y_backward) / 2      # 'ave'; _check_recurrent refused anything else
-
-
-def _check_recurrent(layer: Recurrent, X: np.ndarray) -> None:
-    """Settings this pass does not know raise UnsupportedError; a malformed layer raises InputError."""
-    for setting, known in (("cell", CELLS), ("direction", DIRECTIONS), ("output", OUTPUTS),
-                           ("merge", MERGE_MODES), ("time_order", TIME_ORDERS)):
-        value = getattr(layer, setting)
-        if value not in known:
-            raise UnsupportedError(f"{setting} '{value}' is not implemented by the reference forward pass; "
-                                   f"known: {', '.join(known)}", layer=layer.name)
-    if X.ndim != 3:
-        raise InputError(f"a recurrent layer needs a sequence [batch, time, features], got shape {X.shape} "
-                         "(does the layer before return one step?)", layer=layer.name)
-    if X.shape[0] == 0:
-        raise InputError("the input sequence has no time steps", layer=layer.name)
-    problems = [p.lstrip(":. ") for p in recurrent_problems(layer, "", X.shape[-1])]
-    for name, w in zip(layer.direction_names(), layer.weights):
-        for flag, array in (("has_input_bias", "Wb"), ("has_recurrent_bias", "Rb")):
-            if not getattr(layer, flag) and np.any(getattr(w, array)):
-                problems.append(f"{name}.{array}: non-zero although {flag} is False")
-        for array in ("h0", "c0"):
-            v = getattr(w, array)
-            if v is not None and (v.ndim not in (1, 2) or v.ndim == 2 and v.shape[0] != X.shape[1]):
-                problems.append(f"{name}.{array}: shape {tuple(v.shape)}, expected (state,) "
-                                f"or (batch={X.shape[1]}, state)")
-    if problems:
-        raise InputError("; ".join(problems), layer=layer.name)
-
-
 def _float_dtype(dtype) -> np.dtype:
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
@@ -244,158 +160,6 @@ def _time_major(x, layout: str, dtype) -> np.ndarray:
         order = "[batch, time, features]" if layout == "batch_time_feature" else "[time, batch, features]"
         raise InputError(f"input of shape {X.shape}, expected {order}")
     return np.ascontiguousarray(X.transpose(1, 0, 2)) if layout == "batch_time_feature" else X
-
-
-# ------------------------------------------------------------------------------------ activations
-# `_compile` turns an Activation into fn(x, out) writing act(x) to `out` (which may be `x`), plus
-# whether it is elementwise; softmax and log_softmax work over the last axis.  fn runs under
-# np.errstate(over="ignore") (set once per call or per time loop): an exp that overflows to inf
-# gives sigmoid and tanh their exact limits.
-
-Fn = Callable[[np.ndarray, np.ndarray], None]
-
-
-def _compile(activation: Activation, layer: str | None) -> tuple[Fn, bool]:
-    make = _ACTIVATIONS.get(activation.name)
-    if make is None:
-        raise UnsupportedError(f"activation '{activation.name}' is not implemented by the reference "
-                               "forward pass", layer=layer)
-    params = []
-    for p in ACTIVATIONS.get(activation.name, ()):
-        value = getattr(activation, p)
-        if value is None:
-            raise InputError(f"activation '{activation.name}' needs {p}, the model gives none", layer=layer)
-        params.append(float(value))
-    return make(*params), activation.name not in ("softmax", "log_softmax")
-
-
-def _linear(x, out):
-    if out is not x:
-        np.copyto(out, x)
-
-
-def _sigmoid(x, out):
-    """1/(1 + exp(-x)): exp overflows to inf below x = -88 (float32) and gives the limit 0 exactly;
-    within an ulp of scipy's expit, and faster (the time loops call it every step)."""
-    np.negative(x, out=out)
-    np.exp(out, out=out)
-    out += 1
-    np.reciprocal(out, out=out)
-
-
-def _tanh(x, out):
-    """2/(1 + exp(-2x)) - 1 (exp overflowing to inf gives -1 exactly): absolute error a few ulp of 1
-    (about 2e-7 in float32, 4e-16 in float64; tiny inputs lose their relative accuracy), and half
-    the time of np.tanh."""
-    np.multiply(x, -2.0, out=out)
-    np.exp(out, out=out)
-    out += 1
-    np.divide(2.0, out, out=out)
-    out -= 1
-
-
-def _softsign(x, out):
-    d = np.abs(x)
-    d += 1
-    np.divide(x, d, out=out)
-
-
-def _swish(x, out):
-    np.multiply(x, expit(x), out=out)
-
-
-def _gelu(x, out):
-    e = erf(x * np.sqrt(0.5))
-    e += 1
-    e *= 0.5
-    np.multiply(x, e, out=out)
-
-
-def _softmax(x, out):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    e /= e.sum(axis=-1, keepdims=True)
-    np.copyto(out, e)
-
-
-def _log_softmax(x, out):
-    s = x - x.max(axis=-1, keepdims=True)
-    s -= np.log(np.exp(s).sum(axis=-1, keepdims=True))
-    np.copyto(out, s)
-
-
-def _hard_sigmoid(alpha, beta):
-    def fn(x, out):
-        np.multiply(x, alpha, out=out)
-        out += beta
-        np.clip(out, 0.0, 1.0, out=out)
-    return fn
-
-
-def _elu(alpha, scale=1.0):
-    def fn(x, out):
-        negative = x < 0
-        e = np.expm1(np.minimum(x, 0))
-        e *= alpha
-        np.copyto(out, x)
-        np.copyto(out, e, where=negative)
-        if scale != 1.0:
-            out *= scale
-    return fn
-
-
-def _leaky_relu(alpha):
-    def fn(x, out):
-        negative = x < 0
-        scaled = x * alpha
-        np.copyto(out, x)
-        np.copyto(out, scaled, where=negative)
-    return fn
-
-
-def _thresholded_relu(alpha):
-    def fn(x, out):
-        below = ~(x > alpha)
-        np.copyto(out, x)
-        out[below] = 0
-    return fn
-
-
-def _affine(alpha, beta):
-    def fn(x, out):
-        np.multiply(x, alpha, out=out)
-        out += beta
-    return fn
-
-
-def _scaled_tanh(alpha, beta):
-    def fn(x, out):
-        np.multiply(x, beta, out=out)
-        np.tanh(out, out=out)
-        out *= alpha
-    return fn
-
-
-_ACTIVATIONS: dict[str, Callable[..., Fn]] = {
-    "linear": lambda: _linear,
-    "sigmoid": lambda: _sigmoid,
-    "tanh": lambda: _tanh,
-    "relu": lambda: lambda x, out: np.maximum(x, 0, out=out),
-    "softsign": lambda: _softsign,
-    "softplus": lambda: lambda x, out: np.logaddexp(0, x, out=out),
-    "exponential": lambda: lambda x, out: np.exp(x, out=out),
-    "swish": lambda: _swish,
-    "gelu": lambda: _gelu,
-    "softmax": lambda: _softmax,
-    "log_softmax": lambda: _log_softmax,
-    "hard_sigmoid": _hard_sigmoid,
-    "elu": _elu,
-    "selu": lambda alpha, beta: _elu(alpha, scale=beta),
-    "leaky_relu": _leaky_relu,
-    "thresholded_relu": _thresholded_relu,
-    "affine": _affine,
-    "scaled_tanh": _scaled_tanh,
-    "relu6": lambda: lambda x, out: np.clip(x, 0, 6, out=out),
-}
 
 
 def forward_with_feeds(model, x, feeds: dict | None = None, dtype=np.float64):

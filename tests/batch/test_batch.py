@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from rnnconvert.cli.commands import cli
+from rnnconvert.cli import cli
 from rnnconvert.formats import FORMATS
 
 jsonschema = pytest.importorskip("jsonschema")

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import FIXTURES, ROOT
-from rnnconvert.cli.commands import cli
+from rnnconvert.cli import cli
 
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")

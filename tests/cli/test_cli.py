@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, cases, keras_cases
-from rnnconvert.cli.commands import cli
+from rnnconvert.cli import cli
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -264,7 +264,7 @@ def test_formats_lists_registry(runner):
 
 
 def test_readme_documents_every_command_and_format():
-    from rnnconvert.cli.commands import formats_table
+    from rnnconvert.cli.render import formats_table
     from rnnconvert.formats import FORMATS
     readme = (ROOT / "README.md").read_text()
     for command in cli.commands:

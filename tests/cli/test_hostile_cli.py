@@ -20,7 +20,7 @@ import pytest
 
 import hostile_cli as hostile
 import rnnconvert
-from rnnconvert.cli.commands import cli
+from rnnconvert.cli import cli
 
 # subprocesses import the rnnconvert under test
 ENV = {**os.environ, "PYTHONPATH": str(Path(rnnconvert.__file__).parent.parent), "KERAS_BACKEND": "torch"}
@@ -176,7 +176,7 @@ def test_ctrl_c_while_batch_workers_start_is_one_line(files, tmp_path):
 
 TEARDOWN_SIGNAL = """
 import os, signal, sys, time
-from rnnconvert.cli.commands import main
+from rnnconvert.cli import main
 class Late:             # sends SIGINT from the interpreter's teardown, after the signal module's own
     def __del__(self):
         os.kill(os.getpid(), signal.SIGINT)
@@ -212,7 +212,7 @@ HIDDEN_SIGNAL = """
 import signal, sys
 import h5py
 from rnnconvert.files import interrupt
-from rnnconvert.cli.commands import main
+from rnnconvert.cli import main
 def walk(self, fn):     # SIGTERM's handler raising while h5py's lock returns, as measured with a real SIGTERM
     try:
         interrupt.disarm()
@@ -411,7 +411,7 @@ def test_npz_member_inflating_past_the_ratio_is_refused_unread(files, tmp_path):
     path = hostile.inputs_npz_bomb(tmp_path)
     assert os.path.getsize(path) < 3 << 20
     code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 31, 1 << 31)); "
-            "from rnnconvert.cli.commands import main; sys.argv = ['rnnconvert'] + sys.argv[1:]; main()")
+            "from rnnconvert.cli import main; sys.argv = ['rnnconvert'] + sys.argv[1:]; main()")
     res = subprocess.run([sys.executable, "-c", code, "predict", files["small"], "--inputs", path,
                           "--output", str(tmp_path / "y.npz")], env=ENV, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2, res.stderr
@@ -473,7 +473,7 @@ def test_predict_of_an_overflowing_model_prints_no_warning(files, tmp_path):
 def test_from_safetensors_on_a_file_that_is_not_one_says_so_without_torch(tmp_path):
     junk = tmp_path / "weights.bin"
     junk.write_bytes(b"abc\n")
-    code = ("import sys; sys.modules['torch'] = None; from rnnconvert.cli.commands import main; "
+    code = ("import sys; sys.modules['torch'] = None; from rnnconvert.cli import main; "
             "sys.argv = ['rnnconvert'] + sys.argv[1:]; main()")
     res = subprocess.run([sys.executable, "-c", code, str(junk), str(tmp_path / "m.onnx"), "--from", "safetensors"],
                          env=ENV, capture_output=True, text=True, timeout=120)
@@ -531,7 +531,7 @@ def test_inputs_declaring_an_axis_past_what_numpy_indexes_are_refused(tmp_path):
     from numpy.lib import format as npy
     from click.testing import CliRunner
 
-    from rnnconvert.cli.commands import cli
+    from rnnconvert.cli import cli
     x = tmp_path / "x.npy"
     with open(x, "wb") as f:
         npy.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (10 ** 30, 0, 4)})

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rnnconvert.cli.commands import cli
+from rnnconvert.cli import cli
 from tests import hostile_outputs as H
 from tests import peak
 

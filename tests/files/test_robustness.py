@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, ROOT
-from rnnconvert.cli.commands import cli
+from rnnconvert.cli import cli
 
 SRC = FIXTURES / "tfkeras2" / "lstm_last_softmax" / "model.h5"
 PT = FIXTURES / "torch" / "gru_linear" / "model.pt"
@@ -179,7 +179,7 @@ def test_file_size_limit_is_reported_like_a_full_disk(tmp_path):
         import resource, signal, sys
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
-        from rnnconvert.cli.commands import main
+        from rnnconvert.cli import main
         sys.argv = ["rnnconvert", {str(FIXTURES / 'tfkeras2' / 'stacked_lstm_dense' / 'model.h5')!r}, {str(dst)!r}]
         main()
         """)
@@ -212,7 +212,7 @@ def test_permission_denied_as_an_unprivileged_user(world_readable):
     res = _run_python(f"""
         import os, sys
         import rnnconvert.verification.core, rnnconvert.formats.keras, rnnconvert.formats.onnx  # noqa: imports as root
-        from rnnconvert.cli.commands import main
+        from rnnconvert.cli import main
         os.setgid(65534); os.setuid(65534)
         sys.argv = ["rnnconvert", {str(src)!r}, {str(dst)!r}]
         main()
@@ -311,7 +311,7 @@ def test_file_size_limit_under_emit_vectors_keeps_the_old_vectors(tmp_path):
         import resource, signal, sys
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
-        from rnnconvert.cli.commands import main
+        from rnnconvert.cli import main
         sys.argv = ["rnnconvert", {str(PT)!r}, {str(tmp_path / 'out.safetensors')!r}, "--emit-vectors", {str(vec)!r},
                     "--force"]
         main()

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, ROOT
-from rnnconvert.cli.commands import cli
+from rnnconvert.cli import cli
 
 H5 = FIXTURES / "tfkeras2" / "lstm_last_softmax" / "model.h5"
 KERAS = FIXTURES / "keras3" / "lstm_last_softmax" / "model.keras"

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import FIXTURES
 from rnnconvert.files import text
-from rnnconvert.cli.commands import cli
+from rnnconvert.cli import cli
 
 PT = FIXTURES / "torch" / "gru_linear" / "model.pt"
 H5 = FIXTURES / "tfkeras2" / "lstm_last_softmax" / "model.h5"

@@ -17,7 +17,7 @@ import pytest
 import rnnconvert
 from conftest import keras_cases
 from rnnconvert.reference import network as reference
-from rnnconvert.cli.commands import cli
+from rnnconvert.cli import cli
 
 FRONT_END = {"embedding", "masking", "conv1d", "max_pooling", "average_pooling", "global_average_pooling",
              "global_max_pooling", "flatten", "batch_norm", "spatial_dropout1d", "gaussian_noise"}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import WILD
-from rnnconvert.cli.commands import cli
+from rnnconvert.cli import cli
 
 CASES = {"k209_imdb_embed_lstm": "rnn_model.h5", "k224_embed_bigru_reset_before": "bi_gru_model.h5",
          "k3132_h5_embed_gru": "gru_model.h5", "tf214_sunspot_conv1d_lstm3": "rnn_model.h5"}
