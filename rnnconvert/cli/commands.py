@@ -101,7 +101,7 @@ class Tolerance(click.ParamType):
 
     def convert(self, value, param, ctx):
         from ..errors import InputError
-        from ..verification.core import check_tolerance
+        from ..verification.checks import check_tolerance
         try:
             return check_tolerance(param.opts[0], value)
         except InputError:
@@ -208,7 +208,7 @@ def render_report(report) -> str:
                      f"{'ok' if c.passed else 'FAIL'}")
     for u in report.unavailable:
         lines.append(f"  not run: {u}")
-    from ..verification.core import NOISE_FACTOR
+    from ..verification.checks import NOISE_FACTOR
     t = report.tolerance
     lines.append(f"  tolerance atol={t['atol']:g} rtol={t['rtol']:g} (|a-b| <= atol + {NOISE_FACTOR:g}*noise + "
                  f"rtol*|b|, {getattr(report, 'dtype', 'float32')}), seed {report.seed}")
@@ -295,7 +295,7 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
             emit_test, stateful, external_data, layer_name, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
             allow_nonfinite, var_name, mapping_path, accept_windows_paths):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
-    from ..verification.core import convert as run
+    from ..verification.convert import convert as run
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
                                        ("emit_test", emit_test), ("stateful", stateful),
                                        ("external_data", external_data)) if v}
@@ -333,7 +333,7 @@ def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path
       rnnconvert verify model.onnx --vectors vectors/
     """
     from ..errors import InputError, VerificationError
-    from ..verification.core import verify as run
+    from ..verification.verify import verify as run
     if vectors_path is not None and (inputs_path or emit_vectors):
         raise InputError("--vectors checks the stored vectors only; it takes no --inputs or --emit-vectors")
     from ..verification.vectors import outputs as vector_files
