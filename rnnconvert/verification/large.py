@@ -22,7 +22,8 @@ memory at most one copy of its weights is held at a time and no pass repeats ano
    the float32 pass is within atol + noise + rtol of the float64 one, noise being at least their
    distance.  Such an input's report entry says `"reference": "float64"`, the others `"float32"`
    with float32_noise null (not measured).
-A failure is localized as for any model, with the source read again.
+A failure is localized as for any model, with the source read again.  `verify_written` is this order as
+`convert`'s verify stage (the strategy it picks when `applies`).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from . import suite as suites
 from .diagnose import classify, identical, skeleton
 from ..model import Model
 from .checks import compare, noise_between
-from .oracles import _runtime_checks, localize_worst, reference_checks
+from .oracles import _runtime_checks, localize_worst, node_checks, reference_checks
 
 IDENTICAL = ("reference(dst) and streaming(reference) not run: the file reads back identical to the source, "
              "every setting and every tensor (SHA-1), so they would repeat reference(src)")
@@ -112,3 +113,24 @@ def verify(held: list, digests, dst_fmt, path, report, *, inputs, reread, notes,
     if not report.passed and back is not None:
         localize_worst(report, suite, reread(), back)
     return (back if same else None), suite, expected
+
+
+def verify_written(digests, job, report, tmp, written):
+    """`convert`'s verify stage for a large model (the strategy `convert._verification` picks, `digests`
+    bound): `verify` above, then with --layer the source's ONNX node.  `job.model` becomes the read-back
+    model standing in for the source, or the source read again when --emit-module or --emit-vectors need
+    it.  Returns (back, suite, expected) as the ordinary order does."""
+    job.say("verifying (a large model: one copy of its weights at a time)")
+    assumed = job.model.source.get("assumptions", [])
+    held, job.model = [job.model], None
+    model, suite, expected = verify(held, digests, job.dst_fmt, tmp, report, inputs=job.inputs, notes=written,
+                                    assumed=assumed, reread=job.reread)
+    if job.layer is not None:
+        judge = LazyNoise(report, suite, expected)
+        report.checks += node_checks(job.src, job.layer, suite, judge, job.src_fmt.name)
+        if judge.failed:
+            judge.settle(model or job.reread())
+    if model is None and (job.emit_module or job.emit_vectors):
+        model = job.reread()
+    job.model = model
+    return model, suite, expected

@@ -65,6 +65,15 @@ def _make_folder(directory: str, path: str) -> None:
         raise DestinationError(f"cannot make the directory '{directory}' ({exc.strerror or exc})", path=path) from None
 
 
+def _emit_module(model, emit_module, dst: str, force: bool, make_dirs: bool, report) -> None:
+    """--emit-module: a standalone PyTorch module file that loads DST."""
+    from ..formats.torch import write_module
+    if make_dirs:
+        _make_folder(os.path.dirname(os.path.abspath(emit_module)), emit_module)
+    write_module(model, emit_module, weights=os.path.basename(dst), force=force)
+    report.notes.append(f"wrote {emit_module}: a standalone PyTorch module that loads {dst}")
+
+
 def _emit_vectors(directory, report, info, suite, expected, src_model, model, force):
     """Vectors for the file `info` describes, in that model's own layout."""
     suite = [(label, _relayout(x, src_model, model)) for label, x in suite]
