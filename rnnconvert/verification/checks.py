@@ -1,9 +1,7 @@
-"""The tolerance policy and one check: TOLERANCES by dtype, RULE, the float32 noise an input allows,
-`compare` (one oracle's output against the expected one, as a `Check`) and `judge_with`.
-
-Every check compares against the reference forward pass of the *source* model in float64 ("expected").
-A check passes when every element satisfies `|actual - expected| <= atol + rtol * |expected|`, plus
-NOISE_FACTOR times the source's own float32 noise on that input (RULE).
+"""The tolerance policy and one check: TOLERANCES by dtype, RULE, the float32 noise an input allows, and
+`compare`, one oracle's output against the expected one (the source's float64 reference pass) as a
+`Check`: it passes when every element is within atol + rtol * |expected|, plus NOISE_FACTOR times the
+source's own float32 noise on that input.  `check_tolerance` refuses an --atol or --rtol.
 """
 from __future__ import annotations
 

@@ -1,10 +1,8 @@
-"""`convert`, as its stages: resolve the formats and refuse early (every output claimed), read the source,
+"""`convert` as its stages: resolve the formats and refuse early (every output claimed), read the source,
 write to a temporary place beside DST, verify, install, emit the extras (--emit-module, --emit-vectors).
-
-The verify stage is a strategy picked before DST is written: none (--no-verify), the ordinary order
-(`_ordinary`: the file read back and every oracle of `oracles.check_models`), or for a model over
-`suite.LARGE_MODEL_PARAMS` parameters the order of `large.py`, which holds one copy of the weights and
-reaches the same verdicts.  `Job` carries what the stages share, the source model only while one needs it.
+The verify stage is a strategy picked before DST is written: none (--no-verify), `_ordinary` (the file
+read back, `oracles.check_models`), or over `suite.LARGE_MODEL_PARAMS` parameters `large.verify_written`,
+which holds one copy of the weights.  `Job` carries what the stages share.
 """
 from __future__ import annotations
 

@@ -95,8 +95,8 @@ def localize_worst(report, suite, src_model, dst_model) -> None:
 
 def node_checks(path, name: str, suite, judge, fmt: str | None = None):
     """ONNX sources: onnxruntime running the recurrent node cut out of the source graph, on every
-    input of the suite, judged by `judge(out, k, oracle, label)` (verification.judge_with).  Returns a list
-    of `verification.Check`."""
+    input of the suite, judged by `judge(out, k, oracle, label)` (checks.judge_with).  Returns a list
+    of `checks.Check`."""
     f = formats.for_reading(path, fmt)
     if f.name != "onnx":
         return []

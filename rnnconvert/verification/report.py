@@ -1,9 +1,7 @@
-"""The report of a `convert` or `verify`, and its verdict in words.
-
-A report records both files with their SHA-256 (`file_info`), every check, the tolerance policy, the
-seed, the oracles that ran and those unavailable, what the conversion preserved, changed in form or
-refused (`diagnose.classify`), and on a failure the first diverging layer (`diagnose.localize`).
-`require_checks`: zero checks is never a pass; `_failure_message`: the one line of NOT EQUIVALENT.
+"""The report of a `convert` or `verify`: both files with their SHA-256 (`file_info`), every check, the
+tolerance policy, the seed, the oracles that ran and those unavailable, what the conversion preserved,
+changed in form or refused (`diagnose.classify`), on a failure the first diverging layer
+(`diagnose.localize`).  `require_checks`: zero checks is never a pass; `_failure_message`: NOT EQUIVALENT.
 """
 from __future__ import annotations
 
