@@ -34,7 +34,7 @@ def main(argv):
 
     import rnnconvert
     from rnnconvert.reference import network as reference
-    from rnnconvert.verification import core as verification  # noqa: F401
+    from rnnconvert.verification import convert as verification  # noqa: F401
     base = vm_hwm_mb()
     t = time.perf_counter()
     if job == "convert":

@@ -71,7 +71,7 @@ def whole_model(row: dict, folder: Path, path: Path) -> None:
             row["whole_status"] = "converted"
             if x_path.exists() and y_path.exists():
                 from rnnconvert.formats.onnx import run
-                from rnnconvert.verification.core import TOLERANCES, compare
+                from rnnconvert.verification.checks import TOLERANCES, compare
                 x, y = np.load(x_path), np.load(y_path)
                 check = compare(run(dst, x, rnnconvert.read(dst)), y, TOLERANCES["float32"], "onnxruntime", "x.npy")
                 row["error"], row["within"] = check.max_abs, check.passed

@@ -14,7 +14,8 @@ from .errors import RnnConvertError
 from .formats import read, write
 from .formats.per_layer import build, lookup, scan
 from .model import Model
-from .verification.core import convert, verify, verify_vectors
+from .verification.convert import convert
+from .verification.verify import verify, verify_vectors
 
 __all__ = ["read", "write", "convert", "verify", "verify_vectors", "predict", "inspect"]
 

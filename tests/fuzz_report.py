@@ -117,7 +117,7 @@ def warm_up() -> None:
     """Import what the readers import, once, before any case is measured: the first case to import
     torch would otherwise be charged its ~180 MiB of peak RSS."""
     import importlib
-    for name in ("torch", "onnx", "onnxruntime", "h5py", "scipy.io", "yaml", "rnnconvert.cli.commands", "rnnconvert.verification.core",
+    for name in ("torch", "onnx", "onnxruntime", "h5py", "scipy.io", "yaml", "rnnconvert.cli.commands", "rnnconvert.verification.convert",
                  "rnnconvert.batch.run", "rnnconvert.formats.keras", "rnnconvert.formats.onnx",
                  "rnnconvert.formats.torch", "rnnconvert.formats.matlab", "rnnconvert.formats.canonical"):
         try:

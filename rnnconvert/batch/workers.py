@@ -22,7 +22,7 @@ def run_task(task: Task) -> dict:
     from ..files.interrupt import raise_hidden     # a signal that surfaced as another error stops the run, not the job
     try:
         from ..errors import RnnConvertError, UnsupportedError, VerificationError
-        from ..verification.core import convert
+        from ..verification.convert import convert
         o = task.options
         inputs = None
         if o.get("inputs"):

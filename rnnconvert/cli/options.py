@@ -14,7 +14,7 @@ class Tolerance(click.ParamType):
 
     def convert(self, value, param, ctx):
         from ..errors import InputError
-        from ..verification.core import check_tolerance
+        from ..verification.checks import check_tolerance
         try:
             return check_tolerance(param.opts[0], value)
         except InputError:

@@ -136,7 +136,7 @@ def render_report(report) -> str:
                      f"{'ok' if c.passed else 'FAIL'}")
     for u in report.unavailable:
         lines.append(f"  not run: {u}")
-    from ..verification.core import NOISE_FACTOR
+    from ..verification.checks import NOISE_FACTOR
     t = report.tolerance
     lines.append(f"  tolerance atol={t['atol']:g} rtol={t['rtol']:g} (|a-b| <= atol + {NOISE_FACTOR:g}*noise + "
                  f"rtol*|b|, {getattr(report, 'dtype', 'float32')}), seed {report.seed}")

@@ -11,6 +11,8 @@ the process on a batch of 0).
   initial states: its batch; a fixed-length model: its length), no NaN or Inf (nor values past float32's
   range; predict lets them through), token ids integral and inside the Embedding's vocabulary.  Returns
   x as the model computes on it ([batch, time, F] float32 in the model's layout, or int64 token ids).
+- What a model's inputs must be, which the seeded suite (`suite.py`) follows too: `tokens` (its
+  Embedding, when it takes token ids), `fixed_batch_size`, `shortest_length`.
 
 Every problem is an InputError (exit 2) naming the file when there is one.
 """
@@ -21,6 +23,7 @@ import os
 import numpy as np
 
 from ..errors import InputError
+from ..model import Conv1D, Embedding, Model, Pooling1D
 
 WHAT = {"b": "boolean", "c": "complex", "U": "string", "S": "bytes", "O": "Python object", "V": "record",
         "M": "date", "m": "time-delta"}
@@ -92,7 +95,6 @@ def _check_dtype(x: np.ndarray, path, where: str = "") -> None:
 def check(model, x, path=None, finite: bool = True) -> np.ndarray:
     """`x` validated against `model` and shaped as the model computes on it (see the module docstring).
     `finite=False` (predict) lets NaN and Inf through: the reference pass propagates them."""
-    from .suite import fixed_batch_size, shortest_length, tokens
     x = np.asarray(x)
     _check_dtype(x, path)
     time_major = model.input.layout == "time_batch_feature"
@@ -139,3 +141,39 @@ def check(model, x, path=None, finite: bool = True) -> np.ndarray:
         raise InputError(f"--inputs hold token ids from {x.min():g} to {x.max():g}; the embedding "
                          f"'{embedding.name}' has ids 0 to {vocab - 1}", path=path)
     return x.astype(np.int64)
+
+
+def tokens(model: Model) -> Embedding | None:
+    first = model.layers[0] if model.layers else None
+    return first if isinstance(first, Embedding) else None
+
+
+def fixed_batch_size(model: Model) -> int | None:
+    """A model whose initial states are per batch row ([batch, H]) runs on that batch size only."""
+    for layer in model.recurrent_layers:
+        for w in layer.weights:
+            for state in (w.h0, w.c0):
+                if state is not None and state.ndim == 2:
+                    return int(state.shape[0])
+    return None
+
+
+def shortest_length(model: Model) -> int:
+    """The fewest input steps for which every convolution and pooling window yields a step."""
+    from ..reference.layers import conv_pads
+    T = 1
+    while T < 10_000:
+        n = T
+        for layer in model.layers:
+            if isinstance(layer, Conv1D) and layer.kernel.ndim == 3:
+                reach = (layer.kernel.shape[0] - 1) * layer.dilation + 1
+                n = (n + sum(conv_pads(layer, n)) - reach) // layer.strides + 1
+            elif isinstance(layer, Pooling1D) and layer.pool_size is not None:
+                s = layer.strides or layer.pool_size
+                n = -(-n // s) if layer.padding == "same" else (n - layer.pool_size) // s + 1
+            if n < 1:
+                break
+        if n >= 1:
+            return T
+        T += 1
+    return T

@@ -7,7 +7,7 @@ memory at most one copy of its weights is held at a time and no pass repeats ano
 
 1. expected: the reference pass of the source on the suite for large models (suite.py), in float32
    (float64 costs 2-6x more on matrices of this size and copies each layer's weights);
-2. the source's arrays are reduced to SHA-1 digests (`diagnose.skeleton`, on a `verification.Background`
+2. the source's arrays are reduced to SHA-1 digests (`diagnose.skeleton`, on a `convert.Background`
    thread started before the destination is written) and its weights released;
 3. the destination's own runtime runs the written file, one session for every input;
 4. the destination is read back and compared with the source by digest (`diagnose.classify`).  When the
@@ -17,12 +17,13 @@ memory at most one copy of its weights is held at a time and no pass repeats ano
    model;
 5. an input on which a check fails, or whose float32 pass overflowed (inf or NaN there proves nothing),
    gets the rule of every other model: its float64 reference pass
-   becomes the expected output, its float32 noise (|float32 - float64|, verification.py) is measured
+   becomes the expected output, its float32 noise (|float32 - float64|, checks.py) is measured
    and its failed checks are judged again.  The verdict is the rule's: a check within atol + rtol of
    the float32 pass is within atol + noise + rtol of the float64 one, noise being at least their
    distance.  Such an input's report entry says `"reference": "float64"`, the others `"float32"`
    with float32_noise null (not measured).
-A failure is localized as for any model, with the source read again.
+A failure is localized as for any model, with the source read again.  `verify_written` is this order as
+`convert`'s verify stage (the strategy it picks when `applies`).
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ from . import runtimes
 from . import suite as suites
 from .diagnose import classify, identical, skeleton
 from ..model import Model
-from .core import _runtime_checks, compare, localize_worst, noise_between, reference_checks
+from .checks import compare, noise_between
+from .oracles import _runtime_checks, localize_worst, node_checks, reference_checks
 
 IDENTICAL = ("reference(dst) and streaming(reference) not run: the file reads back identical to the source, "
              "every setting and every tensor (SHA-1), so they would repeat reference(src)")
@@ -111,3 +113,24 @@ def verify(held: list, digests, dst_fmt, path, report, *, inputs, reread, notes,
     if not report.passed and back is not None:
         localize_worst(report, suite, reread(), back)
     return (back if same else None), suite, expected
+
+
+def verify_written(digests, job, report, tmp, written):
+    """`convert`'s verify stage for a large model (the strategy `convert._verification` picks, `digests`
+    bound): `verify` above, then with --layer the source's ONNX node.  `job.model` becomes the read-back
+    model standing in for the source, or the source read again when --emit-module or --emit-vectors need
+    it.  Returns (back, suite, expected) as the ordinary order does."""
+    job.say("verifying (a large model: one copy of its weights at a time)")
+    assumed = job.model.source.get("assumptions", [])
+    held, job.model = [job.model], None
+    model, suite, expected = verify(held, digests, job.dst_fmt, tmp, report, inputs=job.inputs, notes=written,
+                                    assumed=assumed, reread=job.reread)
+    if job.layer is not None:
+        judge = LazyNoise(report, suite, expected)
+        report.checks += node_checks(job.src, job.layer, suite, judge, job.src_fmt.name)
+        if judge.failed:
+            judge.settle(model or job.reread())
+    if model is None and (job.emit_module or job.emit_vectors):
+        model = job.reread()
+    job.model = model
+    return model, suite, expected

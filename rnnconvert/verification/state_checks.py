@@ -12,6 +12,7 @@ import numpy as np
 
 from ..model import states
 from ..reference import forward_with_feeds
+from .checks import Check, _relayout, compare
 from .suite import chunking, streaming_undefined
 
 STATE_SEED = 7919
@@ -30,7 +31,6 @@ def _runners(src_model, dst_model, dst_fmt, dst_path):
 
 def state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol) -> None:
     from ..errors import RuntimeUnavailable
-    from .core import Check, _relayout, compare
     runners = _runners(src_model, dst_model, dst_fmt, dst_path)
     if not runners:
         report.unavailable.append(f"state inputs/outputs: {dst_fmt.name} files do not take them (only the "
@@ -72,7 +72,6 @@ def _not_carried(model, pairs) -> str:
 
 
 def _streaming(report, src_model, dst, runners, x, label, rng, tol) -> None:
-    from .core import _relayout, compare
     time_axis = 0 if src_model.input.layout == "time_batch_feature" else 1
     pairs = states.carried(src_model)
     if x.shape[time_axis] < 2 or streaming_undefined(src_model) or len(pairs) != len(src_model.state_inputs):

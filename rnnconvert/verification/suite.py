@@ -10,7 +10,7 @@ that the masked steps are exercised, and no row is masked entirely (a global ave
 the weights and verification would dominate the conversion) gets the shorter LARGE_SUITE_SHAPES: still
 batch > 1, a saturating row and several lengths (a wrong gate order, transposition, bias or direction
 shows from the first steps on; the long inputs of smaller models probe how rounding accumulates), and
-is verified in the order of `verification_large.py`.  The model's own initial
+is verified in the order of `large.py`.  The model's own initial
 states (`h0`, `c0`) are part of the model and so of every pass.
 
 Streaming: a model whose every recurrent layer runs forward, and whose recurrent layers before the last
@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model import Conv1D, Embedding, Flatten, Masking, Model, Pooling1D, Recurrent
+from .inputs import check, fixed_batch_size, shortest_length, tokens
 
 # (batch, time) of the seeded inputs: a single step, a short, a long and a very long sequence.
 SUITE_SHAPES = ((3, 1), (3, 7), (2, 120), (2, 300))
@@ -38,7 +39,6 @@ STREAMING = "streaming(reference)"
 def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = None, path=None):
     """[(label, x)] float32 inputs that exercise recurrence, in the model's own layout (`path`: the model's
     file, named when its fixed input is past what verification runs)."""
-    from .inputs import check
     user = None if user_inputs is None else check(model, user_inputs)      # refused before anything runs
     rng = np.random.default_rng(check_seed(seed))
     fixed_batch = fixed_batch_size(model)
@@ -85,11 +85,6 @@ def check_seed(seed) -> int:
     return int(seed)
 
 
-def tokens(model: Model) -> Embedding | None:
-    first = model.layers[0] if model.layers else None
-    return first if isinstance(first, Embedding) else None
-
-
 def _seeded(model: Model, rng, batch: int, time: int) -> np.ndarray:
     """One seeded input [batch, time(, features)], batch-major (the caller swaps for time-major)."""
     embedding = tokens(model)
@@ -109,40 +104,9 @@ def _seeded(model: Model, rng, batch: int, time: int) -> np.ndarray:
     return x
 
 
-def shortest_length(model: Model) -> int:
-    """The fewest input steps for which every convolution and pooling window yields a step."""
-    from ..reference.layers import conv_pads
-    T = 1
-    while T < 10_000:
-        n = T
-        for layer in model.layers:
-            if isinstance(layer, Conv1D) and layer.kernel.ndim == 3:
-                reach = (layer.kernel.shape[0] - 1) * layer.dilation + 1
-                n = (n + sum(conv_pads(layer, n)) - reach) // layer.strides + 1
-            elif isinstance(layer, Pooling1D) and layer.pool_size is not None:
-                s = layer.strides or layer.pool_size
-                n = -(-n // s) if layer.padding == "same" else (n - layer.pool_size) // s + 1
-            if n < 1:
-                break
-        if n >= 1:
-            return T
-        T += 1
-    return T
-
-
 def suite_shapes(model: Model) -> tuple[tuple[int, int], ...]:
     """(batch, time) of the seeded inputs for `model`: the shorter suite for a large model."""
     return LARGE_SUITE_SHAPES if model.parameter_count() > LARGE_MODEL_PARAMS else SUITE_SHAPES
-
-
-def fixed_batch_size(model: Model) -> int | None:
-    """A model whose initial states are per batch row ([batch, H]) runs on that batch size only."""
-    for layer in model.recurrent_layers:
-        for w in layer.weights:
-            for state in (w.h0, w.c0):
-                if state is not None and state.ndim == 2:
-                    return int(state.shape[0])
-    return None
 
 
 def initial_states(model: Model) -> list[str]:

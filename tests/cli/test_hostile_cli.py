@@ -266,7 +266,7 @@ def test_float32_overflow_still_passes_an_exact_copy(runner, files, tmp_path):
 
 
 def test_noise_rule_by_itself():
-    from rnnconvert.verification.core import compare, noise_between
+    from rnnconvert.verification.checks import compare, noise_between
     expected = np.array([1e40, 1.0])
     noise = noise_between(np.array([np.inf, 1.0], np.float32), expected)
     assert noise == np.inf
@@ -318,7 +318,7 @@ def test_tolerance_must_be_finite_and_not_negative(runner, files, tmp_path, opti
 
 def test_tolerance_in_the_api_and_in_a_plan(runner, files, tmp_path):
     from rnnconvert.errors import InputError
-    from rnnconvert.verification.core import convert
+    from rnnconvert.verification.convert import convert
     with pytest.raises(InputError, match=r"^atol nan: a tolerance must be a finite number >= 0$"):
         convert(files["small"], tmp_path / "m.onnx", atol=float("nan"))
     (tmp_path / "plan.yaml").write_text(f"jobs:\n  - src: {files['small']}\n    dst: m.onnx\n    rtol: .inf\n"
@@ -446,7 +446,7 @@ def test_plan_inputs_go_through_the_same_validation(runner, files, tmp_path, nam
 
 def test_api_inputs_go_through_the_same_validation(files, tmp_path):
     from rnnconvert.errors import InputError
-    from rnnconvert.verification.core import convert
+    from rnnconvert.verification.convert import convert
     with pytest.raises(InputError, match=r"batch is 0"):
         convert(files["small"], tmp_path / "m.onnx", inputs=np.zeros((0, 4, 3), np.float32))
     assert list(tmp_path.iterdir()) == []
@@ -486,7 +486,7 @@ def test_large_model_order_judges_an_overflowed_float32_pass_by_float64(files, t
     """The large-model order compares with the float32 pass: its inf agreed with onnxruntime's inf."""
     from rnnconvert.verification import suite
     from rnnconvert.errors import VerificationError
-    from rnnconvert.verification.core import convert
+    from rnnconvert.verification.convert import convert
     monkeypatch.setattr(suite, "LARGE_MODEL_PARAMS", 0)
     x = np.full((1, 300, 1), 3.0, np.float32)
     with pytest.raises(VerificationError) as info:

@@ -88,7 +88,7 @@ def test_two_conversions_racing_to_one_new_dst_exactly_one_wins(tmp_path):
 
 def _appear_at_install(monkeypatch, make):
     """Run `make(dst_folder)` just before convert installs DST (after every check and the verification)."""
-    from rnnconvert.verification import core as verification
+    from rnnconvert.verification import outputs as verification
     real = verification._make_folder
 
     def spy(directory, path):
