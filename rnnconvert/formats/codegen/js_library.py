@@ -1,7 +1,7 @@
 """The JavaScript every generated `.mjs` carries after its weights: the cells (LSTM i f g o, GRU r z n,
 simple RNN), the front-end layers (Dense, Embedding, masks, BatchNorm, Conv1D, pooling), one direction
 over a sequence, and the exported API (`predict`, `init`, `reset`, `step`), as `_RUNTIME`; and `erf_`
-(`_ERF`), added only when a gelu needs it.  Plain text: `js.py` writes it out unchanged.
+(`_ERF`), added only when an activation needs it.  Plain text: `js.py` writes it out unchanged.
 """
 from __future__ import annotations
 
