@@ -27,13 +27,6 @@ MAX_LINES = 400
 LONGER_FOR_NOW = {
     "rnnconvert/batch/run.py",
     "rnnconvert/cli/commands.py",
-    "rnnconvert/formats/codegen/c.py",
-    "rnnconvert/formats/codegen/js.py",
-    "rnnconvert/formats/matlab/reader.py",
-    "rnnconvert/formats/onnx/_ops.py",
-    "rnnconvert/formats/onnx/glue.py",
-    "rnnconvert/formats/onnx/reader.py",
-    "rnnconvert/formats/onnx/writer.py",
     "rnnconvert/reference/network.py",
     "rnnconvert/verification/core.py",
 }
