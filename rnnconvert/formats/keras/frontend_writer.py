@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import model as M
-from .plan import KLayer, Refusal, _activation_layer, describe_missing, keras_activation
+from .specs import KLayer, Refusal, _activation_layer, describe_missing, keras_activation
 
 DROPOUT_CLASSES = {"dropout": "Dropout", "spatial_dropout1d": "SpatialDropout1D", "gaussian_noise": "GaussianNoise",
                    "gaussian_dropout": "GaussianDropout", "alpha_dropout": "AlphaDropout"}

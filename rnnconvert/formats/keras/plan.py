@@ -21,61 +21,23 @@ projections, cell clip, activations without a Keras form.
 """
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from ...model import gates
 from ... import model as M
+from .frontend_writer import next_shape, plan_layer
+from .specs import (HARD_SIGMOID_SLOPE, KLayer, Refusal, _activation_layer, describe_missing,
+    keras_activation)
 
 RNN_CLASSES = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
 CELL_NAMES = {"LSTM": "lstm_cell", "GRU": "gru_cell", "SimpleRNN": "simple_rnn_cell"}
-HARD_SIGMOID_SLOPE = {2: 0.2, 3: 1.0 / 6.0}
-_HS_TEXT = {2: "clip(0.2x+0.5, 0, 1)", 3: "clip(x/6+0.5, 0, 1)"}
-_PLAIN = ("linear", "sigmoid", "tanh", "relu", "softsign", "softplus", "exponential", "swish", "gelu",
-          "relu6", "softmax", "log_softmax")
 # Canonical gate blocks whose pre-activation each role covers (LSTM's h role acts on c: none).
 _ROLE_BLOCKS = {"lstm": ([0, 1, 3], [2], None), "gru": ([0, 1], [2]), "rnn": ([0],)}
 _ROLE_NAMES = {"lstm": ("recurrent_activation (gates)", "activation (cell candidate)",
                         "activation (hidden output)"),
                "gru": ("recurrent_activation (gates)", "activation (candidate)"), "rnn": ("activation",)}
-
-
-@dataclass
-class KLayer:
-    """One Keras layer to write: class, settings of its config, weights in Keras's order."""
-    cls: str                         # LSTM GRU SimpleRNN Bidirectional Dense Activation LeakyReLU ELU + frontend_writer
-    name: str
-    settings: dict
-    input_shape: list
-    weights: list = field(default_factory=list)     # arrays, or functions making them (recurrent kernels)
-    wrapped: str | None = None       # Bidirectional: the recurrent class it wraps
-
-
-class Refusal(Exception):
-    """A feature of one layer that Keras cannot express (collected, then raised together)."""
-
-
-def close(a, b) -> bool:
-    return a is not None and math.isclose(float(a), b, rel_tol=1e-6, abs_tol=1e-9)
-
-
-def keras_activation(act: M.Activation, major: int) -> str | None:
-    """The Keras activation name computing `act` exactly in Keras `major`, or None."""
-    n = act.name
-    if n in _PLAIN:
-        return n
-    if n == "hard_sigmoid" and close(act.alpha, HARD_SIGMOID_SLOPE[major]) and close(act.beta, 0.5):
-        return n
-    if n == "selu" and close(act.alpha, M.SELU_ALPHA) and close(act.beta, M.SELU_GAMMA):
-        return n
-    if n == "elu" and close(act.alpha, 1.0):
-        return n
-    if n == "leaky_relu" and major >= 3 and close(act.alpha, 0.2):
-        return n
-    return None
 
 
 def fold(act: M.Activation, major: int, allowed: bool) -> tuple[float, float] | None:
@@ -84,15 +46,6 @@ def fold(act: M.Activation, major: int, allowed: bool) -> tuple[float, float] | 
         return None
     slope = HARD_SIGMOID_SLOPE[major]
     return act.alpha / slope, (act.beta - 0.5) / slope
-
-
-def describe_missing(act: M.Activation, major: int, role: str) -> str:
-    if act.name == "hard_sigmoid":
-        what = ("tf.keras 2's hard_sigmoid " if close(act.alpha, 0.2) and close(act.beta, 0.5)
-                else "Keras 3's hard_sigmoid " if close(act.alpha, 1 / 6) and close(act.beta, 0.5) else "")
-        return (f"{role} {what}{act} = clip({act.alpha:.6g}x+{act.beta:.6g}, 0, 1) has no Keras {major} "
-                f"activation (Keras {major}'s hard_sigmoid is {_HS_TEXT[major]})")
-    return f"{role} {act} has no Keras {major} activation"
 
 
 class Planner:
@@ -143,7 +96,6 @@ class Planner:
             return self.dense(layer, shape)
         if isinstance(layer, M.ActivationLayer):
             return [self.activation_layer(layer.name, layer.activation, shape)]
-        from .frontend_writer import plan_layer    # it imports this module
         out = plan_layer(self, layer, shape)
         if out is not None:
             return out
@@ -335,15 +287,6 @@ class Planner:
                           f"(same function){why}")
 
 
-def _activation_layer(act: M.Activation, major: int) -> str | None:
-    """A Keras activation LAYER computing `act` where no activation function name does."""
-    if act.name == "leaky_relu" and act.alpha is not None:
-        return "LeakyReLU"
-    if act.name == "elu" and act.alpha is not None:
-        return "ELU"
-    return None
-
-
 def _mask_after(layer: M.Layer, masked: bool) -> bool:
     """Does the mask reach the layer after `layer` (Keras's propagation, as the canonical model says)?"""
     if isinstance(layer, M.Embedding):
@@ -358,7 +301,6 @@ def _mask_after(layer: M.Layer, masked: bool) -> bool:
 
 
 def _next_shape(layer: M.Layer, shape: list) -> list:
-    from .frontend_writer import next_shape
     front = next_shape(layer, shape)
     if front is not None:
         return front

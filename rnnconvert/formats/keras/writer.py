@@ -29,7 +29,8 @@ from ...model.states import refuse_state_io
 from .container import ZIP_CONFIG, ZIP_METADATA, ZIP_WEIGHTS
 from .graph import snake_case
 from . import frontend_writer
-from .plan import CELL_NAMES, KLayer, Planner
+from .plan import CELL_NAMES, Planner
+from .specs import KLayer
 
 # The Keras releases whose files these imitate (and which the tests load them with).
 KERAS_VERSIONS = {3: "3.15.1", 2: "2.21.0"}
@@ -92,7 +93,7 @@ def _init(cls: str, config: dict) -> dict:
 
 
 def layer_config(cls: str, name: str, s: dict, major: int, guard: bool = False) -> dict:
-    """The `config` of one layer as Keras `major` serialises it (settings from plan.KLayer);
+    """The `config` of one layer as Keras `major` serialises it (settings from specs.KLayer);
     `guard` writes tf.keras 2's `time_major`, which Keras 3 refuses."""
     c = {"name": name, "trainable": True, "dtype": _policy(major)}
     if cls in RNN:

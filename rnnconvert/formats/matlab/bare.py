@@ -38,7 +38,7 @@ def load_mapping(mapping) -> dict:
 
 
 def read_bare(path: str, variables: dict, mapping):
-    from .reader import build
+    from .build import build
     spec = load_mapping(mapping)
     where_map = str(mapping) if not isinstance(mapping, dict) else "mapping"
     entries = spec.get("layers") if isinstance(spec, dict) else None

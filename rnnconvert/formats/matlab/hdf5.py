@@ -1,5 +1,5 @@
-"""MATLAB v7.3 (HDF5): reading its variables (`V73Reader`), writing the `layers` cell of structs, and
-the conversion to v7 for Octave.
+"""MATLAB v7.3 (HDF5): reading its variables (`V73Reader`) and writing the `layers` cell of structs
+(the conversion to v7 for Octave is the runtime's).
 
 MATLAB's HDF5 layout: a 512-byte user block with the MAT header; each variable a dataset or group
 with the attribute MATLAB_class; arrays stored transposed (HDF5 is row-major); char as uint16 with
@@ -16,9 +16,7 @@ import numpy as np
 
 from ...errors import InputError
 from ...files.safety import read_numeric
-
-MAX_DEPTH = 64       # cells/structs nested deeper than any network (MATLAB's own networks: about 10)
-MAX_ELEMENTS = 1 << 17   # cell and struct-array elements per file (networks: under 100): each a Python object
+from .limits import MAX_DEPTH, MAX_ELEMENTS, _fortran_indices
 
 _CLASSES = {np.dtype(np.float64): "double", np.dtype(np.float32): "single", np.dtype(np.uint8): "uint8",
             np.dtype(np.int32): "int32", np.dtype(np.int64): "int64", np.dtype(np.uint32): "uint32",
@@ -70,7 +68,6 @@ class V73Reader:
 
     def _read(self, obj, depth: int):
         import h5py
-        from . import mcos
         from ...files.safety import hdf5_class
         cls = obj.attrs.get("MATLAB_class", b"")
         cls = cls.decode() if isinstance(cls, bytes) else str(cls)
@@ -86,14 +83,14 @@ class V73Reader:
                     refs = {k: self._refs(obj[k]) for k in fields}
                     shape = next(iter(refs.values())).shape
                     return [{k: self.value(self._deref(refs[k][idx], obj[k]), depth) for k in fields}
-                            for idx in mcos._fortran_indices(shape)]
+                            for idx in _fortran_indices(shape)]
                 return {k: self.value(obj[k], depth) for k in fields if k in obj}
             return {k: self.value(obj[k], depth) for k in obj.keys()}
         if int(obj.attrs.get("MATLAB_empty", 0)):    # MATLAB stores an empty array's dimensions as its data
             return "" if cls == "char" else [] if cls in ("cell", "struct") else np.zeros((0, 0))
         if cls == "cell" or cls == "FileWrapper__" or hdf5_class(obj) == "reference":
             refs = self._refs(obj)
-            return [self.value(self._deref(refs[idx], obj), depth) for idx in mcos._fortran_indices(refs.shape)]
+            return [self.value(self._deref(refs[idx], obj), depth) for idx in _fortran_indices(refs.shape)]
         arr = read_numeric(obj, self.path, self.budget, complex_ok=True)
         if cls == "char":
             return "".join(chr(c) for c in np.asarray(arr).T.reshape(-1, order="F"))
@@ -182,25 +179,3 @@ def write_v73(path, variables: dict) -> None:
             _put(f, f, name, value, refs)
     with open(str(path), "r+b") as fh:
         fh.write(_header())
-
-
-def v73_to_v7(src: str, dst: str, compress: bool = False) -> None:
-    """Rewrite a v7.3 `layers` file as v7 (what Octave loads); uncompressed unless `compress`."""
-    import scipy.io
-    from . import mcos
-    variables = mcos.load(src)
-    out = {}
-    for name, value in variables.items():
-        out[name] = _to_scipy(value)
-    scipy.io.savemat(dst, out, do_compression=compress, oned_as="column")
-
-
-def _to_scipy(v):
-    if isinstance(v, list):
-        cell = np.empty((len(v), 1), dtype=object)
-        for k, x in enumerate(v):
-            cell[k, 0] = _to_scipy(x)
-        return cell
-    if isinstance(v, dict):
-        return {k: _to_scipy(x) for k, x in v.items()}
-    return v

@@ -21,7 +21,7 @@ import io
 import numpy as np
 
 from ...errors import InputError
-from .hdf5 import MAX_DEPTH
+from .limits import MAX_DEPTH, _fortran_indices
 
 MAGIC = 0xDD000000
 
@@ -164,10 +164,6 @@ def _from_scipy(v):
         if v.dtype == object:
             return [_from_scipy(v[idx]) for idx in _fortran_indices(v.shape)]
     return v
-
-
-def _fortran_indices(shape):
-    return [np.unravel_index(k, shape, order="F") for k in range(int(np.prod(shape)))]
 
 
 def _v5_reader(stream):

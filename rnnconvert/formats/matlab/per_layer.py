@@ -13,7 +13,8 @@ import numpy as np
 from ...errors import InputError
 from ..found import Found
 from . import mcos
-from .reader import _layer_list, _recurrent, _text, _value, fields
+from .build import _recurrent, _text, _value, fields
+from .reader import _layer_list
 
 KINDS = {"LSTMLayer": ("lstm", False), "BiLSTMLayer": ("lstm", True), "GRULayer": ("gru", False)}
 

@@ -1,4 +1,4 @@
-"""MATLAB's front-end layers -> canonical layers, for `reader.build` (objects and rnnconvert's structs alike).
+"""MATLAB's front-end layers -> canonical layers, for `build.build` (objects and rnnconvert's structs alike).
 
 wordEmbeddingLayer (Weights Dimension x NumWords; MATLAB index i is token id i - 1),
 convolution1dLayer (Weights FilterSize x NumChannels x NumFilters, Keras's kernel layout; PaddingMode

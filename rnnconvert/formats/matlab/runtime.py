@@ -37,7 +37,6 @@ def runner(path, model):
     src = str(path)
     try:
         if mcos.is_v73(src):
-            from .hdf5 import v73_to_v7
             src = os.path.join(tmp, "net_v7.mat")
             v73_to_v7(str(path), src)
     except BaseException:
@@ -74,3 +73,25 @@ def _predict(octave, src, tmp, x, model) -> np.ndarray:
     if y.ndim == 3 and model is not None and model.input.layout == "time_batch_feature":
         y = y.transpose(1, 0, 2)
     return y
+
+
+def v73_to_v7(src: str, dst: str, compress: bool = False) -> None:
+    """Rewrite a v7.3 `layers` file as v7 (what Octave loads); uncompressed unless `compress`."""
+    import scipy.io
+    from . import mcos
+    variables = mcos.load(src)
+    out = {}
+    for name, value in variables.items():
+        out[name] = _to_scipy(value)
+    scipy.io.savemat(dst, out, do_compression=compress, oned_as="column")
+
+
+def _to_scipy(v):
+    if isinstance(v, list):
+        cell = np.empty((len(v), 1), dtype=object)
+        for k, x in enumerate(v):
+            cell[k, 0] = _to_scipy(x)
+        return cell
+    if isinstance(v, dict):
+        return {k: _to_scipy(x) for k, x in v.items()}
+    return v

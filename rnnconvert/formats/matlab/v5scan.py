@@ -23,7 +23,7 @@ import zlib
 
 from ...errors import InputError
 from ...files.safety import SLACK, ZIP_RATIO, _size
-from .hdf5 import MAX_DEPTH, MAX_ELEMENTS
+from .limits import MAX_DEPTH, MAX_ELEMENTS
 
 MI_MATRIX, MI_COMPRESSED = 14, 15
 CELL, STRUCT, OBJECT, OPAQUE = 1, 2, 3, 17

@@ -287,6 +287,6 @@ def read_model(proto: onnx.ModelProto, meta: dict, path: str, inits: dict) -> Mo
               "ir_version": int(proto.ir_version),
               "notes": "layers written as Scan read from the initializers the rnnconvert metadata names"}
     if isinstance(meta.get("source"), dict) and meta["source"]:     # the model's own provenance, as
-        source = meta["source"]                                     # reader._restore keeps it
+        source = meta["source"]                                     # metadata._restore keeps it
     return Model(layers, spec, meta.get("output_name") or "output", meta.get("name") or "model",
                  source).validate(path)

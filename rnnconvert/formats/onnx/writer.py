@@ -1,7 +1,7 @@
 """Canonical model -> ONNX graph (opset 17) with one native LSTM/GRU/RNN node per recurrent layer.
 
 A layer no native node can compute (an activation outside ONNX's list, an LSTM projection) becomes a
-`Scan` over a cell of standard ops (`scan.py`); `stateful=True` exposes states as graph inputs and
+`Scan` over a cell of standard ops (`scan.py`; recurrent layers: `writer_recurrent.py`); `stateful=True` exposes states as graph inputs and
 outputs (`stateful.py`).
 
 Glue keeps the graph time-major between recurrent nodes and turns the result back into what the
@@ -18,28 +18,24 @@ tensor is built in one copy and streamed from its buffer into the file (`initial
 from __future__ import annotations
 
 import json
-import math
 import os
 
-import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
 from ...version import __version__
-from ...model import gates
 from ...errors import InputError, UnsupportedError
 from ...model import ActivationLayer, Dense, Dropout, Embedding, Model, Recurrent, json_default
 from ...files.text import read_json
-from . import _acts
 from . import initializers as _init
 from . import frontend as _front
 from . import scan as _scan
+from .writer_common import _activation, _base, _safe
+from .writer_recurrent import _OP, _State, _write_recurrent
 
 OPSET = 17
 META_KEY = "rnnconvert"
 META_VERSION = 1
-_OP = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
-_REDUCE = {"sum": "ReduceSum", "mul": "ReduceProd", "ave": "ReduceMean"}
 # Initializer bytes above which tensors go to the sidecar: well below protobuf's 2 GB limit.
 EXTERNAL_DATA_BYTES = 1 << 30
 EXTERNAL_DATA_SUFFIX = ".data"
@@ -181,210 +177,6 @@ def _to_onnx(model: Model, sidecar: tuple | None = None, defer: bool = False):
     return proto, notes, b
 
 
-class _State:
-    def __init__(self, cur, major, has_time, graph_input, batch_axis):
-        self.cur, self.major, self.has_time = cur, major, has_time
-        self.graph_input, self.batch_axis = graph_input, batch_axis
-        self.batch_dim: str | None = None     # [B] int64 tensor, built on first use
-        self.mask: tuple[str, str] | None = None   # (bool [.., 1] tensor, 'batch' or 'time' major)
-        self.ids_dtype: str | None = None
-
-
-def _roles(cell: str) -> list[str]:
-    return {"lstm": ["gate (f)", "cell (g)", "output (h)"], "gru": ["gate (f)", "candidate (g)"],
-            "rnn": ["hidden (f)"]}[cell]
-
-
-def _write_recurrent(b: _Builder, st: _State, layer: Recurrent, k: int, scan: bool = False,
-                     record: bool = False) -> dict:
-    """The layer as one native node (or Scan nodes); `record` names its arrays in the metadata entry."""
-    base = _base(layer.name, k, layer.cell)
-    cell, H = layer.cell, layer.state_size
-    D = len(layer.weights)
-    if st.major != "time":
-        _front.to_layout(b, st, "time", f"{base}/X")
-    x = st.cur
-    if scan:
-        mask = _front.mask_in(b, st, "time", base) if st.mask is not None else None
-        y_all, y_h, arrays, node_name = _scan.write_layer(b, st, layer, x, base, _activation, _initial_state,
-                                                          mask)
-        if layer.output != "sequence":    # a returned sequence keeps the mask as it is (as Keras does,
-            st.mask = None                # even in processing order)
-        outs = ["", y_h] if layer.output == "final_state" else [y_all]
-    else:
-        outs, arrays, node_name = _native(b, st, layer, x, base)
-    return _glue(b, st, layer, base, outs, node_name, D, H, arrays if record else None, "scan" if scan else "native")
-
-
-def _native(b: _Builder, st: _State, layer: Recurrent, x: str, base: str):
-    cell, H = layer.cell, layer.hidden
-    D = len(layer.weights)
-    order = gates.ORDERS["onnx"][cell]
-    ins = [x] + [b.tensor(f"{base}/{key}_{order}", (D,) + np.shape(getattr(layer.weights[0], key)),
-                          [_to_onnx_order(getattr(w, key), cell) for w in layer.weights]) for key in ("W", "R")]
-    arrays = {"W": ins[1], "R": ins[2]}
-    Wb = [np.asarray(w.Wb) for w in layer.weights]
-    Rb = [np.asarray(w.Rb) for w in layer.weights]
-    no_bias = not layer.has_input_bias and not layer.has_recurrent_bias and \
-        not any(np.any(a) for a in Wb + Rb)
-    if no_bias:
-        ins.append("")
-    else:
-        B = np.stack([np.concatenate([gates.from_canonical(wb, cell, "onnx"), gates.from_canonical(rb, cell, "onnx")])
-                      for wb, rb in zip(Wb, Rb)]).astype(np.float32)
-        ins.append(b.const(f"{base}/B_{order}", B))
-        arrays["B"] = ins[-1]
-    ins.append("")   # sequence_lens
-    for key in ("h0", "c0")[:2 if cell == "lstm" else 1]:
-        ins.append(_initial_state(b, st, layer, key, base))
-        if ins[-1]:     # the [D, 1 or n, size] constant, expanded or not
-            arrays[key] = next(t.name for t in reversed(b.inits) if t.name.startswith(f"{base}/{key}")
-                               and t.data_type == TensorProto.FLOAT)
-    while ins and ins[-1] == "":
-        ins.pop()
-    names, alphas, betas = _acts.to_onnx(layer.activations)
-    attrs = {"hidden_size": H, "direction": layer.direction, "activations": names * D}
-    if alphas:
-        attrs["activation_alpha"] = alphas * D
-    if betas:
-        attrs["activation_beta"] = betas * D
-    if layer.clip is not None:
-        attrs["clip"] = float(layer.clip)
-    if cell == "gru":
-        attrs["linear_before_reset"] = int(bool(layer.reset_after))
-    node_name = b.unique(base)
-    if layer.output == "sequence":
-        outs = [b.unique(f"{node_name}/Y")]
-    else:
-        outs = ["", b.unique(f"{node_name}/Y_h")] if layer.output == "final_state" else [b.unique(f"{node_name}/Y")]
-    b.nodes.append(helper.make_node(_OP[cell], ins, outs, name=node_name, **attrs))
-    return outs, arrays, node_name
-
-
-def _to_onnx_order(a, cell: str):
-    """A fill writing one direction's canonical W or R in ONNX gate order (one copy, any layout)."""
-    return lambda out: gates.permute_into(out, a, cell, gates.CANONICAL[cell], gates.ORDERS["onnx"][cell])
-
-
-def _glue(b: _Builder, st: _State, layer: Recurrent, base: str, outs: list[str], node_name: str, D: int, H: int,
-          arrays: dict | None, form: str) -> dict:
-    """Around the recurrent outputs Y [T, D, B, H] / Y_h [D, B, H]: what the layer returns."""
-    cell = layer.cell
-    if layer.output == "sequence":
-        y = outs[0]                                           # [T, D, B, H]
-        if D == 1:
-            y = b.op("Squeeze", [y, b.const(f"{base}/axis1", [1], np.int64)], f"{base}/Squeeze_dirs")
-        elif layer.merge == "concat":
-            y = b.op("Transpose", [y], f"{base}/Y_TBDH", perm=[0, 2, 1, 3])
-            y = b.op("Reshape", [y, b.const(f"{base}/shape_TB_DH", [0, 0, D * H], np.int64)], f"{base}/concat_dirs")
-        else:
-            y = _reduce(b, layer.merge, y, 1, base)
-        if layer.time_order == "processing":
-            y = _reverse_time(b, y, base)
-        st.cur, st.major, st.has_time = y, "time", True
-    else:
-        if layer.output == "last_step":                     # Y[T-1]: [D, B, H]
-            y = b.op("Gather", [outs[0], b.const(f"{base}/last", -1, np.int64)], f"{base}/last_step", axis=0)
-        else:
-            y = outs[1]                                       # Y_h: [D, B, H]
-        if D == 1:
-            y = b.op("Squeeze", [y, b.const(f"{base}/axis0", [0], np.int64)], f"{base}/Squeeze_dirs")
-        elif layer.merge == "concat":
-            y = b.op("Transpose", [y], f"{base}/BDH", perm=[1, 0, 2])
-            y = b.op("Reshape", [y, b.const(f"{base}/shape_B_DH", [0, D * H], np.int64)], f"{base}/concat_dirs")
-        else:
-            y = _reduce(b, layer.merge, y, 0, base)
-        st.cur, st.has_time = y, False
-    entry = {"kind": cell, "name": layer.name, "node": node_name,
-             "activations": [a.to_dict() for a in layer.activations], "output": layer.output,
-             "merge": layer.merge, "time_order": layer.time_order, "clip": layer.clip,
-             "has_input_bias": layer.has_input_bias, "has_recurrent_bias": layer.has_recurrent_bias,
-             "masked_output": layer.masked_output}
-    for s in ("h0", "c0"):
-        v = getattr(layer.weights[0], s)
-        entry[s] = None if v is None else list(np.shape(v))
-    if arrays is not None:
-        entry.update(form=form, arrays=arrays, hidden=layer.hidden, direction=layer.direction,
-                     reset_after=bool(layer.reset_after))
-    return entry
-
-
-def _reverse_time(b: _Builder, y: str, base: str) -> str:
-    return b.op("Slice", [y, b.const(f"{base}/rev_start", [-1], np.int64),
-                          b.const(f"{base}/rev_end", [np.iinfo(np.int64).min], np.int64),
-                          b.const(f"{base}/axis0", [0], np.int64),
-                          b.const(f"{base}/rev_step", [-1], np.int64)], f"{base}/processing_order")
-
-
-def _reduce(b: _Builder, merge: str, y: str, axis: int, base: str) -> str:
-    op = _REDUCE[merge]
-    if op == "ReduceSum":   # axes is an input from opset 13, an attribute for the others until 18
-        return b.op(op, [y, b.const(f"{base}/axis{axis}", [axis], np.int64)], f"{base}/{merge}_dirs", keepdims=0)
-    return b.op(op, [y], f"{base}/{merge}_dirs", axes=[axis], keepdims=0)
-
-
-def _initial_state(b: _Builder, st: _State, layer: Recurrent, key: str, base: str) -> str:
-    values = [getattr(w, key) for w in layer.weights]
-    if all(v is None for v in values):
-        return ""
-    H = layer.state_size if key == "h0" else layer.hidden
-    if all(v is None or np.ndim(v) == 1 for v in values):
-        # [D, 1, H] broadcast to the runtime batch: Expand(base, [D, B, H]), B from Shape(input)
-        arr = np.stack([np.zeros(H) if v is None else np.asarray(v) for v in values])[:, None, :]
-        if st.batch_dim is None:
-            st.batch_dim = b.op("Shape", [st.graph_input], "batch_size", start=st.batch_axis,
-                                end=st.batch_axis + 1)
-        shape = b.op("Concat", [b.const(f"{base}/{key}_dirs", [len(values)], np.int64), st.batch_dim,
-                                b.const(f"{base}/{key}_size", [H], np.int64)], f"{base}/{key}_shape", axis=0)
-        return b.op("Expand", [b.const(f"{base}/{key}", arr), shape], f"{base}/{key}_broadcast")
-    batch = {np.shape(v)[0] for v in values if v is not None and np.ndim(v) == 2}
-    if len(batch) != 1:
-        raise InputError(f"{key} of the directions have different batch sizes {sorted(batch)}", layer=layer.name)
-    n = batch.pop()
-    arr = np.stack([np.zeros((n, H)) if v is None else np.broadcast_to(np.asarray(v), (n, H)) for v in values])
-    return b.const(f"{base}/{key}", arr)
-
-
-def _activation(b: _Builder, act, x: str, base: str) -> str:
-    n = act.name
-    simple = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "softplus": "Softplus",
-              "softsign": "Softsign", "exponential": "Exp"}
-    f32 = lambda name, v: b.const(f"{base}/{name}", np.float32(v))  # noqa: E731
-    if n == "linear":
-        return x
-    if n in simple:
-        return b.op(simple[n], [x], f"{base}/{simple[n]}")
-    if n in ("softmax", "log_softmax"):
-        op = "Softmax" if n == "softmax" else "LogSoftmax"
-        return b.op(op, [x], f"{base}/{op}", axis=-1)
-    if n == "hard_sigmoid":
-        return b.op("HardSigmoid", [x], f"{base}/HardSigmoid", alpha=float(act.alpha), beta=float(act.beta))
-    if n == "elu":
-        return b.op("Elu", [x], f"{base}/Elu", alpha=float(act.alpha))
-    if n == "selu":
-        return b.op("Selu", [x], f"{base}/Selu", alpha=float(act.alpha), gamma=float(act.beta))
-    if n == "leaky_relu":
-        return b.op("LeakyRelu", [x], f"{base}/LeakyRelu", alpha=float(act.alpha))
-    if n == "thresholded_relu":
-        return b.op("ThresholdedRelu", [x], f"{base}/ThresholdedRelu", alpha=float(act.alpha))
-    if n == "relu6":
-        return b.op("Clip", [x, f32("zero", 0.0), f32("six", 6.0)], f"{base}/Relu6")
-    if n == "affine":
-        y = b.op("Mul", [x, f32("alpha", act.alpha)], f"{base}/affine_scale")
-        return b.op("Add", [y, f32("beta", act.beta)], f"{base}/affine_shift")
-    if n == "scaled_tanh":
-        y = b.op("Mul", [x, f32("beta", act.beta)], f"{base}/scaled_tanh_in")
-        y = b.op("Tanh", [y], f"{base}/Tanh")
-        return b.op("Mul", [y, f32("alpha", act.alpha)], f"{base}/scaled_tanh_out")
-    if n == "swish":
-        return b.op("Mul", [x, b.op("Sigmoid", [x], f"{base}/Sigmoid")], f"{base}/swish")
-    if n == "gelu":   # exact form: 0.5 * x * (1 + erf(x / sqrt(2)))
-        e = b.op("Erf", [b.op("Div", [x, f32("sqrt2", math.sqrt(2.0))], f"{base}/gelu_scale")], f"{base}/Erf")
-        e = b.op("Add", [e, f32("one", 1.0)], f"{base}/gelu_add")
-        return b.op("Mul", [b.op("Mul", [x, f32("half", 0.5)], f"{base}/gelu_half"), e], f"{base}/gelu")
-    raise UnsupportedError(f"the ONNX writer cannot express the activation '{n}'")
-
-
 def _units(model: Model):
     width = model.input.features
     for layer in model.layers:
@@ -393,12 +185,3 @@ def _units(model: Model):
         else:
             width = _front.width_after(layer, width, model.input.time_steps)
     return width if width else "features"
-
-
-def _base(name: str, k: int, kind: str) -> str:
-    return _safe(name) or f"{kind}_{k}"
-
-
-def _safe(name) -> str:
-    return str(name or "").strip()
-

@@ -78,7 +78,7 @@ def test_mcos_decoder_agrees_with_mat_io(folder):
     import warnings
     matio = pytest.importorskip("matio")
     from rnnconvert.formats.matlab import mcos
-    from rnnconvert.formats.matlab.reader import fields
+    from rnnconvert.formats.matlab.build import fields
     ours = mcos.load(_mat(folder))["net"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
