@@ -147,7 +147,7 @@ def bench_tf2onnx(ctx, big: BigModel, rows):
 
 
 def bench_verification(ctx, big: BigModel, rows):
-    """Each part of the large model's verification (verification_large.py) timed on its own, beside the
+    """Each part of the large model's verification (rnnconvert/verification/large.py) timed on its own, beside the
     read + write it follows, and the float64 full-suite pass of the general path it replaces."""
     import numpy as np
 

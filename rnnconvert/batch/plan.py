@@ -3,7 +3,7 @@ any work starts, every problem reported at once with its location (`jobs[3].dst`
 destination) pair becomes a `Task` with its options resolved (paths relative to the plan file).
 `run` runs the tasks.
 
-Outputs (destinations, emit_module, emit_vectors' files) follow rnnconvert/outputs.py's policy, checked
+Outputs (destinations, emit_module, emit_vectors' files) follow rnnconvert/files/outputs.py's policy, checked
 here for the whole plan: inside the plan's folder (links followed) unless the plan says
 `allow_outside: true`; never an input of any job (src, inputs, arch), the plan or its state file; never
 written by two jobs; never anything but a regular file where something already exists.  Inputs must be
@@ -47,7 +47,7 @@ class Task:
     outputs_of_others: tuple = ()
 
     def policy(self):
-        """The task's output policy (rnnconvert/outputs.py), knowing the plan's paths beside DST."""
+        """The task's output policy (rnnconvert/files/outputs.py), knowing the plan's paths beside DST."""
         policy = Outputs()
         for role, path in self.inputs_of_plan:
             policy.add_input(path, role)
@@ -312,7 +312,7 @@ def _is_dst(location: str) -> bool:
 
 
 def _check_outputs(plan: Plan, allow_outside: bool, problems: list) -> None:
-    """outputs.py's policy over the whole plan (the module docstring); a DST that is its own job's source
+    """rnnconvert/files/outputs.py's policy over the whole plan (the module docstring); a DST that is its own job's source
     or another DST was reported already."""
     base = os.path.dirname(os.path.abspath(plan.path))
     inputs, written = Index(), Index()

@@ -16,7 +16,7 @@ Paths resolve relative to the plan file.  Each (job, destination) pair is one co
 (`state`), run the rest in worker processes (`workers`), save the state, and return the plan report
 (`report`).  This module is the batch API the CLI calls (`load_plan`, `plan_lock`, `run_plan`, ...).
 
-Outputs follow rnnconvert/outputs.py (validated for the whole plan in `plan`): a re-run replaces
+Outputs follow rnnconvert/files/outputs.py (validated for the whole plan in `plan`): a re-run replaces
 its own earlier outputs, which are regular files inside the plan's folder that are no job's input and no
 other job's output; a destination's missing folders are made only when it is installed.
 """

@@ -94,7 +94,7 @@ def _unchanged(task: Task, record: dict | None, fp: str) -> bool:
 
 
 def _save_state(path, tasks: dict) -> None:
-    """Written beside itself under a fresh temporary name and renamed over (atomic.py): never through a
+    """Written beside itself under a fresh temporary name and renamed over (rnnconvert/files/atomic.py): never through a
     link; a failure (read-only folder, full disk) is one line, exit 2."""
     from ..files.atomic import write_files
     state = {"version": STATE_VERSION, "tasks": tasks}

@@ -22,7 +22,7 @@ def _progress(msg: str) -> None:
 
 
 def _load_inputs(path, keyed: bool = False):
-    """--inputs read and checked (`rnnconvert/inputs.py`): one array, or with `keyed` also {name: array}."""
+    """--inputs read and checked (`rnnconvert/verification/inputs.py`): one array, or with `keyed` also {name: array}."""
     if path is None:
         return None
     from ..verification.inputs import load, load_one
@@ -35,7 +35,7 @@ def _echo_assumptions(model) -> None:
 
 
 def _policy(inputs=(), report_path=None):
-    """The run's output policy (rnnconvert/outputs.py): `inputs` ((path, role) pairs; --arch, --mapping
+    """The run's output policy (rnnconvert/files/outputs.py): `inputs` ((path, role) pairs; --arch, --mapping
     and --inputs must be regular files) registered, and --report claimed (an existing regular file there
     is replaced, as a log is; never an input of the run or another output)."""
     from ..files.outputs import Outputs, check_input

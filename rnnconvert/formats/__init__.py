@@ -16,7 +16,7 @@ import importlib
 import os
 from dataclasses import dataclass
 
-from ..errors import InputError, UnknownFormatError
+from ..errors import UnknownFormatError
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The reference forward pass: the canonical model computed with numpy, float64 by default.
 
-Verification compares every framework with this.  It implements exactly what `model.py` describes
+Verification compares every framework with this.  It implements exactly what `rnnconvert/model` describes
 and raises `UnsupportedError` on anything else (a layer kind, a cell, an activation), naming the
 layer, instead of computing something nearby.
 

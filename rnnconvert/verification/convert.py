@@ -53,10 +53,10 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     PyTorch state dict), `write_options` to the destination's writer (e.g. `keras_version=2`).
     `emit_module`: for a PyTorch destination, also write a standalone module file that loads it
     (after verification passed).  `emit_vectors`: a directory for golden test vectors of `dst`.
-    `layer`: convert only that recurrent layer of `src`, as a standalone model (`select.py`); for an
+    `layer`: convert only that recurrent layer of `src`, as a standalone model (`rnnconvert/formats/per_layer.py`); for an
     ONNX source it is also checked against onnxruntime running the node cut out of the source graph.
     Weights holding NaN or Inf are refused (InputError naming layer and tensor) unless `allow_nonfinite`.
-    `outputs`: the run's output policy (outputs.py) with the caller's own inputs and outputs (--inputs,
+    `outputs`: the run's output policy (rnnconvert/files/outputs.py) with the caller's own inputs and outputs (--inputs,
     --report) registered; every path written is claimed in it.  `make_dirs`: DST's missing folders are
     made when it is installed (never before verification passed).
     """

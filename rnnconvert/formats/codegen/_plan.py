@@ -5,7 +5,7 @@ returns the stack as plain records: per layer its kind, widths, whether a sequen
 and for recurrent layers each direction's float32 arrays in canonical gate order (LSTM ifgo,
 GRU rzn) with the two biases kept apart (GRU reset_after needs Rb of n inside r * (...)).
 Front-end layers (Conv1D, pooling) change the number of time steps: `conv_geometry` and
-`pool_geometry` give a layer's output length and left padding for an input length, as `model.py`
+`pool_geometry` give a layer's output length and left padding for an input length, as `rnnconvert/model`
 defines them; a model with one of them, or a Flatten, cannot be streamed one step at a time.
 """
 from __future__ import annotations
@@ -211,7 +211,7 @@ def plan(model: Model, path=None) -> Plan:
 
 
 def _mask_after(layer, mask: bool, seq_out: bool) -> bool:
-    """Whether a Keras mask leaves `layer` (`reference_layers`: Embedding mask_zero and Masking make one;
+    """Whether a Keras mask leaves `layer` (`rnnconvert/reference/layers.py`: Embedding mask_zero and Masking make one;
     Dropout, Dense, Activation, BatchNorm and a recurrent layer returning its sequence pass it on)."""
     if isinstance(layer, Embedding):
         return layer.mask_zero

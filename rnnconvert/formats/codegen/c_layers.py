@@ -1,6 +1,6 @@
 """C source for the layers around the recurrent ones: Dense, Activation, Embedding, Masking, Conv1D,
 Pooling1D, BatchNorm (Flatten and Dropout move no data).  A mask (Embedding mask_zero, Masking) is one
-float per step in `mask`, 1 real, 0 masked, as `reference_layers` defines it.
+float per step in `mask`, 1 real, 0 masked, as `rnnconvert/reference/layers.py` defines it.
 
 `function(s, P, acts, arrays)` emits layer s's static function (weights appended to `arrays`);
 `predict_lines(s, P, rows, ids)` the statements `<P>_predict_row` runs for it on `cur` (n rows) into

@@ -5,7 +5,7 @@ gate unit j), the arithmetic is JavaScript's float64.  API: `predict(x, T, batch
 Float32Array x [T*INPUT_SIZE] (token ids for a model starting with an Embedding: TOKEN_IDS); `init(batchRow)`,
 `step(state, x_t)`, `reset(state)` stream one step at a time and throw when a reverse or bidirectional
 layer, a Conv1D, pooling or Flatten needs the whole sequence (CAN_STREAM false).  Masks (Embedding
-mask_zero, Masking) hold a recurrent layer's states over masked steps, as `reference_layers` says.
+mask_zero, Masking) hold a recurrent layer's states over masked steps, as `rnnconvert/reference/layers.py` says.
 The code every file carries after its weights is `js_library.py`.
 """
 from __future__ import annotations

@@ -26,7 +26,7 @@ from .writer import write
 
 __all__ = ["sniff", "read", "write", "run", "SUPPORTED"]
 # Keras runs a written file from the file itself: verification may pass it a model whose weights
-# were released (verification_large.py).
+# were released (rnnconvert/verification/large.py).
 RUNTIME_FROM_FILE = True
 
 

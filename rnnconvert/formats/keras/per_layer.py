@@ -9,7 +9,6 @@ no config: its layers are recovered from the weight names and shapes (`weights_o
 from __future__ import annotations
 
 import h5py
-import numpy as np
 
 from ...errors import InputError, RnnConvertError
 from ...files.safety import check_hdf5, read_numeric

@@ -15,7 +15,6 @@ import re
 from dataclasses import dataclass, field
 
 import h5py
-import numpy as np
 
 from ...errors import InputError, RnnConvertError, UnsupportedError
 from ...model import InputSpec, Model, Recurrent

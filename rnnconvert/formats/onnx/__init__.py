@@ -10,5 +10,5 @@ from .writer import write
 
 __all__ = ["sniff", "read", "write", "run", "runner"]
 # onnxruntime runs a written file from the file itself: verification may pass it a model whose weights
-# were released (verification_large.py).
+# were released (rnnconvert/verification/large.py).
 RUNTIME_FROM_FILE = True

@@ -21,7 +21,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ...errors import UnsupportedError
-from ...model import Model, Recurrent, StatePort
+from ...model import Model, StatePort
 from ._graph import BIG, describe, node_attrs
 from .glue import RECURRENT
 

@@ -65,7 +65,7 @@ def write(model: Model, path, emit_module=None, **options) -> list[str]:
 def write_module(model: Model, code_path, weights=None, force: bool = True) -> None:
     """The standalone PyTorch module file for `model` (what emit_module writes); `weights`: the
     state-dict file it is meant to load, named in its docstring.  Written beside `code_path` under a
-    temporary name and renamed (rnnconvert/atomic.py); an existing file is kept unless `force`."""
+    temporary name and renamed (rnnconvert/files/atomic.py); an existing file is kept unless `force`."""
     from ...files.atomic import refuse_existing, write_files
     refuse_existing([code_path], force)
     specs, _ = from_canonical(model)
