@@ -105,3 +105,16 @@ def test_the_readme_picture_is_the_layers_contract():
     drawn = [m.group(1) for m in re.finditer(r"^\s*(?:rnnconvert\.)?([a-z_]+)\s{2,}", picture, re.M)]
     layers = next(c for c in contracts() if c["type"] == "layers")["layers"]
     assert drawn == layers
+
+
+@pytest.mark.parametrize("args", [["--help"], ["formats"], ["convert", "--help"]], ids=" ".join)
+def test_the_light_commands_import_no_numpy(args):
+    """`--help` and `formats` stay fast: nothing they import pulls in numpy, h5py or onnx (the packages keep
+    their heavy imports inside the functions that need them)."""
+    code = ("import sys\nfrom rnnconvert.cli import main\nsys.argv = ['rnnconvert', *sys.argv[1:]]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('numpy', 'h5py', 'onnx') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[-1] == "[]"

@@ -2,7 +2,6 @@
 (`render`) and of what reads per layer (`render_extra`), and the formats table (`formats_table`)."""
 from __future__ import annotations
 
-from ..model.describe import canonical_letters
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -38,6 +37,7 @@ def _other_columns(x: dict) -> tuple[str, str]:
 
 def render(desc: dict) -> str:
     """Human text: header, a layer table, then each recurrent layer's gate slices and equations."""
+    from ..model.describe import canonical_letters     # numpy: not for `formats` or --help
     inp = desc["input"]
     steps = inp.get("time_steps") or "any"
     extra = ", ".join(f"{k}={v}" for k, v in desc["source"].items() if k != "format" and isinstance(v, (str, int)))
