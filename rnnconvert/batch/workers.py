@@ -33,7 +33,8 @@ def run_task(task: Task) -> dict:
                          read_options=_given(o, "arch", "accept_windows_paths"),
                          write_options=_given(o, "keras_version", "external_data"),
                          emit_module=o.get("emit_module"), emit_vectors=o.get("emit_vectors"),
-                         allow_nonfinite=bool(o.get("allow_nonfinite")), layer=o.get("layer"))
+                         allow_nonfinite=bool(o.get("allow_nonfinite")), layer=o.get("layer"),
+                         strict=bool(o.get("strict")))
         out["report"] = report.to_dict()
     except VerificationError as exc:
         raise_hidden(exc)

@@ -84,7 +84,7 @@ def _write_report(report, path):
 @click.pass_context
 def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
             emit_test, stateful, external_data, layer_name, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
-            allow_nonfinite, var_name, mapping_path, accept_windows_paths):
+            allow_nonfinite, strict, var_name, mapping_path, accept_windows_paths):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from ..api import convert as run
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
@@ -99,7 +99,7 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
                      emit_module=emit_module,
                      write_options=write_options or None,
                      emit_vectors=emit_vectors, progress=_progress, layer=layer_name,
-                     allow_nonfinite=allow_nonfinite, outputs=policy)
+                     allow_nonfinite=allow_nonfinite, outputs=policy, strict=strict)
     except RnnConvertError as exc:
         _write_report(getattr(exc, "report", None) or getattr(exc, "report_so_far", None), report_path)
         raise
@@ -117,7 +117,7 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
 @check_options
 @windows_option
 def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
-           allow_nonfinite, accept_windows_paths):
+           allow_nonfinite, strict, accept_windows_paths):
     """Prove that model files A and B compute the same (exit 0), or not (exit 1); 2 on bad input.
 
     \b
@@ -138,7 +138,7 @@ def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path
         report = run(a, b, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path), seed=seed,
                      read_options=_read_options(arch_path, accept_windows_paths=accept_windows_paths),
                      vectors_path=vectors_path, emit_vectors=emit_vectors, allow_nonfinite=allow_nonfinite,
-                     force=force, outputs=policy)
+                     force=force, outputs=policy, strict=strict)
     except VerificationError as exc:
         _write_report(exc.report, report_path)
         raise

@@ -1,5 +1,5 @@
 """The options more than one command takes, each defined once: `check_options` (verification's),
-`matlab_options`, `windows_option`, `arch_option`, `nonfinite_option`; the checked types `Tolerance`
+`matlab_options`, `windows_option`, `arch_option`, `nonfinite_option`, `strict_option`; the checked types `Tolerance`
 and `Seed` (a bad value: one line, exit 2); and `_read_options`, which turns them into a reader's options.
 """
 from __future__ import annotations
@@ -45,6 +45,8 @@ MAPPING_HELP = ("MATLAB .mat of bare matrices: YAML mapping variable names to la
 WINDOWS_HELP = ("Keras .keras: read weights whose group names use Windows path separators (layers\\lstm\\cell), "
                 "which Keras itself cannot load (read option accept_windows_paths=).")
 NONFINITE_HELP = "Accept weights holding NaN or Inf (refused by default, naming the layer and tensor)."
+STRICT_HELP = ("Refuse (exit 2) a file read under any assumption (an architecture, order, activation, layout, head "
+               "or default the file does not store), naming each and the --arch line or option that settles it.")
 
 
 def _read_options(arch_path, var=None, mapping=None, accept_windows_paths=False) -> dict:
@@ -76,7 +78,12 @@ def matlab_options(f):
     return f
 
 
+def strict_option(f):
+    return click.option("--strict", is_flag=True, help=STRICT_HELP)(f)
+
+
 def check_options(f):
+    f = strict_option(f)
     f = nonfinite_option(f)
     f = click.option("--rtol", type=Tolerance(), default=None, help="Relative tolerance (default 1e-4).")(f)
     f = click.option("--atol", type=Tolerance(), default=None, help="Absolute tolerance (default 1e-4).")(f)

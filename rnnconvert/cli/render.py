@@ -153,7 +153,8 @@ def render_report(report) -> str:
         lines.append(f"  {report.localization['message']}")
     if getattr(report, "vectors", None) and report.vectors.get("role") == "written":
         lines.append(f"  wrote vectors {report.vectors['path']}")
-    lines.append("  EQUIVALENT" if report.passed else "  NOT EQUIVALENT")
+    from ..verification.report import verdict
+    lines.append(f"  {verdict(report)}")
     return "\n".join(lines)
 
 

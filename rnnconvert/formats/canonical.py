@@ -21,6 +21,7 @@ from ..errors import InputError
 from ..files.safety import check_zip, read_member, read_npy
 from ..files.text import read_json
 from ..model import LAYER_KINDS, Activation, DirectionWeights, InputSpec, Model, Recurrent, StatePort, layer_fields
+from ..model.assumptions import earlier
 
 FORMAT_VERSION = 1
 MATERIALISE_RATIO, MATERIALISE_SLACK = 4, 16 << 20     # bytes the manifest may name, relative to the file
@@ -131,7 +132,7 @@ def from_manifest(manifest: dict, arrays: dict[str, np.ndarray], path=None, budg
                 raise InputError(f"layers[{k}]: unknown layer kind '{kind}'", path=path)
         return Model(layers=layers, input=InputSpec(**manifest["input"]),
                      output_name=manifest.get("output_name", "output"),
-                     name=manifest.get("name", "model"), source=manifest.get("source", {}),
+                     name=manifest.get("name", "model"), source=earlier(manifest.get("source", {})),
                      state_inputs=[StatePort(**p) for p in manifest.get("state_inputs", [])],
                      state_outputs=[StatePort(**p) for p in manifest.get("state_outputs", [])],
                      ).validate(path)

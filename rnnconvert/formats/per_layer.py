@@ -24,6 +24,7 @@ from dataclasses import replace
 from .. import formats
 from ..errors import InputError, RnnConvertError
 from ..model import InputSpec, Model, Recurrent
+from ..model.assumptions import Assumption
 from .found import Found, Scan
 
 
@@ -120,8 +121,12 @@ def standalone(layers: list[Recurrent], s: Scan, found: Found, notes: list[str])
     for layer in layers:
         keep_processing = layer.time_order == "processing" and layer.direction == "reverse"
         out.append(replace(layer, output="sequence", time_order="processing" if keep_processing else "input"))
+    said = list(s.assumptions) + list(notes)         # printed with every result
     source = {"format": s.format, "layer": found.name, "where": found.where,
-              "assumptions": list(s.assumptions) + list(notes)}      # printed with every result
+              "assumptions": [a for a in said if isinstance(a, Assumption)]}
+    read_notes = [a for a in said if not isinstance(a, Assumption)]
+    if read_notes:
+        source["read_notes"] = read_notes
     model = Model(layers=out, input=InputSpec(name="input", features=out[0].input_size),
                   output_name="output", name=found.name.replace("/", "_") or "layer", source=source)
     return model.validate(s.path)

@@ -22,6 +22,7 @@ from ..errors import DestinationError, InputError, RnnConvertError, UnsupportedE
 from ..files import interrupt
 from ..files.outputs import Outputs, identity, same
 from ..model import Model
+from ..model.assumptions import strict as refuse_assumptions
 from ..model.validate import check_finite
 from . import large
 from .checks import _tolerance, judge_with
@@ -30,7 +31,7 @@ from .inputs import check as check_inputs
 from .oracles import check_models, node_checks
 from .outputs import (_claim_outputs, _emit_module, _emit_vectors, _existing_folder, _install,
                       _register_inputs)
-from .report import Report, _failure_message, file_info, require_checks
+from .report import Report, _failure_message, file_info, note_reading, require_checks
 from .suite import check_seed
 
 # Options that only one kind of destination understands (the CLI's --emit-module, --stateful, ...).
@@ -43,7 +44,8 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
             src_format: str | None = None, dst_format: str | None = None, seed: int = 0,
             read_options: dict | None = None, write_options: dict | None = None, emit_module=None,
             emit_vectors=None, progress=None, layer: str | None = None,
-            allow_nonfinite: bool = False, outputs: Outputs | None = None, make_dirs: bool = False) -> Report:
+            allow_nonfinite: bool = False, outputs: Outputs | None = None, make_dirs: bool = False,
+            strict: bool = False) -> Report:
     """Read `src`, write `dst`, read it back and verify; `dst` appears only when all checks pass.
 
     On a failed verification nothing is left at `dst` (an existing file there is untouched)
@@ -58,11 +60,12 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     Weights holding NaN or Inf are refused (InputError naming layer and tensor) unless `allow_nonfinite`.
     `outputs`: the run's output policy (rnnconvert/files/outputs.py) with the caller's own inputs and outputs (--inputs,
     --report) registered; every path written is claimed in it.  `make_dirs`: DST's missing folders are
-    made when it is installed (never before verification passed).
+    made when it is installed (never before verification passed).  `strict`: a source read under any
+    assumption (`model.source["assumptions"]`) is refused (InputError naming each and what settles it).
     """
     job = Job(os.fspath(src), os.fspath(dst), verify=verify, force=force, keep_failed=keep_failed,
               make_dirs=make_dirs, layer=layer, read_options=read_options or {}, write_options=write_options or {},
-              emit_module=emit_module, emit_vectors=emit_vectors, say=progress or (lambda msg: None))
+              emit_module=emit_module, emit_vectors=emit_vectors, say=progress or (lambda msg: None), strict=strict)
     tol, seed = _tolerance(atol, rtol), check_seed(seed)       # usage errors before any work
     _resolve(job, src_format, dst_format, outputs)
     report = _read(job, tol, seed, inputs, allow_nonfinite)
@@ -100,6 +103,7 @@ class Job:
     emit_module: object
     emit_vectors: object
     say: Callable[[str], None]
+    strict: bool = False
     src_fmt: object = None
     dst_fmt: object = None
     policy: Outputs | None = None
@@ -139,13 +143,15 @@ def _read(job: Job, tol: dict, seed: int, inputs, allow_nonfinite: bool) -> Repo
     job.say(f"reading {job.src} ({job.src_fmt.name})")
     src_info = Background(file_info, job.src, job.src_fmt.name)
     job.model = job.reread()
+    if job.strict:
+        refuse_assumptions(job.model, job.src)
     if not allow_nonfinite:
         check_finite(job.model, job.src)
     if inputs is not None and job.verify:
         inputs = check_inputs(job.model, inputs)
     job.inputs = inputs
     report = Report(source=src_info.result(), destination=None, tolerance=tol, seed=seed)
-    report.notes += job.model.source.get("assumptions", [])
+    note_reading(report, job.model, job.src)
     return report
 
 
@@ -195,7 +201,7 @@ def _write(job: Job, report: Report, tmp: str) -> list:
     except UnsupportedError as exc:
         report.verified = False
         report.conversion = classify(job.model, None, refused=[exc.format().replace(tmp, job.dst)],
-                                     assumed=report.notes)
+                                     assumed=job.model.source.get("assumptions", []))
         exc.report_so_far = report
         raise
     report.notes += written

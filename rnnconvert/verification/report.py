@@ -1,7 +1,8 @@
 """The report of a `convert` or `verify`: both files with their SHA-256 (`file_info`), every check, the
 tolerance policy, the seed, the oracles that ran and those unavailable, what the conversion preserved,
 changed in form or refused (`diagnose.classify`), on a failure the first diverging layer
-(`diagnose.localize`).  `require_checks`: zero checks is never a pass; `_failure_message`: NOT EQUIVALENT.
+(`diagnose.localize`), and every assumption a reader made (`note_reading`), which the verdict names
+(`verdict`).  `require_checks`: zero checks is never a pass; `_failure_message`: NOT EQUIVALENT.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..errors import InputError
+from ..model import assumptions as assumed
 from .checks import NOISE_FACTOR, RULE, TOLERANCES, Check
 
 REPORT_KIND = "rnnconvert-report"
@@ -35,6 +37,7 @@ class Report:
                                                       "refused": [], "assumed": []})
     localization: dict | None = None
     vectors: dict | None = None      # {"path": ..., "role": "written" | "checked"}
+    assumptions: list[dict] = field(default_factory=list)   # Assumption.to_dict(file) of every file read
 
     @property
     def passed(self) -> bool:
@@ -63,6 +66,24 @@ class Report:
 
     def worst(self) -> Check | None:
         return max(self.checks, key=lambda c: (not c.passed, c.max_abs), default=None)
+
+
+def note_reading(report: Report, model, path) -> None:
+    """What reading `path` into `model` said: its assumptions (listed, and printed as notes) and its notes."""
+    report.notes += assumed.said(model.source)
+    report.assumptions += [a.to_dict(os.fspath(path)) for a in assumed.of(model.source)]
+
+
+def verdict(report: Report) -> str:
+    """EQUIVALENT, with the assumptions it holds under ('EQUIVALENT (under 2 assumptions: ...)'), or
+    NOT EQUIVALENT."""
+    if not report.passed:
+        return "NOT EQUIVALENT"
+    listed = getattr(report, "assumptions", [])
+    if not listed:
+        return "EQUIVALENT"
+    return (f"EQUIVALENT (under {len(listed)} assumption{'s' if len(listed) > 1 else ''}: "
+            + "; ".join(a["assumed"] for a in listed) + ")")
 
 
 def file_info(path, fmt) -> dict:

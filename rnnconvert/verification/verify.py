@@ -12,30 +12,32 @@ from .. import formats
 from ..errors import InputError, VerificationError
 from ..files.outputs import Outputs
 from ..formats import read
+from ..model.assumptions import strict as refuse_assumptions
 from ..model.validate import check_finite
 from . import vectors
 from .checks import _tolerance, compare, float32_noise, judge_with
 from .diagnose import classify
 from .oracles import _runtime_checks, check_models
 from .outputs import _claim_outputs, _emit_vectors, _register_inputs
-from .report import Report, _failure_message, file_info, require_checks
+from .report import Report, _failure_message, file_info, note_reading, require_checks
 
 
 def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
            inputs: np.ndarray | None = None, seed: int = 0, read_options: dict | None = None,
            vectors_path=None, emit_vectors=None, allow_nonfinite: bool = False, force: bool = False,
-           outputs: Outputs | None = None) -> Report:
+           outputs: Outputs | None = None, strict: bool = False) -> Report:
     """Compare two model files of any supported formats; raises VerificationError when they differ.
 
     With `vectors_path` (and no `b`): check `a` against golden vectors written by `emit_vectors`.
     With `emit_vectors`: write vectors of `b` (expected: the reference pass of `a`) after a pass;
-    vectors already there are kept (DestinationError) unless `force`.
+    vectors already there are kept (DestinationError) unless `force`.  `strict`: a file read under any
+    assumption is refused (InputError naming each and what settles it).
     """
     if vectors_path is not None:
         if b is not None:
             raise InputError("verify takes one model file with --vectors, not two")
         return verify_vectors(a, vectors_path, atol=atol, rtol=rtol, read_options=read_options,
-                              allow_nonfinite=allow_nonfinite)
+                              allow_nonfinite=allow_nonfinite, strict=strict)
     if b is None:
         raise InputError("verify needs two model files A B, or one file and --vectors DIR")
     a, b = os.fspath(a), os.fspath(b)
@@ -46,15 +48,18 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
     _claim_outputs(policy, force, emit_vectors=emit_vectors)
     tol = _tolerance(atol, rtol)
     ma, mb = read(a, **(read_options or {})), read(b, **(read_options or {}))
+    if strict:
+        refuse_assumptions(ma, a)
+        refuse_assumptions(mb, b)
     if not allow_nonfinite:
         check_finite(ma, a)
         check_finite(mb, b)
     fa, fb = formats.for_reading(a), formats.for_reading(b)
     report = Report(source=file_info(a, fa.name), destination=file_info(b, fb.name),
                     tolerance=tol, seed=seed)
-    assumed = ma.source.get("assumptions", []) + mb.source.get("assumptions", [])
-    report.notes += assumed
-    report.conversion = classify(ma, mb, assumed=assumed)
+    note_reading(report, ma, a)
+    note_reading(report, mb, b)
+    report.conversion = classify(ma, mb, assumed=ma.source.get("assumptions", []) + mb.source.get("assumptions", []))
     suite, expected = check_models(ma, mb, fb, b, report, inputs=inputs, src_fmt=fa, src_path=a)
     require_checks(report, b)
     if not report.passed:
@@ -65,12 +70,14 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
 
 
 def verify_vectors(path, vectors_path, *, atol=None, rtol=None, read_options=None,
-                   allow_nonfinite: bool = False) -> Report:
+                   allow_nonfinite: bool = False, strict: bool = False) -> Report:
     """Re-check one model file against golden vectors: its reference pass and its own runtime."""
     from ..reference.network import forward
     path = os.fspath(path)
     index, vecs = vectors.load(vectors_path)
     model = read(path, **(read_options or {}))
+    if strict:
+        refuse_assumptions(model, path)
     if not allow_nonfinite:
         check_finite(model, path)
     fmt = formats.for_reading(path)
@@ -79,7 +86,7 @@ def verify_vectors(path, vectors_path, *, atol=None, rtol=None, read_options=Non
     report = Report(source=file_info(path, fmt.name), destination=None, tolerance=tol,
                     seed=int(index.get("seed", 0)))
     report.vectors = {"path": os.fspath(vectors_path), "role": "checked"}
-    report.notes += model.source.get("assumptions", [])
+    note_reading(report, model, path)
     made_for = index.get("model", {}).get("sha256")
     if made_for and made_for != report.source["sha256"]:
         report.notes.append(f"the vectors were made for another file ({index['model'].get('path')}, "

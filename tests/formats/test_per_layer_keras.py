@@ -131,8 +131,15 @@ def test_weights_only_whole_model_with_architecture_matches_keras(weights_only, 
     arch.write_text("keras_version: 3\ninput_shape: [null, 4]\nlayers:\n  - {name: lstm, return_sequences: true}\n"
                     "  - gru\n  - {name: dense, activation: softmax}\n")
     x = _x(4, 11, 4, seed=6)
-    got = rnnconvert.predict(rnnconvert.read(path, arch=str(arch)), x)
+    read = rnnconvert.read(path, arch=str(arch))
+    got = rnnconvert.predict(read, x)
     np.testing.assert_allclose(got, model.predict(x, verbose=0), atol=ATOL)
+    # the Dense activation given in the architecture is no longer assumed; the recurrent defaults are
+    assert [(a.kind, a.assumed, a.hint) for a in read.source["assumptions"]] == [
+        ("activation", "layer 'lstm' activation tanh, recurrent_activation sigmoid",
+         "--arch layers entry {name: lstm, activation: tanh, recurrent_activation: sigmoid}"),
+        ("activation", "layer 'gru' activation tanh, recurrent_activation sigmoid",
+         "--arch layers entry {name: gru, activation: tanh, recurrent_activation: sigmoid}")]
     res = runner.invoke(cli, [str(path), str(tmp_path / "model.onnx"), "--arch", str(arch)])
     assert res.exit_code == 0, res.stderr
     bad = tmp_path / "bad.yaml"

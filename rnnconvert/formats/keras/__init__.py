@@ -19,6 +19,7 @@ import re
 
 from ...errors import InputError, RnnConvertError, UnsupportedError
 from ...model import InputSpec, Model, Recurrent
+from ...model.assumptions import Assumption
 from . import container, graph
 from .layers import SUPPORTED, Converter
 from .runtime import run
@@ -39,7 +40,7 @@ def read(path, **options) -> Model:
     """Read a Keras model file into the canonical model.
 
     Options: allow_stateful (default True) reads `stateful=True` layers as the first call of a freshly
-    reset model (zero states), saying so in `source["assumptions"]`; False refuses them.
+    reset model (zero states), an `Assumption` in `source["assumptions"]`; False refuses them.
     accept_windows_paths (default False) reads a `.keras` whose weights file names its groups with
     Windows path separators (`layers\\lstm\\cell`), which Keras itself cannot load.
     arch= the architecture of a weights-only file (`weights_only.py`).
@@ -103,11 +104,10 @@ def _read(path: str, allow_stateful: bool, accept_windows_paths: bool = False) -
               "backend": saved.backend, "model_class": model_class}
     if notes:
         source["notes"] = notes
-    assumptions = list(saved.assumptions)
+    if saved.read_notes:
+        source["read_notes"] = list(saved.read_notes)
     if conv.stateful:
-        assumptions.append(_stateful_assumption(conv.stateful, shape))
-    if assumptions:
-        source["assumptions"] = assumptions
+        source["assumptions"] = [_stateful_assumption(conv.stateful, shape)]
     model = Model(layers=layers, input=InputSpec(name=input_name, features=int(conv.input_features or 0),
                                                  dtype="int64" if tokens else "float32",
                                                  time_steps=time_steps),
@@ -115,13 +115,16 @@ def _read(path: str, allow_stateful: bool, accept_windows_paths: bool = False) -
     return model.validate(path)
 
 
-def _stateful_assumption(names: list[str], shape) -> str:
+def _stateful_assumption(names: list[str], shape) -> Assumption:
     batch = shape[0] if shape and isinstance(shape[0], int) else None
     fixed = (f"; the source fixes the batch size at {batch} (batch_input_shape), the converted model takes "
              "any batch size" if batch else "")
-    return (f"stateful layers {', '.join(repr(n) for n in names)} read as a freshly reset model: predictions are "
-            "those of the first call after reset_states() (zero initial states), with no state carried from "
-            f"one call to the next{fixed}")
+    listed = ', '.join(repr(n) for n in names)
+    return Assumption(f"stateful layers {listed} read as a freshly reset model: predictions are "
+                      "those of the first call after reset_states() (zero initial states), with no state carried "
+                      f"from one call to the next{fixed}", "default",
+                      f"stateful layers {listed} start from zero states",
+                      "save the model with stateful=False (the file does not hold the states carried between calls)")
 
 
 def _keras_major(version: str | None, config: dict, notes: list[str]) -> int:

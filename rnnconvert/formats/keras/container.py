@@ -46,7 +46,7 @@ class Saved:
     backend: str | None
     layer_weights: Callable              # (entry) -> (list[(name, array)], where they were looked up)
     notes: list[str] = field(default_factory=list)
-    assumptions: list[str] = field(default_factory=list)
+    read_notes: list[str] = field(default_factory=list)    # how the file was read (not an assumption)
     empty_reason: str | None = None       # why no layer has weights (a weights file without layer groups)
     windows_groups: list[str] = field(default_factory=list)   # refused Windows-separated groups
     release: Callable = lambda entry: None   # (entry): its arrays are converted, the container may drop them
@@ -266,9 +266,9 @@ def _read_weights(path, data, config: dict, meta: dict, accept_windows_paths: bo
         except InputError:        # the arrays read go now: the error's traceback would keep them alive
             arrays.clear()
             raise
-    notes, assumptions = [], []
+    notes, read_notes = [], []
     if windows and accept_windows_paths:
-        assumptions.append(f"{ZIP_WEIGHTS} names its groups with Windows path separators (layers\\lstm\\cell), which "
+        read_notes.append(f"{ZIP_WEIGHTS} names its groups with Windows path separators (layers\\lstm\\cell), which "
                      "Keras cannot load; read as layers/lstm/cell (--accept-windows-paths)")
     empty = None
     if not arrays:
@@ -291,7 +291,7 @@ def _read_weights(path, data, config: dict, meta: dict, accept_windows_paths: bo
         for name in looked_up.pop(entry.name, ()):
             arrays.pop(name, None)
 
-    saved = Saved("keras", config, version, text(meta.get("backend")), lookup, notes, assumptions, empty,
+    saved = Saved("keras", config, version, text(meta.get("backend")), lookup, notes, read_notes, empty,
                   release=release)
     if windows and not accept_windows_paths:
         saved.windows_groups = sorted({n.rsplit("/", 1)[0] for n in windows})

@@ -12,6 +12,7 @@ import h5py
 
 from ...errors import InputError, RnnConvertError
 from ...files.safety import check_hdf5, read_numeric
+from ...model.assumptions import Assumption
 from ..found import Found
 from . import container, graph, weights_only
 from .layers import CELL_CLASSES, RNN_CELLS, Converter
@@ -98,8 +99,11 @@ def _build(path, saved, major, entry: graph.Entry, notes):
     layer = conv.convert(e)
     extra = []
     if entry.config.get("stateful"):
-        extra.append(f"layer '{entry.name}' is stateful in the source; the standalone layer starts every "
-                     "sequence from zero states")
+        extra.append(Assumption(f"layer '{entry.name}' is stateful in the source; the standalone layer starts "
+                                "every sequence from zero states", "default",
+                                f"stateful layer '{entry.name}' starts from zero states",
+                                "save the model with stateful=False (the file does not hold the states carried "
+                                "between calls)"))
     return [layer], list(notes) + conv.notes + extra
 
 

@@ -18,6 +18,7 @@ import h5py
 
 from ...errors import InputError, RnnConvertError, UnsupportedError
 from ...model import InputSpec, Model, Recurrent
+from ...model.assumptions import Assumption
 from ...files.safety import check_hdf5, read_numeric
 from ...files.text import read_yaml
 from . import container, graph
@@ -170,8 +171,10 @@ def recover(s: Stored, wf: WeightsFile) -> Recovered:
             inner = dict(cfg, **_era_activations(cls, wf, rec))
             rec.config = {"name": s.name, "merge_mode": "concat",
                           "layer": {"class_name": cls, "config": dict(inner, name=f"forward_{s.name}")}}
-            rec.assumptions.append(f"layer '{s.name}': Bidirectional merge_mode 'concat' (the default; the "
-                                   "weights do not store it)")
+            rec.assumptions.append(Assumption(
+                f"layer '{s.name}': Bidirectional merge_mode 'concat' (the default; the weights do not store it)",
+                "default", f"layer '{s.name}' merge_mode concat",
+                f"--arch layers entry {{name: {s.name}, merge_mode: concat}}", settled_by=("merge_mode",)))
             return rec
     d = _direction(arrays, wf, hint)
     if d is not None:
@@ -184,7 +187,10 @@ def recover(s: Stored, wf: WeightsFile) -> Recovered:
             and "embed" not in hint:
         rec = Recovered(s.name, "Dense", {"name": s.name, "units": int(shapes[0][1]), "use_bias": len(arrays) == 2,
                                           "activation": "linear"}, "dense")
-        rec.assumptions.append(f"layer '{s.name}': Dense activation 'linear' (the weights do not store it)")
+        rec.assumptions.append(Assumption(
+            f"layer '{s.name}': Dense activation 'linear' (the weights do not store it)", "activation",
+            f"layer '{s.name}' activation linear", f"--arch layers entry {{name: {s.name}, activation: linear}}",
+            settled_by=("activation",)))
         return rec
     return Recovered(s.name, "", {}, "other")
 
@@ -200,13 +206,18 @@ def _era_activations(cls: str, wf: WeightsFile, rec: Recovered) -> dict:
     if cls != "SimpleRNN":
         gate = "hard_sigmoid" if wf.major < 2 or wf.standalone2 else "sigmoid"
         cfg["recurrent_activation"] = gate
-        what = f"{'inner_activation' if wf.major < 2 else 'recurrent_activation'} '{gate}'"
-        if gate == "hard_sigmoid":
-            what += " (0.2x+0.5)"
-        rec.assumptions.append(f"layer '{rec.name}': activation 'tanh', {what}: the {wf.era} defaults "
-                               "(the weights do not store activations)")
+        key = 'inner_activation' if wf.major < 2 else 'recurrent_activation'
+        what = f"{key} '{gate}'" + (" (0.2x+0.5)" if gate == "hard_sigmoid" else "")
+        rec.assumptions.append(Assumption(
+            f"layer '{rec.name}': activation 'tanh', {what}: the {wf.era} defaults (the weights do not store "
+            "activations)", "activation", f"layer '{rec.name}' activation tanh, {key} {gate}",
+            f"--arch layers entry {{name: {rec.name}, activation: tanh, {key}: {gate}}}",
+            settled_by=("activation", key)))
     else:
-        rec.assumptions.append(f"layer '{rec.name}': activation 'tanh': the {wf.era} default")
+        rec.assumptions.append(Assumption(
+            f"layer '{rec.name}': activation 'tanh': the {wf.era} default", "activation",
+            f"layer '{rec.name}' activation tanh", f"--arch layers entry {{name: {rec.name}, activation: tanh}}",
+            settled_by=("activation",)))
     return cfg
 
 
@@ -306,7 +317,8 @@ def read(path: str, arch=None) -> Model:
                 continue
             cls = cls or r.cls
             cfg = dict(r.config) if cls == r.cls else {"name": name}
-            assumptions += [a for a in r.assumptions if not any(f"'{key}'" in a for key in item)]
+            assumptions += [a for a in r.assumptions                  # a default the entry gives is no assumption
+                            if not (a.settled_by and all(key in item for key in a.settled_by))]
         elif cls is None:
             problems.append(f"layers[{k}] '{name}': no such layer in the file (layers: {summary(wf)}); a layer "
                             "without weights needs its class (class: Activation, ...)")

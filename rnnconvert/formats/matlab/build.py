@@ -1,13 +1,15 @@
 """MATLAB layers -> the canonical model: `build` turns a list of layer objects (MCOS) or rnnconvert's
 structs into a Model, layer by layer, from each one's class and properties (`fields`).  Gate blocks
 stay in MATLAB's row order, which is the canonical one; an input normalization is folded into the
-first weighted layer (`_fold`), and untrained or damaged layers are reported together.
+first weighted layer (`_fold`), and untrained or damaged layers are reported together.  A recurrent
+setting missing from the properties takes MATLAB's default, an `Assumption` (`_setting`).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ...errors import InputError, UnsupportedError
+from ...model.assumptions import Assumption
 from ...model import (HARD_SIGMOID_KERAS2, RELU, SIGMOID, TANH, Activation, ActivationLayer, Conv1D, Dense,
     DirectionWeights, Dropout, Embedding, InputSpec, Model, Recurrent)
 from . import mcos
@@ -58,7 +60,7 @@ def _text(v, default=""):
 def build(layers: list, path: str, var: str, release: bool = False) -> Model:
     """The canonical model of a list of layer objects or structs.  `release`: the list is the caller's
     to give away: each entry is dropped once converted, so the weights are not held twice."""
-    problems, out, notes, ignored = [], [], [], []
+    problems, out, notes, ignored, assumed = [], [], [], [], []
     features, norm = 0, None
     untrained, damaged = [], []
     for k in range(len(layers)):
@@ -77,7 +79,7 @@ def build(layers: list, path: str, var: str, release: bool = False) -> Model:
                 if _value(p.get("InputWeights")) is None:
                     untrained.append(name)
                     continue
-                out.append(_recurrent(cls, name, p, where))
+                out.append(_recurrent(cls, name, p, where, assumed.append))
             elif cls == "FullyConnectedLayer":
                 if _value(p.get("Weights")) is None:
                     untrained.append(name)
@@ -137,18 +139,32 @@ def build(layers: list, path: str, var: str, release: bool = False) -> Model:
         source["ignored_layers"] = ignored
     if notes:
         source["notes"] = notes
+    if assumed:
+        source["assumptions"] = assumed
     return Model(out, InputSpec(name="input", features=features, dtype="int64" if ids else "float32"),
                  name=var, source=source).validate(path)
 
 
-def _recurrent(cls: str, name: str, p: dict, where: str) -> Recurrent:
+def _setting(p: dict, key: str, default: str, kind: str, name: str, assume) -> str:
+    """Property `key` of layer `name`, or MATLAB's default for it, said as an assumption."""
+    value = _text(p.get(key), "")
+    if value:
+        return value
+    assume(Assumption(f"layer '{name}': {key} not stored: assumed '{default}' (MATLAB's default)", kind,
+                      f"layer '{name}' {key} {default}",
+                      f"{key} among the layer's properties (matlab/rnnconvert_export.m saves every one; a --mapping "
+                      "file may give it)"))
+    return default
+
+
+def _recurrent(cls: str, name: str, p: dict, where: str, assume=lambda a: None) -> Recurrent:
     H = int(_num(p.get("NumHiddenUnits")))
     W = _value(p["InputWeights"])
     R = _value(p.get("RecurrentWeights"))
     bias = _value(p.get("Bias"))
     bias = np.zeros(W.shape[0], W.dtype) if bias is None else bias.reshape(-1)
-    gate = _text(p.get("GateActivationFunction"), "sigmoid")
-    state = _text(p.get("StateActivationFunction"), "tanh")
+    gate = _setting(p, "GateActivationFunction", "sigmoid", "activation", name, assume)
+    state = _setting(p, "StateActivationFunction", "tanh", "activation", name, assume)
     if gate not in GATE_ACTS:
         raise UnsupportedError(f"{where}: GateActivationFunction '{gate}', expected one of "
                                f"{', '.join(GATE_ACTS)}")
@@ -158,7 +174,8 @@ def _recurrent(cls: str, name: str, p: dict, where: str) -> Recurrent:
     mode = _text(p.get("OutputMode"), "")
     if not mode:
         rs = p.get("ReturnSequence")
-        mode = "sequence" if rs is None or bool(_num(rs, 1)) else "last"
+        mode = (_setting(p, "OutputMode", "sequence", "head", name, assume) if rs is None
+                else "sequence" if bool(_num(rs, 1)) else "last")
     if mode not in ("sequence", "last"):
         raise UnsupportedError(f"{where}: OutputMode '{mode}', expected 'sequence' or 'last'")
     h0, c0 = _state(p, "HiddenState", "InitialHiddenState"), _state(p, "CellState", "InitialCellState")
@@ -172,7 +189,7 @@ def _recurrent(cls: str, name: str, p: dict, where: str) -> Recurrent:
                                f"({n_dirs * G * H}, {H})")
     reset_after, rb_used = True, False
     if cell == "gru":
-        reset = _text(p.get("ResetGateMode"), "after-multiplication")
+        reset = _text(p.get("ResetGateMode"), "after-multiplication")     # absent: a release without the choice
         if reset not in ("after-multiplication", "before-multiplication",
                          "recurrent-bias-after-multiplication"):
             raise UnsupportedError(f"{where}: ResetGateMode '{reset}' is not known")

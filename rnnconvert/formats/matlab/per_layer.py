@@ -11,6 +11,7 @@ import re
 import numpy as np
 
 from ...errors import InputError
+from ...model.assumptions import Assumption
 from ..found import Found
 from . import mcos
 from .build import _recurrent, _text, _value, fields
@@ -40,7 +41,8 @@ def scan(path: str, var: str | None = None, **_options) -> list[Found]:
 def _build(path, cls, name, p, where):
     if _value(p.get("InputWeights")) is None:
         raise InputError(f"{where}: an untrained layer definition (no learned weights)", path=path, layer=name)
-    return [_recurrent(cls, name, p, where)], []
+    assumed = []
+    return [_recurrent(cls, name, p, where, assumed.append)], assumed
 
 
 PER_GATE = {"lstm": ("lstmLayer", "ifgo"), "gru": ("gruLayer", "rzn")}
@@ -64,8 +66,10 @@ def _bare_layers(path, variables) -> list[Found]:
                 if all(n in arrays for n in names[part]):
                     entry[prop] = names[part]
             name = f"{pre}{cell}{post}".strip("_") or cell
-            note = (f"layer '{name}': bare matrices {', '.join(names['w_i'] + names['w_h'])} read as one {cell.upper()} "
-                    f"(gates {letters}, PyTorch's names; sigmoid and tanh activations)")
+            note = Assumption(f"layer '{name}': bare matrices {', '.join(names['w_i'] + names['w_h'])} read as one "
+                              f"{cell.upper()} (gates {letters}, PyTorch's names; sigmoid and tanh activations)",
+                              "architecture", f"bare matrices {pre}w_i{letters}{post} are one {cell.upper()}",
+                              f"--mapping file listing the layer ({function}, its matrices, activations)")
             out.append(Found(name, cell, False, f"bare matrices {pre}w_i{letters}{post}",
                              (lambda entry=entry, name=name, note=note: _bare_build(path, variables, entry, name, note))))
     return out
@@ -76,4 +80,4 @@ def _bare_build(path, variables, entry, name, note):
 
     from .bare import read_bare
     model = read_bare(path, variables, {"layers": [entry]})
-    return [replace(model.layers[0], name=name)], [note]
+    return [replace(model.layers[0], name=name)], [note] + model.source.get("assumptions", [])

@@ -12,6 +12,7 @@ import numpy as np
 from ...errors import InputError
 from ...files.text import read_json
 from ...model import Activation, ActivationLayer, Dense, Dropout, InputSpec, Model, Recurrent
+from ...model.assumptions import earlier
 from .writer import META_KEY, META_VERSION
 
 
@@ -87,7 +88,7 @@ def _restore(model: Model, raw_layers: list, meta: dict) -> Model:
         spec = InputSpec(**{**vars(model.input), "time_steps": meta["input"].get("time_steps"),
                             "name": model.input.name})
         return Model(layers=layers, input=spec, output_name=model.output_name,
-                     name=meta.get("name", model.name), source=meta.get("source", model.source))
+                     name=meta.get("name", model.name), source=earlier(meta.get("source", model.source)))
     except (KeyError, TypeError, ValueError, StopIteration):
         return _note(model, "the rnnconvert metadata is malformed and was ignored")
 

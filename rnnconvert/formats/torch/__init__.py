@@ -6,7 +6,8 @@ direction; nn.Linear `weight` = kernel.T).  What is odd: a state dict holds weig
 head, layout, nn.RNN nonlinearity and module order come from architecture hints (`arch.py`:
 defaults batch_first true, nonlinearity tanh, head last_step when a module follows the last RNN
 else sequence, state-dict order, no activations), each default applied being recorded in
-`model.source["assumptions"]`.  Files rnnconvert writes carry those settings and read back exactly.
+`model.source["assumptions"]`; several module orders that chain are refused, never picked (`order.py`).
+Files rnnconvert writes carry those settings and read back exactly.
 
     read(path, arch=None)                  .pt needs torch (torch.load weights_only=True); .safetensors not
     write(model, path, emit_module=None)   .pt (torch.save) or .safetensors (numpy) by suffix;

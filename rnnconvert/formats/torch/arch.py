@@ -12,7 +12,8 @@ a field is absent and each one applied is recorded in `model.source["assumptions
                               #               backward direction's final state
                               #   sequence    every step of out            (default when the RNN is last)
     order: [rnn, fc]          # forward order of the modules (default: state-dict order; safetensors
-                              # files sort their keys, so there the order that chains sizes)
+                              # files sort their keys, so there the order that chains sizes; when
+                              # several orders chain, the file is refused: `order.py`)
     activations: {fc: softmax}  # activation applied to a module's result (canonical or torch names,
                                 # or {name: leaky_relu, alpha: 0.01}); default none
     input_features: 4         # checked against the first module's input size

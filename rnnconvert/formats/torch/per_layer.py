@@ -5,6 +5,7 @@ itself is the whole stack.  nn.RNN's nonlinearity comes from --arch, else tanh (
 """
 from __future__ import annotations
 
+from ...model.assumptions import Assumption
 from ..found import Found
 from . import arch as arch_hints
 from .loading import load
@@ -26,8 +27,10 @@ def scan(path: str, arch=None, **_options) -> list[Found]:
         if spec.cell == "rnn":
             nl = hints.nonlinearity_for(spec.path)
             if nl is None:
-                notes.append(f"nn.RNN '{spec.path}' nonlinearity not stored in a state dict: assumed tanh "
-                             "(give --arch with nonlinearity: relu if it was)")
+                notes.append(Assumption(f"nn.RNN '{spec.path}' nonlinearity not stored in a state dict: assumed "
+                                        "tanh (give --arch with nonlinearity: relu if it was)", "activation",
+                                        f"nn.RNN '{spec.path}' nonlinearity tanh",
+                                        f"--arch nonlinearity: {{{spec.path}: tanh}} (or relu)"))
             spec.nonlinearity = nl or "tanh"
         layers = specs_to_layers([spec])
         for k, layer in enumerate(layers):

@@ -3,27 +3,28 @@
 Files rnnconvert wrote carry its settings (`_metadata["__rnnconvert__"]` in a .pt, `__metadata__
 ["rnnconvert"]` in a .safetensors) and read back exactly; anything else is inferred from key names
 and shapes plus the architecture hints (`arch.py`), every default applied being recorded in
-`model.source["assumptions"]`.
+`model.source["assumptions"]` as an `Assumption` (kind, what, the `--arch` line that settles it) and
+notes that do not change the function in `source["read_notes"]`.  The module order is `order.py`'s.
 """
 from __future__ import annotations
 
-import itertools
 import os
 
 import numpy as np
 
 from ...errors import InputError, UnsupportedError
+from ...model.assumptions import Assumption
 from ...model import (LINEAR, RELU, SIGMOID, TANH, Activation, ActivationLayer, BatchNorm, Conv1D, Dense,
     DirectionWeights, Dropout, Embedding, Flatten, InputSpec, Model, Pooling1D, Recurrent)
 from . import arch as arch_hints
 from .loading import key_list, load
+from .order import check_chain, forward_order
 from .statedict import (TORCH_CLASS, ActivationSpec, BatchNormSpec, ConvSpec, DropoutSpec, EmbeddingSpec,
     FlattenSpec, LinearSpec, PoolSpec, RNNSpec, parse, to_state_dict)
-from .steps import resolve_embeddings, settle_modules, spec_from_step, takes
+from .steps import resolve_embeddings, settle_modules, spec_from_step
 
-MAX_ORDER_SEARCH = 7
 # model.source entries about how one file was loaded: not carried into files written from the model
-LOADER_KEYS = ("assumptions", "key_renames", "ignored_keys", "state_dict_key", "safetensors_metadata",
+LOADER_KEYS = ("assumptions", "read_notes", "key_renames", "ignored_keys", "state_dict_key", "safetensors_metadata",
                "written_by", "converted_from")
 
 
@@ -54,12 +55,16 @@ def read(path, arch=None, **options) -> Model:
             earlier["converted_from"] = {"format": earlier.pop("format"), "path": earlier.pop("path", None)}
         source = {**earlier, **source, "written_by": meta.get("rnnconvert")}
         if hints.given:
-            source["assumptions"] = ["--arch hints ignored: the file carries rnnconvert's own settings"]
+            source["read_notes"] = ["--arch hints ignored: the file carries rnnconvert's own settings"]
         name, output_name = meta.get("name", "model"), meta.get("output_name", "output")
     else:
-        assumptions: list[str] = []
-        specs, input_spec = _specs_from_hints(modules, state_keys, sd, hints, info, assumptions, path)
+        assumptions: list[Assumption] = []
+        notes: list[str] = []
+        specs, input_spec = _specs_from_hints(modules, state_keys, sd, hints, info, assumptions.append,
+                                              notes.append, path)
         source["assumptions"] = assumptions
+        if notes:
+            source["read_notes"] = notes
         if info.get("key_renames"):
             source["key_renames"] = info["key_renames"]
         name, output_name = os.path.splitext(os.path.basename(path))[0], "output"
@@ -70,14 +75,15 @@ def read(path, arch=None, **options) -> Model:
 
 # ------------------------------------------------------------------------- hints and defaults
 
-def _specs_from_hints(modules, state_keys, sd, hints, info, assumptions, path):
-    say = assumptions.append
-    if info.get("state_dict_key"):
-        say(f"state dict taken from the checkpoint's '{info['state_dict_key']}' entry")
-    resolve_embeddings(modules, hints, say, path)
-    order = _order(modules, hints, info, say, path)
+def _specs_from_hints(modules, state_keys, sd, hints, info, assume, note, path):
+    key = info.get("state_dict_key")
+    if key and hints.state_dict_key is None:
+        assume(Assumption(f"state dict taken from the checkpoint's '{key}' entry", "architecture",
+                          f"the model's weights are the checkpoint's '{key}' entry", f"--arch state_dict_key: {key}"))
+    resolve_embeddings(modules, hints, assume, path)
+    order = forward_order(modules, hints, info["format"], assume, path)
     specs = [modules[name] for name in order]
-    settle_modules(specs, hints, say, path)
+    settle_modules(specs, hints, assume, note, path)
     rnns = [s for s in specs if isinstance(s, RNNSpec)]
     renames = info.setdefault("key_renames", {})
     for spec in specs:
@@ -85,22 +91,25 @@ def _specs_from_hints(modules, state_keys, sd, hints, info, assumptions, path):
             before = list(to_state_dict([spec]))
             spec.path = spec.cell if isinstance(spec, RNNSpec) else "linear"
             renames.update(zip(before, to_state_dict([spec])))
-            say(f"keys without a module prefix read as one nn.{TORCH_CLASS.get(getattr(spec, 'cell', ''), 'Linear')} "
+            note(f"keys without a module prefix read as one nn.{TORCH_CLASS.get(getattr(spec, 'cell', ''), 'Linear')} "
                 f"named '{spec.path}'")
-    _assign_states(rnns, state_keys, sd, say, path, renames)
+    _assign_states(rnns, state_keys, sd, assume, path, renames)
 
     batch_first = hints.batch_first
     if batch_first is None:
         batch_first = True
-        say("batch_first not stored in a state dict: assumed true, input [batch, time, features] "
-            "(give --arch with batch_first: false if the module was time-major)")
+        assume(Assumption("batch_first not stored in a state dict: assumed true, input [batch, time, features] "
+                          "(give --arch with batch_first: false if the module was time-major)", "layout",
+                          "batch_first true", "--arch batch_first: true (false if the module was time-major)"))
     for spec in rnns:
         if spec.cell == "rnn":
             nl = hints.nonlinearity_for(spec.path)
             if nl is None:
                 nl = "tanh"
-                say(f"nn.RNN '{spec.path}' nonlinearity not stored in a state dict: assumed tanh "
-                    "(give --arch with nonlinearity: relu if it was)")
+                assume(Assumption(f"nn.RNN '{spec.path}' nonlinearity not stored in a state dict: assumed tanh "
+                                  "(give --arch with nonlinearity: relu if it was)", "activation",
+                                  f"nn.RNN '{spec.path}' nonlinearity tanh",
+                                  f"--arch nonlinearity: {{{spec.path}: tanh}} (or relu)"))
             spec.nonlinearity = nl
     if isinstance(hints.nonlinearity, dict):
         bad = set(hints.nonlinearity) - {s.path for s in rnns if s.cell == "rnn"}
@@ -117,11 +126,15 @@ def _specs_from_hints(modules, state_keys, sd, hints, info, assumptions, path):
             nxt = specs[specs.index(last) + 1]
             same = ("; for a one-direction module h_n[-1] is the same" if not last.bidirectional
                     else "; the backward half of out[:, -1] is the backward direction after one step")
-            say(f"head not stored in a state dict: '{nxt.path}' assumed to read out[:, -1] of '{last.path}' "
-                f"(head: last_step{same}; give --arch with head: final_state if it reads h_n)")
+            assume(Assumption(f"head not stored in a state dict: '{nxt.path}' assumed to read out[:, -1] of "
+                              f"'{last.path}' (head: last_step{same}; give --arch with head: final_state if it "
+                              "reads h_n)", "head", f"'{nxt.path}' reads out[:, -1] of '{last.path}'",
+                              "--arch head: last_step (or final_state, h_n[-1], sequence)"))
         else:
-            say(f"'{last.path}' is the last module: its whole output sequence assumed to be the model's output "
-                "(head: sequence; give --arch with head: last_step or final_state otherwise)")
+            assume(Assumption(f"'{last.path}' is the last module: its whole output sequence assumed to be the "
+                              "model's output (head: sequence; give --arch with head: last_step or final_state "
+                              "otherwise)", "head", f"the model returns every step of '{last.path}'",
+                              "--arch head: sequence (or last_step, final_state, h_n[-1])"))
     for spec in rnns:
         spec.output = "sequence"
     last.output = head
@@ -131,10 +144,10 @@ def _specs_from_hints(modules, state_keys, sd, hints, info, assumptions, path):
         nxt = specs[specs.index(last) + 1]
         if getattr(nxt, "input_size", None) == last.state_size:
             last.output = "backward_final_state"
-            say(f"'{nxt.path}' takes {last.state_size} inputs: it reads h_n[-1] of bidirectional "
+            note(f"'{nxt.path}' takes {last.state_size} inputs: it reads h_n[-1] of bidirectional "
                 f"'{last.path}', the backward direction's final state only")
     if last.output == "backward_final_state":
-        say(f"h_n[-1] of bidirectional '{last.path}' is the backward direction only: its last layer becomes "
+        note(f"h_n[-1] of bidirectional '{last.path}' is the backward direction only: its last layer becomes "
             "a canonical reverse layer and that layer's forward weights, which the output does not use, "
             "are dropped")
 
@@ -153,10 +166,12 @@ def _specs_from_hints(modules, state_keys, sd, hints, info, assumptions, path):
             if act is not None and act.name != "linear":
                 out.append(ActivationSpec(act, name=f"{spec.path or spec.cell}_activation"))
     if not hints.activations_given:
-        say("activations between modules not stored in a state dict: none assumed "
-            "(give --arch with activations: {module: softmax} if forward applies one)")
+        assume(Assumption("activations between modules not stored in a state dict: none assumed "
+                          "(give --arch with activations: {module: softmax} if forward applies one)", "activation",
+                          "no activation between modules",
+                          "--arch activations: {} (or {module: softmax} where forward applies one)"))
 
-    _check_chain(out, path)
+    check_chain(out, path)
     layout = "batch_time_feature" if batch_first else "time_batch_feature"
     if isinstance(out[0], EmbeddingSpec):
         return out, InputSpec(features=0, dtype="int64", layout=layout)
@@ -167,74 +182,7 @@ def _specs_from_hints(modules, state_keys, sd, hints, info, assumptions, path):
     return out, InputSpec(features=features, layout=layout)
 
 
-def _units_out(spec) -> int:
-    return spec.units_out
-
-
-def _check_chain(specs, path):
-    features, seq, prev = None, True, None
-    for spec in specs:
-        if isinstance(spec, RNNSpec):
-            if not seq:
-                raise InputError(f"'{spec.path}' needs a sequence, but '{prev.path}' before it returns one step "
-                                 "(check --arch order and head)", path=path)
-            seq = spec.output == "sequence"
-        if hasattr(spec, "units_out"):
-            if isinstance(spec, EmbeddingSpec) and prev is not None:
-                raise InputError(f"nn.Embedding '{spec.path}' takes token ids, so it must come first, but "
-                                 f"'{prev.path}' comes before it (check --arch order)", path=path)
-            if features is not None and spec.input_size != features:
-                raise InputError(f"module '{spec.path}' takes {spec.input_size} inputs, but '{prev.path}' "
-                                 f"before it gives {features} (check --arch order and head)", path=path)
-            features, prev = spec.units_out, spec
-
-
-def _order(modules, hints, info, say, path) -> list[str]:
-    names = list(modules)
-    if hints.order is not None:
-        missing, extra = set(names) - set(hints.order), set(hints.order) - set(names)
-        if missing or extra or len(hints.order) != len(set(hints.order)):
-            raise InputError(f"--arch order {hints.order} must list each module once; modules: "
-                             f"{', '.join(names)}", path=path)
-        return list(hints.order)
-    if _chains([modules[n] for n in names]):
-        if info["format"] == "safetensors" and len(names) > 1:
-            say(f"safetensors files do not keep module order; {', '.join(names)} (the order of its keys) "
-                "chains and was taken as the forward order (give --arch order: [...] otherwise)")
-        elif len(names) > 1:
-            say(f"modules assumed to run in the order the state dict lists them: {', '.join(names)} "
-                "(give --arch order: [...] otherwise)")
-        return names
-    if len(names) > MAX_ORDER_SEARCH:
-        raise InputError(f"the modules do not chain in state-dict order ({', '.join(names)}); give --arch "
-                         "order: [...]", path=path)
-    found = [list(p) for p in itertools.permutations(names) if _chains([modules[n] for n in p])]
-    if not found:
-        sizes = ", ".join(f"{n} ({modules[n].input_size} -> {_units_out(modules[n])})" for n in names)
-        raise InputError(f"the modules chain in no order: {sizes}; rnnconvert reads sequential stacks only",
-                         path=path)
-    why = "safetensors files do not keep module order" if info["format"] == "safetensors" else \
-        "the state-dict order does not chain"
-    if len(found) > 1:
-        say(f"{why}; several orders chain, taken: {', '.join(found[0])} (give --arch order: [...] otherwise)")
-    else:
-        say(f"{why}; the only order that chains sizes was taken: {', '.join(found[0])}")
-    return found[0]
-
-
-def _chains(specs) -> bool:
-    features = None
-    rnn_indices = [k for k, s in enumerate(specs) if isinstance(s, RNNSpec)]
-    for k, spec in enumerate(specs):
-        if (k and isinstance(spec, EmbeddingSpec)) or not takes(spec, features):
-            if not (isinstance(specs[k - 1], RNNSpec) and k - 1 == rnn_indices[-1]
-                    and specs[k - 1].bidirectional and spec.input_size == specs[k - 1].state_size):
-                return False
-        features = spec.units_out
-    return True
-
-
-def _assign_states(rnns, state_keys, sd, say, path, renames):
+def _assign_states(rnns, state_keys, sd, assume, path, renames):
     by_path = {s.path: s for s in rnns}
     for key in state_keys:
         module, _, name = key.rpartition(".")
@@ -244,8 +192,10 @@ def _assign_states(rnns, state_keys, sd, say, path, renames):
                 raise UnsupportedError(f"initial-state buffer '{key}' belongs to none of the recurrent modules "
                                        f"({', '.join(by_path)}); rnnconvert cannot tell which one uses it", path=path)
             spec = rnns[0]
-            say(f"buffer '{key}' taken as the initial {name} of '{spec.path}' "
-                f"(forward called with it, broadcast over the batch)")
+            assume(Assumption(f"buffer '{key}' taken as the initial {name} of '{spec.path}' "
+                              "(forward called with it, broadcast over the batch)", "architecture",
+                              f"buffer '{key}' is the initial {name} of '{spec.path}'",
+                              f"--arch ignore: [{key}] if forward does not use it (no --arch line says it does)"))
         a = sd[key]
         size = spec.hidden if name == "c0" else spec.state_size
         n = spec.num_layers * spec.directions

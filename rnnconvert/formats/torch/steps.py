@@ -6,6 +6,7 @@ them as metadata steps (`step_of` / `spec_from_step`).
 from __future__ import annotations
 
 from ...errors import InputError
+from ...model.assumptions import Assumption
 from .statedict import BatchNormSpec, ConvSpec, EmbeddingSpec, FlattenSpec, LinearSpec, PoolSpec
 
 
@@ -21,7 +22,7 @@ def takes(spec, features) -> bool:
     return spec.input_size == features
 
 
-def resolve_embeddings(modules: dict, hints, say, path) -> None:
+def resolve_embeddings(modules: dict, hints, assume, path) -> None:
     """Bias-free 2-D weights named like an embedding (or so hinted) become nn.Embedding specs."""
     unknown = sorted(set(hints.modules) - set(modules))
     if unknown:
@@ -37,8 +38,10 @@ def resolve_embeddings(modules: dict, hints, say, path) -> None:
             modules[name] = EmbeddingSpec(path=name, weight=spec.weight)
             if kind is None:
                 V, D = spec.weight.shape
-                say(f"'{name}.weight' [{V}, {D}] without a bias read as nn.Embedding({V}, {D}) (its name says so; "
-                    f"give --arch modules: {{{name}: {{type: linear}}}} if it is a bias-free nn.Linear)")
+                assume(Assumption(f"'{name}.weight' [{V}, {D}] without a bias read as nn.Embedding({V}, {D}) (its "
+                                  f"name says so; give --arch modules: {{{name}: {{type: linear}}}} if it is a "
+                                  "bias-free nn.Linear)", "architecture", f"'{name}' is an nn.Embedding",
+                                  f"--arch modules: {{{name}: {{type: embedding}}}} (or linear)"))
 
 
 def _padding(value):
@@ -49,8 +52,9 @@ def _padding(value):
     return "explicit", (int(value), int(value))
 
 
-def settle_modules(specs: list, hints, say, path) -> None:
-    """Conv padding/stride/dilation/groups and BatchNorm eps, from hints or PyTorch's defaults."""
+def settle_modules(specs: list, hints, assume, note, path) -> None:
+    """Conv padding/stride/dilation/groups and BatchNorm eps, from hints or PyTorch's defaults (each one
+    taken an assumption; groups follow from the sizes, a note)."""
     features = None
     for spec in specs:
         given = hints.modules.get(getattr(spec, "path", None), {})
@@ -68,22 +72,27 @@ def settle_modules(specs: list, hints, say, path) -> None:
             elif features is not None and features % per_group == 0:
                 spec.groups = features // per_group
                 if spec.groups != 1:
-                    say(f"nn.Conv1d '{spec.path}' takes {per_group} inputs per group and follows {features} "
+                    note(f"nn.Conv1d '{spec.path}' takes {per_group} inputs per group and follows {features} "
                         f"features: groups {spec.groups}")
             else:
                 spec.groups = 1
             if defaults:
-                say(f"nn.Conv1d '{spec.path}' {', '.join(d.split()[0] for d in defaults)} not stored in a state "
-                    f"dict: assumed {', '.join(defaults)} (PyTorch's defaults; give --arch modules: "
-                    f"{{{spec.path}: {{padding: ..., stride: ..., dilation: ...}}}} otherwise)")
-            say(f"nn.Conv1d '{spec.path}' assumed to run over time: forward transposes [batch, time, features] "
+                given_line = ", ".join(d.replace(" ", ": ") for d in defaults)
+                assume(Assumption(f"nn.Conv1d '{spec.path}' {', '.join(d.split()[0] for d in defaults)} not stored in "
+                                  f"a state dict: assumed {', '.join(defaults)} (PyTorch's defaults; give --arch "
+                                  f"modules: {{{spec.path}: {{padding: ..., stride: ..., dilation: ...}}}} otherwise)",
+                                  "default", f"nn.Conv1d '{spec.path}' {', '.join(defaults)}",
+                                  f"--arch modules: {{{spec.path}: {{{given_line}}}}}"))
+            note(f"nn.Conv1d '{spec.path}' assumed to run over time: forward transposes [batch, time, features] "
                 "to [batch, channels, time] and back")
         elif isinstance(spec, BatchNormSpec):
             if "eps" in given:
                 spec.eps = float(given["eps"])
             else:
-                say(f"nn.BatchNorm1d '{spec.path}' eps not stored in a state dict: assumed 1e-05 (PyTorch's "
-                    f"default; give --arch modules: {{{spec.path}: {{eps: ...}}}} otherwise)")
+                assume(Assumption(f"nn.BatchNorm1d '{spec.path}' eps not stored in a state dict: assumed 1e-05 "
+                                  f"(PyTorch's default; give --arch modules: {{{spec.path}: {{eps: ...}}}} otherwise)",
+                                  "default", f"nn.BatchNorm1d '{spec.path}' eps 1e-05",
+                                  f"--arch modules: {{{spec.path}: {{eps: 1.0e-5}}}}"))
         if hasattr(spec, "units_out") and not isinstance(spec, PoolSpec):
             features = spec.units_out
         allowed = {"type"} | ({"padding", "stride", "dilation", "groups"} if isinstance(spec, ConvSpec) else

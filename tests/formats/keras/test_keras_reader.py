@@ -172,7 +172,7 @@ def test_keras_zip_with_windows_group_names(tmp_path):
                                     "(layers/lstm/cell/vars)")
     model = K.read(path, accept_windows_paths=True)
     same_numbers(model, K.read(LSTM_ZIP))
-    assert "Windows path separators" in model.source["assumptions"][0]
+    assert "Windows path separators" in model.source["read_notes"][0]
 
 
 def test_keras_zip_without_layer_names_uses_class_numbering(tmp_path):
@@ -357,7 +357,7 @@ def test_wild_keras_zip_saved_on_windows():
                              "to read them")
     model = K.read(path, accept_windows_paths=True)
     assert [layer.kind for layer in model.layers] == ["lstm", "gru", "dense", "dropout", "dense", "dense"]
-    assert model.source["keras_version"] == "2.15.0" and "Windows" in model.source["assumptions"][0]
+    assert model.source["keras_version"] == "2.15.0" and "Windows" in model.source["read_notes"][0]
 
 
 def test_wild_stateful_reads_as_freshly_reset():

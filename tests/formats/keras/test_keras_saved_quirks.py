@@ -62,6 +62,16 @@ def test_stateful_read_as_first_call_after_reset(stateful_files):
             f"source fixes the batch size at {BATCH} (batch_input_shape), the converted model takes any batch size"]
 
 
+def test_stateful_refused_under_strict_naming_the_assumption(stateful_files, runner, tmp_path):
+    path = stateful_files[0][1]
+    res = runner.invoke(cli, ["convert", str(path), str(tmp_path / "model.onnx"), "--strict"])
+    assert res.exit_code == 2
+    assert res.stderr == (f"rnnconvert: error: {path}: --strict: read under 1 assumption the file does not settle: "
+                          "default: stateful layers 'lstm', 'gru' start from zero states (settle it: save the model "
+                          "with stateful=False (the file does not hold the states carried between calls))\n")
+    assert not (tmp_path / "model.onnx").exists()
+
+
 def test_stateful_refused_when_not_allowed(stateful_files):
     path = stateful_files[0][0]
     with pytest.raises(UnsupportedError) as err:

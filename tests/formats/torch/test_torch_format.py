@@ -347,7 +347,7 @@ def test_torch_module_variants(cell, layers, bidir, head, tmp_path):
     model = rnnconvert.read(tmp_path / "src.pt", arch=arch)
     if head == "h_n[-1]" and bidir:
         assert model.layers[1].direction == "reverse" and model.layers[1].output == "final_state"
-        assert any("backward direction only" in a for a in model.source["assumptions"])
+        assert any("backward direction only" in a for a in model.source["read_notes"])
     xs = _inputs(4)
     for x in xs:
         np.testing.assert_allclose(forward(model, x), _torch_out(net, x), atol=TOL, rtol=0)
@@ -400,7 +400,7 @@ def test_bare_module_and_checkpoint_dict(tmp_path):
     model = rnnconvert.read(tmp_path / "ck.pth")
     assert model.source["state_dict_key"] == "model_state_dict"
     assert model.source["assumptions"][0] == "state dict taken from the checkpoint's 'model_state_dict' entry"
-    assert "keys without a module prefix read as one nn.LSTM named 'lstm'" in model.source["assumptions"]
+    assert "keys without a module prefix read as one nn.LSTM named 'lstm'" in model.source["read_notes"]
     assert model.layers[0].name == "lstm" and model.layers[0].output == "sequence"
     x = _inputs(3)[1]
     with torch.no_grad():
