@@ -109,6 +109,18 @@ def render_extra(desc: dict) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
+def _bound(check) -> str:
+    """The bound column: atol + allowance + rtol*|b| at the row's max abs element ('-': nothing compared)."""
+    return "-" if check.bound is None else f"{check.bound:.3g}"
+
+
+def _allowance_rule(factor) -> str:
+    """The noise allowance as checks.RULE states it, with its numbers."""
+    from ..verification.checks import FLOAT64_ORACLES, NOISE_CAP
+    return (f"  allowance = min({factor:g}*noise, {NOISE_CAP:g}*max|b|), noise: the input's float32 "
+            f"noise; none for {' and '.join(FLOAT64_ORACLES)} (float64 on both sides); bound: at the max abs element")
+
+
 def render_report(report) -> str:
     lines = []
     src, dst = report.source, report.destination
@@ -130,16 +142,17 @@ def render_report(report) -> str:
         lines.append(f"  initial states used: {state}")
     wo = max([20] + [len(c.oracle) for c in report.checks])
     wi = max([22] + [len(c.input) for c in report.checks])
-    lines.append(f"  {'check':<{wo}} {'input':<{wi}} {'max abs':>10} {'max rel':>10}  result")
+    lines.append(f"  {'check':<{wo}} {'input':<{wi}} {'max abs':>10} {'max rel':>10} {'bound':>10}  result")
     for c in report.checks:
-        lines.append(f"  {c.oracle:<{wo}} {c.input:<{wi}} {c.max_abs:>10.3g} {c.max_rel:>10.3g}  "
+        lines.append(f"  {c.oracle:<{wo}} {c.input:<{wi}} {c.max_abs:>10.3g} {c.max_rel:>10.3g} {_bound(c):>10}  "
                      f"{'ok' if c.passed else 'FAIL'}")
     for u in report.unavailable:
         lines.append(f"  not run: {u}")
     from ..verification.checks import NOISE_FACTOR
     t = report.tolerance
-    lines.append(f"  tolerance atol={t['atol']:g} rtol={t['rtol']:g} (|a-b| <= atol + {NOISE_FACTOR:g}*noise + "
-                 f"rtol*|b|, {getattr(report, 'dtype', 'float32')}), seed {report.seed}")
+    lines.append(f"  tolerance atol={t['atol']:g} rtol={t['rtol']:g} (|a-b| <= bound = atol + allowance + rtol*|b|, "
+                 f"{getattr(report, 'dtype', 'float32')}), seed {report.seed}")
+    lines.append(_allowance_rule(NOISE_FACTOR))
     import math
     for i in report.inputs:
         noise = i.get("float32_noise")

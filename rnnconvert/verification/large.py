@@ -20,8 +20,10 @@ memory at most one copy of its weights is held at a time and no pass repeats ano
    becomes the expected output, its float32 noise (|float32 - float64|, checks.py) is measured
    and its failed checks are judged again.  The verdict is the rule's: a check within atol + rtol of
    the float32 pass is within atol + noise + rtol of the float64 one, noise being at least their
-   distance.  Such an input's report entry says `"reference": "float64"`, the others `"float32"`
-   with float32_noise null (not measured).
+   distance (for reference(dst) and streaming(reference), allowed no noise by the rule, this is the one
+   place they pass within the noise: meeting the rule exactly would cost the source's float64 pass).
+   Such an input's report entry says `"reference": "float64"`, the others `"float32"` with
+   float32_noise null (not measured).
 A failure is localized as for any model, with the source read again.  `verify_written` is this order as
 `convert`'s verify stage (the strategy it picks when `applies`).
 """

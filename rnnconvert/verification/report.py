@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model import assumptions as assumed
-from .checks import NOISE_FACTOR, RULE, TOLERANCES, Check
+from .checks import FLOAT64_ORACLES, NOISE_CAP, NOISE_FACTOR, RULE, TOLERANCES, Check
 
 REPORT_KIND = "rnnconvert-report"
 REPORT_VERSION = 1
@@ -49,14 +49,15 @@ class Report:
     def to_dict(self) -> dict:
         d = {"kind": REPORT_KIND, "version": REPORT_VERSION, **asdict(self)}
         for c in d["checks"]:           # strict JSON: a non-finite error is null
-            for key in ("max_abs", "max_rel"):
-                if not np.isfinite(c[key]):
+            for key in ("max_abs", "max_rel", "bound"):
+                if c[key] is not None and not np.isfinite(c[key]):
                     c[key] = None
         if d["localization"] and d["localization"]["max_abs"] is not None and not np.isfinite(d["localization"]["max_abs"]):
             d["localization"]["max_abs"] = None
         d["passed"] = (self.passed and not self.conversion.get("refused")
                        and bool(self.checks or not self.verified))      # zero checks never passed
         d["tolerance_policy"] = {"dtype": self.dtype, "rule": RULE, "noise_factor": NOISE_FACTOR,
+                                 "noise_cap": NOISE_CAP, "float64_oracles": list(FLOAT64_ORACLES),
                                  "by_dtype": TOLERANCES}
         for i in d["inputs"]:
             if i.get("float32_noise") is not None and not np.isfinite(i["float32_noise"]):
