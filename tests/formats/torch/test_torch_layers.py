@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import WILD
-from test_keras_writer_layers import canonical_from_keras, floats, ids, randomise
+from keras_models import canonical_from_keras, floats, ids, randomise
 
 import rnnconvert
 from rnnconvert.formats.torch import runtime
