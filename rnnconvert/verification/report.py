@@ -84,10 +84,12 @@ def require_checks(report: Report, what) -> None:
     raise exc
 
 
-def _failure_message(report: Report, dst, kept: bool) -> str:
+def _failure_message(report: Report, dst, kept: bool | None) -> str:
+    """NOT EQUIVALENT, the worst check and where it diverged; `convert` says what became of DST (`kept`:
+    --keep-failed), `verify` (kept None) writes nothing and says nothing of files."""
     w = report.worst()
     where = f"{w.oracle} on {w.input}: max abs error {w.max_abs:.3g} at {w.worst}" if w else ""
-    fate = "kept as requested" if kept else "not written"
+    fate = "" if kept is None else f"; {dst} {'kept as requested' if kept else 'not written'}"
     located = f"; {report.localization['message']}" if report.localization else ""
     return (f"NOT EQUIVALENT: {where} exceeds atol={report.tolerance['atol']:g} "
-            f"rtol={report.tolerance['rtol']:g}{located}; {dst} {fate}")
+            f"rtol={report.tolerance['rtol']:g}{located}{fate}")

@@ -58,7 +58,7 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
     suite, expected = check_models(ma, mb, fb, b, report, inputs=inputs, src_fmt=fa, src_path=a)
     require_checks(report, b)
     if not report.passed:
-        raise VerificationError(_failure_message(report, b, True), report=report)
+        raise VerificationError(_failure_message(report, b, None), report=report)
     if emit_vectors:
         _emit_vectors(emit_vectors, report, report.destination, suite, expected, ma, mb, force)
     return report
@@ -97,5 +97,5 @@ def verify_vectors(path, vectors_path, *, atol=None, rtol=None, read_options=Non
     _runtime_checks(report, fmt, path, model, suite, judge_with(expected, tol, noise), "file", model)
     require_checks(report, path)
     if not report.passed:
-        raise VerificationError(_failure_message(report, path, True), report=report)
+        raise VerificationError(_failure_message(report, path, None), report=report)
     return report
