@@ -51,6 +51,8 @@ MISSING = [
     ("onnxruntime", lambda t: ["verify", H5, ONNX], f"onnxruntime(dst): {NO_ORT}"),
     ("onnxruntime", lambda t: ["convert", STATES, t / "m.onnx"], f"onnxruntime(dst): {NO_ORT}"),   # was exit 3
     ("onnxruntime", lambda t: ["verify", STATES, STATES], f"onnxruntime(src): {NO_ORT}"),
+    ("onnxruntime", lambda t: ["convert", ONNX, t / "m.rnnc", "--layer", "LSTM__29"],        # was exit 2
+     f"onnxruntime(src node): {NO_ORT}"),
     ("torch", lambda t: ["convert", ONNX, t / "m.safetensors"], f"torch(dst): {NO_TORCH}"),
     ("torch", lambda t: ["verify", ONNX, _made(ONNX, t, "made.safetensors")], f"torch(dst): {NO_TORCH}"),
     ("keras", lambda t: ["convert", ONNX, t / "m.keras"], f"keras(dst): {NO_KERAS}"),
@@ -132,6 +134,25 @@ def test_runtime_refusing_a_file_is_not_run_with_its_reason(runner, tmp_path):
         "  not run: onnxruntime(dst): onnxruntime cannot load this file: Unsupported model IR version: 99, max "
         "supported IR version: "), lines
     assert lines[-1] == "  EQUIVALENT" and "  the verdict rests on the" in " ".join(lines)
+
+
+def test_runtime_failing_midway_keeps_its_checks_and_says_where(runner, tmp_path, monkeypatch):
+    """A runtime that ran on the short inputs and fails on a long one: those checks stand, the rest is not
+    run, named by the input where it failed, the error on one line."""
+    from rnnconvert.verification import runtimes
+    real = runtimes.runner
+
+    def failing_on_long_inputs(fmt, path, model):
+        run = real(fmt, path, model)
+        return lambda x: run(x) if x.shape[1] < 100 else (_ for _ in ()).throw(
+            RuntimeError("out of memory\n  while running node 'LSTM'\n"))
+    monkeypatch.setattr(runtimes, "runner", failing_on_long_inputs)
+    res = runner.invoke(cli, [str(H5), str(tmp_path / "m.onnx")])
+    assert res.exit_code == 0, res.output + res.stderr
+    lines = res.output.splitlines()
+    assert "  not run: onnxruntime(dst): on seeded b2 t120: out of memory while running node 'LSTM'" in lines
+    assert [line.split()[1:3] for line in lines if line.startswith("  onnxruntime(dst) ")] == [
+        ["seeded", "b3"], ["seeded", "b3"]]
 
 
 def test_reason_is_one_bounded_line():
