@@ -46,7 +46,11 @@ class Report:
 
     def not_run(self, oracle: str, why) -> None:
         """`oracle` (e.g. 'octave(src)') did not run: `why` (an exception or text) becomes one line
-        '<oracle>: <reason>' in `unavailable`, once."""
+        '<oracle>: <reason>' in `unavailable`, once.  An error that hides a signal (a C extension returning
+        while the handler raised) ends the run as the signal instead."""
+        if isinstance(why, BaseException):
+            from ..files.interrupt import raise_hidden
+            raise_hidden(why)
         entry = f"{oracle}: {reason(why)}"
         if entry not in self.unavailable:
             self.unavailable.append(entry)

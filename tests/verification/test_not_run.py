@@ -171,3 +171,21 @@ def test_numbers_that_disagree_are_not_equivalent_and_verify_speaks_of_no_file(r
     assert error.startswith("rnnconvert: error: NOT EQUIVALENT: reference(dst) on ")
     # was: "...; <B> kept as requested"
     assert "kept" not in error and "written" not in error and str(wrong) not in error, error
+
+
+def test_a_signal_behind_a_runtime_error_is_not_a_check_not_run():
+    """A SIGINT surfacing as a SystemError from a runtime's C extension ends the run as the signal."""
+    import signal
+
+    from rnnconvert.files.interrupt import Interrupted
+    from rnnconvert.verification.report import Report
+    report = Report(source={}, destination=None, tolerance={}, seed=0)
+    try:
+        try:
+            raise Interrupted(signal.SIGINT)
+        except Interrupted as exc:
+            raise SystemError("<built-in method run> returned a result with an exception set") from exc
+    except SystemError as exc:
+        with pytest.raises(Interrupted):
+            report.not_run("onnxruntime(dst)", exc)
+    assert report.unavailable == []
