@@ -148,6 +148,8 @@ def render_report(report) -> str:
                      f"{'ok' if c.passed else 'FAIL'}")
     for u in report.unavailable:
         lines.append(f"  not run: {u}")
+    if report.unavailable and report.checks:
+        lines.append(f"  the verdict rests on the {len(report.checks)} checks that ran")
     from ..verification.checks import NOISE_FACTOR
     t = report.tolerance
     lines.append(f"  tolerance atol={t['atol']:g} rtol={t['rtol']:g} (|a-b| <= bound = atol + allowance + rtol*|b|, "

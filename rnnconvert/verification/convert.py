@@ -228,7 +228,7 @@ def _ordinary(job: Job, report: Report, tmp: str, written: list):
     if job.layer is not None:
         noise = [i["float32_noise"] for i in report.inputs]
         report.checks += node_checks(job.src, job.layer, suite, judge_with(expected, report.tolerance, noise),
-                                     job.src_fmt.name)
+                                     job.src_fmt.name, report=report)
     return back, suite, expected
 
 

@@ -129,7 +129,7 @@ def verify_written(digests, job, report, tmp, written):
                                     assumed=assumed, reread=job.reread)
     if job.layer is not None:
         judge = LazyNoise(report, suite, expected)
-        report.checks += node_checks(job.src, job.layer, suite, judge, job.src_fmt.name)
+        report.checks += node_checks(job.src, job.layer, suite, judge, job.src_fmt.name, report=report)
         if judge.failed:
             judge.settle(model or job.reread())
     if model is None and (job.emit_module or job.emit_vectors):

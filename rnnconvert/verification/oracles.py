@@ -7,38 +7,40 @@ localized to the first diverging layer (`diagnose.localize`).
 from __future__ import annotations
 
 from .. import formats
-from ..errors import InputError
 from ..formats.per_layer import lookup, scan
 from . import runtimes
-from .checks import Check, _run_in_layout, float32_noise, judge_with
+from .checks import _run_in_layout, float32_noise, judge_with
 from .diagnose import localize
+from .report import reason
 from .suite import STREAMING, chunking, initial_states, input_suite, stream, streaming_undefined
 
 
 def _runtime_checks(report, fmt, path, model, suite, judge, role, src_model):
+    """`fmt`'s own runtime on `path`, on every input; a runtime not installed, or one that cannot load or
+    run the file, is `report.not_run` with its reason (on which input, when earlier ones ran), never a
+    numeric failure: NOT EQUIVALENT rests on numbers that disagree."""
     runtime = fmt.runtime
     if not runtime:
         return
     oracle = f"{runtime}({role})"
-    run = None
+    try:
+        run = runtimes.runner(fmt, path, model)
+    except Exception as exc:  # noqa: BLE001 - not installed, or refusing the file: not run, with the reason
+        report.not_run(oracle, exc)
+        return
     for k, (label, x) in enumerate(suite):
         try:
-            run = run or runtimes.runner(fmt, path, model)
             out = _run_in_layout(run, x, src_model, model)
-        except runtimes.RuntimeUnavailable as exc:
-            report.unavailable.append(f"{oracle}: {exc}")
-            return
-        except Exception as exc:  # the runtime rejecting our file is a failed check, reported
-            report.checks.append(Check(oracle, f"{label} (runtime error: {exc})",
-                                       float("inf"), float("inf"), [], False))
+        except Exception as exc:  # noqa: BLE001 - the runtime failing on the file is no number
+            report.not_run(oracle, exc if k == 0 else f"on {label}: {reason(exc)}")
             return
         report.checks.append(judge(out, k, oracle, label))
 
 
 def _streaming_checks(report, model, suite, judge, src_model):
-    reason = streaming_undefined(model)
-    if reason:
-        report.unavailable.append(f"{STREAMING}: not defined ({reason})")
+    why = streaming_undefined(model)
+    if why:
+        report.not_run(STREAMING, f"not defined ({why})")
         return
     for k, (label, x) in enumerate(suite):
         time_axis = 0 if src_model.input.layout == "time_batch_feature" else 1
@@ -94,10 +96,10 @@ def localize_worst(report, suite, src_model, dst_model) -> None:
     report.localization = localize(src_model, dst_model, x, report.tolerance)
 
 
-def node_checks(path, name: str, suite, judge, fmt: str | None = None):
+def node_checks(path, name: str, suite, judge, fmt: str | None = None, report=None):
     """ONNX sources: onnxruntime running the recurrent node cut out of the source graph, on every
     input of the suite, judged by `judge(out, k, oracle, label)` (checks.judge_with).  Returns a list
-    of `checks.Check`."""
+    of `checks.Check`; onnxruntime missing or refusing the node is `report.not_run`, not a check."""
     f = formats.for_reading(path, fmt)
     if f.name != "onnx":
         return []
@@ -105,15 +107,14 @@ def node_checks(path, name: str, suite, judge, fmt: str | None = None):
     if found.node is None:          # not a native recurrent node (a layer rnnconvert wrote as a Scan)
         return []
     from ..formats.onnx.extract import run_node
+    oracle = "onnxruntime(src node)"
     checks = []
     for k, (label, x) in enumerate(suite):
         try:
             out = run_node(found.node, found.opset, x)
-        except ImportError as exc:
-            raise InputError(f"the node check needs onnxruntime ({exc})") from None
-        except Exception as exc:  # noqa: BLE001 - onnxruntime refusing the node is a failed check
-            checks.append(Check("onnxruntime(src node)", f"{label} (runtime error: {exc})",
-                                float("inf"), float("inf"), [], False))
-            continue
-        checks.append(judge(out, k, "onnxruntime(src node)", label))
+        except Exception as exc:  # noqa: BLE001 - not installed, or refusing the node: not run
+            if report is not None:
+                report.not_run(oracle, exc if k == 0 else f"on {label}: {reason(exc)}")
+            break
+        checks.append(judge(out, k, oracle, label))
     return checks

@@ -1,8 +1,9 @@
 """The report of a `convert` or `verify`: both files with their SHA-256 (`file_info`), every check, the
-tolerance policy, the seed, the oracles that ran and those unavailable, what the conversion preserved,
-changed in form or refused (`diagnose.classify`), on a failure the first diverging layer
-(`diagnose.localize`), and every assumption a reader made (`note_reading`), which the verdict names
-(`verdict`).  `require_checks`: zero checks is never a pass; `_failure_message`: NOT EQUIVALENT.
+tolerance policy, the seed, the oracles that ran and those not run (`Report.not_run`: not installed, or
+unable to load or run a file; never a failed check), what the conversion preserved, changed in form or
+refused (`diagnose.classify`), on a failure the first diverging layer (`diagnose.localize`), and every
+assumption a reader made (`note_reading`), which the verdict names (`verdict`).
+`require_checks`: zero checks is never a pass; `_failure_message`: NOT EQUIVALENT.
 """
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, RnnConvertError, RuntimeUnavailable, one_line, printable
 from ..model import assumptions as assumed
 from .checks import FLOAT64_ORACLES, NOISE_CAP, NOISE_FACTOR, RULE, TOLERANCES, Check
 
 REPORT_KIND = "rnnconvert-report"
 REPORT_VERSION = 1
+REASON_CHARS = 200      # a runtime's error text (Octave's, gcc's span lines) is cut to one line of this length
 
 
 @dataclass
@@ -41,7 +43,20 @@ class Report:
 
     @property
     def passed(self) -> bool:
+        """Every check that ran passed: an oracle not run neither passes nor fails (`require_checks`
+        refuses a report where nothing ran)."""
         return all(c.passed for c in self.checks)
+
+    def not_run(self, oracle: str, why) -> None:
+        """`oracle` (e.g. 'octave(src)') did not run: `why` (an exception or text) becomes one line
+        '<oracle>: <reason>' in `unavailable`, once.  An error that hides a signal (a C extension returning
+        while the handler raised) ends the run as the signal instead."""
+        if isinstance(why, BaseException):
+            from ..files.interrupt import raise_hidden
+            raise_hidden(why)
+        entry = f"{oracle}: {reason(why)}"
+        if entry not in self.unavailable:
+            self.unavailable.append(entry)
 
     def oracles(self) -> list[str]:
         return sorted({c.oracle for c in self.checks})
@@ -95,21 +110,36 @@ def file_info(path, fmt) -> dict:
     return {"path": str(path), "format": fmt, "sha256": h.hexdigest()}
 
 
-def require_checks(report: Report, what) -> None:
+def reason(why) -> str:
+    """Why an oracle did not run, as one printable line of at most REASON_CHARS characters: the text of
+    `why` (an exception: its message, its type named unless it is one of ours or a RuntimeError)."""
+    if isinstance(why, BaseException):
+        text = str(why) or type(why).__name__
+        if not isinstance(why, (RuntimeUnavailable, RnnConvertError, RuntimeError)):
+            text = f"{type(why).__name__}: {text}"
+    else:
+        text = str(why)
+    text = printable(one_line(text))
+    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 3].rstrip() + "..."
+
+
+def require_checks(report: Report, what, hint: str = "or pass --no-verify to convert without verification") -> None:
     """Zero checks is never EQUIVALENT: InputError (exit 2) saying why none ran (RULE's last clause)."""
     if report.checks:
         return
-    why = "; ".join(report.unavailable) or "no input and no oracle"
-    exc = InputError(f"nothing was checked: {why}; install what is missing, or pass --no-verify to convert "
-                     "without verification", path=os.fspath(what))
+    why = "; ".join(f"not run: {u}" for u in report.unavailable) or "no input and no oracle"
+    exc = InputError(f"nothing was checked: {why}; install what is missing{', ' + hint if hint else ''}",
+                     path=os.fspath(what))
     exc.report_so_far = report
     raise exc
 
 
-def _failure_message(report: Report, dst, kept: bool) -> str:
+def _failure_message(report: Report, dst, kept: bool | None) -> str:
+    """NOT EQUIVALENT, the worst check and where it diverged; `convert` says what became of DST (`kept`:
+    --keep-failed), `verify` (kept None) writes nothing and says nothing of files."""
     w = report.worst()
     where = f"{w.oracle} on {w.input}: max abs error {w.max_abs:.3g} at {w.worst}" if w else ""
-    fate = "kept as requested" if kept else "not written"
+    fate = "" if kept is None else f"; {dst} {'kept as requested' if kept else 'not written'}"
     located = f"; {report.localization['message']}" if report.localization else ""
     return (f"NOT EQUIVALENT: {where} exceeds atol={report.tolerance['atol']:g} "
-            f"rtol={report.tolerance['rtol']:g}{located}; {dst} {fate}")
+            f"rtol={report.tolerance['rtol']:g}{located}{fate}")

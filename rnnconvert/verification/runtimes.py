@@ -4,8 +4,9 @@ Every format module that has one offers `run(path, x, model) -> np.ndarray`: the
 own framework (onnxruntime, Keras 3, torch, ...) on `x` in the model's own layout; a module whose
 runtime takes long to load a file (an onnxruntime session of a large model takes seconds) also offers
 `runner(path, model) -> (x -> np.ndarray)`, loaded once for every input.  It raises
-`RuntimeUnavailable` when that framework is not installed; verification then reports the check as
-not run instead of failing.
+`RuntimeUnavailable` when that framework is not installed.  Verification (`oracles._runtime_checks`)
+reports that, and any failure of the runtime to load or run the file (Octave on a MATLAB object file,
+onnxruntime refusing a graph), as the check not run, with the reason on one line: never as a failure.
 """
 from __future__ import annotations
 from ..errors import RuntimeUnavailable

@@ -5,6 +5,7 @@ pass of the source (output and every state output) is compared with the referenc
 model and with the written file in its own runtime where that runtime takes states (onnxruntime).
 Streaming: the sequence fed in chunks, each call's state outputs fed back as the next call's state
 inputs, must equal one call (`streaming(reference, states)`, `streaming(onnxruntime, states)`).
+A runtime not installed, or failing on the file, is not run (`Report.not_run`) from then on, never a check.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import numpy as np
 
 from ..model import states
 from ..reference import forward_with_feeds
-from .checks import Check, _relayout, compare
+from .checks import _relayout, compare
+from .report import reason
 from .suite import chunking, streaming_undefined
 
 STATE_SEED = 7919
@@ -30,11 +32,10 @@ def _runners(src_model, dst_model, dst_fmt, dst_path):
 
 
 def state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol) -> None:
-    from ..errors import RuntimeUnavailable
     runners = _runners(src_model, dst_model, dst_fmt, dst_path)
     if not runners:
-        report.unavailable.append(f"state inputs/outputs: {dst_fmt.name} files do not take them (only the "
-                                  "initial states were checked)")
+        report.not_run("state inputs/outputs", f"{dst_fmt.name} files do not take them (only the initial "
+                       "states were checked)")
         return
     batch_axis = 1 if src_model.input.layout == "time_batch_feature" else 0
     rng = np.random.default_rng(STATE_SEED + report.seed)
@@ -44,21 +45,24 @@ def state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol) ->
         for kind, feeds in (("random states", states.random_feeds(src_model, batch, rng)),
                             ("zero states", states.zero_feeds(src_model, batch))):
             y, outs = forward_with_feeds(src_model, x, feeds)
-            for oracle, run in runners:
+            for oracle, run in list(runners):
                 try:
                     got, got_outs = run(_relayout(x, src_model, dst), feeds)
-                except RuntimeUnavailable as exc:
-                    report.unavailable.append(f"{oracle} with states: {exc}")
-                    continue
-                except Exception as exc:  # a runtime rejecting the file is a failed check
-                    report.checks.append(Check(oracle, f"{label} + {kind} (runtime error: {exc})",
-                                               float("inf"), float("inf"), [], False))
+                except Exception as exc:  # noqa: BLE001 - not installed, or failing on the file: not run
+                    _drop(report, runners, oracle, exc, f"{label} + {kind}")
                     continue
                 report.checks.append(compare(_relayout(got, dst, src_model), y, tol, oracle, f"{label} + {kind}"))
                 for name, v in outs.items():
                     report.checks.append(compare(got_outs.get(name, np.full(1, np.nan)), v, tol, oracle,
                                                  f"{label} + {kind}: {name}"))
         _streaming(report, src_model, dst, runners, x, label, rng, tol)
+
+
+def _drop(report, runners, oracle, exc, where) -> None:
+    """`oracle` failed (first on `where`): not run from now on, with the reason."""
+    ran = any(c.oracle == oracle and "states" in c.input for c in report.checks)
+    report.not_run(oracle, f"on {where}: {reason(exc)}" if ran else exc)
+    runners[:] = [r for r in runners if r[0] != oracle]
 
 
 def _not_carried(model, pairs) -> str:
@@ -78,15 +82,17 @@ def _streaming(report, src_model, dst, runners, x, label, rng, tol) -> None:
         return
     lost = _not_carried(src_model, pairs)
     if lost:          # a layer restarting from its initial state at every call: chunks never equal one call
-        note = f"streaming with states: not defined ({lost})"
-        if note not in report.unavailable:
-            report.unavailable.append(note)
+        report.not_run("streaming with states", f"not defined ({lost})")
         return
     feeds = states.random_feeds(src_model, x.shape[1 - time_axis], rng)
     y, outs = forward_with_feeds(src_model, x, feeds)
     chunks = chunking(x.shape[time_axis])
-    for oracle, run in runners:
-        got, last = states.stream(run, dst, _relayout(x, src_model, dst), feeds, chunks)
-        name = oracle.replace("(dst)", "(dst), states carried")
+    for oracle, run in list(runners):
         what = f"{label} + random states chunks {'+'.join(map(str, chunks))}"
+        try:
+            got, last = states.stream(run, dst, _relayout(x, src_model, dst), feeds, chunks)
+        except Exception as exc:  # noqa: BLE001 - not installed, or failing on the file: not run
+            _drop(report, runners, oracle, exc, what)
+            continue
+        name = oracle.replace("(dst)", "(dst), states carried")
         report.checks.append(compare(_relayout(got, dst, src_model), y, tol, f"streaming {name}", what))

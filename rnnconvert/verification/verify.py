@@ -61,9 +61,9 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
     note_reading(report, mb, b)
     report.conversion = classify(ma, mb, assumed=ma.source.get("assumptions", []) + mb.source.get("assumptions", []))
     suite, expected = check_models(ma, mb, fb, b, report, inputs=inputs, src_fmt=fa, src_path=a)
-    require_checks(report, b)
+    require_checks(report, b, hint="")
     if not report.passed:
-        raise VerificationError(_failure_message(report, b, True), report=report)
+        raise VerificationError(_failure_message(report, b, None), report=report)
     if emit_vectors:
         _emit_vectors(emit_vectors, report, report.destination, suite, expected, ma, mb, force)
     return report
@@ -102,7 +102,7 @@ def verify_vectors(path, vectors_path, *, atol=None, rtol=None, read_options=Non
     for (label, x), y, n in zip(suite, expected, noise):
         report.checks.append(compare(forward(model, x), y, tol, "reference(file)", label, n))
     _runtime_checks(report, fmt, path, model, suite, judge_with(expected, tol, noise), "file", model)
-    require_checks(report, path)
+    require_checks(report, path, hint="")
     if not report.passed:
-        raise VerificationError(_failure_message(report, path, True), report=report)
+        raise VerificationError(_failure_message(report, path, None), report=report)
     return report

@@ -287,7 +287,7 @@ def test_conversion_whose_only_oracle_is_missing_checks_nothing(runner, files, t
     dst, report = tmp_path / "m.mjs", tmp_path / "r.json"
     res = runner.invoke(cli, [files["small"], str(dst), "--report", str(report)])
     assert res.exit_code == 2, res.output
-    assert _error(res) == (f"rnnconvert: error: {dst}: nothing was checked: node(dst): node is not on PATH; "
+    assert _error(res) == (f"rnnconvert: error: {dst}: nothing was checked: not run: node(dst): node is not on PATH; "
                            "install what is missing, or pass --no-verify to convert without verification")
     import json
     written = json.loads(report.read_text())
@@ -300,7 +300,7 @@ def test_batch_job_that_checks_nothing_is_bad_input(runner, files, tmp_path, mon
     (tmp_path / "plan.yaml").write_text(f"jobs:\n  - src: {files['small']}\n    dst: m.mjs\n")
     res = runner.invoke(cli, ["batch", str(tmp_path / "plan.yaml"), "-j1"])
     assert res.exit_code == 2
-    assert "nothing was checked: node(dst): node is not on PATH" in res.stderr
+    assert "nothing was checked: not run: node(dst): node is not on PATH" in res.stderr
     assert not (tmp_path / "m.mjs").exists()
 
 

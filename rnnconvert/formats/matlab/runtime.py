@@ -65,7 +65,9 @@ def _predict(octave, src, tmp, x, model) -> np.ndarray:
             f"[Y, seq] = rnnconvert_predict(S.layers, I.X); save('-v7', {matlab_str(yout)}, 'Y', 'seq');")
     proc = scratch.run([octave, "--no-gui", "--quiet", "--norc", "--eval", code], timeout=600)
     if proc.returncode != 0 or not os.path.exists(yout):
-        raise RuntimeError(f"octave failed on {src}: {proc.stderr.strip()[-2000:]}")
+        var = (getattr(model, "source", None) or {}).get("variable", "layers")
+        held = "" if var == "layers" else f" (the file holds '{var}', not the 'layers' cell rnnconvert writes)"
+        raise RuntimeError(f"Octave cannot run this file: {octave_error(proc.stderr, proc.returncode)}{held}")
     out = scipy.io.loadmat(yout)
     y, sequence = out["Y"], bool(out["seq"].reshape(-1)[0])
     if sequence and y.ndim == 2:
@@ -73,6 +75,13 @@ def _predict(octave, src, tmp, x, model) -> np.ndarray:
     if y.ndim == 3 and model is not None and model.input.layout == "time_batch_feature":
         y = y.transpose(1, 0, 2)
     return y
+
+
+def octave_error(stderr: str, returncode) -> str:
+    """Octave's error (several lines: the error, then 'error: called from' and the stack) as its first line."""
+    lines = [line.strip() for line in (stderr or "").splitlines() if line.strip()]
+    first = next((line for line in lines if line.startswith("error:")), lines[-1] if lines else "")
+    return first.removeprefix("error:").strip() or f"exit status {returncode}"
 
 
 def v73_to_v7(src: str, dst: str, compress: bool = False) -> None:

@@ -264,9 +264,8 @@ def node_model(ref: NodeRef, opset: int, batch: int | None = None) -> onnx.Model
 
 def run_node(ref: NodeRef, opset: int, x: np.ndarray) -> np.ndarray:
     """onnxruntime on the extracted node: x [batch, time, features] -> [batch, time, D*H]."""
-    import onnxruntime as ort
-
-    from .runtime import quiet_options
+    from .runtime import import_onnxruntime, quiet_options
+    ort = import_onnxruntime()
     xt = np.ascontiguousarray(np.swapaxes(np.asarray(x, np.float32), 0, 1))
     sess = ort.InferenceSession(node_model(ref, opset, xt.shape[1]).SerializeToString(), quiet_options(ort),
                                 providers=["CPUExecutionProvider"])

@@ -6,17 +6,39 @@ direction axis (`dropped_output_axis`, recorded by the reader), as the canonical
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ...errors import RuntimeUnavailable
 
 
-def _session(path):
+def import_onnxruntime():
+    """The onnxruntime module, or RuntimeUnavailable (verification then reports its checks as not run)."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise RuntimeUnavailable("onnxruntime is not installed (pip install onnxruntime)") from None
-    return ort.InferenceSession(str(path), quiet_options(ort), providers=["CPUExecutionProvider"])
+    return ort
+
+
+def _session(path):
+    ort = import_onnxruntime()
+    try:
+        return ort.InferenceSession(str(path), quiet_options(ort), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
+        raise RuntimeError(f"onnxruntime cannot load this file: {ort_error(exc)}") from None
+
+
+# onnxruntime's error text around what it says: '[ONNXRuntimeError] : 1 : FAIL : Load model from PATH failed:',
+# then the C++ source line and function signature that raised ('/onnxruntime_src/.../model.cc:256 ns::f(...)').
+_ORT_PREFIX = re.compile(r"^\s*\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*(Load model from .*? failed:)?")
+_ORT_SOURCE = re.compile(r"\S*/\S+\.(?:cc|cpp|h):\d+\s+(?:[\w:~<>]+\([^()]*\)\s*(?:const\s*)?)?")
+
+
+def ort_error(exc) -> str:
+    """What onnxruntime says went wrong, without its error-code prefix, the file's path and its C++ source line."""
+    return " ".join(_ORT_SOURCE.sub(" ", _ORT_PREFIX.sub("", str(exc))).split()) or type(exc).__name__
 
 
 def quiet_options(ort):
@@ -59,7 +81,10 @@ def run_states(path, x, model, feeds: dict | None = None, session=None) -> tuple
         all_feeds.update(initial_feeds(sess.get_modelmeta().custom_metadata_map, batch))
     all_feeds.update({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in (feeds or {}).items()})
     names = [o.name for o in sess.get_outputs()]
-    res = sess.run(None, all_feeds)
+    try:
+        res = sess.run(None, all_feeds)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
+        raise RuntimeError(f"onnxruntime cannot run this file: {ort_error(exc)}") from None
     out = res[names.index(model.output_name)] if model.output_name in names else res[0]
     dropped = model.source.get("dropped_output_axis")     # the graph output is a recurrent node's Y or Y_h:
     if dropped and out.ndim == dropped[1] and out.shape[dropped[0]] == 1:   # its direction axis of 1 goes
