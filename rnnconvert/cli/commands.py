@@ -29,9 +29,13 @@ def _load_inputs(path, keyed: bool = False):
     return load(path) if keyed else load_one(path)
 
 
-def _echo_assumptions(model) -> None:
-    for note in model.source.get("assumptions", []):
+def _echo_assumptions(source) -> None:
+    """A model's assumptions and what its reader picked among the file's contents, on stderr."""
+    source = source if isinstance(source, dict) else {}
+    for note in source.get("assumptions", []):
         echo(f"rnnconvert: assumed: {note}", err=True, one_line=True)
+    for note in source.get("picked", []):
+        echo(f"rnnconvert: note: {note}", err=True, one_line=True)
 
 
 def _policy(inputs=(), report_path=None):
@@ -196,8 +200,7 @@ def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path, accept
     from .render import render_extra
     desc = inspect_file(path, layer=layer_name,
                         **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
-    for note in desc["source"].get("assumptions", []) if isinstance(desc["source"], dict) else []:
-        echo(f"rnnconvert: assumed: {note}", err=True, one_line=True)
+    _echo_assumptions(desc["source"])
     echo(json.dumps(desc, indent=1) if as_json else render(desc) + render_extra(desc))
 
 
@@ -226,7 +229,7 @@ def predict(path, inputs_path, output_path, use_float32, arch_path, allow_nonfin
                       (mapping_path, "the --mapping file")])
     policy.claim(output_path, "--output", replace=True)
     model = api.read(path, **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
-    _echo_assumptions(model)
+    _echo_assumptions(model.source)
     if not allow_nonfinite:
         from ..model.validate import check_finite
         check_finite(model, path)

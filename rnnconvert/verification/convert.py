@@ -146,6 +146,7 @@ def _read(job: Job, tol: dict, seed: int, inputs, allow_nonfinite: bool) -> Repo
     job.inputs = inputs
     report = Report(source=src_info.result(), destination=None, tolerance=tol, seed=seed)
     report.notes += job.model.source.get("assumptions", [])
+    report.notes += job.model.source.get("picked", [])      # what the reader chose among the file's contents
     return report
 
 

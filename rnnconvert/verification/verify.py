@@ -54,6 +54,7 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
                     tolerance=tol, seed=seed)
     assumed = ma.source.get("assumptions", []) + mb.source.get("assumptions", [])
     report.notes += assumed
+    report.notes += ma.source.get("picked", []) + mb.source.get("picked", [])
     report.conversion = classify(ma, mb, assumed=assumed)
     suite, expected = check_models(ma, mb, fb, b, report, inputs=inputs, src_fmt=fa, src_path=a)
     require_checks(report, b)
