@@ -63,7 +63,7 @@ def inspect(path, fmt: str | None = None, layer: str | None = None, **options) -
             raise s.error      # no layer reads on its own either: the whole model's refusal is the answer
         d = {"file": s.path, "format": s.format, "source": {"format": s.format, "assumptions": assumed},
              "name": os.path.basename(s.path),
-             "input": {"name": "-", "features": 0, "dtype": "-", "layout": "-", "time_steps": None},
+             "input": {"name": None, "features": None, "dtype": None, "layout": None, "time_steps": None},
              "output_name": None, "parameters": sum(e["parameters"] for e in entries),
              "nonfinite": sum(e["nonfinite"] for e in entries), "layers": entries}
     d["whole_model"] = {"readable": s.whole is not None, "refusal": s.error.format() if s.error else None}
