@@ -42,9 +42,9 @@ def inspect(path, fmt: str | None = None, layer: str | None = None, **options) -
     if s.whole is None and not s.layers and s.error is not None:
         raise s.error          # nothing readable at all: the whole model's refusal is the answer
     if layer is not None:
-        d = describe(build(s, lookup(s, layer)), path=s.path)
+        d = describe(build(s, lookup(s, layer)), path=s.path, fmt=s.format)
     elif s.whole is not None:
-        d = describe(s.whole, path=s.path)
+        d = describe(s.whole, path=s.path, fmt=s.format)
     else:
         entries, assumed = [], []
         for found in s.layers:
@@ -56,9 +56,9 @@ def inspect(path, fmt: str | None = None, layer: str | None = None, **options) -
                                 "nonfinite": 0})
                 continue
             assumed += [a for a in model.source.get("assumptions", []) if a not in assumed]
-            framework = source_framework(model)
+            framework, own = source_framework(model, s.format), model.source.get("keras1_names") or {}
             for one in model.layers:
-                entries.append(describe_recurrent(one, framework) | {"where": found.where})
+                entries.append(describe_recurrent(one, framework, names=own.get(one.name)) | {"where": found.where})
         if s.error is not None and all("error" in e for e in entries):
             raise s.error      # no layer reads on its own either: the whole model's refusal is the answer
         d = {"file": s.path, "format": s.format, "source": {"format": s.format, "assumptions": assumed},

@@ -103,6 +103,8 @@ def _read(path: str, allow_stateful: bool, accept_windows_paths: bool = False) -
               "backend": saved.backend, "model_class": model_class}
     if notes:
         source["notes"] = notes
+    if conv.keras1_names:
+        source["keras1_names"] = conv.keras1_names      # what inspect calls the arrays (model/own_names.py)
     assumptions = list(saved.assumptions)
     if conv.stateful:
         assumptions.append(_stateful_assumption(conv.stateful, shape))

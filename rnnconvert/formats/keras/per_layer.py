@@ -100,7 +100,7 @@ def _build(path, saved, major, entry: graph.Entry, notes):
     if entry.config.get("stateful"):
         extra.append(f"layer '{entry.name}' is stateful in the source; the standalone layer starts every "
                      "sequence from zero states")
-    return [layer], list(notes) + conv.notes + extra
+    return [layer], list(notes) + conv.notes + extra, weights_only._names(conv)
 
 
 def _lookup(path, saved):
