@@ -10,25 +10,38 @@ import os
 
 import numpy as np
 
-from .errors import RnnConvertError
+from .errors import InputError, RnnConvertError
 from .formats import read, write
-from .formats.per_layer import build, lookup, scan
+from .formats.per_layer import build, extract, lookup, scan, with_suggestion
 from .model import Model
 from .verification.convert import convert
 from .verification.verify import verify, verify_vectors
 
-__all__ = ["read", "write", "convert", "verify", "verify_vectors", "predict", "inspect"]
+__all__ = ["read", "write", "convert", "verify", "verify_vectors", "predict", "inspect", "read_source"]
+
+
+def read_source(path, fmt: str | None = None, layer: str | None = None, **options) -> Model:
+    """The model `predict` runs: the whole model of `path`, or with `layer` that recurrent layer alone as a
+    standalone model (convert's --layer, `rnnconvert/formats/per_layer.py`).  A whole model that does not
+    read is refused as `convert` refuses it, naming the layers `layer` can take."""
+    if layer is not None:
+        return extract(path, layer, fmt, **options)
+    try:
+        return read(path, fmt, **options)
+    except InputError as exc:
+        raise with_suggestion(exc, path, fmt, **options) from None
 
 
 def predict(model_or_path, x: np.ndarray, dtype=np.float64, states: dict | None = None,
-            return_states: bool = False):
+            return_states: bool = False, layer: str | None = None):
     """The reference forward pass, shaped like the source framework's predict.
 
     states: {state input name: [rows, batch, size]} for a model with state inputs (the others start
     from the layers' initial states).  return_states: return (output, {state output name: array}).
+    layer: (a path) run only that recurrent layer, on its own: its whole output sequence.
     """
     from .reference import forward_with_feeds
-    model = model_or_path if isinstance(model_or_path, Model) else read(model_or_path)
+    model = model_or_path if isinstance(model_or_path, Model) else read_source(model_or_path, layer=layer)
     y, outs = forward_with_feeds(model, x, states, dtype=dtype)
     return (y, outs) if return_states else y
 

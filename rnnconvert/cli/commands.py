@@ -213,12 +213,15 @@ def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path, accept
 @click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False),
               help="Where to write the predictions (.npy; .npz: every output keyed by name, state outputs included).")
 @click.option("--float32", "use_float32", is_flag=True, help="Compute in float32 (default float64).")
+@click.option("--layer", "layer_name", metavar="NAME",
+              help="Run only this recurrent layer (a name `inspect` lists) on its own, as --layer converts it: "
+                   "inputs [batch, time, its input features], output its whole sequence.")
 @arch_option
 @nonfinite_option
 @matlab_options
 @windows_option
-def predict(path, inputs_path, output_path, use_float32, arch_path, allow_nonfinite, var_name, mapping_path,
-            accept_windows_paths):
+def predict(path, inputs_path, output_path, use_float32, layer_name, arch_path, allow_nonfinite, var_name,
+            mapping_path, accept_windows_paths):
     """Run the reference forward pass on PATH, shaped like the framework's own predict."""
     import numpy as np
 
@@ -228,7 +231,8 @@ def predict(path, inputs_path, output_path, use_float32, arch_path, allow_nonfin
     policy = _policy([(path, "the model file"), (inputs_path, "the --inputs file"), (arch_path, "the --arch file"),
                       (mapping_path, "the --mapping file")])
     policy.claim(output_path, "--output", replace=True)
-    model = api.read(path, **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
+    model = api.read_source(path, layer=layer_name,
+                            **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
     _echo_assumptions(model.source)
     if not allow_nonfinite:
         from ..model.validate import check_finite
