@@ -148,7 +148,7 @@ def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path
         raise
     _write_report(report, report_path)
     from .render import render_report
-    echo(render_report(report))
+    echo(render_report(report, compared=True))
 
 
 @cli.command()

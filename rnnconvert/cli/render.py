@@ -117,11 +117,12 @@ def render_extra(desc: dict) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
-def render_report(report) -> str:
+def render_report(report, compared: bool = False) -> str:
+    """`compared`: the report of `verify A B` (two files checked against each other, nothing converted)."""
     lines = []
     src, dst = report.source, report.destination
     if dst:
-        lines.append(f"{src['path']} ({src['format']}) -> {dst['path']} ({dst['format']})")
+        lines.append(f"{src['path']} ({src['format']}) {'against' if compared else '->'} {dst['path']} ({dst['format']})")
     elif report.vectors:
         lines.append(f"{src['path']} ({src['format']}) against vectors {report.vectors['path']}")
     conversion = getattr(report, "conversion", None) or {}
