@@ -10,25 +10,38 @@ import os
 
 import numpy as np
 
-from .errors import RnnConvertError
+from .errors import InputError, RnnConvertError
 from .formats import read, write
-from .formats.per_layer import build, lookup, scan
+from .formats.per_layer import build, extract, lookup, scan, with_suggestion
 from .model import Model
 from .verification.convert import convert
 from .verification.verify import verify, verify_vectors
 
-__all__ = ["read", "write", "convert", "verify", "verify_vectors", "predict", "inspect"]
+__all__ = ["read", "write", "convert", "verify", "verify_vectors", "predict", "inspect", "read_source"]
+
+
+def read_source(path, fmt: str | None = None, layer: str | None = None, **options) -> Model:
+    """The model `predict` runs: the whole model of `path`, or with `layer` that recurrent layer alone as a
+    standalone model (convert's --layer, `rnnconvert/formats/per_layer.py`).  A whole model that does not
+    read is refused as `convert` refuses it, naming the layers `layer` can take."""
+    if layer is not None:
+        return extract(path, layer, fmt, **options)
+    try:
+        return read(path, fmt, **options)
+    except InputError as exc:
+        raise with_suggestion(exc, path, fmt, **options) from None
 
 
 def predict(model_or_path, x: np.ndarray, dtype=np.float64, states: dict | None = None,
-            return_states: bool = False):
+            return_states: bool = False, layer: str | None = None):
     """The reference forward pass, shaped like the source framework's predict.
 
     states: {state input name: [rows, batch, size]} for a model with state inputs (the others start
     from the layers' initial states).  return_states: return (output, {state output name: array}).
+    layer: (a path) run only that recurrent layer, on its own: its whole output sequence.
     """
     from .reference import forward_with_feeds
-    model = model_or_path if isinstance(model_or_path, Model) else read(model_or_path)
+    model = model_or_path if isinstance(model_or_path, Model) else read_source(model_or_path, layer=layer)
     y, outs = forward_with_feeds(model, x, states, dtype=dtype)
     return (y, outs) if return_states else y
 
@@ -42,9 +55,9 @@ def inspect(path, fmt: str | None = None, layer: str | None = None, **options) -
     if s.whole is None and not s.layers and s.error is not None:
         raise s.error          # nothing readable at all: the whole model's refusal is the answer
     if layer is not None:
-        d = describe(build(s, lookup(s, layer)), path=s.path)
+        d = describe(build(s, lookup(s, layer)), path=s.path, fmt=s.format)
     elif s.whole is not None:
-        d = describe(s.whole, path=s.path)
+        d = describe(s.whole, path=s.path, fmt=s.format)
     else:
         entries, assumed = [], []
         for found in s.layers:
@@ -56,14 +69,14 @@ def inspect(path, fmt: str | None = None, layer: str | None = None, **options) -
                                 "nonfinite": 0})
                 continue
             assumed += [a for a in model.source.get("assumptions", []) if a not in assumed]
-            framework = source_framework(model)
+            framework, own = source_framework(model, s.format), model.source.get("keras1_names") or {}
             for one in model.layers:
-                entries.append(describe_recurrent(one, framework) | {"where": found.where})
+                entries.append(describe_recurrent(one, framework, names=own.get(one.name)) | {"where": found.where})
         if s.error is not None and all("error" in e for e in entries):
             raise s.error      # no layer reads on its own either: the whole model's refusal is the answer
         d = {"file": s.path, "format": s.format, "source": {"format": s.format, "assumptions": assumed},
              "name": os.path.basename(s.path),
-             "input": {"name": "-", "features": 0, "dtype": "-", "layout": "-", "time_steps": None},
+             "input": {"name": None, "features": None, "dtype": None, "layout": None, "time_steps": None},
              "output_name": None, "parameters": sum(e["parameters"] for e in entries),
              "nonfinite": sum(e["nonfinite"] for e in entries), "layers": entries}
     d["whole_model"] = {"readable": s.whole is not None, "refusal": s.error.format() if s.error else None}

@@ -68,7 +68,7 @@ class RnnConvertGroup(click.Group):
             report = getattr(exc, "report", None)
             if report is not None and not ctx.meta.get("report_shown"):
                 from .render import render_report
-                echo(render_report(report), err=True)
+                echo(render_report(report, compared=ctx.invoked_subcommand == "verify"), err=True)
             raise CliError(exc.format(), exc.exit_code) from None
         except click.UsageError as exc:
             raise usage_error(exc) from None

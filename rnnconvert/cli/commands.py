@@ -29,9 +29,13 @@ def _load_inputs(path, keyed: bool = False):
     return load(path) if keyed else load_one(path)
 
 
-def _echo_assumptions(model) -> None:
-    for note in model.source.get("assumptions", []):
+def _echo_assumptions(source) -> None:
+    """A model's assumptions and what its reader picked among the file's contents, on stderr."""
+    source = source if isinstance(source, dict) else {}
+    for note in source.get("assumptions", []):
         echo(f"rnnconvert: assumed: {note}", err=True, one_line=True)
+    for note in source.get("picked", []):
+        echo(f"rnnconvert: note: {note}", err=True, one_line=True)
 
 
 def _policy(inputs=(), report_path=None):
@@ -144,7 +148,7 @@ def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path
         raise
     _write_report(report, report_path)
     from .render import render_report
-    echo(render_report(report))
+    echo(render_report(report, compared=True))
 
 
 @cli.command()
@@ -196,8 +200,7 @@ def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path, accept
     from .render import render_extra
     desc = inspect_file(path, layer=layer_name,
                         **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
-    for note in desc["source"].get("assumptions", []) if isinstance(desc["source"], dict) else []:
-        echo(f"rnnconvert: assumed: {note}", err=True, one_line=True)
+    _echo_assumptions(desc["source"])
     echo(json.dumps(desc, indent=1) if as_json else render(desc) + render_extra(desc))
 
 
@@ -210,12 +213,15 @@ def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path, accept
 @click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False),
               help="Where to write the predictions (.npy; .npz: every output keyed by name, state outputs included).")
 @click.option("--float32", "use_float32", is_flag=True, help="Compute in float32 (default float64).")
+@click.option("--layer", "layer_name", metavar="NAME",
+              help="Run only this recurrent layer (a name `inspect` lists) on its own, as --layer converts it: "
+                   "inputs [batch, time, its input features], output its whole sequence.")
 @arch_option
 @nonfinite_option
 @matlab_options
 @windows_option
-def predict(path, inputs_path, output_path, use_float32, arch_path, allow_nonfinite, var_name, mapping_path,
-            accept_windows_paths):
+def predict(path, inputs_path, output_path, use_float32, layer_name, arch_path, allow_nonfinite, var_name,
+            mapping_path, accept_windows_paths):
     """Run the reference forward pass on PATH, shaped like the framework's own predict."""
     import numpy as np
 
@@ -225,8 +231,9 @@ def predict(path, inputs_path, output_path, use_float32, arch_path, allow_nonfin
     policy = _policy([(path, "the model file"), (inputs_path, "the --inputs file"), (arch_path, "the --arch file"),
                       (mapping_path, "the --mapping file")])
     policy.claim(output_path, "--output", replace=True)
-    model = api.read(path, **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
-    _echo_assumptions(model)
+    model = api.read_source(path, layer=layer_name,
+                            **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
+    _echo_assumptions(model.source)
     if not allow_nonfinite:
         from ..model.validate import check_finite
         check_finite(model, path)

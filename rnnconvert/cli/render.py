@@ -41,12 +41,20 @@ def render(desc: dict) -> str:
     inp = desc["input"]
     steps = inp.get("time_steps") or "any"
     extra = ", ".join(f"{k}={v}" for k, v in desc["source"].items() if k != "format" and isinstance(v, (str, int)))
-    out = [f"file    {desc['file'] or '-'}", f"format  {desc['format'] or '-'}" + (f" ({extra})" if extra else ""),
-           f"input   '{inp['name']}': "
-           + ("token ids" if str(inp["dtype"]).startswith("int") else f"{inp['features']} features")
-           + f", {inp['dtype']}, {inp['layout']}, time steps {steps}",
-           f"params  {desc['parameters']:,}" + (f"   !! {desc['nonfinite']} NaN/Inf" if desc["nonfinite"] else ""),
-           *(f"states  {line}" for line in desc.get("states", {}).get("lines", []))]
+    out = [f"file    {desc['file'] or '-'}", f"format  {desc['format'] or '-'}" + (f" ({extra})" if extra else "")]
+    flag = f"   !! {desc['nonfinite']} NaN/Inf" if desc["nonfinite"] else ""
+    if inp.get("name") is None:          # the whole model does not read: its recurrent layers, each on its own
+        n = len(desc["layers"])
+        out += ["model   does not read as a whole (why: 'whole model' below); "
+                + ("its one recurrent layer, read" if n == 1 else f"its {n} recurrent layers, each read")
+                + " on its own as --layer NAME reads it",
+                f"params  {desc['parameters']:,} in {'this layer' if n == 1 else 'these layers'}{flag}"]
+    else:
+        out += [f"input   '{inp['name']}': "
+                + ("token ids" if str(inp["dtype"]).startswith("int") else f"{inp['features']} features")
+                + f", {inp['dtype']}, {inp['layout']}, time steps {steps}",
+                f"params  {desc['parameters']:,}{flag}"]
+    out += [f"states  {line}" for line in desc.get("states", {}).get("lines", [])]
     out += [f"  !! layer '{x['name']}' tensor '{t['name']}': {t['nonfinite']} NaN/Inf of {t['size']} values"
             for x in desc["layers"] for t in x["tensors"] if t["nonfinite"]]
     out.append("")
@@ -121,11 +129,12 @@ def _allowance_rule(factor) -> str:
             f"noise; none for {' and '.join(FLOAT64_ORACLES)} (float64 on both sides); bound: at the max abs element")
 
 
-def render_report(report) -> str:
+def render_report(report, compared: bool = False) -> str:
+    """`compared`: the report of `verify A B` (two files checked against each other, nothing converted)."""
     lines = []
     src, dst = report.source, report.destination
     if dst:
-        lines.append(f"{src['path']} ({src['format']}) -> {dst['path']} ({dst['format']})")
+        lines.append(f"{src['path']} ({src['format']}) {'against' if compared else '->'} {dst['path']} ({dst['format']})")
     elif report.vectors:
         lines.append(f"{src['path']} ({src['format']}) against vectors {report.vectors['path']}")
     conversion = getattr(report, "conversion", None) or {}

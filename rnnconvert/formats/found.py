@@ -13,7 +13,7 @@ class Found:
     kind: str                      # lstm | gru | rnn
     bidirectional: bool
     where: str                     # where in the file, for messages and inspect
-    build: Callable                # () -> (list[Recurrent], notes)
+    build: Callable                # () -> (list[Recurrent], notes[, {extra source entries}])
     node: object = None            # ONNX: the extract.NodeRef, for the node check
     opset: int = 0
     group: list = field(default_factory=list)    # a multi-layer PyTorch module: its layers' names

@@ -115,15 +115,16 @@ def lookup(s: Scan, name: str) -> Found:
     raise InputError(f"no recurrent layer '{name}'; recurrent layers found: {names(s.layers)}", path=s.path)
 
 
-def standalone(layers: list[Recurrent], s: Scan, found: Found, notes: list[str]) -> Model:
-    """The one-layer (or one-module) model: the layers returning their whole sequence."""
+def standalone(layers: list[Recurrent], s: Scan, found: Found, notes: list[str], extra: dict | None = None) -> Model:
+    """The one-layer (or one-module) model: the layers returning their whole sequence.  `extra`: entries
+    the format adds to its source record (a Keras 1 layer's own array names)."""
     out = []
     for layer in layers:
         keep_processing = layer.time_order == "processing" and layer.direction == "reverse"
         out.append(replace(layer, output="sequence", time_order="processing" if keep_processing else "input"))
     said = list(s.assumptions) + list(notes)         # printed with every result
     source = {"format": s.format, "layer": found.name, "where": found.where,
-              "assumptions": [a for a in said if isinstance(a, Assumption)]}
+              "assumptions": [a for a in said if isinstance(a, Assumption)], **(extra or {})}
     read_notes = [a for a in said if not isinstance(a, Assumption)]
     if read_notes:
         source["read_notes"] = read_notes
@@ -135,8 +136,8 @@ def standalone(layers: list[Recurrent], s: Scan, found: Found, notes: list[str])
 def build(s: Scan, found: Found) -> Model:
     """The standalone model of one found layer; unexpected content is an InputError naming it."""
     try:
-        layers, notes = found.build()
-        return standalone(layers, s, found, notes)
+        layers, notes, *extra = found.build()
+        return standalone(layers, s, found, notes, *extra)
     except RnnConvertError:
         raise
     except _UNEXPECTED as exc:

@@ -20,7 +20,8 @@ The schema of the on-disk form is `schemas/model.schema.json`; `schemas/README.m
 
 Owns: the model's types (`core`, `layers`, `activations`), its validity (`validate`), gate orders and
 permutations (`gates`), each framework's weight layout (`layouts`), state ports (`states`), what a reader
-assumed (`assumptions`) and the description `inspect` prints (`describe`).  May import: `rnnconvert.errors`, `rnnconvert.files`.
+assumed (`assumptions`) and the description `inspect` prints (`describe`; a Keras 1 file's own array
+names: `own_names`).  May import: `rnnconvert.errors`, `rnnconvert.files`.
 Nothing here runs a model: the forward pass is `rnnconvert.reference`, which imports this.
 """
 from .activations import (ACTIVATIONS, HARD_SIGMOID_KERAS2, HARD_SIGMOID_KERAS3, LINEAR, RELU, SELU, SELU_ALPHA,

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import gates, layouts
+from . import gates, layouts, own_names
 from ..errors import UnsupportedError
 from . import Activation, Model, Recurrent, layer_fields
 
 _OPS = {"python": (" @ ", "*"), "matlab": (" * ", " .* ")}   # matmul, elementwise product
 
 
-def source_framework(model: Model) -> str:
-    fmt = model.source.get("format")
+def source_framework(model: Model, fmt: str | None = None) -> str:
+    """Whose names describe `model`: the file's format `fmt` when given (a file rnnconvert wrote keeps its
+    source's record in `model.source`, but holds its own format's tensors), else the source's."""
+    fmt = fmt or model.source.get("format")
     return fmt if fmt in layouts.FRAMEWORKS else "canonical"
 
 
@@ -82,10 +84,17 @@ def canonical_letters(framework: str, cell: str) -> dict[str, str]:
     return {order[p]: canon[j] for j, p in enumerate(gates.permutation(cell, order, canon))}
 
 
-def _part(layer, framework, t, field, d, k, H=None, gate=None) -> str:
+def _part(layer, framework, t, field, d, k, H=None, gate=None, own=None) -> str:
     """Index string of one direction's `field` in tensor t: one gate block of it when `gate` is a position,
-    all of its blocks when `gate` is None, and all fields of direction `d` when `field` is None."""
+    all of its blocks when `gate` is None, and all fields of direction `d` when `field` is None.  `own`:
+    the file's own names of the layer's arrays (`own_names`), in the source framework's terms."""
     name = layouts.tensor_name(framework, t, layer.direction, d, k)
+    if own is not None and t.name in own_names.KERAS_TENSORS:
+        if own.per_gate and gate is not None and t.gate_axis is not None:
+            return own.gate(t.name, d, layouts.gate_order(framework, layer.cell)[gate])
+        name = own.tensor(t.name, d)
+        if own.per_gate:
+            return name
     if t.gate_axis is None:
         return name
     fixed, base = layouts.place(framework, t, field or t.canonical[0], d, len(layer.weights), layer.cell)
@@ -137,7 +146,7 @@ def aliases(layer: Recurrent, t: layouts.Tensor, dirs: list[int], source: str, k
     return out
 
 
-def equations(layer: Recurrent, framework: str, entry: dict, k: int = 0) -> list[str]:
+def equations(layer: Recurrent, framework: str, entry: dict, k: int = 0, own=None) -> list[str]:
     """The cell equations of direction 0 with the file's tensor names; H symbolic."""
     fwd = layouts.FRAMEWORKS[framework]
     mm, mul = _OPS[fwd["index"]]
@@ -149,7 +158,7 @@ def equations(layer: Recurrent, framework: str, entry: dict, k: int = 0) -> list
         t = _find(entry, layer, field)
         if t is None or (t.combine == "sum" and field != t.canonical[0]):
             return None                                   # absent, or already in the summed bias
-        s = _part(layer, framework, t, field, 0, k, gate=order.index(letter))
+        s = _part(layer, framework, t, field, 0, k, gate=order.index(letter), own=own)
         if operand is None:
             return s
         return f"{operand}{mm}{s}" if t.transposed else f"{s}{mm}{operand}"
@@ -183,7 +192,7 @@ def equations(layer: Recurrent, framework: str, entry: dict, k: int = 0) -> list
     else:
         lines[-1] = "h" + lines[-1][1:]
     if len(layer.weights) == 2:
-        names = [_part(layer, framework, t, None, 1, k, H=layer.hidden)
+        names = [_part(layer, framework, t, None, 1, k, H=layer.hidden, own=own)
                  for t in entry["tensors"] if _present(layer, t)]
         lines.append(f"reverse direction: the same over the reversed sequence with {', '.join(names)}")
     return lines
@@ -207,12 +216,15 @@ def _json(v):
     return v
 
 
-def describe_recurrent(layer: Recurrent, framework: str, k: int = 0) -> dict:
+def describe_recurrent(layer: Recurrent, framework: str, k: int = 0, names=None) -> dict:
+    """`names`: the arrays a Keras reader took for this layer, in order (`source["keras1_names"]`): a
+    Keras 1 file's own names are shown in place of the Keras 2 ones (`own_names`)."""
     entry, why = layout_for(layer, framework)
     note = None
     if entry is None:
         note = f"shown in canonical names: {why}"
         framework, (entry, _) = "canonical", layout_for(layer, "canonical")
+    own = own_names.keras1(layer, names) if framework == "keras" else None
     H, canon = layer.hidden, canonical_letters(framework, layer.cell)
     symbols = layouts.FRAMEWORKS[framework]["activations"][layer.cell]
     act_names = {}
@@ -221,6 +233,11 @@ def describe_recurrent(layer: Recurrent, framework: str, k: int = 0) -> dict:
     tensors = []
     for st in source_tensors(layer, framework, k):
         t, a = st["tensor"], st["array"]
+        if own is not None:
+            if own.per_gate:
+                tensors += _per_gate(layer, framework, st, own, k)
+                continue
+            st["name"] = own.tensor(t.name, st["directions"][0])
         gl = []
         if t.gate_axis is not None:
             fields = t.canonical[:1] if t.combine == "sum" else t.canonical
@@ -257,11 +274,53 @@ def describe_recurrent(layer: Recurrent, framework: str, k: int = 0) -> dict:
     if layer.cell == "gru":
         d["reset_after"] = layer.reset_after
         d["reset_variant"] = entry.get("variant")
-    d.update(tensors=tensors, equations=equations(layer, framework, entry, k),
+    d.update(tensors=tensors, equations=equations(layer, framework, entry, k, own),
              parameters=sum(t["size"] for t in tensors), nonfinite=sum(t["nonfinite"] for t in tensors))
     if note:
         d["note"] = note
     return d
+
+
+def _per_gate(layer: Recurrent, framework: str, st: dict, own, k: int) -> list[dict]:
+    """A tensor the file stores as one array per gate (Keras 1): one entry per array, each with what the
+    other frameworks call its gate block."""
+    t, a, d = st["tensor"], st["array"], st["directions"][0]
+    H, canon = layer.hidden, canonical_letters(framework, layer.cell)
+    out = []
+    for j, letter in enumerate(layouts.gate_order(framework, layer.cell)):
+        block = np.take(a, range(j * H, (j + 1) * H), axis=t.gate_axis)
+        meaning = gates.GATE_NAMES[layer.cell][canon[letter]]
+        out.append({"name": own.gate(t.name, d, letter), "shape": list(block.shape), "dtype": str(block.dtype),
+                    "gate_axis": None, "transposed": t.transposed,
+                    "canonical": f"{layouts.canonical_text(t)}, the {meaning} block",
+                    "directions": [layer.direction_names()[d]], "gate": letter, "meaning": meaning, "gates": [],
+                    "aliases": _gate_aliases(layer, t, d, canon[letter], framework, k),
+                    "nonfinite": _nonfinite(block), "size": int(block.size)})
+    return out
+
+
+def _gate_aliases(layer: Recurrent, t: layouts.Tensor, d: int, c: str, source: str, k: int) -> dict:
+    """What every other framework calls canonical gate `c`'s block of the fields tensor `t` holds."""
+    out = {}
+    for fw in layouts.FRAMEWORKS:
+        if fw == source:
+            continue
+        entry, _ = layout_for(layer, fw)
+        found = {f: entry and next((x for x in entry["tensors"] if f in x.canonical), None) for f in t.canonical}
+        if entry is None or not all(found.values()):
+            out[fw] = None
+            continue
+        letter = {v: g for g, v in canonical_letters(fw, layer.cell).items()}[c]
+        pos = layouts.gate_order(fw, layer.cell).index(letter)
+        exprs = []
+        for f, x in found.items():
+            e = _part(layer, fw, x, f, d, k, H=layer.hidden, gate=pos)
+            if x.combine == "sum" and set(x.canonical) - set(t.canonical):
+                e += f" (holds {' + '.join(x.canonical)})"
+            if e not in exprs:
+                exprs.append(e)
+        out[fw] = (" + " if t.combine == "sum" else ", ").join(exprs)
+    return out
 
 
 def describe_other(layer) -> dict:
@@ -276,17 +335,19 @@ def describe_other(layer) -> dict:
     return d
 
 
-def describe(model: Model, path=None) -> dict:
-    """The `--json` report: file, format, source, input, parameters, nonfinite, layers."""
-    framework = source_framework(model)
+def describe(model: Model, path=None, fmt: str | None = None) -> dict:
+    """The `--json` report: file, format, source, input, parameters, nonfinite, layers.  `fmt`: the format
+    of the file at `path`, whose own tensor names are shown."""
+    framework = source_framework(model, fmt)
     layers, k = [], 0
+    own = (model.source.get("keras1_names") or {}) if fmt in (None, model.source.get("format")) else {}
     for layer in model.layers:
         if isinstance(layer, Recurrent):
-            layers.append(describe_recurrent(layer, framework, k))
+            layers.append(describe_recurrent(layer, framework, k, own.get(layer.name)))
             k += 1
         else:
             layers.append(describe_other(layer))
-    return _json({"file": None if path is None else str(path), "format": model.source.get("format"),
+    return _json({"file": None if path is None else str(path), "format": fmt or model.source.get("format"),
             "source": model.source, "name": model.name, "input": dict(vars(model.input)),
             "output_name": model.output_name,
             "parameters": sum(x["parameters"] for x in layers),

@@ -152,6 +152,7 @@ def _read(job: Job, tol: dict, seed: int, inputs, allow_nonfinite: bool) -> Repo
     job.inputs = inputs
     report = Report(source=src_info.result(), destination=None, tolerance=tol, seed=seed)
     note_reading(report, job.model, job.src)
+    report.notes += job.model.source.get("picked", [])      # what the reader chose among the file's contents
     return report
 
 

@@ -14,7 +14,7 @@ import hashlib
 
 import numpy as np
 
-from ..model import Dropout, Layer, Model, layer_fields
+from ..model import Dropout, Embedding, Layer, Masking, Model, layer_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,12 +77,14 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def layer_differences(a: Layer, b: Layer) -> list[str]:
-    """Names of the settings and arrays in which two layers of the same kind differ (names ignored)."""
+def layer_differences(a: Layer, b: Layer, masked: bool = True) -> list[str]:
+    """Names of the settings and arrays in which two layers of the same kind differ (names ignored; with
+    `masked` False, no mask reaches the layers, so what they output at a masked step is ignored too)."""
     diff = []
     fa, fb = layer_fields(a), layer_fields(b)
+    ignored = ("name",) if masked else ("name", "masked_output")
     for key in sorted(set(fa) | set(fb)):
-        if key != "name" and fa.get(key) != fb.get(key):
+        if key not in ignored and fa.get(key) != fb.get(key):
             diff.append(key)
     xa, xb = a.arrays(), b.arrays()
     for key in sorted(set(xa) | set(xb)):
@@ -91,8 +93,16 @@ def layer_differences(a: Layer, b: Layer) -> list[str]:
     return diff
 
 
+def has_mask(model: Model) -> bool:
+    """Does anything in the model make a mask (an Embedding with mask_zero, a Masking layer)?"""
+    return any(isinstance(x, Masking) or (isinstance(x, Embedding) and x.mask_zero) for x in model.layers)
+
+
 def classify(src: Model, dst: Model | None, *, notes=(), refused=(), assumed=()) -> dict:
-    """{"preserved": [...], "changed_in_form": [...], "refused": [...], "assumed": [...]}."""
+    """{"preserved": [...], "changed_in_form": [...], "refused": [...], "assumed": [...]}.
+
+    A layer is listed once: under changed in form when the layers differ or a writer's note names it
+    (`'name'`), else as preserved exactly."""
     out = {"preserved": [], "changed_in_form": list(notes), "refused": list(refused), "assumed": list(assumed)}
     if dst is None:
         return out
@@ -103,11 +113,12 @@ def classify(src: Model, dst: Model | None, *, notes=(), refused=(), assumed=())
         return out
     if src.input.layout != dst.input.layout:
         out["changed_in_form"].append(f"input layout {src.input.layout} -> {dst.input.layout}")
+    masked = has_mask(src) or has_mask(dst)
     for (k, a), (_, b) in zip(sa, sb):
-        diff = layer_differences(a, b)
+        diff = layer_differences(a, b, masked)
         if diff:
             out["changed_in_form"].append(f"{_label(k, a)}: {', '.join(diff)} stored differently")
-        else:
+        elif not any(f"'{a.name}'" in n or f"'{b.name}'" in n for n in notes):
             out["preserved"].append(f"{_label(k, a)}: every weight and setting exactly")
     return out
 

@@ -59,6 +59,7 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
                     tolerance=tol, seed=seed)
     note_reading(report, ma, a)
     note_reading(report, mb, b)
+    report.notes += ma.source.get("picked", []) + mb.source.get("picked", [])
     report.conversion = classify(ma, mb, assumed=ma.source.get("assumptions", []) + mb.source.get("assumptions", []))
     suite, expected = check_models(ma, mb, fb, b, report, inputs=inputs, src_fmt=fa, src_path=a)
     require_checks(report, b, hint="")

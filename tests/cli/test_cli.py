@@ -268,11 +268,43 @@ def test_readme_documents_every_command_and_format():
     from rnnconvert.formats import FORMATS
     readme = (ROOT / "README.md").read_text()
     for command in cli.commands:
-        assert f"rnnconvert {command}" in readme or (command == "convert" and "rnnconvert model" in readme), command
+        assert f"rnnconvert {command}" in readme, command
+    table = readme[readme.index("## Commands"):]
+    table = table[:table.index("\n\n", table.index("| command |"))]
+    for words in re.findall(r"`rnnconvert ([^`]*)`", table):
+        first = words.split()[0]
+        # a command, or the default command's SRC: never a word the command line would take for a file
+        assert first in cli.commands or first.isupper(), f"README command table: `rnnconvert {words}`"
     assert formats_table(FORMATS, markdown=True) in readme, "README formats table is stale: " \
         "regenerate it with `rnnconvert formats --markdown`"
     from rnnconvert.model.layouts import markdown_table
     assert markdown_table() in readme, "README weight layout table is stale: `python -m rnnconvert.model.layouts`"
+
+
+def _quick_start() -> list[str]:
+    """The rnnconvert lines of the README's first shell block (install and convert the shipped example)."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```sh\n(.*?)```", readme, re.S).group(1)
+    return [line for line in block.splitlines() if line.startswith("rnnconvert ")]
+
+
+def test_readme_quick_start_runs_twice(tmp_path):
+    """Every rnnconvert line of the quick start, run as written from a fresh folder holding the fixtures, then
+    all of them once more: each exits 0 both times (a second run finds model.onnx from the first)."""
+    import shlex
+    import subprocess
+    import sys
+    lines = _quick_start()
+    assert lines and any(" verify " in f" {x} " for x in lines), lines
+    (tmp_path / "fixtures").symlink_to(ROOT / "fixtures")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for attempt in (1, 2):
+        for line in lines:
+            res = subprocess.run([sys.executable, "-m", "rnnconvert", *shlex.split(line)[1:]], cwd=tmp_path,
+                                 env=env, capture_output=True, text=True, timeout=600)
+            assert res.returncode == 0, f"run {attempt}: {line}\n{res.stdout}{res.stderr}"
+            assert "EQUIVALENT" in res.stdout and "NOT EQUIVALENT" not in res.stdout, res.stdout
+    assert (tmp_path / "model.onnx").is_file()
 
 
 @pytest.mark.parametrize("option,dst,expected", [

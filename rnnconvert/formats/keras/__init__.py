@@ -106,6 +106,8 @@ def _read(path: str, allow_stateful: bool, accept_windows_paths: bool = False) -
         source["notes"] = notes
     if saved.read_notes:
         source["read_notes"] = list(saved.read_notes)
+    if conv.keras1_names:
+        source["keras1_names"] = conv.keras1_names      # what inspect calls the arrays (model/own_names.py)
     if conv.stateful:
         source["assumptions"] = [_stateful_assumption(conv.stateful, shape)]
     model = Model(layers=layers, input=InputSpec(name=input_name, features=int(conv.input_features or 0),

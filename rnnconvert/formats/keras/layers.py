@@ -39,6 +39,7 @@ class Converter:
         self.pending_pad: tuple[int, int, str] | None = None      # a ZeroPadding1D waiting for its Conv1D
         self.notes: list[str] = []
         self.stateful: list[str] = []           # layers read as the first call from zero states
+        self.keras1_names: dict[str, list[str]] = {}    # Keras 1: each layer's arrays as the file names them
 
     # -- helpers ------------------------------------------------------------------------------
     def unsupported(self, e: Entry, msg: str):
@@ -56,6 +57,8 @@ class Converter:
             raise InputError(f"expected {expected} weight arrays at {where}, found {len(found)} ({names})",
                              path=self.path, layer=e.name)
         self.release(e)
+        if self.major < 2:
+            self.keras1_names[e.name] = [str(n) for n, _ in found]
         return [a for _, a in found]
 
     def check(self, e: Entry, what: str, a: np.ndarray, shape: tuple, why: str):

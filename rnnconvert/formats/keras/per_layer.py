@@ -104,7 +104,7 @@ def _build(path, saved, major, entry: graph.Entry, notes):
                                 f"stateful layer '{entry.name}' starts from zero states",
                                 "save the model with stateful=False (the file does not hold the states carried "
                                 "between calls)"))
-    return [layer], list(notes) + conv.notes + extra
+    return [layer], list(notes) + conv.notes + extra, weights_only._names(conv)
 
 
 def _lookup(path, saved):

@@ -289,7 +289,12 @@ def _one_layer(path, wf, r: Recovered):
         cfg["return_sequences"] = True
     conv = Converter(path, wf.major, _lookup(wf), model_class="Functional", features=None)
     layer = conv.convert(graph.Entry(r.name, r.cls, cfg, r.name))
-    return [layer], [f"read from a weights-only {wf.era} file"] + r.assumptions
+    return [layer], [f"read from a weights-only {wf.era} file"] + r.assumptions, _names(conv)
+
+
+def _names(conv) -> dict:
+    """The standalone model's extra source entries: a Keras 1 layer's own array names."""
+    return {"keras1_names": conv.keras1_names} if conv.keras1_names else {}
 
 
 def read(path: str, arch=None) -> Model:
@@ -358,7 +363,8 @@ def read(path: str, arch=None) -> Model:
         raise UnsupportedError("the architecture has no recurrent layer; nothing to convert", path=path)
     time_steps = shape[0] if isinstance(shape, list) and len(shape) == 2 and isinstance(shape[0], int) else None
     source = {"format": "keras", "container": "h5 weights-only", "keras_version": None, "era": wf.era,
-              "assumptions": assumptions, "notes": conv.notes}
+              "assumptions": assumptions, "notes": conv.notes,
+              **({"keras1_names": conv.keras1_names} if conv.keras1_names else {})}
     return Model(layers, InputSpec(name="input", features=int(conv.input_features), time_steps=time_steps),
                  name=os.path.splitext(os.path.basename(path))[0], source=source).validate(path)
 

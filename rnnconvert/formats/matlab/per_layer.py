@@ -15,7 +15,7 @@ from ...model.assumptions import Assumption
 from ..found import Found
 from . import mcos
 from .build import _recurrent, _text, _value, fields
-from .reader import _layer_list
+from .reader import _layer_list, networks
 
 KINDS = {"LSTMLayer": ("lstm", False), "BiLSTMLayer": ("lstm", True), "GRULayer": ("gru", False)}
 
@@ -23,8 +23,9 @@ KINDS = {"LSTMLayer": ("lstm", False), "BiLSTMLayer": ("lstm", True), "GRULayer"
 def scan(path: str, var: str | None = None, **_options) -> list[Found]:
     variables = mcos.load(path)
     out = _bare_layers(path, variables)
+    keep = set(networks(variables)[0]) if var is None else {var}     # untrained arrays beside a network: left out
     for vname, value in variables.items():
-        if var is not None and vname != var:
+        if vname not in keep:
             continue
         layers = _layer_list(value) or []
         for k, layer in enumerate(layers):

@@ -17,7 +17,7 @@ import numpy as np
 from ...errors import InputError, UnsupportedError
 from ...model import Model
 from . import mcos
-from .build import _text, build, fields
+from .build import _text, _value, build, fields
 
 NETWORKS = ("SeriesNetwork", "DAGNetwork", "dlnetwork", "LayerGraph")
 
@@ -42,9 +42,19 @@ def read(path, var: str | None = None, mapping=None, arch=None, **_options) -> M
     if mapping is not None:
         from .bare import read_bare
         return read_bare(path, variables, mapping)
-    name, layers = _network_variable(variables, path, var)
+    name, layers, skipped = _network_variable(variables, path, var)
     del variables
-    return build(layers, path, name, release=True)
+    model = build(layers, path, name, release=True)
+    if skipped:
+        model.source["picked"] = [_picked_note(name, skipped)]
+    return model
+
+
+def _picked_note(name: str, skipped: list[str]) -> str:
+    which = ", ".join(f"'{v}'" for v in skipped)
+    return (f"read variable '{name}', the one trained network in the file; {which} "
+            f"{'holds' if len(skipped) == 1 else 'hold'} untrained layer definitions (no learned weights), "
+            "left out (--var NAME picks another)")
 
 
 # ------------------------------------------------------------------------------ finding the network
@@ -83,25 +93,53 @@ def _is_layer(v) -> bool:
     return isinstance(v, dict) and isinstance(v.get("Class"), str) and "Name" in v
 
 
-def _network_variable(variables: dict, path: str, var: str | None):
+def networks(variables: dict) -> tuple[dict, list[str]]:
+    """({variable: layers} of the variables holding a network or layer array, [untrained ones left out]):
+    a workspace saved with the untrained `layers` array next to the trained `net` holds one network."""
     found = {k: _layer_list(v) for k, v in variables.items()}
     found = {k: v for k, v in found.items() if v is not None}
+    trained = {k: v for k, v in found.items() if _has_weights(v)}
+    if not trained or len(trained) == len(found):
+        return found, []
+    return trained, [k for k in found if k not in trained]
+
+
+def _has_weights(layers: list) -> bool:
+    """Does any layer hold a learned array (a layer array straight from lstmLayer(...) holds none)?"""
+    for layer in layers:
+        try:
+            _, p = fields(layer)
+        except (TypeError, KeyError, AttributeError):
+            continue
+        for key in ("InputWeights", "Weights", "TrainedMean", "Scale"):
+            try:
+                if _value(p.get(key)) is not None:
+                    return True
+            except (TypeError, ValueError):
+                continue
+    return False
+
+
+def _network_variable(variables: dict, path: str, var: str | None):
+    """(name, layers, untrained variables left out)."""
     if var is not None:
         if var not in variables:
             raise InputError(f"no variable '{var}'; the file holds: {', '.join(variables) or 'nothing'}",
                              path=path)
-        if var not in found:
+        layers = _layer_list(variables[var])
+        if layers is None:
             raise InputError(f"variable '{var}' is not a MATLAB network or layer array", path=path)
-        return var, _chain(variables[var], found[var], var, path)
+        return var, _chain(variables[var], layers, var, path), []
+    found, skipped = networks(variables)
     if not found:
         raise InputError("no MATLAB network or layer array in the file (variables: "
                          f"{', '.join(variables) or 'none'}); for plain matrices give a mapping file "
                          "(--mapping map.yaml; schemas/matlab.md)", path=path)
     if len(found) > 1:
-        raise InputError(f"several variables hold networks: {', '.join(found)}; choose one with "
-                         "--var NAME", path=path)
+        raise InputError(f"several variables hold {'trained ' if skipped else ''}networks: {', '.join(found)}; "
+                         "choose one with --var NAME", path=path)
     name, layers = next(iter(found.items()))
-    return name, _chain(variables[name], layers, name, path)
+    return name, _chain(variables[name], layers, name, path), skipped
 
 
 def _chain(value, layers: list, var: str, path: str) -> list:

@@ -253,6 +253,65 @@ def test_untrained_layer_array_is_refused(tmp_path):
         "matlab/rnnconvert_export.m")
 
 
+def _workspace(path, version, trained_names=("net",), untrained_name="layers"):
+    """What `save` writes after training: the untrained Layer array given to trainNetwork (`layers`) and
+    the trained SeriesNetwork(s) it returned, as MCOS objects written by mat-io."""
+    save_to_mat, MatlabOpaque, MatlabOpaqueArray = _matio()
+    C, H = 3, 4
+    m, _, _ = _torch_lstm(C, H)
+    empty = {"Version": np.array([[2.0]]), "Value": np.zeros((0, 0), np.float32)}
+    untrained = np.empty((3, 1), dtype=object)
+    untrained[0, 0] = MatlabOpaque(_input_layer(C)[1], "nnet.cnn.layer.SequenceInputLayer")
+    untrained[1, 0] = MatlabOpaque({"Name": "lstm", "NumHiddenUnits": np.array([[float(H)]]), "InputWeights": empty,
+                                    "RecurrentWeights": empty, "Bias": empty}, "nnet.cnn.layer.LSTMLayer")
+    untrained[2, 0] = MatlabOpaque({"Name": "regressionoutput"}, "nnet.cnn.layer.RegressionOutputLayer")
+    trained = np.empty((2, 1), dtype=object)
+    trained[0, 0] = MatlabOpaque(_input_layer(C)[1], "nnet.cnn.layer.SequenceInputLayer")
+    trained[1, 0] = MatlabOpaque(_lstm_layer(m, H, "sequence")[1], "nnet.cnn.layer.LSTMLayer")
+    net = MatlabOpaque({"Version": np.array([[1.0]]), "Layers": trained}, "SeriesNetwork")
+    variables = {untrained_name: MatlabOpaqueArray(untrained, "nnet.cnn.layer.Layer"), "unrelated": np.ones((2, 3))}
+    variables.update({name: net for name in trained_names})
+    save_to_mat(str(path), variables, version=version)
+    return path, m, C
+
+
+@pytest.mark.parametrize("version", ["v7", "v7.3"])
+def test_workspace_with_untrained_layers_and_trained_net_reads_the_net(runner, tmp_path, version):
+    """`save` after training holds `layers` (no weights) and `net`: the trained one is read, a note says so,
+    and the ONNX written from it computes what torch computes with the same weights."""
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    from rnnconvert.cli import cli
+    path, m, C = _workspace(tmp_path / "workspace.mat", version)
+    note = ("read variable 'net', the one trained network in the file; 'layers' holds untrained layer "
+            "definitions (no learned weights), left out (--var NAME picks another)")
+    res = runner.invoke(cli, ["convert", str(path), str(tmp_path / "net.onnx")])
+    assert res.exit_code == 0, res.stderr
+    assert f"  note: {note}" in res.output.splitlines()
+    x = _x(C=C)
+    with torch.no_grad():
+        y, _ = m(torch.from_numpy(x))
+    sess = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"])
+    _close(sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[0], y.numpy())
+    res = runner.invoke(cli, ["inspect", str(path)])
+    assert res.exit_code == 0, res.stderr
+    assert f"rnnconvert: note: {note}" in res.stderr.splitlines()
+    res = runner.invoke(cli, ["convert", str(path), str(tmp_path / "layers.onnx"), "--var", "layers"])
+    assert res.exit_code == 2
+    assert "variable 'layers' has no learned weights (layers lstm are untrained layer definitions)" in res.stderr
+
+
+def test_workspace_with_two_trained_networks_needs_var(runner, tmp_path):
+    from rnnconvert.cli import cli
+    path, _, _ = _workspace(tmp_path / "workspace.mat", "v7", trained_names=("net", "net2"))
+    res = runner.invoke(cli, ["convert", str(path), str(tmp_path / "out.onnx")])
+    assert res.exit_code == 2
+    assert res.stderr.startswith(f"rnnconvert: error: {path}: several variables hold trained networks: net, net2; "
+                                 "choose one with --var NAME")
+    res = runner.invoke(cli, ["convert", str(path), str(tmp_path / "out.onnx"), "--var", "net2"])
+    assert res.exit_code == 0, res.stderr
+
+
 def test_unsupported_layer_and_normalization_are_refused(tmp_path):
     C, H = 3, 4
     m, _, _ = _torch_lstm(C, H)
