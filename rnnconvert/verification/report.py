@@ -35,6 +35,7 @@ class Report:
                                                       "refused": [], "assumed": []})
     localization: dict | None = None
     vectors: dict | None = None      # {"path": ..., "role": "written" | "checked"}
+    suite: dict | None = None        # the time budget and what it shortened (budget.fitted_suite)
 
     @property
     def passed(self) -> bool:
