@@ -96,6 +96,7 @@ class Printer:
         self.stopped = threading.Event()
         self.ticker = None
         self.start = time.perf_counter()
+        self.columns = _columns(stream) if tty else 0
 
     def __call__(self, event: Event) -> None:
         with self.lock:
@@ -120,7 +121,7 @@ class Printer:
             text = f"  verifying: check {e.done}{total} done{now}, {elapsed:.0f} s"
             if e.check is None:
                 text += f": {e.message}"
-        text = printable(text)          # a file's name never acts on the terminal
+        text = printable(text)[:self.columns - 1]       # a file's name never acts on the terminal; one row
         self.stream.write("\r" + text.ljust(self.width))
         self.stream.flush()
         self.width = len(text)
@@ -144,6 +145,16 @@ class Printer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _columns(stream) -> int:
+    """The terminal's width (80 when it does not say): a longer live line would wrap, and \\r redraw only
+    its last row."""
+    import os
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 80
+    except (AttributeError, OSError, ValueError):
+        return 80
 
 
 def line(event: Event) -> str:

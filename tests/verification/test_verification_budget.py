@@ -189,3 +189,21 @@ def test_on_a_terminal_progress_is_one_live_line(tmp_path):
     assert re.search(r"\r  verifying: check 11 of 11 done \(onnxruntime\(dst\) seeded b2 t300\), \d+ s", text)
     assert re.search(r"\r {20,}\r$", text)            # erased before the report
     assert "[1/11]" not in text and out.rstrip().endswith("EQUIVALENT")
+
+
+def test_the_live_line_fits_one_row_and_is_erased():
+    import io
+
+    from rnnconvert.verification.checks import Check
+    from rnnconvert.verification.progress import Printer, Tracker
+    out = io.StringIO()
+    with Printer(out, tty=True) as printer:
+        tracker = Tracker(printer)
+        tracker.stage("reading a.onnx (onnx)")
+        tracker.planned(2)
+        tracker.check(Check("streaming onnxruntime(dst), states carried", "seeded b3 t4001 + random states chunks "
+                            "1+2+5+1331+2662", 0.0, 0.0, [], True))
+    rows = out.getvalue().split("\r")
+    assert rows[1].startswith("  reading a.onnx (onnx) ... ")
+    assert len(rows[2]) == 79 and rows[2].startswith("  verifying: check 1 of 2 done (streaming onnxruntime(dst)")
+    assert rows[3:] == [" " * 79, ""]
