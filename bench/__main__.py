@@ -14,7 +14,8 @@ Operations: convert (a >= 100M-parameter stacked BiLSTM, Keras .h5 -> ONNX, vs r
 memory (peak RSS of that conversion vs the weight bytes), forward (reference pass vs onnxruntime, LSTM
 and GRU), startup (`rnnconvert --help`, `formats`), tf2onnx (on the same Keras model, when the dev venv
 with TensorFlow exists; a 30M-parameter model by default: on 111M parameters tf2onnx was killed at 22.6 GB
-RSS), verification (its parts as convert runs them for a large model).
+RSS), verification (its parts as convert runs them for a large model), verify-cost (verification beside the
+conversion on a 4001-step streaming ONNX graph: the time budget of verification/budget.py).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-DEFAULT = ["convert", "memory", "forward", "startup", "tf2onnx", "verification"]
+DEFAULT = ["convert", "memory", "forward", "startup", "tf2onnx", "verification", "verify-cost"]
 ALL = DEFAULT + ["large"]
 NEEDS_BIG = {"convert", "memory", "verification"}
 
@@ -40,6 +41,7 @@ def parse(argv):
                     help="tf2onnx's model size (tf2onnx needed over 22 GB of RAM for 111M parameters)")
     ap.add_argument("--large-params-m", type=float, default=560.0, help="`large` model size (> 537 = 2 GiB)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--state-hidden", type=int, default=256, help="verify-cost: the LSTM's hidden size")
     ap.add_argument("--no-verify", action="store_true", help="`large` only: convert without verification")
     args = ap.parse_args(argv)
     args.which = args.which or DEFAULT
@@ -79,6 +81,9 @@ def run(args) -> list:
             elif which == "verification":
                 from .convert import bench_verification
                 bench_verification(args, big, rows)
+            elif which == "verify-cost":
+                from .verify_cost import bench_verify_cost
+                bench_verify_cost(args, rows, folder)
             elif which == "forward":
                 from .forward import bench_forward
                 bench_forward(args, rows, folder)

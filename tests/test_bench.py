@@ -16,7 +16,8 @@ pytest.importorskip("keras")
 
 def test_bench_quick_runs_every_operation(capsys):
     from bench.__main__ import main
-    rows = main(["--quick", "convert", "memory", "forward", "startup", "verification", "large", "tf2onnx"])
+    rows = main(["--quick", "convert", "memory", "forward", "startup", "verification", "large", "tf2onnx",
+                 "verify-cost"])
     out = capsys.readouterr().out
     assert out.splitlines()[2].split()[:7] == ["operation", "rnnconvert", "peer", "ratio", "target", "met?", "peer"]
     assert "load average" in out.splitlines()[1]
@@ -25,7 +26,7 @@ def test_bench_quick_runs_every_operation(capsys):
                      "reference forward float64, GRU", "rnnconvert --help", "rnnconvert formats",
                      "verification of the large model, its parts", "  onnxruntime(dst): one session",
                      "  read back", "float64 on the full suite", ".h5 -> .onnx, verified", ".h5 -> .mat, verified", ".h5 -> .keras, verified",
-                     "tf.keras .h5 -> .onnx"):
+                     "tf.keras .h5 -> .onnx", "verification of a 4001-step state-port LSTM"):
         assert any(expected in op for op in ops), expected
     measured = [r for r in rows if "tf.keras" not in r.operation]        # tf2onnx: only where its venv exists
     assert all(r.ours is not None and r.ours >= 0 for r in measured)

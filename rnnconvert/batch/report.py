@@ -1,6 +1,6 @@
 """What a batch run shows: `PlanResult` (the plan report: counts, the one-line summary, the problems and
 the JSON of `--report`, with the exit code of the worst result) and `Progress` (a `[3/10] ok  src -> dst`
-line per conversion).
+line per conversion, on stderr: the lines `convert` prints per check, `verification/progress.py`, have the same form).
 """
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ class PlanResult:
 
 
 class Progress:
-    """`[3/10] ok    src -> dst (1.2 s)` lines; on a terminal one updating line, failures kept."""
+    """`[3/10] ok    src -> dst (1.2 s)` lines on `stream` (default stderr); on a terminal one updating line,
+    failures kept."""
 
     def __init__(self, tty: bool = False, stream=None):
         self.tty = tty
@@ -71,7 +72,7 @@ class Progress:
         self.width = 0
 
     def _out(self):
-        return self.stream or sys.stdout
+        return self.stream or sys.stderr
 
     def __call__(self, done: int, total: int, task: Task, result: dict) -> None:
         word = STATUS_WORD[result["status"]]

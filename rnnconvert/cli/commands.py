@@ -16,9 +16,11 @@ from .options import (LAYER_HELP, _read_options, arch_option, check_options, mat
                       windows_option)
 
 
-def _progress(msg: str) -> None:
-    if sys.stderr.isatty():
-        echo(f"  {msg} ...", err=True)
+def _progress():
+    """Progress on stderr (stdout holds the report, or JSON): on a terminal one live line, otherwise one
+    line per finished check (`rnnconvert/verification/progress.py`)."""
+    from ..verification.progress import Printer
+    return Printer(sys.stderr, sys.stderr.isatty())
 
 
 def _load_inputs(path, keyed: bool = False):
@@ -87,8 +89,8 @@ def _write_report(report, path):
 @windows_option
 @click.pass_context
 def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
-            emit_test, stateful, external_data, layer_name, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
-            allow_nonfinite, strict, var_name, mapping_path, accept_windows_paths):
+            emit_test, stateful, external_data, layer_name, rtol, atol, inputs_path, seed, report_path, full_suite,
+            arch_path, emit_vectors, allow_nonfinite, strict, var_name, mapping_path, accept_windows_paths):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from ..api import convert as run
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
@@ -97,13 +99,14 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
     policy = _policy([(src, "the source file"), (inputs_path, "the --inputs file"), (arch_path, "the --arch file"),
                       (mapping_path, "the --mapping file")], report_path)
     try:
-        report = run(src, dst, verify=not no_verify, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path),
-                     force=force, keep_failed=keep_failed, src_format=src_format, dst_format=dst_format,
-                     seed=seed, read_options=_read_options(arch_path, var_name, mapping_path, accept_windows_paths),
-                     emit_module=emit_module,
-                     write_options=write_options or None,
-                     emit_vectors=emit_vectors, progress=_progress, layer=layer_name,
-                     allow_nonfinite=allow_nonfinite, outputs=policy, strict=strict)
+        with _progress() as progress:
+            report = run(src, dst, verify=not no_verify, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path),
+                         force=force, keep_failed=keep_failed, src_format=src_format, dst_format=dst_format,
+                         seed=seed, read_options=_read_options(arch_path, var_name, mapping_path, accept_windows_paths),
+                         emit_module=emit_module, write_options=write_options or None,
+                         emit_vectors=emit_vectors, progress=progress, layer=layer_name,
+                         allow_nonfinite=allow_nonfinite, outputs=policy,
+                         time_budget=float("inf") if full_suite else None, strict=strict)
     except RnnConvertError as exc:
         _write_report(getattr(exc, "report", None) or getattr(exc, "report_so_far", None), report_path)
         raise
@@ -120,7 +123,7 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
 @click.option("--force", is_flag=True, help="Overwrite vectors already in the --emit-vectors DIR.")
 @check_options
 @windows_option
-def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path, arch_path, emit_vectors,
+def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path, full_suite, arch_path, emit_vectors,
            allow_nonfinite, strict, accept_windows_paths):
     """Prove that model files A and B compute the same (exit 0), or not (exit 1); 2 on bad input.
 
@@ -139,10 +142,12 @@ def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path
         given += [(vectors_path, "the --vectors file")] + [(p, "a --vectors file") for p in vector_files(folder)]
     policy = _policy(given, report_path)
     try:
-        report = run(a, b, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path), seed=seed,
-                     read_options=_read_options(arch_path, accept_windows_paths=accept_windows_paths),
-                     vectors_path=vectors_path, emit_vectors=emit_vectors, allow_nonfinite=allow_nonfinite,
-                     force=force, outputs=policy, strict=strict)
+        with _progress() as progress:
+            report = run(a, b, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path), seed=seed,
+                         read_options=_read_options(arch_path, accept_windows_paths=accept_windows_paths),
+                         vectors_path=vectors_path, emit_vectors=emit_vectors, allow_nonfinite=allow_nonfinite,
+                         force=force, outputs=policy, progress=progress,
+                         time_budget=float("inf") if full_suite else None, strict=strict)
     except VerificationError as exc:
         _write_report(exc.report, report_path)
         raise
@@ -174,10 +179,10 @@ def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only):
         return
     if report_path:
         batch_module.plan_outputs(plan_obj).claim(report_path, "--report", replace=True)
-    tty = sys.stdout.isatty()
-    with batch_module.plan_lock(plan_obj):
+    with batch_module.plan_lock(plan_obj):      # progress on stderr, as convert's and verify's
         result = batch_module.run_plan(plan_obj, jobs=n_jobs, fail_fast=fail_fast, force=force,
-                                       shard=batch_module.parse_shard(shard), progress=batch_module.Progress(tty))
+                                       shard=batch_module.parse_shard(shard),
+                                       progress=batch_module.Progress(sys.stderr.isatty(), sys.stderr))
     _write_report(result.to_dict() if report_path else None, report_path)
     echo(result.summary())
     for line in result.problems():

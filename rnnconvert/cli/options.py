@@ -91,6 +91,9 @@ def check_options(f):
                      help="Your own inputs (.npy, [batch, time, features]) added to the seeded suite.")(f)
     f = click.option("--seed", type=Seed(), default=0, show_default=True, help="Seed of the input suite.")(f)
     f = arch_option(f)
+    f = click.option("--full-suite", is_flag=True,
+                     help="Run the whole seeded suite whatever it costs (by default verification keeps within 10x "
+                          "the read + write time or 30 s, shortening the longest seeded inputs; the report says which).")(f)
     f = click.option("--report", "report_path", type=click.Path(dir_okay=False),
                      help="Write the verification report as JSON (schemas/report.schema.json).")(f)
     f = click.option("--emit-vectors", "emit_vectors", type=click.Path(file_okay=False),

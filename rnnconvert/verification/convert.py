@@ -10,10 +10,10 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
 
 import numpy as np
 
@@ -25,12 +25,14 @@ from ..model import Model
 from ..model.assumptions import strict as refuse_assumptions
 from ..model.validate import check_finite
 from . import large
+from .budget import Budget, allowance
 from .checks import _tolerance, judge_with
 from .diagnose import classify, skeleton
 from .inputs import check as check_inputs
 from .oracles import check_models, node_checks
 from .outputs import (_claim_outputs, _emit_module, _emit_vectors, _existing_folder, _install,
                       _register_inputs)
+from .progress import Tracker, observe
 from .report import Report, _failure_message, file_info, note_reading, require_checks
 from .suite import check_seed
 
@@ -45,7 +47,7 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
             read_options: dict | None = None, write_options: dict | None = None, emit_module=None,
             emit_vectors=None, progress=None, layer: str | None = None,
             allow_nonfinite: bool = False, outputs: Outputs | None = None, make_dirs: bool = False,
-            strict: bool = False) -> Report:
+            strict: bool = False, time_budget: float | None = None) -> Report:
     """Read `src`, write `dst`, read it back and verify; `dst` appears only when all checks pass.
 
     On a failed verification nothing is left at `dst` (an existing file there is untouched)
@@ -62,10 +64,15 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     --report) registered; every path written is claimed in it.  `make_dirs`: DST's missing folders are
     made when it is installed (never before verification passed).  `strict`: a source read under any
     assumption (`model.source["assumptions"]`) is refused (InputError naming each and what settles it).
+    `progress`: called with a `progress.Event` for each stage and each finished check (`progress.Printer`
+    prints them).  `time_budget`: seconds verification may spend (None: 10x the read + write time or 30 s,
+    whichever is larger; inf: the full suite): past it the longest seeded inputs are shortened
+    (`budget.py`, `report.suite`).
     """
     job = Job(os.fspath(src), os.fspath(dst), verify=verify, force=force, keep_failed=keep_failed,
               make_dirs=make_dirs, layer=layer, read_options=read_options or {}, write_options=write_options or {},
-              emit_module=emit_module, emit_vectors=emit_vectors, say=progress or (lambda msg: None), strict=strict)
+              emit_module=emit_module, emit_vectors=emit_vectors, time_budget=time_budget,
+              tracker=None if progress is None else Tracker(progress), strict=strict)
     tol, seed = _tolerance(atol, rtol), check_seed(seed)       # usage errors before any work
     _resolve(job, src_format, dst_format, outputs)
     report = _read(job, tol, seed, inputs, allow_nonfinite)
@@ -102,7 +109,8 @@ class Job:
     write_options: dict
     emit_module: object
     emit_vectors: object
-    say: Callable[[str], None]
+    time_budget: float | None
+    tracker: Tracker | None
     strict: bool = False
     src_fmt: object = None
     dst_fmt: object = None
@@ -111,6 +119,14 @@ class Job:
     scratch: str = ""               # the existing folder the temporary one is made in
     inputs: np.ndarray | None = None
     model: Model | None = None
+    io_seconds: float = 0.0         # reading the source and writing DST: what the verification budget scales with
+
+    def say(self, message: str) -> None:
+        if self.tracker is not None:
+            self.tracker.stage(message)
+
+    def budget(self) -> Budget:
+        return allowance(self.io_seconds, self.time_budget)
 
     def reread(self) -> Model:
         return _read_source(self.src, self.src_fmt, self.read_options, self.layer)
@@ -142,7 +158,9 @@ def _read(job: Job, tol: dict, seed: int, inputs, allow_nonfinite: bool) -> Repo
     """The source model (`job.model`), its weights finite, `inputs` checked against it; the report begun."""
     job.say(f"reading {job.src} ({job.src_fmt.name})")
     src_info = Background(file_info, job.src, job.src_fmt.name)
+    start = time.perf_counter()
     job.model = job.reread()
+    job.io_seconds += time.perf_counter() - start
     if job.strict:
         refuse_assumptions(job.model, job.src)
     if not allow_nonfinite:
@@ -153,6 +171,7 @@ def _read(job: Job, tol: dict, seed: int, inputs, allow_nonfinite: bool) -> Repo
     report = Report(source=src_info.result(), destination=None, tolerance=tol, seed=seed)
     note_reading(report, job.model, job.src)
     report.notes += job.model.source.get("picked", [])      # what the reader chose among the file's contents
+    observe(report, job.tracker)
     return report
 
 
@@ -197,6 +216,7 @@ def _errors_name_dst(tmp: str, dst: str):
 def _write(job: Job, report: Report, tmp: str) -> list:
     """The source model written at `tmp`; the writer's notes.  A refusal (UnsupportedError) carries the
     report so far, the refusal in `conversion["refused"]`."""
+    start = time.perf_counter()
     try:
         written = job.dst_fmt.load().write(job.model, tmp, **job.write_options) or []
     except UnsupportedError as exc:
@@ -205,6 +225,7 @@ def _write(job: Job, report: Report, tmp: str) -> list:
                                      assumed=job.model.source.get("assumptions", []))
         exc.report_so_far = report
         raise
+    job.io_seconds += time.perf_counter() - start
     report.notes += written
     return written
 
@@ -225,7 +246,8 @@ def _ordinary(job: Job, report: Report, tmp: str, written: list):
     job.say("verifying")
     back = job.dst_fmt.load().read(tmp) if job.dst_fmt.reads else None
     report.conversion = classify(job.model, back, notes=written, assumed=job.model.source.get("assumptions", []))
-    suite, expected = check_models(job.model, back, job.dst_fmt, tmp, report, inputs=job.inputs)
+    suite, expected = check_models(job.model, back, job.dst_fmt, tmp, report, inputs=job.inputs,
+                                   budget=job.budget(), progress=job.tracker, layer=job.layer is not None)
     if job.layer is not None:
         noise = [i["float32_noise"] for i in report.inputs]
         report.checks += node_checks(job.src, job.layer, suite, judge_with(expected, report.tolerance, noise),

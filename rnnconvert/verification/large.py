@@ -5,7 +5,8 @@ whose runtime, if any, reads the weights from the file alone: ONNX, Keras, MATLA
 the oracles, tolerance and report of any other model, in this order, so that besides a runtime's own
 memory at most one copy of its weights is held at a time and no pass repeats another:
 
-1. expected: the reference pass of the source on the suite for large models (suite.py), in float32
+1. expected: the reference pass of the source on the suite for large models (suite.py, fitted to the
+   time budget: budget.py), in float32
    (float64 costs 2-6x more on matrices of this size and copies each layer's weights);
 2. the source's arrays are reduced to SHA-1 digests (`diagnose.skeleton`, on a `convert.Background`
    thread started before the destination is written) and its weights released;
@@ -35,6 +36,7 @@ from . import runtimes
 from . import suite as suites
 from .diagnose import classify, identical, skeleton
 from ..model import Model
+from .budget import fitted_suite, oracle_passes, planned_checks
 from .checks import compare, noise_between
 from .oracles import _runtime_checks, localize_worst, node_checks, reference_checks
 
@@ -79,19 +81,26 @@ class LazyNoise:
         self.failed = []
 
 
-def verify(held: list, digests, dst_fmt, path, report, *, inputs, reread, notes, assumed):
+def _float32_pass(model: Model):
+    from ..reference.network import forward
+    return lambda x: forward(model, x, dtype=np.float32).astype(np.float64)
+
+
+def verify(held: list, digests, dst_fmt, path, report, *, inputs, reread, notes, assumed, budget=None,
+           progress=None, layer=False):
     """Check the file `path` against the source model `held.pop()` (the caller keeps no other reference,
     so its weights are released after step 1); `digests`: verification.Background making its skeleton.
-    `reread()` reads the source again (failures only).
+    `reread()` reads the source again (failures only).  `budget`, `progress`: as `oracles.check_models`.
 
     Returns (model, suite, expected): `model` the read-back model when it is identical to the source
     (the source's stand-in for what follows verification), else None.
     """
-    from ..reference.network import forward
     model = held.pop()
-    suite = suites.input_suite(model, report.seed, inputs, path=report.source["path"])
+    passes = oracle_passes(model, None, dst_fmt, layer=layer, large=True)
+    suite, expected = fitted_suite(model, report, inputs, budget, passes, _float32_pass(model), progress)
     report.initial_states = suites.initial_states(model)
-    expected = [forward(model, x, dtype=np.float32).astype(np.float64) for _, x in suite]
+    if progress is not None:
+        progress.planned(planned_checks(model, model, dst_fmt, suite, layer=layer))
     report.inputs = [{"label": label, "shape": list(x.shape), "float32_noise": None, "reference": "float32"}
                      for label, x in suite]
     src = digests.result()
@@ -108,6 +117,8 @@ def verify(held: list, digests, dst_fmt, path, report, *, inputs, reread, notes,
         same = identical(src, back_digests)
         if same and report.checks:          # without a runtime check, reference(dst) is the only one
             report.notes.append(IDENTICAL)
+            if progress is not None:
+                progress.planned(len(suite) if layer else 0)
         else:
             reference_checks(report, src, back, suite, judge)
     if judge.failed:
@@ -126,7 +137,8 @@ def verify_written(digests, job, report, tmp, written):
     assumed = job.model.source.get("assumptions", [])
     held, job.model = [job.model], None
     model, suite, expected = verify(held, digests, job.dst_fmt, tmp, report, inputs=job.inputs, notes=written,
-                                    assumed=assumed, reread=job.reread)
+                                    assumed=assumed, reread=job.reread, budget=job.budget(), progress=job.tracker,
+                                    layer=job.layer is not None)
     if job.layer is not None:
         judge = LazyNoise(report, suite, expected)
         report.checks += node_checks(job.src, job.layer, suite, judge, job.src_fmt.name, report=report)

@@ -9,10 +9,11 @@ from __future__ import annotations
 from .. import formats
 from ..formats.per_layer import lookup, scan
 from . import runtimes
+from .budget import fitted_suite, oracle_passes, planned_checks
 from .checks import _run_in_layout, float32_noise, judge_with
 from .diagnose import localize
 from .report import reason
-from .suite import STREAMING, chunking, initial_states, input_suite, stream, streaming_undefined
+from .suite import STREAMING, chunking, initial_states, stream, streaming_undefined
 
 
 def _runtime_checks(report, fmt, path, model, suite, judge, role, src_model):
@@ -61,16 +62,21 @@ def reference_checks(report, src_model, dst_model, suite, judge):
 
 
 def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None,
-                 src_fmt=None, src_path=None):
-    """Run every check of dst (and src's own runtime where it has one) against reference(src).
+                 src_fmt=None, src_path=None, budget=None, progress=None, layer=False):
+    """Run every check of dst (and src's own runtime where it has one) against reference(src), on the
+    suite fitted to `budget` (`budget.py`; None: the full suite); `progress`: a `progress.Tracker`;
+    `layer`: --layer's node check follows (counted in the budget and the checks planned).
 
     Returns (suite, expected): the inputs in src's layout and the reference outputs of src.
     """
     from ..reference.network import forward
     tol = report.tolerance
-    suite = input_suite(src_model, report.seed, inputs, path=report.source["path"])
+    passes = oracle_passes(src_model, dst_model, dst_fmt, src_fmt, layer)
+    suite, expected = fitted_suite(src_model, report, inputs, budget, passes, lambda x: forward(src_model, x),
+                                   progress)
     report.initial_states = initial_states(src_model)
-    expected = [forward(src_model, x) for _, x in suite]
+    if progress is not None:
+        progress.planned(planned_checks(src_model, dst_model, dst_fmt, suite, src_fmt, layer))
     noise = [float32_noise(src_model, x, y) for (_, x), y in zip(suite, expected)]
     report.inputs = [{"label": label, "shape": list(x.shape), "float32_noise": n}
                      for (label, x), n in zip(suite, noise)]

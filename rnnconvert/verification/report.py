@@ -40,6 +40,7 @@ class Report:
     localization: dict | None = None
     vectors: dict | None = None      # {"path": ..., "role": "written" | "checked"}
     assumptions: list[dict] = field(default_factory=list)   # Assumption.to_dict(file) of every file read
+    suite: dict | None = None        # the time budget and what it shortened (budget.fitted_suite)
 
     @property
     def passed(self) -> bool:

@@ -10,7 +10,8 @@ that the masked steps are exercised, and no row is masked entirely (a global ave
 the weights and verification would dominate the conversion) gets the shorter LARGE_SUITE_SHAPES: still
 batch > 1, a saturating row and several lengths (a wrong gate order, transposition, bias or direction
 shows from the first steps on; the long inputs of smaller models probe how rounding accumulates), and
-is verified in the order of `large.py`.  The model's own initial
+is verified in the order of `large.py`.  Past verification's time budget (`budget.py`) the longest
+seeded inputs are shortened or dropped (`input_suite(shapes=...)`).  The model's own initial
 states (`h0`, `c0`) are part of the model and so of every pass.
 
 Streaming: a model whose every recurrent layer runs forward, and whose recurrent layers before the last
@@ -36,29 +37,51 @@ SATURATION_SCALE = 6.0
 STREAMING = "streaming(reference)"
 
 
-def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = None, path=None):
+def input_suite(model: Model, seed: int = 0, user_inputs: np.ndarray | None = None, path=None,
+                shapes: list[tuple[int, int]] | None = None):
     """[(label, x)] float32 inputs that exercise recurrence, in the model's own layout (`path`: the model's
-    file, named when its fixed input is past what verification runs)."""
+    file, named when its fixed input is past what verification runs).  `shapes`: the seeded inputs to
+    make, a prefix of `seeded_shapes(model)` whose last may be shorter (`budget.fit`); each input kept is
+    the one of the full suite, bit for bit, but a shortened one."""
     user = None if user_inputs is None else check(model, user_inputs)      # refused before anything runs
     rng = np.random.default_rng(check_seed(seed))
+    keep = seeded_shapes(model, path) if shapes is None else list(shapes)
+    suite, seen = [], set()
+    for batch, time in _shapes(model, path):
+        if len(suite) == len(keep):
+            break
+        if (batch, time) in seen:          # a fixed-length model: one seeded input per length (drawn all the
+            _seeded(model, rng, batch, time)        # same, so that the inputs after it are the full suite's)
+            continue
+        seen.add((batch, time))
+        batch, time = keep[len(suite)]
+        x = _seeded(model, rng, batch, time)
+        if model.input.layout == "time_batch_feature":
+            x = np.ascontiguousarray(np.swapaxes(x, 0, 1))
+        suite.append((f"seeded b{batch} t{time}", x))
+    if user is not None:
+        suite.append(("user inputs", user))
+    return suite
+
+
+def seeded_shapes(model: Model, path=None) -> list[tuple[int, int]]:
+    """(batch, time) of each seeded input of the full suite, in order (shortest first)."""
+    out = []
+    for shape in _shapes(model, path):
+        if shape not in out:
+            out.append(shape)
+    return out
+
+
+def _shapes(model: Model, path=None):
+    """suite_shapes with the model's fixed batch, fixed length and shortest length applied (repeats kept)."""
     fixed_batch = fixed_batch_size(model)
     shortest = shortest_length(model)
-    suite, seen = [], set()
     for batch, time in suite_shapes(model):
         batch = fixed_batch or batch
         time = model.input.time_steps or max(time, shortest)
         check_size(model, batch, time, path)
-        x = _seeded(model, rng, batch, time)
-        label = f"seeded b{batch} t{time}"
-        if label in seen:                  # a fixed-length model: one seeded input per length
-            continue
-        seen.add(label)
-        if model.input.layout == "time_batch_feature":
-            x = np.ascontiguousarray(np.swapaxes(x, 0, 1))
-        suite.append((label, x))
-    if user is not None:
-        suite.append(("user inputs", user))
-    return suite
+        yield batch, time
 
 
 SEED_MAX = 2**32 - 1

@@ -5,6 +5,7 @@ is the expected output, both files' own runtimes run), or one file against golde
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -15,29 +16,33 @@ from ..formats import read
 from ..model.assumptions import strict as refuse_assumptions
 from ..model.validate import check_finite
 from . import vectors
+from .budget import allowance
 from .checks import _tolerance, compare, float32_noise, judge_with
 from .diagnose import classify
 from .oracles import _runtime_checks, check_models
 from .outputs import _claim_outputs, _emit_vectors, _register_inputs
+from .progress import Tracker, observe
 from .report import Report, _failure_message, file_info, note_reading, require_checks
 
 
 def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
            inputs: np.ndarray | None = None, seed: int = 0, read_options: dict | None = None,
            vectors_path=None, emit_vectors=None, allow_nonfinite: bool = False, force: bool = False,
-           outputs: Outputs | None = None, strict: bool = False) -> Report:
+           outputs: Outputs | None = None, strict: bool = False, progress=None,
+           time_budget: float | None = None) -> Report:
     """Compare two model files of any supported formats; raises VerificationError when they differ.
 
     With `vectors_path` (and no `b`): check `a` against golden vectors written by `emit_vectors`.
     With `emit_vectors`: write vectors of `b` (expected: the reference pass of `a`) after a pass;
     vectors already there are kept (DestinationError) unless `force`.  `strict`: a file read under any
     assumption is refused (InputError naming each and what settles it).
+    `progress`, `time_budget`: as `convert`'s (the budget scales with the time reading both files takes).
     """
     if vectors_path is not None:
         if b is not None:
             raise InputError("verify takes one model file with --vectors, not two")
         return verify_vectors(a, vectors_path, atol=atol, rtol=rtol, read_options=read_options,
-                              allow_nonfinite=allow_nonfinite, strict=strict)
+                              allow_nonfinite=allow_nonfinite, strict=strict, progress=progress)
     if b is None:
         raise InputError("verify needs two model files A B, or one file and --vectors DIR")
     a, b = os.fspath(a), os.fspath(b)
@@ -47,7 +52,12 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
     _register_inputs(policy, read_options)
     _claim_outputs(policy, force, emit_vectors=emit_vectors)
     tol = _tolerance(atol, rtol)
+    tracker = Tracker(progress) if progress is not None else None
+    if tracker is not None:
+        tracker.stage(f"reading {a} and {b}")
+    start = time.perf_counter()
     ma, mb = read(a, **(read_options or {})), read(b, **(read_options or {}))
+    io_seconds = time.perf_counter() - start
     if strict:
         refuse_assumptions(ma, a)
         refuse_assumptions(mb, b)
@@ -61,7 +71,9 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
     note_reading(report, mb, b)
     report.notes += ma.source.get("picked", []) + mb.source.get("picked", [])
     report.conversion = classify(ma, mb, assumed=ma.source.get("assumptions", []) + mb.source.get("assumptions", []))
-    suite, expected = check_models(ma, mb, fb, b, report, inputs=inputs, src_fmt=fa, src_path=a)
+    observe(report, tracker)
+    suite, expected = check_models(ma, mb, fb, b, report, inputs=inputs, src_fmt=fa, src_path=a,
+                                   budget=allowance(io_seconds, time_budget), progress=tracker)
     require_checks(report, b, hint="")
     if not report.passed:
         raise VerificationError(_failure_message(report, b, None), report=report)
@@ -71,7 +83,7 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
 
 
 def verify_vectors(path, vectors_path, *, atol=None, rtol=None, read_options=None,
-                   allow_nonfinite: bool = False, strict: bool = False) -> Report:
+                   allow_nonfinite: bool = False, strict: bool = False, progress=None) -> Report:
     """Re-check one model file against golden vectors: its reference pass and its own runtime."""
     from ..reference.network import forward
     path = os.fspath(path)
@@ -87,6 +99,7 @@ def verify_vectors(path, vectors_path, *, atol=None, rtol=None, read_options=Non
     report = Report(source=file_info(path, fmt.name), destination=None, tolerance=tol,
                     seed=int(index.get("seed", 0)))
     report.vectors = {"path": os.fspath(vectors_path), "role": "checked"}
+    tracker = observe(report, progress)
     note_reading(report, model, path)
     made_for = index.get("model", {}).get("sha256")
     if made_for and made_for != report.source["sha256"]:
@@ -100,6 +113,8 @@ def verify_vectors(path, vectors_path, *, atol=None, rtol=None, read_options=Non
     noise = [float32_noise(model, x, forward(model, x)) for _, x in suite]
     report.inputs = [{"label": label, "shape": list(x.shape), "float32_noise": n}
                      for (label, x), n in zip(suite, noise)]
+    if tracker is not None:
+        tracker.planned(len(suite) * (1 + bool(fmt.runtime)))
     for (label, x), y, n in zip(suite, expected, noise):
         report.checks.append(compare(forward(model, x), y, tol, "reference(file)", label, n))
     _runtime_checks(report, fmt, path, model, suite, judge_with(expected, tol, noise), "file", model)

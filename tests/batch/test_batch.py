@@ -181,8 +181,10 @@ def test_failure_does_not_stop_others_unless_fail_fast(runner, tmp_path, monkeyp
     path = plan_file(tmp_path, plan)
     res = runner.invoke(cli, ["batch", str(path), "--jobs", "1", "--report", str(tmp_path / "r.json")])
     assert res.exit_code == 1
-    assert "[2/3] FAIL    " in res.output and "2 ok, 1 not equivalent, 0 bad input" in res.output
-    assert res.stderr.startswith(f"rnnconvert: jobs[1].dst: {LSTM} -> b.onnx: NOT EQUIVALENT: ")
+    assert "[2/3] FAIL    " in res.stderr and "2 ok, 1 not equivalent, 0 bad input" in res.stdout
+    progress, problems = res.stderr.split("\nrnnconvert: ", 1)       # progress lines on stderr, then the problems
+    assert progress.splitlines()[0].startswith(f"[1/3] ok      {LSTM} -> a.rnnc (")
+    assert problems.startswith(f"jobs[1].dst: {LSTM} -> b.onnx: NOT EQUIVALENT: ")
     assert "first difference at layer 'lstm' (layers[0])" in res.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     jsonschema.Draft202012Validator(REPORT_SCHEMA).validate(report)
