@@ -22,6 +22,7 @@ import yaml
 from rnnconvert.cli import cli
 from tests import hostile_outputs as H
 from tests import peak
+from progress_lines import without_progress
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": "torch", "RNNCONVERT_DEBUG": ""}
@@ -46,7 +47,7 @@ def run_bounded(args, cwd, timeout=SECONDS):
             err.unlink()
             pytest.fail(f"rnnconvert {' '.join(map(str, args))} did not end in {timeout} s")
         time.sleep(0.05)
-    text, rss = err.read_text(), peak.read(peak_file)
+    text, rss = without_progress(err.read_text()), peak.read(peak_file)
     err.unlink()
     peak_file.unlink(missing_ok=True)
     return os.waitstatus_to_exitcode(status), text, time.monotonic() - t0, rss or 0
@@ -54,7 +55,7 @@ def run_bounded(args, cwd, timeout=SECONDS):
 
 def invoke(runner, args):
     res = runner.invoke(cli, [str(a) for a in args])
-    return res.exit_code, res.stderr
+    return res.exit_code, without_progress(res.stderr)
 
 
 @pytest.mark.parametrize("builder", H.BUILDERS, ids=lambda b: b.__name__)
@@ -79,7 +80,7 @@ def test_two_conversions_racing_to_one_new_dst_exactly_one_wins(tmp_path):
     src, dst = H._copy(H.H5, tmp_path / "model.h5"), tmp_path / "out.onnx"
     procs = [subprocess.Popen([sys.executable, "-m", "rnnconvert", str(src), str(dst)], cwd=tmp_path, env=ENV,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = sorted((p.wait(timeout=300), p.stderr.read()) for p in procs)
+    results = sorted((p.wait(timeout=300), without_progress(p.stderr.read())) for p in procs)
     assert [code for code, _ in results] == [0, 2], results
     assert results[1][1] in (f"rnnconvert: error: {dst}: appeared while converting; nothing was replaced\n",
                              f"rnnconvert: error: {dst}: exists; pass --force to overwrite it\n")
@@ -263,7 +264,7 @@ def test_a_plan_job_never_writes_a_companion_over_another_jobs_source(runner, tm
     plan = H._plan(tmp_path, {"jobs": [{"src": "a.h5", "dst": "a.c"}, {"src": "a.h", "from": "keras", "dst": "b.onnx"}]})
     res = runner.invoke(cli, ["batch", str(plan), "--jobs", "1"])
     assert res.exit_code == 2, res.output + res.stderr
-    problems = "".join(line for line in res.stderr.splitlines(True) if not line.startswith("["))   # progress lines
+    problems = without_progress(res.stderr)
     assert problems == (f"rnnconvert: jobs[0].dst: a.h5 -> a.c: {victim}: is the source of jobs[1]; "
                           f"{H.NEVER_INPUT}\n")
     assert H.state(victim) == before and not (tmp_path / "a.c").exists()

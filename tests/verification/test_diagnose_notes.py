@@ -11,6 +11,7 @@ import rnnconvert
 from conftest import ROOT
 from rnnconvert.cli import cli
 from rnnconvert.verification.diagnose import classify
+from progress_lines import without_progress
 
 TF2ONNX = ROOT / "fixtures" / "tf2onnx" / "bilstm_concat_seq"
 
@@ -56,5 +57,5 @@ def test_verify_of_two_different_models_says_against_on_failure_too(runner):
     b = ROOT / "fixtures" / "keras3" / "lstm_last_softmax" / "model.h5"      # other weights, same stack
     res = runner.invoke(cli, ["verify", str(a), str(b)])
     assert res.exit_code == 1
-    assert res.stderr.splitlines()[0] == f"{a} (keras) against {b} (keras)"
+    assert without_progress(res.stderr).splitlines()[0] == f"{a} (keras) against {b} (keras)"
     assert " -> " not in res.stderr

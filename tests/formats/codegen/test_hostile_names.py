@@ -26,6 +26,7 @@ from rnnconvert.files import scratch
 from rnnconvert.cli.commands import cli
 from rnnconvert.formats import literals
 from rnnconvert.formats.literals import comment, identifier, js_str, matlab_str, py_str
+from progress_lines import without_progress
 
 ORACLE = {".py": "python(dst)", ".mjs": "node(dst)", ".c": "gcc(dst)", ".pt": "torch(dst)",
           ".safetensors": "torch(dst)", ".onnx": "onnxruntime(dst)", ".h5": "keras(dst)", ".keras": "keras(dst)",
@@ -47,7 +48,7 @@ def _no_marker(*folders):
 
 def _convert(runner, src, dst, *extra):
     res = runner.invoke(cli, [str(src), str(dst), *map(str, extra)])
-    return res.exit_code, res.output, res.stderr
+    return res.exit_code, res.output, without_progress(res.stderr)
 
 
 def _checked(out: str, dst: str) -> None:

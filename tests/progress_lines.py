@@ -1,0 +1,12 @@
+"""The progress lines `convert`, `verify` and `batch` print on stderr when it is not a terminal, one per
+finished check or batch job (`[3/11] ok      onnxruntime(dst) seeded b3 t7 (0.4 s)`): tests that compare stderr word
+for word compare what is left without them, and check that every line they drop is one."""
+from __future__ import annotations
+
+import re
+
+PROGRESS = re.compile(r"\[\d+/\d+\] [A-Za-z]+ +\S.* \(\d+\.\d s\)\n?")
+
+
+def without_progress(stderr: str) -> str:
+    return "".join(line for line in stderr.splitlines(True) if not PROGRESS.fullmatch(line))
