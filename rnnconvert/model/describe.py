@@ -116,15 +116,22 @@ def _find(entry, layer, field):
     return next((t for t in entry["tensors"] if field in t.canonical and _present(layer, t)), None)
 
 
-def aliases(layer: Recurrent, t: layouts.Tensor, dirs: list[int], source: str, k: int = 0) -> dict:
-    """What every other framework calls the fields tensor `t` holds for directions `dirs`; None: cannot hold it."""
-    out = {}
+def _holders(layer: Recurrent, t: layouts.Tensor, source: str):
+    """(framework, its layout entry, {field: the tensor holding it}) for every framework but `source`; the
+    entry is None where that framework cannot hold every field of `t`."""
     for fw in layouts.FRAMEWORKS:
         if fw == source:
             continue
         entry, _ = layout_for(layer, fw)
         found = {f: entry and next((x for x in entry["tensors"] if f in x.canonical), None) for f in t.canonical}
-        if entry is None or not all(found.values()):
+        yield fw, (entry if entry is not None and all(found.values()) else None), found
+
+
+def aliases(layer: Recurrent, t: layouts.Tensor, dirs: list[int], source: str, k: int = 0) -> dict:
+    """What every other framework calls the fields tensor `t` holds for directions `dirs`; None: cannot hold it."""
+    out = {}
+    for fw, entry, found in _holders(layer, t, source):
+        if entry is None:
             out[fw] = None
             continue
         per_dir = []
@@ -302,12 +309,8 @@ def _per_gate(layer: Recurrent, framework: str, st: dict, own, k: int) -> list[d
 def _gate_aliases(layer: Recurrent, t: layouts.Tensor, d: int, c: str, source: str, k: int) -> dict:
     """What every other framework calls canonical gate `c`'s block of the fields tensor `t` holds."""
     out = {}
-    for fw in layouts.FRAMEWORKS:
-        if fw == source:
-            continue
-        entry, _ = layout_for(layer, fw)
-        found = {f: entry and next((x for x in entry["tensors"] if f in x.canonical), None) for f in t.canonical}
-        if entry is None or not all(found.values()):
+    for fw, entry, found in _holders(layer, t, source):
+        if entry is None:
             out[fw] = None
             continue
         letter = {v: g for g, v in canonical_letters(fw, layer.cell).items()}[c]
