@@ -10,6 +10,8 @@ from conftest import FIXTURES
 from rnnconvert import read
 from rnnconvert.verification import suite
 
+pytestmark = pytest.mark.slow     # run by .ci/run after the README's test command
+
 pytest.importorskip("onnxruntime")
 pytest.importorskip("keras")
 

@@ -26,6 +26,8 @@ from fuzz_cases import FORMATS, cases  # noqa: E402
 from fuzz_report import TALLIES, Tally, _cli_args, run_chunk  # noqa: E402
 from fuzzing import ROOT, run_case  # noqa: E402
 
+pytestmark = pytest.mark.slow     # run by .ci/run after the README's test command
+
 N = int(os.environ.get("FUZZ_CASES", "200"))
 CHUNK = 500
 CLI_SUBPROCESS = int(os.environ.get("FUZZ_CLI", "3"))

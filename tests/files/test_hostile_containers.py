@@ -16,6 +16,8 @@ import pytest
 from conftest import FIXTURES, ROOT
 from tests import hostile_containers as H
 
+pytestmark = pytest.mark.slow     # run by .ci/run after the README's test command
+
 MEMORY = 4 << 30          # address space: torch and onnxruntime import in it; 4 GB of views do not fit
 TIMEOUT = 120
 PT = FIXTURES / "torch" / "gru_linear" / "model.pt"

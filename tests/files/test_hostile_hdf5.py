@@ -17,6 +17,8 @@ import pytest
 import hostile_hdf5 as hostile
 import peak
 
+pytestmark = pytest.mark.slow     # run by .ci/run after the README's test command
+
 ROOT = Path(__file__).resolve().parents[2]
 ADDRESS_SPACE = 4 << 30
 TIMEOUT = 30.0

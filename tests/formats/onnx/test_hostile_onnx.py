@@ -23,6 +23,8 @@ import hostile_onnx as hostile
 from rnnconvert.cli.commands import cli
 from rnnconvert.formats.onnx import _fold
 
+pytestmark = pytest.mark.slow     # run by .ci/run after the README's test command
+
 ROOT = Path(__file__).resolve().parents[3]
 SECONDS = 60                 # wall clock: a case that hangs fails here (the old reader ran seqmap_loop forever)
 LIMIT_AS = 3 << 30           # address space of the subprocess: a TiB allocation cannot be attempted and survive
