@@ -13,7 +13,7 @@ from ...model.assumptions import Assumption
 from ...model import (HARD_SIGMOID_KERAS2, RELU, SIGMOID, TANH, Activation, ActivationLayer, Conv1D, Dense,
     DirectionWeights, Dropout, Embedding, InputSpec, Model, Recurrent)
 from . import mcos
-from .reader_layers import CLASSES as FRONT_END, front_end
+from .reader_layers import CLASSES as FRONT_END, _text, front_end
 
 GATE_ACTS = {"sigmoid": SIGMOID, "hard-sigmoid": HARD_SIGMOID_KERAS2}
 STATE_ACTS = {"tanh": TANH, "softsign": Activation("softsign"), "relu": RELU}
@@ -47,14 +47,6 @@ def _value(v):
 def _num(v, default=None):
     a = np.asarray(v) if v is not None and not isinstance(v, (list, str, dict)) else None
     return default if a is None or a.size == 0 else a.reshape(-1)[0].item()
-
-
-def _text(v, default=""):
-    if isinstance(v, str):
-        return v
-    if isinstance(v, list) and v and isinstance(v[0], str):
-        return v[0]
-    return default
 
 
 def build(layers: list, path: str, var: str, release: bool = False) -> Model:

@@ -14,7 +14,8 @@ from ...errors import InputError
 from ...model.assumptions import Assumption
 from ..found import Found
 from . import mcos
-from .build import _recurrent, _text, _value, fields
+from .build import _recurrent, _value, fields
+from .reader_layers import _text
 from .reader import _layer_list, networks
 
 KINDS = {"LSTMLayer": ("lstm", False), "BiLSTMLayer": ("lstm", True), "GRULayer": ("gru", False)}

@@ -17,7 +17,8 @@ import numpy as np
 from ...errors import InputError, UnsupportedError
 from ...model import Model
 from . import mcos
-from .build import _text, _value, build, fields
+from .build import _value, build, fields
+from .reader_layers import _text
 
 NETWORKS = ("SeriesNetwork", "DAGNetwork", "dlnetwork", "LayerGraph")
 
