@@ -18,6 +18,7 @@ import stat
 from .plan import Plan, Task
 from ..errors import DestinationError, InputError
 from ..files.text import MAX_JSON_BYTES, read_json
+from ..verification.report import sha256_of
 
 STATE_VERSION = 1
 
@@ -28,11 +29,7 @@ def sha256_file(path, cache: dict | None = None) -> str:
         if key not in cache:
             cache[key] = sha256_file(path)
         return cache[key]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_of(path)
 
 
 def fingerprint(task: Task, cache: dict | None = None) -> str:

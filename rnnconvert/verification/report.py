@@ -103,12 +103,17 @@ def verdict(report: Report) -> str:
             + "; ".join(a["assumed"] for a in listed) + ")")
 
 
-def file_info(path, fmt) -> dict:
+def sha256_of(path) -> str:
+    """The SHA-256 of a file, read a MiB at a time."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return {"path": str(path), "format": fmt, "sha256": h.hexdigest()}
+    return h.hexdigest()
+
+
+def file_info(path, fmt) -> dict:
+    return {"path": str(path), "format": fmt, "sha256": sha256_of(path)}
 
 
 def reason(why) -> str:
