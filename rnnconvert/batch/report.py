@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from .plan import Plan, Task
 from .state import sha256_file
+from ..verification.progress import status_line
 
 REPORT_KIND = "rnnconvert-plan-report"
 STATUS_EXIT = {"ok": 0, "skipped": 0, "cancelled": 0, "failed": 1, "error": 2, "refused": 2, "internal": 3}
@@ -75,10 +76,8 @@ class Progress:
         return self.stream or sys.stderr
 
     def __call__(self, done: int, total: int, task: Task, result: dict) -> None:
-        word = STATUS_WORD[result["status"]]
-        line = f"[{done}/{total}] {word:<7} {task.src} -> {task.dst}"
-        if result.get("seconds"):
-            line += f" ({result['seconds']:.1f} s)"
+        line = status_line(done, total, STATUS_WORD[result["status"]], f"{task.src} -> {task.dst}",
+                           result.get("seconds") or None)
         out = self._out()
         if self.tty:
             keep = result["status"] not in ("ok", "skipped")

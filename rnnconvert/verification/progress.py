@@ -107,7 +107,7 @@ class Printer:
                     self.ticker = threading.Thread(target=self._tick, daemon=True)
                     self.ticker.start()
             elif event.check is not None:
-                self.stream.write(printable(line(event)) + "\n")
+                self.stream.write(line(event) + "\n")
                 self.stream.flush()
 
     def _draw(self) -> None:
@@ -157,8 +157,13 @@ def _columns(stream) -> int:
         return 80
 
 
+def status_line(done: int, total: int, word: str, what: str, seconds: float | None = None) -> str:
+    """`[3/12] ok      onnxruntime(dst) seeded b2 t120 (4.1 s)`: the line a finished check, or a batch job,
+    prints; escaped, so that a name from a file never acts on the terminal."""
+    return printable(f"[{done}/{total}] {word:<7} {what}" + ("" if seconds is None else f" ({seconds:.1f} s)"))
+
+
 def line(event: Event) -> str:
-    """One finished check as a batch-style line: `[3/12] ok      onnxruntime(dst) seeded b2 t120 (4.1 s)`."""
-    total = max(event.total or 0, event.done)
+    """One finished check as a status line."""
     word = "ok" if event.check.passed else "FAIL"
-    return f"[{event.done}/{total}] {word:<7} {event.message} ({event.elapsed:.1f} s)"
+    return status_line(event.done, max(event.total or 0, event.done), word, event.message, event.elapsed)

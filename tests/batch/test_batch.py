@@ -228,3 +228,15 @@ def test_progress_on_a_terminal_is_one_updating_line():
     assert out.getvalue() == ("\r[1/3] ok      a.h5 -> a.onnx (1.0 s)"
                               "\r[2/3] FAIL    a.h5 -> a.onnx (2.0 s)\n"
                               "\r[3/3] skip    a.h5 -> a.onnx\n")
+
+
+def test_progress_lines_escape_what_a_plan_names():
+    """A job's paths come from the plan (a stranger's file names): its progress line shows them escaped,
+    in the same form as a check's line, and never hands a control character to the terminal."""
+    import io
+    from types import SimpleNamespace
+    from rnnconvert.batch.report import Progress
+    out = io.StringIO()
+    Progress(tty=False, stream=out)(2, 3, SimpleNamespace(src="a\x1b[2Jb.h5", dst="out\u2028.onnx"),
+                                    {"status": "ok", "seconds": 1.25})
+    assert out.getvalue() == "[2/3] ok      a\\x1b[2Jb.h5 -> out\\u2028.onnx (1.2 s)\n"
