@@ -24,8 +24,9 @@ from ..verification.suite import SEED_MAX
 
 PLAN_KEYS = ("version", "defaults", "jobs", "allow_outside")
 OPTION_KEYS = ("atol", "rtol", "seed", "inputs", "arch", "keras_version", "emit_module", "emit_vectors",
-               "from", "to", "allow_nonfinite", "layer", "accept_windows_paths", "external_data", "strict")
-FLAG_OPTIONS = ("allow_nonfinite", "accept_windows_paths", "external_data", "strict")      # the CLI's --allow-nonfinite, ...
+               "from", "to", "allow_nonfinite", "layer", "accept_windows_paths", "external_data", "strict",
+               "full_suite")
+FLAG_OPTIONS = ("allow_nonfinite", "accept_windows_paths", "external_data", "strict", "full_suite")      # the CLI's --allow-nonfinite, ...
 JOB_KEYS = ("src", "dst", *OPTION_KEYS)
 PATH_OPTIONS = ("inputs", "emit_module", "emit_vectors")
 

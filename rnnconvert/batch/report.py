@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from .plan import Plan, Task
 from .state import sha256_file
-from ..verification.progress import status_line
+from ..errors import printable
+from ..verification.progress import terminal_columns, status_line
 
 REPORT_KIND = "rnnconvert-plan-report"
 STATUS_EXIT = {"ok": 0, "skipped": 0, "cancelled": 0, "failed": 1, "error": 2, "refused": 2, "internal": 3}
@@ -65,7 +66,8 @@ class PlanResult:
 
 class Progress:
     """`[3/10] ok    src -> dst (1.2 s)` lines on `stream` (default stderr); on a terminal one updating line,
-    failures kept."""
+    failures kept.  Each finished check of a conversion (`check`) is a line too, indented and naming the job:
+    `  jobs[2].dst [5/17] ok      onnxruntime(dst) seeded b3 t7 (0.4 s)`; on a terminal it updates the line."""
 
     def __init__(self, tty: bool = False, stream=None):
         self.tty = tty
@@ -87,6 +89,17 @@ class Progress:
             out.write(line + "\n")
         out.flush()
 
+    def check(self, task: Task, text: str) -> None:
+        """A check of `task`'s conversion finished; `text` is its status line (`verification.progress.line`)."""
+        out = self._out()
+        row = printable(f"  {task.location} ") + text
+        if self.tty:
+            row = row[:terminal_columns(out) - 1]
+            out.write("\r" + row.ljust(self.width))
+            self.width = len(row)
+        else:
+            out.write(row + "\n")
+        out.flush()
 
     def close(self) -> None:
         """End an updating terminal line left open (after --fail-fast stopped early)."""

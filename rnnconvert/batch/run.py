@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 
 from .plan import OPTION_KEYS, Plan, Task, load_plan, parse_shard, plan_outputs
 from .report import PlanResult, Progress
@@ -77,13 +78,15 @@ def run_plan(plan: Plan, *, jobs: int | None = None, fail_fast: bool = False, fo
             state.pop(rel[tasks[k].dst_path], None)
             stop = stop or fail_fast
 
+    checks = getattr(report, "check", None)       # a Progress shows each conversion's checks too
+    on_check = None if checks is None else (lambda k, text: checks(tasks[k], text))
     if processes == 1:
         for k in todo:
             if stop:
                 break
-            finish(k, run_task(tasks[k]))
+            finish(k, run_task(tasks[k], None if on_check is None else partial(on_check, k)))
     elif todo:
-        finish_all_parallel(tasks, todo, processes, finish, lambda: stop)
+        finish_all_parallel(tasks, todo, processes, finish, lambda: stop, on_check)
     for k in todo:
         if k not in done:
             done[k] = {"status": "cancelled", "message": "not run (--fail-fast)", "report": None}

@@ -15,8 +15,9 @@ from .plan import Task
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
-def run_task(task: Task) -> dict:
-    """One conversion; never raises: {"status": ok|failed|error, "message", "report", "seconds"}."""
+def run_task(task: Task, progress=None) -> dict:
+    """One conversion; never raises: {"status": ok|failed|error, "message", "report", "seconds"}.
+    `progress(line)`: called with the status line of each finished check (`verification.progress.line`)."""
     start = time.perf_counter()
     out = {"status": "ok", "message": "", "report": None}
     from ..files.interrupt import raise_hidden     # a signal that surfaced as another error stops the run, not the job
@@ -34,7 +35,8 @@ def run_task(task: Task) -> dict:
                          write_options=_given(o, "keras_version", "external_data"),
                          emit_module=o.get("emit_module"), emit_vectors=o.get("emit_vectors"),
                          allow_nonfinite=bool(o.get("allow_nonfinite")), layer=o.get("layer"),
-                         strict=bool(o.get("strict")))
+                         strict=bool(o.get("strict")), time_budget=float("inf") if o.get("full_suite") else None,
+                         progress=_check_lines(progress))
         out["report"] = report.to_dict()
     except VerificationError as exc:
         raise_hidden(exc)
@@ -51,13 +53,30 @@ def run_task(task: Task) -> dict:
     return out
 
 
+def _check_lines(progress):
+    """convert's progress callback that passes on each finished check's status line, or None."""
+    if progress is None:
+        return None
+    from ..verification.progress import line
+
+    def on_event(event):
+        if event.check is not None:
+            progress(line(event))
+    return on_event
+
+
 def _given(options: dict, *keys) -> dict | None:
     """The options among `keys` that are set (a reader or writer option left out keeps its default)."""
     return {k: options[k] for k in keys if options.get(k)} or None
 
 
-def _init_worker() -> None:
+_lines = None       # in a worker: the queue its checks' status lines go to, (task index, line)
+
+
+def _init_worker(lines=None) -> None:
+    global _lines
     from ..files import interrupt
+    _lines = lines
     os.environ.update(WORKER_ENV)
     os.environ.setdefault("KERAS_BACKEND", "torch")
     interrupt.install(_worker_signal)
@@ -78,13 +97,14 @@ def _worker_signal(signum) -> None:
     os._exit(128 + signum)
 
 
-def _worker_task(task: Task) -> dict:
-    """run_task in a worker process; an Interrupted conversion ends the worker (never its next task)."""
+def _worker_task(task: Task, k: int) -> dict:
+    """run_task in a worker process, its checks' lines sent to the parent as (k, line); an Interrupted
+    conversion ends the worker (never its next task)."""
     global _busy
     from ..files.interrupt import Interrupted
     try:
         _busy = True
-        return run_task(task)
+        return run_task(task, None if _lines is None else lambda text: _lines.put((k, text)))
     except Interrupted as exc:
         os._exit(exc.exit_code)
     finally:
@@ -118,7 +138,20 @@ def _stop_resource_tracker() -> None:
         stop()
 
 
-def finish_all_parallel(tasks, todo, processes, finish, stopped) -> None:
+def _drain(lines, on_check) -> None:
+    """Every (task index, line) the workers have sent so far, to `on_check`."""
+    import queue
+    while True:
+        try:
+            k, text = lines.get_nowait()
+        except queue.Empty:
+            return
+        on_check(k, text)
+
+
+def finish_all_parallel(tasks, todo, processes, finish, stopped, on_check=None) -> None:
+    """Run `todo` (indices into `tasks`) in `processes` workers; `finish(k, result)` for each as it ends,
+    `on_check(k, line)` for each check a conversion finishes (None: not sent)."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     saved = {k: os.environ.get(k) for k in WORKER_ENV}
@@ -126,19 +159,22 @@ def finish_all_parallel(tasks, todo, processes, finish, stopped) -> None:
     from multiprocessing import resource_tracker
 
     from ..files import interrupt
-    pool = None
+    pool = lines = None
     try:
         interrupt.defer()       # the tracker's start blocks SIGINT and SIGTERM and unblocks them itself: one
         try:                    # taken at that moment would leave it started but unrecorded, never reaped
             resource_tracker.ensure_running()       # started before held_for_children, whose mask it would undo
         finally:
             interrupt.resume()
+        context = multiprocessing.get_context("spawn")
+        lines = context.Queue() if on_check is not None else None
         with interrupt.held_for_children():     # workers are started (on submit) with the signals blocked
-            pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init_worker)
-            pending = {pool.submit(_worker_task, tasks[k]): k for k in todo}
+            pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker, initargs=(lines,))
+            pending = {pool.submit(_worker_task, tasks[k], k): k for k in todo}
         while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            finished, _ = wait(pending, timeout=None if lines is None else 0.25, return_when=FIRST_COMPLETED)
+            if lines is not None:
+                _drain(lines, on_check)
             for fut in finished:
                 k = pending.pop(fut)
                 if fut.cancelled():
@@ -163,6 +199,10 @@ def finish_all_parallel(tasks, todo, processes, finish, stopped) -> None:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
             pool = None
+            if lines is not None:
+                lines.close()
+                lines.join_thread()
+                lines = None
             _stop_resource_tracker()
             for k, v in saved.items():
                 if v is None:

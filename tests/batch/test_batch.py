@@ -4,6 +4,7 @@ parallel runs in worker processes, one report for the plan, skipping of unchange
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -75,7 +76,8 @@ def test_more_plan_errors(runner, tmp_path):
         f"jobs[1].dst[0]: '{LSTM}' is the job's source; "
         "jobs[1].emit_module: goes with exactly one PyTorch destination (.pt, .pth, .safetensors), the job has 0; "
         "jobs[2]: unknown key 'desination' (known: src, dst, atol, rtol, seed, inputs, arch, keras_version, "
-        "emit_module, emit_vectors, from, to, allow_nonfinite, layer, accept_windows_paths, external_data, strict); "
+        "emit_module, emit_vectors, from, to, allow_nonfinite, layer, accept_windows_paths, external_data, strict, "
+        "full_suite); "
         "jobs[3].dst: 'x.onnx' is also written by jobs[2].dst; "
         "jobs[4]: expected a mapping with src and dst, found int 7")
 
@@ -110,7 +112,11 @@ def test_parallel_run_report_and_skip_on_rerun(runner, tmp_path):
     path = plan_file(tmp_path, plan)
     res = runner.invoke(cli, ["batch", str(path), "--jobs", "2", "--report", str(tmp_path / "r.json")])
     assert res.exit_code == 0, res.output + res.stderr
-    lines = res.output.strip().splitlines()
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    checks = [line for line in lines if line.startswith("  jobs[")]     # each check of each job, from its worker
+    lines = [line for line in lines if not line.startswith("  jobs[")]
+    assert {line.split()[0] for line in checks} == {"jobs[0].dst[0]", "jobs[0].dst[1]", "jobs[1].dst", "jobs[2].dst"}
+    assert all(re.fullmatch(r"  jobs\[\d\]\.dst(\[\d\])? \[\d+/\d+\] ok {6}\S.* \(\d+\.\d s\)", c) for c in checks), checks
     assert len(lines) == 5 and lines[-1].startswith("4 conversions: 4 ok, 0 not equivalent, 0 bad input; ")
     assert lines[-1].endswith("with 2 processes")
     assert {line.split("] ", 1)[1].split(" (")[0] for line in lines[:4]} == {
@@ -183,7 +189,9 @@ def test_failure_does_not_stop_others_unless_fail_fast(runner, tmp_path, monkeyp
     assert res.exit_code == 1
     assert "[2/3] FAIL    " in res.stderr and "2 ok, 1 not equivalent, 0 bad input" in res.stdout
     progress, problems = res.stderr.split("\nrnnconvert: ", 1)       # progress lines on stderr, then the problems
-    assert progress.splitlines()[0].startswith(f"[1/3] ok      {LSTM} -> a.rnnc (")
+    jobs = [line for line in progress.splitlines() if not line.startswith("  jobs[")]     # not the checks' lines
+    assert jobs[0].startswith(f"[1/3] ok      {LSTM} -> a.rnnc (")
+    assert any(line.startswith("  jobs[1].dst [") and " FAIL    " in line for line in progress.splitlines())
     assert problems.startswith(f"jobs[1].dst: {LSTM} -> b.onnx: NOT EQUIVALENT: ")
     assert "first difference at layer 'lstm' (layers[0])" in res.stderr
     report = json.loads((tmp_path / "r.json").read_text())
