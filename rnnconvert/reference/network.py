@@ -165,8 +165,13 @@ def _time_major(x, layout: str, dtype) -> np.ndarray:
 def forward_with_feeds(model, x, feeds: dict | None = None, dtype=np.float64):
     """The reference pass with state inputs `feeds`; returns (output, {state output name: array})."""
     y, final = forward_with_states(states.with_states(model, feeds), x, dtype)
+    return y, state_outputs(model, final)
+
+
+def state_outputs(model, final) -> dict:
+    """{state output name: array}: `forward_with_states`'s final states as `model`'s state outputs give them."""
     outs = {}
     for port in model.state_outputs:
         v = np.stack([getattr(final[k][d], port.state) for k, d in states.rows(model, port)])
         outs[port.name] = v[0] if port.layout == "batch_size" else v
-    return y, outs
+    return outs

@@ -1,11 +1,12 @@
 """What verification may spend, and the seeded suite fitted to it.
 
 The budget is FACTOR times the conversion's own read + write time, or FLOOR_SECONDS, whichever is larger
-(`allowance`).  The reference pass of the source on the suite's first (shortest) input is timed; the whole
-suite's cost is estimated from it as passes x steps x rows (`oracle_passes`: how many passes each input
-gets, the float64 reference, its float32 noise pass, reference(dst), streaming, each runtime, the state
-checks).  When the estimate is past the budget, the longest seeded inputs are shortened, or dropped, last
-first, until it fits (`fit`); the first seeded input is always kept: batch > 1, its saturating row, the
+(`allowance`).  The source's reference passes, which give each input's expected output, run shortest input
+first and are timed; before each seeded input after the first, the rest of the suite's cost is estimated
+from the longest pass so far as passes x steps x rows (`oracle_passes`: how many passes each input gets,
+the float64 reference, its float32 noise pass, reference(dst), streaming, each runtime, the state checks).
+When the next input's estimate is past what is left of the budget, the longest seeded inputs are shortened,
+or dropped, last first, until it fits (`fit`); the first seeded input is always kept: batch > 1, its saturating row, the
 model's fixed length where it has one.  The user's own inputs are never dropped.  `report.suite` says what
 was shortened and why, and a note says it in words.
 """
@@ -41,49 +42,56 @@ def allowance(io_seconds: float, given: float | None = None) -> Budget:
                                  f"{io_seconds:.2f} s, is less)")
 
 
-def oracle_passes(src_model, dst_model, dst_fmt, src_fmt=None, layer: bool = False, large: bool = False) -> int:
+def oracle_passes(src_model, dst_model, dst_fmt, src_fmt=None, layer: bool = False, large: bool = False,
+                  same: bool = False) -> int:
     """How many passes over one input verification makes, each counted as one reference pass (a
-    runtime is often faster: the estimate errs long)."""
+    runtime is often faster: the estimate errs long).  `same`: dst reads back identical to the source,
+    so reference(dst) and streaming(reference) do not run (`oracles.check_models`)."""
     if large:       # large.py: the float32 reference, the runtime, reference(dst) (not run when identical)
         return 2 + bool(dst_fmt.runtime) + bool(layer)
     n = 2 + bool(dst_fmt.runtime) + bool(src_fmt is not None and src_fmt.runtime) + bool(layer)
-    if dst_model is not None:
+    reference_dst = dst_model is not None and not same
+    if reference_dst:
         n += 1 + (streaming_undefined(dst_model) is None)
     if src_model.has_state_io:
-        runners = (dst_model is not None) + (dst_fmt.name == "onnx")
-        n += 3 * (1 + runners)      # random states, zero states, then streaming with states carried
+        runners = reference_dst + (dst_fmt.name == "onnx")
+        # the source from random states (its streaming check compares with that pass) and from zero states
+        # (the suite's own pass when the model starts from zeros, counted anyway); each runner's three
+        n += 2 + 3 * runners
     return n
 
 
-def planned_checks(src_model, dst_model, dst_fmt, suite, src_fmt=None, layer: bool = False) -> int:
+def planned_checks(src_model, dst_model, dst_fmt, suite, src_fmt=None, layer: bool = False,
+                   same: bool = False) -> int:
     """How many checks `oracles.check_models` (and --layer's node check) will report on `suite`, for
-    progress (check i of n); a runtime that turns out missing makes fewer."""
+    progress (check i of n); a runtime that turns out missing takes its checks off (`Report.not_run`)."""
+    from .state_checks import planned_per_runner
     time_axis = 0 if src_model.input.layout == "time_batch_feature" else 1
     long = sum(x.shape[time_axis] > 1 for _, x in suite)
     n = len(suite) * (bool(dst_fmt.runtime) + bool(src_fmt is not None and src_fmt.runtime) + bool(layer))
-    if dst_model is not None:
+    reference_dst = dst_model is not None and not same
+    if reference_dst:
         n += len(suite) + (long if streaming_undefined(dst_model) is None else 0)
     if src_model.has_state_io:
-        runners = (dst_model is not None) + (dst_fmt.name == "onnx")
-        n += len(suite) * 2 * runners * (1 + len(src_model.state_outputs))
-        n += long * runners if streaming_undefined(src_model) is None else 0
+        n += (reference_dst + (dst_fmt.name == "onnx")) * planned_per_runner(src_model, suite)
     return n
 
 
-def fit(shapes, cost, budget: float, fixed_length: bool, extra: float = 0.0):
+def fit(shapes, cost, budget: float, fixed_length: bool, extra: float = 0.0, keep: int = 1, floor: int = 0):
     """(kept shapes, what changed): the last of `shapes` shortened (a model without a fixed length) or
-    dropped, again and again, until sum(cost(batch, time)) + `extra` fits `budget`; the first is kept.
+    dropped, again and again, until sum(cost(batch, time)) + `extra` fits `budget`; the first `keep` are
+    kept.  A shortened input stays longer than the one before it (`floor` before the first).
     `cost(batch, time)` is linear in time."""
     kept, changed = list(shapes), []
 
     def total():
         return sum(cost(b, t) for b, t in kept) + extra
 
-    while len(kept) > 1 and total() > budget:
+    while len(kept) > keep and total() > budget:
         batch, steps = kept.pop()
         if not fixed_length:
             fits = int((budget - total()) // cost(batch, 1))
-            if fits > kept[-1][1]:
+            if fits > (kept[-1][1] if kept else floor):
                 kept.append((batch, fits))
                 changed.append(f"seeded b{batch} t{steps} shortened to t{fits}")
                 break
@@ -93,44 +101,70 @@ def fit(shapes, cost, budget: float, fixed_length: bool, extra: float = 0.0):
 
 def fitted_suite(model, report, inputs, budget: Budget | None, passes: int, forward, progress=None):
     """(suite, expected): the seeded suite fitted to `budget` (None: the full suite), `forward(x)` the
-    expected output of each input; `report.suite` and, when inputs were shortened, a note say so."""
+    expected output of each input; `report.suite` and, when inputs were shortened, a note say so.
+
+    The expected passes run shortest input first and are timed; before each seeded input after the first,
+    its cost is estimated from the longest pass timed so far, scaled by steps and rows, times `passes`.
+    When it does not fit what is left (the user's input counted), `fit` drops the longest inputs still to
+    come and shortens this one.  The estimate sharpens as the inputs grow, so a one-step input's fixed
+    overhead never condemns the long ones."""
     path = report.source["path"]
+    shapes = seeded_shapes(model, path)
     suite = input_suite(model, report.seed, inputs, path)
     say = progress.stage if progress is not None else (lambda text: None)
-    label, x = suite[0]
-    say(f"verifying: reference(src) on {label}")
-    start = time.perf_counter()
-    expected = [forward(x)]
-    first = time.perf_counter() - start
-    shapes = seeded_shapes(model, path)
-    (b0, t0), user = shapes[0], suite[-1] if inputs is not None else None
-
-    def cost(batch, steps):
-        return first * passes * steps / t0 * max(1.0, batch / b0)
-
-    extra = 0.0
-    if user is not None:
-        axes = (1, 0) if model.input.layout == "time_batch_feature" else (0, 1)
-        extra = cost(user[1].shape[axes[0]], user[1].shape[axes[1]])
-    full = sum(cost(b, t) for b, t in shapes) + extra
     limit = math.inf if budget is None else budget.seconds
-    kept, changed = fit(shapes, cost, limit, bool(model.input.time_steps), extra)
-    after = sum(cost(b, t) for b, t in kept) + extra
+    fixed = bool(model.input.time_steps)
+    axes = (1, 0) if model.input.layout == "time_batch_feature" else (0, 1)
+    user = (suite[-1][1].shape[axes[0]], suite[-1][1].shape[axes[1]]) if inputs is not None else None
+    kept, changed, expected, timed = list(shapes), [], [], []
+    longest = None                  # (label, batch, steps, seconds) of the longest pass timed
+    i = 0
+    while i < len(suite):
+        label, x = suite[i]
+        if 0 < i < len(kept):       # a seeded input not yet run: does it fit what is left?
+            cost = _cost(longest, passes)
+            left = limit - passes * sum(seconds for *_, seconds in timed) - (cost(*user) if user else 0.0)
+            tail, more = fit(kept[i:], cost, left, fixed, keep=0, floor=kept[i - 1][1]) if cost(*kept[i]) > left \
+                else (kept[i:], [])
+            if more:
+                kept, changed = kept[:i] + tail, changed + more
+                suite = input_suite(model, report.seed, inputs, path, shapes=kept)
+                continue
+        say(f"verifying: reference(src) on {label}")
+        start = time.perf_counter()
+        expected.append(forward(x))
+        batch, steps = x.shape[axes[0]], (x.shape[axes[1]] if x.ndim > 1 else 1)
+        timed.append((label, batch, steps, time.perf_counter() - start))
+        if longest is None or steps >= longest[2]:
+            longest = timed[-1]
+        i += 1
+    _record(report, model, budget, limit, passes, shapes, kept, changed, timed, longest, user)
+    return suite, expected
+
+
+def _cost(longest, passes: int):
+    """cost(batch, steps): seconds of every pass over such an input, from the longest pass timed."""
+    _, b0, t0, seconds = longest
+    return lambda batch, steps: seconds * passes * steps / t0 * max(1.0, batch / b0)
+
+
+def _record(report, model, budget, limit, passes, shapes, kept, changed, timed, longest, user) -> None:
+    """report.suite, and a note when inputs were shortened."""
+    cost = _cost(longest, passes)
+    ran = {f"seeded b{b} t{t}": passes * seconds for label, b, t, seconds in timed}
+    full = sum(ran.get(f"seeded b{b} t{t}", cost(b, t)) for b, t in shapes) + (cost(*user) if user else 0.0)
+    after = passes * sum(seconds for *_, seconds in timed)
+    label, _, _, seconds = longest
     report.suite = {"budget_seconds": None if budget is None or math.isinf(limit) else round(limit, 3),
                     "budget": "none (the full suite)" if budget is None else budget.basis,
-                    "timed": {"input": label, "seconds": round(first, 4), "passes_per_input": passes},
+                    "timed": {"input": label, "seconds": round(seconds, 4), "passes_per_input": passes},
                     "estimated_seconds": round(full, 3), "estimated_seconds_run": round(after, 3),
                     "shortened": changed}
     if changed:
-        suite = input_suite(model, report.seed, inputs, path, shapes=kept)
         why = (f"; the model fixes its length at {model.input.time_steps} steps"
                if model.input.time_steps else "")
         over = (f"; still estimated at {after:.0f} s: the first seeded input is always kept"
                 if after > limit else "")
         report.notes.append(f"suite shortened to fit verification's time budget of {limit:.3g} s "
                             f"({budget.basis}): {', '.join(changed)}; the full suite was estimated at {full:.0f} s "
-                            f"(reference(src) took {first:.2f} s on {label}, {passes} passes per input){why}{over}")
-    for label, x in suite[1:]:
-        say(f"verifying: reference(src) on {label}")
-        expected.append(forward(x))
-    return suite, expected
+                            f"(reference(src) took {seconds:.2f} s on {label}, {passes} passes per input){why}{over}")

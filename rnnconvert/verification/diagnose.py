@@ -125,12 +125,12 @@ def classify(src: Model, dst: Model | None, *, notes=(), refused=(), assumed=())
 
 def identical(src: Model, dst: Model) -> bool:
     """Do both models compute the same thing by construction: the same layers (dropout aside) with every
-    setting and array equal, the same input (its name aside)?  Then every reference pass of one is the
-    other's.  Pass `skeleton`s to compare by digest."""
+    setting and array equal, the same input (its name aside), the same state inputs and outputs?  Then
+    every reference pass of one is the other's.  Pass `skeleton`s to compare by digest."""
     sa, sb = _structural(src), _structural(dst)
     return ([_kind(x) for _, x in sa] == [_kind(x) for _, x in sb]
             and dataclasses.replace(src.input, name="") == dataclasses.replace(dst.input, name="")
-            and not src.has_state_io and not dst.has_state_io
+            and src.state_inputs == dst.state_inputs and src.state_outputs == dst.state_outputs
             and not any(layer_differences(a, b) for (_, a), (_, b) in zip(sa, sb)))
 
 

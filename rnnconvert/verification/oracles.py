@@ -6,12 +6,15 @@ localized to the first diverging layer (`diagnose.localize`).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import formats
+from ..model import states
 from ..formats.per_layer import lookup, scan
 from . import runtimes
 from .budget import fitted_suite, oracle_passes, planned_checks
 from .checks import _run_in_layout, float32_noise, judge_with
-from .diagnose import localize
+from .diagnose import identical, localize
 from .report import reason
 from .suite import STREAMING, chunking, initial_states, stream, streaming_undefined
 
@@ -27,13 +30,13 @@ def _runtime_checks(report, fmt, path, model, suite, judge, role, src_model):
     try:
         run = runtimes.runner(fmt, path, model)
     except Exception as exc:  # noqa: BLE001 - not installed, or refusing the file: not run, with the reason
-        report.not_run(oracle, exc)
+        report.not_run(oracle, exc, unplanned=len(suite))
         return
     for k, (label, x) in enumerate(suite):
         try:
             out = _run_in_layout(run, x, src_model, model)
         except Exception as exc:  # noqa: BLE001 - the runtime failing on the file is no number
-            report.not_run(oracle, exc if k == 0 else f"on {label}: {reason(exc)}")
+            report.not_run(oracle, exc if k == 0 else f"on {label}: {reason(exc)}", unplanned=len(suite) - k)
             return
         report.checks.append(judge(out, k, oracle, label))
 
@@ -51,6 +54,10 @@ def _streaming_checks(report, model, suite, judge, src_model):
             report.checks.append(judge(out, k, STREAMING, f"{label} chunks {chunks}"))
 
 
+IDENTICAL = ("reference(dst){} and streaming(reference) not run: the file reads back identical to the source, "
+             "every setting and every tensor, so they would repeat reference(src)")
+
+
 def reference_checks(report, src_model, dst_model, suite, judge):
     """reference(dst) on every input, and streaming(reference) where it is defined: float64 reference passes
     on both sides, so `judge` gives them no noise allowance (checks.FLOAT64_ORACLES): atol + rtol*|b| alone."""
@@ -61,34 +68,77 @@ def reference_checks(report, src_model, dst_model, suite, judge):
     _streaming_checks(report, dst_model, suite, judge, src_model)
 
 
+class SourcePass:
+    """forward(src, x), the expected output of each input, keeping each pass's final states: the zero-state
+    check of a model with state inputs and outputs is then that pass again (`zero_states`), not a new one."""
+
+    def __init__(self, model):
+        self.model, self.finals = model, {}
+
+    def __call__(self, x):
+        from ..reference.network import forward_with_states
+        y, final = forward_with_states(self.model, x)
+        if self.model.has_state_io:
+            self.finals[_key(x)] = (y, final)
+        return y
+
+    def zero_states(self, x):
+        """(output, state outputs) of the source with every state input zero, when a pass on `x` already
+        computed them (the model's own initial states are zeros); None otherwise."""
+        from ..reference.network import state_outputs
+        known = self.finals.get(_key(x))
+        starts = [getattr(w, f"{p.state}0") for p in self.model.state_inputs
+                  for k, d in states.rows(self.model, p) for w in [self.model.layers[k].weights[d]]]
+        if known is None or any(v is not None for v in starts):
+            return None
+        return known[0], state_outputs(self.model, known[1])
+
+
+def _key(x) -> tuple:
+    import hashlib
+    return x.shape, str(x.dtype), hashlib.sha1(np.ascontiguousarray(x)).digest()
+
+
 def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None,
                  src_fmt=None, src_path=None, budget=None, progress=None, layer=False):
     """Run every check of dst (and src's own runtime where it has one) against reference(src), on the
     suite fitted to `budget` (`budget.py`; None: the full suite); `progress`: a `progress.Tracker`;
     `layer`: --layer's node check follows (counted in the budget and the checks planned).
 
-    Returns (suite, expected): the inputs in src's layout and the reference outputs of src.
+    A destination that reads back identical to the source (`diagnose.identical`) gets no reference(dst) and
+    no streaming(reference) (they would repeat reference(src)), a note saying so, unless no runtime ran:
+    then reference(dst) is the numeric check.  Returns (suite, expected): the inputs in src's layout and
+    the reference outputs of src.
     """
-    from ..reference.network import forward
     tol = report.tolerance
-    passes = oracle_passes(src_model, dst_model, dst_fmt, src_fmt, layer)
-    suite, expected = fitted_suite(src_model, report, inputs, budget, passes, lambda x: forward(src_model, x),
-                                   progress)
+    same = dst_model is not None and identical(src_model, dst_model)
+    passes = oracle_passes(src_model, dst_model, dst_fmt, src_fmt, layer, same=same)
+    source = SourcePass(src_model)
+    suite, expected = fitted_suite(src_model, report, inputs, budget, passes, source, progress)
     report.initial_states = initial_states(src_model)
     if progress is not None:
-        progress.planned(planned_checks(src_model, dst_model, dst_fmt, suite, src_fmt, layer))
+        progress.planned(planned_checks(src_model, dst_model, dst_fmt, suite, src_fmt, layer, same=same))
     noise = [float32_noise(src_model, x, y) for (_, x), y in zip(suite, expected)]
     report.inputs = [{"label": label, "shape": list(x.shape), "float32_noise": n}
                      for (label, x), n in zip(suite, noise)]
     judge = judge_with(expected, tol, noise)
-    if dst_model is not None:       # a write-only format (generated code): its runtime is the check
+    if dst_model is not None and not same:      # (a write-only format, generated code: its runtime is the check)
         reference_checks(report, src_model, dst_model, suite, judge)
     if src_fmt is not None:
         _runtime_checks(report, src_fmt, src_path, src_model, suite, judge, "src", src_model)
     _runtime_checks(report, dst_fmt, dst_path, dst_model or src_model, suite, judge, "dst", src_model)
+    if same:
+        if report.checks:
+            report.notes.append(IDENTICAL.format(" (with and without states)" if src_model.has_state_io else ""))
+        else:           # no runtime ran: reference(dst) is the one numeric check
+            if progress is not None:
+                progress.added(planned_checks(src_model, dst_model, dst_fmt, suite, src_fmt, layer)
+                               - planned_checks(src_model, dst_model, dst_fmt, suite, src_fmt, layer, same=True))
+            reference_checks(report, src_model, dst_model, suite, judge)
+            same = False
     if src_model.has_state_io:
         from .state_checks import state_checks
-        state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol)
+        state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol, source.zero_states, same)
     if not report.passed and dst_model is not None:
         localize_worst(report, suite, src_model, dst_model)
     return suite, expected
@@ -120,7 +170,7 @@ def node_checks(path, name: str, suite, judge, fmt: str | None = None, report=No
             out = run_node(found.node, found.opset, x)
         except Exception as exc:  # noqa: BLE001 - not installed, or refusing the node: not run
             if report is not None:
-                report.not_run(oracle, exc if k == 0 else f"on {label}: {reason(exc)}")
+                report.not_run(oracle, exc if k == 0 else f"on {label}: {reason(exc)}", unplanned=len(suite) - k)
             break
         checks.append(judge(out, k, oracle, label))
     return checks

@@ -43,6 +43,15 @@ class Tracker:
     def planned(self, n: int) -> None:
         self.total = self.done + n
 
+    def added(self, n: int) -> None:
+        """`n` more checks than planned will be made."""
+        self.total = (self.total or self.done) + n
+
+    def dropped(self, n: int) -> None:
+        """`n` planned checks will not be made (their runtime is not run)."""
+        if self.total is not None:
+            self.total = max(self.done, self.total - n)
+
     def check(self, check) -> None:
         self.done += 1
         self.callback(self._event(f"{check.oracle} {check.input}", check))
@@ -96,7 +105,7 @@ class Printer:
         self.stopped = threading.Event()
         self.ticker = None
         self.start = time.perf_counter()
-        self.columns = _columns(stream) if tty else 0
+        self.columns = terminal_columns(stream) if tty else 0
 
     def __call__(self, event: Event) -> None:
         with self.lock:
@@ -147,7 +156,7 @@ class Printer:
         self.close()
 
 
-def _columns(stream) -> int:
+def terminal_columns(stream) -> int:
     """The terminal's width (80 when it does not say): a longer live line would wrap, and \\r redraw only
     its last row."""
     import os

@@ -48,13 +48,17 @@ class Report:
         refuses a report where nothing ran)."""
         return all(c.passed for c in self.checks)
 
-    def not_run(self, oracle: str, why) -> None:
+    def not_run(self, oracle: str, why, unplanned: int = 0) -> None:
         """`oracle` (e.g. 'octave(src)') did not run: `why` (an exception or text) becomes one line
-        '<oracle>: <reason>' in `unavailable`, once.  An error that hides a signal (a C extension returning
-        while the handler raised) ends the run as the signal instead."""
+        '<oracle>: <reason>' in `unavailable`, once; `unplanned`: the checks it will no longer make, taken off
+        the progress total.  An error that hides a signal (a C extension returning while the handler
+        raised) ends the run as the signal instead."""
         if isinstance(why, BaseException):
             from ..files.interrupt import raise_hidden
             raise_hidden(why)
+        tracker = getattr(self.checks, "tracker", None)
+        if tracker is not None and unplanned:
+            tracker.dropped(unplanned)
         entry = f"{oracle}: {reason(why)}"
         if entry not in self.unavailable:
             self.unavailable.append(entry)

@@ -3,9 +3,12 @@
 On each suite input, with random states and with zero states fed to every state input, the reference
 pass of the source (output and every state output) is compared with the reference pass of the written
 model and with the written file in its own runtime where that runtime takes states (onnxruntime).
-Streaming: the sequence fed in chunks, each call's state outputs fed back as the next call's state
-inputs, must equal one call (`streaming(reference, states)`, `streaming(onnxruntime, states)`).
-A runtime not installed, or failing on the file, is not run (`Report.not_run`) from then on, never a check.
+Streaming: the sequence fed in chunks, from the random states, each call's state outputs fed back as the
+next call's state inputs, must equal one call (`streaming(reference, states)`, `streaming(onnxruntime,
+states)`).  A runtime not installed, or failing on the file, is not run (`Report.not_run`) from then on,
+never a check.  The source's passes are shared: streaming compares with the random-state pass, and the
+zero-state pass is the suite's expected pass when the caller has it (`zero_states`).  A written model
+read back identical to the source (`same`) gets no reference(dst) runner: it would repeat the source's.
 """
 from __future__ import annotations
 
@@ -20,10 +23,11 @@ from .suite import chunking, streaming_undefined
 STATE_SEED = 7919
 
 
-def _runners(src_model, dst_model, dst_fmt, dst_path):
+def _runners(src_model, dst_model, dst_fmt, dst_path, same=False):
     """[(oracle, run(x, feeds) -> (y, outs))] of the written model, in dst's layout."""
     out = []
-    if dst_model is not None and [p.name for p in dst_model.state_inputs] == [p.name for p in src_model.state_inputs]:
+    if (dst_model is not None and not same
+            and [p.name for p in dst_model.state_inputs] == [p.name for p in src_model.state_inputs]):
         out.append(("reference(dst)", lambda x, f: forward_with_feeds(dst_model, x, f)))
     if dst_fmt.name == "onnx":
         from ..formats.onnx.runtime import run_states
@@ -31,38 +35,58 @@ def _runners(src_model, dst_model, dst_fmt, dst_path):
     return out
 
 
-def state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol) -> None:
-    runners = _runners(src_model, dst_model, dst_fmt, dst_path)
+def state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol, zero_states=None,
+                 same=False) -> None:
+    """`zero_states(x)`: the source's (output, state outputs) from zero states when already computed, else
+    None; `same`: `dst_model` reads back identical to the source (no reference(dst) runner)."""
+    runners = _runners(src_model, dst_model, dst_fmt, dst_path, same)
     if not runners:
-        report.not_run("state inputs/outputs", f"{dst_fmt.name} files do not take them (only the initial "
-                       "states were checked)")
+        if not same:
+            report.not_run("state inputs/outputs", f"{dst_fmt.name} files do not take them (only the initial "
+                           "states were checked)")
         return
     batch_axis = 1 if src_model.input.layout == "time_batch_feature" else 0
     rng = np.random.default_rng(STATE_SEED + report.seed)
     dst = dst_model or src_model
+    planned = {oracle: planned_per_runner(src_model, suite) for oracle, _ in runners}
     for label, x in suite:
         batch = x.shape[batch_axis]
-        for kind, feeds in (("random states", states.random_feeds(src_model, batch, rng)),
-                            ("zero states", states.zero_feeds(src_model, batch))):
-            y, outs = forward_with_feeds(src_model, x, feeds)
+        random = states.random_feeds(src_model, batch, rng)
+        for kind, feeds in (("random states", random), ("zero states", states.zero_feeds(src_model, batch))):
+            known = zero_states(x) if kind == "zero states" and zero_states is not None else None
+            y, outs = known or forward_with_feeds(src_model, x, feeds)
+            if kind == "random states":
+                from_random = y
             for oracle, run in list(runners):
                 try:
                     got, got_outs = run(_relayout(x, src_model, dst), feeds)
                 except Exception as exc:  # noqa: BLE001 - not installed, or failing on the file: not run
-                    _drop(report, runners, oracle, exc, f"{label} + {kind}")
+                    _drop(report, runners, oracle, exc, f"{label} + {kind}", planned)
                     continue
                 report.checks.append(compare(_relayout(got, dst, src_model), y, tol, oracle, f"{label} + {kind}"))
                 for name, v in outs.items():
                     report.checks.append(compare(got_outs.get(name, np.full(1, np.nan)), v, tol, oracle,
                                                  f"{label} + {kind}: {name}"))
-        _streaming(report, src_model, dst, runners, x, label, rng, tol)
+        _streaming(report, src_model, dst, runners, x, label, random, from_random, tol, planned)
 
 
-def _drop(report, runners, oracle, exc, where) -> None:
-    """`oracle` failed (first on `where`): not run from now on, with the reason."""
-    ran = any(c.oracle == oracle and "states" in c.input for c in report.checks)
-    report.not_run(oracle, f"on {where}: {reason(exc)}" if ran else exc)
+def planned_per_runner(model, suite) -> int:
+    """The state checks one runner makes on `suite` (random and zero states, each output, streaming)."""
+    time_axis = 0 if model.input.layout == "time_batch_feature" else 1
+    long = sum(x.shape[time_axis] > 1 for _, x in suite) if streaming_undefined(model) is None else 0
+    return len(suite) * 2 * (1 + len(model.state_outputs)) + long
+
+
+def _drop(report, runners, oracle, exc, where, planned) -> None:
+    """`oracle` failed (first on `where`): not run from now on, with the reason; the checks it was to make
+    taken off the progress total."""
+    made = sum(c.oracle in (oracle, _streaming_name(oracle)) and "states" in c.input for c in report.checks)
+    report.not_run(oracle, f"on {where}: {reason(exc)}" if made else exc, unplanned=planned[oracle] - made)
     runners[:] = [r for r in runners if r[0] != oracle]
+
+
+def _streaming_name(oracle: str) -> str:
+    return "streaming " + oracle.replace("(dst)", "(dst), states carried")
 
 
 def _not_carried(model, pairs) -> str:
@@ -75,7 +99,8 @@ def _not_carried(model, pairs) -> str:
     return ""
 
 
-def _streaming(report, src_model, dst, runners, x, label, rng, tol) -> None:
+def _streaming(report, src_model, dst, runners, x, label, feeds, y, tol, planned) -> None:
+    """Chunks of `x` from the state inputs `feeds`, against `y`: the source's one call from them."""
     time_axis = 0 if src_model.input.layout == "time_batch_feature" else 1
     pairs = states.carried(src_model)
     if x.shape[time_axis] < 2 or streaming_undefined(src_model) or len(pairs) != len(src_model.state_inputs):
@@ -84,15 +109,12 @@ def _streaming(report, src_model, dst, runners, x, label, rng, tol) -> None:
     if lost:          # a layer restarting from its initial state at every call: chunks never equal one call
         report.not_run("streaming with states", f"not defined ({lost})")
         return
-    feeds = states.random_feeds(src_model, x.shape[1 - time_axis], rng)
-    y, outs = forward_with_feeds(src_model, x, feeds)
     chunks = chunking(x.shape[time_axis])
     for oracle, run in list(runners):
         what = f"{label} + random states chunks {'+'.join(map(str, chunks))}"
         try:
             got, last = states.stream(run, dst, _relayout(x, src_model, dst), feeds, chunks)
         except Exception as exc:  # noqa: BLE001 - not installed, or failing on the file: not run
-            _drop(report, runners, oracle, exc, what)
+            _drop(report, runners, oracle, exc, what, planned)
             continue
-        name = oracle.replace("(dst)", "(dst), states carried")
-        report.checks.append(compare(_relayout(got, dst, src_model), y, tol, f"streaming {name}", what))
+        report.checks.append(compare(_relayout(got, dst, src_model), y, tol, _streaming_name(oracle), what))

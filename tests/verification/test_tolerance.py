@@ -201,12 +201,17 @@ def test_each_row_prints_atol_plus_allowance_plus_rtol_b(files, runner, tmp_path
     b = torch_run(model, np.load(d / "x.npy"))
     allowance = min(10 * noise, 2 * np.abs(b).max())
     assert allowance == 10 * noise                                   # the cap does not bite here
-    rows = _rows(res.output)
-    for oracle, extra in (("onnxruntime(dst)", allowance), ("reference(dst)", 0.0)):
-        check = next(c for c in report["checks"] if c["oracle"] == oracle and c["input"] == "user inputs")
+    # the .onnx reads back identical (no reference(dst)); a .rnnc, which has no runtime, is checked by reference(dst)
+    rnnconvert.write(model, tmp_path / "good.rnnc")
+    by_rnnc = runner.invoke(cli, ["verify", str(d / "src.rnnc"), str(tmp_path / "good.rnnc"), "--inputs",
+                                  str(d / "x.npy"), "--report", str(tmp_path / "rnnc.json")])
+    assert by_rnnc.exit_code == 0, by_rnnc.output + by_rnnc.stderr
+    for oracle, extra, output, data in (("onnxruntime(dst)", allowance, res.output, report),
+                                        ("reference(dst)", 0.0, by_rnnc.output, _report(tmp_path / "rnnc.json"))):
+        check = next(c for c in data["checks"] if c["oracle"] == oracle and c["input"] == "user inputs")
         bound = ATOL + extra + RTOL * abs(b[tuple(check["worst"])])
         assert check["bound"] == pytest.approx(bound, rel=1e-9), oracle
-        assert rows[(oracle, "user inputs")][2] == f"{bound:.3g}", oracle
+        assert _rows(output)[(oracle, "user inputs")][2] == f"{bound:.3g}", oracle
     assert ("allowance = min(10*noise, 2*max|b|), noise: the input's float32 noise; none for "
             "reference(dst) and streaming(reference) (float64 on both sides); bound: at the max abs element") in res.output
     policy = report["tolerance_policy"]

@@ -59,7 +59,10 @@ def test_a_fixed_4001_step_model_past_the_budget_is_verified_on_fewer_inputs(tmp
     x = input_suite(model)[0][1]
     assert x.shape == (3, 4001, 4) and np.abs(x[0]).max() > 3 * np.abs(x[1]).max()
     oracles = {c.oracle for c in report.checks}
-    assert {"onnxruntime(dst)", "reference(dst)", "streaming onnxruntime(dst), states carried"} <= oracles
+    assert {"onnxruntime(dst)", "streaming onnxruntime(dst), states carried"} <= oracles
+    assert "reference(dst)" not in oracles     # the file reads back identical: it would repeat reference(src)
+    assert any(n.startswith("reference(dst) (with and without states) and streaming(reference) not run: the file "
+                            "reads back identical") for n in report.notes)
     assert all(c.input.startswith("seeded b3 t4001") for c in report.checks)
     jsonschema.Draft202012Validator(SCHEMA).validate(report.to_dict())
 
@@ -89,19 +92,14 @@ def test_a_variable_length_model_keeps_a_prefix_of_the_suite_and_the_users_input
     model = rnnconvert.read(KERAS)
     user = np.random.default_rng(5).standard_normal((2, 50, model.input.features)).astype(np.float32)
     full = rnnconvert.convert(KERAS, tmp_path / "full.onnx", inputs=user, time_budget=float("inf"))
-    timed = full.suite["timed"]["seconds"] * full.suite["timed"]["passes_per_input"]
-    # room for the inputs of 1, 7 and 50 steps and about 60 more steps: t120 shortened, t300 dropped
-    small = (1 + 7 + 50 + 60) * timed
-    report = rnnconvert.convert(KERAS, tmp_path / "small.onnx", inputs=user, time_budget=small)
-    labels = [i["label"] for i in report.inputs]
-    assert labels[:2] == ["seeded b3 t1", "seeded b3 t7"] and labels[-1] == "user inputs", labels
-    assert report.suite["shortened"][0] == "seeded b2 t300 dropped"
-    shortened = re.fullmatch(r"seeded b2 t(\d+)", labels[2]) if len(labels) == 4 else None
-    assert len(labels) == 3 or shortened and 7 < int(shortened.group(1)) <= 120, labels
+    assert full.suite["timed"]["input"] == "seeded b2 t300"      # the estimate rests on the longest pass timed
+    report = rnnconvert.convert(KERAS, tmp_path / "small.onnx", inputs=user, time_budget=0.0)
+    assert [i["label"] for i in report.inputs] == ["seeded b3 t1", "user inputs"]
+    assert report.suite["shortened"] == ["seeded b2 t300 dropped", "seeded b2 t120 dropped", "seeded b3 t7 dropped"]
     assert report.passed and {c.oracle for c in report.checks} == {c.oracle for c in full.checks}
     kept = {c.input: c.max_abs for c in report.checks if c.oracle == "onnxruntime(dst)"}
     before = {c.input: c.max_abs for c in full.checks if c.oracle == "onnxruntime(dst)"}
-    for label in ("seeded b3 t1", "seeded b3 t7", "user inputs"):      # the same inputs, bit for bit
+    for label in ("seeded b3 t1", "user inputs"):      # the same inputs, bit for bit
         assert kept[label] == before[label]
 
 
@@ -142,10 +140,11 @@ def test_piped_progress_is_one_line_per_check_on_stderr(tmp_path):
     assert res.returncode == 0, res.stderr
     checks = json.loads((tmp_path / "r.json").read_text())["checks"]
     lines = res.stderr.splitlines()
-    assert len(lines) == len(checks) == 11
+    n = len(checks)
+    assert len(lines) == n and n >= 4          # onnxruntime on each of the four inputs at least
     for k, (line, check) in enumerate(zip(lines, checks), 1):
         m = LINE.match(line)
-        assert m and m.groups() == (str(k), "11", "ok"), line
+        assert m and m.groups() == (str(k), str(n), "ok"), line
         assert f" {check['oracle']} {check['input']} (" in line
     assert "[1/" not in res.stdout and res.stdout.rstrip().endswith("EQUIVALENT")
     res = _cli("verify", KERAS, tmp_path / "a.onnx", "--report", tmp_path / "v.json")
@@ -159,8 +158,10 @@ def test_batch_progress_goes_to_stderr(tmp_path):
     (tmp_path / "plan.yaml").write_text(f"jobs:\n  - src: {KERAS}\n    dst: [a.onnx, b.onnx]\n")
     res = _cli("batch", tmp_path / "plan.yaml", "--jobs", "1")
     assert res.returncode == 0, res.stderr
+    jobs = "".join(line for line in res.stderr.splitlines(True) if not line.startswith("  jobs[0].dst["))
     assert re.fullmatch(r"\[1/2\] ok +\S+ -> a\.onnx \(\d+\.\d s\)\n\[2/2\] ok +\S+ -> b\.onnx \(\d+\.\d s\)\n",
-                        res.stderr), res.stderr
+                        jobs), res.stderr
+    assert res.stderr.startswith("  jobs[0].dst[0] [1/")         # each check of each job, before the job's line
     assert res.stdout.startswith("2 conversions: 2 ok, 0 not equivalent, 0 bad input; ")
 
 
@@ -186,7 +187,7 @@ def test_on_a_terminal_progress_is_one_live_line(tmp_path):
     text = seen.decode()
     assert "\n" not in text                          # one line, redrawn in place
     assert "\r  reading " in text and "\r  writing " in text
-    assert re.search(r"\r  verifying: check 11 of 11 done \(onnxruntime\(dst\) seeded b2 t300\), \d+ s", text)
+    assert re.search(r"\r  verifying: check 4 of 4 done \(onnxruntime\(dst\) seeded b2 t300\), \d+ s", text)
     assert re.search(r"\r {20,}\r$", text)            # erased before the report
     assert "[1/11]" not in text and out.rstrip().endswith("EQUIVALENT")
 
