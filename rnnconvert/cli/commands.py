@@ -196,10 +196,14 @@ def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @arch_option
 @click.option("--layer", "layer_name", metavar="NAME", help="Describe only this recurrent layer, as --layer converts it.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Also draw every recurrent layer's weight layout to scale (.svg, .html; .png needs rnnconvert[plot]).")
 @matlab_options
 @windows_option
-def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path, accept_windows_paths):
+def inspect(path, as_json, arch_path, layer_name, plot_path, var_name, mapping_path, accept_windows_paths):
     """Show layers, tensor shapes, gate slices, activations and equations of PATH."""
+    if plot_path:
+        _plot(path, plot_path, layer_name, _read_options(arch_path, var_name, mapping_path, accept_windows_paths))
     from .render import render
     from ..api import inspect as inspect_file
     from .render import render_extra
@@ -207,6 +211,15 @@ def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path, accept
                         **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
     _echo_assumptions(desc["source"])
     echo(json.dumps(desc, indent=1) if as_json else render(desc) + render_extra(desc))
+
+
+def _plot(path, plot_path, layer_name, read_options) -> None:
+    """inspect --plot: the layout picture, claimed like any output (never the model file itself)."""
+    from ..api import plot_layout
+    policy = _policy([(path, "the model file")])
+    policy.claim(plot_path, "--plot", replace=True)
+    n = plot_layout(path, plot_path, layer=layer_name, **read_options)
+    echo(f"wrote {plot_path}: the weight layout of {n} recurrent layer{'s' if n != 1 else ''}", err=True)
 
 
 @cli.command()
