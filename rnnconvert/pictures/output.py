@@ -44,3 +44,33 @@ def write_picture(svg: str, path, title: str) -> None:
     else:
         data = _cairosvg(path).svg2png(bytestring=svg.encode("utf-8"))
         write_files([(path, "wb", lambda f: f.write(data))], replace=True)
+
+
+def write_report_page(report: dict, path) -> None:
+    """The report page (`report_page`) of a convert or verify report, atomically."""
+    from .report_page import render
+    page = render(report).encode("utf-8")
+    write_files([(path, "wb", lambda f: f.write(page))], replace=True)
+
+
+def plan_pages_folder(path) -> str:
+    """Where `batch --report-html PATH` puts each conversion's page: PATH's stem + '_pages', beside it."""
+    return os.path.splitext(os.fspath(path))[0] + "_pages"
+
+
+def write_plan_pages(plan_report: dict, path, claim=None) -> list[str]:
+    """The plan page at `path` and one page per conversion in `plan_pages_folder(path)`; `claim(p)` is
+    called on every page path first (the run's output policy).  Returns the pages' paths."""
+    from .plan_page import render
+    folder = plan_pages_folder(path)
+    page, pages = render(plan_report, os.path.basename(folder))
+    items = [(os.path.join(folder, name), text) for name, text in pages]
+    for p, _ in items:
+        if claim:
+            claim(p)
+    if items:
+        os.makedirs(folder, exist_ok=True)
+    data = [(p, "wb", (lambda t: lambda f: f.write(t.encode("utf-8")))(t)) for p, t in items]
+    main = page.encode("utf-8")
+    write_files(data + [(path, "wb", lambda f: f.write(main))], replace=True)
+    return [p for p, _ in items]
