@@ -57,8 +57,11 @@ def line_chart(title: str, series: list[dict], xlabel: str = "time step", ylabel
                     f"<polyline fill='none' stroke='{colour}' stroke-width='1.6' points='{pts}'/>{dots}</g>")
         if s.get("bound"):
             bpts = " ".join(f"{px(x):.1f},{py(v):.1f}" for x, v in zip(s["x"], s["bound"]) if v is not None)
+            ticks = "".join(f"<line x1='{px(x) - 6:.1f}' x2='{px(x) + 6:.1f}' y1='{py(v):.1f}' y2='{py(v):.1f}' "
+                            f"stroke='{colour}' stroke-width='1.5'/>"
+                            for x, v in zip(s["x"], s["bound"]) if v is not None) if len(s["x"]) <= 2 else ""
             body.append(f"<g class='bound' data-name='{esc(s['name'])}'><polyline fill='none' stroke='{colour}' "
-                        f"stroke-width='1' stroke-dasharray='5,3' points='{bpts}'/></g>")
+                        f"stroke-width='1' stroke-dasharray='5,3' points='{bpts}'/>{ticks}</g>")
         y = TOP + 14 * k + 8
         body.append(line(W - RIGHT + 8, y, W - RIGHT + 26, y, colour, 2) +
                     text(W - RIGHT + 30, y + 4, _short(s["name"], 22), size=10))

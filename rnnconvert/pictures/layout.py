@@ -118,20 +118,35 @@ def _scale(layer: Recurrent, frameworks: list[str]) -> float:
 def _framework(layer, framework, desc, k, names, scale, heat):
     """One framework's tensors side by side: (svg text, width, height)."""
     columns = FRAMEWORKS[framework]["index"] == "python" and any(t.get("transposed") for t in desc["tensors"])
-    arrays = {st["name"]: st["array"] for st in source_tensors(layer, framework, k)}
+    sources = source_tensors(layer, framework, k)
+    arrays = {st["name"]: st["array"] for st in sources}
     canon = canonical_letters(framework, layer.cell)
     matlab = FRAMEWORKS[framework]["index"] == "matlab"
     els, x, height = [], 0.0, 0.0
     for t in desc["tensors"]:
         array = arrays.get(t["name"])
-        if array is None:                   # Keras 1 per-gate arrays: cut from the whole tensor's name
-            array = np.zeros(t["shape"])
-        for label, p, gl, ax in _panels(t, array, columns):
-            g, w, h = _panel(label, t, p, gl, ax, canon, scale, heat, matlab, k)
+        if array is None and t.get("gate"):     # a Keras 1 file's per-gate array: its block of the whole tensor
+            array = _gate_block(layer, framework, sources, t)
+        shown = heat and array is not None
+        for label, p, gl, ax in _panels(t, np.zeros(t["shape"]) if array is None else array, columns):
+            g, w, h = _panel(label, t, p, gl, ax, canon, scale, shown, matlab, k)
             els.append(f"<g class='panel' data-name='{esc(label)}' transform='translate({x:.1f},0)'>{g}</g>")
             x += w + GAP
             height = max(height, h)
     return "".join(els), x - GAP, height
+
+
+def _gate_block(layer, framework, sources, t):
+    """The array of a per-gate tensor entry (describe's `_per_gate`): gate `t["gate"]`'s block of the
+    whole tensor it was cut from, or None."""
+    from ..model.layouts import canonical_text, gate_order
+    for st in sources:
+        whole = st["tensor"]
+        if (t["canonical"].startswith(canonical_text(whole) + ", the ") and whole.gate_axis is not None
+                and layer.direction_names()[st["directions"][0]] == t["directions"][0]):
+            j, H = gate_order(framework, layer.cell).index(t["gate"]), layer.hidden
+            return np.take(st["array"], range(j * H, (j + 1) * H), axis=whole.gate_axis)
+    return None
 
 
 def _panel(label, t, p, gates, ax, canon, scale, heat, matlab, k):

@@ -175,3 +175,23 @@ def test_png_without_cairosvg_and_a_wrong_suffix_are_one_line_exit_2(tmp_path, m
     assert r.exit_code == 2
     assert f"{src}: is the model file; rnnconvert never writes over an input of the run, choose another path" in r.output
     assert src.read_bytes() == before
+
+
+def test_keras1_per_gate_arrays_are_panels_holding_their_own_values(tmp_path):
+    """A Keras 1 weights-only file stores one W, U, b per gate (`lstm_1_W_i` ...): each is its own panel,
+    one block of its gate, its heat map and printed values those of the array the file holds."""
+    sys.path.insert(0, str(ROOT / "tests" / "model"))
+    try:
+        from test_inspect_keras1 import _weights_only
+    finally:
+        sys.path.pop(0)
+    stored = _weights_only(tmp_path / "w.hdf5")
+    root = plot(tmp_path / "w.hdf5", tmp_path / "w.svg")
+    own = panels(group(root, "keras"))
+    assert sorted(own) == sorted(stored)
+    for name, a in stored.items():
+        p = root.find(f".//s:g[@data-framework='keras']//s:g[@data-name='{name}']", NS)
+        assert [b[0] for b in own[name]] == [name[-1]]
+        values = [t.text for t in p.iter("{http://www.w3.org/2000/svg}text") if t.get("class") == "value"]
+        assert values == [f"{v:.2f}" for v in np.asarray(a).reshape(-1)], name
+        assert len(p.findall(".//s:image[@class='heat']", NS)) == 1
