@@ -67,9 +67,9 @@ def _layer(layer: Recurrent, framework: str, k: int, names) -> tuple[list[str], 
         head = text(0, 12, f"{NAMES[fw]} (gate order {d['gate_order']})", size=12, weight="bold")
         els.append(f"<g class='framework other' data-framework='{fw}' transform='translate({x:.1f},{y + 8:.1f})'>"
                    f"{head}<g transform='translate(0,20)'>{g}</g></g>")
+        width = max(width, x + w)
         x += w + GAP
         row_h = max(row_h, h + 28)
-    width = max(width, x)
     y += row_h + 8
     for note in cannot:
         els.append(text(0, y + 12, note, size=11, fill="#555"))

@@ -134,6 +134,11 @@ def test_matlab_bilstm_draws_forward_rows_over_backward_rows(tmp_path):
     assert [d for *_, d, _ in own["InputWeights"]][3:5] == ["forward", "reverse"]
     labels = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text") if t.get("class") == "direction"]
     assert labels == ["reverse below"] * 3
+    width = float(root.get("width"))             # every framework's last panel starts inside the picture
+    for g in root.findall(".//s:g[@class='framework other']", NS):
+        gx = float(g.get("transform").split("(")[1].split(",")[0])
+        last = g.findall(".//s:g[@class='panel']", NS)[-1]
+        assert gx + float(last.get("transform").split("(")[1].split(",")[0].rstrip(")")) + 20 < width
 
 
 def test_gru_bias_and_the_matlab_6h_bias(tmp_path):
