@@ -41,3 +41,17 @@ def test_report_html_is_never_an_input(tmp_path):
     assert r.exit_code == 2
     assert f"{src}: is the source file; rnnconvert never writes over an input of the run, choose another path" in r.output
     assert src.read_bytes() == before and not (tmp_path / "a.onnx").exists()
+
+
+def test_a_refused_conversion_still_gets_its_page(tmp_path):
+    """PyTorch has no reset-before GRU: convert refuses (exit 2) and the page says so, with the refusal."""
+    src = FIX / "tfkeras2" / "gru_reset_before_last" / "model.h5"
+    r = CliRunner().invoke(cli, ["convert", str(src), str(tmp_path / "a.pt"), "--report", str(tmp_path / "a.json"),
+                                 "--report-html", str(tmp_path / "a.html")])
+    assert r.exit_code == 2, r.output
+    report = json.loads((tmp_path / "a.json").read_text())
+    page = (tmp_path / "a.html").read_text()
+    assert report["verified"] is False and report["conversion"]["refused"]
+    assert "id='verdict'>NOT VERIFIED (refused)</div>" in page
+    assert report["conversion"]["refused"][0].replace("'", "&#x27;") in page
+    assert "<tr class='check'" not in page
