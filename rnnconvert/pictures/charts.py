@@ -19,9 +19,10 @@ def _log_range(values) -> tuple[float, float]:
     return 10.0 ** lo, 10.0 ** max(hi, lo + 1)
 
 
-def _frame(title, xlabel, ylabel, lo, hi, n_series, body, xticks, width=W) -> str:
+def _frame(title, xlabel, ylabel, lo, hi, n_series, body, xticks, width=W, zeros=False) -> str:
     pw, ph = width - LEFT - RIGHT, H - TOP - BOTTOM
     els = [text(LEFT, 18, title, size=13, weight="bold"),
+           text(width - RIGHT + 8, TOP + ph, "0 is drawn on the bottom line", size=9, fill="#666") if zeros else "",
            rect(LEFT, TOP, pw, ph, "white", "#999", 1),
            text(LEFT + pw / 2, H - 6, xlabel, size=11, anchor="middle"),
            text(14, TOP + ph / 2, ylabel, size=11, anchor="middle", rotate=-90)]
@@ -70,7 +71,7 @@ def line_chart(title: str, series: list[dict], xlabel: str = "time step", ylabel
         body.append(line(W - RIGHT + 8, y, W - RIGHT + 26, y, "#444", 1, "5,3") +
                     text(W - RIGHT + 30, y + 4, "allowed bound", size=10))
     ticks = [(px(t), str(t)) for t in _nice_ticks(xmax)]
-    return _frame(title, xlabel, ylabel, lo, hi, len(series), body, ticks)
+    return _frame(title, xlabel, ylabel, lo, hi, len(series), body, ticks, zeros=0 in values)
 
 
 def bar_chart(title: str, labels: list[str], values: list, bounds: list | None = None,
@@ -98,7 +99,7 @@ def bar_chart(title: str, labels: list[str], values: list, bounds: list | None =
     if bounds:
         body.append(line(width - RIGHT + 8, TOP + 8, width - RIGHT + 26, TOP + 8, "#111", 2)
                     + text(width - RIGHT + 30, TOP + 12, "allowed bound", size=10))
-    return _frame(title, xlabel, ylabel, lo, hi, 1, body, ticks, width)
+    return _frame(title, xlabel, ylabel, lo, hi, 1, body, ticks, width, zeros=0 in list(values))
 
 
 def _short(s: str, n: int) -> str:
