@@ -102,12 +102,14 @@ def plot_layout(path, dst, fmt: str | None = None, layer: str | None = None, **o
     elif s.whole is not None:
         models = [s.whole]
     else:
-        models = []
+        models, refusals = [], []
         for found in s.layers:
             try:
                 models.append(build(s, found))
-            except RnnConvertError:
-                continue
+            except RnnConvertError as exc:
+                refusals.append(exc)
+        if not models and (s.error or refusals):
+            raise s.error or refusals[0]       # nothing to draw: the refusal is the answer, as inspect's
     drawn = []
     for model in models:
         framework, own = source_framework(model, s.format), model.source.get("keras1_names") or {}

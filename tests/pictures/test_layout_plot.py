@@ -200,3 +200,20 @@ def test_keras1_per_gate_arrays_are_panels_holding_their_own_values(tmp_path):
         values = [t.text for t in p.iter("{http://www.w3.org/2000/svg}text") if t.get("class") == "value"]
         assert values == [f"{v:.2f}" for v in np.asarray(a).reshape(-1)], name
         assert len(p.findall(".//s:image[@class='heat']", NS)) == 1
+
+
+def test_layers_that_do_not_build_are_left_out_and_none_at_all_is_the_refusal(tmp_path):
+    """A MATLAB network with an untrained BiLSTM definition beside a trained LSTM: the picture draws the
+    LSTM.  With only the untrained definition: inspect's refusal, exit 2, and no picture."""
+    pytest.importorskip("matio", reason="mat-io writes the MATLAB object file")
+    from fuzz_inputs import _matio_layers, _save_matio
+    layers = _matio_layers()
+    untrained = ("BiLSTMLayer", {"Name": "layer0", "InputSize": layers[0][1]["InputSize"]})
+    _save_matio(tmp_path / "mixed.mat", [untrained] + layers[1:], "v7")
+    root = plot(tmp_path / "mixed.mat", tmp_path / "mixed.svg")
+    assert [g.get("data-layer") for g in root.findall("s:g[@class='layer']", NS)] == ["lstm"]
+    _save_matio(tmp_path / "none.mat", [untrained], "v7")
+    r = CliRunner().invoke(cli, ["inspect", str(tmp_path / "none.mat"), "--plot", str(tmp_path / "none.svg")])
+    assert r.exit_code == 2
+    assert f"{tmp_path / 'none.mat'}: variable 'net' has no learned weights (layers layer0 are untrained" in r.output
+    assert not (tmp_path / "none.svg").exists()
