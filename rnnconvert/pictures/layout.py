@@ -17,7 +17,7 @@ from ..model.layouts import FRAMEWORKS
 from .svg import GATE_COLOURS, document, esc, hex_rgb, line, png_uri, rect, text
 
 CELL, LONGEST, MIN_PX, HEAT_CELLS = 34.0, 520.0, 9.0, 64
-LABEL_GUTTER, GAP, WRAP = 92.0, 26.0, 1100.0
+LABEL_GUTTER, GAP, WRAP, SOURCE_WRAP = 92.0, 26.0, 1100.0, 1800.0
 NAMES = {"canonical": "canonical", "keras": "Keras", "onnx": "ONNX", "torch": "PyTorch", "matlab": "MATLAB"}
 
 
@@ -49,7 +49,7 @@ def _layer(layer: Recurrent, framework: str, k: int, names) -> tuple[list[str], 
                        f"heat: |weight| per block, white = 0, full colour = the tensor's largest |weight|",
                 size=11, fill="#555")]
     scale = _scale(layer, [framework])
-    g, w, h = _framework(layer, framework, desc, k, names, scale, heat=True)
+    g, w, h = _framework(layer, framework, desc, k, names, scale, heat=True, wrap=SOURCE_WRAP)
     els.append(f"<g class='framework source' data-framework='{framework}' transform='translate(0,44)'>{g}</g>")
     y, width = 44 + h + 22, w
     els.append(text(0, y, "the same blocks as the other frameworks store them", size=12, weight="bold"))
@@ -115,14 +115,14 @@ def _scale(layer: Recurrent, frameworks: list[str]) -> float:
     return min(CELL, LONGEST / longest)
 
 
-def _framework(layer, framework, desc, k, names, scale, heat):
+def _framework(layer, framework, desc, k, names, scale, heat, wrap=WRAP):
     """One framework's tensors side by side: (svg text, width, height)."""
     columns = FRAMEWORKS[framework]["index"] == "python" and any(t.get("transposed") for t in desc["tensors"])
     sources = source_tensors(layer, framework, k)
     arrays = {st["name"]: st["array"] for st in sources}
     canon = canonical_letters(framework, layer.cell)
     matlab = FRAMEWORKS[framework]["index"] == "matlab"
-    els, x, height = [], 0.0, 0.0
+    els, x, y, row_h, width = [], 0.0, 0.0, 0.0, 0.0
     for t in desc["tensors"]:
         array = arrays.get(t["name"])
         if array is None and t.get("gate"):     # a Keras 1 file's per-gate array: its block of the whole tensor
@@ -130,10 +130,13 @@ def _framework(layer, framework, desc, k, names, scale, heat):
         shown = heat and array is not None
         for label, p, gl, ax in _panels(t, np.zeros(t["shape"]) if array is None else array, columns):
             g, w, h = _panel(label, t, p, gl, ax, canon, scale, shown, matlab, k)
-            els.append(f"<g class='panel' data-name='{esc(label)}' transform='translate({x:.1f},0)'>{g}</g>")
+            if x and x + w > wrap:              # the next panel on a new row (many per-gate arrays)
+                x, y, row_h = 0.0, y + row_h + 12, 0.0
+            els.append(f"<g class='panel' data-name='{esc(label)}' transform='translate({x:.1f},{y:.1f})'>{g}</g>")
+            width = max(width, x + w)
             x += w + GAP
-            height = max(height, h)
-    return "".join(els), x - GAP, height
+            row_h = max(row_h, h)
+    return "".join(els), width, y + row_h
 
 
 def _gate_block(layer, framework, sources, t):
@@ -195,7 +198,7 @@ def _panel(label, t, p, gates, ax, canon, scale, heat, matlab, k):
                 els.append(line(bx, top - 6, bx, top + h + 6, "#000", 2.5, "6,3"))
         last_dir = d
     right = w + (LABEL_GUTTER if ax == 0 and gates else 0)
-    bottom = top + h + (34 if ax == 1 and gates else 6)
+    bottom = top + h + (34 if ax != 0 and gates else 6)
     return "".join(els), max(right, 7.0 * len(label), 5.6 * len(sub)), bottom
 
 
@@ -206,6 +209,8 @@ def _block_label(letter, rng, part, t, bx, by, bw, bh, ax, w, heat):
         return (text(w + 6, by + bh / 2 + 4, f"{letter} {rng}{tag}", size=11, cls="block-label")
                 if bh >= 9 else "")
     size = 11 if bw >= 34 else 9
+    if bw < 5.5 * len(rng + tag):           # too narrow for the part: the panel's subtitle names it
+        tag = ""
     if bw < 14:
         return text(bx + bw / 2, by + bh + 10, letter, size=9, anchor="middle", cls="block-label")
     return (text(bx + bw / 2, by + bh + 13, f"{letter}", size=size, anchor="middle", weight="bold", cls="block-label")
