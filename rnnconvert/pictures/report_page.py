@@ -91,6 +91,9 @@ def _charts(report) -> str:
         note = f" (max over windows of {window} steps)" if window > 1 else ""
         out.append(_figure(line_chart(f"{i['label']}: error per time step{note}", series), "input",
                            i["label"]))
+    if checks and not any(c.get("per_step") for c in checks):
+        out.append("<p class='note' id='no-steps'>no error per time step: the outputs checked have no time axis "
+                   "(the model returns its last step or final state)</p>")
     inputs = report.get("inputs") or []
     if inputs:
         out.append(_figure(bar_chart("float32 noise of the source per input", [i["label"] for i in inputs],

@@ -55,3 +55,15 @@ def test_a_refused_conversion_still_gets_its_page(tmp_path):
     assert "id='verdict'>NOT VERIFIED (refused)</div>" in page
     assert report["conversion"]["refused"][0].replace("'", "&#x27;") in page
     assert "<tr class='check'" not in page
+
+
+def test_a_model_returning_its_last_step_has_no_step_curves_and_says_so(tmp_path):
+    src = FIX / "tfkeras2" / "lstm_last_softmax" / "model.h5"
+    r = CliRunner().invoke(cli, ["convert", str(src), str(tmp_path / "a.onnx"), "--report", str(tmp_path / "a.json"),
+                                 "--report-html", str(tmp_path / "a.html")])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert all(c["per_step"] is None and len(c["channels"]) == 3 for c in report["checks"])     # Dense(3) output
+    page = (tmp_path / "a.html").read_text()
+    assert "id='no-steps'>no error per time step: the outputs checked have no time axis" in page
+    assert "data-kind='input'" not in page and "data-kind='channels'" in page
