@@ -83,3 +83,41 @@ def inspect(path, fmt: str | None = None, layer: str | None = None, **options) -
     d["per_layer"] = [{"name": f.name, "kind": f.kind, "bidirectional": f.bidirectional, "where": f.where}
                       for f in s.layers]
     return _json(d)
+
+
+def plot_layout(path, dst, fmt: str | None = None, layer: str | None = None, **options) -> int:
+    """`inspect --plot DST`: the weight layout of every recurrent layer of `path` (or of `layer` alone) drawn
+    to scale (`rnnconvert/pictures/layout.py`), written as DST's suffix says (.svg, .html, .png).  Returns
+    the number of recurrent layers drawn.  Layers that do not read on their own are left out."""
+    from .model import Recurrent
+    from .model.describe import source_framework
+    from .pictures.layout import layout_svg
+    from .pictures.output import check_suffix, write_picture
+    check_suffix(dst)
+    s = scan(path, fmt, **options)
+    if s.whole is None and not s.layers and s.error is not None:
+        raise s.error
+    if layer is not None:
+        models = [build(s, lookup(s, layer))]
+    elif s.whole is not None:
+        models = [s.whole]
+    else:
+        models, refusals = [], []
+        for found in s.layers:
+            try:
+                models.append(build(s, found))
+            except RnnConvertError as exc:
+                refusals.append(exc)
+        if not models and (s.error or refusals):
+            raise s.error or refusals[0]       # nothing to draw: the refusal is the answer, as inspect's
+    drawn = []
+    for model in models:
+        framework, own = source_framework(model, s.format), model.source.get("keras1_names") or {}
+        k = 0
+        for one in model.layers:
+            if isinstance(one, Recurrent):
+                drawn.append((one, framework, k, own.get(one.name)))
+                k += 1
+    write_picture(layout_svg(drawn, f"{os.path.basename(s.path)}: weight layout"), dst,
+                  f"{os.path.basename(s.path)}: weight layout")
+    return len(drawn)

@@ -13,7 +13,7 @@ import click
 from ..errors import RnnConvertError
 from .app import cli, echo
 from .options import (LAYER_HELP, _read_options, arch_option, check_options, matlab_options, nonfinite_option,
-                      windows_option)
+                      report_html_option, windows_option)
 
 
 def _progress():
@@ -40,7 +40,7 @@ def _echo_assumptions(source) -> None:
         echo(f"rnnconvert: note: {note}", err=True, one_line=True)
 
 
-def _policy(inputs=(), report_path=None):
+def _policy(inputs=(), report_path=None, report_html=None):
     """The run's output policy (rnnconvert/files/outputs.py): `inputs` ((path, role) pairs; --arch, --mapping
     and --inputs must be regular files) registered, and --report claimed (an existing regular file there
     is replaced, as a log is; never an input of the run or another output)."""
@@ -53,6 +53,8 @@ def _policy(inputs=(), report_path=None):
             policy.add_input(path, role)
     if report_path:
         policy.claim(report_path, "--report", replace=True)
+    if report_html:
+        policy.claim(report_html, "--report-html", replace=True)
     return policy
 
 
@@ -62,6 +64,13 @@ def _write_report(report, path):
         from ..files.atomic import write_files
         data = report if isinstance(report, dict) else report.to_dict()
         write_files([(path, "w", lambda f: json.dump(data, f, indent=1))], replace=True)
+
+
+def _write_html(report, path):
+    """--report-html: the page rendered from the JSON report (rnnconvert/pictures/report_page.py)."""
+    if path and report is not None:
+        from ..pictures.output import write_report_page
+        write_report_page(json.loads(json.dumps(report if isinstance(report, dict) else report.to_dict())), path)
 
 
 @cli.command()
@@ -85,19 +94,21 @@ def _write_report(report, path):
                    "by default only past 1 GB of weights.")
 @click.option("--layer", "layer_name", metavar="NAME", help=LAYER_HELP)
 @check_options
+@report_html_option
 @matlab_options
 @windows_option
 @click.pass_context
 def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
             emit_test, stateful, external_data, layer_name, rtol, atol, inputs_path, seed, report_path, full_suite,
-            arch_path, emit_vectors, allow_nonfinite, strict, var_name, mapping_path, accept_windows_paths):
+            arch_path, emit_vectors, allow_nonfinite, strict, var_name, mapping_path, accept_windows_paths,
+            report_html=None):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from ..api import convert as run
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
                                        ("emit_test", emit_test), ("stateful", stateful),
                                        ("external_data", external_data)) if v}
     policy = _policy([(src, "the source file"), (inputs_path, "the --inputs file"), (arch_path, "the --arch file"),
-                      (mapping_path, "the --mapping file")], report_path)
+                      (mapping_path, "the --mapping file")], report_path, report_html)
     try:
         with _progress() as progress:
             report = run(src, dst, verify=not no_verify, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path),
@@ -109,8 +120,10 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
                          time_budget=float("inf") if full_suite else None, strict=strict)
     except RnnConvertError as exc:
         _write_report(getattr(exc, "report", None) or getattr(exc, "report_so_far", None), report_path)
+        _write_html(getattr(exc, "report", None) or getattr(exc, "report_so_far", None), report_html)
         raise
     _write_report(report, report_path)
+    _write_html(report, report_html)
     from .render import render_report
     echo(render_report(report))
 
@@ -122,9 +135,10 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
               help="Check the one file A against golden vectors (a DIR written by --emit-vectors, or its vectors.json).")
 @click.option("--force", is_flag=True, help="Overwrite vectors already in the --emit-vectors DIR.")
 @check_options
+@report_html_option
 @windows_option
 def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path, full_suite, arch_path, emit_vectors,
-           allow_nonfinite, strict, accept_windows_paths):
+           allow_nonfinite, strict, accept_windows_paths, report_html=None):
     """Prove that model files A and B compute the same (exit 0), or not (exit 1); 2 on bad input.
 
     \b
@@ -140,7 +154,7 @@ def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path
     if vectors_path is not None:
         folder = vectors_path if os.path.isdir(vectors_path) else os.path.dirname(os.path.abspath(vectors_path))
         given += [(vectors_path, "the --vectors file")] + [(p, "a --vectors file") for p in vector_files(folder)]
-    policy = _policy(given, report_path)
+    policy = _policy(given, report_path, report_html)
     try:
         with _progress() as progress:
             report = run(a, b, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path), seed=seed,
@@ -150,8 +164,10 @@ def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path
                          time_budget=float("inf") if full_suite else None, strict=strict)
     except VerificationError as exc:
         _write_report(exc.report, report_path)
+        _write_html(exc.report, report_html)
         raise
     _write_report(report, report_path)
+    _write_html(report, report_html)
     from .render import render_report
     echo(render_report(report, compared=True))
 
@@ -166,7 +182,10 @@ def verify(a, b, vectors_path, force, rtol, atol, inputs_path, seed, report_path
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Write one JSON report for the whole plan (schemas/report.schema.json).")
 @click.option("--check", "check_only", is_flag=True, help="Validate the plan and exit.")
-def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only):
+@click.option("--report-html", "report_html", type=click.Path(dir_okay=False),
+              help="Also write one HTML page for the plan, a row per conversion linking to its own page "
+                   "(in <stem>_pages/ beside it).")
+def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only, report_html=None):
     """Run a YAML plan of conversions in parallel; exit 0 all passed, 1 any not equivalent, 2 any bad input.
 
     \b
@@ -177,13 +196,20 @@ def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only):
     if check_only:
         echo(f"{plan}: valid, {len(plan_obj.tasks)} conversions in {len(plan_obj.jobs)} jobs")
         return
+    policy = batch_module.plan_outputs(plan_obj)
     if report_path:
-        batch_module.plan_outputs(plan_obj).claim(report_path, "--report", replace=True)
+        policy.claim(report_path, "--report", replace=True)
+    if report_html:
+        policy.claim(report_html, "--report-html", replace=True)
     with batch_module.plan_lock(plan_obj):      # progress on stderr, as convert's and verify's
         result = batch_module.run_plan(plan_obj, jobs=n_jobs, fail_fast=fail_fast, force=force,
                                        shard=batch_module.parse_shard(shard),
                                        progress=batch_module.Progress(sys.stderr.isatty(), sys.stderr))
     _write_report(result.to_dict() if report_path else None, report_path)
+    if report_html:
+        from ..pictures.output import write_plan_pages
+        write_plan_pages(json.loads(json.dumps(result.to_dict())), report_html,
+                         lambda p: policy.claim(p, "a --report-html page", replace=True))
     echo(result.summary())
     for line in result.problems():
         echo(f"rnnconvert: {line}", err=True, one_line=True)
@@ -196,10 +222,14 @@ def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @arch_option
 @click.option("--layer", "layer_name", metavar="NAME", help="Describe only this recurrent layer, as --layer converts it.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False),
+              help="Also draw every recurrent layer's weight layout to scale (.svg, .html; .png needs rnnconvert[plot]).")
 @matlab_options
 @windows_option
-def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path, accept_windows_paths):
+def inspect(path, as_json, arch_path, layer_name, plot_path, var_name, mapping_path, accept_windows_paths):
     """Show layers, tensor shapes, gate slices, activations and equations of PATH."""
+    if plot_path:
+        _plot(path, plot_path, layer_name, _read_options(arch_path, var_name, mapping_path, accept_windows_paths))
     from .render import render
     from ..api import inspect as inspect_file
     from .render import render_extra
@@ -207,6 +237,15 @@ def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path, accept
                         **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
     _echo_assumptions(desc["source"])
     echo(json.dumps(desc, indent=1) if as_json else render(desc) + render_extra(desc))
+
+
+def _plot(path, plot_path, layer_name, read_options) -> None:
+    """inspect --plot: the layout picture, claimed like any output (never the model file itself)."""
+    from ..api import plot_layout
+    policy = _policy([(path, "the model file")])
+    policy.claim(plot_path, "--plot", replace=True)
+    n = plot_layout(path, plot_path, layer=layer_name, **read_options)
+    echo(f"wrote {plot_path}: the weight layout of {n} recurrent layer{'s' if n != 1 else ''}", err=True)
 
 
 @cli.command()

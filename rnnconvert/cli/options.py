@@ -99,3 +99,11 @@ def check_options(f):
     f = click.option("--emit-vectors", "emit_vectors", type=click.Path(file_okay=False),
                      help="Also write golden test vectors (vectors.npz + vectors.json) of the checked file to DIR.")(f)
     return f
+
+
+REPORT_HTML_HELP = ("Also write the report as one self-contained HTML page (verdict, files, checks, error plots; "
+                    "opens without network access).")
+
+
+def report_html_option(f):
+    return click.option("--report-html", "report_html", type=click.Path(dir_okay=False), help=REPORT_HTML_HELP)(f)

@@ -50,6 +50,8 @@ class Check:
     worst: list[int]     # index of the worst element
     passed: bool
     bound: float | None = None   # atol + allowance + rtol * |expected| at `worst`; None: nothing compared
+    per_step: dict | None = None      # the error per time step, downsampled (curves.step_curve)
+    channels: list | None = None      # the worst output channels (curves.worst_channels)
 
 
 def float32_noise(model: Model, x, expected) -> float:
@@ -79,7 +81,8 @@ def allowance(noise, scale: float, oracle: str = "") -> float:
     return min(allowed, NOISE_CAP * scale)
 
 
-def compare(actual, expected, tol: dict, oracle: str, label: str, noise: float = 0.0) -> Check:
+def compare(actual, expected, tol: dict, oracle: str, label: str, noise: float = 0.0,
+            time_axis: int | None = None) -> Check:
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     if actual.shape != expected.shape:
@@ -95,9 +98,11 @@ def compare(actual, expected, tol: dict, oracle: str, label: str, noise: float =
         scale = float(np.abs(expected[np.isfinite(expected)]).max(initial=0.0))
         bound = tol["atol"] + allowance(noise, scale, oracle) + tol["rtol"] * np.abs(expected)
         ok = same | (diff <= bound)
+    from .curves import step_curve, worst_channels
     return Check(oracle, label, float(diff.max(initial=0.0)), float(rel.max(initial=0.0)),
                  [int(i) for i in np.unravel_index(k, diff.shape)] if diff.size else [],
-                 bool(ok.all()), float(bound.flat[k]) if diff.size else None)
+                 bool(ok.all()), float(bound.flat[k]) if diff.size else None,
+                 step_curve(diff, bound, time_axis), worst_channels(diff))
 
 
 def _relayout(a, src: Model, dst: Model):
@@ -112,9 +117,10 @@ def _run_in_layout(fn, x, src: Model, dst: Model):
     return _relayout(fn(_relayout(x, src, dst)), dst, src)
 
 
-def judge_with(expected, tol, noise):
-    """judge(out, k, oracle, label) -> Check: `out` against expected[k] with input k's float32 noise."""
-    return lambda out, k, oracle, label: compare(out, expected[k], tol, oracle, label, noise[k])
+def judge_with(expected, tol, noise, time_axis: int | None = 1):
+    """judge(out, k, oracle, label) -> Check: `out` against expected[k] with input k's float32 noise;
+    `time_axis`: the outputs' time axis (0 for a time-major model), for the error per step."""
+    return lambda out, k, oracle, label: compare(out, expected[k], tol, oracle, label, noise[k], time_axis)
 
 
 def _tolerance(atol, rtol) -> dict:

@@ -159,9 +159,11 @@ def localize(src: Model, dst: Model, x: np.ndarray, tol: dict) -> dict:
                                f"{list(xb.shape)}, expected {list(xa.shape)}"}
         diff = np.abs(xa - xb)
         diff = np.where(np.isnan(diff), np.inf, diff)
-        if (diff > tol["atol"] + tol["rtol"] * np.abs(xa)).any():
+        bound = tol["atol"] + tol["rtol"] * np.abs(xa)
+        if (diff > bound).any():
+            from .curves import step_curve
             m = float(diff.max())
-            return {"layer": a.name, "index": k, "max_abs": m,
+            return {"layer": a.name, "index": k, "max_abs": m, "per_step": step_curve(diff, bound, 1),
                     "message": f"first difference at layer '{a.name}' (layers[{k}]): max abs error {m:.3g}"}
     return {"layer": None, "index": None, "max_abs": None,
             "message": "the reference passes of both models agree at every layer; the difference is in a "

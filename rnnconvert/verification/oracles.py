@@ -121,7 +121,7 @@ def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None
     noise = [float32_noise(src_model, x, y) for (_, x), y in zip(suite, expected)]
     report.inputs = [{"label": label, "shape": list(x.shape), "float32_noise": n}
                      for (label, x), n in zip(suite, noise)]
-    judge = judge_with(expected, tol, noise)
+    judge = judge_with(expected, tol, noise, 0 if src_model.input.layout == "time_batch_feature" else 1)
     if dst_model is not None and not same:      # (a write-only format, generated code: its runtime is the check)
         reference_checks(report, src_model, dst_model, suite, judge)
     if src_fmt is not None:

@@ -115,9 +115,10 @@ def verify_vectors(path, vectors_path, *, atol=None, rtol=None, read_options=Non
                      for (label, x), n in zip(suite, noise)]
     if tracker is not None:
         tracker.planned(len(suite) * (1 + bool(fmt.runtime)))
+    time_axis = 0 if model.input.layout == "time_batch_feature" else 1
     for (label, x), y, n in zip(suite, expected, noise):
-        report.checks.append(compare(forward(model, x), y, tol, "reference(file)", label, n))
-    _runtime_checks(report, fmt, path, model, suite, judge_with(expected, tol, noise), "file", model)
+        report.checks.append(compare(forward(model, x), y, tol, "reference(file)", label, n, time_axis))
+    _runtime_checks(report, fmt, path, model, suite, judge_with(expected, tol, noise, time_axis), "file", model)
     require_checks(report, path, hint="")
     if not report.passed:
         raise VerificationError(_failure_message(report, path, None), report=report)
