@@ -15,6 +15,7 @@ from ..keras_json.plan import mask_after
 from ..keras_json.specs import KLayer
 
 MAJOR = 2           # Keras configs as tf.keras 2 writes them, which is what TF.js reads
+INSTEAD = "; for JavaScript, write an ES module (.mjs) instead, which computes it"
 ACTIVATIONS = ("elu", "gelu", "hard_sigmoid", "linear", "log_softmax", "relu", "relu6", "selu", "sigmoid",
                "softmax", "softplus", "softsign", "swish", "tanh")
 
@@ -60,11 +61,11 @@ def refusals(spec: KLayer) -> list[str]:
     if cls == "GRU" and s.get("reset_after"):
         out.append(f"layer '{spec.name}': a GRU with the reset gate applied after the recurrent matmul "
                    "(reset_after=True, as PyTorch, ONNX linear_before_reset=1 and tf.keras 2's default compute "
-                   "it): TF.js's GRU computes only reset_after=False")
+                   f"it): TF.js's GRU computes only reset_after=False{INSTEAD}")
     for key in ("activation", "recurrent_activation"):
         act = s.get(key)
         if isinstance(act, str) and act not in ACTIVATIONS:
-            out.append(f"layer '{spec.name}': {key} '{act}' has no TF.js activation")
+            out.append(f"layer '{spec.name}': {key} '{act}' has no TF.js activation{INSTEAD}")
     return out
 
 
@@ -74,9 +75,10 @@ def mask_refusals(model: M.Model) -> list[str]:
     for layer in model.layers:
         if masked and isinstance(layer, M.Recurrent) and layer.output == "sequence" and layer.masked_output == "zero":
             out.append(f"layer '{layer.name}': a mask reaches it and its masked steps output zeros (Keras's "
-                       "Bidirectional returning sequences): TF.js's recurrent layers repeat the previous output")
+                       "Bidirectional returning sequences): TF.js's recurrent layers repeat the previous "
+                       f"output{INSTEAD}")
         if masked and isinstance(layer, M.Pooling1D) and layer.mode == "average" and layer.pool_size is None:
             out.append(f"layer '{layer.name}': a mask reaches this global average pooling: TF.js averages the "
-                       "masked steps too, Keras only the others")
+                       f"masked steps too, Keras only the others{INSTEAD}")
         masked = mask_after(layer, masked)
     return out

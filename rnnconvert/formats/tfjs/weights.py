@@ -76,7 +76,7 @@ def read_weights(manifest, path: str) -> list[tuple[str, np.ndarray]]:
     out = []
     for k, group in enumerate(manifest):
         paths, weights = group.get("paths"), group.get("weights")
-        if not isinstance(paths, list) or not isinstance(weights, list) or not all(isinstance(w, dict) for w in weights):
+        if not (isinstance(paths, list) and isinstance(weights, list) and all(isinstance(w, dict) for w in weights)):
             raise InputError(f"weightsManifest[{k}]: expected 'paths' and 'weights' lists", path=path)
         if len(out) + len(weights) > MAX_WEIGHTS:
             raise InputError(f"weightsManifest lists more than {MAX_WEIGHTS} weights", path=path)

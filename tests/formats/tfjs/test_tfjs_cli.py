@@ -1,0 +1,58 @@
+"""`rnnconvert SRC model.json` end to end: the TF.js model verified by tfjs(dst) (@tensorflow/tfjs under Node)
+and installed with its shard; a layer TF.js cannot compute refused with one line, exit 2, nothing written;
+without node the TF.js check is listed as not run."""
+from __future__ import annotations
+
+import numpy as np
+
+from conftest import FIXTURES
+from progress_lines import without_progress
+from rnnconvert.cli import cli
+from rnnconvert.formats.tfjs import runtime
+from tfjs_oracle import require_tfjs
+
+LSTM = FIXTURES / "tfkeras2" / "conv1d_causal_dilated_lstm" / "model.h5"
+GRU = FIXTURES / "keras3" / "gru_reset_after_seq" / "model.keras"
+
+
+def test_convert_verifies_with_tfjs_and_installs_the_shard(runner, tmp_path):
+    require_tfjs()
+    dst = tmp_path / "model.json"
+    res = runner.invoke(cli, [str(LSTM), str(dst)])
+    assert res.exit_code == 0, res.output + res.stderr
+    assert "EQUIVALENT" in res.output
+    checks = [line.split() for line in res.output.splitlines() if line.strip().startswith("tfjs(dst)")]
+    assert len(checks) >= 3 and all(c[-1] == "ok" for c in checks), res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.json"]
+    x = np.load(LSTM.parent / "inputs.npz")["t7"]
+    y = np.load(LSTM.parent / "outputs.npz")["t7"]
+    [out] = runtime.run_many([(dst, x)])
+    np.testing.assert_allclose(out, y, atol=1e-4, rtol=0)
+
+
+def test_reset_after_gru_is_refused_naming_the_layer(runner, tmp_path):
+    dst = tmp_path / "model.json"
+    res = runner.invoke(cli, [str(GRU), str(dst)])
+    assert res.exit_code == 2
+    assert without_progress(res.stderr).strip() == (
+        f"rnnconvert: error: {dst}: cannot write this model as TF.js: layer 'gru': a GRU with the reset gate "
+        "applied after the recurrent matmul (reset_after=True, as PyTorch, ONNX linear_before_reset=1 and tf.keras "
+        "2's default compute it): TF.js's GRU computes only reset_after=False; for JavaScript, write an ES module "
+        "(.mjs) instead, which computes it")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_node_the_tfjs_check_is_not_run(runner, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    res = runner.invoke(cli, [str(LSTM), str(tmp_path / "model.json")])
+    assert res.exit_code == 0, res.output + res.stderr
+    assert "not run: tfjs(dst): node is not on PATH" in res.output
+    assert "EQUIVALENT" in res.output
+
+
+def test_without_the_npm_package_the_tfjs_check_is_not_run(runner, tmp_path, monkeypatch):
+    monkeypatch.setattr(runtime, "PACKAGE", "node_modules/@tensorflow/no-such-package")
+    res = runner.invoke(cli, [str(LSTM), str(tmp_path / "model.json")])
+    assert res.exit_code == 0, res.output + res.stderr
+    assert ("not run: tfjs(dst): the npm package @tensorflow/tfjs is not installed (npm install --prefix DIR "
+            "@tensorflow/tfjs and set RNNCONVERT_TFJS=DIR)") in res.output
