@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -109,7 +110,8 @@ def run_many(jobs) -> list[np.ndarray]:
         res = scratch.run([node, runner, tfjs, jobs_file])
         if res.returncode != 0:
             lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
-            why = next((ln.strip() for ln in lines if "Error" in ln), lines[-1] if lines else "no message")
+            why = next((ln.strip() for ln in lines if re.match(r"[A-Za-z.]*(Error|Exception)\b", ln)),
+                       lines[-1] if lines else "no message")
             raise InputError(f"TF.js (@tensorflow/tfjs under node) failed: {why[:500]}")
         out = []
         for job in listed:

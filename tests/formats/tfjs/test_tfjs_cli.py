@@ -56,3 +56,25 @@ def test_without_the_npm_package_the_tfjs_check_is_not_run(runner, tmp_path, mon
     assert res.exit_code == 0, res.output + res.stderr
     assert ("not run: tfjs(dst): the npm package @tensorflow/tfjs is not installed (npm install --prefix DIR "
             "@tensorflow/tfjs and set RNNCONVERT_TFJS=DIR)") in res.output
+
+
+def test_the_npm_package_is_found_where_RNNCONVERT_TFJS_says(tmp_path, monkeypatch):
+    package = tmp_path / "prefix" / "node_modules" / "@tensorflow" / "tfjs"
+    package.mkdir(parents=True)
+    (package / "package.json").write_text("{}")
+    for given in (tmp_path / "prefix", tmp_path / "prefix" / "node_modules"):
+        monkeypatch.setenv(runtime.ENV, str(given))
+        assert runtime.find_tfjs() == str(package)
+
+
+def test_a_broken_npm_package_is_a_check_not_run(runner, tmp_path, monkeypatch):
+    """TF.js failing to load is no number: the check is not run, with Node's error on one line."""
+    require_tfjs()
+    package = tmp_path / "prefix" / "node_modules" / "@tensorflow" / "tfjs"
+    package.mkdir(parents=True)
+    (package / "package.json").write_text('{"main": "index.js"}')
+    (package / "index.js").write_text("throw new Error('broken on purpose');\n")
+    monkeypatch.setenv(runtime.ENV, str(tmp_path / "prefix"))
+    res = runner.invoke(cli, [str(LSTM), str(tmp_path / "model.json")])
+    assert res.exit_code == 0, res.output + res.stderr
+    assert "not run: tfjs(dst): TF.js (@tensorflow/tfjs under node) failed: Error: broken on purpose" in res.output
