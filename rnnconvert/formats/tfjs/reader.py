@@ -82,7 +82,7 @@ def _read(path: str) -> Model:
     time_steps = shape[1] if shape is not None and len(shape) > 1 and isinstance(shape[1], int) else None
 
     def lookup(e):
-        return by_layer.pop(e.name, []), f"weights '{e.name}/...'"
+        return [(n, load()) for n, load in by_layer.pop(e.name, [])], f"weights '{e.name}/...'"
     conv = Converter(path, 2, lookup, model_class=model_class, features=features, allow_stateful=False,
                      time_steps=time_steps)
     layers, problems = convert_chain(conv, entries)
@@ -112,7 +112,7 @@ def _read(path: str) -> Model:
 
 
 def group_weights(named, layer_names: list[str], path: str) -> dict[str, list]:
-    """{layer name: [(weight name, array)] in Keras's order}; a weight whose name starts with no layer's name
+    """{layer name: [(weight name, load)] in Keras's order}; a weight whose name starts with no layer's name
     is an InputError."""
     known = set(layer_names)
     out: dict[str, list] = {}

@@ -68,8 +68,8 @@ def _layout(w: dict, path: str) -> tuple[str, dict | None]:
     return DTYPES[dtype], None
 
 
-def read_weights(manifest, path: str) -> list[tuple[str, np.ndarray]]:
-    """(name, float32 array) of every weight, in manifest order."""
+def read_weights(manifest, path: str) -> list[tuple[str, object]]:
+    """(name, load) of every weight, in manifest order: load() reads it as float32, when the layer needs it."""
     folder = os.path.dirname(os.path.abspath(path))
     if not isinstance(manifest, list) or not all(isinstance(g, dict) for g in manifest):
         raise InputError("weightsManifest is not a list of groups", path=path)
@@ -89,14 +89,34 @@ def read_weights(manifest, path: str) -> list[tuple[str, np.ndarray]]:
             count = math.prod(shape)
             plan.append((w["name"], shape, dtype, q, need, count))
             need += count * np.dtype(dtype).itemsize
-        have = sum(os.path.getsize(f) for f in files)
-        if have != need:
+        sizes = [os.path.getsize(f) for f in files]
+        if sum(sizes) != need:
             raise InputError(f"weightsManifest[{k}]: the weights take {need} bytes, the shards "
-                             f"({', '.join(paths) or 'none'}) hold {have}", path=path)
-        data = b"".join(open(f, "rb").read() for f in files)
-        for name, shape, dtype, q, offset, count in plan:
-            a = np.frombuffer(data, dtype=dtype, count=count, offset=offset).reshape(shape)
-            if q is not None and q["dtype"] != "float16":
-                a = a.astype(np.float64) * float(q["scale"]) + float(q["min"])     # in doubles, as JavaScript
-            out.append((name, np.array(a, dtype=np.float32)))
+                             f"({', '.join(paths) or 'none'}) hold {sum(sizes)}", path=path)
+        out += [(name, _loader(files, sizes, shape, dtype, q, offset, count, path))
+                for name, shape, dtype, q, offset, count in plan]
     return out
+
+
+def _loader(files, sizes, shape, dtype, q, offset: int, count: int, path: str):
+    """A function reading one weight from the shards when called (it may straddle two of them)."""
+    def load() -> np.ndarray:
+        buf = bytearray(count * np.dtype(dtype).itemsize)
+        at, start = 0, offset
+        for f, size in zip(files, sizes):
+            if start >= size:
+                start -= size
+                continue
+            with open(f, "rb") as fh:
+                fh.seek(start)
+                got = fh.readinto(memoryview(buf)[at:at + min(size - start, len(buf) - at)])
+            at, start = at + got, 0
+            if at == len(buf):
+                break
+        if at != len(buf):
+            raise InputError(f"a shard changed while it was read ({at} of {len(buf)} bytes)", path=path)
+        a = np.frombuffer(buf, dtype=dtype).reshape(shape)
+        if q is not None and q["dtype"] != "float16":
+            return (a.astype(np.float64) * float(q["scale"]) + float(q["min"])).astype(np.float32)  # as JavaScript
+        return a.astype(np.float32, copy=False)
+    return load

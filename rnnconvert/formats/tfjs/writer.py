@@ -50,21 +50,20 @@ def write(model: Model, path, fold_hard_sigmoid=True, selectors=True, **options)
         notes.append(f"the TF.js model takes [batch, time, features]; the source took {model.input.layout} "
                      "(transpose inputs and sequence outputs)")
     config = model_config(specs, model, planner.input_name, MAJOR, full=False)
-    names, arrays = [], []
-    for spec in specs:
-        for (owner, var), a in zip(weight_paths(spec), spec.weights):
-            names.append(weight_name(spec, owner, var))
-            arrays.append(np.ascontiguousarray(np.asarray(a() if callable(a) else a, dtype="<f4")))
+    items = [(weight_name(spec, owner, var), a) for spec in specs
+             for (owner, var), a in zip(weight_paths(spec), spec.weights)]
     shard = shard_path(path)
-    manifest = [{"paths": [os.path.basename(shard)],
-                 "weights": [{"name": n, "shape": list(a.shape), "dtype": "float32"} for n, a in zip(names, arrays)]}]
+    listed: list[dict] = []
     doc = {"format": "layers-model", "generatedBy": f"rnnconvert {__version__}", "convertedBy": None,
            "modelTopology": {**config, "keras_version": f"tfjs-layers {TFJS_VERSION}", "backend": "tensor_flow.js"},
-           "weightsManifest": manifest}
+           "weightsManifest": [{"paths": [os.path.basename(shard)], "weights": listed}]}
 
     def weights(f):
-        for a in arrays:
-            f.write(a.tobytes())
+        """One array at a time (a kernel the planner builds exists only while it is written)."""
+        for name, a in items:
+            a = np.ascontiguousarray(np.asarray(a() if callable(a) else a, dtype="<f4"))
+            f.write(memoryview(a).cast("B"))
+            listed.append({"name": name, "shape": list(a.shape), "dtype": "float32"})
     write_files([(shard, "wb", weights), (path, "w", lambda f: json.dump(doc, f))])
     return notes
 
