@@ -9,14 +9,15 @@ reset_after=True.  Shared with the Keras format: `..keras_json`.
 
     write(model, path, fold_hard_sigmoid=True, selectors=True)   `writer.py`: NAME.json + NAME.bin
     read(path)              `reader.py`
-    run(path, x, model)     the model run by @tensorflow/tfjs under Node (`runtime.py`)
+    run(path, x, model)     the model run by @tensorflow/tfjs under Node (`runtime.py`; `runner`: one
+                            Node process for every input)
 """
 from __future__ import annotations
 
 from .reader import read, sniff
-from .runtime import run
+from .runtime import run, runner
 from .writer import write
 
-__all__ = ["sniff", "read", "write", "run"]
+__all__ = ["sniff", "read", "write", "run", "runner"]
 # The TF.js runtime reads the weights from the files alone.
 RUNTIME_FROM_FILE = True

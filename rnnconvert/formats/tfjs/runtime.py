@@ -6,8 +6,9 @@ Where the npm package is found (the first folder holding `node_modules/@tensorfl
 parents searched as Node does): `$RNNCONVERT_TFJS` (an npm prefix, e.g. `npm install --prefix DIR
 @tensorflow/tfjs`), the working directory, then the folder holding the `rnnconvert` package (a clone's
 `npm install @tensorflow/tfjs`).  Missing node or package: `RuntimeUnavailable` (the check is not run).
-Node runs in a scratch directory with a bare environment (`files.scratch`).  `run_many` runs many
-models and inputs in one Node process (tests).
+Node runs in a scratch directory with a bare environment (`files.scratch`).  `runner(path, model)`
+keeps one Node process for every input verification sends (a process per input costs about 5x as
+much: node's start and the model's load); `run_many` runs many models and inputs in one process (tests).
 """
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import tempfile
+import weakref
 
 import numpy as np
 
@@ -28,6 +32,7 @@ _RUNNER = r"""
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve, sep } from 'node:path';
+import { createInterface } from 'node:readline';
 const [tfjsDir, jobsPath] = process.argv.slice(2);
 const require = createRequire(import.meta.url);
 const warn = console.warn;
@@ -35,7 +40,6 @@ console.warn = () => {};                     // tfjs's banner about tfjs-node
 const tf = require(tfjsDir);
 console.warn = warn;
 await tf.setBackend('cpu');
-const jobs = JSON.parse(readFileSync(jobsPath, 'utf8'));
 const models = new Map();
 function fetchIn(folder) {
   return async (url) => {
@@ -44,7 +48,7 @@ function fetchIn(folder) {
     return new Response(readFileSync(file));
   };
 }
-for (const job of jobs) {
+async function run(job) {
   let model = models.get(job.model);
   if (model === undefined) {
     const folder = dirname(resolve(job.model));
@@ -59,6 +63,18 @@ for (const job of jobs) {
   writeFileSync(job.y, Buffer.from(new Float32Array(y.dataSync()).buffer));
   writeFileSync(job.y + '.json', JSON.stringify(y.shape));
   tf.dispose([x, y]);
+}
+if (jobsPath !== '-') {
+  for (const job of JSON.parse(readFileSync(jobsPath, 'utf8'))) await run(job);
+} else {                                     // one job per line on stdin, one reply line each
+  for await (const line of createInterface({input: process.stdin})) {
+    try {
+      await run(JSON.parse(line));
+      process.stdout.write('\x01ok\n');
+    } catch (e) {
+      process.stdout.write('\x01error ' + JSON.stringify(`${e && e.name || 'Error'}: ${e && e.message || e}`) + '\n');
+    }
+  }
 }
 """
 
@@ -94,14 +110,7 @@ def run_many(jobs) -> list[np.ndarray]:
     """`jobs`: (model.json path, x batch-major) pairs, run in one Node process; the outputs in order."""
     node, tfjs = _node(), find_tfjs()
     with interrupt.temporary_directory("rnnconvert-tfjs-") as d:
-        listed = []
-        for k, (path, x) in enumerate(jobs):
-            x = np.asarray(x)
-            dtype = "int32" if x.dtype.kind in "iu" else "float32"
-            fin, fout = os.path.join(d, f"x{k}.bin"), os.path.join(d, f"y{k}.bin")
-            np.ascontiguousarray(x, dtype="<i4" if dtype == "int32" else "<f4").tofile(fin)
-            listed.append({"model": os.path.abspath(os.fspath(path)), "x": fin, "y": fout,
-                           "shape": list(x.shape), "dtype": dtype})
+        listed = [_job(d, k, path, x) for k, (path, x) in enumerate(jobs)]
         runner, jobs_file = os.path.join(d, "run.mjs"), os.path.join(d, "jobs.json")
         with open(runner, "w") as f:
             f.write(_RUNNER)
@@ -109,27 +118,105 @@ def run_many(jobs) -> list[np.ndarray]:
             json.dump(listed, f)
         res = scratch.run([node, runner, tfjs, jobs_file])
         if res.returncode != 0:
-            lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
-            why = next((ln.strip() for ln in lines if re.match(r"[A-Za-z.]*(Error|Exception)\b", ln)),
-                       lines[-1] if lines else "no message")
-            raise InputError(f"TF.js (@tensorflow/tfjs under node) failed: {why[:500]}")
-        out = []
-        for job in listed:
-            with open(job["y"] + ".json") as f:
-                shape = json.load(f)
-            out.append(np.fromfile(job["y"], dtype="<f4").reshape(shape))
-        return out
+            raise _failed(res.stderr)
+        return [_output(job["y"]) for job in listed]
+
+
+def _failed(stderr: str) -> InputError:
+    """Node's error line (`Error: ...`), not the source line that threw."""
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    why = next((ln.strip() for ln in lines if re.match(r"[A-Za-z.]*(Error|Exception)\b", ln)),
+               lines[-1] if lines else "no message")
+    return InputError(f"TF.js (@tensorflow/tfjs under node) failed: {why[:500]}")
+
+
+def _output(y: str) -> np.ndarray:
+    with open(y + ".json") as f:
+        shape = json.load(f)
+    return np.fromfile(y, dtype="<f4").reshape(shape)
+
+
+def _job(folder: str, k, path, x) -> dict:
+    """x written to `folder` in the form Node reads (int32 token ids or float32), and its job."""
+    x = np.asarray(x)
+    dtype = "int32" if x.dtype.kind in "iu" else "float32"
+    fin, fout = os.path.join(folder, f"x{k}.bin"), os.path.join(folder, f"y{k}.bin")
+    np.ascontiguousarray(x, dtype="<i4" if dtype == "int32" else "<f4").tofile(fin)
+    return {"model": os.path.abspath(os.fspath(path)), "x": fin, "y": fout, "shape": list(x.shape), "dtype": dtype}
+
+
+def _layout(x, model, run_batch_major):
+    """`run_batch_major` on `x` in `model.input.layout` (token ids as int32), the output back in it."""
+    time_major = model is not None and model.input.layout == "time_batch_feature"
+    ints = model is not None and str(model.input.dtype).startswith("int")
+    x = np.asarray(x).astype(np.int32 if ints else np.float32)
+    y = run_batch_major(np.swapaxes(x, 0, 1) if time_major else x)
+    return np.ascontiguousarray(np.swapaxes(y, 0, 1) if time_major and y.ndim == 3 else y)
 
 
 def run(path, x, model) -> np.ndarray:
-    """The TF.js model at `path` on `x` (in `model.input.layout`), as float32."""
-    time_major = model is not None and model.input.layout == "time_batch_feature"
-    x = np.asarray(x)
-    ints = model is not None and str(model.input.dtype).startswith("int")
-    x = x.astype(np.int32 if ints else np.float32)
-    if time_major:
-        x = np.swapaxes(x, 0, 1)
-    y = run_many([(path, x)])[0]
-    if time_major and y.ndim == 3:
-        y = np.swapaxes(y, 0, 1)
-    return np.ascontiguousarray(y)
+    """The TF.js model at `path` on `x` (in `model.input.layout`), as float32: one Node process."""
+    return _layout(x, model, lambda xb: run_many([(path, xb)])[0])
+
+
+def runner(path, model):
+    """x -> output: one Node process, started on the first call, loads the model once and runs every
+    input sent to it (a process per input costs 5x as much); it ends with the runner."""
+    server = _Server(path)
+    return lambda x: _layout(x, model, server.run)
+
+
+class _Server:
+    """Node reading one job per line on stdin, answering one line each; its scratch folder and process go
+    when the object does (or at exit)."""
+
+    def __init__(self, path):
+        self.path, self.proc, self.folder, self.count = path, None, None, 0
+
+    def _start(self):
+        node, tfjs = _node(), find_tfjs()
+        self.folder = tempfile.mkdtemp(prefix="rnnconvert-tfjs-")
+        runner = os.path.join(self.folder, "run.mjs")
+        with open(runner, "w") as f:
+            f.write(_RUNNER)
+        self.err = open(os.path.join(self.folder, "stderr"), "w+")
+        self.proc = subprocess.Popen([node, runner, tfjs, "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.err, cwd=self.folder, env=scratch.environment(self.folder),
+                                     text=True, errors="replace")
+        weakref.finalize(self, _stop, self.proc, self.err, self.folder)
+
+    def run(self, xb) -> np.ndarray:
+        if self.proc is None:
+            self._start()
+        self.count += 1
+        job = _job(self.folder, self.count, self.path, xb)
+        try:
+            self.proc.stdin.write(json.dumps(job) + "\n")
+            self.proc.stdin.flush()
+            while (line := self.proc.stdout.readline()) and not line.startswith("\x01"):
+                continue
+        except OSError:
+            line = ""
+        if not line:                                 # Node ended: its error is on stderr
+            self.proc.wait()
+            self.err.seek(0)
+            raise _failed(self.err.read())
+        if line.startswith("\x01error "):
+            raise InputError(f"TF.js (@tensorflow/tfjs under node) failed: {json.loads(line[7:])[:500]}")
+        try:
+            return _output(job["y"])
+        finally:
+            for f in (job["x"], job["y"], job["y"] + ".json"):
+                if os.path.exists(f):
+                    os.remove(f)
+
+
+def _stop(proc, err, folder) -> None:
+    try:
+        proc.stdin.close()
+        proc.wait(timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
+    err.close()
+    shutil.rmtree(folder, ignore_errors=True)

@@ -78,3 +78,26 @@ def test_a_broken_npm_package_is_a_check_not_run(runner, tmp_path, monkeypatch):
     res = runner.invoke(cli, [str(LSTM), str(tmp_path / "model.json")])
     assert res.exit_code == 0, res.output + res.stderr
     assert "not run: tfjs(dst): TF.js (@tensorflow/tfjs under node) failed: Error: broken on purpose" in res.output
+
+
+def test_the_runner_keeps_one_node_process_for_every_input(tmp_path):
+    """Verification's runner answers each input as one-shot runs do, and a model Node cannot run is an
+    error naming TF.js's own message."""
+    require_tfjs()
+    import rnnconvert
+    folder = FIXTURES / "tfjs" / "embed_mask_lstm_last"
+    model = rnnconvert.read(folder / "model.json")
+    run = runtime.runner(folder / "model.json", model)
+    xs = np.load(folder / "inputs.npz")
+    for key in xs.files:
+        np.testing.assert_array_equal(run(xs[key]), runtime.run(folder / "model.json", xs[key], model))
+    np.testing.assert_allclose(run(xs["t7"]), np.load(folder / "outputs.npz")["t7"], atol=1e-6)
+    bad = tmp_path / "model.json"
+    bad.write_text((folder / "model.json").read_text())          # no shard beside it
+    broken = runtime.runner(bad, model)
+    try:
+        broken(xs["t1"])
+    except Exception as exc:    # noqa: BLE001 - the message is what is checked
+        assert str(exc).startswith("TF.js (@tensorflow/tfjs under node) failed: Error: "), str(exc)
+    else:
+        raise AssertionError("a model without its shard ran")
