@@ -35,7 +35,8 @@ def test_reset_after_gru_is_refused_naming_the_layer(runner, tmp_path):
     res = runner.invoke(cli, [str(GRU), str(dst)])
     assert res.exit_code == 2
     assert without_progress(res.stderr).strip() == (
-        f"rnnconvert: error: {dst}: cannot write this model as TF.js: layer 'gru': a GRU with the reset gate "
+        f"rnnconvert: error: {dst}: cannot write this model as TF.js (whose layers are tf.keras 2's): layer 'gru': "
+        "a GRU with the reset gate "
         "applied after the recurrent matmul (reset_after=True, as PyTorch, ONNX linear_before_reset=1 and tf.keras "
         "2's default compute it): TF.js's GRU computes only reset_after=False; for JavaScript, write an ES module "
         "(.mjs) instead, which computes it")
@@ -101,3 +102,16 @@ def test_the_runner_keeps_one_node_process_for_every_input(tmp_path):
         assert str(exc).startswith("TF.js (@tensorflow/tfjs under node) failed: Error: "), str(exc)
     else:
         raise AssertionError("a model without its shard ran")
+
+
+def test_verify_runs_a_tfjs_source_in_tfjs(runner, tmp_path):
+    """A model TF.js saved, converted to ONNX: verify runs it in TF.js (tfjs(src)) and onnxruntime (dst)."""
+    require_tfjs()
+    src = FIXTURES / "tfjs" / "bigru_sum_seq" / "model.json"
+    dst = tmp_path / "m.onnx"
+    res = runner.invoke(cli, [str(src), str(dst)])
+    assert res.exit_code == 0, res.output + res.stderr
+    res = runner.invoke(cli, ["verify", str(src), str(dst)])
+    assert res.exit_code == 0, res.output + res.stderr
+    src_checks = [line.split() for line in res.output.splitlines() if line.strip().startswith("tfjs(src)")]
+    assert len(src_checks) >= 3 and all(c[-1] == "ok" for c in src_checks), res.output
