@@ -44,8 +44,8 @@ def write(model: Model, path, fold_hard_sigmoid=True, selectors=True, **options)
     specs, more = adapt(specs, planner)
     problems += more + mask_refusals(model)
     if problems:
-        raise UnsupportedError("cannot write this model as TF.js (whose layers are tf.keras 2's): " + "; ".join(problems),
-                               path=path)
+        raise UnsupportedError("cannot write this model as TF.js (whose layers are tf.keras 2's): "
+                               + "; ".join(problems), path=path)
     notes = [n.replace("in the Keras file", "in the TF.js model") for n in planner.notes]
     if model.input.layout != "batch_time_feature":
         notes.append(f"the TF.js model takes [batch, time, features]; the source took {model.input.layout} "
