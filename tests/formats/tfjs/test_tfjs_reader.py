@@ -152,3 +152,33 @@ def test_layers_tfjs_cannot_hold_are_not_read_from_its_files(runner, tmp_path):
 def test_fixture_folder_holds_what_tfjs_saved():
     doc = json.loads((FIXTURES / "tfjs" / "lstm_seq_dense" / "model.json").read_text())
     assert doc["generatedBy"].startswith("TensorFlow.js tfjs-layers")
+
+
+@pytest.mark.parametrize("name", ["bilstm_concat_last", "gru_reset_before_last", "lstm_hard_sigmoid", "embed_lstm_dense"])
+def test_the_tfjs_converters_layout_of_a_keras_file(tmp_path, name):
+    """What tensorflowjs_converter --input_format keras writes for a tf.keras 2 .h5: modelTopology wrapping the
+    file's model_config, weights named as the .h5 names them (`bi/forward_lstm/lstm_cell/kernel`), written in
+    reverse order here (TF.js loads by name).  TF.js itself runs the file (the layout is one it loads); the
+    reader reads it; both give the Keras fixture's outputs."""
+    import h5py
+    folder = FIXTURES / "tfkeras2" / name
+    with h5py.File(folder / "model.h5", "r") as f:
+        config = json.loads(f.attrs["model_config"])
+        weights = [(n.decode() if isinstance(n, bytes) else n, np.asarray(f["model_weights"][layer][n]))
+                   for layer in f["model_weights"].attrs["layer_names"]
+                   for n in f["model_weights"][layer].attrs["weight_names"]]
+    weights.reverse()
+    doc = {"format": "layers-model", "generatedBy": "keras v2.21.0", "convertedBy": "TensorFlow.js Converter",
+           "modelTopology": {"keras_version": "2.21.0", "backend": "tensorflow", "model_config": config},
+           "weightsManifest": [{"paths": ["group1-shard1of1.bin"],
+                                "weights": [{"name": n.split(":")[0], "shape": list(a.shape), "dtype": "float32"}
+                                            for n, a in weights]}]}
+    (tmp_path / "group1-shard1of1.bin").write_bytes(b"".join(a.astype("<f4").tobytes() for _, a in weights))
+    (tmp_path / "model.json").write_text(json.dumps(doc))
+    model = rnnconvert.read(tmp_path / "model.json")
+    io = list(np.load(folder / "inputs.npz").items())
+    ys = np.load(folder / "outputs.npz")
+    outs = run_all([(tmp_path / "model.json", x) for _, x in io])
+    for (key, x), out in zip(io, outs):
+        np.testing.assert_allclose(out, ys[key], atol=1e-4, rtol=0, err_msg=f"TF.js {key}")
+        np.testing.assert_allclose(forward(model, x), ys[key], atol=1e-5, rtol=0, err_msg=f"reader {key}")
