@@ -154,7 +154,8 @@ def test_fixture_folder_holds_what_tfjs_saved():
     assert doc["generatedBy"].startswith("TensorFlow.js tfjs-layers")
 
 
-@pytest.mark.parametrize("name", ["bilstm_concat_last", "gru_reset_before_last", "lstm_hard_sigmoid", "embed_lstm_dense"])
+@pytest.mark.parametrize("name", ["bilstm_concat_last", "gru_reset_before_last", "lstm_hard_sigmoid",
+                                  "embed_lstm_dense"])
 def test_the_tfjs_converters_layout_of_a_keras_file(tmp_path, name):
     """What tensorflowjs_converter --input_format keras writes for a tf.keras 2 .h5: modelTopology wrapping the
     file's model_config, weights named as the .h5 names them (`bi/forward_lstm/lstm_cell/kernel`), written in
