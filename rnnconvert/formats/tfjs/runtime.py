@@ -29,7 +29,7 @@ PACKAGE = os.path.join("node_modules", "@tensorflow", "tfjs")
 ENV = "RNNCONVERT_TFJS"
 
 _RUNNER = r"""
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve, sep } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -43,7 +43,7 @@ await tf.setBackend('cpu');
 const models = new Map();
 function fetchIn(folder) {
   return async (url) => {
-    const file = resolve(String(url));
+    const file = realpathSync(resolve(String(url)));        // links followed, as the reader does
     if (!file.startsWith(folder + sep)) throw new Error(`the model asks for '${url}', outside its folder`);
     return new Response(readFileSync(file));
   };
@@ -51,7 +51,7 @@ function fetchIn(folder) {
 async function run(job) {
   let model = models.get(job.model);
   if (model === undefined) {
-    const folder = dirname(resolve(job.model));
+    const folder = realpathSync(dirname(resolve(job.model)));
     model = await tf.loadLayersModel(tf.io.http(resolve(job.model), {fetchFunc: fetchIn(folder)}));
     models.set(job.model, model);
   }

@@ -15,6 +15,7 @@ import pytest
 import rnnconvert
 from conftest import FIXTURES, cases
 from rnnconvert.cli import cli
+from rnnconvert.errors import InputError
 from rnnconvert.reference.network import forward
 from tfjs_oracle import run_all
 
@@ -183,3 +184,20 @@ def test_the_tfjs_converters_layout_of_a_keras_file(tmp_path, name):
     for (key, x), out in zip(io, outs):
         np.testing.assert_allclose(out, ys[key], atol=1e-4, rtol=0, err_msg=f"TF.js {key}")
         np.testing.assert_allclose(forward(model, x), ys[key], atol=1e-5, rtol=0, err_msg=f"reader {key}")
+
+
+def test_the_tfjs_runtime_fetches_nothing_outside_the_models_folder(tmp_path):
+    """A second guard behind the reader's: Node's fetch for TF.js reads only inside the model's folder."""
+    case = next(c for c in TFJS if c.name == "lstm_seq_dense")
+    folder = tmp_path / "m"
+    folder.mkdir()
+    path, doc = _copy(case, folder)
+    shutil.copy(case.folder / "group1-shard1of1.bin", tmp_path / "outside.bin")
+    os.symlink(tmp_path / "outside.bin", folder / "link.bin")
+    for shard in ("../outside.bin", "link.bin"):
+        doc["weightsManifest"][0]["paths"] = [shard]
+        path.write_text(json.dumps(doc))
+        with pytest.raises(InputError) as exc:
+            run_all([(path, case.io()[0][1])])
+        assert str(exc.value) == ("TF.js (@tensorflow/tfjs under node) failed: Error: the model asks for "
+                                  f"'{folder / shard}', outside its folder")
