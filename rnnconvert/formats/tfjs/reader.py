@@ -99,6 +99,9 @@ def _read(path: str) -> Model:
         raise UnsupportedError(f"input shape {shape_text(shape)}: rnnconvert reads models whose input is "
                                f"{expected}", path=path)
     notes = list(conv.notes)
+    if (version or "").strip().startswith("3") and "hard_sigmoid" in str(doc["config"]):
+        notes.append(f"the topology names Keras {version}, whose hard_sigmoid is clip(x/6+0.5); TF.js computes "
+                     "clip(0.2x+0.5) for it, and the model is read as TF.js runs it")
     layers = fold_selectors(layers, notes)
     input_name = entries[0].name if entries and entries[0].cls == "InputLayer" else "input"
     source = {"format": "tfjs", "keras_version": version, "generated_by": doc["generated_by"],

@@ -201,3 +201,19 @@ def test_the_tfjs_runtime_fetches_nothing_outside_the_models_folder(tmp_path):
             run_all([(path, case.io()[0][1])])
         assert str(exc.value) == ("TF.js (@tensorflow/tfjs under node) failed: Error: the model asks for "
                                   f"'{folder / shard}', outside its folder")
+
+
+def test_a_keras_3_topology_naming_hard_sigmoid_is_read_as_tfjs_runs_it(tmp_path):
+    """TF.js computes hard_sigmoid as clip(0.2x+0.5) whatever Keras the topology names: TF.js runs the file
+    so, the reader reads it so and says so in a note."""
+    case = next(c for c in TFJS if c.name == "bigru_sum_seq")       # TF.js's default hard_sigmoid gates
+    path, doc = _copy(case, tmp_path)
+    doc["modelTopology"]["keras_version"] = "3.4.1"
+    path.write_text(json.dumps(doc))
+    model = rnnconvert.read(path)
+    assert model.source["notes"] == ["the topology names Keras 3.4.1, whose hard_sigmoid is clip(x/6+0.5); TF.js "
+                                     "computes clip(0.2x+0.5) for it, and the model is read as TF.js runs it"]
+    _, x, y = case.io()[1]
+    [out] = run_all([(path, x)])
+    np.testing.assert_allclose(out, y, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(forward(model, x), y, atol=1e-5, rtol=0)
