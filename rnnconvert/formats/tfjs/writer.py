@@ -3,9 +3,10 @@ weights shard `NAME.bin` beside it (little-endian float32, the arrays in manifes
 
 The topology is a tf.keras 2 Sequential config (`keras_json.config`, planned by `keras_json.plan` for
 Keras 2: TF.js's hard_sigmoid is tf.keras 2's clip(0.2x+0.5)); weights are named as TF.js names them
-(`lstm/kernel`, `bi/forward_gru/kernel`).  What TF.js cannot compute is refused naming the layer: a GRU
-with reset_after=True (TF.js's GRUCell refuses it), explicit Conv1D padding (TF.js has no
-ZeroPadding1D), activations TF.js lacks.
+(`lstm/kernel`, `bi/forward_gru/kernel`).  `plan.py` adapts what TF.js lacks (causal and explicit
+Conv1D padding) and refuses, naming the layer, what it cannot compute (a GRU with reset_after=True,
+masks it applies otherwise, activations it does not name).  The shard is written first, one array at
+a time, then the JSON that lists them.
 """
 from __future__ import annotations
 
