@@ -8,7 +8,9 @@ convert one by one; the whole model is refused cleanly or converts), `refuse` (a
 Each row: what `inspect` found (the whole model's layers when it reads, and every recurrent layer
 `--layer` takes), the whole model converted to ONNX with its max error against y in onnxruntime, and
 every recurrent layer converted on its own with `--layer` (verified or not; for ONNX sources the
-error of onnxruntime running the node cut out of the source graph).  A `layers` case passes when
+error of onnxruntime running the node cut out of the source graph), and for `convert` cases the
+model written as TF.js and run by @tensorflow/tfjs against y (`wild_tfjs.py`; not part of `ok`).
+A `layers` case passes when
 every recurrent layer is listed and converts, and the whole model is refused (exit 2) or converts
 and verifies.  Prints the totals; `--check` exits 1 when any case misses its expectation or crashes
 (an uncaught exception anywhere is a crash: rnnconvert must answer bad or unsupported files with its
@@ -26,6 +28,9 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from wild_tfjs import summary as tfjs_summary, tfjs_column  # noqa: E402
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
@@ -135,6 +140,8 @@ def run_case(folder: Path, expect: str) -> dict:
     except Exception as exc:  # noqa: BLE001
         row["found"] = _crash(row, "scan", exc)
     whole_model(row, folder, path)
+    if expect == "convert":
+        tfjs_column(row, folder, path, _crash)
     if scan is not None:
         per_layer(row, path, scan)
     crashed = "trace" in row
@@ -162,12 +169,12 @@ def main(argv=None) -> int:
     rows = [run_case(f, expect.get(f.name, "?")) for f in sorted(wild.iterdir()) if f.is_dir()]
     w = max(len(r["case"]) for r in rows)
     print(f"{'case':<{w}}  {'expect':<7} {'ok':<4} {'inspect found':<40}  {'whole model -> ONNX':<60}  "
-          "per layer -> ONNX (--layer)")
+          "per layer -> ONNX (--layer)  .tfjs")
     for r in rows:
         found = r["found"] if len(r["found"]) <= 40 else r["found"][:37] + "..."
         whole = r["whole"] if len(r["whole"]) <= 60 else r["whole"][:57] + "..."
         print(f"{r['case']:<{w}}  {r['expect']:<7} {'yes' if r['ok'] else 'NO':<4} {found:<40}  {whole:<60}  "
-              f"{r['layers']}")
+              f"{r['layers']}  {r.get('tfjs', '-')}")
         for p in r["per_layer"]:
             if p["message"]:
                 print(f"{'':<{w}}    layer {p['name']}: {p['message'][:160]}")
@@ -184,7 +191,8 @@ def main(argv=None) -> int:
     node = [p["node_error"] for r in rows for p in r["per_layer"] if p["node_error"] is not None]
     print("totals: " + ", ".join(f"{k} {ok}/{n}" for k, (ok, n) in sorted(by.items()))
           + f"; all {sum(r['ok'] for r in rows)}/{len(rows)}; per layer {n_verified}/{n_layers} verified"
-          + (f" ({len(node)} ONNX node checks, max error {max(node):.2g})" if node else "") + f"; crashes {crashes}")
+          + (f" ({len(node)} ONNX node checks, max error {max(node):.2g})" if node else "") + tfjs_summary(rows)
+          + f"; crashes {crashes}")
     if args.json:
         Path(args.json).write_text(json.dumps([{k: v for k, v in r.items() if k != "trace"} for r in rows], indent=1))
     return 1 if args.check and not all(r["ok"] for r in rows) else 0

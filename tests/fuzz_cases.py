@@ -18,7 +18,7 @@ from fuzzing import FIXTURES, Case, mutate_bytes, mutate_tree, structured_random
 
 SEED = 20261123
 FORMATS = ("keras_h5", "keras_zip", "onnx", "torch_pt", "safetensors", "matlab_v5", "matlab_v73", "rnnc",
-           "arch_yaml", "mapping_yaml", "batch_plan")
+           "arch_yaml", "mapping_yaml", "batch_plan", "tfjs")
 H5_SEEDS = ["tfkeras2/lstm_last_softmax/model.h5", "tfkeras2/bigru_ave_last/model.h5",
             "tfkeras2/gru_reset_before_last/model.h5", "keras3/stacked_lstm_dense/model.h5"]
 ZIP_SEEDS = ["keras3/lstm_last_softmax/model.keras", "keras3/bigru_sum_seq/model.keras",

@@ -323,6 +323,7 @@ rnnc_gen.prepare = _rnnc_prepare
 
 from fuzz_inputs import (_read_arch, _read_mapping, _read_plan, arch_gen, mapping_gen,  # noqa: E402
                          matlab_v5_gen, matlab_v73_gen, plan_gen)
+from fuzz_tfjs import tfjs_gen  # noqa: E402
 
 
 GENERATORS = {
@@ -336,4 +337,5 @@ GENERATORS = {
     "arch_yaml": (arch_gen, _read_arch, b"", "arch.yaml"),
     "mapping_yaml": (mapping_gen, _read_mapping, b"", "map.yaml"),
     "batch_plan": (plan_gen, _read_plan, b"", "plan.yaml"),
+    "tfjs": (tfjs_gen, _read(), b"{", "model.json"),
 }

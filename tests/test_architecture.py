@@ -61,6 +61,10 @@ BREAKS = {
         "formats/keras/writer.py", "\n\ndef _across():\n    from ..onnx import writer\n    return writer\n",
         "Formats never import each other BROKEN",
         "rnnconvert.formats.keras.writer -> rnnconvert.formats.onnx.writer"),
+    "the shared Keras layer JSON imports a format": (
+        "formats/keras_json/plan.py", "\n\ndef _down():\n    from ..tfjs import writer\n    return writer\n",
+        "Keras's shared layer JSON imports no format package BROKEN",
+        "rnnconvert.formats.keras_json.plan -> rnnconvert.formats.tfjs.writer"),
     "two modules of one package import each other": (
         "model/gates.py", "\n\ndef _cycle():\n    from . import layouts\n    return layouts\n",
         "No import cycles between the modules of any package BROKEN", "No cycles are allowed in rnnconvert.model."),

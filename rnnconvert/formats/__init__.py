@@ -4,8 +4,8 @@ Every format module offers the same verbs: `sniff(path) -> bool`, `read(path, **
 and, where it writes, `write(model, path, **options) -> list[str]` (notes on what changed in form).
 Modules are imported only when a command needs them, so `rnnconvert --help` stays fast.
 
-Owns: one package per format (`keras`, `onnx`, `torch`, `matlab`, `codegen` for C, JavaScript and NumPy
-code), the canonical `.rnnc` form (`canonical`), per-layer reading across formats (`per_layer`, `found`),
+Owns: one package per format (`keras`, `onnx`, `torch`, `matlab`, `tfjs`, `codegen` for C, JavaScript and
+NumPy code; `keras_json`, the Keras layer configs `keras` and `tfjs` share), the canonical `.rnnc` form (`canonical`), per-layer reading across formats (`per_layer`, `found`),
 and the escaping of file text into generated code (`literals`).  A format's own runtime (`run`, `runner`)
 lives in its package.  May import: `rnnconvert.reference`, `rnnconvert.model`, `rnnconvert.files`,
 `rnnconvert.errors`; the format packages never import each other.
@@ -45,6 +45,8 @@ FORMATS: dict[str, Format] = {
                           "torch", "PyTorch state dicts as safetensors (read and written without torch)"),
     "matlab": Format("matlab", "rnnconvert.formats.matlab", (".mat",), True, True, "octave",
                      "MATLAB networks saved with save() (v5, v7.3) and layer structs; bare matrices with --mapping"),
+    "tfjs": Format("tfjs", "rnnconvert.formats.tfjs", (".json",), True, True, "tfjs",
+                   "TensorFlow.js layers model: model.json + a weights shard beside it (NAME.bin)"),
     "canonical": Format("canonical", "rnnconvert.formats.canonical", (".rnnc",), True, True,
                         "", "rnnconvert's own lossless form: JSON manifest + .npy arrays in a zip"),
     "c": Format("c", "rnnconvert.formats.codegen.c", (".c",), False, True, "gcc",

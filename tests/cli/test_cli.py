@@ -94,7 +94,7 @@ def test_unknown_output_suffix(runner, tmp_path):
     assert res.exit_code == 2
     assert _error(res) == (f"rnnconvert: error: {tmp_path / 'out.xyz'}: unknown output suffix '.xyz'; "
                            "formats rnnconvert writes: keras (.h5 .hdf5 .keras), onnx (.onnx), torch (.pt .pth), "
-                           "safetensors (.safetensors), matlab (.mat), canonical (.rnnc), c (.c), js (.mjs), "
+                           "safetensors (.safetensors), matlab (.mat), tfjs (.json), canonical (.rnnc), c (.c), js (.mjs), "
                            "numpy (.py)")
 
 

@@ -5,23 +5,21 @@ Layout: kernels are [input, gates*units] with gate blocks along COLUMNS (LSTM if
 Odd: `hard_sigmoid` is clip(0.2x+0.5) before Keras 3 and clip(x/6+0.5) from Keras 3 on;
 `go_backwards` returns its sequence in processing (reversed) order; a `.keras` weights file names
 its groups by layer class (`layers/lstm_1`), not by layer name.  `container.py` has the file
-layouts, `graph.py` the config shapes, `layers.py` the weight conversion.
+layouts, `..keras_json` the config shapes and the weight conversion (shared with TF.js).
 
     write(model, path, keras_version=3, fold_hard_sigmoid=True, selectors=True)   `writer.py`, `plan.py`
     run(path, x, model)     the file run by Keras itself (needs keras; `runtime.py`)
 """
 from __future__ import annotations
 
-import numpy as np
-
-import json
-import re
 
 from ...errors import InputError, RnnConvertError, UnsupportedError
 from ...model import InputSpec, Model, Recurrent
 from ...model.assumptions import Assumption
-from . import container, graph
-from .layers import SUPPORTED, Converter
+from ..keras_json import graph
+from ..keras_json.build import combined, convert_chain, fold_selectors, shape_text
+from . import container
+from ..keras_json.layers import SUPPORTED, Converter
 from .runtime import run
 from .writer import write
 
@@ -66,7 +64,7 @@ def _read(path: str, allow_stateful: bool, accept_windows_paths: bool = False) -
     refusal = saved.windows_refusal([e.key for e in entries], path)
     if refusal:
         raise refusal
-    major = _keras_major(saved.keras_version, saved.config, notes)
+    major = graph.keras_major(saved.keras_version, saved.config, notes)
     shape = graph.input_shape(entries, saved.config)
     tokens = any(e.cls == "Embedding" for e in entries[:2])
     features = shape[-1] if shape and isinstance(shape[-1], int) and not tokens else None
@@ -74,31 +72,17 @@ def _read(path: str, allow_stateful: bool, accept_windows_paths: bool = False) -
     conv = Converter(path, major, saved.layer_weights, model_class=model_class, features=features,
                      allow_stateful=allow_stateful, backend=saved.backend, time_steps=time_steps,
                      release=saved.release)
-    layers, problems = [], []
-    for e in entries:
-        if e.cls == "InputLayer":
-            continue
-        try:
-            layer = conv.convert(e)
-        except RnnConvertError as exc:
-            problems.append(exc)
-            conv.features, conv.seq = None, True     # unknown after a layer that could not be read
-            continue
-        if layer is not None:
-            layers.append(layer)
-    leftover = conv.finish_chain()
-    if leftover is not None:
-        problems.append(leftover)
+    layers, problems = convert_chain(conv, entries)
     if problems:
-        raise saved.missing_weights(problems, path) or _combined(problems, path)
+        raise saved.missing_weights(problems, path) or combined(problems, path)
     if not any(isinstance(layer, Recurrent) for layer in layers):
         raise UnsupportedError("the model has no LSTM, GRU or SimpleRNN layer; nothing to convert", path=path)
     if shape is not None and len(shape) != (2 if tokens else 3):
         expected = "token ids [batch, time]" if tokens else "[batch, time, features]"
-        raise UnsupportedError(f"input shape {_shape(shape)}: rnnconvert reads models whose input is "
+        raise UnsupportedError(f"input shape {shape_text(shape)}: rnnconvert reads models whose input is "
                                f"{expected}", path=path)
     notes += conv.notes
-    layers = _fold_selectors(layers, notes)
+    layers = fold_selectors(layers, notes)
     input_name = entries[0].name if entries and entries[0].cls == "InputLayer" else "input"
     source = {"format": "keras", "container": saved.container, "keras_version": saved.keras_version,
               "backend": saved.backend, "model_class": model_class}
@@ -127,67 +111,3 @@ def _stateful_assumption(names: list[str], shape) -> Assumption:
                       f"from one call to the next{fixed}", "default",
                       f"stateful layers {listed} start from zero states",
                       "save the model with stateful=False (the file does not hold the states carried between calls)")
-
-
-def _keras_major(version: str | None, config: dict, notes: list[str]) -> int:
-    m = re.match(r"\s*(\d+)", version or "")
-    if m:
-        return int(m.group(1))
-    text = json.dumps(config)
-    if '"DTypePolicy"' in text or '"batch_shape"' in text:
-        notes.append("no keras_version; the config is in Keras 3 form, read as Keras 3")
-        return 3
-    if '"units"' in text:
-        notes.append("no keras_version; the config is in Keras 2 form, read as Keras 2")
-        return 2
-    notes.append("no keras_version; read as Keras 1")
-    return 1
-
-
-def _combined(problems: list[RnnConvertError], path: str) -> RnnConvertError:
-    if len(problems) == 1:
-        return problems[0]
-    parts = [f"layer '{p.layer}': {p.message}" if p.layer else p.message for p in problems]
-    cls = UnsupportedError if all(isinstance(p, UnsupportedError) for p in problems) else InputError
-    return cls(f"{len(problems)} problems: " + "; ".join(parts), path=path)
-
-
-def _shape(shape) -> str:
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
-
-
-def _is_identity_selector(layer, prev) -> bool:
-    """A linear SimpleRNN with kernel I, recurrent kernel 0 and no bias right after a sequence: it only
-    picks or reorders time steps (what rnnconvert's Keras writer adds where Keras has no such layer)."""
-    if not (isinstance(layer, Recurrent) and layer.cell == "rnn" and layer.direction != "bidirectional"
-            and layer.activations[0].name == "linear" and isinstance(prev, Recurrent)
-            and prev.output == "sequence" and prev.direction != "forward"):
-        return False
-    w = layer.weights[0]
-    n = layer.hidden
-    return (n == prev.units_out and w.h0 is None and np.array_equal(w.W, np.eye(n, dtype=w.W.dtype))
-            and not np.any(w.R) and not np.any(w.Wb) and not np.any(w.Rb))
-
-
-def _fold_selectors(layers: list, notes: list) -> list:
-    """Fold identity SimpleRNN selectors into the layer before them (exact): a bidirectional layer's
-    last input step, a go_backwards layer's first processed step or its sequence in input order."""
-    out = []
-    for layer in layers:
-        prev = out[-1] if out else None
-        if _is_identity_selector(layer, prev):
-            picks_one = layer.output != "sequence"
-            if layer.direction == "forward" and picks_one and prev.time_order == "input":
-                prev.output = "last_step"                       # the last input step
-            elif layer.direction == "reverse" and prev.time_order == "processing":
-                prev.time_order = "input"                       # back in input order ...
-                if picks_one:
-                    prev.output = "last_step"                   # ... or its first processed step
-            else:
-                out.append(layer)
-                continue
-            notes.append(f"layer '{layer.name}' (an identity SimpleRNN that selects time steps) folded into "
-                         f"layer '{prev.name}' as output '{prev.output}', time order '{prev.time_order}'")
-            continue
-        out.append(layer)
-    return out

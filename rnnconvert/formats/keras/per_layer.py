@@ -14,8 +14,9 @@ from ...errors import InputError, RnnConvertError
 from ...files.safety import check_hdf5, read_numeric
 from ...model.assumptions import Assumption
 from ..found import Found
-from . import container, graph, weights_only
-from .layers import CELL_CLASSES, RNN_CELLS, Converter
+from ..keras_json import graph
+from . import container, weights_only
+from ..keras_json.layers import CELL_CLASSES, RNN_CELLS, Converter
 
 RECURRENT_CLASSES = (*RNN_CELLS, "RNN", "Bidirectional")
 
@@ -29,9 +30,8 @@ def scan(path: str, arch=None, accept_windows_paths: bool = False, **_options) -
         return []
     if not accept_windows_paths and saved.windows_refusal([], path) is not None:
         return []          # Keras cannot load these weights: per layer refused too, as the whole model is
-    from . import _keras_major
     notes: list[str] = []
-    major = _keras_major(saved.keras_version, saved.config, notes)
+    major = graph.keras_major(saved.keras_version, saved.config, notes)
     found: list[Found] = []
     for entry, where in _walk(saved.config, path, "model"):
         kind, bidirectional = _kind(entry)

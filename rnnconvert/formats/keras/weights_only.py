@@ -21,7 +21,8 @@ from ...model import InputSpec, Model, Recurrent
 from ...model.assumptions import Assumption
 from ...files.safety import check_hdf5, read_numeric
 from ...files.text import read_yaml
-from . import container, graph
+from ..keras_json import graph
+from . import container
 
 KERAS1_GATE = re.compile(r"_([WUb])_([a-z])(?::\d+)?$")
 CELL_CLASS = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
@@ -281,7 +282,7 @@ def per_layer(path: str) -> list:
 
 
 def _one_layer(path, wf, r: Recovered):
-    from .layers import Converter
+    from ..keras_json.layers import Converter
     cfg = dict(r.config)
     if r.cls == "Bidirectional":
         cfg["layer"] = dict(cfg["layer"], config=dict(cfg["layer"]["config"], return_sequences=True))
@@ -344,7 +345,7 @@ def read(path: str, arch=None) -> Model:
                          path=str(arch) if not isinstance(arch, dict) else path)
     shape = spec.get("input_shape")
     features = int(shape[-1]) if isinstance(shape, list) and shape and isinstance(shape[-1], int) else None
-    from .layers import Converter
+    from ..keras_json.layers import Converter
     conv = Converter(path, major, _lookup(wf), model_class="Sequential", features=features)
     layers, errors = [], []
     for e in entries:
@@ -357,8 +358,8 @@ def read(path: str, arch=None) -> Model:
         if layer is not None:
             layers.append(layer)
     if errors:
-        from . import _combined
-        raise _combined(errors, path)
+        from ..keras_json.build import combined
+        raise combined(errors, path)
     if not any(isinstance(x, Recurrent) for x in layers):
         raise UnsupportedError("the architecture has no recurrent layer; nothing to convert", path=path)
     time_steps = shape[0] if isinstance(shape, list) and len(shape) == 2 and isinstance(shape[0], int) else None

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import re
 import zipfile
 
 import h5py
@@ -26,17 +25,15 @@ from ...errors import InputError, UnsupportedError
 from ...model import Model
 from ...errors import one_line
 from ...model.states import refuse_state_io
+from ..keras_json.config import inner_name, model_config, model_name, names_hard_sigmoid, weight_paths
+from ..keras_json.graph import snake_case
+from ..keras_json.plan import CELL_NAMES, Planner
+from ..keras_json.specs import KLayer
 from .container import ZIP_CONFIG, ZIP_METADATA, ZIP_WEIGHTS
-from .graph import snake_case
-from . import frontend_writer
-from .plan import CELL_NAMES, Planner
-from .specs import KLayer
 
 # The Keras releases whose files these imitate (and which the tests load them with).
 KERAS_VERSIONS = {3: "3.15.1", 2: "2.21.0"}
 BACKEND = "tensorflow"
-RNN = ("LSTM", "GRU", "SimpleRNN")
-
 
 def write(model: Model, path, keras_version=3, fold_hard_sigmoid=True, selectors=True, **options) -> list[str]:
     """Write `model` as a Keras Sequential model; returns notes on what changed in form.
@@ -80,141 +77,6 @@ def _major(value, path) -> int:
     return int(major)
 
 
-# ---------------------------------------------------------------------------------------------
-# configs
-
-def _policy(major):
-    return ({"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": None}
-            if major >= 3 else "float32")
-
-
-def _init(cls: str, config: dict) -> dict:
-    return {"module": "keras.initializers", "class_name": cls, "config": config, "registered_name": None}
-
-
-def layer_config(cls: str, name: str, s: dict, major: int, guard: bool = False) -> dict:
-    """The `config` of one layer as Keras `major` serialises it (settings from specs.KLayer);
-    `guard` writes tf.keras 2's `time_major`, which Keras 3 refuses."""
-    c = {"name": name, "trainable": True, "dtype": _policy(major)}
-    if cls in RNN:
-        c.update(return_sequences=s["return_sequences"], return_state=False, go_backwards=s["go_backwards"],
-                 stateful=False, unroll=False)
-        zero = s.get("zero_output_for_mask", False)
-        c.update({"time_major": False} if guard else {"zero_output_for_mask": zero} if major >= 3 or zero else {})
-        c.update(units=s["units"], activation=s["activation"])
-        if cls != "SimpleRNN":
-            c["recurrent_activation"] = s["recurrent_activation"]
-        c.update(use_bias=s["use_bias"], kernel_initializer=_init("GlorotUniform", {"seed": None}),
-                 recurrent_initializer=_init("Orthogonal", {"gain": 1.0, "seed": None}),
-                 bias_initializer=_init("Zeros", {}))
-        if cls == "LSTM":
-            c["unit_forget_bias"] = True
-        c.update({k: None for k in ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
-                                    "activity_regularizer", "kernel_constraint", "recurrent_constraint",
-                                    "bias_constraint")})
-        c.update(dropout=0.0, recurrent_dropout=0.0)
-        if major == 2 and cls != "SimpleRNN":
-            c["implementation"] = 2
-        if cls == "GRU":
-            c["reset_after"] = s["reset_after"]
-        if major >= 3 and cls != "SimpleRNN":
-            c["seed"] = None
-    elif cls == "Dense":
-        c.update(units=s["units"], activation=s["activation"], use_bias=s["use_bias"],
-                 kernel_initializer=_init("GlorotUniform", {"seed": None}), bias_initializer=_init("Zeros", {}),
-                 kernel_regularizer=None, bias_regularizer=None)
-        if major == 2:
-            c["activity_regularizer"] = None
-        c.update(kernel_constraint=None, bias_constraint=None)
-    elif cls in frontend_writer.CLASSES:
-        c = frontend_writer.config(cls, c, s, major)
-    else:                                   # Activation, LeakyReLU, ELU
-        c.update(s)
-    return c
-
-
-def _entry(cls: str, config: dict, shape, full: bool) -> dict:
-    if not full:
-        return {"class_name": cls, "config": config}
-    e = {"module": "keras.layers", "class_name": cls, "config": config, "registered_name": None}
-    if shape is not None:
-        e["build_config"] = {"input_shape": shape}
-    return e
-
-
-def _inner_name(spec: KLayer) -> str:
-    return snake_case(spec.wrapped)
-
-
-def spec_entry(spec: KLayer, major: int, full: bool, guard: bool = False) -> dict:
-    """One layer of the model config: `full` is the .keras form (module, build_config)."""
-    shape = spec.input_shape if major >= 3 and spec.cls not in frontend_writer.NO_BUILD_CONFIG else None
-    if spec.cls != "Bidirectional":
-        return _entry(spec.cls, layer_config(spec.cls, spec.name, spec.settings, major, guard), shape, full)
-    inner, s = _inner_name(spec), spec.settings["layer"]
-    config = {"name": spec.name, "trainable": True, "dtype": _policy(major)}
-    if major >= 3:
-        config["merge_mode"] = spec.settings["merge_mode"]
-        s = dict(s, zero_output_for_mask=s["return_sequences"])     # as Bidirectional sets it (no mask: no effect)
-        config["layer"] = _entry(spec.wrapped, layer_config(spec.wrapped, f"forward_{inner}", s, major), shape, True)
-        back = dict(s, go_backwards=True)
-        config["backward_layer"] = _entry(spec.wrapped, layer_config(spec.wrapped, f"backward_{inner}", back, major),
-                                          shape, True)
-    else:
-        s = dict(s, zero_output_for_mask=False)       # Bidirectional sets it itself; tf.keras 2 does not write it
-        config["layer"] = _entry(spec.wrapped, layer_config(spec.wrapped, inner, s, major, guard), None, True)
-        config["merge_mode"] = spec.settings["merge_mode"]
-    return _entry("Bidirectional", config, shape, full)
-
-
-def model_config(specs: list[KLayer], model: Model, input_name: str, major: int, full: bool) -> dict:
-    shape = [None, model.input.time_steps, int(model.input.features)]
-    dtype = "float32"
-    if str(model.input.dtype).startswith("int"):       # token ids for an Embedding: [batch, time]
-        shape, dtype = shape[:2], "int32"              # as Keras writes it (its Embedding casts ids to int32)
-    key = "batch_shape" if major >= 3 else "batch_input_shape"
-    inp = {key: shape, "dtype": dtype, "sparse": False, "name": input_name}
-    guard = major == 2 and names_hard_sigmoid(specs)
-    layers = [_entry("InputLayer", inp, None, full)] + [spec_entry(s, major, full, guard) for s in specs]
-    name = _model_name(model)
-    if major < 3:
-        return {"class_name": "Sequential", "config": {"name": name, "layers": layers}}
-    config = {"name": name, "trainable": True, "dtype": _policy(major), "layers": layers, "build_input_shape": shape}
-    if not full:
-        return {"class_name": "Sequential", "config": config}
-    return {"module": "keras", "class_name": "Sequential", "config": config, "registered_name": None,
-            "build_config": {"input_shape": shape}}
-
-
-def names_hard_sigmoid(specs: list[KLayer]) -> bool:
-    """Does any layer name `hard_sigmoid`, whose meaning differs between tf.keras 2 and Keras 3?"""
-    def acts(s: dict):
-        return [s.get("activation"), s.get("recurrent_activation")] + (acts(s["layer"]) if "layer" in s else [])
-    return any("hard_sigmoid" in acts(spec.settings) for spec in specs)
-
-
-def _model_name(model: Model) -> str:
-    name = re.sub(r"[^A-Za-z0-9_\-]", "_", model.name or "").strip("_")
-    return name if name and name[0].isalpha() else "sequential"
-
-
-# ---------------------------------------------------------------------------------------------
-# weights: (path of each array, array) per layer
-
-def _weight_paths(spec: KLayer) -> list[tuple[str, str]]:
-    """[(owner object path below the layer, variable name)] in Keras's weight order."""
-    if spec.cls == "Dense":
-        return [("", n) for n in ("kernel", "bias")[: len(spec.weights)]]
-    if spec.cls in frontend_writer.CLASSES:
-        return [("", n) for n in frontend_writer.var_names(spec)]
-    names = ["kernel", "recurrent_kernel", "bias"][: len(spec.weights) // (2 if spec.cls == "Bidirectional" else 1)]
-    if spec.cls in RNN:
-        return [("cell", n) for n in names]
-    if spec.cls == "Bidirectional":
-        return [(f"{side}/cell", n) for side in ("forward_layer", "backward_layer") for n in names]
-    return []
-
-
 def _f32(a) -> np.ndarray:
     """A weight as written: float32; a function (plan.cell_weights's kernels) is called here."""
     return np.ascontiguousarray(np.asarray(a() if callable(a) else a, dtype=np.float32))
@@ -244,17 +106,17 @@ def _weights_h5(f, specs: list[KLayer], model: Model) -> None:
         key = _numbered(snake_case(spec.cls), used)
         _vars(f, f"layers/{key}", spec.name)
         if spec.cls == "Bidirectional":
-            inner = _inner_name(spec)
+            inner = inner_name(spec)
             for side in ("forward", "backward"):
                 _vars(f, f"layers/{key}/{side}_layer", f"{side}_{inner}")
         owners: dict[str, int] = {}
-        for (owner, _), a in zip(_weight_paths(spec), spec.weights):
+        for (owner, _), a in zip(weight_paths(spec), spec.weights):
             k = owners.get(owner, 0)
             owners[owner] = k + 1
             group = _vars(f, f"layers/{key}/{owner}".rstrip("/"),
                           CELL_NAMES[spec.wrapped or spec.cls] if owner.endswith("cell") else spec.name)
             group.create_dataset(str(k), data=_f32(a))
-    _vars(f, "", _model_name(model))
+    _vars(f, "", model_name(model))
 
 
 def _numbered(base: str, used: dict) -> str:
@@ -294,7 +156,7 @@ def _write_h5(path: str, specs: list[KLayer], model: Model, input_name: str, maj
             root.attrs["layer_names"] = _strings([s.name for s in specs])
             for spec in specs:
                 group = root.create_group(spec.name)
-                names = [_legacy_name(spec, owner, n, model, major) for owner, n in _weight_paths(spec)]
+                names = [_legacy_name(spec, owner, n, model, major) for owner, n in weight_paths(spec)]
                 group.attrs["weight_names"] = _strings(names)
                 for n, a in zip(names, spec.weights):
                     group.create_dataset(n, data=_f32(a))
@@ -306,12 +168,12 @@ def _legacy_name(spec: KLayer, owner: str, var: str, model: Model, major: int) -
     """`sequential/lstm/lstm_cell/kernel` (Keras 3) or `lstm/lstm_cell/kernel:0` (tf.keras 2)."""
     parts = [spec.name]
     if spec.cls == "Bidirectional":
-        parts.append(f"{owner.split('_')[0]}_{_inner_name(spec)}")
+        parts.append(f"{owner.split('_')[0]}_{inner_name(spec)}")
     if owner.endswith("cell"):
         parts.append(CELL_NAMES[spec.wrapped or spec.cls])
     parts.append(var)
     if major >= 3:
-        return "/".join([_model_name(model)] + parts)
+        return "/".join([model_name(model)] + parts)
     return "/".join(parts) + ":0"
 
 

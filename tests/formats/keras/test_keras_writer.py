@@ -25,6 +25,7 @@ from rnnconvert.model import gates
 from rnnconvert import model as M
 from rnnconvert.errors import InputError, UnsupportedError
 from rnnconvert.formats import keras as K
+from rnnconvert.formats.keras_json.plan import RNN_CLASSES
 from rnnconvert.reference.network import forward
 from rnnconvert.errors import RuntimeUnavailable
 
@@ -342,8 +343,8 @@ def test_every_direction_and_output_matches_onnxruntime(cell, lbr, merge, varian
     assert np.abs(km.predict(x, verbose=0) - expected).max() < TOL
     selector = (direction, output, time_order) in {("reverse", "sequence", "input"), ("reverse", "last_step", "input"),
                                                     ("bidirectional", "last_step", "input")}
-    assert classes(config_of(out)) == [f"Bidirectional({K.plan.RNN_CLASSES[cell]})" if D == 2 else
-                                       K.plan.RNN_CLASSES[cell]] + (["SimpleRNN"] if selector else [])
+    assert classes(config_of(out)) == [f"Bidirectional({RNN_CLASSES[cell]})" if D == 2 else
+                                       RNN_CLASSES[cell]] + (["SimpleRNN"] if selector else [])
     summed = not (cell == "gru" and lbr)
     assert any("biases summed" in n for n in notes) == summed
 

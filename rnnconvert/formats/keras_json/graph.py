@@ -7,6 +7,7 @@ configs ("Model" in Keras 1/2, "Functional" in tf.keras >= 2.4 and Keras 3) list
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -198,3 +199,18 @@ def input_shape(entries: list[Entry], model_config: dict) -> list | None:
         if isinstance(e.build_shape, list):
             return e.build_shape
     return None
+
+
+def keras_major(version: str | None, config: dict, notes: list[str]) -> int:
+    m = re.match(r"\s*(\d+)", version or "")
+    if m:
+        return int(m.group(1))
+    text = json.dumps(config)
+    if '"DTypePolicy"' in text or '"batch_shape"' in text:
+        notes.append("no keras_version; the config is in Keras 3 form, read as Keras 3")
+        return 3
+    if '"units"' in text:
+        notes.append("no keras_version; the config is in Keras 2 form, read as Keras 2")
+        return 2
+    notes.append("no keras_version; read as Keras 1")
+    return 1

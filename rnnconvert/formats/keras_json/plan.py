@@ -86,7 +86,7 @@ class Planner:
             except Refusal as exc:
                 problems.append(f"layer '{layer.name}': {exc}")
             shape = _next_shape(layer, shape)
-            self.masked = _mask_after(layer, self.masked)
+            self.masked = mask_after(layer, self.masked)
         return specs, problems
 
     def layer(self, layer: M.Layer, shape: list) -> list[KLayer]:
@@ -287,7 +287,7 @@ class Planner:
                           f"(same function){why}")
 
 
-def _mask_after(layer: M.Layer, masked: bool) -> bool:
+def mask_after(layer: M.Layer, masked: bool) -> bool:
     """Does the mask reach the layer after `layer` (Keras's propagation, as the canonical model says)?"""
     if isinstance(layer, M.Embedding):
         return bool(layer.mask_zero)

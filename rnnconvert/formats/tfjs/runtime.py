@@ -1,0 +1,222 @@
+"""The tfjs runtime hook: a TF.js layers model run by `@tensorflow/tfjs` (pure JavaScript, CPU backend)
+under Node, through `tf.loadLayersModel` as a browser loads it: model.json first, then the shards its
+manifest names, fetched relative to it (a fetch outside the model's folder fails).
+
+Where the npm package is found (the first folder holding `node_modules/@tensorflow/tfjs`, each folder's
+parents searched as Node does): `$RNNCONVERT_TFJS` (an npm prefix, e.g. `npm install --prefix DIR
+@tensorflow/tfjs`), the working directory, then the folder holding the `rnnconvert` package (a clone's
+`npm install @tensorflow/tfjs`).  Missing node or package: `RuntimeUnavailable` (the check is not run).
+Node runs in a scratch directory with a bare environment (`files.scratch`).  `runner(path, model)`
+keeps one Node process for every input verification sends (a process per input costs about 5x as
+much: node's start and the model's load); `run_many` runs many models and inputs in one process (tests).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import weakref
+
+import numpy as np
+
+from ...errors import InputError, RuntimeUnavailable
+from ...files import interrupt, scratch
+
+PACKAGE = os.path.join("node_modules", "@tensorflow", "tfjs")
+ENV = "RNNCONVERT_TFJS"
+
+_RUNNER = r"""
+import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, resolve, sep } from 'node:path';
+import { createInterface } from 'node:readline';
+const [tfjsDir, jobsPath] = process.argv.slice(2);
+const require = createRequire(import.meta.url);
+const warn = console.warn;
+console.warn = () => {};                     // tfjs's banner about tfjs-node
+const tf = require(tfjsDir);
+console.warn = warn;
+await tf.setBackend('cpu');
+const models = new Map();
+function fetchIn(folder) {
+  return async (url) => {
+    const file = realpathSync(resolve(String(url)));        // links followed, as the reader does
+    if (!file.startsWith(folder + sep)) throw new Error(`the model asks for '${url}', outside its folder`);
+    return new Response(readFileSync(file));
+  };
+}
+async function run(job) {
+  let model = models.get(job.model);
+  if (model === undefined) {
+    const folder = realpathSync(dirname(resolve(job.model)));
+    model = await tf.loadLayersModel(tf.io.http(resolve(job.model), {fetchFunc: fetchIn(folder)}));
+    models.set(job.model, model);
+  }
+  const buf = readFileSync(job.x);
+  const raw = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+  const data = job.dtype === 'int32' ? new Int32Array(raw) : new Float32Array(raw);
+  const x = tf.tensor(data, job.shape, job.dtype);
+  const y = model.predict(x, {batchSize: Math.max(job.shape[0], 1)});
+  writeFileSync(job.y, Buffer.from(new Float32Array(y.dataSync()).buffer));
+  writeFileSync(job.y + '.json', JSON.stringify(y.shape));
+  tf.dispose([x, y]);
+}
+if (jobsPath !== '-') {
+  for (const job of JSON.parse(readFileSync(jobsPath, 'utf8'))) await run(job);
+} else {                                     // one job per line on stdin, one reply line each
+  for await (const line of createInterface({input: process.stdin})) {
+    try {
+      await run(JSON.parse(line));
+      process.stdout.write('\x01ok\n');
+    } catch (e) {
+      process.stdout.write('\x01error ' + JSON.stringify(`${e && e.name || 'Error'}: ${e && e.message || e}`) + '\n');
+    }
+  }
+}
+"""
+
+
+def find_tfjs() -> str:
+    """The folder of the `@tensorflow/tfjs` package Node will load; RuntimeUnavailable if none."""
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    starts = [os.environ.get(ENV) or "", os.getcwd(), here]
+    for start in filter(None, starts):
+        folder = os.path.abspath(start)
+        if os.path.basename(folder) == "node_modules":
+            folder = os.path.dirname(folder)
+        while True:
+            candidate = os.path.join(folder, PACKAGE)
+            if os.path.isfile(os.path.join(candidate, "package.json")):
+                return candidate
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
+    raise RuntimeUnavailable(f"the npm package @tensorflow/tfjs is not installed (npm install --prefix DIR "
+                             f"@tensorflow/tfjs and set {ENV}=DIR)")
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeUnavailable("node is not on PATH")
+    return node
+
+
+def run_many(jobs) -> list[np.ndarray]:
+    """`jobs`: (model.json path, x batch-major) pairs, run in one Node process; the outputs in order."""
+    node, tfjs = _node(), find_tfjs()
+    with interrupt.temporary_directory("rnnconvert-tfjs-") as d:
+        listed = [_job(d, k, path, x) for k, (path, x) in enumerate(jobs)]
+        runner, jobs_file = os.path.join(d, "run.mjs"), os.path.join(d, "jobs.json")
+        with open(runner, "w") as f:
+            f.write(_RUNNER)
+        with open(jobs_file, "w") as f:
+            json.dump(listed, f)
+        res = scratch.run([node, runner, tfjs, jobs_file])
+        if res.returncode != 0:
+            raise _failed(res.stderr)
+        return [_output(job["y"]) for job in listed]
+
+
+def _failed(stderr: str) -> InputError:
+    """Node's error line (`Error: ...`), not the source line that threw."""
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    why = next((ln.strip() for ln in lines if re.match(r"[A-Za-z.]*(Error|Exception)\b", ln)),
+               lines[-1] if lines else "no message")
+    return InputError(f"TF.js (@tensorflow/tfjs under node) failed: {why[:500]}")
+
+
+def _output(y: str) -> np.ndarray:
+    with open(y + ".json") as f:
+        shape = json.load(f)
+    return np.fromfile(y, dtype="<f4").reshape(shape)
+
+
+def _job(folder: str, k, path, x) -> dict:
+    """x written to `folder` in the form Node reads (int32 token ids or float32), and its job."""
+    x = np.asarray(x)
+    dtype = "int32" if x.dtype.kind in "iu" else "float32"
+    fin, fout = os.path.join(folder, f"x{k}.bin"), os.path.join(folder, f"y{k}.bin")
+    np.ascontiguousarray(x, dtype="<i4" if dtype == "int32" else "<f4").tofile(fin)
+    return {"model": os.path.abspath(os.fspath(path)), "x": fin, "y": fout, "shape": list(x.shape), "dtype": dtype}
+
+
+def _layout(x, model, run_batch_major):
+    """`run_batch_major` on `x` in `model.input.layout` (token ids as int32), the output back in it."""
+    time_major = model is not None and model.input.layout == "time_batch_feature"
+    ints = model is not None and str(model.input.dtype).startswith("int")
+    x = np.asarray(x).astype(np.int32 if ints else np.float32)
+    y = run_batch_major(np.swapaxes(x, 0, 1) if time_major else x)
+    return np.ascontiguousarray(np.swapaxes(y, 0, 1) if time_major and y.ndim == 3 else y)
+
+
+def run(path, x, model) -> np.ndarray:
+    """The TF.js model at `path` on `x` (in `model.input.layout`), as float32: one Node process."""
+    return _layout(x, model, lambda xb: run_many([(path, xb)])[0])
+
+
+def runner(path, model):
+    """x -> output: one Node process, started on the first call, loads the model once and runs every
+    input sent to it (a process per input costs 5x as much); it ends with the runner."""
+    server = _Server(path)
+    return lambda x: _layout(x, model, server.run)
+
+
+class _Server:
+    """Node reading one job per line on stdin, answering one line each; its scratch folder and process go
+    when the object does (or at exit)."""
+
+    def __init__(self, path):
+        self.path, self.proc, self.folder, self.count = path, None, None, 0
+
+    def _start(self):
+        node, tfjs = _node(), find_tfjs()
+        self.folder = tempfile.mkdtemp(prefix="rnnconvert-tfjs-")
+        runner = os.path.join(self.folder, "run.mjs")
+        with open(runner, "w") as f:
+            f.write(_RUNNER)
+        self.err = open(os.path.join(self.folder, "stderr"), "w+")
+        self.proc = subprocess.Popen([node, runner, tfjs, "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.err, cwd=self.folder, env=scratch.environment(self.folder),
+                                     text=True, errors="replace")
+        weakref.finalize(self, _stop, self.proc, self.err, self.folder)
+
+    def run(self, xb) -> np.ndarray:
+        if self.proc is None:
+            self._start()
+        self.count += 1
+        job = _job(self.folder, self.count, self.path, xb)
+        try:
+            self.proc.stdin.write(json.dumps(job) + "\n")
+            self.proc.stdin.flush()
+            while (line := self.proc.stdout.readline()) and not line.startswith("\x01"):
+                continue
+        except OSError:
+            line = ""
+        if not line:                                 # Node ended: its error is on stderr
+            self.proc.wait()
+            self.err.seek(0)
+            raise _failed(self.err.read())
+        if line.startswith("\x01error "):
+            raise InputError(f"TF.js (@tensorflow/tfjs under node) failed: {json.loads(line[7:])[:500]}")
+        try:
+            return _output(job["y"])
+        finally:
+            for f in (job["x"], job["y"], job["y"] + ".json"):
+                if os.path.exists(f):
+                    os.remove(f)
+
+
+def _stop(proc, err, folder) -> None:
+    try:
+        proc.stdin.close()
+        proc.wait(timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
+    err.close()
+    shutil.rmtree(folder, ignore_errors=True)
