@@ -18,10 +18,11 @@ import os
 import struct
 import sys
 import zipfile
+import zlib
 
 import numpy as np
 
-from .globals_table import Damaged, Foreign, Storage, StorageType, TensorRef, Unreadable
+from .globals_table import Damaged, Foreign, Storage, StorageType, Unreadable
 from .unpickle import Machine
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -69,13 +70,14 @@ class PtFile:
     # ------------------------------------------------------------------------ zip
 
     def _open_zip(self) -> None:
-        from ...files.safety import check_zip, read_member
+        from ...files.safety import check_zip
         self.fh.seek(0)
         try:
             self.zip = zipfile.ZipFile(self.fh)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
             raise Damaged(f"not a zip archive: {exc}") from None
         check_zip(self.zip, self.path, what="PyTorch zip archive")
+        self.concat = _prepended(self.fh)
         names = self.zip.namelist()
         self.members = {i.filename: i for i in self.zip.infolist()}
         if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
@@ -88,13 +90,51 @@ class PtFile:
         self.prefix = pkl[:-len("data.pkl")]
         order = self.prefix + "byteorder"
         if order in self.members:
-            mark = read_member(self.zip, order, self.path, limit=16)
+            mark = self._member(order, limit=16)
             if mark not in (b"little", b"big"):
                 raise Damaged(f"its byteorder record says {mark[:16]!r}, not little or big")
             self.swap = (mark == b"big") != (sys.byteorder == "big")
-        data = read_member(self.zip, pkl, self.path)
+        data = self._member(pkl)
         self.storages: dict = {}
         self.obj, _ = Machine(data, self._zip_storage).load(0)
+
+    def _member(self, name: str, limit: int = 100_000_000) -> bytes:
+        """A member's bytes read as torch's zip reader (miniz) reads them: no CRC check, the local header
+        where the central directory says (`_local`), deflate bounded by the size the header declares."""
+        info = self.members[name]
+        if info.file_size > limit:
+            raise Damaged(f"zip member '{name}' is {info.file_size:,} bytes, over the {limit:,} rnnconvert reads")
+        start = self._local(info)
+        raw = self._pread(start, info.compress_size)
+        if info.compress_type == zipfile.ZIP_STORED:
+            return raw
+        try:
+            out = zlib.decompressobj(-15).decompress(raw, info.file_size)
+        except zlib.error as exc:
+            raise Damaged(f"zip member '{name}' does not inflate ({exc})") from None
+        if len(out) != info.file_size:
+            raise Damaged(f"zip member '{name}' inflates to {len(out)} bytes, its header says {info.file_size}")
+        return out
+
+    def _local(self, info) -> int:
+        """Where the member's bytes start, after its local header, found where the central directory says
+        as miniz (torch's zip reader) finds it: Python's zipfile shifts every offset by the bytes it believes
+        precede the archive (`concat`), miniz does not, and refuses a member whose header is not there."""
+        at = info.header_offset - self.concat
+        if 0 <= at <= self.size - 30:
+            local = self._pread(at, 30)
+            if local[:4] == b"PK\x03\x04":
+                n, m = struct.unpack("<HH", local[26:30])
+                start = at + 30 + n + m
+                if start + info.compress_size > self.size:
+                    raise Damaged(f"zip member '{info.filename}' runs past the end of the file")
+                return start
+        raise Damaged(f"zip member '{info.filename}' has no local header at byte {at}")
+
+    def _pread(self, at: int, n: int) -> bytes:
+        out = bytearray(n)
+        self._read_at(memoryview(out), at, "the zip archive")
+        return bytes(out)
 
     def _zip_storage(self, pid):
         if type(pid) is not tuple or len(pid) != 5 or _text(pid[0]) != "storage":
@@ -122,15 +162,7 @@ class PtFile:
         """(offset of the member's bytes in the file, size), or the member's name when it is compressed."""
         if info.compress_type != zipfile.ZIP_STORED:
             return info.filename
-        self.fh.seek(info.header_offset)
-        local = self.fh.read(30)
-        if len(local) != 30 or local[:4] != b"PK\x03\x04":
-            raise Damaged(f"member '{info.filename}' has no local header at byte {info.header_offset}")
-        n, m = struct.unpack("<HH", local[26:30])
-        start = info.header_offset + 30 + n + m
-        if start + info.file_size > self.size:
-            raise Damaged(f"member '{info.filename}' runs past the end of the file")
-        return start, info.file_size
+        return self._local(info), info.file_size
 
     # ------------------------------------------------------------------------ legacy
 
@@ -243,7 +275,7 @@ class PtFile:
         where = self.records[key]
         if isinstance(where, str):                      # a compressed zip member: inflated once
             if where not in self.inflated:
-                self.inflated[where] = self.zip.read(where)
+                self.inflated[where] = self._member(where, limit=self.size * 1100)
             data = self.inflated[where]
             if start + len(dst) > len(data):
                 raise Damaged(f"record '{where}' holds {len(data)} bytes, fewer than its header says")
@@ -252,17 +284,33 @@ class PtFile:
         offset, size = where
         if start + len(dst) > size:
             raise Damaged(f"storage {key[:40]!r} holds {size} bytes; bytes up to {start + len(dst)} are read")
+        self._read_at(dst, offset + start, f"storage {key[:40]!r}")
+
+    def _read_at(self, dst: memoryview, at: int, what: str) -> None:
+        """dst's whole length from byte `at` of the file, straight into dst (chunks of at most 1 GiB)."""
         done = 0
         while done < len(dst):
-            n = os.preadv(self.fh.fileno(), [dst[done:done + _CHUNK]], offset + start + done) \
-                if hasattr(os, "preadv") else self._seek_read(dst[done:done + _CHUNK], offset + start + done)
+            n = os.preadv(self.fh.fileno(), [dst[done:done + _CHUNK]], at + done) if hasattr(os, "preadv") \
+                else self._seek_read(dst[done:done + _CHUNK], at + done)
             if n <= 0:
-                raise Damaged(f"the file ends inside storage {key[:40]!r}")
+                raise Damaged(f"the file ends inside {what}")
             done += n
 
     def _seek_read(self, dst, at: int) -> int:
         self.fh.seek(at)
         return self.fh.readinto(dst)
+
+
+def _prepended(fh) -> int:
+    """Bytes Python's zipfile believes precede the archive (it adds them to every member's offset)."""
+    try:
+        end = zipfile._EndRecData(fh)
+        concat = end[zipfile._ECD_LOCATION] - end[zipfile._ECD_SIZE] - end[zipfile._ECD_OFFSET]
+        if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:
+            concat -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator
+        return concat
+    except (AttributeError, TypeError, IndexError, OSError, struct.error):      # a zipfile without these
+        return 0
 
 
 def _contiguous(shape, stride) -> bool:
