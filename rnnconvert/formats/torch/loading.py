@@ -32,7 +32,7 @@ def is_safetensors(path) -> bool:
 
 # ------------------------------------------------------------------------------------ loading
 
-def import_torch(path=None, verb="reading .pt files"):
+def import_torch(path=None, verb="writing .pt files"):
     try:
         import torch
     except ImportError:
