@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
+from ...errors import short_repr
+
 
 class Damaged(Exception):
     """The pickle is not one torch.save writes (truncated, wrong types, opcodes out of place)."""
@@ -76,7 +78,7 @@ class Reducer:
 
 def _ints(value, what: str) -> tuple:
     if type(value) not in (tuple, list) or not all(type(v) is int for v in value):
-        raise Damaged(f"{what} is {type(value).__name__} {str(value)[:60]}, not a tuple of integers")
+        raise Damaged(f"{what} is {type(value).__name__} {short_repr(value)}, not a tuple of integers")
     return tuple(value)
 
 

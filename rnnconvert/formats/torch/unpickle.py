@@ -23,7 +23,7 @@ _RENAMED = {"__builtin__": "builtins", "copy_reg": "copyreg"}        # Python 2 
 
 
 class Machine:
-    """One pickle read from `data` (bytes, a memoryview or an mmap) starting at a byte position.
+    """One pickle read from `data` (bytes or an mmap) starting at a byte position.
     `persistent_load(pid)` answers BINPERSID (the storages); `encoding` decodes SHORT_BINSTRING."""
 
     def __init__(self, data, persistent_load, encoding: str = "utf-8"):
@@ -42,8 +42,7 @@ class Machine:
         return out
 
     def _line(self) -> str:
-        end = self.data.find(b"\n", self.pos, self.pos + 4096) if hasattr(self.data, "find") else \
-            bytes(self.data[self.pos:self.pos + 4096]).find(b"\n") + self.pos
+        end = self.data.find(b"\n", self.pos, self.pos + 4096)       # bytes and mmap both find
         if end < self.pos:
             raise Damaged(f"a GLOBAL name at byte {self.pos} does not end within 4096 bytes")
         text = bytes(self.data[self.pos:end])
