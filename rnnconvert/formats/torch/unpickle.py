@@ -67,11 +67,10 @@ class Machine:
             if op is None:
                 raise Damaged(f"pickle opcode 0x{code:02x} at byte {self.pos - 1} is not one torch's "
                               "weights-only unpickler runs")
-            if op is _stop:
-                if len(self.stack) != 1 or self.marks:
-                    raise Damaged(f"the pickle's STOP at byte {self.pos - 1} leaves "
-                                  f"{len(self.stack) + sum(map(len, self.marks))} objects on its stack, not one")
-                return self.stack[0], self.pos
+            if op is _stop:                     # the top of the stack, as torch's unpickler returns it
+                if not self.stack:
+                    raise Damaged(f"the pickle's STOP at byte {self.pos - 1} finds its stack empty")
+                return self.stack[-1], self.pos
             try:
                 op(self)
             except IndexError:
