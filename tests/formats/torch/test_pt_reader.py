@@ -289,3 +289,33 @@ def test_a_zip_bomb_is_refused_before_inflating(runner, tmp_path):
     assert line.startswith(f"rnnconvert: error: {path}: PyTorch zip archive refused: member 'archive/data/0' "
                            "declares 4.0 MiB from ")
     assert line.endswith(" KiB compressed (ratio over 100:1, a zip bomb)")
+
+
+# ------------------------------------------------------------------ memory
+
+PEAK = """
+import sys
+def hwm():
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) * 1024
+from rnnconvert.formats.torch import loading
+base = hwm()
+arrays, _, _ = loading.load(sys.argv[1])
+print(hwm() - base, sum(a.nbytes for a in arrays.values()))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM is Linux's")
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_reading_takes_the_weights_memory_once(zipped, tmp_path):
+    """A 25 MB state dict read in a fresh process: peak RSS grows by the arrays it returns, not twice that
+    (the torch.load path grew by 249 MB, torch itself imported, and held tensors and arrays both)."""
+    g = torch.Generator().manual_seed(0)
+    sd = {f"lstm.weight_ih_l{k}": torch.randn(4 * 512, 1024, generator=g) for k in range(3)}
+    torch.save(sd, tmp_path / "m.pt", _use_new_zipfile_serialization=zipped)
+    res = subprocess.run([sys.executable, "-c", PEAK, str(tmp_path / "m.pt")], capture_output=True, text=True,
+                         cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""})
+    assert res.returncode == 0, res.stderr
+    grown, weights = map(int, res.stdout.split())
+    assert weights == 3 * 4 * 512 * 1024 * 4
+    assert grown <= 1.2 * weights, (grown, weights)
