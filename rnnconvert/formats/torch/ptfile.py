@@ -152,9 +152,9 @@ class PtFile:
             nbytes = numel * storage_type.dtype.itemsize
             if info is None:
                 raise Damaged(f"storage record 'data/{key}' is missing")
-            if info.file_size < nbytes:
-                raise Damaged(f"storage record 'data/{key}' holds {info.file_size} bytes, its {numel} "
-                              f"{storage_type.dtype.name} elements need {nbytes}")
+            if info.file_size != nbytes:          # torch.load refuses any other size too
+                raise Damaged(f"storage record 'data/{key}' holds {info.file_size} bytes, not the {nbytes} of "
+                              f"its {numel} {storage_type.dtype.name} elements")
             self.records[key] = self._member_data(info)
             self.storages[key] = Storage(key, storage_type.dtype, 0, nbytes)
         return self.storages[key]

@@ -261,10 +261,12 @@ def _patched(tmp_path, old: bytes, new: bytes):
     (b"QK\x00K\x0fK\x04\x86q\x08K\x04K\x01", b"QK\x00K\x0fK\x04\x86q\x08K\x04K\x09",   # strides (4, 9): 14*4 + 3*9 = 83
      "tensor 'rnn.weight_ih_l0' reads elements 0..83 of a storage holding 60 float32 elements"),
     (b"X\x03\x00\x00\x00cpuq\x06K<", b"X\x03\x00\x00\x00cpuq\x06M\x00\x01",   # 256 elements, 240 bytes stored
-     "storage record 'data/0' holds 240 bytes, its 256 float32 elements need 1024"),
+     "storage record 'data/0' holds 240 bytes, not the 1024 of its 256 float32 elements"),
+    (b"X\x03\x00\x00\x00cpuq\x06K<", b"X\x03\x00\x00\x00cpuq\x06K\x1e",   # 30 elements, 240 bytes stored
+     "storage record 'data/0' holds 240 bytes, not the 120 of its 30 float32 elements"),
     (b"X\x01\x00\x00\x000q\x05", b"X\x01\x00\x00\x009q\x05",   # a storage with no record
      "storage record 'data/9' is missing"),
-], ids=["offset", "stride", "numel", "record"])
+], ids=["offset", "stride", "numel", "numel_short", "record"])
 def test_storage_views_out_of_range_are_refused(old, new, message, runner, tmp_path):
     path = _patched(tmp_path, old, new)
     with pytest.raises(Exception):
