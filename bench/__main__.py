@@ -16,6 +16,7 @@ and GRU), startup (`rnnconvert --help`, `formats`), tf2onnx (on the same Keras m
 with TensorFlow exists; a 30M-parameter model by default: on 111M parameters tf2onnx was killed at 22.6 GB
 RSS), verification (its parts as convert runs them for a large model), verify-cost (verification beside the
 conversion on a 4001-step streaming ONNX graph: the time budget of verification/budget.py).
+pt-read: a 100M-parameter .pt state dict read without torch vs torch.load (wall, peak RSS; bench/pt_read.py).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 DEFAULT = ["convert", "memory", "forward", "startup", "tf2onnx", "verification", "verify-cost"]
+DEFAULT += ["pt-read"]
 ALL = DEFAULT + ["large"]
 NEEDS_BIG = {"convert", "memory", "verification"}
 
@@ -90,6 +92,9 @@ def run(args) -> list:
             elif which == "startup":
                 from .startup import bench_startup
                 bench_startup(args, rows)
+            elif which == "pt-read":
+                from .pt_read import bench_pt_read
+                bench_pt_read(args, rows, folder)
             elif which == "large":
                 from .large import bench_large
                 sub = os.path.join(folder, "large")

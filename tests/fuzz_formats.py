@@ -177,12 +177,59 @@ def _state_dict_mutation(sd: dict, rng) -> tuple[str, object]:
     return f"flatten {key}", sd
 
 
+# GLOBALs a mutated data.pkl may name instead of its own: allowed ones used in the wrong place, and foreign ones
+_PICKLE_GLOBALS = [b"os\nsystem", b"torch\nHalfStorage", b"torch\nBFloat16Storage", b"torch._utils\n_rebuild_qtensor",
+                   b"torch._utils\n_rebuild_parameter", b"collections\nCounter", b"builtins\nbytearray", b"torch\nSize",
+                   b"torch\nfloat8_e4m3fn", b"torch.storage\nUntypedStorage", b"torch\nQInt8Storage", b"torch\ndevice"]
+
+
+def _pickle_mutation(data: bytes, rng) -> tuple[str, bytes]:
+    """A torch zip whose data.pkl is edited as a pickle: a GLOBAL renamed, an integer operand changed
+    (storage offsets, sizes, strides, element counts), an opcode swapped, or its bytes mutated."""
+    import zipfile
+    z = zipfile.ZipFile(io.BytesIO(data))
+    members = [(m.filename, z.read(m.filename)) for m in z.infolist()]
+    k = next(j for j, (n, _) in enumerate(members) if n.endswith("data.pkl"))
+    pkl = bytearray(members[k][1])
+    op = int(rng.integers(4))
+    if op == 0:
+        starts = [j for j in range(len(pkl) - 1) if pkl[j] == ord("c") and pkl[j + 1] in b"tc"]
+        j = _pick(rng, starts)
+        end = pkl.index(b"\n", pkl.index(b"\n", j) + 1)
+        new = _pick(rng, _PICKLE_GLOBALS)
+        pkl[j + 1:end] = new
+        label = f"pickle global@{j}={new.decode().replace(chr(10), '.')}"
+    elif op == 1:
+        ints = [j for j in range(len(pkl) - 1) if pkl[j] == ord("K")]
+        j = _pick(rng, ints)
+        value = _pick(rng, [0, 1, 255, -1, 2 ** 31 - 1, -2 ** 31, 2 ** 40, 10 ** 30])
+        enc = b"K" + bytes([value]) if 0 <= value < 256 else b"J" + struct.pack("<i", value) \
+            if -2 ** 31 <= value < 2 ** 31 else b"\x8a" + bytes([16]) + value.to_bytes(16, "little", signed=True)
+        pkl[j:j + 2] = enc
+        label = f"pickle int@{j}={value}"
+    elif op == 2:
+        j = int(rng.integers(2, len(pkl) - 1))
+        new = _pick(rng, b"R\x81bsuae(t\x85\x86\x87N)]}\x8fQhq.")
+        pkl[j] = new
+        label = f"pickle opcode@{j}={new:#x}"
+    else:
+        label, mutated = mutate_bytes(bytes(pkl), rng)
+        pkl = bytearray(mutated)
+        label = "pickle " + label
+    members[k] = (members[k][0], bytes(pkl))
+    from fuzz_cases import zip_with
+    return label, zip_with(members)
+
+
 def torch_gen(rng, seeds, i):
     folder = FIXTURES / _pick(rng, TORCH_SEEDS)
     seed = folder / "model.pt" if rng.random() < 0.8 else seeds["legacy"]
     early = _bytes_or(rng, seed, "model.pt", 0.4)
     if early:
         return early
+    if seed.name == "model.pt" and rng.random() < 0.4:
+        label, data = _pickle_mutation(seed.read_bytes(), rng)
+        return label, _writer("model.pt", data), False
 
     def make(d):
         import torch

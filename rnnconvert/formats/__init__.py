@@ -39,7 +39,7 @@ FORMATS: dict[str, Format] = {
     "onnx": Format("onnx", "rnnconvert.formats.onnx", (".onnx",), True, True,
                    "onnxruntime", "ONNX with native LSTM/GRU/RNN nodes (a Scan where they cannot express a layer)"),
     "torch": Format("torch", "rnnconvert.formats.torch", (".pt", ".pth"), True, True,
-                    "torch", "PyTorch state dicts of nn.LSTM/nn.GRU/nn.RNN/nn.Linear (reading needs torch)"),
+                    "torch", "PyTorch state dicts of nn.LSTM/nn.GRU/nn.RNN/nn.Linear (read without torch)"),
     "safetensors": Format("safetensors", "rnnconvert.formats.torch.safetensors_format", (".safetensors",),
                           True, True,
                           "torch", "PyTorch state dicts as safetensors (read and written without torch)"),

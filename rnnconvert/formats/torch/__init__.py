@@ -9,7 +9,8 @@ else sequence, state-dict order, no activations), each default applied being rec
 `model.source["assumptions"]`; several module orders that chain are refused, never picked (`order.py`).
 Files rnnconvert writes carry those settings and read back exactly.
 
-    read(path, arch=None)                  .pt needs torch (torch.load weights_only=True); .safetensors not
+    read(path, arch=None)                  no torch: .pt through our restricted unpickler (`ptfile.py`,
+                                           the globals torch.load(weights_only=True) allows), .safetensors numpy
     write(model, path, emit_module=None)   .pt (torch.save) or .safetensors (numpy) by suffix;
                                            emit_module: path of a standalone nn.Module file
     run(path, x, model)                    the file run by torch itself (verification's runtime)

@@ -1,4 +1,4 @@
-"""Loading a state dict: .pt/.pth with torch.load(weights_only=True), .safetensors with numpy.
+"""Loading a state dict: .pt/.pth with our own restricted unpickler (`ptfile.py`, no torch), .safetensors with numpy.
 
 A .pt may hold the state dict itself or a checkpoint dict keeping it under a common key
 ('state_dict', 'model_state_dict', 'model', ...).  rnnconvert's own settings travel in the file:
@@ -10,16 +10,15 @@ refused naming the tensor.
 """
 from __future__ import annotations
 
-import functools
-import pickle
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
 
-from ...errors import InputError, UnsupportedError
+from ...errors import InputError, printable
 from ...files.text import read_json
 from . import safetensors_io
+from .globals_table import Damaged, Foreign, TensorRef, Unreadable
+from .ptfile import NUMPY, PtFile
 
 METADATA_KEY = "__rnnconvert__"           # .pt: state_dict._metadata[METADATA_KEY] = {"json": ...}
 SAFETENSORS_METADATA_KEY = "rnnconvert"   # .safetensors: __metadata__["rnnconvert"] = json
@@ -33,7 +32,7 @@ def is_safetensors(path) -> bool:
 
 # ------------------------------------------------------------------------------------ loading
 
-def import_torch(path=None, verb="reading .pt files"):
+def import_torch(path=None, verb="writing .pt files"):
     try:
         import torch
     except ImportError:
@@ -42,42 +41,27 @@ def import_torch(path=None, verb="reading .pt files"):
     return torch
 
 
-def torch_load(path):
-    """torch.load(path, map_location='cpu', weights_only=True) with its failures as InputError."""
-    torch = import_torch(path)
-    if _is_torchscript(path):
-        raise InputError("is a TorchScript archive (torch.jit.save); rnnconvert reads state dicts: "
-                         "torch.save(model.state_dict(), 'model.pt')", path=str(path))
+def open_pt(path):
+    """The torch.save file at `path` opened and unpickled without torch (`ptfile.PtFile`), its failures as
+    InputError: globals torch.load(weights_only=True) refuses (a whole nn.Module) and damaged files."""
     try:
-        with warnings.catch_warnings():     # torch's UserWarnings (storage deprecations, ...) stay off stderr
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return PtFile(path)
+    except Foreign as exc:
         raise InputError("cannot be loaded with torch.load(weights_only=True): the file pickles Python "
                          "objects other than tensors (a whole nn.Module saved with torch.save(model)?); "
-                         f"save model.state_dict() instead ({first})", path=str(path)) from None
-    except Exception as exc:  # torch raises RuntimeError, EOFError, ValueError, ... on corrupt files
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"not a readable PyTorch file ({type(exc).__name__}: {msg})", path=str(path)) from None
-
-
-def _is_torchscript(path) -> bool:
-    import zipfile
-
-    from ...files.safety import check_zip
-    try:
-        with zipfile.ZipFile(path) as z:
-            check_zip(z, path, what="PyTorch zip archive")
-            return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
-    except (OSError, zipfile.BadZipFile, NotImplementedError, UnicodeDecodeError, ValueError, EOFError):
-        return False          # not a zip Python can list: torch.load says what is wrong with it
+                         f"save model.state_dict() instead ({printable(str(exc))} is not a tensor, a container "
+                         "or a dtype)", path=str(path)) from None
+    except Damaged as exc:
+        raise InputError(f"not a readable PyTorch file ({printable(str(exc))})", path=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot be read ({exc.strerror or exc})", path=str(path)) from None
 
 
 def find_state_dict(obj, key: str | None = None, path=None) -> tuple[Mapping, str | None]:
     """The state dict inside a loaded object: the object itself, or obj[key] for a common key."""
     if not isinstance(obj, Mapping):
-        raise InputError(f"holds a {type(obj).__name__}, expected a state dict (a dict of tensors)",
+        kind = "Tensor" if isinstance(obj, (TensorRef, Unreadable)) else type(obj).__name__
+        raise InputError(f"holds a {kind}, expected a state dict (a dict of tensors)",
                          path=path)
     if key is not None:
         if not isinstance(obj.get(key), Mapping):
@@ -97,7 +81,8 @@ def find_state_dict(obj, key: str | None = None, path=None) -> tuple[Mapping, st
 
 
 def _is_tensor(v) -> bool:
-    return hasattr(v, "detach") and hasattr(v, "dtype") or isinstance(v, np.ndarray)
+    """Ours (TensorRef, Unreadable), a NumPy array, or a torch tensor (the torch runtime's torch.load)."""
+    return isinstance(v, (TensorRef, Unreadable, np.ndarray)) or hasattr(v, "detach") and hasattr(v, "dtype")
 
 
 def key_list(keys, limit=20) -> str:
@@ -127,30 +112,20 @@ MATERIALISE_RATIO = 4
 MATERIALISE_SLACK = 16 << 20
 
 
-def to_numpy(t, name, path, budget: Budget | None = None) -> np.ndarray:
+def to_numpy(pt: PtFile, t, name, budget: Budget) -> np.ndarray:
+    """Tensor `t` of the open file as its own array, its bytes charged to `budget` first."""
     if isinstance(t, np.ndarray):
         return t
-    import torch
-    if t.layout != torch.strided or t.is_quantized:
-        raise UnsupportedError(f"tensor '{name}' is {t.layout}{' quantized' if t.is_quantized else ''}; "
-                               "only dense tensors are read", path=path)
-    if t.dtype not in _numpy_dtypes():
-        raise UnsupportedError(f"tensor '{name}' has dtype {str(t.dtype).replace('torch.', '')}; rnnconvert reads "
-                               "float16, bfloat16, float32 and float64 weights (and integer buffers)", path=path)
-    itemsize = 4 if t.dtype == torch.bfloat16 else t.element_size()
-    if budget is not None:
-        budget.take(name, t.numel() * itemsize, t.shape, str(t.dtype).replace("torch.", ""))
-    t = t.detach().cpu()
-    if t.dtype == torch.bfloat16:
-        t = t.float()
-    return t.numpy().copy()
-
-
-@functools.lru_cache(maxsize=1)
-def _numpy_dtypes():
-    import torch
-    return {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
-            torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool}
+    if isinstance(t, TensorRef) and t.dtype.itemsize is not None and t.dtype.name in NUMPY:
+        numel = 1
+        for n in t.shape:
+            numel *= max(n, 0)
+        itemsize = 4 if t.dtype.name == "bfloat16" else t.dtype.itemsize
+        budget.take(name, numel * itemsize, t.shape, t.dtype.name)
+    try:
+        return pt.array(t, name)
+    except Damaged as exc:
+        raise InputError(f"not a readable PyTorch file ({printable(str(exc))})", path=pt.path) from None
 
 
 def load(path, state_dict_key=None) -> tuple[dict, dict | None, dict]:
@@ -164,8 +139,12 @@ def load(path, state_dict_key=None) -> tuple[dict, dict | None, dict]:
         if meta:
             info["safetensors_metadata"] = {k: v for k, v in meta.items() if k != SAFETENSORS_METADATA_KEY}
         return tensors, _decode_metadata(text, path), info
-    obj = torch_load(path)
-    sd, key = find_state_dict(obj, state_dict_key, path)
+    with open_pt(path) as pt:
+        return _state_dict(pt, state_dict_key, path, info)
+
+
+def _state_dict(pt: PtFile, state_dict_key, path, info):
+    sd, key = find_state_dict(pt.obj, state_dict_key, path)
     info["format"] = "torch"
     info["state_dict_key"] = key
     text = None
@@ -176,7 +155,7 @@ def load(path, state_dict_key=None) -> tuple[dict, dict | None, dict]:
     budget = Budget(path)
     for name, v in sd.items():
         if _is_tensor(v):
-            arrays[str(name)] = to_numpy(v, name, path, budget)
+            arrays[str(name)] = to_numpy(pt, v, name, budget)
         else:
             other.append(str(name))
     if other:
