@@ -1,0 +1,143 @@
+"""The graph surgery of a lift (`lift_loop`): a confirmed Loop replaced, at its place, by a native
+LSTM/GRU/RNN node over time-major X, its Y/Y_h/Y_c squeezed back to the shapes the Loop's outputs had
+(the step outputs [T, B, H], or a torch ConcatFromSequence's [B, T, H]; final states [B, H]); zero
+initial states (ConstantOfShape/Expand of 0) left out, others fed through Unsqueeze.  Nodes no graph
+output needs any more (the loop's counters and conditions) are pruned.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+class Refused(Exception):
+    """A Loop that does not lift as a whole (how it feeds or collects steps); `node` names where."""
+
+    def __init__(self, node, reason: str):
+        super().__init__(reason)
+        self.node, self.reason = node, reason
+
+
+def _attr(node, name, default=None):
+    a = next((a for a in node.attribute if a.name == name), None)
+    return default if a is None else helper.get_attribute_value(a)
+
+
+def _is_zero(g, name, consts) -> bool:
+    v = consts.get(name)
+    if v is not None:
+        return not np.any(v)
+    src = next((n for n in g.node if name in n.output), None)
+    if src is None:
+        return False
+    if src.op_type == "ConstantOfShape":
+        value = _attr(src, "value")
+        return value is None or not np.any(numpy_helper.to_array(value))
+    if src.op_type == "Expand":
+        v = consts.get(src.input[0])
+        return v is not None and not np.any(v)
+    return False
+
+
+def check(g, loop, p) -> None:
+    """Refuse (lift_loop.Refused) what the rewrite cannot place, before anything is changed."""
+    if p.x_axis not in (0, 1):
+        raise Refused(p.x_node, f"reads steps along axis {p.x_axis} of X (0 or 1 expected)")
+    p.concat = None
+    if p.y[0] == "seq":
+        users = [n for n in g.node if p.y[1] in n.input]
+        if len(users) != 1 or users[0].op_type != "ConcatFromSequence" or int(_attr(users[0], "new_axis", 0)) != 1 \
+                or int(_attr(users[0], "axis", 0)) not in (0, 1) or any(o.name == p.y[1] for o in g.output):
+            raise Refused(loop, "collects its steps into a sequence used other than by one "
+                                "ConcatFromSequence(axis 0 or 1, new_axis=1)")
+        p.concat = users[0]
+
+
+def _rewrite(g, loop, p, name: str, opset: int) -> None:
+    cell, consts = p.cell, p.consts
+    made, inits = [], []
+
+    def const(suffix, array, dtype=np.float32):
+        inits.append(numpy_helper.from_array(np.asarray(array, dtype), f"{name}/{suffix}"))
+        return f"{name}/{suffix}"
+
+    def squeeze(src, axis, out):
+        if opset >= 13:
+            made.append(helper.make_node("Squeeze", [src, const(f"axis{axis}", [axis], np.int64)], [out],
+                                         name=f"{out}/squeeze"))
+        else:
+            made.append(helper.make_node("Squeeze", [src], [out], axes=[axis], name=f"{out}/squeeze"))
+
+    x = p.x_src
+    if p.x_axis == 1:
+        x = f"{name}/X_time_major"
+        made.append(helper.make_node("Transpose", [p.x_src], [x], perm=[1, 0, 2], name=f"{name}/to_time_major"))
+    states = []
+    for st, suffix in ((p.h, "h0"), (p.c, "c0")):
+        if st is None:
+            continue
+        init = st[3]
+        v = consts.get(init)
+        if _is_zero(g, init, consts):
+            states.append("")
+        elif v is not None:
+            v = np.asarray(v, np.float32).reshape(1, -1, cell.hidden)
+            states.append(const(suffix, v))
+        else:
+            out = f"{name}/{suffix}"
+            if opset >= 13:
+                made.append(helper.make_node("Unsqueeze", [init, const(f"{suffix}_axis", [0], np.int64)], [out],
+                                             name=f"{out}/unsqueeze"))
+            else:
+                made.append(helper.make_node("Unsqueeze", [init], [out], axes=[0], name=f"{out}/unsqueeze"))
+            states.append(out)
+    ins = [x, const("W", cell.W[None]), const("R", cell.R[None]), const("B", cell.B[None]), ""] + states
+    while ins and not ins[-1]:
+        ins.pop()
+    outs = [f"{name}/Y", f"{name}/Y_h"] + ([f"{name}/Y_c"] if p.c else [])
+    made.append(helper.make_node(cell.kind.upper(), ins, outs, name=name, **cell.attributes()))
+    squeeze(outs[1], 0, loop.output[p.h[0]])
+    if p.c:
+        squeeze(outs[2], 0, loop.output[p.c[0]])
+    if p.concat is None:
+        squeeze(outs[0], 1, p.y[1])
+    else:
+        axis = int(_attr(p.concat, "axis", 0))
+        target = p.concat.output[0]
+        squeeze(outs[0], 1, target if axis == 0 else f"{name}/Y_steps")
+        if axis == 1:
+            made.append(helper.make_node("Transpose", [f"{name}/Y_steps"], [target], perm=[1, 0, 2],
+                                         name=f"{name}/to_batch_major"))
+    nodes = []
+    for n in g.node:
+        if n is loop:
+            nodes.extend(made)
+        elif n is not p.concat:
+            nodes.append(n)
+    g.ClearField("node")
+    g.node.extend(nodes)
+    g.initializer.extend(inits)
+
+
+def _names(node) -> set:
+    out = {i for i in node.input if i}
+    for a in node.attribute:
+        for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+            for n in sub.node:
+                out |= _names(n)
+    return out
+
+
+def _prune(g: onnx.GraphProto) -> None:
+    """Drop nodes no graph output depends on (the lifted loops' counters, conditions and zero states)."""
+    need = {o.name for o in g.output}
+    keep = []
+    for n in reversed(list(g.node)):
+        if any(o in need for o in n.output):
+            keep.append(n)
+            need |= _names(n)
+    keep.reverse()
+    if len(keep) != len(g.node):
+        g.ClearField("node")
+        g.node.extend(keep)
