@@ -52,8 +52,9 @@ class Lin:
 
 
 class Act:
-    def __init__(self, op: str, arg: "Poly", alpha=None, beta=None):
+    def __init__(self, op: str, arg: "Poly", alpha=None, beta=None, node=None):
         self.op, self.arg, self.alpha, self.beta = op, arg, alpha, beta
+        self.node = node                    # the activation node, for messages
         self.key = f"A{next(_ids)}"
 
 
@@ -134,7 +135,7 @@ def _symbolic(node, ins):
     if op in ACTS:
         p = _as_poly(node, ins[0])
         alpha, beta = _attr(node, "alpha"), _attr(node, "beta")
-        return [Poly.of(Act(op, p, alpha, beta))]
+        return [Poly.of(Act(op, p, alpha, beta, node))]
     if op == "Split":
         return _split(node, ins)
     if op == "Slice":
@@ -245,7 +246,7 @@ def _cols_slice(p: Poly, start: int, end: int) -> Poly:
         if isinstance(atom, Lin):
             a = Lin({k: m[:, start:end] for k, m in atom.terms.items()}, atom.bias[start:end], atom.inputs)
         else:
-            a = Act(atom.op, _cols_slice(atom.arg, start, end), atom.alpha, atom.beta)
+            a = Act(atom.op, _cols_slice(atom.arg, start, end), atom.alpha, atom.beta, atom.node)
         atoms[a.key] = a
         new[key] = a.key
     return Poly({tuple(sorted(new[k] for k in t)): v for t, v in p.terms.items()}, atoms, end - start)

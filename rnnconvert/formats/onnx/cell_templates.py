@@ -16,6 +16,7 @@ import numpy as np
 
 from .cell_match import Act, Lin, NoCell, Poly, is_var
 
+_GATES = ("Sigmoid", "HardSigmoid")        # what gates use; a Tanh among them is the odd one
 _DEFAULT = {"HardSigmoid": (0.2, 0.5), "Elu": (1.0, None), "LeakyRelu": (0.01, None)}
 
 
@@ -74,10 +75,12 @@ def _slin(p: Poly):
     return p.single() if isinstance(p, Poly) else None
 
 
-def match(node, states: dict, F: int) -> Cell:
-    """`states`: {'h': new h Poly} or {'h': ..., 'c': ...} over vars x, h (, c); `node` names the refusal."""
+def match(nodes: dict, states: dict, F: int) -> Cell:
+    """`states`: {'h': new h Poly} or {'h': ..., 'c': ...} over vars x, h (, c); `nodes` {same keys: the node
+    computing it}, named by a refusal that has no closer node to name."""
+    node = nodes["h"]
     if "c" in states:
-        return _lstm(node, states["h"], states["c"], F)
+        return _lstm(nodes, states["h"], states["c"], F)
     h = states["h"]
     one = _slin(h)
     if isinstance(one, Act):
@@ -91,8 +94,8 @@ def _rnn(node, a: Act, H, F) -> Cell:
     return Cell("rnn", H, wx.T, wh.T, np.concatenate([b, np.zeros(H)]), names, al, be)
 
 
-def _lstm(node, h: Poly, c: Poly, F) -> Cell:
-    H = c.cols
+def _lstm(nodes, h: Poly, c: Poly, F) -> Cell:
+    H, node = c.cols, nodes["c"]
     hk = [k for k, a in c.atoms.items() if is_var(Poly.of(a), "c")]
     if len(c.terms) != 2 or not all(v == 1.0 for v in c.terms.values()):
         raise NoCell(node, "the new cell state is not f*c + i*g")
@@ -106,6 +109,7 @@ def _lstm(node, h: Poly, c: Poly, F) -> Cell:
         raise NoCell(node, "the new cell state is not f*c + i*g of activations")
     if g.op == f.op and i.op != f.op:
         i, g = g, i
+    node = nodes["h"]
     if len(h.terms) != 1 or list(h.terms.values()) != [1.0] or len(next(iter(h.terms))) != 2:
         raise NoCell(node, "the new hidden state is not o*act(c)")
     o, A = (h.atoms[k] for k in next(iter(h.terms)))
@@ -114,7 +118,9 @@ def _lstm(node, h: Poly, c: Poly, F) -> Cell:
     if not (isinstance(A, Act) and isinstance(o, Act) and A.arg.same(c)):
         raise NoCell(node, "the new hidden state is not o*act(c) of the new cell state")
     if len({i.op, f.op, o.op}) != 1:
-        raise NoCell(node, f"the input, forget and output gates use different activations ({i.op}, {f.op}, {o.op})")
+        odd = next(a for a in (i, f, o) if [b.op for b in (i, f, o)].count(a.op) == 1)
+        raise NoCell(odd.node or node, f"the input, forget and output gates use different activations "
+                                       f"({i.op}, {f.op}, {o.op})")
     gi, gf, gg, go = (_gate(node, _slin(a.arg), H, F) for a in (i, f, g, o))
     order = (gi, go, gf, gg)                                  # ONNX iofc
     W = np.concatenate([t[0].T for t in order])
@@ -178,7 +184,10 @@ def _gru_cell(node, z: Act, n: Act, H, F, negate: bool) -> Cell:
         rn, rbn = lh.terms["h"], lh.bias
         lbr = 1
     if r.op != z.op:
-        raise NoCell(node, f"the reset and update gates use different activations ({r.op}, {z.op})")
+        odd = r if z.op in _GATES and r.op not in _GATES else z
+        raise NoCell(odd.node or node, f"the update gate's activation is {z.op}, the reset gate's {r.op}")
+    if n.op in _GATES and z.op not in _GATES:
+        raise NoCell(z.node or node, f"the gates' activation is {z.op} and the candidate's {n.op} (swapped?)")
     wr, rr, br = _gate(node, _slin(r.arg), H, F)
     W = np.concatenate([wz.T, wr.T, wn.T])                    # ONNX zrh
     R = np.concatenate([rz.T, rr.T, rn.T])

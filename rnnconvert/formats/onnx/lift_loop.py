@@ -53,20 +53,24 @@ def lift(proto: onnx.ModelProto, path: str, consts, opset: int) -> tuple[onnx.Mo
         name = loop.name or loop.output[0]
         try:
             plan = _plan(g, loop, consts)
-            plan.consts = consts
-            check(g, loop, plan)
-            _confirm(plan, opset)
-        except Refused as exc:
-            if native:
-                continue
-            raise UnsupportedError(f"Loop node '{name}' is not a recurrent cell rnnconvert lifts: "
-                                   f"{_describe(exc.node)} {exc.reason}", path=path, layer=name) from None
+        except Refused:          # not a loop over the steps of a sequence: the reader says what it found
+            continue
         except cm.NoCell as exc:
             if native:
                 continue
             raise UnsupportedError(f"Loop node '{name}' does not compute an LSTM, GRU or RNN cell: its "
                                    f"{_describe(exc.node)} does not fit ({exc.why}); nothing was lifted",
                                    path=path, layer=name) from None
+        try:
+            plan.consts = consts
+            check(g, loop, plan)
+            _confirm(plan, opset)
+        except Refused as exc:
+            if native:
+                continue
+            who = "it" if exc.node is loop else f"its {_describe(exc.node)}"
+            raise UnsupportedError(f"Loop node '{name}' is not lifted: {who} {exc.reason}", path=path,
+                                   layer=name) from None
         _rewrite(g, loop, plan, name, opset)
         lifted.append(name)
     _prune(g)
@@ -173,7 +177,10 @@ def _plan(g, loop, consts) -> _Plan:
         if not isinstance(v, cm.Poly):
             raise Refused(loop, f"returns a new {key} that is not computed from the step's values")
     p.y = _y_output(loop, body, p)
-    p.cell = match(_last_node(body, p.h[2]), states, p.F)
+    nodes = {"h": _last_node(body, p.h[2])}
+    if p.c is not None:
+        nodes["c"] = _last_node(body, p.c[2])
+    p.cell = match(nodes, states, p.F)
     return p
 
 
