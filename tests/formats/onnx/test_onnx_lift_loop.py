@@ -29,6 +29,8 @@ CASES = {   # case -> (cell, PyTorch refusal words or None)
     "tf2onnx_loop/gru_reset_before_dense": ("gru", "reset_after=False"),
     "tf2onnx_loop/lstm_softsign_seq": ("lstm", "softsign"),
     "tf2onnx_loop/rnn_tanh_seq": ("rnn", None),
+    "tf2onnx_loop/bigru_reset_before_seq": ("gru", "reset_after=False"),     # two Loops, one over reversed x
+    "tf2onnx_loop/gru_reset_before_backwards": ("gru", "reset_after=False"),
     "torch_script/lstm_seq": ("lstm", None),
     "torch_script/gru_seq": ("gru", None),
 }
@@ -67,8 +69,10 @@ def test_loop_fixture_reads_as_one_native_layer_and_predicts(case):
     assert [r.cell for r in rec] == [CASES[case][0]]
     for k, x in xs.items():
         np.testing.assert_allclose(rnnconvert.predict(model, x), ys[k], atol=TOL, rtol=TOL, err_msg=k)
-    listed = per_layer.scan(str(path)).layers        # --layer lists the Loop as its layer, by the Loop's name
-    assert [(f.name, f.kind) for f in listed] == [(rec[0].name, CASES[case][0])]
+    listed = per_layer.scan(str(path)).layers        # --layer lists each Loop as its layer, by the Loop's name
+    loops = [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Loop"]
+    assert [(f.name, f.kind) for f in listed] == [(name, CASES[case][0]) for name in loops]
+    assert rec[0].name == loops[0]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -161,7 +165,7 @@ def test_without_onnxruntime_nothing_is_lifted(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "rnnconvert", "inspect", str(path)], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert (f"Loop node 'sequential/simple_rnn/while_loop' is not lifted: it matches a RNN cell, but its check "
+    assert ("Loop node 'sequential/simple_rnn/while_loop' is not lifted: it matches a RNN cell, but its check "
             f"was not run (onnxruntime is not installed (pip install onnxruntime)); rnnconvert lifts a cell only "
             f"once onnxruntime confirms it") in proc.stderr
 
