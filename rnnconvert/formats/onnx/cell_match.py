@@ -94,19 +94,27 @@ def is_var(p, name: str) -> bool:
 
 # ------------------------------------------------------------------------------ symbolic evaluation
 
-def evaluate(nodes, env: dict, fold) -> dict:
+def evaluate(nodes, env: dict, fold, misfits: list | None = None) -> dict:
     """Run `nodes` (in order) over `env` {name: np.ndarray | Poly | Opaque}; `fold(node, arrays)` computes a
-    node whose inputs are all constants.  Nodes whose inputs are unknown are skipped (not on the cell's way)."""
+    node whose inputs are all constants.  Nodes whose inputs are unknown are skipped (not on the cell's way).
+    With `misfits`, a node that does not fit gives Opaque outputs and its NoCell is appended there (an
+    unrolled step's neighbours: the stacking of its outputs, a head) instead of raising."""
     for node in nodes:
         ins = [env.get(i) if i else None for i in node.input]
         if any(i and v is None for i, v in zip(node.input, ins)):
             continue
-        if all(isinstance(v, np.ndarray) or v is None for v in ins):
-            outs = fold(node, ins)
-        elif any(isinstance(v, Opaque) for v in ins):
+        try:
+            if all(isinstance(v, np.ndarray) or v is None for v in ins):
+                outs = fold(node, ins)
+            elif any(isinstance(v, Opaque) for v in ins):
+                outs = [Opaque() for _ in node.output]
+            else:
+                outs = _symbolic(node, ins)
+        except NoCell as exc:
+            if misfits is None:
+                raise
+            misfits.append(exc)
             outs = [Opaque() for _ in node.output]
-        else:
-            outs = _symbolic(node, ins)
         for name, value in zip(node.output, outs):
             env[name] = value
     return env

@@ -288,16 +288,3 @@ def _native_model(cell: Cell, opset: int, lstm: bool) -> onnx.ModelProto:
                           opset_imports=[helper.make_opsetid("", max(opset, 14))])
     m.ir_version = min(m.ir_version, 8)
     return m
-
-
-def lift_model(proto: onnx.ModelProto, path: str, full: onnx.ModelProto | None = None) -> tuple[onnx.ModelProto, list]:
-    """`lift` with the main graph's constants read from `full` (the model with every tensor loaded; `proto`
-    itself when it has them)."""
-    if not any(n.op_type == "Loop" for n in proto.graph.node):
-        return proto, []
-    from .extract import Constants, folder_for, opset_of
-    full = proto if full is None else full
-    opset = opset_of(proto)
-    consts = Constants([full.graph], opset, folder_for(full, path))
-    return lift(proto, path, consts, opset)
-

@@ -1,11 +1,12 @@
 """ONNX recurrent nodes as per-layer conversion candidates (`rnnconvert.formats.per_layer`): every LSTM/GRU/RNN
 node of the graph and of its If/Loop/Scan subgraphs, named as `extract.recurrent_nodes` names them; a Loop
-of the main graph that computes a cell is one (`lift_loop`), named as the Loop node."""
+of the main graph that computes a cell is one (`lift_loop`), named as the Loop node, and so are steps
+unrolled over a tensor X (`lift_unrolled`, named 'X/unrolled')."""
 from __future__ import annotations
 
 from ..found import Found
 from . import extract
-from .lift_loop import lift_model
+from .lift import lift_model
 from .reader import load
 
 

@@ -1,6 +1,7 @@
-"""Recurrent cells written as a `Loop` (rnnconvert/formats/onnx/lift_loop.py): the fixtures tf2onnx and
-torch.onnx.export of torch.jit.script'ed cells wrote (fixtures/tf2onnx_loop, fixtures/torch_script) read as
-one native layer each, predict the framework's outputs, and convert to ONNX (one native node, no Loop),
+"""Recurrent cells written as a `Loop` (rnnconvert/formats/onnx/lift_loop.py) or unrolled over fixed steps
+(lift_unrolled.py): the fixtures tf2onnx and torch.onnx.export of torch.jit.script'ed cells wrote
+(fixtures/tf2onnx_loop, fixtures/torch_script) and the unrolled graphs built from nn.LSTM/nn.GRU weights
+(fixtures/unrolled) read as one native layer each, predict the framework's outputs, and convert to ONNX (one native node, no Loop),
 Keras and PyTorch, each run by its own runtime against the framework's stored predictions; a body one op
 away from a cell is refused naming that op; without onnxruntime nothing is lifted."""
 from __future__ import annotations
@@ -33,6 +34,8 @@ CASES = {   # case -> (cell, PyTorch refusal words or None)
     "tf2onnx_loop/gru_reset_before_backwards": ("gru", "reset_after=False"),
     "torch_script/lstm_seq": ("lstm", None),
     "torch_script/gru_seq": ("gru", None),
+    "unrolled/lstm_seq": ("lstm", None),        # 7 steps, stacked by Concat(Unsqueeze(h_t))
+    "unrolled/gru_last": ("gru", None),         # 7 steps of Gemm/Slice, the last h the output
 }
 
 
@@ -63,14 +66,14 @@ def _run_torch(model, path, x):
 @pytest.mark.parametrize("case", list(CASES))
 def test_loop_fixture_reads_as_one_native_layer_and_predicts(case):
     path, xs, ys = _data(case)
-    assert _ops(path)["Loop"] >= 1
+    assert _ops(path)["Loop"] >= 1 or _ops(path)["MatMul"] + _ops(path)["Gemm"] >= 14
     model = rnnconvert.read(str(path))
     rec = model.recurrent_layers
     assert [r.cell for r in rec] == [CASES[case][0]]
     for k, x in xs.items():
         np.testing.assert_allclose(rnnconvert.predict(model, x), ys[k], atol=TOL, rtol=TOL, err_msg=k)
     listed = per_layer.scan(str(path)).layers        # --layer lists each Loop as its layer, by the Loop's name
-    loops = [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Loop"]
+    loops = [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Loop"] or ["input/unrolled"]
     assert [(f.name, f.kind) for f in listed] == [(name, CASES[case][0]) for name in loops]
     assert rec[0].name == loops[0]
 
@@ -156,6 +159,38 @@ def test_almost_a_cell_is_refused_naming_the_op(case, pick, op, why, tmp_path):
 
 
 @pytest.mark.slow            # a fresh interpreter: 8 s
+def _step_op(case, op, k, new):
+    """A change to the k-th `op` node of an unrolled graph."""
+    def make(tmp_path):
+        path, _, _ = _data(case)
+        m = onnx.load(str(path))
+        node = [n for n in m.graph.node if n.op_type == op][k]
+        node.op_type = new
+        onnx.save(m, str(tmp_path / "almost.onnx"))
+        return tmp_path / "almost.onnx", node.name
+    return make
+
+
+UNROLLED_ALMOST = [
+    # step 3's input gate through Tanh
+    (_step_op("unrolled/lstm_seq", "Sigmoid", 10, "Tanh"), "Tanh",
+     "(the input, forget and output gates use different activations (Tanh, Sigmoid, Sigmoid))"),
+    # the last step's h' = (1-z)*n + z*h with a Sub
+    (_step_op("unrolled/gru_last", "Add", -1, "Sub"), "Sub",
+     "(the new hidden state is none of LSTM h' = o*act(c), GRU h' = z*h + (1-z)*n, RNN h' = act(x W + h R + b))"),
+]
+
+
+@pytest.mark.parametrize("make,op,why", UNROLLED_ALMOST, ids=["lstm-step3-Tanh", "gru-last-Sub"])
+def test_almost_an_unrolled_cell_is_refused_naming_the_op(make, op, why, tmp_path):
+    path, node = make(tmp_path)
+    res = CliRunner().invoke(cli, ["inspect", str(path)])
+    assert res.exit_code == 2, res.output
+    assert res.stderr == (f"rnnconvert: error: {path}: layer 'input/unrolled': the 7 steps over 'input' do not "
+                          f"compute an LSTM, GRU or RNN cell: its {op} node '{node}' does not fit {why}; nothing "
+                          "was lifted\n")
+
+
 def test_without_onnxruntime_nothing_is_lifted(tmp_path):
     path, _, _ = _data("tf2onnx_loop/rnn_tanh_seq")
     site = tmp_path / "without_onnxruntime"

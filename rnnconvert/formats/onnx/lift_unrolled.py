@@ -1,0 +1,404 @@
+"""A recurrent cell unrolled over a fixed number of steps (keras2onnx, hand-written exporters), lifted into
+one native LSTM/GRU/RNN node before the reader walks the graph.
+
+Steps are found from the slices of one tensor X along one axis, x_t = Gather(X, t) or Squeeze(Slice(X, t,
+t+1)) or Squeeze(Split(X)[t]), t = 0..T-1; step t is what depends on x_t and not on x_t+1, and its states are
+the tensors it hands to step t+1 (h, or h and c; h is the one a matrix product reads).  Every step but the
+first is matched with `cell_match`/`cell_templates` and must give the same weights; the last step's new
+states are the values of it that match that cell.  onnxruntime then runs step 1, the last step and step 0
+(from its constant states, which must be zeros) against the native node.  The steps' outputs must be
+used as a native node's are: stacked by a Concat of Unsqueeze(h_t) (Y), or the last h / c alone (Y_h, Y_c).
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ...errors import UnsupportedError
+from . import cell_match as cm
+from .cell_templates import match
+from .lift_rewrite import Refused, _prune
+from ._fold import Folder
+from .lift_loop import TOL, _native_model
+
+BUDGET = 20_000_000       # steps x nodes walked to find the steps: a larger graph is left as it is
+
+
+def _attr(node, name, default=None):
+    a = next((a for a in node.attribute if a.name == name), None)
+    return default if a is None else helper.get_attribute_value(a)
+
+
+def _scalar(consts, name):
+    v = consts.get(name) if name else None
+    if v is None or np.asarray(v).size != 1:
+        return None
+    return int(np.asarray(v).reshape(-1)[0])
+
+
+def _slices(g, consts, users) -> dict:
+    """{(X, axis): {t: x_t tensor}} of the one-step slices of the graph's tensors."""
+    groups: dict = {}
+    for n in g.node:
+        if n.op_type == "Gather" and len(n.input) == 2 and consts.get(n.input[0]) is None:
+            t = consts.get(n.input[1])
+            if t is not None and np.asarray(t).ndim == 0 and int(t) >= 0:
+                groups.setdefault((n.input[0], int(_attr(n, "axis", 0))), {})[int(t)] = n.output[0]
+        elif n.op_type == "Slice" and len(n.input) >= 4 and consts.get(n.input[0]) is None:
+            s, e, a = (_scalar(consts, i) for i in n.input[1:4])
+            sq = users.get(n.output[0], [])
+            if None not in (s, e, a) and e == s + 1 and s >= 0 and len(sq) == 1 and sq[0].op_type == "Squeeze":
+                groups.setdefault((n.input[0], a), {})[s] = sq[0].output[0]
+        elif n.op_type == "Split" and len(n.output) > 1 and consts.get(n.input[0]) is None:
+            for t, o in enumerate(n.output):
+                sq = users.get(o, [])
+                if len(sq) == 1 and sq[0].op_type == "Squeeze":
+                    groups.setdefault((n.input[0], int(_attr(n, "axis", 0))), {})[t] = sq[0].output[0]
+    return {k: v for k, v in groups.items() if len(v) >= 2 and sorted(v) == list(range(len(v)))}
+
+
+def lift(proto: onnx.ModelProto, path: str, consts, opset: int) -> tuple[onnx.ModelProto, list[str]]:
+    g = proto.graph
+    if any(n.op_type in ("LSTM", "GRU", "RNN") for n in g.node):
+        return proto, []
+    users: dict = {}
+    for n in g.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    groups = _slices(g, consts, users)
+    if not groups:
+        return proto, []
+    new = onnx.ModelProto()
+    new.CopyFrom(proto)
+    names = []
+    for (x, axis), steps in groups.items():
+        if len(steps) * len(new.graph.node) > BUDGET:
+            continue
+        name = f"{x}/unrolled"
+        try:
+            plan = _plan(new.graph, consts, x, axis, [steps[t] for t in range(len(steps))])
+        except Refused:
+            continue                     # no states handed from step to step: not a recurrence
+        except cm.NoCell as exc:
+            raise UnsupportedError(f"the {len(steps)} steps over '{x}' do not compute an LSTM, GRU or RNN cell: "
+                                   f"{_where(exc.node)} does not fit ({exc.why}); nothing was lifted",
+                                   path=path, layer=name) from None
+        try:
+            _confirm(plan, opset)
+            _rewrite(new.graph, plan, name, opset)
+        except Refused as exc:
+            raise UnsupportedError(f"the {len(steps)} steps over '{x}' are not lifted: {exc.reason}", path=path,
+                                   layer=name) from None
+        names.append(name)
+    if names:
+        _prune(new.graph)
+    return new, names
+
+
+def _where(node) -> str:
+    return f"its {node.op_type} node '{node.name or node.output[0]}'" if node is not None else "the step"
+
+
+class _Plan:
+    pass
+
+
+def _closure(start: str, users) -> set:
+    seen, todo = set(), [start]
+    while todo:
+        for n in users.get(todo.pop(), []):
+            if id(n) not in seen:
+                seen.add(id(n))
+                todo.extend(o for o in n.output if o)
+    return seen
+
+
+def _ancestors(names, prod) -> set:
+    seen, todo = set(), list(names)
+    while todo:
+        n = prod.get(todo.pop())
+        if n is not None and id(n) not in seen:
+            seen.add(id(n))
+            todo.extend(i for i in n.input if i)
+    return seen
+
+
+_ACCESS = ("MatMul", "Gemm", "Slice", "Split", "Identity", "Squeeze", "Unsqueeze", "Gather", "Reshape")
+
+
+def _plan(g, consts, x, axis, xs) -> _Plan:
+    users: dict = {}
+    prod = {o: n for n in g.node for o in n.output if o}
+    for n in g.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    T = len(xs)
+    D = [_closure(v, users) for v in xs]
+    late = {}                    # id(node) -> the last step it depends on
+    for t in range(T):
+        for k in D[t]:
+            late[k] = t
+    for k, v in enumerate(xs):
+        if v in prod:
+            late.setdefault(id(prod[v]), -1)
+
+    def state_of(name, t):
+        """Back from what step t reads of step t-1, through matrix products and slices, to the state."""
+        while name in prod and prod[name].op_type in _ACCESS:
+            live = [i for i in prod[name].input if i and consts.get(i) is None]
+            if len(live) != 1 or live[0] not in prod or late.get(id(prod[live[0]])) != t - 1:
+                break
+            name = live[0]
+        return name
+
+    handed = [None]              # handed[t]: the states step t-1 hands to step t
+    for t in range(1, T):
+        raw = {i for n in g.node if late.get(id(n)) == t for i in n.input
+               if i in prod and late.get(id(prod[i])) == t - 1}
+        handed.append(sorted({state_of(i, t) for i in raw}))
+    if not all(1 <= len(h) <= 2 for h in handed[1:]):
+        raise Refused(None, "no states handed from step to step")
+    steps = []
+    for t in range(T):
+        seen = set(D[t])
+        for v in handed[t] or []:
+            seen |= _closure(v, users)
+        seen -= _ancestors(handed[t] or [], prod)          # what made the states is the step before
+        steps.append([n for n in g.node if id(n) in seen and (t == T - 1 or id(n) not in D[t + 1])])
+    p = _Plan()
+    p.x, p.axis, p.xs, p.steps, p.T = x, axis, xs, steps, T
+    fold = cm.fold_with(Folder(0, None, 17))
+    p.fold, p.consts = fold, consts
+    cells, outs = [], []
+    for t in range(1, T):
+        ins = handed[t]
+        env, hc = _env(p, t, ins)
+        misfits: list = []
+        cm.evaluate(steps[t], env, fold, misfits)
+        if t < T - 1:
+            new = handed[t + 1]
+            cell, names = _match_step(env, hc, new, users, steps[t + 1], misfits, p)
+        else:
+            cell, names = _match_last(env, hc, cells[-1] if cells else None, misfits, p, steps[t])
+        if cells and not _same(cell, cells[-1]):
+            raise cm.NoCell(env.get("__node__"), f"step {t} has other weights than step {t - 1}")
+        cells.append(cell)
+        outs.append((hc, names))
+    p.cell, p.io = cells[0], outs          # io[t-1] = ((h_in, c_in), (h_out, c_out)) of step t
+    return p
+
+
+def _env(p, t, ins):
+    env = {}
+    for n in p.steps[t]:
+        for i in n.input:
+            if i and i not in env and i not in ins and i != p.xs[t]:
+                v = p.consts.get(i)
+                env[i] = cm.Opaque() if v is None else np.asarray(v)
+    reads = {}
+    for n in p.steps[t]:
+        if n.op_type in ("MatMul", "Gemm") and len(n.input) >= 2 and isinstance(env.get(n.input[1]), np.ndarray):
+            w = env[n.input[1]]
+            if w.ndim == 2:
+                reads[n.input[0]] = w.shape[1] if n.op_type == "Gemm" and _attr(n, "transB", 0) else w.shape[0]
+    hs = [i for i in ins if i in reads]
+    if len(hs) != 1 or p.xs[t] not in reads:
+        raise Refused(None, "no state and step read by matrix products")
+    h = hs[0]
+    c = next((i for i in ins if i != h), None)
+    p.F, p.H = int(reads[p.xs[t]]), int(reads[h])
+    for k in list(env):
+        if k in (h, c):
+            del env[k]
+    env[p.xs[t]] = cm.var("x", p.F)
+    env[h] = cm.var("h", p.H)
+    if c is not None:
+        env[c] = cm.var("c", p.H)
+    return env, (h, c)
+
+
+def _producer(steps, name):
+    return next((n for n in steps if name in n.output), None)
+
+
+def _match_step(env, hc, new, users, later, misfits, p):
+    reads = [o for o in new if any(n.op_type in ("MatMul", "Gemm") and n.input[0] == o for n in later)]
+    if len(reads) != 1 or len(new) != (1 if hc[1] is None else 2):
+        raise Refused(None, "the states handed on differ from the states read")
+    h = reads[0]
+    c = next((o for o in new if o != h), None)
+    states = {"h": env.get(h)} if c is None else {"h": env.get(h), "c": env.get(c)}
+    if not all(isinstance(v, cm.Poly) for v in states.values()):
+        raise misfits[0] if misfits else Refused(None, "a state that is not computed from the step")
+    nodes = {k: _producer(sum(p.steps, []), v) for k, v in (("h", h), ("c", c)) if v}
+    return match(nodes, states, p.F), (h, c)
+
+
+def _match_last(env, hc, template, misfits, p, steps):
+    polys, seen = [], set()          # each value once, by the node that computed it; the latest first
+    for o in (o for n in steps for o in n.output):
+        if isinstance(env.get(o), cm.Poly) and id(env[o]) not in seen:
+            seen.add(id(env[o]))
+            polys.insert(0, o)
+    first = None
+    for h in polys:
+        for c in (polys if hc[1] is not None else [None]):
+            if c == h:
+                continue
+            try:
+                cell = match({"h": _producer(steps, h), **({"c": _producer(steps, c)} if c else {})},
+                             {"h": env[h], **({"c": env[c]} if c else {})}, p.F)
+            except cm.NoCell as exc:
+                first = first or exc
+                continue
+            if template is None or _same(cell, template):
+                return cell, (h, c)
+    raise first or (misfits[0] if misfits else Refused(None, "the last step computes no cell"))
+
+
+def _same(a, b) -> bool:
+    return a.kind == b.kind and a.acts == b.acts and a.linear_before_reset == b.linear_before_reset and all(
+        np.allclose(getattr(a, k), getattr(b, k), rtol=1e-6, atol=1e-7) for k in ("W", "R", "B"))
+
+
+def _step_model(p, t, outs, ins):
+    need, keep = {o for o in outs if o}, []
+    for n in reversed(p.steps[t]):
+        if any(o in need for o in n.output):
+            keep.append(n)
+            need.update(i for i in n.input if i)
+    keep.reverse()
+    made = {o for n in keep for o in n.output} | set(ins)
+    inits = []
+    for name in need - made:
+        v = p.consts.get(name)
+        if v is None:
+            raise Refused(None, f"step {t} reads '{name}', computed at run time outside the steps")
+        inits.append(numpy_helper.from_array(np.asarray(v), name))
+    sizes = [p.F, p.H, p.H]
+    vi = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [None, s]) for n, s in zip(ins, sizes)]
+    ov = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in outs if n]
+    m = helper.make_model(helper.make_graph(keep, "step", vi, ov, initializer=inits),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def _confirm(p, opset):
+    from .runtime import import_onnxruntime, quiet_options
+    try:
+        ort = import_onnxruntime()
+    except Exception as exc:  # noqa: BLE001
+        raise Refused(None, f"they match a {p.cell.kind.upper()} cell, but its check was not run ({exc}); "
+                            "rnnconvert lifts a cell only once onnxruntime confirms it") from None
+    rng = np.random.default_rng(0)
+    scale = np.array([1.0, 0.3, 3.0, 6.0], np.float32)[:, None]
+    lstm = p.cell.kind == "lstm"
+    native = ort.InferenceSession(_native_model(p.cell, opset, lstm).SerializeToString(), quiet_options(ort),
+                                  providers=["CPUExecutionProvider"])
+    first = p.io[0]
+    checks = [(1, p.io[0]), (p.T - 1, p.io[-1]), (0, ((None, None), first[0]))]
+    for t, ((h_in, c_in), (h_out, c_out)) in checks:
+        x = (rng.standard_normal((4, p.F)) * scale).astype(np.float32)
+        h = (rng.standard_normal((4, p.H)) * scale).astype(np.float32) if h_in else np.zeros((4, p.H), np.float32)
+        c = (rng.standard_normal((4, p.H)) * scale).astype(np.float32) if c_in else np.zeros((4, p.H), np.float32)
+        ins = [p.xs[t]] + [i for i in (h_in, c_in) if i]
+        feeds = dict(zip(ins, [x, h, c]))
+        try:
+            got = ort.InferenceSession(_step_model(p, t, [h_out, c_out], ins).SerializeToString(), quiet_options(ort),
+                                       providers=["CPUExecutionProvider"]).run(None, feeds)
+        except Refused:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise Refused(None, f"onnxruntime cannot run step {t} alone ({str(exc).splitlines()[0][:160]})") from None
+        ref = native.run(None, {"X": x[None], "h0": h[None], **({"c0": c[None]} if lstm else {})})
+        for what, a, b in zip(("h", "c"), got, ref):
+            diff = float(np.max(np.abs(a - b[0])))
+            if not diff <= TOL * (1 + float(np.max(np.abs(b)))):
+                raise Refused(None, f"step {t} differs from the native {p.cell.kind.upper()} node's by {diff:.3g} in "
+                                    f"the new {what}" + (" (it does not start from zero states)" if t == 0 else ""))
+
+
+def _rewrite(g, p, name, opset):
+    from .lift_rewrite import _attr as attr
+    cell = p.cell
+    ax = lambda v: numpy_helper.from_array(np.asarray(v, np.int64), f"{name}/axes{len(inits)}")  # noqa: E731
+    made, inits = [], []
+
+    def node(op, ins, out, **kw):
+        made.append(helper.make_node(op, ins, [out], name=f"{out}/{op.lower()}", **kw))
+        return out
+
+    def squeeze(src, axis, out):
+        if opset >= 13:
+            inits.append(ax([axis]))
+            return node("Squeeze", [src, inits[-1].name], out)
+        return node("Squeeze", [src], out, axes=[axis])
+
+    x = p.x if p.axis == 0 else node("Transpose", [p.x], f"{name}/X_time_major", perm=[1, 0, 2])
+    if p.axis not in (0, 1):
+        raise Refused(None, f"the steps are slices along axis {p.axis} (0 or 1 expected)")
+    for k, a in (("W", cell.W), ("R", cell.R), ("B", cell.B)):
+        inits.append(numpy_helper.from_array(a.astype(np.float32)[None], f"{name}/{k}"))
+    outs = [f"{name}/Y", f"{name}/Y_h"] + ([f"{name}/Y_c"] if cell.kind == "lstm" else [])
+    made.append(helper.make_node(cell.kind.upper(), [x, f"{name}/W", f"{name}/R", f"{name}/B"], outs, name=name,
+                                 **cell.attributes()))
+    hs = [p.io[0][0][0]] + [io[1][0] for io in p.io]         # h_0 .. h_T-1
+    cs = [p.io[0][0][1]] + [io[1][1] for io in p.io]
+    cells = set()
+    for t in range(p.T):
+        need = {hs[t]} | ({cs[t]} if cs[t] else set())
+        for n in reversed(p.steps[t]):
+            if any(o in need for o in n.output):
+                cells.add(id(n))
+                need.update(i for i in n.input if i)
+    outside = {}
+    for n in g.node:
+        if id(n) not in cells:
+            for i in n.input:
+                outside.setdefault(i, []).append(n)
+    drop = set(cells)
+    stack = [n for n in g.node if n.op_type == "Concat" and len(n.input) == p.T and all(
+        _unsq(g, i, hs[t]) is not None for t, i in enumerate(n.input))]
+    for n in stack:
+        drop.add(id(n))
+        b = _unsq(g, n.input[0], hs[0])
+        if int(attr(n, "axis", 0)) != b:
+            raise Refused(None, "the steps' outputs are stacked along another axis than they were unsqueezed")
+        seq = squeeze(outs[0], 1, n.output[0] if b == 0 else f"{name}/Y_steps")
+        if b == 1:
+            node("Transpose", [seq], n.output[0], perm=[1, 0, 2])
+    stacked = {i for n in stack for i in n.input}
+    for t in range(p.T):
+        for v, final in ((hs[t], outs[1]), (cs[t], outs[2] if len(outs) > 2 else None)):
+            users = [n for n in outside.get(v, []) if id(n) not in drop and not (n.op_type == "Unsqueeze" and
+                                                                               n.output[0] in stacked)]
+            if not users and not any(o.name == v for o in g.output):
+                continue
+            if t != p.T - 1 or final is None:
+                raise Refused(None, f"step {t}'s state '{v}' is used outside the recurrence")
+            squeeze(final, 0, v)
+    nodes, placed = [], False
+    for n in g.node:
+        if id(n) in drop:
+            if not placed:
+                nodes.extend(made)
+                placed = True
+            continue
+        nodes.append(n)
+    g.ClearField("node")
+    g.node.extend(nodes)
+    g.initializer.extend(inits)
+
+
+def _unsq(g, name, h):
+    """The axis of `name` = Unsqueeze(h, axis), else None."""
+    n = next((n for n in g.node if name in n.output), None)
+    if n is None or n.op_type != "Unsqueeze" or n.input[0] != h:
+        return None
+    axes = _attr(n, "axes")
+    if axes is None and len(n.input) > 1:
+        axes = [int(v) for v in np.asarray(numpy_helper.to_array(next(
+            (t for t in g.initializer if t.name == n.input[1]), onnx.TensorProto()))).reshape(-1)] or None
+    return int(axes[0]) if axes and len(axes) == 1 else None
