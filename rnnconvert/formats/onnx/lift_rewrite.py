@@ -1,4 +1,4 @@
-"""The graph surgery of a lift (`lift_loop`): a confirmed Loop replaced, at its place, by a native
+"""The graph surgery of a lift (`lift_loop`, `lift_unrolled`): a confirmed Loop replaced, at its place, by a native
 LSTM/GRU/RNN node over time-major X, its Y/Y_h/Y_c squeezed back to the shapes the Loop's outputs had
 (the step outputs [T, B, H], or a torch ConcatFromSequence's [B, T, H]; final states [B, H]); zero
 initial states (ConstantOfShape/Expand of 0) left out, others fed through Unsqueeze.  Nodes no graph
@@ -141,3 +141,89 @@ def _prune(g: onnx.GraphProto) -> None:
     if len(keep) != len(g.node):
         g.ClearField("node")
         g.node.extend(keep)
+
+
+def rewrite_unrolled(g, p, name, opset):
+    """The steps of `p` (lift_unrolled._Plan) replaced by one native node; the stacking Concat of their
+    Unsqueeze(h_t) by its Y, the last h / c by Y_h / Y_c."""
+    attr = _attr
+    cell = p.cell
+    ax = lambda v: numpy_helper.from_array(np.asarray(v, np.int64), f"{name}/axes{len(inits)}")  # noqa: E731
+    made, inits = [], []
+
+    def node(op, ins, out, **kw):
+        made.append(helper.make_node(op, ins, [out], name=f"{out}/{op.lower()}", **kw))
+        return out
+
+    def squeeze(src, axis, out):
+        if opset >= 13:
+            inits.append(ax([axis]))
+            return node("Squeeze", [src, inits[-1].name], out)
+        return node("Squeeze", [src], out, axes=[axis])
+
+    x = p.x if p.axis == 0 else node("Transpose", [p.x], f"{name}/X_time_major", perm=[1, 0, 2])
+    if p.axis not in (0, 1):
+        raise Refused(None, f"the steps are slices along axis {p.axis} (0 or 1 expected)")
+    for k, a in (("W", cell.W), ("R", cell.R), ("B", cell.B)):
+        inits.append(numpy_helper.from_array(a.astype(np.float32)[None], f"{name}/{k}"))
+    outs = [f"{name}/Y", f"{name}/Y_h"] + ([f"{name}/Y_c"] if cell.kind == "lstm" else [])
+    made.append(helper.make_node(cell.kind.upper(), [x, f"{name}/W", f"{name}/R", f"{name}/B"], outs, name=name,
+                                 **cell.attributes()))
+    hs = [p.io[0][0][0]] + [io[1][0] for io in p.io]         # h_0 .. h_T-1
+    cs = [p.io[0][0][1]] + [io[1][1] for io in p.io]
+    cells = set()
+    for t in range(p.T):
+        need = {hs[t]} | ({cs[t]} if cs[t] else set())
+        for n in reversed(p.steps[t]):
+            if any(o in need for o in n.output):
+                cells.add(id(n))
+                need.update(i for i in n.input if i)
+    outside = {}
+    for n in g.node:
+        if id(n) not in cells:
+            for i in n.input:
+                outside.setdefault(i, []).append(n)
+    drop = set(cells)
+    stack = [n for n in g.node if n.op_type == "Concat" and len(n.input) == p.T and all(
+        _unsq(g, i, hs[t]) is not None for t, i in enumerate(n.input))]
+    for n in stack:
+        drop.add(id(n))
+        b = _unsq(g, n.input[0], hs[0])
+        if int(attr(n, "axis", 0)) != b:
+            raise Refused(None, "the steps' outputs are stacked along another axis than they were unsqueezed")
+        seq = squeeze(outs[0], 1, n.output[0] if b == 0 else f"{name}/Y_steps")
+        if b == 1:
+            node("Transpose", [seq], n.output[0], perm=[1, 0, 2])
+    stacked = {i for n in stack for i in n.input}
+    for t in range(p.T):
+        for v, final in ((hs[t], outs[1]), (cs[t], outs[2] if len(outs) > 2 else None)):
+            users = [n for n in outside.get(v, []) if id(n) not in drop and not (n.op_type == "Unsqueeze" and
+                                                                               n.output[0] in stacked)]
+            if not users and not any(o.name == v for o in g.output):
+                continue
+            if t != p.T - 1 or final is None:
+                raise Refused(None, f"step {t}'s state '{v}' is used outside the recurrence")
+            squeeze(final, 0, v)
+    nodes, placed = [], False
+    for n in g.node:
+        if id(n) in drop:
+            if not placed:
+                nodes.extend(made)
+                placed = True
+            continue
+        nodes.append(n)
+    g.ClearField("node")
+    g.node.extend(nodes)
+    g.initializer.extend(inits)
+
+
+def _unsq(g, name, h):
+    """The axis of `name` = Unsqueeze(h, axis), else None."""
+    n = next((n for n in g.node if name in n.output), None)
+    if n is None or n.op_type != "Unsqueeze" or n.input[0] != h:
+        return None
+    axes = _attr(n, "axes")
+    if axes is None and len(n.input) > 1:
+        axes = [int(v) for v in np.asarray(numpy_helper.to_array(next(
+            (t for t in g.initializer if t.name == n.input[1]), onnx.TensorProto()))).reshape(-1)] or None
+    return int(axes[0]) if axes and len(axes) == 1 else None

@@ -201,8 +201,8 @@ def test_without_onnxruntime_nothing_is_lifted(tmp_path):
                           text=True, timeout=300)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert ("Loop node 'sequential/simple_rnn/while_loop' is not lifted: it matches a RNN cell, but its check "
-            f"was not run (onnxruntime is not installed (pip install onnxruntime)); rnnconvert lifts a cell only "
-            f"once onnxruntime confirms it") in proc.stderr
+            "was not run (onnxruntime is not installed (pip install onnxruntime)); rnnconvert lifts a cell only "
+            "once onnxruntime confirms it") in proc.stderr
 
 
 @pytest.mark.slow            # verifies a 128->64 GRU: 5 s
