@@ -53,8 +53,8 @@ def lift(proto: onnx.ModelProto, path: str, consts, opset: int) -> tuple[onnx.Mo
         name = loop.name or loop.output[0]
         try:
             plan = _plan(g, loop, consts)
-        except Refused:          # not a loop over the steps of a sequence: the reader says what it found
-            continue
+        except (Refused, KeyError, IndexError, ValueError, TypeError, AttributeError):
+            continue             # not a loop over the steps of a sequence: the reader says what it found
         except cm.NoCell as exc:
             if native:
                 continue

@@ -78,7 +78,7 @@ def lift(proto: onnx.ModelProto, path: str, consts, opset: int) -> tuple[onnx.Mo
         name = f"{x}/unrolled"
         try:
             plan = _plan(new.graph, consts, x, axis, [steps[t] for t in range(len(steps))])
-        except Refused:
+        except (Refused, KeyError, IndexError, ValueError, TypeError, AttributeError):
             continue                     # no states handed from step to step: not a recurrence
         except cm.NoCell as exc:
             raise UnsupportedError(f"the {len(steps)} steps over '{x}' do not compute an LSTM, GRU or RNN cell: "
