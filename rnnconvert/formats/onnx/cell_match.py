@@ -243,7 +243,10 @@ def _matmul(node, ins):
         lin.inputs = {next(iter(lin.terms)): p}
     out = Lin({k: m @ W for k, m in lin.terms.items()}, lin.bias @ W, lin.inputs)
     if node.op_type == "Gemm" and len(ins) > 2 and ins[2] is not None:
-        out.bias = out.bias + _const_cols(node, ins[2], out.cols) * float(_attr(node, "beta", 1.0))
+        beta = float(_attr(node, "beta", 1.0))
+        if isinstance(ins[2], Poly):          # torch's mm(x, W) + b + mm(h, R): C is the first product
+            return _add(node, Poly.of(out), _scale(node, ins[2], beta), 1.0)
+        out.bias = out.bias + _const_cols(node, ins[2], out.cols) * beta
     return Poly.of(out)
 
 

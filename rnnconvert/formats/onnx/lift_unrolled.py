@@ -18,7 +18,7 @@ from onnx import helper, numpy_helper
 from ...errors import UnsupportedError
 from . import cell_match as cm
 from .cell_templates import match
-from .lift_rewrite import Refused, _prune, rewrite_unrolled
+from .lift_rewrite import Refused, _is_zero, _prune, rewrite_unrolled
 from ._fold import Folder
 from .lift_loop import TOL, _native_model
 
@@ -90,6 +90,8 @@ def lift(proto: onnx.ModelProto, path: str, consts, opset: int) -> tuple[onnx.Mo
         except Refused as exc:
             raise UnsupportedError(f"the {len(steps)} steps over '{x}' are not lifted: {exc.reason}", path=path,
                                    layer=name) from None
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+            continue                     # outputs wired in a way the rewrite does not follow: left as is
         names.append(name)
     if names:
         _prune(new.graph)
@@ -124,6 +126,19 @@ def _ancestors(names, prod) -> set:
     return seen
 
 
+def _before(g, nodes, prod, late, consts) -> set:
+    """The nodes, on no step's slice, between step 0 and the constants or zero states it starts from."""
+    seen, todo = set(), [i for n in nodes for i in n.input if i]
+    while todo:
+        name = todo.pop()
+        n = prod.get(name)
+        if n is None or id(n) in seen or id(n) in late or consts.get(name) is not None or _is_zero(g, name, consts):
+            continue
+        seen.add(id(n))
+        todo.extend(i for i in n.input if i)
+    return seen
+
+
 _ACCESS = ("MatMul", "Gemm", "Slice", "Split", "Identity", "Squeeze", "Unsqueeze", "Gather", "Reshape")
 
 
@@ -146,7 +161,9 @@ def _plan(g, consts, x, axis, xs) -> _Plan:
     def state_of(name, t):
         """Back from what step t reads of step t-1, through matrix products and slices, to the state."""
         while name in prod and prod[name].op_type in _ACCESS:
-            live = [i for i in prod[name].input if i and consts.get(i) is None]
+            n = prod[name]           # a slice's bounds (torch's computed from Shape) are not the data
+            live = [i for i in n.input if i and consts.get(i) is None] if n.op_type in ("MatMul", "Gemm") \
+                else n.input[:1]
             if len(live) != 1 or live[0] not in prod or late.get(id(prod[live[0]])) != t - 1:
                 break
             name = live[0]
@@ -165,9 +182,11 @@ def _plan(g, consts, x, axis, xs) -> _Plan:
         for v in handed[t] or []:
             seen |= _closure(v, users)
         seen -= _ancestors(handed[t] or [], prod)          # what made the states is the step before
+        if t == 0:               # what step 0 computes from its initial states alone (h0 @ R + b)
+            seen |= _before(g, [n for n in g.node if id(n) in seen], prod, late, consts)
         steps.append([n for n in g.node if id(n) in seen and (t == T - 1 or id(n) not in D[t + 1])])
     p = _Plan()
-    p.x, p.axis, p.xs, p.steps, p.T = x, axis, xs, steps, T
+    p.x, p.axis, p.xs, p.steps, p.T, p.g = x, axis, xs, steps, T, g
     fold = cm.fold_with(Folder(0, None, 17))
     p.fold, p.consts = fold, consts
     cells, outs = [], []
@@ -270,14 +289,19 @@ def _step_model(p, t, outs, ins):
             need.update(i for i in n.input if i)
     keep.reverse()
     made = {o for n in keep for o in n.output} | set(ins)
-    inits = []
-    for name in need - made:
+    inits, zeros = [], []
+    for name in sorted(need - made):
         v = p.consts.get(name)
+        if v is None and _is_zero(p.g, name, p.consts):     # zero states of the batch's size
+            zeros.append(name)
+            continue
         if v is None:
             raise Refused(None, f"step {t} reads '{name}', computed at run time outside the steps")
         inits.append(numpy_helper.from_array(np.asarray(v), name))
     sizes = [p.F, p.H, p.H]
     vi = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [None, s]) for n, s in zip(ins, sizes)]
+    vi += [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [None, p.H]) for n in zeros]
+    p.zeros = zeros
     ov = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in outs if n]
     m = helper.make_model(helper.make_graph(keep, "step", vi, ov, initializer=inits),
                           opset_imports=[helper.make_opsetid("", 17)])
@@ -306,7 +330,9 @@ def _confirm(p, opset):
         ins = [p.xs[t]] + [i for i in (h_in, c_in) if i]
         feeds = dict(zip(ins, [x, h, c]))
         try:
-            got = ort.InferenceSession(_step_model(p, t, [h_out, c_out], ins).SerializeToString(), quiet_options(ort),
+            step = _step_model(p, t, [h_out, c_out], ins)
+            feeds.update({z: np.zeros((4, p.H), np.float32) for z in p.zeros})
+            got = ort.InferenceSession(step.SerializeToString(), quiet_options(ort),
                                        providers=["CPUExecutionProvider"]).run(None, feeds)
         except Refused:
             raise

@@ -36,6 +36,8 @@ CASES = {   # case -> (cell, PyTorch refusal words or None)
     "torch_script/gru_seq": ("gru", None),
     "unrolled/lstm_seq": ("lstm", None),        # 7 steps, stacked by Concat(Unsqueeze(h_t))
     "unrolled/gru_last": ("gru", None),         # 7 steps of Gemm/Slice, the last h the output
+    "torch_traced/lstm_traced_seq": ("lstm", None),   # the scripted modules traced: torch unrolls 7 steps
+    "torch_traced/gru_traced_seq": ("gru", None),
 }
 
 
