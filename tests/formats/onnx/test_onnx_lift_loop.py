@@ -160,7 +160,6 @@ def test_almost_a_cell_is_refused_naming_the_op(case, pick, op, why, tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
-@pytest.mark.slow            # a fresh interpreter: 8 s
 def _step_op(case, op, k, new):
     """A change to the k-th `op` node of an unrolled graph."""
     def make(tmp_path):
@@ -193,6 +192,26 @@ def test_almost_an_unrolled_cell_is_refused_naming_the_op(make, op, why, tmp_pat
                           "was lifted\n")
 
 
+def test_a_match_onnxruntime_does_not_confirm_is_refused(monkeypatch):
+    """The symbolic match only proposes: weights off by 1e-3 in one entry are caught by running the step."""
+    from rnnconvert.formats.onnx import lift_loop
+    real = lift_loop.match
+
+    def off(*args, **kw):
+        cell = real(*args, **kw)
+        cell.W = cell.W.copy()
+        cell.W[0, 0] += 1e-3
+        return cell
+    monkeypatch.setattr(lift_loop, "match", off)
+    path, _, _ = _data("torch_script/gru_seq")
+    with pytest.raises(UnsupportedError) as exc:
+        rnnconvert.read(str(path))
+    assert str(exc.value).startswith(f"{path}: layer '/Loop': Loop node '/Loop' is not lifted: it looks like a GRU "
+                                     "cell, but its step differs from the native node's by ")
+    assert str(exc.value).endswith(" in the new h (onnxruntime, random x and states)")
+
+
+@pytest.mark.slow            # a fresh interpreter: 8 s
 def test_without_onnxruntime_nothing_is_lifted(tmp_path):
     path, _, _ = _data("tf2onnx_loop/rnn_tanh_seq")
     site = tmp_path / "without_onnxruntime"
