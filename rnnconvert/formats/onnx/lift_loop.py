@@ -62,7 +62,6 @@ def lift(proto: onnx.ModelProto, path: str, consts, opset: int) -> tuple[onnx.Mo
                                    f"{_describe(exc.node)} does not fit ({exc.why}); nothing was lifted",
                                    path=path, layer=name) from None
         try:
-            plan.consts = consts
             check(g, loop, plan)
             _confirm(plan, opset)
         except Refused as exc:
@@ -92,6 +91,7 @@ def _plan(g, loop, consts) -> _Plan:
     b_out = [o.name for o in body.output]
     prod = _producers(body)
     p = _Plan()
+    p.consts = consts
     p.x_src = p.x_axis = p.x_node = None
     p.states, p.seq, p.const_in = [], None, {}
     counters = {b_in[0]}
@@ -128,7 +128,20 @@ def _plan(g, loop, consts) -> _Plan:
             p.x_node, p.x_src, p.x_axis = node, split.input[0], int(_attr(split, "axis", 0))
     if p.x_node is None:
         raise Refused(loop, "reads no step x_t = X[i] of an outer tensor")
-    p.body, p.loop = body, loop
+    p.body, p.loop, p.x_name = body, loop, p.x_node.output[0]
+    cell_of(p, counters | {b_in[1]})
+    p.y = _y_output(loop, body, p)
+    return p
+
+
+def cell_of(p, opaque: set) -> None:
+    """Evaluate `p.body` (x_t is `p.x_name`; `p.states` (k, body input, body output, initial value) the
+    carried states; `p.const_in` the carried constants; `opaque` names that are not the cell's) and match
+    it: sets p.h, p.c, p.H, p.F, p.env, p.cell."""
+    body = p.body
+    b_in = [i.name for i in body.input]
+    prod = _producers(body)
+    consts = p.consts
     env = {}
     for t in body.initializer:
         env[t.name] = numpy_helper.to_array(t)
@@ -139,7 +152,7 @@ def _plan(g, loop, consts) -> _Plan:
                 if v is not None:
                     env[i] = np.asarray(v)
     env.update(p.const_in)
-    for c in counters | {b_in[1]}:
+    for c in opaque:
         env[c] = cm.Opaque()
     from ._fold import Folder
     fold = cm.fold_with(Folder(0, None, 17))
@@ -156,15 +169,14 @@ def _plan(g, loop, consts) -> _Plan:
                     else w.shape[0]
     hs = [s for s in p.states if s[1] in sizes]
     if len(hs) != 1:
-        raise Refused(loop, "has no single state read by a matrix product (the hidden state)")
+        raise Refused(p.loop, "has no single state read by a matrix product (the hidden state)")
     p.h = hs[0]
     p.c = next((s for s in p.states if s is not p.h), None)
     p.H = int(sizes[p.h[1]])
-    x_name = p.x_node.output[0]
-    if x_name not in sizes:
-        raise Refused(p.x_node, "gives a step no matrix product reads")
-    p.F = int(sizes[x_name])
-    env[x_name] = cm.var("x", p.F)
+    if p.x_name not in sizes:
+        raise Refused(p.x_node or p.loop, "gives a step no matrix product reads")
+    p.F = int(sizes[p.x_name])
+    env[p.x_name] = cm.var("x", p.F)
     env[p.h[1]] = cm.var("h", p.H)
     if p.c is not None:
         env[p.c[1]] = cm.var("c", p.H)
@@ -175,13 +187,11 @@ def _plan(g, loop, consts) -> _Plan:
         states["c"] = env.get(p.c[2])
     for key, v in states.items():
         if not isinstance(v, cm.Poly):
-            raise Refused(loop, f"returns a new {key} that is not computed from the step's values")
-    p.y = _y_output(loop, body, p)
+            raise Refused(p.loop, f"returns a new {key} that is not computed from the step's values")
     nodes = {"h": _last_node(body, p.h[2])}
     if p.c is not None:
         nodes["c"] = _last_node(body, p.c[2])
     p.cell = match(nodes, states, p.F)
-    return p
 
 
 def _is_one(node, bi, body, consts) -> bool:
@@ -235,7 +245,7 @@ def _confirm(p: _Plan, opset: int) -> None:
     c = (rng.standard_normal((B, p.H)) * scale).astype(np.float32)
     step = _step_model(p, opset)
     so = quiet_options(ort)
-    feeds = {p.x_node.output[0]: x, p.h[1]: h, **({p.c[1]: c} if p.c else {})}
+    feeds = {p.x_name: x, p.h[1]: h, **({p.c[1]: c} if p.c else {})}
     try:
         got = ort.InferenceSession(step.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feeds)
     except Exception as exc:  # noqa: BLE001
@@ -261,7 +271,7 @@ def _step_model(p: _Plan, opset: int) -> onnx.ModelProto:
         keep.append(node)
         need.update(i for i in node.input if i)
     keep.reverse()
-    inputs = [p.x_node.output[0], p.h[1]] + ([p.c[1]] if p.c else [])
+    inputs = [p.x_name, p.h[1]] + ([p.c[1]] if p.c else [])
     produced = {o for n in keep for o in n.output} | set(inputs)
     inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in p.env.items()
              if k in need and k not in produced and isinstance(v, np.ndarray)]

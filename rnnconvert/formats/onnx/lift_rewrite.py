@@ -96,11 +96,17 @@ def _rewrite(g, loop, p, name: str, opset: int) -> None:
     while ins and not ins[-1]:
         ins.pop()
     outs = [f"{name}/Y", f"{name}/Y_h"] + ([f"{name}/Y_c"] if p.c else [])
-    made.append(helper.make_node(cell.kind.upper(), ins, outs, name=name, **cell.attributes()))
+    made.append(helper.make_node(cell.kind.upper(), ins, outs, name=name, **cell.attributes(),
+                                 **({"direction": p.direction} if getattr(p, "direction", "forward") != "forward"
+                                    else {})))
     squeeze(outs[1], 0, loop.output[p.h[0]])
     if p.c:
         squeeze(outs[2], 0, loop.output[p.c[0]])
-    if p.concat is None:
+    if p.concat is None and getattr(p, "y_axis", 0) == 1:      # a Scan's outputs stacked on axis 1
+        squeeze(outs[0], 1, f"{name}/Y_steps")
+        made.append(helper.make_node("Transpose", [f"{name}/Y_steps"], [p.y[1]], perm=[1, 0, 2],
+                                     name=f"{name}/to_batch_major"))
+    elif p.concat is None:
         squeeze(outs[0], 1, p.y[1])
     else:
         axis = int(_attr(p.concat, "axis", 0))

@@ -1,5 +1,5 @@
-"""Recurrent cells written as a `Loop` (rnnconvert/formats/onnx/lift_loop.py) or unrolled over fixed steps
-(lift_unrolled.py): the fixtures tf2onnx and torch.onnx.export of torch.jit.script'ed cells wrote
+"""Recurrent cells written as a `Loop` (rnnconvert/formats/onnx/lift_loop.py), a `Scan` (lift_scan.py) or
+unrolled over fixed steps (lift_unrolled.py): the fixtures tf2onnx and torch.onnx.export of torch.jit.script'ed cells wrote
 (fixtures/tf2onnx_loop, fixtures/torch_script) and the unrolled graphs built from nn.LSTM/nn.GRU weights
 (fixtures/unrolled) read as one native layer each, predict the framework's outputs, and convert to ONNX (one native node, no Loop),
 Keras and PyTorch, each run by its own runtime against the framework's stored predictions; a body one op
@@ -38,6 +38,8 @@ CASES = {   # case -> (cell, PyTorch refusal words or None)
     "unrolled/gru_last": ("gru", None),         # 7 steps of Gemm/Slice, the last h the output
     "torch_traced/lstm_traced_seq": ("lstm", None),   # the scripted modules traced: torch unrolls 7 steps
     "torch_traced/gru_traced_seq": ("gru", None),
+    "scan/gru_scan_reverse": ("gru", None),     # a Scan reading and writing backwards: direction 'reverse'
+    "scan/lstm_scan": ("lstm", None),
 }
 
 
@@ -68,14 +70,14 @@ def _run_torch(model, path, x):
 @pytest.mark.parametrize("case", list(CASES))
 def test_loop_fixture_reads_as_one_native_layer_and_predicts(case):
     path, xs, ys = _data(case)
-    assert _ops(path)["Loop"] >= 1 or _ops(path)["MatMul"] + _ops(path)["Gemm"] >= 14
+    assert _ops(path)["Loop"] + _ops(path)["Scan"] >= 1 or _ops(path)["MatMul"] + _ops(path)["Gemm"] >= 14
     model = rnnconvert.read(str(path))
     rec = model.recurrent_layers
     assert [r.cell for r in rec] == [CASES[case][0]]
     for k, x in xs.items():
         np.testing.assert_allclose(rnnconvert.predict(model, x), ys[k], atol=TOL, rtol=TOL, err_msg=k)
     listed = per_layer.scan(str(path)).layers        # --layer lists each Loop as its layer, by the Loop's name
-    loops = [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Loop"] or ["input/unrolled"]
+    loops = [n.name for n in onnx.load(str(path)).graph.node if n.op_type in ("Loop", "Scan")] or ["input/unrolled"]
     assert [(f.name, f.kind) for f in listed] == [(name, CASES[case][0]) for name in loops]
     assert rec[0].name == loops[0]
 
