@@ -144,6 +144,8 @@ def _symbolic(node, ins):
         p = _as_poly(node, ins[0])
         alpha, beta = _attr(node, "alpha"), _attr(node, "beta")
         return [Poly.of(Act(op, p, alpha, beta, node))]
+    if op in ("Max", "Min", "Clip"):
+        return [_clip(node, ins)]
     if op == "Split":
         return _split(node, ins)
     if op == "Slice":
@@ -248,6 +250,38 @@ def _matmul(node, ins):
             return _add(node, Poly.of(out), _scale(node, ins[2], beta), 1.0)
         out.bias = out.bias + _const_cols(node, ins[2], out.cols) * beta
     return Poly.of(out)
+
+
+def _clip(node, ins):
+    """Max(q, 0) is Relu(q); Min(Max(q, 0), 1), Max(Min(q, 1), 0) and Clip(q, 0, 1) of an affine q are
+    HardSigmoid(0.2, 0.5) of (q - 0.5) / 0.2 (how tf2onnx writes Keras 2's hard_sigmoid: clip(0.2 z + 0.5))."""
+    op = node.op_type
+    p = ins[0]
+    if not isinstance(p, Poly) or len(ins) < 2 or len(ins) > 3 or any(isinstance(v, Poly) for v in ins[1:]):
+        raise NoCell(node, f"{op} of values of the cell")
+    if op == "Clip":
+        lo, hi = (None if v is None else float(np.asarray(v).reshape(-1)[0]) for v in (ins + [None])[1:3])
+    else:
+        c = np.asarray(ins[1])
+        if c.size != 1:
+            raise NoCell(node, f"{op} with a constant of shape {c.shape}")
+        lo, hi = (float(c.reshape(-1)[0]), None) if op == "Max" else (None, float(c.reshape(-1)[0]))
+    one = p.single()
+    inner = one.op if isinstance(one, Act) else None
+    if lo == 0.0 and hi is None and isinstance(one, Lin):
+        return Poly.of(Act("Relu", p, node=node))
+    if lo is None and hi == 1.0 and isinstance(one, Lin):
+        return Poly.of(Act("Min", p, node=node))          # half of a clip: the Max follows
+    if (lo == 0.0 and hi is None and inner == "Min") or (lo is None and hi == 1.0 and inner == "Relu"):
+        q = one.arg.single()
+    elif lo == 0.0 and hi == 1.0 and isinstance(one, Lin):
+        q = one
+    else:
+        raise NoCell(node, f"{op} to [{lo}, {hi}] of a value of the cell")
+    if not isinstance(q, Lin):
+        raise NoCell(node, f"{op} of a value that is not affine")
+    z = Lin({k: m / 0.2 for k, m in q.terms.items()}, (q.bias - 0.5) / 0.2, q.inputs)
+    return Poly.of(Act("HardSigmoid", Poly.of(z), 0.2, 0.5, node))
 
 
 def _cols_slice(p: Poly, start: int, end: int) -> Poly:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cell_match import Act, Lin, NoCell, Poly, is_var
+from .cell_match import ACTS, Act, Lin, NoCell, Poly, is_var
 
 _GATES = ("Sigmoid", "HardSigmoid")        # what gates use; a Tanh among them is the odd one
 _DEFAULT = {"HardSigmoid": (0.2, 0.5), "Elu": (1.0, None), "LeakyRelu": (0.01, None)}
@@ -62,6 +62,8 @@ def _act_of(node, p, what):
 def _acts(atoms) -> tuple[list, list, list]:
     names, alphas, betas = [], [], []
     for a in atoms:
+        if a.op not in ACTS:
+            raise NoCell(a.node, f"{a.op} where a cell has an activation")
         names.append(a.op)
         d = _DEFAULT.get(a.op)
         if d:

@@ -30,6 +30,8 @@ CASES = {   # case -> (cell, PyTorch refusal words or None)
     "tf2onnx_loop/gru_reset_before_dense": ("gru", "reset_after=False"),
     "tf2onnx_loop/lstm_softsign_seq": ("lstm", "softsign"),
     "tf2onnx_loop/rnn_tanh_seq": ("rnn", None),
+    "tf2onnx_loop/gru_reset_before_hard_sigmoid_seq": ("gru", "hard_sigmoid"),   # Min/Max of 0.2x+0.5
+    "tf2onnx_loop/gru_reset_before_2layer": ("gru", "reset_after=False"),         # two Loops, two layers
     "tf2onnx_loop/bigru_reset_before_seq": ("gru", "reset_after=False"),     # two Loops, one over reversed x
     "tf2onnx_loop/gru_reset_before_backwards": ("gru", "reset_after=False"),
     "torch_script/lstm_seq": ("lstm", None),
@@ -73,13 +75,13 @@ def test_loop_fixture_reads_as_one_native_layer_and_predicts(case):
     assert _ops(path)["Loop"] + _ops(path)["Scan"] >= 1 or _ops(path)["MatMul"] + _ops(path)["Gemm"] >= 14
     model = rnnconvert.read(str(path))
     rec = model.recurrent_layers
-    assert [r.cell for r in rec] == [CASES[case][0]]
+    assert {r.cell for r in rec} == {CASES[case][0]}
     for k, x in xs.items():
         np.testing.assert_allclose(rnnconvert.predict(model, x), ys[k], atol=TOL, rtol=TOL, err_msg=k)
     listed = per_layer.scan(str(path)).layers        # --layer lists each Loop as its layer, by the Loop's name
     loops = [n.name for n in onnx.load(str(path)).graph.node if n.op_type in ("Loop", "Scan")] or ["input/unrolled"]
     assert [(f.name, f.kind) for f in listed] == [(name, CASES[case][0]) for name in loops]
-    assert rec[0].name == loops[0]
+    assert [r.name for r in rec] == (loops[:1] if rec[0].direction == "bidirectional" else loops)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -89,7 +91,8 @@ def test_loop_fixture_converts_to_onnx_keras_pytorch(case, tmp_path):
     dst = tmp_path / "m.onnx"
     rnnconvert.write(model, str(dst))
     ops = _ops(dst)
-    assert ops[CASES[case][0].upper()] == 1 and not ops["Loop"] and not ops["Scan"], ops
+    n_layers = len(model.recurrent_layers)
+    assert ops[CASES[case][0].upper()] == n_layers and not ops["Loop"] and not ops["Scan"], ops
     sess = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
     for k, x in xs.items():
         np.testing.assert_allclose(sess.run(None, {sess.get_inputs()[0].name: x})[0], ys[k], atol=TOL, rtol=TOL)
