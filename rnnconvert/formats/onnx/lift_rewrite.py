@@ -191,10 +191,10 @@ def rewrite_unrolled(g, p, name, opset):
                 outside.setdefault(i, []).append(n)
     drop = set(cells)
     stack = [n for n in g.node if n.op_type == "Concat" and len(n.input) == p.T and all(
-        _unsq(g, i, hs[t], p.consts) is not None for t, i in enumerate(n.input))]
+        _unsq(p.prod, i, hs[t], p.consts) is not None for t, i in enumerate(n.input))]
     for n in stack:
         drop.add(id(n))
-        b = _unsq(g, n.input[0], hs[0], p.consts)
+        b = _unsq(p.prod, n.input[0], hs[0], p.consts)
         if int(attr(n, "axis", 0)) != b:
             raise Refused(None, "the steps' outputs are stacked along another axis than they were unsqueezed")
         seq = squeeze(outs[0], 1, n.output[0] if b == 0 else f"{name}/Y_steps")
@@ -223,9 +223,9 @@ def rewrite_unrolled(g, p, name, opset):
     g.initializer.extend(inits)
 
 
-def _unsq(g, name, h, consts):
+def _unsq(prod, name, h, consts):
     """The axis of `name` = Unsqueeze(h, axis), else None."""
-    n = next((n for n in g.node if name in n.output), None)
+    n = prod.get(name)
     if n is None or n.op_type != "Unsqueeze" or n.input[0] != h:
         return None
     axes = _attr(n, "axes")

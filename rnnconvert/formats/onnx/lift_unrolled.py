@@ -22,7 +22,7 @@ from .lift_rewrite import Refused, _is_zero, _prune, rewrite_unrolled
 from ._fold import Folder
 from .lift_loop import TOL, _native_model
 
-BUDGET = 20_000_000       # steps x nodes walked to find the steps: a larger graph is left as it is
+BUDGET = 50_000_000       # steps x nodes: a larger graph (over ~1700 steps of ~17 nodes) is left as it is
 
 
 def _attr(node, name, default=None):
@@ -106,23 +106,17 @@ class _Plan:
     pass
 
 
-def _closure(start: str, users) -> set:
-    seen, todo = set(), [start]
-    while todo:
-        for n in users.get(todo.pop(), []):
-            if id(n) not in seen:
-                seen.add(id(n))
-                todo.extend(o for o in n.output if o)
-    return seen
-
-
-def _ancestors(names, prod) -> set:
+def _walk(names, links, late, t, forward: bool) -> set:
+    """The nodes of step `t` (by `late`) reached from `names`: forward through `users`, or back through
+    producers; the walk stays within the step, so each step costs its own nodes."""
     seen, todo = set(), list(names)
     while todo:
-        n = prod.get(todo.pop())
-        if n is not None and id(n) not in seen:
-            seen.add(id(n))
-            todo.extend(i for i in n.input if i)
+        name = todo.pop()
+        nodes = links.get(name, []) if forward else [links[name]] if name in links else []
+        for n in nodes:
+            if id(n) not in seen and late.get(id(n)) == t:
+                seen.add(id(n))
+                todo.extend(o for o in (n.output if forward else n.input) if o)
     return seen
 
 
@@ -149,14 +143,21 @@ def _plan(g, consts, x, axis, xs) -> _Plan:
         for i in n.input:
             users.setdefault(i, []).append(n)
     T = len(xs)
-    D = [_closure(v, users) for v in xs]
-    late = {}                    # id(node) -> the last step it depends on
-    for t in range(T):
-        for k in D[t]:
-            late[k] = t
-    for k, v in enumerate(xs):
+    index = {v: t for t, v in enumerate(xs)}
+    late = {}                    # id(node) -> the last step it depends on (one pass: nodes are in order)
+    for n in g.node:
+        t = max([-1] + [index.get(i, -1) for i in n.input] + [late.get(id(prod[i]), -1) for i in n.input if i in prod])
+        if t >= 0:
+            late[id(n)] = t
+    for v in xs:
         if v in prod:
             late.setdefault(id(prod[v]), -1)
+    order = {id(n): k for k, n in enumerate(g.node)}
+    node_of = {id(n): n for n in g.node}
+    by_late: dict = {}
+    for n in g.node:
+        if id(n) in late:
+            by_late.setdefault(late[id(n)], []).append(n)
 
     def state_of(name, t):
         """Back from what step t reads of step t-1, through matrix products and slices, to the state."""
@@ -171,22 +172,21 @@ def _plan(g, consts, x, axis, xs) -> _Plan:
 
     handed = [None]              # handed[t]: the states step t-1 hands to step t
     for t in range(1, T):
-        raw = {i for n in g.node if late.get(id(n)) == t for i in n.input
-               if i in prod and late.get(id(prod[i])) == t - 1}
+        raw = {i for n in by_late.get(t, []) for i in n.input if i in prod and late.get(id(prod[i])) == t - 1}
         handed.append(sorted({state_of(i, t) for i in raw}))
     if not all(1 <= len(h) <= 2 for h in handed[1:]):
         raise Refused(None, "no states handed from step to step")
     steps = []
     for t in range(T):
-        seen = set(D[t])
-        for v in handed[t] or []:
-            seen |= _closure(v, users)
-        seen -= _ancestors(handed[t] or [], prod)          # what made the states is the step before
+        seen = {id(n) for n in by_late.get(t, [])}
+        if handed[t]:            # what reads the states before x_t joins them (h @ R) is step t's
+            seen |= _walk(handed[t], users, late, t - 1, forward=True)
+            seen -= _walk(handed[t], prod, late, t - 1, forward=False)   # what made them is step t-1's
         if t == 0:               # what step 0 computes from its initial states alone (h0 @ R + b)
-            seen |= _before(g, [n for n in g.node if id(n) in seen], prod, late, consts)
-        steps.append([n for n in g.node if id(n) in seen and (t == T - 1 or id(n) not in D[t + 1])])
+            seen |= _before(g, by_late.get(0, []), prod, late, consts)
+        steps.append(sorted((node_of[k] for k in seen), key=lambda n: order[id(n)]))
     p = _Plan()
-    p.x, p.axis, p.xs, p.steps, p.T, p.g = x, axis, xs, steps, T, g
+    p.x, p.axis, p.xs, p.steps, p.T, p.g, p.prod = x, axis, xs, steps, T, g, prod
     fold = cm.fold_with(Folder(0, None, 17))
     p.fold, p.consts = fold, consts
     cells, outs = [], []
@@ -237,10 +237,6 @@ def _env(p, t, ins):
     return env, (h, c)
 
 
-def _producer(steps, name):
-    return next((n for n in steps if name in n.output), None)
-
-
 def _match_step(env, hc, new, users, later, misfits, p):
     reads = [o for o in new if any(n.op_type in ("MatMul", "Gemm") and n.input[0] == o for n in later)]
     if len(reads) != 1 or len(new) != (1 if hc[1] is None else 2):
@@ -250,7 +246,7 @@ def _match_step(env, hc, new, users, later, misfits, p):
     states = {"h": env.get(h)} if c is None else {"h": env.get(h), "c": env.get(c)}
     if not all(isinstance(v, cm.Poly) for v in states.values()):
         raise misfits[0] if misfits else Refused(None, "a state that is not computed from the step")
-    nodes = {k: _producer(sum(p.steps, []), v) for k, v in (("h", h), ("c", c)) if v}
+    nodes = {k: p.prod.get(v) for k, v in (("h", h), ("c", c)) if v}
     return match(nodes, states, p.F), (h, c)
 
 
@@ -266,7 +262,7 @@ def _match_last(env, hc, template, misfits, p, steps):
             if c == h:
                 continue
             try:
-                cell = match({"h": _producer(steps, h), **({"c": _producer(steps, c)} if c else {})},
+                cell = match({"h": p.prod.get(h), **({"c": p.prod.get(c)} if c else {})},
                              {"h": env[h], **({"c": env[c]} if c else {})}, p.F)
             except cm.NoCell as exc:
                 first = first or exc
