@@ -112,6 +112,32 @@ def test_loop_fixture_converts_to_onnx_keras_pytorch(case, tmp_path):
         np.testing.assert_allclose(_run_torch(model, tmp_path / "m.pt", x), ys[k], atol=TOL, rtol=TOL, err_msg=k)
 
 
+def test_loop_fed_by_a_state_input_streams(tmp_path):
+    """tf2onnx of GRU(reset_after=False, return_state=True)(x, initial_state=[h0]): the Loop's initial state is
+    the graph input h0 and its final state a graph output; lifted, they are the native node's state ports."""
+    import json
+    folder = FIXTURES / "tf2onnx_loop" / "states" / "gru_reset_before_states"
+    path, meta = folder / "model.onnx", json.loads((folder / "case.json").read_text())
+    inputs, outputs = np.load(folder / "inputs.npz"), np.load(folder / "outputs.npz")
+    assert _ops(path)["Loop"] == 1
+    model = rnnconvert.read(str(path))
+    assert [(p.name, p.state) for p in model.state_inputs] == [("h0", "h")]
+    assert [(p.name, p.state) for p in model.state_outputs] == [(meta["graph_outputs"][1], "h")]
+    dst = tmp_path / "m.onnx"
+    rnnconvert.write(model, str(dst))
+    assert _ops(dst)["GRU"] == 1 and not _ops(dst)["Loop"]
+    sess = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
+    for label in ("t1", "t7", "t40", "t7_zero"):
+        feeds = {k[len(label) + 1:]: inputs[k] for k in inputs.files if k.startswith(label + ".")}
+        y, outs = rnnconvert.predict(model, feeds["input"], states={"h0": feeds["h0"]}, return_states=True)
+        got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+        for name in meta["graph_outputs"]:
+            want = outputs[f"{label}.{name}"]
+            ref = y if name == model.output_name else outs[name]
+            np.testing.assert_allclose(ref, want, atol=TOL, rtol=TOL, err_msg=f"{label} {name} reference")
+            np.testing.assert_allclose(got[name], want, atol=TOL, rtol=TOL, err_msg=f"{label} {name} onnxruntime")
+
+
 def test_convert_verifies_the_lifted_loop(tmp_path):
     path, _, _ = _data("torch_script/gru_seq")
     res = CliRunner().invoke(cli, ["convert", str(path), str(tmp_path / "m.onnx")])
