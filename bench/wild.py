@@ -4,7 +4,8 @@ Each case folder holds a model file, `x.npy` (inputs), `y.npy` (the original fra
 predictions, where known) and `case.json`; y is compared under the project's one tolerance policy
 (atol 1e-4 + rtol 1e-4 * |y|); the folder's README table says what a user expects:
 `convert` (the whole model converts and predicts y), `layers` (its recurrent layers are listed and
-convert one by one; the whole model is refused cleanly or converts), `refuse` (a clean refusal).
+convert one by one; the whole model is refused cleanly or converts), `refuse` (a clean refusal, or a
+conversion that predicts y: a Loop or unrolled cell lifted into a native layer).
 Each row: what `inspect` found (the whole model's layers when it reads, and every recurrent layer
 `--layer` takes), the whole model converted to ONNX with its max error against y in onnxruntime, and
 every recurrent layer converted on its own with `--layer` (verified or not; for ONNX sources the
@@ -149,8 +150,11 @@ def run_case(folder: Path, expect: str) -> dict:
     refused = row["whole_status"] == "exit 2"
     layers_ok = bool(row["per_layer"]) and all(r["verified"] for r in row["per_layer"])
     verified = row["whole_status"] == "converted"
-    row["ok"] = not crashed and {"convert": converted, "refuse": refused,
+    # the wild README: a recurrence written as a Loop or unrolled cell that converts and predicts y meets a
+    # `refuse` too (better than a refusal); one whose layers now convert goes beyond it (counted apart)
+    row["ok"] = not crashed and {"convert": converted, "refuse": refused or converted,
                                  "layers": layers_ok and (refused or verified)}.get(expect, False)
+    row["beyond"] = row["ok"] and expect == "refuse" and (converted or layers_ok)
     return row
 
 
@@ -192,7 +196,8 @@ def main(argv=None) -> int:
     print("totals: " + ", ".join(f"{k} {ok}/{n}" for k, (ok, n) in sorted(by.items()))
           + f"; all {sum(r['ok'] for r in rows)}/{len(rows)}; per layer {n_verified}/{n_layers} verified"
           + (f" ({len(node)} ONNX node checks, max error {max(node):.2g})" if node else "") + tfjs_summary(rows)
-          + f"; crashes {crashes}")
+          + f"; crashes {crashes}"
+          + f"; refuse cases whose model or layers now convert {sum(r.get('beyond', False) for r in rows)}")
     if args.json:
         Path(args.json).write_text(json.dumps([{k: v for k, v in r.items() if k != "trace"} for r in rows], indent=1))
     return 1 if args.check and not all(r["ok"] for r in rows) else 0

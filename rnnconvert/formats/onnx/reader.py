@@ -22,6 +22,7 @@ from ...files.safety import check_onnx_external
 from ...model import ActivationLayer, BatchNorm, Conv1D, Dense, Embedding, InputSpec, Model, Recurrent
 from .glue import RECURRENT, Walker
 from .metadata import _initial_from_metadata, _metadata, _restore
+from .lift import lift_model, might_lift
 from .scan import is_scan_file, read_model
 from . import states as state_io
 from . import validate, wire
@@ -105,6 +106,8 @@ def read(path, output: str | None = None, **options) -> Model:
     """Read an ONNX file; `output` picks one graph output when the graph has several."""
     path = str(path)
     original, payloads = load_lean(path)
+    if might_lift(original):          # cells written as Loops or unrolled: native nodes (lift.py)
+        original, _ = lift_model(original, path, load(path))
     proto, state_ins, state_outs = state_io.detach(original, path)   # states as graph inputs/outputs
     # detach copies the graph and only appends to its initializers: the payloads' indices still hold
     values = initializer_values(proto.graph, payloads, path)
