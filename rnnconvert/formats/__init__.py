@@ -45,6 +45,8 @@ FORMATS: dict[str, Format] = {
                           "torch", "PyTorch state dicts as safetensors (read and written without torch)"),
     "matlab": Format("matlab", "rnnconvert.formats.matlab", (".mat",), True, True, "octave",
                      "MATLAB networks saved with save() (v5, v7.3) and layer structs; bare matrices with --mapping"),
+    "tflite": Format("tflite", "rnnconvert.formats.tflite", (".tflite",), True, True, "litert",
+                     "TFLite FlatBuffer for LiteRT: LSTM/RNN as its sequence ops (written and read without TensorFlow)"),
     "canonical": Format("canonical", "rnnconvert.formats.canonical", (".rnnc",), True, True,
                         "", "rnnconvert's own lossless form: JSON manifest + .npy arrays in a zip"),
     "c": Format("c", "rnnconvert.formats.codegen.c", (".c",), False, True, "gcc",

@@ -1,0 +1,199 @@
+"""A .tflite file into the canonical model: the main subgraph's operators followed from its one input.
+
+Ops that only compute shapes or write the sequence ops' state variables before they run (SHAPE, FILL,
+integer slicing, DEQUANTIZE of a constant, an ADD of an initial state) are set aside, an initial state
+kept; every other op must be one rnnconvert reads (`_front` and `reader_recurrent`), else the file is
+refused naming the op and its subgraph.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ...errors import InputError, UnsupportedError
+from ...model import (ActivationLayer, Dense, Embedding, Flatten, InputSpec, Model, Pooling1D)
+from ...model.activations import Activation
+from . import schema as s
+from .parse import parse
+from .reader_front import IMAGE_OPS, Image, Padded, affine, image_op
+from .reader_recurrent import SEQUENCE_OPS, Chain, Rev, Seq, finish, fused_activation, merge, sequence_op
+
+MAX_FILE_BYTES = 1 << 31
+_ACTIVATION_OPS = {"LOGISTIC": "sigmoid", "TANH": "tanh", "RELU": "relu", "RELU6": "relu6", "EXP": "exponential",
+                   "LOG_SOFTMAX": "log_softmax", "ELU": "elu", "GELU": "gelu"}
+_SIDE_OPS = {"SHAPE", "FILL", "DEQUANTIZE", "CAST", "PACK", "CONCATENATION", "STRIDED_SLICE", "ADD", "RESHAPE",
+             "GATHER", "MUL", "ZEROS_LIKE",
+             "BROADCAST_TO"}
+
+
+def read(path, **options) -> Model:
+    path = os.fspath(path)
+    if options:
+        raise InputError(f"the TFLite reader takes no options, not {', '.join(sorted(options))}", path=path)
+    size = os.path.getsize(path)
+    if size > MAX_FILE_BYTES:
+        raise UnsupportedError(f"a {size / 1e9:.1f} GB .tflite file: FlatBuffers address at most 2 GB", path=path)
+    with open(path, "rb") as fh:
+        data = fh.read()
+    graphs = parse(data, path)
+    try:
+        return _model(graphs[0], path).validate(path)
+    except UnsupportedError as exc:
+        exc.path = exc.path or path
+        raise
+
+
+def _model(g, path) -> Model:
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise UnsupportedError(f"{g.name}: {len(g.inputs)} inputs and {len(g.outputs)} outputs; rnnconvert reads "
+                               "a subgraph with one input and one output", path=path)
+    inp = g.tensors[g.inputs[0]]
+    consts = {k: t.data for k, t in enumerate(g.tensors) if t.data is not None}
+    inits: dict[int, np.ndarray | None] = {}
+    vals: dict[int, object] = {g.inputs[0]: Chain([])}
+    layout = "batch_time_feature"
+    for k, op in enumerate(g.ops):
+        data_in = [i for i in op.inputs if i in vals]
+        if not data_in or op.name == "SHAPE":
+            _side(op, consts, inits, g)
+            continue
+        name = g.tensors[op.outputs[0]].name.split("/")[0] if op.outputs else f"op{k}"
+        x = vals[data_in[0]]
+        if op.name == "TRANSPOSE" and _const(consts, op, 1, g).tolist() == [1, 0, 2]:
+            if x == vals[g.inputs[0]] and not x.layers and k == _first_data_op(g, vals):
+                layout = "time_batch_feature"
+                vals[op.outputs[0]] = Chain([])
+                continue
+            if layout == "time_batch_feature" and op.outputs[0] in g.outputs:
+                vals[op.outputs[0]] = finish(x, g.name)
+                continue
+        out = _data_op(op, x, [vals[i] for i in data_in], consts, inits, g, name)
+        for i, v in zip(op.outputs, out):
+            vals[i] = v
+    if g.outputs[0] not in vals:
+        raise UnsupportedError(f"{g.name}: the output '{g.tensors[g.outputs[0]].name}' does not follow from the "
+                               "input", path=path)
+    layers = finish(vals[g.outputs[0]], g.name).layers
+    _unique_names(layers)
+    ids = bool(layers) and isinstance(layers[0], Embedding)
+    dtype = s.DTYPES.get(inp.dtype, "float32") if ids else "float32"
+    time_axis = 0 if layout == "time_batch_feature" else 1
+    T = inp.shape[time_axis] if len(inp.shape) > time_axis else None
+    features = 0 if ids else (inp.shape[-1] or 0)
+    spec = InputSpec(inp.name, features, dtype, layout, T)
+    return Model(layers, spec, output_name=g.tensors[g.outputs[0]].name,
+                 name=os.path.splitext(os.path.basename(path))[0], source={"format": "tflite"})
+
+
+def _first_data_op(g, vals) -> int:
+    return next(k for k, op in enumerate(g.ops) if op.name != "SHAPE" and any(i in vals for i in op.inputs))
+
+
+def _unique_names(layers) -> None:
+    seen: dict[str, int] = {}
+    for layer in layers:
+        n = seen.get(layer.name, 0)
+        seen[layer.name] = n + 1
+        if n:
+            layer.name = f"{layer.name}_{n + 1}"
+
+
+def _const(consts, op, k, g) -> np.ndarray:
+    i = op.inputs[k] if k < len(op.inputs) else -1
+    if i < 0 or i not in consts:
+        raise UnsupportedError(f"{g.name}: {op.name}: input {k} is not a constant tensor")
+    return np.asarray(consts[i])
+
+
+def _side(op, consts, inits, g) -> None:
+    """An op off the data path: constants folded where that is all it does, state initial values noted."""
+    if op.name not in _SIDE_OPS:
+        raise UnsupportedError(f"{g.name}: op {op.name} is not one rnnconvert reads (off the data path)")
+    out = op.outputs[0] if op.outputs else -1
+    if op.name == "DEQUANTIZE" and op.inputs[0] in consts:
+        consts[out] = np.asarray(consts[op.inputs[0]], np.float32)
+    elif op.name == "FILL":
+        inits[out] = None
+    elif op.name == "BROADCAST_TO" and op.inputs[0] in consts:
+        inits[out] = np.asarray(consts[op.inputs[0]], np.float32)
+
+
+def _data_op(op, x, xs, consts, inits, g, name) -> list:
+    gn = g.name
+    if op.name in SEQUENCE_OPS:
+        if isinstance(x, Seq):
+            x = finish(x, gn)
+        def init(i):
+            return inits.get(i)
+        return sequence_op(op, x, consts, gn, init, name)
+    if op.name == "REVERSE_V2":
+        if _const(consts, op, 1, g).reshape(-1).tolist() != [1]:
+            raise UnsupportedError(f"{gn}: REVERSE_V2 over an axis other than time")
+        if isinstance(x, Seq) and x.order == "processing" and x.pick is None:
+            return [Seq(x.base, x.layer, "input")]
+        return [Rev(finish(x, gn))]
+    if op.name == "STRIDED_SLICE" and isinstance(x, Seq) and x.pick is None:
+        return [Seq(x.base, x.layer, x.order, _which_step(op, consts, g), x.half)]
+    if len(xs) == 2 and all(isinstance(v, Seq) for v in xs):
+        if op.name == "CONCATENATION":
+            return [merge(xs[0], xs[1], "concat", gn)]
+        if op.name in ("ADD", "MUL"):
+            return [merge(xs[0], xs[1], "sum" if op.name == "ADD" else "mul", gn)]
+    if op.name in IMAGE_OPS or isinstance(x, (Image, Padded)):
+        return [image_op(op, finish(x, gn) if isinstance(x, Seq) else x, consts, g, name, _const)]
+    x = finish(x, gn)
+    layers = list(x.layers)
+    if op.name == "MUL" and _ave(layers, op, consts):
+        layers[-1].merge = "ave"
+        return [Chain(layers)]
+    if op.name in ("MUL", "ADD"):
+        return [affine(op, Chain(layers), consts, g, name)]
+    layer = _front(op, consts, g, name)
+    return [Chain(layers + ([layer] if layer is not None else []))]
+
+
+def _ave(layers, op, consts) -> bool:
+    last = layers[-1] if layers else None
+    c = consts.get(op.inputs[1]) if len(op.inputs) > 1 else None
+    return (last is not None and getattr(last, "merge", None) == "sum" and c is not None
+            and np.size(c) == 1 and float(np.reshape(c, -1)[0]) == 0.5)
+
+
+def _which_step(op, consts, g) -> str:
+    begin, end = _const(consts, op, 1, g).tolist(), _const(consts, op, 2, g).tolist()
+    strides = _const(consts, op, 3, g).tolist()
+    o = op.options
+    if len(begin) == 3 and strides == [1, 1, 1] and o.get("shrink_axis_mask") == 0b010:
+        if begin[1] == -1:
+            return "last"
+        if begin[1] == 0 and end[1] == 1:
+            return "first"
+    raise UnsupportedError(f"{g.name}: STRIDED_SLICE of a sequence other than its first or last step "
+                           f"(begin {begin}, end {end}, strides {strides})")
+
+
+def _front(op, consts, g, name):
+    o = op.options
+    if op.name == "FULLY_CONNECTED":
+        w = _const(consts, op, 1, g).astype(np.float32)
+        b = op.inputs[2] if len(op.inputs) > 2 else -1
+        bias = None if b < 0 else np.asarray(consts[b], np.float32) if b in consts else _const(consts, op, 2, g)
+        act = fused_activation(o.get("fused_activation_function", 0), op.name, g.name)
+        return Dense(name, np.ascontiguousarray(w.T), bias, act)
+    if op.name in _ACTIVATION_OPS:
+        return ActivationLayer(name, Activation(_ACTIVATION_OPS[op.name], 1.0 if op.name == "ELU" else None))
+    if op.name == "SOFTMAX":
+        if o.get("beta", 1.0) != 1.0:
+            raise UnsupportedError(f"{g.name}: SOFTMAX with beta {o['beta']:g}; rnnconvert reads beta 1")
+        return ActivationLayer(name, Activation("softmax"))
+    if op.name == "LEAKY_RELU":
+        return ActivationLayer(name, Activation("leaky_relu", float(o.get("alpha", 0.0))))
+    if op.name == "GATHER" and op.inputs[0] in consts:
+        return Embedding(name, np.asarray(consts[op.inputs[0]], np.float32))
+    if op.name in ("MEAN", "REDUCE_MAX") and _const(consts, op, 1, g).reshape(-1).tolist() == [1]:
+        return Pooling1D(name, "average" if op.name == "MEAN" else "max")
+    if op.name == "RESHAPE" and len(g.tensors[op.outputs[0]].shape) == 2:
+        return Flatten(name)
+    raise UnsupportedError(f"{g.name}: op {op.name} is not one rnnconvert reads (on the data path, "
+                           f"output '{g.tensors[op.outputs[0]].name if op.outputs else '?'}')")

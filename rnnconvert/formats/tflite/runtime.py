@@ -1,0 +1,80 @@
+"""LiteRT (`ai-edge-litert`) on a .tflite file: the independent runtime verification uses for TFLite.
+
+The interpreter runs without its default delegate (XNNPACK), on TFLite's own builtin kernels, as a phone
+without an accelerator would; the input is resized to each input's batch and length before it runs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import RuntimeUnavailable
+
+
+def import_litert():
+    try:
+        from ai_edge_litert import interpreter
+    except ImportError:
+        raise RuntimeUnavailable("LiteRT is not installed (pip install ai-edge-litert)") from None
+    return interpreter
+
+
+def interpreter(path):
+    lite = import_litert()
+    try:
+        return lite.Interpreter(model_path=str(path), experimental_op_resolver_type=
+                                lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    except Exception as exc:  # noqa: BLE001 - LiteRT's own errors
+        raise RuntimeError(f"LiteRT cannot load this file: {_first_line(exc)}") from None
+
+
+def _first_line(exc) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def invoke(it, x: np.ndarray, model=None) -> np.ndarray:
+    """The loaded interpreter on `x`: the input resized to x's shape, the first output.  A file whose batch
+    is fixed (TensorFlow's converter writes batch 1) runs on that many rows at a time."""
+    inp = it.get_input_details()[0]
+    axis = 1 if model is not None and model.input.layout == "time_batch_feature" else 0
+    sig = list(inp.get("shape_signature", inp["shape"]))
+    fixed = int(inp["shape"][axis]) if len(sig) > axis and sig[axis] != -1 else None
+    if fixed and x.ndim > axis and x.shape[axis] != fixed:
+        return _in_fixed_batches(it, x, axis, fixed)
+    return _invoke(it, x)
+
+
+def _in_fixed_batches(it, x, axis: int, fixed: int) -> np.ndarray:
+    outs = []
+    for start in range(0, x.shape[axis], fixed):
+        rows = np.take(x, range(start, min(start + fixed, x.shape[axis])), axis=axis)
+        n = rows.shape[axis]
+        if n < fixed:
+            rows = np.concatenate([rows, np.repeat(np.take(rows, [n - 1], axis=axis), fixed - n, axis=axis)], axis)
+        y = _invoke(it, rows)
+        out_axis = axis if y.ndim == 3 else 0
+        outs.append(np.take(y, range(n), axis=out_axis))
+    return np.concatenate(outs, axis=out_axis)
+
+
+def _invoke(it, x: np.ndarray) -> np.ndarray:
+    inp = it.get_input_details()[0]
+    x = np.ascontiguousarray(x.astype(inp["dtype"]))
+    try:
+        if list(inp["shape"]) != list(x.shape):
+            it.resize_tensor_input(inp["index"], list(x.shape), strict=True)
+        it.allocate_tensors()
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+    except Exception as exc:  # noqa: BLE001
+        raise RuntimeError(f"LiteRT cannot run this file on an input of shape {list(x.shape)}: "
+                           f"{_first_line(exc)}") from None
+    return np.array(it.get_tensor(it.get_output_details()[0]["index"]))
+
+
+def run(path, x, model) -> np.ndarray:
+    return invoke(interpreter(path), x, model)
+
+
+def runner(path, model):
+    it = interpreter(path)
+    return lambda x: invoke(it, x, model)

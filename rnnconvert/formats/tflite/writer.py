@@ -1,0 +1,97 @@
+"""The canonical model as one TFLite subgraph, written as the FlatBuffer LiteRT reads (no TensorFlow).
+
+Input [batch, time, features] (token ids [batch, time] before an Embedding) with batch and time dynamic
+(shape_signature -1; LiteRT resizes them with `resize_tensor_input`), unless the model fixes its length.
+A time-major model gets a TRANSPOSE at each end.  float32 throughout; `quantize="dynamic"` stores the
+recurrent and Dense weights as int8 with one scale per output row (`quantize.py`).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ...errors import UnsupportedError
+from ...model import Model, Recurrent
+from . import schema as s
+from .emit import Emitter
+from .front import emit_front
+from .graph import TFLiteModel
+from .recurrent import emit_recurrent
+
+QUANTIZE_MODES = ("dynamic",)
+
+
+def write(model: Model, path, quantize: str | None = None, **options) -> list[str]:
+    """Write `model` to `path` as .tflite; returns notes on what changed in form."""
+    path = os.fspath(path)
+    if options:
+        raise UnsupportedError(f"the TFLite writer does not take {', '.join(sorted(options))}", path=path)
+    data, notes = to_tflite(model, quantize, path)
+    with open(path, "wb") as fh:
+        fh.write(data)
+    return notes
+
+
+def to_tflite(model: Model, quantize: str | None = None, path: str | None = None) -> tuple[bytes, list[str]]:
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise UnsupportedError(f"quantize '{quantize}'; known: {', '.join(QUANTIZE_MODES)}", path=path)
+    if model.has_state_io:
+        raise UnsupportedError("the model has state inputs or outputs ("
+                               + ", ".join(p.name for p in model.state_inputs + model.state_outputs)
+                               + "), which the TFLite writer does not write yet", path=path)
+    tm = TFLiteModel("rnnconvert")
+    e = Emitter(tm.subgraph("main"))
+    time_major = model.input.layout == "time_batch_feature"
+    T = model.input.time_steps
+    ids = model.input.dtype in ("int64", "int32")
+    dtype = {"int64": s.INT64, "int32": s.INT32}.get(model.input.dtype, s.FLOAT32)
+    batch = _fixed_batch(model)
+    dims = [T, batch] if time_major else [batch, T]
+    if not ids:
+        dims.append(model.input.features or model.layers[0].input_size if model.layers else model.input.features)
+    x = e.new(model.input.name or "input", dims, dtype)
+    e.g.inputs = [x.index]
+    if time_major:
+        x = e.transpose_time_batch(x, "input/batch_major")
+    notes = []
+    for layer in model.layers:
+        try:
+            if isinstance(layer, Recurrent):
+                x = emit_recurrent(e, layer, x, quantize)
+                notes.append(_form_note(layer))
+            else:
+                x = emit_front(e, layer, x, quantize)
+        except UnsupportedError as exc:
+            exc.path = exc.path or path
+            raise
+        if layer.kind == "dropout":
+            notes.append(f"layer '{layer.name}': Dropout is the identity at inference and is not written")
+        if layer.kind == "batch_norm":
+            notes.append(f"layer '{layer.name}': BatchNorm folded into one scale and one offset (MUL, ADD)")
+    if time_major and len(x.dims) == 3:
+        x = e.transpose_time_batch(x, "output/time_major")
+    e.g.outputs = [x.index]
+    tm.subgraphs[0].tensors[x.index]["name"] = model.output_name or "output"
+    if quantize:
+        notes.append("weights stored as int8 with one scale per output row (dynamic-range quantization): "
+                     "outputs differ from the float model; verification reports by how much")
+    return tm.to_bytes(), notes
+
+
+def _fixed_batch(model: Model) -> int | None:
+    """The batch size initial states given per row ([batch, state] h0/c0) fix, else None (dynamic)."""
+    for layer in model.recurrent_layers:
+        for w in layer.weights:
+            for a in (w.h0, w.c0):
+                if a is not None and np.ndim(a) == 2:
+                    return int(a.shape[0])
+    return None
+
+
+def _form_note(layer: Recurrent) -> str:
+    op = {"lstm": "LSTM", "rnn": "RNN"}[layer.cell]
+    kind = "BIDIRECTIONAL" if layer.direction == "bidirectional" else "UNIDIRECTIONAL"
+    extra = ", between two REVERSE_V2" if layer.direction == "reverse" else ""
+    bias = "; its input and recurrent biases summed into one (float32)" if layer.has_recurrent_bias else ""
+    return f"layer '{layer.name}': written as {kind}_SEQUENCE_{op}{extra}{bias}"
