@@ -28,6 +28,7 @@ class Emitter:
     def __init__(self, graph: Subgraph):
         self.g = graph
         self.counts: dict[str, int] = {}
+        self.loops: list[dict] = []         # the WHILE loops written, for the file's metadata (loop.py)
 
     # ------------------------------------------------------------------ tensors
     def new(self, name: str, dims, dtype: int = s.FLOAT32, variable: bool = False) -> Value:
@@ -68,6 +69,13 @@ class Emitter:
             return self.op("SOFTMAX", [x.index], self.new(f"{name}/softmax", x.dims), "SoftmaxOptions", beta=1.0)
         if n == "elu" and act.alpha == 1.0:
             return self.unary("ELU", x, f"{name}/elu")
+        if n in ("elu", "selu"):     # relu(x) + alpha*min(ELU(x), 0), times gamma (beta) for selu
+            neg = self.binary("MINIMUM", self.unary("ELU", x, f"{name}/elu"), self.scalar(f"{name}/zero", 0.0),
+                              f"{name}/negative_part")
+            neg = self.binary("MUL", neg, self.scalar(f"{name}/alpha", act.alpha), f"{name}/negative_scaled")
+            y = self.binary("ADD", self.unary("RELU", x, f"{name}/positive_part"), neg.index, f"{name}/{n}_unscaled"
+                            if n == "selu" else f"{name}/elu")
+            return y if n == "elu" else self.binary("MUL", y, self.scalar(f"{name}/gamma", act.beta), f"{name}/selu")
         if n == "leaky_relu":
             return self.op("LEAKY_RELU", [x.index], self.new(f"{name}/leaky_relu", x.dims), "LeakyReluOptions",
                            alpha=float(act.alpha))
@@ -92,7 +100,7 @@ class Emitter:
             a = self.binary("ADD", a, self.scalar(f"{name}/one", 1.0), f"{name}/abs_plus_1")
             return self.op("DIV", [x.index, a.index], self.new(f"{name}/softsign", x.dims))
         raise UnsupportedError(f"activation {act} has no TFLite form rnnconvert writes (written: linear, "
-                               f"sigmoid, tanh, relu, relu6, softmax, log_softmax, exponential, elu(alpha=1), "
+                               f"sigmoid, tanh, relu, relu6, softmax, log_softmax, exponential, elu, selu, "
                                "leaky_relu, gelu, swish, hard_sigmoid, affine, scaled_tanh, softsign)", layer=layer)
 
     def step(self, x: Value, last: bool, name: str) -> Value:

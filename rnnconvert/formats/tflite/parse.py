@@ -47,7 +47,8 @@ class Graph:
     ops: list
 
 
-def parse(data: bytes, path: str | None = None) -> list[Graph]:
+def parse(data: bytes, path: str | None = None) -> tuple[list[Graph], dict[str, bytes]]:
+    """The subgraphs, and the model's metadata entries {name: bytes of its buffer}."""
     if len(data) < 8 or bytes(data[4:8]) != s.IDENTIFIER:
         raise InputError("not a TFLite file: its FlatBuffer identifier (bytes 4..8) is not TFL3", path=path)
     buf = Buf(data, path)
@@ -69,7 +70,14 @@ def parse(data: bytes, path: str | None = None) -> list[Graph]:
         graphs.append(Graph(name, tensors, io[0], io[1], ops))
     if not graphs:
         raise InputError("the TFLite file has no subgraph", path=path)
-    return graphs
+    meta = {}
+    for m in root.tables(s.MODEL["metadata"], "metadata"):
+        b = m.scalar(s.METADATA["buffer"], "<I")
+        if b >= len(buffers):
+            raise InputError(f"metadata buffer {b} out of range ({len(buffers)} buffers)", path=path)
+        meta[m.string(s.METADATA["name"], "metadata name") or ""] = bytes(
+            buffers[b].bytes(s.BUFFER["data"], f"buffer {b}") or b"")
+    return graphs, meta
 
 
 def _indices(a, n, graph, path) -> list[int]:

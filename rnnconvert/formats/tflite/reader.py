@@ -16,6 +16,7 @@ from ...model import (ActivationLayer, Dense, Embedding, Flatten, InputSpec, Mod
 from ...model.activations import Activation
 from . import schema as s
 from .parse import parse
+from .reader_loop import loop_seq, read_loops
 from .reader_front import IMAGE_OPS, Image, Padded, affine, image_op
 from .reader_recurrent import SEQUENCE_OPS, Chain, Rev, Seq, finish, fused_activation, merge, sequence_op
 
@@ -36,15 +37,15 @@ def read(path, **options) -> Model:
         raise UnsupportedError(f"a {size / 1e9:.1f} GB .tflite file: FlatBuffers address at most 2 GB", path=path)
     with open(path, "rb") as fh:
         data = fh.read()
-    graphs = parse(data, path)
+    graphs, meta = parse(data, path)
     try:
-        return _model(graphs[0], path).validate(path)
+        return _model(graphs[0], path, read_loops(meta, graphs, path)).validate(path)
     except UnsupportedError as exc:
         exc.path = exc.path or path
         raise
 
 
-def _model(g, path) -> Model:
+def _model(g, path, loops: dict) -> Model:
     if len(g.inputs) != 1 or len(g.outputs) != 1:
         raise UnsupportedError(f"{g.name}: {len(g.inputs)} inputs and {len(g.outputs)} outputs; rnnconvert reads "
                                "a subgraph with one input and one output", path=path)
@@ -54,6 +55,12 @@ def _model(g, path) -> Model:
     vals: dict[int, object] = {g.inputs[0]: Chain([])}
     layout = "batch_time_feature"
     for k, op in enumerate(g.ops):
+        if k in loops:
+            rec = loops[k]
+            if k == rec["ops"][1]:
+                vals[rec["output"]] = loop_seq(rec, finish(vals[rec["input"]], g.name) if rec["input"] in vals
+                                               else _no_input(rec, g), loops)
+            continue
         data_in = [i for i in op.inputs if i in vals]
         if not data_in or op.name == "SHAPE":
             _side(op, consts, inits, g)
@@ -84,6 +91,10 @@ def _model(g, path) -> Model:
     spec = InputSpec(inp.name, features, dtype, layout, T)
     return Model(layers, spec, output_name=g.tensors[g.outputs[0]].name,
                  name=os.path.splitext(os.path.basename(path))[0], source={"format": "tflite"})
+
+
+def _no_input(rec, g):
+    raise UnsupportedError(f"{g.name}: the WHILE loop of layer '{rec['layer']}' does not read the sequence before it")
 
 
 def _first_data_op(g, vals) -> int:
@@ -131,7 +142,9 @@ def _data_op(op, x, xs, consts, inits, g, name) -> list:
         if _const(consts, op, 1, g).reshape(-1).tolist() != [1]:
             raise UnsupportedError(f"{gn}: REVERSE_V2 over an axis other than time")
         if isinstance(x, Seq) and x.order == "processing" and x.pick is None:
-            return [Seq(x.base, x.layer, "input")]
+            return [Seq(x.base, x.layer, "input", half=x.half)]
+        if isinstance(x, Seq) and x.layer.direction == "reverse" and x.pick is None:
+            return [Seq(x.base, x.layer, "processing", half=x.half)]
         return [Rev(finish(x, gn))]
     if op.name == "STRIDED_SLICE" and isinstance(x, Seq) and x.pick is None:
         return [Seq(x.base, x.layer, x.order, _which_step(op, consts, g), x.half)]

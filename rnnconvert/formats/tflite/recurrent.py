@@ -37,12 +37,10 @@ def fused_form(layer: Recurrent) -> str | None:
 
 
 def emit_recurrent(e: Emitter, layer: Recurrent, x: Value, quantize=None) -> Value:
-    why = fused_form(layer)
-    if why:
-        raise UnsupportedError(f"{layer.cell.upper()} layer cannot be written as a TFLite sequence op ({why})",
-                               layer=layer.name)
-    if x.dims.__len__() != 3:
+    if len(x.dims) != 3:
         raise UnsupportedError("a recurrent layer needs a sequence [batch, time, features]", layer=layer.name)
+    if fused_form(layer):
+        return _as_loops(e, layer, x)
     act = FUSED[layer.activations[-1].name]
     S, name = layer.state_size, layer.name
     if layer.direction == "bidirectional":
@@ -67,12 +65,23 @@ def emit_recurrent(e: Emitter, layer: Recurrent, x: Value, quantize=None) -> Val
     return e.step(y, last=not first, name=f"{name}/{layer.output}")
 
 
+def _as_loops(e: Emitter, layer: Recurrent, x: Value) -> Value:
+    """Each direction a WHILE loop (`loop.py`), time-aligned; then what the layer returns, merged."""
+    from .loop import emit_loop_direction
+    ys = []
+    for d, w in zip(layer.direction_names(), layer.weights):
+        y = emit_loop_direction(e, layer, w, x, d == "reverse", f"{d}/" if len(layer.weights) > 1 else "", e.loops)
+        ys.append(_pick(e, layer, y, d == "reverse"))
+    return ys[0] if len(ys) == 1 else _merge(e, layer, ys)
+
+
 def _pick(e: Emitter, layer: Recurrent, y: Value, reverse: bool) -> Value:
     """One direction's time-aligned output -> what the layer returns of it (reference `_pick`)."""
-    if layer.output == "sequence":
-        return y
     tag = "reverse" if reverse else "forward"
-    first = reverse and layer.output == "final_state"
+    processing = layer.time_order == "processing"
+    if layer.output == "sequence":
+        return e.reverse_time(y, f"{layer.name}/{tag}/in_processing_order") if processing else y
+    first = (reverse and layer.output == "final_state") or (layer.output == "last_step" and processing)
     return e.step(y, last=not first, name=f"{layer.name}/{tag}/{layer.output}")
 
 

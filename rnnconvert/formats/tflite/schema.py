@@ -56,7 +56,7 @@ OPTIONS = {"Conv2DOptions": 1, "Pool2DOptions": 5, "FullyConnectedOptions": 8, "
            "SequenceRNNOptions": 31, "StridedSliceOptions": 32, "LeakyReluOptions": 75,
            "BidirectionalSequenceLSTMOptions": 69, "BidirectionalSequenceRNNOptions": 70,
            "UnidirectionalSequenceLSTMOptions": 71, "ExpandDimsOptions": 52, "ReverseV2Options": 81,
-           "WhileOptions": 93, "ShapeOptions": 55, "FillOptions": 68, "PackOptions": 59,
+           "WhileOptions": 93, "SplitOptions": 35, "LessOptions": 41, "ShapeOptions": 55, "FillOptions": 68, "PackOptions": 59,
            "UnpackOptions": 64, "TransposeOptions": 26, "SliceOptions": 48, "MaximumMinimumOptions": 39, "GeluOptions": 116}
 OPTION_NAMES = {v: k for k, v in OPTIONS.items()}
 OPTION_FIELDS = {
@@ -90,6 +90,7 @@ OPTION_FIELDS = {
     "ShapeOptions": {"out_type": 0},
     "PackOptions": {"values_count": 0, "axis": 1},
     "UnpackOptions": {"num": 0, "axis": 1},
-    "FillOptions": {}, "TransposeOptions": {}, "SliceOptions": {},
+    "FillOptions": {}, "TransposeOptions": {}, "SliceOptions": {}, "LessOptions": {},
+    "SplitOptions": {"num_splits": 0},
     "ExpandDimsOptions": {}, "ReverseV2Options": {}, "MaximumMinimumOptions": {},
 }

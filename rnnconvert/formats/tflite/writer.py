@@ -3,10 +3,11 @@
 Input [batch, time, features] (token ids [batch, time] before an Embedding) with batch and time dynamic
 (shape_signature -1; LiteRT resizes them with `resize_tensor_input`), unless the model fixes its length.
 A time-major model gets a TRANSPOSE at each end.  float32 throughout; `quantize="dynamic"` stores the
-recurrent and Dense weights as int8 with one scale per output row (`quantize.py`).
+recurrent and Dense weights as int8 with one scale per tensor (`quantize.py`).
 """
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -17,9 +18,10 @@ from . import schema as s
 from .emit import Emitter
 from .front import emit_front
 from .graph import TFLiteModel
-from .recurrent import emit_recurrent
+from .recurrent import emit_recurrent, fused_form
 
 QUANTIZE_MODES = ("dynamic",)
+LOOPS_KEY = "rnnconvert.loops"
 
 
 def write(model: Model, path, quantize: str | None = None, **options) -> list[str]:
@@ -69,12 +71,14 @@ def to_tflite(model: Model, quantize: str | None = None, path: str | None = None
             notes.append(f"layer '{layer.name}': Dropout is the identity at inference and is not written")
         if layer.kind == "batch_norm":
             notes.append(f"layer '{layer.name}': BatchNorm folded into one scale and one offset (MUL, ADD)")
+    if e.loops:
+        tm.metadata[LOOPS_KEY] = json.dumps(e.loops).encode()
     if time_major and len(x.dims) == 3:
         x = e.transpose_time_batch(x, "output/time_major")
     e.g.outputs = [x.index]
     tm.subgraphs[0].tensors[x.index]["name"] = model.output_name or "output"
     if quantize:
-        notes.append("weights stored as int8 with one scale per output row (dynamic-range quantization): "
+        notes.append("recurrent and Dense weights stored as int8, one scale per tensor (dynamic-range quantization): "
                      "outputs differ from the float model; verification reports by how much")
     return tm.to_bytes(), notes
 
@@ -90,6 +94,10 @@ def _fixed_batch(model: Model) -> int | None:
 
 
 def _form_note(layer: Recurrent) -> str:
+    why = fused_form(layer)
+    if why:
+        return (f"layer '{layer.name}': written as a WHILE loop over the cell, one per direction, as TensorFlow "
+                f"lowers it ({why})")
     op = {"lstm": "LSTM", "rnn": "RNN"}[layer.cell]
     kind = "BIDIRECTIONAL" if layer.direction == "bidirectional" else "UNIDIRECTIONAL"
     extra = ", between two REVERSE_V2" if layer.direction == "reverse" else ""
