@@ -43,6 +43,9 @@ def read(path, **options) -> Model:
     except UnsupportedError as exc:
         exc.path = exc.path or path
         raise
+    except (IndexError, KeyError) as exc:     # an op with fewer inputs than its kind has, ...: damaged
+        raise InputError(f"the TFLite graph is inconsistent ({type(exc).__name__}: {exc}): an op lacks an input "
+                         "its kind needs; the file is damaged", path=path) from None
 
 
 def _model(g, path, loops: dict) -> Model:
@@ -50,6 +53,9 @@ def _model(g, path, loops: dict) -> Model:
         raise UnsupportedError(f"{g.name}: {len(g.inputs)} inputs and {len(g.outputs)} outputs; rnnconvert reads "
                                "a subgraph with one input and one output", path=path)
     inp = g.tensors[g.inputs[0]]
+    if len(inp.shape) not in (2, 3) or -1 in g.inputs + g.outputs:
+        raise UnsupportedError(f"{g.name}: input '{inp.name}' of shape {inp.shape}; rnnconvert reads a sequence "
+                               "[batch, time, features] or token ids [batch, time]", path=path)
     consts = {k: t.data for k, t in enumerate(g.tensors) if t.data is not None}
     inits: dict[int, np.ndarray | None] = {}
     vals: dict[int, object] = {g.inputs[0]: Chain([])}
@@ -62,13 +68,15 @@ def _model(g, path, loops: dict) -> Model:
                                                else _no_input(rec, g), loops)
             continue
         data_in = [i for i in op.inputs if i in vals]
+        if not op.outputs or -1 in op.outputs:
+            raise InputError(f"{g.name}: op {k} ({op.name}) has no output tensor", path=path)
         if not data_in or op.name == "SHAPE":
             _side(op, consts, inits, g)
             continue
         name = g.tensors[op.outputs[0]].name.split("/")[0] if op.outputs else f"op{k}"
         x = vals[data_in[0]]
         if op.name == "TRANSPOSE" and _const(consts, op, 1, g).tolist() == [1, 0, 2]:
-            if x == vals[g.inputs[0]] and not x.layers and k == _first_data_op(g, vals):
+            if x is vals[g.inputs[0]] and not x.layers and k == _first_data_op(g, vals):
                 layout = "time_batch_feature"
                 vals[op.outputs[0]] = Chain([])
                 continue
