@@ -25,7 +25,7 @@ _ACTIVATION_OPS = {"LOGISTIC": "sigmoid", "TANH": "tanh", "RELU": "relu", "RELU6
                    "LOG_SOFTMAX": "log_softmax", "ELU": "elu", "GELU": "gelu"}
 _SIDE_OPS = {"SHAPE", "FILL", "DEQUANTIZE", "CAST", "PACK", "CONCATENATION", "STRIDED_SLICE", "ADD", "RESHAPE",
              "GATHER", "MUL", "ZEROS_LIKE",
-             "BROADCAST_TO"}
+             "BROADCAST_TO", "REDUCE_PROD"}
 
 
 def read(path, **options) -> Model:
@@ -59,6 +59,7 @@ def _model(g, path, loops: dict) -> Model:
     consts = {k: t.data for k, t in enumerate(g.tensors) if t.data is not None}
     inits: dict[int, np.ndarray | None] = {}
     vals: dict[int, object] = {g.inputs[0]: Chain([])}
+    assumptions: list = []
     layout = "batch_time_feature"
     for k, op in enumerate(g.ops):
         if k in loops:
@@ -83,7 +84,7 @@ def _model(g, path, loops: dict) -> Model:
             if layout == "time_batch_feature" and op.outputs[0] in g.outputs:
                 vals[op.outputs[0]] = finish(x, g.name)
                 continue
-        out = _data_op(op, x, [vals[i] for i in data_in], consts, inits, g, name)
+        out = _data_op(op, x, [vals[i] for i in data_in], consts, inits, g, name, assumptions)
         for i, v in zip(op.outputs, out):
             vals[i] = v
     if g.outputs[0] not in vals:
@@ -98,7 +99,8 @@ def _model(g, path, loops: dict) -> Model:
     features = 0 if ids else (inp.shape[-1] or 0)
     spec = InputSpec(inp.name, features, dtype, layout, T)
     return Model(layers, spec, output_name=g.tensors[g.outputs[0]].name,
-                 name=os.path.splitext(os.path.basename(path))[0], source={"format": "tflite"})
+                 name=os.path.splitext(os.path.basename(path))[0],
+                 source={"format": "tflite", **({"assumptions": assumptions} if assumptions else {})})
 
 
 def _no_input(rec, g):
@@ -138,14 +140,14 @@ def _side(op, consts, inits, g) -> None:
         inits[out] = np.asarray(consts[op.inputs[0]], np.float32)
 
 
-def _data_op(op, x, xs, consts, inits, g, name) -> list:
+def _data_op(op, x, xs, consts, inits, g, name, assumptions) -> list:
     gn = g.name
     if op.name in SEQUENCE_OPS:
         if isinstance(x, Seq):
             x = finish(x, gn)
         def init(i):
             return inits.get(i)
-        return sequence_op(op, x, consts, gn, init, name)
+        return sequence_op(op, x, consts, gn, init, name, assumptions)
     if op.name == "REVERSE_V2":
         if _const(consts, op, 1, g).reshape(-1).tolist() != [1]:
             raise UnsupportedError(f"{gn}: REVERSE_V2 over an axis other than time")
@@ -161,6 +163,8 @@ def _data_op(op, x, xs, consts, inits, g, name) -> list:
             return [merge(xs[0], xs[1], "concat", gn)]
         if op.name in ("ADD", "MUL"):
             return [merge(xs[0], xs[1], "sum" if op.name == "ADD" else "mul", gn)]
+    if isinstance(x, Folded) or op.name == "RESHAPE" and not _is_const(consts, op, 1):
+        return [_folded(op, x, consts, g, name)]
     if op.name in IMAGE_OPS or isinstance(x, (Image, Padded)):
         return [image_op(op, finish(x, gn) if isinstance(x, Seq) else x, consts, g, name, _const)]
     x = finish(x, gn)
@@ -169,9 +173,35 @@ def _data_op(op, x, xs, consts, inits, g, name) -> list:
         layers[-1].merge = "ave"
         return [Chain(layers)]
     if op.name in ("MUL", "ADD"):
+        last = layers[-1] if layers else None
+        bias = consts.get(op.inputs[1]) if op.name == "ADD" and len(op.inputs) > 1 else None
+        if isinstance(last, Dense) and last.bias is None and bias is not None and np.size(bias) == last.units_out:
+            last.bias = np.asarray(bias, np.float32).reshape(-1)     # TensorFlow's Tensordot: MatMul, then BiasAdd
+            return [Chain(layers)]
         return [affine(op, Chain(layers), consts, g, name)]
     layer = _front(op, consts, g, name)
     return [Chain(layers + ([layer] if layer is not None else []))]
+
+
+class Folded:
+    """[batch * time, features]: a sequence whose time axis a RESHAPE of computed shape folded into the batch
+    (TensorFlow's Dense on a sequence: Reshape, MatMul, Reshape back)."""
+    def __init__(self, base: Chain):
+        self.base = base
+
+
+def _is_const(consts, op, k) -> bool:
+    return k < len(op.inputs) and op.inputs[k] in consts
+
+
+def _folded(op, x, consts, g, name):
+    if isinstance(x, Folded):
+        if op.name == "RESHAPE":
+            return x.base
+        if op.name == "FULLY_CONNECTED":
+            return Folded(Chain(x.base.layers + [_front(op, consts, g, name)]))
+        raise UnsupportedError(f"{g.name}: op {op.name} on a sequence folded into its batch")
+    return Folded(finish(x, g.name))
 
 
 def _ave(layers, op, consts) -> bool:

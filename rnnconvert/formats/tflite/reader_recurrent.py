@@ -14,6 +14,7 @@ import numpy as np
 from ...errors import UnsupportedError
 from ...model import DirectionWeights, Recurrent
 from ...model.activations import LINEAR, SIGMOID, Activation
+from ...model.assumptions import Assumption
 from . import schema as s
 
 FUSED_NAMES = {s.ACT_NONE: "linear", s.ACT_RELU: "relu", s.ACT_RELU6: "relu6", s.ACT_TANH: "tanh"}
@@ -68,7 +69,7 @@ def _direction(r, consts, cell, name, graph, init) -> DirectionWeights:
     return DirectionWeights(W, R, B, np.zeros_like(B), h0=init(r[17]), c0=init(r[18]), proj=proj)
 
 
-def sequence_op(op, x, consts, graph, init, name) -> list:
+def sequence_op(op, x, consts, graph, init, name, assumptions: list) -> list:
     """The op's outputs as `Seq` (or a Chain when a bidirectional op merges its outputs itself)."""
     cell = "lstm" if "LSTM" in op.name else "rnn"
     o = op.options
@@ -76,8 +77,16 @@ def sequence_op(op, x, consts, graph, init, name) -> list:
         raise UnsupportedError(f"{graph}: {name}: {op.name} with time_major=true; rnnconvert reads batch-major "
                                "sequence ops")
     act = fused_activation(o.get("fused_activation_function", 0), op.name, graph)
-    if cell == "lstm" and (o.get("cell_clip") or o.get("proj_clip")):
-        raise UnsupportedError(f"{graph}: {name}: cell_clip/proj_clip are not in the canonical LSTM")
+    if cell == "lstm" and o.get("proj_clip"):
+        raise UnsupportedError(f"{graph}: {name}: proj_clip {o['proj_clip']:g} is not in the canonical LSTM")
+    if cell == "lstm" and o.get("cell_clip"):
+        # TensorFlow's converter writes cell_clip 10 on every Keras LSTM, which Keras never applies.
+        clip = o["cell_clip"]
+        assumptions.append(Assumption(
+            f"layer '{name}': {op.name} clips its cell state to [-{clip:g}, {clip:g}] (cell_clip); read without "
+            f"it, as the Keras layer TensorFlow converted computes: the same while |c| stays under {clip:g}, "
+            "which `rnnconvert verify` checks on the file as it is (litert(src))", "default",
+            f"cell_clip {clip:g} dropped", ""))
     acts = [SIGMOID, act, act] if cell == "lstm" else [act]
     base, order = (x.base, "processing") if isinstance(x, Rev) else (x, "input")
     ins = op.inputs

@@ -1,7 +1,9 @@
 """LiteRT (`ai-edge-litert`) on a .tflite file: the independent runtime verification uses for TFLite.
 
 The interpreter runs without its default delegate (XNNPACK), on TFLite's own builtin kernels, as a phone
-without an accelerator would; the input is resized to each input's batch and length before it runs.
+without an accelerator would; the input is resized to each input's batch and length before it runs, and its
+variables reset: TensorFlow's converter leaves the fused LSTM's state in variables that outlive `invoke`
+(rnnconvert's own files rewrite them inside the graph, so a reset changes nothing for them).
 """
 from __future__ import annotations
 
@@ -63,6 +65,7 @@ def _invoke(it, x: np.ndarray) -> np.ndarray:
         if list(inp["shape"]) != list(x.shape):
             it.resize_tensor_input(inp["index"], list(x.shape), strict=True)
         it.allocate_tensors()
+        it.reset_all_variables()    # a file TensorFlow wrote keeps its LSTM states in variables across invokes
         it.set_tensor(inp["index"], x)
         it.invoke()
     except Exception as exc:  # noqa: BLE001
