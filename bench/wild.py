@@ -135,6 +135,12 @@ def run_case(folder: Path, expect: str) -> dict:
     except Exception as exc:  # noqa: BLE001
         row["found"] = _crash(row, "scan", exc)
     whole_model(row, folder, path)
+    if expect == "convert":
+        try:
+            from bench.wild_tflite import tflite_column
+        except ImportError:                # run as a script: bench/ is on the path
+            from wild_tflite import tflite_column
+        tflite_column(row, folder, path)
     if scan is not None:
         per_layer(row, path, scan)
     crashed = "trace" in row
@@ -168,6 +174,8 @@ def main(argv=None) -> int:
         whole = r["whole"] if len(r["whole"]) <= 60 else r["whole"][:57] + "..."
         print(f"{r['case']:<{w}}  {r['expect']:<7} {'yes' if r['ok'] else 'NO':<4} {found:<40}  {whole:<60}  "
               f"{r['layers']}")
+        if r.get("tflite"):
+            print(f"{'':<{w}}    .tflite: {r['tflite'][:160]}")
         for p in r["per_layer"]:
             if p["message"]:
                 print(f"{'':<{w}}    layer {p['name']}: {p['message'][:160]}")
@@ -184,7 +192,9 @@ def main(argv=None) -> int:
     node = [p["node_error"] for r in rows for p in r["per_layer"] if p["node_error"] is not None]
     print("totals: " + ", ".join(f"{k} {ok}/{n}" for k, (ok, n) in sorted(by.items()))
           + f"; all {sum(r['ok'] for r in rows)}/{len(rows)}; per layer {n_verified}/{n_layers} verified"
-          + (f" ({len(node)} ONNX node checks, max error {max(node):.2g})" if node else "") + f"; crashes {crashes}")
+          + (f" ({len(node)} ONNX node checks, max error {max(node):.2g})" if node else "")
+          + f"; .tflite {sum(r.get('tflite_ok', False) for r in rows)}/{sum('tflite' in r for r in rows)} of the "
+          "convert cases predict y in LiteRT" + f"; crashes {crashes}")
     if args.json:
         Path(args.json).write_text(json.dumps([{k: v for k, v in r.items() if k != "trace"} for r in rows], indent=1))
     return 1 if args.check and not all(r["ok"] for r in rows) else 0

@@ -18,10 +18,8 @@ SEQUENCE_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "
                 "BIDIRECTIONAL_SEQUENCE_RNN")
 ALL = (cases("tfkeras2", suffixes=(".h5",)) + cases("keras3", suffixes=(".keras",))
        + cases("torch_onnx", "tf2onnx", suffixes=(".onnx",)) + cases("torch", suffixes=(".pt",)))
-FAST = ("tfkeras2/lstm_last_softmax", "tfkeras2/bilstm_mul_seq", "tfkeras2/simplernn_relu",
-        "tfkeras2/lstm_go_backwards_seq", "keras3/embed_lstm_dense", "torch_onnx/lstm_time_major",
-        "torch_onnx/lstm_initial_state_const", "torch/lstm_2layer_bidir_linear", "tfkeras2/lstm_sigmoid_sigmoid",
-        "tfkeras2/gru_reset_before_last", "tfkeras2/bigru_ave_last", "keras3/conv1d_same_strides_maxpool_gru")
+FAST = ("tfkeras2/lstm_last_softmax", "tfkeras2/bilstm_mul_seq", "torch_onnx/lstm_time_major",
+        "torch/lstm_2layer_bidir_linear", "tfkeras2/lstm_sigmoid_sigmoid", "tfkeras2/gru_reset_before_last")
 # What no TFLite op rnnconvert writes can hold: case -> words of the refusal.
 REFUSED = {"embed_mask": "mask_zero", "masking": "layer kind 'masking' has no TFLite form"}
 FUSED_ACTIVATIONS = ("tanh", "relu", "relu6", "linear")     # TFLite's ActivationFunctionType, bar SIGN_BIT
