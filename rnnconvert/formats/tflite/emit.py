@@ -29,6 +29,7 @@ class Emitter:
         self.g = graph
         self.counts: dict[str, int] = {}
         self.loops: list[dict] = []         # the WHILE loops written, for the file's metadata (loop.py)
+        self.spans: list[dict] = []         # mask constructs written, for the file's metadata (masks.py)
 
     # ------------------------------------------------------------------ tensors
     def new(self, name: str, dims, dtype: int = s.FLOAT32, variable: bool = False) -> Value:
@@ -113,7 +114,7 @@ class Emitter:
                        begin_mask=0b101, end_mask=0b111 if last else 0b101, shrink_axis_mask=0b010)
 
     def reverse_time(self, x: Value, name: str) -> Value:
-        return self.op("REVERSE_V2", [x.index, self.ints(f"{name}/axis", [1])], self.new(name, x.dims))
+        return self.op("REVERSE_V2", [x.index, self.ints(f"{name}/axis", [1])], self.new(name, x.dims, x.dtype))
 
     def concat(self, values: list[Value], name: str) -> Value:
         dims = list(values[0].dims[:-1]) + [sum(v.dims[-1] for v in values)]

@@ -22,9 +22,6 @@ def emit_front(e: Emitter, layer, x: Value, quantize=None) -> Value:
     if isinstance(layer, Dense):
         return _dense(e, layer, x, quantize)
     if isinstance(layer, Embedding):
-        if layer.mask_zero:
-            raise UnsupportedError("mask_zero: TFLite's sequence ops take no mask, so padded steps would be "
-                                   "computed; write a model without the mask", layer=name)
         table = e.const(f"{name}/table", np.asarray(layer.table, np.float32))
         out = e.new(f"{name}/output", list(x.dims) + [int(layer.table.shape[1])])
         return e.op("GATHER", [table, x.index], out, "GatherOptions", axis=0)

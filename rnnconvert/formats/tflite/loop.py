@@ -20,7 +20,8 @@ from .emit import Emitter, Value
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
-def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool, tag: str, meta: list) -> Value:
+def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool, tag: str, meta: list,
+                        mask: Value | None = None) -> Value:
     """One direction as a WHILE: returns its time-aligned output [batch, time, S]."""
     tm = e.g.model
     cell, H, S, G = layer.cell, layer.hidden, layer.state_size, GATES[layer.cell]
@@ -47,12 +48,16 @@ def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool
     c0 = e.rows_of(x, H, f"{name}c0", e.new(f"{name}c0", [B, H]), w.c0) if cell == "lstm" else None
     y0 = e.op("EXPAND_DIMS", [h0.index, e.ints(f"{name}y0_axis", 1)], e.new(f"{name}y0", [B, 1, S]))
     t0 = Value(e.g.const(f"{name}t0", np.asarray(0, np.int32)), [], s.INT32)
-    loop_in = [t0, steps, xw, h0] + ([c0] if c0 else []) + [y0]
+    masked = []
+    if mask is not None:            # the mask, in processing order, and the last output (zeros before the first)
+        m = e.reverse_time(mask, f"{name}mask_reversed") if reverse else mask
+        masked = [m, e.rows_of(x, S, f"{name}out0", e.new(f"{name}out0", [B, S]))]
+    loop_in = [t0, steps, xw, h0] + ([c0] if c0 else []) + masked + [y0]
     outs = [e.new(f"{name}loop/{k}", v.dims if k != len(loop_in) - 1 else [B, None, S], v.dtype)
             for k, v in enumerate(loop_in)]
     cond_index, body_index = len(tm.subgraphs), len(tm.subgraphs) + 1
     _cond(Emitter(tm.subgraph(f"{name}cond")), loop_in)
-    _body(Emitter(tm.subgraph(f"{name}body")), layer, w, loop_in, rec)
+    _body(Emitter(tm.subgraph(f"{name}body")), layer, w, loop_in, rec, bool(masked))
     e.counts["WHILE"] = e.counts.get("WHILE", 0) + 1
     e.g.op("WHILE", [v.index for v in loop_in], [v.index for v in outs], "WhileOptions",
            cond_subgraph_index=cond_index, body_subgraph_index=body_index)
@@ -60,7 +65,8 @@ def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool
                                e.ints(f"{name}drop_s", [1, 1, 1])], e.new(f"{name}output", [B, T, S]),
              "StridedSliceOptions", begin_mask=0b101, end_mask=0b111)
     y = e.reverse_time(y, f"{name}output_in_input_order") if reverse else y
-    rec.update(body=body_index, ops=[first_op, len(e.g.ops) - 1], output=y.index,
+    rec.update(body=body_index, ops=[first_op, len(e.g.ops) - 1], output=y.index, masked=mask is not None,
+               masked_output=layer.masked_output,
                h0=_init_const(e, h0), c0=_init_const(e, c0) if c0 else None)
     meta.append(rec)
     return y
@@ -120,11 +126,13 @@ def _clip(e: Emitter, v: Value, clip, name) -> Value:
     return e.binary("MAXIMUM", v, e.scalar(f"{name}/clip_lo", -clip), f"{name}/clipped")
 
 
-def _body(e: Emitter, layer: Recurrent, w, loop_in, rec: dict) -> None:
+def _body(e: Emitter, layer: Recurrent, w, loop_in, rec: dict, masked: bool) -> None:
     vals = _inputs(e, loop_in)
     t, steps, xw, h = vals[:4]
     c = vals[4] if layer.cell == "lstm" else None
+    mask, out = vals[-3:-1] if masked else (None, None)
     y = vals[-1]
+    c_old = c
     H, G, L = layer.hidden, GATES[layer.cell], layer.name
     xt = e.op("GATHER", [xw.index, t.index], e.new("x_t", [xw.dims[0], G * H]), "GatherOptions", axis=1)
     f = layer.activations[0]
@@ -156,7 +164,17 @@ def _body(e: Emitter, layer: Recurrent, w, loop_in, rec: dict) -> None:
         n = e.activation(g_act, _clip(e, _add(e, xn, rn, "n_pre"), layer.clip, "n_pre"), "n", L)
         diff = e.op("SUB", [h.index, n.index], e.new("h_minus_n", h.dims), "SubOptions")
         h_new = _add(e, n, _mul(e, zg, diff, "z_diff"), "h_new")
-    step = e.op("EXPAND_DIMS", [h_new.index, e.ints("step_axis", 1)], e.new("y_t", [h.dims[0], 1, h.dims[1]]))
+    out_new = h_new
+    if masked:                      # a masked step keeps the states; it outputs the last output, or zeros
+        m = e.op("GATHER", [mask.index, t.index], e.new("m_t", [h.dims[0]], s.BOOL), "GatherOptions", axis=1)
+        m = e.op("EXPAND_DIMS", [m.index, e.ints("m_axis", 1)], e.new("m_t_column", [h.dims[0], 1], s.BOOL))
+        other = out.index if layer.masked_output == "previous" else e.scalar("zero", 0.0)
+        out_new = e.op("SELECT_V2", [m.index, h_new.index, other], e.new("out_new", h.dims))
+        h_new = e.op("SELECT_V2", [m.index, h_new.index, h.index], e.new("h_kept", h.dims))
+        if c is not None:
+            c = e.op("SELECT_V2", [m.index, c.index, c_old.index], e.new("c_kept", c.dims))
+    step = e.op("EXPAND_DIMS", [out_new.index, e.ints("step_axis", 1)], e.new("y_t", [h.dims[0], 1, h.dims[1]]))
     y_new = e.op("CONCATENATION", [y.index, step.index], e.new("y_new", y.dims), "ConcatenationOptions", axis=1)
     t_new = e.op("ADD", [t.index, e.ints("one", 1)], e.new("t_next", [], s.INT32), "AddOptions")
-    e.g.outputs = [t_new.index, steps.index, xw.index, h_new.index] + ([c.index] if c else []) + [y_new.index]
+    e.g.outputs = ([t_new.index, steps.index, xw.index, h_new.index] + ([c.index] if c else [])
+                   + ([mask.index, out_new.index] if masked else []) + [y_new.index])

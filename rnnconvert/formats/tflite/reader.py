@@ -12,11 +12,11 @@ import os
 import numpy as np
 
 from ...errors import InputError, UnsupportedError
-from ...model import (ActivationLayer, Dense, Embedding, Flatten, InputSpec, Model, Pooling1D)
+from ...model import (ActivationLayer, Dense, Embedding, Flatten, InputSpec, Masking, Model, Pooling1D)
 from ...model.activations import Activation
 from . import schema as s
 from .parse import parse
-from .reader_loop import loop_seq, read_loops
+from .reader_loop import loop_seq, read_loops, read_spans
 from .reader_front import IMAGE_OPS, Image, Padded, affine, image_op
 from .reader_recurrent import SEQUENCE_OPS, Chain, Rev, Seq, finish, fused_activation, merge, sequence_op
 
@@ -39,7 +39,9 @@ def read(path, **options) -> Model:
         data = fh.read()
     graphs, meta = parse(data, path)
     try:
-        return _model(graphs[0], path, read_loops(meta, graphs, path)).validate(path)
+        loops = read_loops(meta, graphs, path)
+        spans = read_spans(meta, graphs, path, loops)
+        return _model(graphs[0], path, loops, spans).validate(path)
     except UnsupportedError as exc:
         exc.path = exc.path or path
         raise
@@ -48,7 +50,7 @@ def read(path, **options) -> Model:
                          "its kind needs; the file is damaged", path=path) from None
 
 
-def _model(g, path, loops: dict) -> Model:
+def _model(g, path, loops: dict, spans: dict) -> Model:
     if len(g.inputs) != 1 or len(g.outputs) != 1:
         raise UnsupportedError(f"{g.name}: {len(g.inputs)} inputs and {len(g.outputs)} outputs; rnnconvert reads "
                                "a subgraph with one input and one output", path=path)
@@ -61,7 +63,13 @@ def _model(g, path, loops: dict) -> Model:
     vals: dict[int, object] = {g.inputs[0]: Chain([])}
     assumptions: list = []
     layout = "batch_time_feature"
+    mask_zero = set()
     for k, op in enumerate(g.ops):
+        if k in spans:
+            span = spans[k]
+            if k == span["ops"][1]:
+                _span_end(span, vals, mask_zero, g)
+            continue
         if k in loops:
             rec = loops[k]
             if k == rec["ops"][1]:
@@ -91,6 +99,9 @@ def _model(g, path, loops: dict) -> Model:
         raise UnsupportedError(f"{g.name}: the output '{g.tensors[g.outputs[0]].name}' does not follow from the "
                                "input", path=path)
     layers = finish(vals[g.outputs[0]], g.name).layers
+    for layer in layers:
+        if isinstance(layer, Embedding) and layer.name in mask_zero:
+            layer.mask_zero = True
     _unique_names(layers)
     ids = bool(layers) and isinstance(layers[0], Embedding)
     dtype = s.DTYPES.get(inp.dtype, "float32") if ids else "float32"
@@ -101,6 +112,19 @@ def _model(g, path, loops: dict) -> Model:
     return Model(layers, spec, output_name=g.tensors[g.outputs[0]].name,
                  name=os.path.splitext(os.path.basename(path))[0],
                  source={"format": "tflite", **({"assumptions": assumptions} if assumptions else {})})
+
+
+def _span_end(span, vals, mask_zero: set, g) -> None:
+    """The last op of a mask construct: the layer it stands for."""
+    if span["kind"] == "mask_zero":
+        mask_zero.add(span["layer"])
+        return
+    if span["input"] not in vals:
+        raise UnsupportedError(f"{g.name}: the ops of layer '{span['layer']}' do not read the sequence before them")
+    base = finish(vals[span["input"]], g.name)
+    layer = (Masking(span["layer"], float(span["mask_value"])) if span["kind"] == "masking"
+             else Pooling1D(span["layer"], "average"))
+    vals[span["output"]] = Chain(base.layers + [layer])
 
 
 def _no_input(rec, g):

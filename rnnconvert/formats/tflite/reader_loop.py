@@ -98,5 +98,45 @@ def loop_seq(rec, base, loops) -> Seq:
     layer = Recurrent(name=rec["layer"], cell=cell, hidden=H, direction=rec["direction"], weights=[w],
                       activations=acts, reset_after=bool(rec.get("reset_after", True)),
                       clip=None if rec.get("clip") is None else float(rec["clip"]),
-                      has_recurrent_bias=cell == "gru" and bool(rec.get("reset_after", True)))
+                      has_recurrent_bias=cell == "gru" and bool(rec.get("reset_after", True)),
+                      masked_output="zero" if rec.get("masked_output") == "zero" else "previous")
     return Seq(base, layer, "input", half=rec["_pair"])
+
+
+SPANS_KEY = "rnnconvert.spans"
+SPAN_KINDS = ("mask_zero", "masking", "masked_mean")
+
+
+def read_spans(meta: dict, graphs, path, taken: dict) -> dict:
+    """{main-subgraph op index: span} for the mask constructs rnnconvert wrote (`masks.py`)."""
+    if SPANS_KEY not in meta:
+        return {}
+
+    def bad(what):
+        raise InputError(f"metadata '{SPANS_KEY}': {what}", path=path)
+    try:
+        spans = json.loads(meta[SPANS_KEY].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        bad(f"not JSON ({exc})")
+    if not isinstance(spans, list):
+        bad("not a list")
+    main = graphs[0]
+    owner = {}
+    for n, span in enumerate(spans):
+        if not isinstance(span, dict) or span.get("kind") not in SPAN_KINDS or not isinstance(span.get("layer"), str):
+            bad(f"entry {n} is not a span of kind {', '.join(SPAN_KINDS)} with a layer name")
+        ops = span.get("ops")
+        if not (isinstance(ops, list) and len(ops) == 2 and all(isinstance(v, int) for v in ops)
+                and 0 <= ops[0] <= ops[1] < len(main.ops)):
+            bad(f"entry {n}: ops {ops!r} is not a range of the main subgraph's {len(main.ops)} ops")
+        for key in ("input", "output"):
+            v = span.get(key)
+            if span["kind"] != "mask_zero" and (not isinstance(v, int) or not 0 <= v < len(main.tensors)):
+                bad(f"entry {n}: {key} {v!r} is not a tensor index")
+        if span["kind"] == "masking" and not isinstance(span.get("mask_value"), (int, float)):
+            bad(f"entry {n}: mask_value {span.get('mask_value')!r}")
+        for k in range(ops[0], ops[1] + 1):
+            if k in owner or k in taken:
+                bad(f"entry {n}: op {k} belongs to two constructs")
+            owner[k] = span
+    return owner

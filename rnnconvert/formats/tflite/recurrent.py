@@ -36,11 +36,11 @@ def fused_form(layer: Recurrent) -> str | None:
     return None
 
 
-def emit_recurrent(e: Emitter, layer: Recurrent, x: Value, quantize=None) -> Value:
+def emit_recurrent(e: Emitter, layer: Recurrent, x: Value, quantize=None, mask: Value | None = None) -> Value:
     if len(x.dims) != 3:
         raise UnsupportedError("a recurrent layer needs a sequence [batch, time, features]", layer=layer.name)
-    if fused_form(layer):
-        return _as_loops(e, layer, x)
+    if fused_form(layer) or mask is not None:
+        return _as_loops(e, layer, x, mask)
     act = FUSED[layer.activations[-1].name]
     S, name = layer.state_size, layer.name
     if layer.direction == "bidirectional":
@@ -65,12 +65,13 @@ def emit_recurrent(e: Emitter, layer: Recurrent, x: Value, quantize=None) -> Val
     return e.step(y, last=not first, name=f"{name}/{layer.output}")
 
 
-def _as_loops(e: Emitter, layer: Recurrent, x: Value) -> Value:
+def _as_loops(e: Emitter, layer: Recurrent, x: Value, mask: Value | None = None) -> Value:
     """Each direction a WHILE loop (`loop.py`), time-aligned; then what the layer returns, merged."""
     from .loop import emit_loop_direction
     ys = []
     for d, w in zip(layer.direction_names(), layer.weights):
-        y = emit_loop_direction(e, layer, w, x, d == "reverse", f"{d}/" if len(layer.weights) > 1 else "", e.loops)
+        y = emit_loop_direction(e, layer, w, x, d == "reverse", f"{d}/" if len(layer.weights) > 1 else "", e.loops,
+                                mask)
         ys.append(_pick(e, layer, y, d == "reverse"))
     return ys[0] if len(ys) == 1 else _merge(e, layer, ys)
 

@@ -79,5 +79,16 @@ def run(path, x, model) -> np.ndarray:
 
 
 def runner(path, model):
+    """x -> output.  A file with WHILE loops gets a fresh interpreter per input: LiteRT 2.3 aborted once
+    ('double free or corruption') in allocate_tensors after resizing such a file in a long-running process
+    (bench/wild.py, not reproduced alone); loading a file again costs milliseconds."""
+    if _has_loops(path):
+        return lambda x: invoke(interpreter(path), x, model)
     it = interpreter(path)
     return lambda x: invoke(it, x, model)
+
+
+def _has_loops(path) -> bool:
+    """Does the file hold rnnconvert's WHILE loops (its metadata key is in the file)?"""
+    with open(path, "rb") as fh:
+        return b"rnnconvert.loops" in fh.read()

@@ -13,7 +13,9 @@ import os
 import numpy as np
 
 from ...errors import UnsupportedError
-from ...model import Model, Recurrent
+from ...model import (ActivationLayer, BatchNorm, Dense, Dropout, Embedding, Masking, Model, Pooling1D,
+                      Recurrent)
+from . import masks
 from . import schema as s
 from .emit import Emitter
 from .front import emit_front
@@ -22,6 +24,7 @@ from .recurrent import emit_recurrent, fused_form
 
 QUANTIZE_MODES = ("dynamic",)
 LOOPS_KEY = "rnnconvert.loops"
+_KEEP_MASK = (Dropout, Dense, ActivationLayer, BatchNorm)      # a mask passes these (reference/layers.py)
 
 
 def write(model: Model, path, quantize: str | None = None, **options) -> list[str]:
@@ -57,13 +60,25 @@ def to_tflite(model: Model, quantize: str | None = None, path: str | None = None
     if time_major:
         x = e.transpose_time_batch(x, "input/batch_major")
     notes = []
+    mask = None                     # bool [batch, time] while a Keras mask is live
     for layer in model.layers:
         try:
             if isinstance(layer, Recurrent):
-                x = emit_recurrent(e, layer, x, quantize)
-                notes.append(_form_note(layer))
+                x = emit_recurrent(e, layer, x, quantize, mask)
+                notes.append(_form_note(layer, mask is not None))
+                mask = mask if layer.output == "sequence" else None
+            elif isinstance(layer, Masking):
+                x, mask = masks.masking(e, x, layer)
+            elif mask is not None and isinstance(layer, Pooling1D) and layer.pool_size is None \
+                    and layer.mode == "average":
+                x, mask = masks.masked_mean(e, x, mask, layer), None
             else:
+                ids = x
                 x = emit_front(e, layer, x, quantize)
+                if isinstance(layer, Embedding) and layer.mask_zero:
+                    mask = masks.zero_ids(e, ids, layer.name)
+                elif not (isinstance(layer, _KEEP_MASK) and len(x.dims) == 3):
+                    mask = None
         except UnsupportedError as exc:
             exc.path = exc.path or path
             raise
@@ -73,6 +88,8 @@ def to_tflite(model: Model, quantize: str | None = None, path: str | None = None
             notes.append(f"layer '{layer.name}': BatchNorm folded into one scale and one offset (MUL, ADD)")
     if e.loops:
         tm.metadata[LOOPS_KEY] = json.dumps(e.loops).encode()
+    if e.spans:
+        tm.metadata[masks.SPANS_KEY] = json.dumps(e.spans).encode()
     if time_major and len(x.dims) == 3:
         x = e.transpose_time_batch(x, "output/time_major")
     e.g.outputs = [x.index]
@@ -93,8 +110,8 @@ def _fixed_batch(model: Model) -> int | None:
     return None
 
 
-def _form_note(layer: Recurrent) -> str:
-    why = fused_form(layer)
+def _form_note(layer: Recurrent, masked: bool = False) -> str:
+    why = "a mask reaches it: TFLite's sequence ops take none" if masked else fused_form(layer)
     if why:
         return (f"layer '{layer.name}': written as a WHILE loop over the cell, one per direction, as TensorFlow "
                 f"lowers it ({why})")
