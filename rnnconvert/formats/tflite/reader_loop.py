@@ -28,8 +28,8 @@ def read_loops(meta: dict, graphs, path) -> dict:
         raise InputError(f"metadata '{KEY}': {what}", path=path)
     try:
         recs = json.loads(meta[KEY].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        bad(f"not JSON ({exc})")
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        bad(f"not JSON ({type(exc).__name__})")
     if not isinstance(recs, list):
         bad("not a list")
     main = graphs[0]
@@ -48,8 +48,11 @@ def read_loops(meta: dict, graphs, path) -> dict:
             bad(f"entry {n}: cell {rec.get('cell')!r} / hidden {rec.get('hidden')!r}")
         if rec.get("direction") not in ("forward", "reverse") or not isinstance(rec.get("layer"), str):
             bad(f"entry {n}: direction {rec.get('direction')!r} / layer {rec.get('layer')!r}")
-        if not isinstance(rec.get("activations"), list) or not all(isinstance(a, dict) for a in rec["activations"]):
-            bad(f"entry {n}: activations {rec.get('activations')!r}")
+        acts = rec.get("activations")
+        if not isinstance(acts, list) or len(acts) != {"lstm": 3, "gru": 2, "rnn": 1}[rec["cell"]] or not all(
+                isinstance(a, dict) and isinstance(a.get("name"), str)
+                and all(a.get(k) is None or type(a.get(k)) in (int, float) for k in ("alpha", "beta")) for a in acts):
+            bad(f"entry {n}: activations {str(acts)[:200]}")
         if rec.get("clip") is not None and not isinstance(rec["clip"], (int, float)):
             bad(f"entry {n}: clip {rec['clip']!r}")
         for key, g in (("W", main), ("bias", main), ("input", main), ("output", main), ("h0", main), ("c0", main),
@@ -116,8 +119,8 @@ def read_spans(meta: dict, graphs, path, taken: dict) -> dict:
         raise InputError(f"metadata '{SPANS_KEY}': {what}", path=path)
     try:
         spans = json.loads(meta[SPANS_KEY].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        bad(f"not JSON ({exc})")
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        bad(f"not JSON ({type(exc).__name__})")
     if not isinstance(spans, list):
         bad("not a list")
     main = graphs[0]

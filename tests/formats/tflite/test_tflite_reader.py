@@ -110,3 +110,21 @@ def test_not_a_tflite_file(tmp_path):
     p.write_bytes(b"\x00" * 64)
     with pytest.raises(InputError, match="not a TFLite file: its FlatBuffer identifier"):
         rnnconvert.read(p)
+
+
+@pytest.mark.parametrize("value,words", [
+    ("[" * 5000 + "]" * 5000, "not JSON"),
+    ('[{"layer": "x"}]', "is not a range of the main subgraph"),
+    ("{}", "not a list"),
+    ('[{"ops": [0, 1], "body": 99}]', "body 99 is not a subgraph index"),
+])
+def test_hostile_loop_metadata_is_an_input_error(tmp_path, monkeypatch, value, words):
+    """The writer's loop metadata replaced by hostile JSON: an InputError naming the metadata, never a crash."""
+    from rnnconvert.formats.tflite import writer
+    model = rnnconvert.read(FIXTURES / "tfkeras2" / "gru_reset_before_last" / "model.h5")
+    monkeypatch.setattr(writer.json, "dumps", lambda obj: value)
+    p = tmp_path / "w.tflite"
+    writer.write(model, p)
+    monkeypatch.undo()
+    with pytest.raises(InputError, match=f"metadata 'rnnconvert.loops': .*{words}"):
+        rnnconvert.read(p)
