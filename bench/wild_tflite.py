@@ -1,8 +1,13 @@
 """bench/wild.py's `.tflite` column: a `convert` case's whole model -> .tflite (verified, LiteRT among the
 checks), then LiteRT running the written file on x.npy, compared with y.npy under the project's tolerance.
-A refusal is reported as such; an uncaught exception is a crash (bench/wild.py --check fails on it)."""
+A refusal is reported as such; an uncaught exception is a crash (bench/wild.py --check fails on it).
+Each case runs in its own process (`python bench/wild_tflite.py CASE MODEL` prints the row as JSON), so a
+native crash of LiteRT is reported as one for that case and the bench goes on."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tempfile
 import traceback
 from pathlib import Path
@@ -11,6 +16,17 @@ import numpy as np
 
 
 def tflite_column(row: dict, folder: Path, path: Path) -> None:
+    res = subprocess.run([sys.executable, __file__, str(folder), str(path)], capture_output=True, text=True)
+    try:
+        row.update(json.loads(res.stdout.strip().splitlines()[-1]))
+    except (IndexError, ValueError):
+        row["tflite_ok"] = False
+        row.setdefault("trace", "")
+        row["trace"] += f"[tflite] exit {res.returncode}\n" + res.stderr[-3000:]
+        row["tflite"] = f"CRASH: the process ended with {res.returncode} (a signal when negative)"
+
+
+def _column(row: dict, folder: Path, path: Path) -> None:
     import rnnconvert
     from rnnconvert.errors import RnnConvertError
     row["tflite_ok"] = False
@@ -38,3 +54,12 @@ def tflite_column(row: dict, folder: Path, path: Path) -> None:
             row.setdefault("trace", "")
             row["trace"] += "[tflite]\n" + traceback.format_exc()
             row["tflite"] = f"CRASH {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+if __name__ == "__main__":
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    out: dict = {}
+    _column(out, Path(sys.argv[1]), Path(sys.argv[2]))
+    print(json.dumps(out))

@@ -47,7 +47,9 @@ def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool
     h0 = e.rows_of(x, S, f"{name}h0", e.new(f"{name}h0", [B, S]), w.h0)
     c0 = e.rows_of(x, H, f"{name}c0", e.new(f"{name}c0", [B, H]), w.c0) if cell == "lstm" else None
     y0 = e.op("EXPAND_DIMS", [h0.index, e.ints(f"{name}y0_axis", 1)], e.new(f"{name}y0", [B, 1, S]))
-    t0 = Value(e.g.const(f"{name}t0", np.asarray(0, np.int32)), [], s.INT32)
+    # t starts as a computed tensor, not a constant: LiteRT's WHILE copies into and resizes its loop inputs'
+    # buffers, which a read-only constant does not have.
+    t0 = e.op("SUB", [steps.index, steps.index], e.new(f"{name}t0", [], s.INT32), "SubOptions")
     masked = []
     if mask is not None:            # the mask, in processing order, and the last output (zeros before the first)
         m = e.reverse_time(mask, f"{name}mask_reversed") if reverse else mask
