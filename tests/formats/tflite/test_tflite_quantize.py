@@ -53,3 +53,10 @@ def test_reader_dequantizes_as_litert_states(tmp_path):
     expected = (q - np.float32(zero[0])) * np.float32(scale[0])
     H = lstm.hidden
     np.testing.assert_array_equal(lstm.weights[0].W[H:2 * H], expected)
+
+
+def test_quantize_is_for_tflite_destinations(runner, tmp_path):
+    dst = tmp_path / "q.onnx"
+    res = runner.invoke(cli, ["convert", str(SRC), str(dst), "--quantize", "dynamic"])
+    assert res.exit_code == 2
+    assert res.stderr.strip().endswith(f"{dst}: --quantize is for tflite destinations, not onnx")
