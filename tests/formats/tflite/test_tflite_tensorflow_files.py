@@ -93,3 +93,14 @@ def test_tensorflow_file_keeps_its_state_across_invoke():
     second = invoke(it, x[:1])
     np.testing.assert_allclose(first, y[:1], atol=1e-6)
     assert np.abs(second - y[:1]).max() > 1e-4         # past the tolerance (6.8e-4 here)
+
+
+@pytest.mark.parametrize("target,oracle", [("m.pt", "torch(dst)"), ("m.c", "gcc(dst)")])
+def test_tensorflow_lstm_to_other_formats(tmp_path, target, oracle):
+    """model.tflite -> .pt / .c, each checked by its own runtime in the conversion's verification."""
+    import shutil
+    if target.endswith(".c") and not shutil.which("gcc"):
+        pytest.skip("gcc not installed")
+    pytest.importorskip("torch")
+    report = rnnconvert.convert(TFL / "lstm_dense" / "model.tflite", tmp_path / target)
+    assert report.passed and any(c.oracle == oracle for c in report.checks)
