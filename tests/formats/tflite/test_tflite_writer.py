@@ -20,7 +20,7 @@ ALL = (cases("tfkeras2", suffixes=(".h5",)) + cases("keras3", suffixes=(".keras"
        + cases("torch_onnx", "tf2onnx", suffixes=(".onnx",)) + cases("torch", suffixes=(".pt",)))
 FAST = ("tfkeras2/lstm_last_softmax", "tfkeras2/bilstm_mul_seq", "torch_onnx/lstm_time_major",
         "torch/lstm_2layer_bidir_linear", "tfkeras2/lstm_sigmoid_sigmoid", "tfkeras2/gru_reset_before_last",
-        "keras3/embed_mask_bilstm_seq")
+        "keras3/embed_mask_bilstm_seq", "tfkeras2/conv1d_causal_dilated_lstm")
 # What no TFLite op rnnconvert writes can hold: case -> words of the refusal (none left among the fixtures).
 REFUSED: dict[str, str] = {}
 FUSED_ACTIVATIONS = ("tanh", "relu", "relu6", "linear")     # TFLite's ActivationFunctionType, bar SIGN_BIT
