@@ -36,10 +36,11 @@ def fused_form(layer: Recurrent) -> str | None:
     return None
 
 
-def emit_recurrent(e: Emitter, layer: Recurrent, x: Value, quantize=None, mask: Value | None = None) -> Value:
+def emit_recurrent(e: Emitter, layer: Recurrent, x: Value, quantize=None, mask: Value | None = None,
+                   force_loop: bool = False) -> Value:
     if len(x.dims) != 3:
         raise UnsupportedError("a recurrent layer needs a sequence [batch, time, features]", layer=layer.name)
-    if fused_form(layer) or mask is not None:
+    if fused_form(layer) or mask is not None or force_loop:
         return _as_loops(e, layer, x, mask)
     act = FUSED[layer.activations[-1].name]
     S, name = layer.state_size, layer.name

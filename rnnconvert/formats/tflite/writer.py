@@ -61,11 +61,13 @@ def to_tflite(model: Model, quantize: str | None = None, path: str | None = None
         x = e.transpose_time_batch(x, "input/batch_major")
     notes = []
     mask = None                     # bool [batch, time] while a Keras mask is live
+    after_loop = False              # a WHILE loop written before: every recurrent layer after it is one too
     for layer in model.layers:
         try:
             if isinstance(layer, Recurrent):
-                x = emit_recurrent(e, layer, x, quantize, mask)
-                notes.append(_form_note(layer, mask is not None))
+                x = emit_recurrent(e, layer, x, quantize, mask, force_loop=after_loop)
+                notes.append(_form_note(layer, mask is not None, after_loop))
+                after_loop = after_loop or mask is not None or bool(fused_form(layer))
                 mask = mask if layer.output == "sequence" else None
             elif isinstance(layer, Masking):
                 x, mask = masks.masking(e, x, layer)
@@ -110,8 +112,10 @@ def _fixed_batch(model: Model) -> int | None:
     return None
 
 
-def _form_note(layer: Recurrent, masked: bool = False) -> str:
-    why = "a mask reaches it: TFLite's sequence ops take none" if masked else fused_form(layer)
+def _form_note(layer: Recurrent, masked: bool = False, after_loop: bool = False) -> str:
+    why = ("a mask reaches it: TFLite's sequence ops take none" if masked else fused_form(layer)
+           or ("it follows a WHILE loop: LiteRT 2.3 corrupts its heap running a fused LSTM on a loop's output "
+               "(a GRU(8) then an LSTM(64) aborts when the interpreter is freed)" if after_loop else None))
     if why:
         return (f"layer '{layer.name}': written as a WHILE loop over the cell, one per direction, as TensorFlow "
                 f"lowers it ({why})")
