@@ -79,7 +79,8 @@ def _write_report(report, path):
 @click.option("--emit-test", is_flag=True,
               help="With a C DST: also write <stem>_test.c, golden vectors that exit non-zero on drift.")
 @click.option("--stateful", is_flag=True,
-              help="With an ONNX DST: each recurrent layer's state as extra graph inputs and outputs (streaming).")
+              help="With an ONNX or TFLite DST: each recurrent layer's state as extra graph inputs and outputs "
+                   "(streaming).")
 @click.option("--external-data", is_flag=True,
               help="With an ONNX DST: tensors in a sidecar DST.data (ONNX external data) whatever the size; "
                    "by default only past 1 GB of weights.")

@@ -309,7 +309,7 @@ def test_readme_quick_start_runs_twice(tmp_path):
 
 @pytest.mark.parametrize("option,dst,expected", [
     (["--emit-test"], "out.onnx", "--emit-test is for c destinations, not onnx"),
-    (["--stateful"], "out.c", "--stateful is for onnx destinations, not c"),
+    (["--stateful"], "out.c", "--stateful is for onnx or tflite destinations, not c"),
     (["--keras-version", "2"], "out.onnx", "--keras-version is for keras destinations, not onnx"),
     (["--emit-module", "m.py"], "out.onnx", "--emit-module is for torch or safetensors destinations, not onnx"),
 ])

@@ -30,6 +30,7 @@ class Emitter:
         self.counts: dict[str, int] = {}
         self.loops: list[dict] = []         # the WHILE loops written, for the file's metadata (loop.py)
         self.spans: list[dict] = []         # mask constructs written, for the file's metadata (masks.py)
+        self.stateful: list[dict] | None = None   # --stateful: the state ports written (loop.py)
 
     # ------------------------------------------------------------------ tensors
     def new(self, name: str, dims, dtype: int = s.FLOAT32, variable: bool = False) -> Value:

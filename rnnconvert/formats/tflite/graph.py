@@ -131,7 +131,8 @@ class TFLiteModel:
         return self.opcodes.index(code)
 
     def to_bytes(self) -> bytes:
-        codes = [fb.Table(_fields(s.OPERATOR_CODE, deprecated_builtin_code=fb.i8(min(c, s.PLACEHOLDER_FOR_GREATER_OP_CODES)),
+        legacy = s.PLACEHOLDER_FOR_GREATER_OP_CODES
+        codes = [fb.Table(_fields(s.OPERATOR_CODE, deprecated_builtin_code=fb.i8(min(c, legacy)),
                                   version=fb.i32(s.OP_VERSIONS.get(c, 1)), builtin_code=fb.i32(c)))
                  for c in self.opcodes]
         meta = []

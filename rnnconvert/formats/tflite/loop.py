@@ -44,8 +44,12 @@ def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool
     steps = e.op("STRIDED_SLICE", [shape.index, e.ints(f"{name}t_b", [1]), e.ints(f"{name}t_e", [2]),
                                    e.ints(f"{name}t_s", [1])], e.new(f"{name}steps", [], s.INT32),
                  "StridedSliceOptions", shrink_axis_mask=1)
-    h0 = e.rows_of(x, S, f"{name}h0", e.new(f"{name}h0", [B, S]), w.h0)
-    c0 = e.rows_of(x, H, f"{name}c0", e.new(f"{name}c0", [B, H]), w.c0) if cell == "lstm" else None
+    if e.stateful is not None:      # --stateful: the states are graph inputs, their final values outputs
+        h0 = _state_port(e, layer, "h", S, w.h0, B)
+        c0 = _state_port(e, layer, "c", H, w.c0, B) if cell == "lstm" else None
+    else:
+        h0 = e.rows_of(x, S, f"{name}h0", e.new(f"{name}h0", [B, S]), w.h0)
+        c0 = e.rows_of(x, H, f"{name}c0", e.new(f"{name}c0", [B, H]), w.c0) if cell == "lstm" else None
     y0 = e.op("EXPAND_DIMS", [h0.index, e.ints(f"{name}y0_axis", 1)], e.new(f"{name}y0", [B, 1, S]))
     # t starts as a computed tensor, not a constant: LiteRT's WHILE copies into and resizes its loop inputs'
     # buffers, which a read-only constant does not have.
@@ -63,6 +67,10 @@ def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool
     e.counts["WHILE"] = e.counts.get("WHILE", 0) + 1
     e.g.op("WHILE", [v.index for v in loop_in], [v.index for v in outs], "WhileOptions",
            cond_subgraph_index=cond_index, body_subgraph_index=body_index)
+    if e.stateful is not None:
+        for port, v in zip(e.stateful[-2 if c0 else -1:], outs[3:5] if c0 else outs[3:4]):
+            e.g.tensors[v.index]["name"] = port["name"].replace("_in", "_out")
+            port["output"] = v.index
     y = e.op("STRIDED_SLICE", [outs[-1].index, e.ints(f"{name}drop_b", [0, 1, 0]), e.ints(f"{name}drop_e", [0, 0, 0]),
                                e.ints(f"{name}drop_s", [1, 1, 1])], e.new(f"{name}output", [B, T, S]),
              "StridedSliceOptions", begin_mask=0b101, end_mask=0b111)
@@ -74,9 +82,20 @@ def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool
     return y
 
 
+def _state_port(e: Emitter, layer: Recurrent, state: str, size: int, init, B) -> Value:
+    """A graph input `<layer>/<state>_in` [batch, size]; its initial value (zeros, or h0/c0) in the metadata."""
+    v = e.new(f"{layer.name}/{state}_in", [B, size])
+    initial = None if init is None else np.asarray(init, np.float32).tolist()
+    e.stateful.append({"name": f"{layer.name}/{state}_in", "layer": layer.name, "state": state, "size": size,
+                       "initial": initial, "input": v.index})
+    return v
+
+
 def _init_const(e: Emitter, v: Value):
-    """The constant a state's BROADCAST_TO spreads over the batch, or None (FILL: zeros)."""
-    op = next(o for o in e.g.ops if v.index in o[2])
+    """The constant a state's BROADCAST_TO spreads over the batch, or None (FILL: zeros; a state input)."""
+    op = next((o for o in e.g.ops if v.index in o[2]), None)
+    if op is None:
+        return None
     return op[1][0] if e.g.model.opcodes[op[0]] == s.OPS["BROADCAST_TO"] else None
 
 
@@ -156,8 +175,10 @@ def _body(e: Emitter, layer: Recurrent, w, loop_in, rec: dict, masked: bool) -> 
         xr, xz, xn = _split(e, xt, 3, "x_gate")
         g_act = layer.activations[1]
         Rr, Rz, Rn = R[:H], R[H:2 * H], R[2 * H:]
-        r = e.activation(f, _clip(e, _add(e, xr, _fc(e, h, Rr, None, "Rr_h", rec, "R"), "r_pre"), layer.clip, "r_pre"), "r", L)
-        zg = e.activation(f, _clip(e, _add(e, xz, _fc(e, h, Rz, None, "Rz_h", rec, "R"), "z_pre"), layer.clip, "z_pre"), "z", L)
+        r_pre = _add(e, xr, _fc(e, h, Rr, None, "Rr_h", rec, "R"), "r_pre")
+        z_pre = _add(e, xz, _fc(e, h, Rz, None, "Rz_h", rec, "R"), "z_pre")
+        r = e.activation(f, _clip(e, r_pre, layer.clip, "r_pre"), "r", L)
+        zg = e.activation(f, _clip(e, z_pre, layer.clip, "z_pre"), "z", L)
         Rbn = np.asarray(w.Rb, np.float32)[2 * H:]
         if layer.reset_after:
             rn = _mul(e, r, _fc(e, h, Rn, Rbn, "Rn_h", rec, "R"), "r_Rn_h")

@@ -16,7 +16,7 @@ from ...model import (ActivationLayer, Dense, Embedding, Flatten, InputSpec, Mas
 from ...model.activations import Activation
 from . import schema as s
 from .parse import parse
-from .reader_loop import loop_seq, read_loops, read_spans
+from .reader_loop import loop_seq, read_loops, read_ports, read_spans
 from .reader_front import IMAGE_OPS, Image, Padded, affine, image_op
 from .reader_recurrent import SEQUENCE_OPS, Chain, Rev, Seq, finish, fused_activation, merge, sequence_op
 
@@ -41,7 +41,10 @@ def read(path, **options) -> Model:
     try:
         loops = read_loops(meta, graphs, path)
         spans = read_spans(meta, graphs, path, loops)
-        return _model(graphs[0], path, loops, spans).validate(path)
+        ports = read_ports(meta, graphs, path)
+        model = _model(graphs[0], path, loops, spans, ports)
+        _initial_states(model, ports, path)
+        return model.validate(path)
     except UnsupportedError as exc:
         exc.path = exc.path or path
         raise
@@ -50,8 +53,8 @@ def read(path, **options) -> Model:
                          "its kind needs; the file is damaged", path=path) from None
 
 
-def _model(g, path, loops: dict, spans: dict) -> Model:
-    if len(g.inputs) != 1 or len(g.outputs) != 1:
+def _model(g, path, loops: dict, spans: dict, ports: list) -> Model:
+    if len(g.inputs) != 1 + len(ports) or len(g.outputs) != 1 + len(ports):
         raise UnsupportedError(f"{g.name}: {len(g.inputs)} inputs and {len(g.outputs)} outputs; rnnconvert reads "
                                "a subgraph with one input and one output", path=path)
     inp = g.tensors[g.inputs[0]]
@@ -112,6 +115,17 @@ def _model(g, path, loops: dict, spans: dict) -> Model:
     return Model(layers, spec, output_name=g.tensors[g.outputs[0]].name,
                  name=os.path.splitext(os.path.basename(path))[0],
                  source={"format": "tflite", **({"assumptions": assumptions} if assumptions else {})})
+
+
+def _initial_states(model, ports: list, path) -> None:
+    """A --stateful file reads as the model it streams: each state input's initial value is the layer's h0/c0."""
+    layers = {layer.name: layer for layer in model.recurrent_layers}
+    for port in ports:
+        layer = layers.get(port["layer"])
+        if layer is None:
+            raise InputError(f"metadata 'rnnconvert.states': no recurrent layer '{port['layer']}'", path=path)
+        if port["initial"] is not None:
+            setattr(layer.weights[0], f"{port['state']}0", np.asarray(port["initial"], np.float32))
 
 
 def _span_end(span, vals, mask_zero: set, g) -> None:

@@ -53,7 +53,8 @@ def image_op(op, x, consts, g, name, const):
         if op.name == "CONV_2D":
             f = np.asarray(const(consts, op, 1, g), np.float32)
             if f.ndim != 4 or f.shape[1] != 1:
-                raise UnsupportedError(f"{gn}: CONV_2D filter of shape {list(f.shape)}; rnnconvert reads [out, 1, W, in]")
+                raise UnsupportedError(f"{gn}: CONV_2D filter of shape {list(f.shape)}; rnnconvert reads "
+                                       "[out, 1, W, in]")
             kernel = np.ascontiguousarray(np.transpose(f[:, 0], (1, 2, 0)))
             bias = None
             if len(op.inputs) > 2 and op.inputs[2] >= 0:

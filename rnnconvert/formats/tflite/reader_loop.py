@@ -143,3 +143,34 @@ def read_spans(meta: dict, graphs, path, taken: dict) -> dict:
                 bad(f"entry {n}: op {k} belongs to two constructs")
             owner[k] = span
     return owner
+
+
+STATES_KEY = "rnnconvert.states"
+
+
+def read_ports(meta: dict, graphs, path) -> list:
+    """The state ports of a --stateful file (inputs after the first, outputs after the first), checked."""
+    if STATES_KEY not in meta:
+        return []
+
+    def bad(what):
+        raise InputError(f"metadata '{STATES_KEY}': {what}", path=path)
+    try:
+        ports = json.loads(meta[STATES_KEY].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        bad(f"not JSON ({type(exc).__name__})")
+    main = graphs[0]
+    if not isinstance(ports, list) or len(main.inputs) != 1 + len(ports) or len(main.outputs) != 1 + len(ports):
+        bad(f"not a list of the {len(main.inputs) - 1} state inputs the main subgraph has")
+    for n, port in enumerate(ports):
+        if not (isinstance(port, dict) and isinstance(port.get("layer"), str) and port.get("state") in ("h", "c")
+                and isinstance(port.get("size"), int) and port.get("input") == main.inputs[n + 1]
+                and port.get("output") == main.outputs[n + 1]):
+            bad(f"entry {n} does not describe state input {n + 1}")
+        init = port.get("initial")
+        if init is not None:
+            a = np.asarray(init, dtype=object)
+            if a.ndim not in (1, 2) or a.shape[-1] != port["size"] or not all(
+                    type(v) in (int, float) for v in a.reshape(-1)):
+                bad(f"entry {n}: initial value is not [{port['size']}] numbers")
+    return ports

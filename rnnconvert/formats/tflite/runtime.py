@@ -23,10 +23,19 @@ def import_litert():
 def interpreter(path):
     lite = import_litert()
     try:
-        return lite.Interpreter(model_path=str(path), experimental_op_resolver_type=
-                                lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        it = lite.Interpreter(model_path=str(path), experimental_op_resolver_type=
+                              lite.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     except Exception as exc:  # noqa: BLE001 - LiteRT's own errors
         raise RuntimeError(f"LiteRT cannot load this file: {_first_line(exc)}") from None
+    if len(it.get_input_details()) > 1:     # a --stateful file: its states' initial values, from its metadata
+        from .parse import parse
+        from .reader_loop import STATES_KEY
+        import json
+        with open(path, "rb") as fh:
+            meta = parse(fh.read(), str(path))[1]
+        ports = json.loads(meta.get(STATES_KEY, b"[]").decode("utf-8"))
+        it._rnnconvert_initial = {p["name"]: p.get("initial") for p in ports if isinstance(p, dict)}
+    return it
 
 
 def _first_line(exc) -> str:
@@ -58,20 +67,36 @@ def _in_fixed_batches(it, x, axis: int, fixed: int) -> np.ndarray:
     return np.concatenate(outs, axis=out_axis)
 
 
-def _invoke(it, x: np.ndarray) -> np.ndarray:
+def _invoke(it, x: np.ndarray, states: dict | None = None) -> np.ndarray:
+    """One invoke; a --stateful file's state inputs fed `states` {input name: array}, else their initial values."""
     inp = it.get_input_details()[0]
     x = np.ascontiguousarray(x.astype(inp["dtype"]))
     try:
         if list(inp["shape"]) != list(x.shape):
             it.resize_tensor_input(inp["index"], list(x.shape), strict=True)
+        ports = it.get_input_details()[1:]
+        for port in ports:
+            it.resize_tensor_input(port["index"], [x.shape[0], int(port["shape"][-1])], strict=True)
         it.allocate_tensors()
         it.reset_all_variables()    # a file TensorFlow wrote keeps its LSTM states in variables across invokes
         it.set_tensor(inp["index"], x)
+        for port in ports:
+            it.set_tensor(port["index"], _state_feed(it, port, x.shape[0], states))
         it.invoke()
     except Exception as exc:  # noqa: BLE001
         raise RuntimeError(f"LiteRT cannot run this file on an input of shape {list(x.shape)}: "
                            f"{_first_line(exc)}") from None
     return np.array(it.get_tensor(it.get_output_details()[0]["index"]))
+
+
+def _state_feed(it, port, batch: int, states: dict | None) -> np.ndarray:
+    if states and port["name"] in states:
+        return np.ascontiguousarray(states[port["name"]], np.float32)
+    initial = getattr(it, "_rnnconvert_initial", {}).get(port["name"])
+    size = int(port["shape"][-1])
+    if initial is None:
+        return np.zeros((batch, size), np.float32)
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(initial, np.float32), (batch, size)))
 
 
 def run(path, x, model) -> np.ndarray:

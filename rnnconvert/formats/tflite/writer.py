@@ -24,21 +24,27 @@ from .recurrent import emit_recurrent, fused_form
 
 QUANTIZE_MODES = ("dynamic",)
 LOOPS_KEY = "rnnconvert.loops"
+STATES_KEY = "rnnconvert.states"
 _KEEP_MASK = (Dropout, Dense, ActivationLayer, BatchNorm)      # a mask passes these (reference/layers.py)
 
 
-def write(model: Model, path, quantize: str | None = None, **options) -> list[str]:
-    """Write `model` to `path` as .tflite; returns notes on what changed in form."""
+def write(model: Model, path, quantize: str | None = None, stateful: bool = False, **options) -> list[str]:
+    """Write `model` to `path` as .tflite; returns notes on what changed in form.
+
+    stateful: each recurrent layer's state as extra inputs `<layer>/h_in` (`c_in`) [batch, size] and outputs
+    `<layer>/h_out` (`c_out`), for streaming; every recurrent layer is then a WHILE loop (the fused ops keep
+    their states in variables, not tensors a caller feeds)."""
     path = os.fspath(path)
     if options:
         raise UnsupportedError(f"the TFLite writer does not take {', '.join(sorted(options))}", path=path)
-    data, notes = to_tflite(model, quantize, path)
+    data, notes = to_tflite(model, quantize, path, stateful)
     with open(path, "wb") as fh:
         fh.write(data)
     return notes
 
 
-def to_tflite(model: Model, quantize: str | None = None, path: str | None = None) -> tuple[bytes, list[str]]:
+def to_tflite(model: Model, quantize: str | None = None, path: str | None = None,
+              stateful: bool = False) -> tuple[bytes, list[str]]:
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise UnsupportedError(f"quantize '{quantize}'; known: {', '.join(QUANTIZE_MODES)}", path=path)
     if model.has_state_io:
@@ -47,6 +53,12 @@ def to_tflite(model: Model, quantize: str | None = None, path: str | None = None
                                + "), which the TFLite writer does not write yet", path=path)
     tm = TFLiteModel("rnnconvert")
     e = Emitter(tm.subgraph("main"))
+    if stateful:
+        e.stateful = []
+        bad = [r.name for r in model.recurrent_layers if r.direction != "forward"]
+        if bad:
+            raise UnsupportedError("--stateful streams forward layers only: a reverse or bidirectional layer's first "
+                                   f"output depends on the last input ({', '.join(bad)})", path=path)
     time_major = model.input.layout == "time_batch_feature"
     T = model.input.time_steps
     ids = model.input.dtype in ("int64", "int32")
@@ -61,7 +73,7 @@ def to_tflite(model: Model, quantize: str | None = None, path: str | None = None
         x = e.transpose_time_batch(x, "input/batch_major")
     notes = []
     mask = None                     # bool [batch, time] while a Keras mask is live
-    after_loop = False              # a WHILE loop written before: every recurrent layer after it is one too
+    after_loop = stateful           # a WHILE loop written before: every recurrent layer after it is one too
     for layer in model.layers:
         try:
             if isinstance(layer, Recurrent):
@@ -92,9 +104,12 @@ def to_tflite(model: Model, quantize: str | None = None, path: str | None = None
         tm.metadata[LOOPS_KEY] = json.dumps(e.loops).encode()
     if e.spans:
         tm.metadata[masks.SPANS_KEY] = json.dumps(e.spans).encode()
+    if e.stateful:
+        tm.metadata[STATES_KEY] = json.dumps(e.stateful).encode()
+        e.g.inputs += [p["input"] for p in e.stateful]
     if time_major and len(x.dims) == 3:
         x = e.transpose_time_batch(x, "output/time_major")
-    e.g.outputs = [x.index]
+    e.g.outputs = [x.index] + [p["output"] for p in e.stateful or []]
     tm.subgraphs[0].tensors[x.index]["name"] = model.output_name or "output"
     if quantize:
         notes.append("recurrent and Dense weights stored as int8, one scale per tensor (dynamic-range quantization): "
@@ -115,7 +130,8 @@ def _fixed_batch(model: Model) -> int | None:
 def _form_note(layer: Recurrent, masked: bool = False, after_loop: bool = False) -> str:
     why = ("a mask reaches it: TFLite's sequence ops take none" if masked else fused_form(layer)
            or ("it follows a WHILE loop: LiteRT 2.3 corrupts its heap running a fused LSTM on a loop's output "
-               "(a GRU(8) then an LSTM(64) aborts when the interpreter is freed)" if after_loop else None))
+               "(a GRU(8) then an LSTM(64) aborts when the interpreter is freed), or --stateful: the fused ops keep "
+               "their states in variables" if after_loop else None))
     if why:
         return (f"layer '{layer.name}': written as a WHILE loop over the cell, one per direction, as TensorFlow "
                 f"lowers it ({why})")
