@@ -95,6 +95,7 @@ def test_tensorflow_file_keeps_its_state_across_invoke():
     assert np.abs(second - y[:1]).max() > 1e-4         # past the tolerance (6.8e-4 here)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target,oracle", [("m.pt", "torch(dst)"), ("m.c", "gcc(dst)")])
 def test_tensorflow_lstm_to_other_formats(tmp_path, target, oracle):
     """model.tflite -> .pt / .c, each checked by its own runtime in the conversion's verification."""

@@ -135,6 +135,7 @@ def test_batch_and_time_are_dynamic(tmp_path):
     np.testing.assert_allclose(run(dst, x), forward(model, x), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_fused_op_after_a_loop_does_not_corrupt_litert(tmp_path):
     """LiteRT 2.3 aborted ('munmap_chunk(): invalid pointer') freeing an interpreter that had run a fused LSTM(64)
     on a GRU loop's output: the writer makes every recurrent layer after a loop a loop too.  In a subprocess,
