@@ -45,8 +45,6 @@ FORMATS: dict[str, Format] = {
                           "torch", "PyTorch state dicts as safetensors (read and written without torch)"),
     "matlab": Format("matlab", "rnnconvert.formats.matlab", (".mat",), True, True, "octave",
                      "MATLAB networks saved with save() (v5, v7.3) and layer structs; bare matrices with --mapping"),
-    "tflite": Format("tflite", "rnnconvert.formats.tflite", (".tflite",), True, True, "litert",
-                     "TFLite FlatBuffer for LiteRT: LSTM/RNN as its sequence ops (written and read without TensorFlow)"),
     "canonical": Format("canonical", "rnnconvert.formats.canonical", (".rnnc",), True, True,
                         "", "rnnconvert's own lossless form: JSON manifest + .npy arrays in a zip"),
     "c": Format("c", "rnnconvert.formats.codegen.c", (".c",), False, True, "gcc",
@@ -55,6 +53,8 @@ FORMATS: dict[str, Format] = {
                  "ES module without dependencies for Node and browsers, streaming step (write-only)"),
     "numpy": Format("numpy", "rnnconvert.formats.codegen.numpy_script", (".py",), False, True, "python",
                     "standalone NumPy script with named gate slices, weights in a sidecar .npz (write-only)"),
+    "tflite": Format("tflite", "rnnconvert.formats.tflite", (".tflite",), True, True, "litert",
+                     "TFLite FlatBuffer for LiteRT: LSTM/RNN as its sequence ops (written and read without TensorFlow)"),
 }
 
 

@@ -93,7 +93,7 @@ def test_unknown_output_suffix(runner, tmp_path):
     assert _error(res) == (f"rnnconvert: error: {tmp_path / 'out.xyz'}: unknown output suffix '.xyz'; "
                            "formats rnnconvert writes: keras (.h5 .hdf5 .keras), onnx (.onnx), torch (.pt .pth), "
                            "safetensors (.safetensors), matlab (.mat), canonical (.rnnc), c (.c), js (.mjs), "
-                           "numpy (.py)")
+                           "numpy (.py), tflite (.tflite)")
 
 
 def test_target_that_cannot_express_a_feature_refuses(runner, tmp_path):
