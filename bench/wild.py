@@ -143,6 +143,11 @@ def run_case(folder: Path, expect: str) -> dict:
     whole_model(row, folder, path)
     if expect == "convert":
         tfjs_column(row, folder, path, _crash)
+        try:
+            from bench.wild_tflite import tflite_column
+        except ImportError:                # run as a script: bench/ is on the path
+            from wild_tflite import tflite_column
+        tflite_column(row, folder, path)
     if scan is not None:
         per_layer(row, path, scan)
     crashed = "trace" in row
@@ -179,6 +184,8 @@ def main(argv=None) -> int:
         whole = r["whole"] if len(r["whole"]) <= 60 else r["whole"][:57] + "..."
         print(f"{r['case']:<{w}}  {r['expect']:<7} {'yes' if r['ok'] else 'NO':<4} {found:<40}  {whole:<60}  "
               f"{r['layers']}  {r.get('tfjs', '-')}")
+        if r.get("tflite"):
+            print(f"{'':<{w}}    .tflite: {r['tflite'][:160]}")
         for p in r["per_layer"]:
             if p["message"]:
                 print(f"{'':<{w}}    layer {p['name']}: {p['message'][:160]}")
@@ -196,7 +203,8 @@ def main(argv=None) -> int:
     print("totals: " + ", ".join(f"{k} {ok}/{n}" for k, (ok, n) in sorted(by.items()))
           + f"; all {sum(r['ok'] for r in rows)}/{len(rows)}; per layer {n_verified}/{n_layers} verified"
           + (f" ({len(node)} ONNX node checks, max error {max(node):.2g})" if node else "") + tfjs_summary(rows)
-          + f"; crashes {crashes}"
+          + f"; .tflite {sum(r.get('tflite_ok', False) for r in rows)}/{sum('tflite' in r for r in rows)} of the "
+          "convert cases predict y in LiteRT" + f"; crashes {crashes}"
           + f"; refuse cases whose model or layers now convert {sum(r.get('beyond', False) for r in rows)}")
     if args.json:
         Path(args.json).write_text(json.dumps([{k: v for k, v in r.items() if k != "trace"} for r in rows], indent=1))

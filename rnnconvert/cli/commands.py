@@ -88,10 +88,13 @@ def _write_html(report, path):
 @click.option("--emit-test", is_flag=True,
               help="With a C DST: also write <stem>_test.c, golden vectors that exit non-zero on drift.")
 @click.option("--stateful", is_flag=True,
-              help="With an ONNX DST: each recurrent layer's state as extra graph inputs and outputs (streaming).")
+              help="With an ONNX or TFLite DST: each recurrent layer's state as extra graph inputs and outputs "
+                   "(streaming).")
 @click.option("--external-data", is_flag=True,
               help="With an ONNX DST: tensors in a sidecar DST.data (ONNX external data) whatever the size; "
                    "by default only past 1 GB of weights.")
+@click.option("--quantize", type=click.Choice(["dynamic"]),
+              help="With a TFLite DST: int8 weights, float activations; verification reports the error it costs.")
 @click.option("--layer", "layer_name", metavar="NAME", help=LAYER_HELP)
 @check_options
 @report_html_option
@@ -99,14 +102,14 @@ def _write_html(report, path):
 @windows_option
 @click.pass_context
 def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
-            emit_test, stateful, external_data, layer_name, rtol, atol, inputs_path, seed, report_path, full_suite,
-            arch_path, emit_vectors, allow_nonfinite, strict, var_name, mapping_path, accept_windows_paths,
-            report_html=None):
+            emit_test, stateful, external_data, quantize, layer_name, rtol, atol, inputs_path, seed, report_path,
+            full_suite, arch_path, emit_vectors, allow_nonfinite, strict, var_name, mapping_path,
+            accept_windows_paths, report_html=None):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from ..api import convert as run
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
                                        ("emit_test", emit_test), ("stateful", stateful),
-                                       ("external_data", external_data)) if v}
+                                       ("external_data", external_data), ("quantize", quantize)) if v}
     policy = _policy([(src, "the source file"), (inputs_path, "the --inputs file"), (arch_path, "the --arch file"),
                       (mapping_path, "the --mapping file")], report_path, report_html)
     try:

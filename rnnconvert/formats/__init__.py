@@ -55,6 +55,8 @@ FORMATS: dict[str, Format] = {
                  "ES module without dependencies for Node and browsers, streaming step (write-only)"),
     "numpy": Format("numpy", "rnnconvert.formats.codegen.numpy_script", (".py",), False, True, "python",
                     "standalone NumPy script with named gate slices, weights in a sidecar .npz (write-only)"),
+    "tflite": Format("tflite", "rnnconvert.formats.tflite", (".tflite",), True, True, "litert",
+                     "TFLite FlatBuffer for LiteRT: LSTM/RNN as its sequence ops (written and read without TensorFlow)"),
 }
 
 

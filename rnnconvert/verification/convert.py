@@ -38,7 +38,8 @@ from .suite import check_seed
 
 # Options that only one kind of destination understands (the CLI's --emit-module, --stateful, ...).
 OPTION_FORMATS = {"emit_module": ("torch", "safetensors"), "keras_version": ("keras",), "emit_test": ("c",),
-                  "stateful": ("onnx",), "external_data": ("onnx",), "version": ("matlab",)}
+                  "stateful": ("onnx", "tflite"), "external_data": ("onnx",), "version": ("matlab",),
+                  "quantize": ("tflite",)}
 
 
 def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: float | None = None,

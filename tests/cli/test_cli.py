@@ -95,7 +95,7 @@ def test_unknown_output_suffix(runner, tmp_path):
     assert _error(res) == (f"rnnconvert: error: {tmp_path / 'out.xyz'}: unknown output suffix '.xyz'; "
                            "formats rnnconvert writes: keras (.h5 .hdf5 .keras), onnx (.onnx), torch (.pt .pth), "
                            "safetensors (.safetensors), matlab (.mat), tfjs (.json), canonical (.rnnc), c (.c), js (.mjs), "
-                           "numpy (.py)")
+                           "numpy (.py), tflite (.tflite)")
 
 
 def test_target_that_cannot_express_a_feature_refuses(runner, tmp_path):
@@ -311,7 +311,7 @@ def test_readme_quick_start_runs_twice(tmp_path):
 
 @pytest.mark.parametrize("option,dst,expected", [
     (["--emit-test"], "out.onnx", "--emit-test is for c destinations, not onnx"),
-    (["--stateful"], "out.c", "--stateful is for onnx destinations, not c"),
+    (["--stateful"], "out.c", "--stateful is for onnx or tflite destinations, not c"),
     (["--keras-version", "2"], "out.onnx", "--keras-version is for keras destinations, not onnx"),
     (["--emit-module", "m.py"], "out.onnx", "--emit-module is for torch or safetensors destinations, not onnx"),
 ])

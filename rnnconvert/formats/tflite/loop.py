@@ -1,0 +1,203 @@
+"""A recurrent layer TFLite's sequence ops cannot hold (GRU in both reset modes, LSTM gates other than
+sigmoid or cell/output activations other than one of tanh/relu/relu6/none, clip, RNN activations such as
+selu) as a WHILE loop over the cell, as TensorFlow lowers them.
+
+Main subgraph: XW = FULLY_CONNECTED(x, W) for every step at once ([batch, time, gates*H], the biases that
+can join it included), reversed in time for a reverse direction; WHILE over (t, T, XW, h, [c], Y) with Y
+starting as [batch, 1, S] (a row dropped after the loop: TFLite's CONCATENATION takes no empty tensor).
+Cond subgraph: t < T.  Body subgraph: the cell on XW[:, t] and h (equations in reference/network.py),
+Y grown by one step, t + 1.  The layer's settings are kept in the file's metadata ("rnnconvert.loops") so
+the reader can take the loop back without pattern-matching the body; its weights are the body's tensors.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...model import Recurrent
+from . import schema as s
+from .emit import Emitter, Value
+
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool, tag: str, meta: list,
+                        mask: Value | None = None) -> Value:
+    """One direction as a WHILE: returns its time-aligned output [batch, time, S]."""
+    tm = e.g.model
+    cell, H, S, G = layer.cell, layer.hidden, layer.state_size, GATES[layer.cell]
+    name = f"{layer.name}/{tag}"
+    Wb, Rb = np.asarray(w.Wb, np.float32), np.asarray(w.Rb, np.float32)
+    inner_rb = cell == "gru" and layer.reset_after       # Rbn stays inside r * (...)
+    xbias = Wb + (np.where(np.arange(G * H) < 2 * H, Rb, 0) if inner_rb else Rb)
+    B, T = x.dims[0], x.dims[1]
+    first_op = len(e.g.ops)
+    rec = {"layer": layer.name, "direction": "reverse" if reverse else "forward", "input": x.index,
+           "cell": cell, "hidden": H, "activations": [a.to_dict() for a in layer.activations],
+           "reset_after": bool(layer.reset_after), "clip": layer.clip,
+           "W": e.const(f"{name}W", np.asarray(w.W, np.float32)),
+           "bias": e.const(f"{name}input_bias", xbias.astype(np.float32))}
+    xw = e.op("FULLY_CONNECTED", [x.index, rec["W"], rec["bias"]],
+              e.new(f"{name}XW", [B, T, G * H]), "FullyConnectedOptions", keep_num_dims=True)
+    if reverse:
+        xw = e.reverse_time(xw, f"{name}XW_reversed")
+    shape = e.op("SHAPE", [x.index], e.new(f"{name}shape_of_input", [3], s.INT32), "ShapeOptions", out_type=s.INT32)
+    steps = e.op("STRIDED_SLICE", [shape.index, e.ints(f"{name}t_b", [1]), e.ints(f"{name}t_e", [2]),
+                                   e.ints(f"{name}t_s", [1])], e.new(f"{name}steps", [], s.INT32),
+                 "StridedSliceOptions", shrink_axis_mask=1)
+    if e.stateful is not None:      # --stateful: the states are graph inputs, their final values outputs
+        h0 = _state_port(e, layer, "h", S, w.h0, B)
+        c0 = _state_port(e, layer, "c", H, w.c0, B) if cell == "lstm" else None
+    else:
+        h0 = e.rows_of(x, S, f"{name}h0", e.new(f"{name}h0", [B, S]), w.h0)
+        c0 = e.rows_of(x, H, f"{name}c0", e.new(f"{name}c0", [B, H]), w.c0) if cell == "lstm" else None
+    y0 = e.op("EXPAND_DIMS", [h0.index, e.ints(f"{name}y0_axis", 1)], e.new(f"{name}y0", [B, 1, S]))
+    # t starts as a computed tensor, not a constant: LiteRT's WHILE copies into and resizes its loop inputs'
+    # buffers, which a read-only constant does not have.
+    t0 = e.op("SUB", [steps.index, steps.index], e.new(f"{name}t0", [], s.INT32), "SubOptions")
+    masked = []
+    if mask is not None:            # the mask, in processing order, and the last output (zeros before the first)
+        m = e.reverse_time(mask, f"{name}mask_reversed") if reverse else mask
+        masked = [m, e.rows_of(x, S, f"{name}out0", e.new(f"{name}out0", [B, S]))]
+    loop_in = [t0, steps, xw, h0] + ([c0] if c0 else []) + masked + [y0]
+    outs = [e.new(f"{name}loop/{k}", v.dims if k != len(loop_in) - 1 else [B, None, S], v.dtype)
+            for k, v in enumerate(loop_in)]
+    cond_index, body_index = len(tm.subgraphs), len(tm.subgraphs) + 1
+    _cond(Emitter(tm.subgraph(f"{name}cond")), loop_in)
+    _body(Emitter(tm.subgraph(f"{name}body")), layer, w, loop_in, rec, bool(masked))
+    e.counts["WHILE"] = e.counts.get("WHILE", 0) + 1
+    e.g.op("WHILE", [v.index for v in loop_in], [v.index for v in outs], "WhileOptions",
+           cond_subgraph_index=cond_index, body_subgraph_index=body_index)
+    if e.stateful is not None:
+        for port, v in zip(e.stateful[-2 if c0 else -1:], outs[3:5] if c0 else outs[3:4]):
+            e.g.tensors[v.index]["name"] = port["name"].replace("_in", "_out")
+            port["output"] = v.index
+    y = e.op("STRIDED_SLICE", [outs[-1].index, e.ints(f"{name}drop_b", [0, 1, 0]), e.ints(f"{name}drop_e", [0, 0, 0]),
+                               e.ints(f"{name}drop_s", [1, 1, 1])], e.new(f"{name}output", [B, T, S]),
+             "StridedSliceOptions", begin_mask=0b101, end_mask=0b111)
+    y = e.reverse_time(y, f"{name}output_in_input_order") if reverse else y
+    rec.update(body=body_index, ops=[first_op, len(e.g.ops) - 1], output=y.index, masked=mask is not None,
+               masked_output=layer.masked_output,
+               h0=_init_const(e, h0), c0=_init_const(e, c0) if c0 else None)
+    meta.append(rec)
+    return y
+
+
+def _state_port(e: Emitter, layer: Recurrent, state: str, size: int, init, B) -> Value:
+    """A graph input `<layer>/<state>_in` [batch, size]; its initial value (zeros, or h0/c0) in the metadata."""
+    v = e.new(f"{layer.name}/{state}_in", [B, size])
+    initial = None if init is None else np.asarray(init, np.float32).tolist()
+    e.stateful.append({"name": f"{layer.name}/{state}_in", "layer": layer.name, "state": state, "size": size,
+                       "initial": initial, "input": v.index})
+    return v
+
+
+def _init_const(e: Emitter, v: Value):
+    """The constant a state's BROADCAST_TO spreads over the batch, or None (FILL: zeros; a state input)."""
+    op = next((o for o in e.g.ops if v.index in o[2]), None)
+    if op is None:
+        return None
+    return op[1][0] if e.g.model.opcodes[op[0]] == s.OPS["BROADCAST_TO"] else None
+
+
+def _inputs(e: Emitter, loop_in: list[Value]) -> list[Value]:
+    vals = [e.new(f"in{k}", v.dims if k != len(loop_in) - 1 else [v.dims[0], None, v.dims[2]], v.dtype)
+            for k, v in enumerate(loop_in)]
+    e.g.inputs = [v.index for v in vals]
+    return vals
+
+
+def _cond(e: Emitter, loop_in) -> None:
+    vals = _inputs(e, loop_in)
+    more = e.op("LESS", [vals[0].index, vals[1].index], e.new("more", [], s.BOOL))
+    e.g.outputs = [more.index]
+
+
+def _split(e: Emitter, v: Value, n: int, name: str) -> list[Value]:
+    if n == 1:
+        return [v]
+    parts = [e.new(f"{name}{k}", [v.dims[0], v.dims[1] // n]) for k in range(n)]
+    e.counts["SPLIT"] = e.counts.get("SPLIT", 0) + 1
+    e.g.op("SPLIT", [e.ints(f"{name}axis", 1), v.index], [p.index for p in parts], "SplitOptions", num_splits=n)
+    return parts
+
+
+def _fc(e: Emitter, v: Value, weight, bias, name: str, rec: dict | None = None, key: str = "") -> Value:
+    b = -1 if bias is None else e.const(f"{name}/bias", np.asarray(bias, np.float32))
+    wi = e.const(f"{name}/weight", np.asarray(weight, np.float32))
+    if rec is not None:
+        rec.setdefault("R", []).append(wi) if key == "R" else rec.update({key: wi})
+        if bias is not None:
+            rec["Rbn"] = b
+    return e.op("FULLY_CONNECTED", [v.index, wi, b], e.new(name, [v.dims[0], int(np.shape(weight)[0])]),
+                "FullyConnectedOptions")
+
+
+def _add(e, a: Value, b: Value, name) -> Value:
+    return e.op("ADD", [a.index, b.index], e.new(name, a.dims), "AddOptions")
+
+
+def _mul(e, a: Value, b: Value, name) -> Value:
+    return e.op("MUL", [a.index, b.index], e.new(name, a.dims), "MulOptions")
+
+
+def _clip(e: Emitter, v: Value, clip, name) -> Value:
+    if clip is None:
+        return v
+    v = e.binary("MINIMUM", v, e.scalar(f"{name}/clip_hi", clip), f"{name}/clipped_hi")
+    return e.binary("MAXIMUM", v, e.scalar(f"{name}/clip_lo", -clip), f"{name}/clipped")
+
+
+def _body(e: Emitter, layer: Recurrent, w, loop_in, rec: dict, masked: bool) -> None:
+    vals = _inputs(e, loop_in)
+    t, steps, xw, h = vals[:4]
+    c = vals[4] if layer.cell == "lstm" else None
+    mask, out = vals[-3:-1] if masked else (None, None)
+    y = vals[-1]
+    c_old = c
+    H, G, L = layer.hidden, GATES[layer.cell], layer.name
+    xt = e.op("GATHER", [xw.index, t.index], e.new("x_t", [xw.dims[0], G * H]), "GatherOptions", axis=1)
+    f = layer.activations[0]
+    R = np.asarray(w.R, np.float32)
+    if layer.cell == "rnn":
+        z = _clip(e, _add(e, xt, _fc(e, h, R, None, "Rh", rec, "R"), "pre"), layer.clip, "pre")
+        h_new = e.activation(f, z, "h", L)
+    elif layer.cell == "lstm":
+        z = _clip(e, _add(e, xt, _fc(e, h, R, None, "Rh", rec, "R"), "gates"), layer.clip, "gates")
+        gi, gf, gg, go = _split(e, z, 4, "gate")
+        g_act, h_act = layer.activations[1], layer.activations[2]
+        i, fg, g, o = (e.activation(f, gi, "i", L), e.activation(f, gf, "f", L), e.activation(g_act, gg, "g", L),
+                       e.activation(f, go, "o", L))
+        c = _add(e, _mul(e, fg, c, "f_c"), _mul(e, i, g, "i_g"), "c_new")
+        h_new = _mul(e, o, e.activation(h_act, c, "h_c", L), "o_h")
+        if w.proj is not None:
+            h_new = _fc(e, h_new, w.proj, None, "projected", rec, "proj")
+    else:
+        xr, xz, xn = _split(e, xt, 3, "x_gate")
+        g_act = layer.activations[1]
+        Rr, Rz, Rn = R[:H], R[H:2 * H], R[2 * H:]
+        r_pre = _add(e, xr, _fc(e, h, Rr, None, "Rr_h", rec, "R"), "r_pre")
+        z_pre = _add(e, xz, _fc(e, h, Rz, None, "Rz_h", rec, "R"), "z_pre")
+        r = e.activation(f, _clip(e, r_pre, layer.clip, "r_pre"), "r", L)
+        zg = e.activation(f, _clip(e, z_pre, layer.clip, "z_pre"), "z", L)
+        Rbn = np.asarray(w.Rb, np.float32)[2 * H:]
+        if layer.reset_after:
+            rn = _mul(e, r, _fc(e, h, Rn, Rbn, "Rn_h", rec, "R"), "r_Rn_h")
+        else:
+            rn = _fc(e, _mul(e, r, h, "r_h"), Rn, None, "Rn_rh", rec, "R")
+        n = e.activation(g_act, _clip(e, _add(e, xn, rn, "n_pre"), layer.clip, "n_pre"), "n", L)
+        diff = e.op("SUB", [h.index, n.index], e.new("h_minus_n", h.dims), "SubOptions")
+        h_new = _add(e, n, _mul(e, zg, diff, "z_diff"), "h_new")
+    out_new = h_new
+    if masked:                      # a masked step keeps the states; it outputs the last output, or zeros
+        m = e.op("GATHER", [mask.index, t.index], e.new("m_t", [h.dims[0]], s.BOOL), "GatherOptions", axis=1)
+        m = e.op("EXPAND_DIMS", [m.index, e.ints("m_axis", 1)], e.new("m_t_column", [h.dims[0], 1], s.BOOL))
+        other = out.index if layer.masked_output == "previous" else e.scalar("zero", 0.0)
+        out_new = e.op("SELECT_V2", [m.index, h_new.index, other], e.new("out_new", h.dims))
+        h_new = e.op("SELECT_V2", [m.index, h_new.index, h.index], e.new("h_kept", h.dims))
+        if c is not None:
+            c = e.op("SELECT_V2", [m.index, c.index, c_old.index], e.new("c_kept", c.dims))
+    step = e.op("EXPAND_DIMS", [out_new.index, e.ints("step_axis", 1)], e.new("y_t", [h.dims[0], 1, h.dims[1]]))
+    y_new = e.op("CONCATENATION", [y.index, step.index], e.new("y_new", y.dims), "ConcatenationOptions", axis=1)
+    t_new = e.op("ADD", [t.index, e.ints("one", 1)], e.new("t_next", [], s.INT32), "AddOptions")
+    e.g.outputs = ([t_new.index, steps.index, xw.index, h_new.index] + ([c.index] if c else [])
+                   + ([mask.index, out_new.index] if masked else []) + [y_new.index])
