@@ -111,11 +111,12 @@ def _build_dir() -> str:
     return tempfile.mkdtemp(dir=_BUILD_ROOT[0])
 
 
-def compile_program(sources, out, flags=()):
+def compile_program(sources, out, flags=(), libs=()):
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
         raise RuntimeUnavailable("no C compiler (gcc) on PATH")
-    cmd = [gcc, *CFLAGS, *flags, *(os.path.abspath(str(s)) for s in sources), "-o", os.path.abspath(str(out)), "-lm"]
+    cmd = [gcc, *CFLAGS, *flags, *(os.path.abspath(str(s)) for s in sources), "-o", os.path.abspath(str(out)),
+           *libs, "-lm"]
     res = scratch.run(cmd)
     if res.returncode != 0:
         raise InputError(f"gcc failed on the generated code: {res.stderr.strip()[:2000]}")
@@ -128,11 +129,11 @@ def _refusal(p: Plan) -> str:
     return "too short for a convolution or pooling window"
 
 
-def run(path, x, model) -> np.ndarray:
-    """Compile `path` (with its header) and a small driver with gcc -O2; run it on `x`."""
+def run(path, x, model, flags=("-O2",), libs=()) -> np.ndarray:
+    """Compile `path` (with its header) and a small driver with gcc `flags` (-O2) and `libs`; run it on `x`."""
     src, header, _, P = paths(path)
     with open(src, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
+        digest = hashlib.sha256(f.read() + repr((tuple(flags), tuple(libs))).encode()).hexdigest()
     exe = _BUILT.get(digest)
     p = plan(model)
     if exe is None or not os.path.exists(exe):
@@ -145,7 +146,7 @@ def run(path, x, model) -> np.ndarray:
         with open(os.path.join(build, "driver.c"), "w") as f:
             f.write(driver)
         exe = compile_program([os.path.join(build, "model.c"), os.path.join(build, "driver.c")],
-                              os.path.join(build, "run"), ["-O2"])
+                              os.path.join(build, "run"), list(flags), list(libs))
         _BUILT[digest] = exe
     xb = to_batch_major(x, model, p.input_dtype)
     B, T = xb.shape[:2]
