@@ -8,7 +8,11 @@ API (see the generated header): `<p>_predict` runs a whole sequence with caller-
 `<p>_init`/`<p>_reset`/`<p>_step` stream one time step at a time, emitted only when that is exact: every
 recurrent layer runs forward and no Conv1D, pooling or Flatten reads across time steps (predict only).
 A model starting with an Embedding takes token ids (`const int32_t *` or `const int64_t *`, as its input).
-The files' text: `c_source`; per-layer code: `c_cells` (recurrent time steps), `c_layers` (everything else);
+Speed: predict projects a whole sequence's inputs with one matrix product per layer and direction, each
+step is one matrix-vector product and one fused loop over the units (`c_kernels`: vectorizes at
+gcc -O3 without fast-math; `-DRNNC_USE_CBLAS` uses a BLAS instead).
+The files' text: `c_source`; per-layer code: `c_cells` (recurrent time steps), `c_layers` (everything else),
+`c_kernels` (the products and tanh);
 `c_golden` the test program.
 """
 from __future__ import annotations

@@ -38,6 +38,8 @@ def _header(p: Plan, P: str) -> str:
              + ", a sequence too short for a layer's window" * any(s.kind in ("conv1d", "pooling1d") for s in p.steps)
              + ", a token id out of range" * ids + " or a batch row out of range.",
              f" * {P}_output_steps(T): the rows of a sequence output for T input steps (0: T is refused).",
+             " * Build for speed with gcc -O3 -march=native (no fast-math needed); -DRNNC_USE_CBLAS computes the",
+             " * recurrent layers' matrix products with cblas_sgemm / cblas_sgemv (link a BLAS, e.g. -lopenblas).",
              ]
     if p.streamable:
         lines += [f" * Streaming: {P}_init(&s, batch_row) then {P}_step(&s, x_t, y_t) per time step; y_t is",
