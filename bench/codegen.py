@@ -8,8 +8,9 @@ both).  C: compiled with --flags (no fast-math), `<p>_step` with the state carri
 [T, F], timed in-process with clock_gettime; --cblas adds -DRNNC_USE_CBLAS and links -lopenblas.
 onnxruntime: the --stateful ONNX file, one session.run per step with the states fed back, and one
 session.run on [1, T, F] (intra_op_num_threads=1, CPUExecutionProvider).  Batch 1, one thread each.
-Each round runs the C program then onnxruntime, each taking the best of a few repeats; the table gives
-the ratio C / onnxruntime per round as median [min, max], with the load average (`uptime`).
+Each round runs the C program then onnxruntime, each taking the fastest of 50 blocks of 10 steps and of
+30 sequences (the least disturbed run: the machine may be shared); the table gives the ratio
+C / onnxruntime per round as median [min, max], with the load average (`uptime`).
 """
 from __future__ import annotations
 
@@ -43,14 +44,16 @@ int main(void)
     bm_state s;
     for (i = 0; i < %(T)d * BM_INPUT_SIZE; ++i) x[i] = (float)((i * 7919) %% 200) / 100.0f - 1.0f;
     bm_init(&s, 0);
-    for (r = 0; r < %(R)d; ++r) {
+    for (r = 0; r < %(N)d; ++r) {   /* the fastest of N blocks of 10 steps, and of M sequences */
         t0 = now();
-        for (i = 0; i < %(N)d; ++i) bm_step(&s, x + (i %% %(T)d) * BM_INPUT_SIZE, y);
-        t0 = (now() - t0) / %(N)d;
+        for (i = 0; i < 10; ++i) bm_step(&s, x + ((r * 10 + i) %% %(T)d) * BM_INPUT_SIZE, y);
+        t0 = (now() - t0) / 10;
         if (t0 < best_step) best_step = t0;
+    }
+    for (r = 0; r < %(M)d; ++r) {
         t0 = now();
-        for (i = 0; i < %(M)d; ++i) bm_predict(x, %(T)d, y, work);
-        t0 = (now() - t0) / %(M)d;
+        bm_predict(x, %(T)d, y, work);
+        t0 = now() - t0;
         if (t0 < best_seq) best_seq = t0;
     }
     printf("%%.9g %%.9g %%g\n", best_step, best_seq, y[0]);
@@ -75,10 +78,10 @@ def make_model(features, hidden, layers, cell="lstm", seed=0) -> Model:
     return Model(stack, InputSpec(features=features), name="bench")
 
 
-def build_c(model, d, T, N, M, flags, cblas=False, repeats=3) -> str:
+def build_c(model, d, T, N, M, flags, cblas=False) -> str:
     cgen.write(model, os.path.join(d, "bm.c"), prefix="bm")
     with open(os.path.join(d, "main.c"), "w") as f:
-        f.write(HARNESS % {"T": T, "N": N, "M": M, "R": repeats})
+        f.write(HARNESS % {"T": T, "N": N, "M": M})
     exe = os.path.join(d, "bm")
     extra = (["-DRNNC_USE_CBLAS"], ["-lopenblas"]) if cblas else ([], [])
     subprocess.run(["gcc", *cgen.CFLAGS, *flags, *extra[0], os.path.join(d, "bm.c"), os.path.join(d, "main.c"),
@@ -87,7 +90,7 @@ def build_c(model, d, T, N, M, flags, cblas=False, repeats=3) -> str:
 
 
 def time_c(exe):
-    """(seconds per step, seconds per sequence), each the best of the program's repeats."""
+    """(seconds per step, seconds per sequence), each the fastest the program saw."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     out = subprocess.run([exe], capture_output=True, text=True, check=True, env=env).stdout.split()
     return float(out[0]), float(out[1])
@@ -110,29 +113,33 @@ class Ort:
         x = ((np.arange(T * model.input.features) * 7919) % 200 / 100.0 - 1.0).astype(np.float32)
         self.x, self.T = x.reshape(1, T, model.input.features), T
 
-    def time(self, N, M, repeats=3):
+    def time(self, N, M):
+        """The fastest of N blocks of 10 streamed steps (states fed back), and of M whole sequences."""
         best_step = best_seq = 1e9
         sess, ins, x, T = self.sess, self.ins, self.x, self.T
-        for _ in range(repeats):
-            feeds = stateful.initial_feeds(self.meta, 1)
-            t0 = time.perf_counter()
-            for i in range(N):
+        feeds = stateful.initial_feeds(self.meta, 1)
+        clock = time.perf_counter
+        for r in range(N):
+            t0 = clock()
+            for i in range(r * 10, r * 10 + 10):
                 res = sess.run(None, {ins[0]: x[:, i % T:i % T + 1], **feeds})
                 feeds = dict(zip(ins[1:], res[1:]))
-            best_step = min(best_step, (time.perf_counter() - t0) / N)
-            feeds = stateful.initial_feeds(self.meta, 1)
-            t0 = time.perf_counter()
-            for _ in range(M):
-                sess.run(None, {ins[0]: x, **feeds})
-            best_seq = min(best_seq, (time.perf_counter() - t0) / M)
+            best_step = min(best_step, (clock() - t0) / 10)
+        feeds = stateful.initial_feeds(self.meta, 1)
+        for _ in range(M):
+            t0 = clock()
+            sess.run(None, {ins[0]: x, **feeds})
+            best_seq = min(best_seq, clock() - t0)
         return best_step, best_seq
 
 
-def measure(cell="lstm", features=64, hidden=128, layers=2, T=100, rounds=7, steps=1000,
+def measure(cell="lstm", features=64, hidden=128, layers=2, T=100, rounds=7, blocks=50, sequences=30,
             flags=("-O3", "-march=native"), cblas=False) -> dict:
-    """Per round: the C program, then onnxruntime; times and ratios C / onnxruntime per round."""
+    """Per round: the C program, then onnxruntime, each the fastest of `blocks` blocks of 10 steps and of
+    `sequences` whole sequences (the least disturbed run on a shared machine); times and ratios
+    C / onnxruntime per round."""
     model = make_model(features, hidden, layers, cell)
-    M = max(5, steps // T)
+    steps, M = blocks, sequences
     res = {"c_step": [], "c_seq": [], "ort_step": [], "ort_seq": [], "model": model}
     with tempfile.TemporaryDirectory(prefix="rnnconvert-bench-") as d:
         exe = build_c(model, d, T, steps, M, list(flags), cblas)
@@ -173,14 +180,16 @@ def main(argv=None):
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--time", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=1000, help="single steps per timing repeat")
+    ap.add_argument("--blocks", type=int, default=50, help="blocks of 10 streamed steps per round")
+    ap.add_argument("--sequences", type=int, default=30, help="whole sequences per round")
     ap.add_argument("--flags", default="-O3 -march=native", help="gcc flags besides the C writer's CFLAGS")
     ap.add_argument("--cblas", action="store_true", help="compile with -DRNNC_USE_CBLAS, link -lopenblas")
     a = ap.parse_args(argv)
     flags = a.flags.split()
     results = []
     for cell in a.cells.split(","):
-        r = measure(cell, a.features, a.hidden, a.layers, a.time, a.rounds, a.steps, flags, a.cblas)
+        r = measure(cell, a.features, a.hidden, a.layers, a.time, a.rounds, a.blocks, a.sequences, flags,
+                    a.cblas)
         name = f"{a.layers} x {cell.upper()}({a.hidden}) on {a.features} + Dense(10)"
         results.append((name, r))
     for line in table(results, a.time, flags, a.cblas):

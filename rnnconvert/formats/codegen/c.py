@@ -1,7 +1,8 @@
 """C99 source (`.c` plus `.h`): the model as float32 code with no dynamic allocation; write-only.
 
-Weights are `static const float` arrays in canonical gate order (LSTM ifgo, GRU rzn), stored transposed:
-`WT[k*G*H + j]` is gate unit j's weight for input k, so that the inner loops vectorize.  Every external
+Weights are `static const float` arrays in canonical gate order (LSTM ifgo, GRU rzn), stored transposed
+(gate unit j's weight for input k at [k][j]; recurrent layers' in panels of 64 columns, `c_kernels`), so
+that the inner loops vectorize.  Every external
 name starts with the prefix (the file stem as an identifier, or the `prefix` option), so that two
 models link into one program.
 API (see the generated header): `<p>_predict` runs a whole sequence with caller-provided work memory;

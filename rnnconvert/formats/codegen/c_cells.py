@@ -5,8 +5,9 @@ x W^T + biases of n steps at once: one `gemm_`, which predict runs over the whol
 recurrence), `_step(gin, h[, c])` (one step from those pre-activations: g = gin + R h by `gemv_`, then
 every gate and the state update in one loop over the units, which vectorizes; a softmax gate falls back to
 one pass per gate block) and, for streaming, `_cell(x, h[, c])` (both); h (and c) are updated in place.
-Weights are `static const float` stored transposed (`WT[k*G*H + j]` is gate unit j's weight for input k:
-unit stride along j), gate blocks in canonical order (LSTM ifgo, GRU rzn); `_bx` holds Wb + Rb (GRU
+Weights are `static const float`, transposed (W^T [F][G*H]: gate unit j's weights for the inputs k) and
+stored in panels of 64 columns (`c_kernels.panels`: unit stride along j, read in order), gate blocks in
+canonical order (LSTM ifgo, GRU rzn; GRU reset_before keeps R's n block apart); `_bx` holds Wb + Rb (GRU
 reset_after: Wb only for n, whose Rb is `_bhn`).  `<P>_l<k><d>_init` sets the initial states of one
 batch row.  The products and tanh_/sigmoid_ are `c_kernels`'.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _cexpr
+from .c_kernels import layout, panels
 from ._plan import ELEMENTWISE, Plan, Step
 from ..literals import comment
 
@@ -103,10 +105,16 @@ def cell(p: Plan, s: Step, d, P: str, acts: Acts, arrays: list[str]) -> str:
     A = f"{P}_{tag}"
     GH = d.W.shape[0]
     name = comment(s.name)
-    arrays.append(array(f"{A}_WT", d.W.T, f"layer '{name}' {d.name}: W transposed [{F}][{GH}], gate blocks "
-                                           f"{L.gate_order} along each row"))
-    arrays.append(array(f"{A}_RT", d.R.T, f"layer '{name}' {d.name}: R transposed [{S}][{GH}], gate blocks "
-                                           f"{L.gate_order} along each row"))
+    rb = s.kind == "gru" and not L.reset_after    # r * h comes before R's n block: two matrices
+    arrays.append(array(f"{A}_WP", panels(d.W.T), f"layer '{name}' {d.name}: W transposed {layout(F, GH)}, gate "
+                                                  f"blocks {L.gate_order} along each row"))
+    RT = d.R.T
+    arrays.append(array(f"{A}_RP", panels(RT[:, :2 * H] if rb else RT),
+                        f"layer '{name}' {d.name}: R transposed {layout(S, 2 * H if rb else GH)}, gate blocks "
+                        f"{L.gate_order[:2] if rb else L.gate_order} along each row"))
+    if rb:
+        arrays.append(array(f"{A}_RPn", panels(RT[:, 2 * H:]), f"layer '{name}' {d.name}: R of n transposed "
+                                                              f"{layout(S, H)}"))
     reset_after = s.kind == "gru" and L.reset_after
     arrays.append(array(f"{A}_bx", _bias_x(s, d), f"layer '{name}' {d.name}: Wb + Rb" +
                         (" (n block: Wb only)" if reset_after else "")))
@@ -117,16 +125,17 @@ def cell(p: Plan, s: Step, d, P: str, acts: Acts, arrays: list[str]) -> str:
            f"/* gin[t][{GH}] = x[t] W^T + biases for t < n: every step's input projection at once */",
            f"static void {A}_proj(const float *x, int n, float *gin)", "{", "    int t;",
            f"    for (t = 0; t < n; ++t) memcpy(gin + (long)t * {GH}, {A}_bx, sizeof {A}_bx);",
-           f"    gemm_(gin, {GH}, x, {F}, n, {A}_WT, {GH}, {F}, {GH});", "}", "",
+           f"    gemm_(gin, {GH}, x, {F}, n, {A}_WP, {F}, {GH});", "}", "",
            "/* one time step from its input projection gin: h (and c) updated in place */",
            f"static void {A}_step(const float *gin, float *h{c_arg})", "{",
            *_step_body(s, d, A, acts, H, S, GH), "}", ""]
     if p.streamable:
         out += [f"static void {A}_cell(const float *x, float *h{c_arg})", "{", f"    float g_[{GH}];",
-                f"    memcpy(g_, {A}_bx, sizeof g_);", f"    gemv_(g_, {A}_WT, {GH}, {F}, {GH}, x);",
+                f"    memcpy(g_, {A}_bx, sizeof g_);", f"    gemv_(g_, {A}_WP, {F}, {GH}, x);",
                 f"    {A}_step(g_, h{c_call});", "}", ""]
     if s.kind == "lstm" and d.proj is not None:
-        arrays.append(array(f"{A}_PT", d.proj.T, f"layer '{name}' {d.name}: projection P transposed [{H}][{S}]"))
+        arrays.append(array(f"{A}_PP", panels(d.proj.T), f"layer '{name}' {d.name}: projection P transposed "
+                                                        f"{layout(H, S)}"))
     # initial states
     lines = [f"static void {A}_init(float *h, float *c, int row)", "{"]
     for key, v, size in (("h0", d.h0, S), ("c0", d.c0, H)):
@@ -160,7 +169,7 @@ def _step_body(s: Step, d, A: str, acts: Acts, H: int, S: int, GH: int) -> list[
     if s.kind == "lstm":
         f, g, hh = fs
         body = [f"    float g[{GH}], hc[{H}];", "    int j;", "    memcpy(g, gin, sizeof g);",
-                f"    gemv_(g, {A}_RT, {GH}, {S}, {GH}, h);",
+                f"    gemv_(g, {A}_RP, {S}, {GH}, h);",
                 f"    for (j = 0; j < {H}; ++j) {{",
                 f"        float i_ = g[j], f_ = g[{H} + j], c_ = g[{2 * H} + j], o_ = g[{3 * H} + j], t_;",
                 *(f"       {_pre(L, v)}" for v in ("i_", "f_", "c_", "o_") if L.clip is not None),
@@ -169,14 +178,14 @@ def _step_body(s: Step, d, A: str, acts: Acts, H: int, S: int, GH: int) -> list[
                 "        t_ = f_ * c[j] + i_ * c_;", "        c[j] = t_;",
                 f"        hc[j] = o_ * {_act(acts, hh, 't_')};", "    }"]
         if d.proj is not None:
-            return body + [f"    memset(h, 0, {S} * sizeof(float));", f"    gemv_(h, {A}_PT, {S}, {H}, {S}, hc);"]
+            return body + [f"    memset(h, 0, {S} * sizeof(float));", f"    gemv_(h, {A}_PP, {H}, {S}, hc);"]
         return body + ["    memcpy(h, hc, sizeof hc);"]
     if s.kind == "gru":
         f, g = fs
         body = [f"    float g[{GH}]{'' if L.reset_after else f', n_[{H}]'};", "    int j;", "    memcpy(g, gin, sizeof g);"]
         if L.reset_after:
             body += [f"    memcpy(g + {2 * H}, {A}_bhn, sizeof {A}_bhn);",
-                     f"    gemv_(g, {A}_RT, {GH}, {H}, {GH}, h);",
+                     f"    gemv_(g, {A}_RP, {H}, {GH}, h);",
                      f"    for (j = 0; j < {H}; ++j) {{",
                      f"        float r_ = g[j], z_ = g[{H} + j], a_;",
                      *(f"       {_pre(L, v)}" for v in ("r_", "z_") if L.clip is not None),
@@ -185,17 +194,17 @@ def _step_body(s: Step, d, A: str, acts: Acts, H: int, S: int, GH: int) -> list[
                      f"        a_ = {_act(acts, g, 'a_')};",
                      "        h[j] = a_ + z_ * (h[j] - a_);", "    }"]
             return body
-        body += [f"    gemv_(g, {A}_RT, {GH}, {H}, {2 * H}, h);",
+        body += [f"    gemv_(g, {A}_RP, {H}, {2 * H}, h);",
                  f"    for (j = 0; j < {2 * H}; ++j) {{ float a_ = g[j];{_pre(L, 'a_')} g[j] = {_act(acts, f, 'a_')}; }}",
                  f"    for (j = 0; j < {H}; ++j) n_[j] = g[j] * h[j];   /* r * h */",
-                 f"    gemv_(g + {2 * H}, {A}_RT + {2 * H}, {GH}, {H}, {H}, n_);",
+                 f"    gemv_(g + {2 * H}, {A}_RPn, {H}, {H}, n_);",
                  f"    for (j = 0; j < {H}; ++j) {{",
                  f"        float a_ = g[{2 * H} + j];{_pre(L, 'a_')}", f"        a_ = {_act(acts, g, 'a_')};",
                  f"        h[j] = a_ + g[{H} + j] * (h[j] - a_);", "    }"]
         return body
     (f,) = fs
     return [f"    float g[{GH}];", "    int j;", "    memcpy(g, gin, sizeof g);",
-            f"    gemv_(g, {A}_RT, {GH}, {H}, {GH}, h);",
+            f"    gemv_(g, {A}_RP, {H}, {GH}, h);",
             f"    for (j = 0; j < {H}; ++j) {{ float a_ = g[j];{_pre(L, 'a_')} h[j] = {_act(acts, f, 'a_')}; }}"]
 
 
@@ -209,30 +218,30 @@ def _step_blocks(s: Step, d, A: str, acts: Acts, H: int, S: int, GH: int) -> lis
     if s.kind == "lstm":
         f, g, hh = fs
         out = [f"    float g[{GH}], hc[{H}];", "    int j;", "    memcpy(g, gin, sizeof g);",
-               f"    gemv_(g, {A}_RT, {GH}, {S}, {GH}, h);", *clip,
+               f"    gemv_(g, {A}_RP, {S}, {GH}, h);", *clip,
                f"    {f}(g, {H});", f"    {f}(g + {H}, {H});", f"    {g}(g + {2 * H}, {H});", f"    {f}(g + {3 * H}, {H});",
                f"    for (j = 0; j < {H}; ++j) {{ c[j] = g[{H} + j] * c[j] + g[j] * g[{2 * H} + j]; hc[j] = c[j]; }}",
                f"    {hh}(hc, {H});", f"    for (j = 0; j < {H}; ++j) hc[j] *= g[{3 * H} + j];"]
         if d.proj is not None:
-            return out + [f"    memset(h, 0, {S} * sizeof(float));", f"    gemv_(h, {A}_PT, {S}, {H}, {S}, hc);"]
+            return out + [f"    memset(h, 0, {S} * sizeof(float));", f"    gemv_(h, {A}_PP, {H}, {S}, hc);"]
         return out + ["    memcpy(h, hc, sizeof hc);"]
     if s.kind == "gru":
         f, g = fs
         out = [f"    float g[{GH}], n_[{H}];", "    int j;", "    memcpy(g, gin, sizeof g);"]
         if L.reset_after:
-            out += [f"    memcpy(g + {2 * H}, {A}_bhn, sizeof {A}_bhn);", f"    gemv_(g, {A}_RT, {GH}, {H}, {GH}, h);",
+            out += [f"    memcpy(g + {2 * H}, {A}_bhn, sizeof {A}_bhn);", f"    gemv_(g, {A}_RP, {H}, {GH}, h);",
                     *clip, f"    {f}(g, {H});", f"    {f}(g + {H}, {H});",
                     f"    for (j = 0; j < {H}; ++j) {{ float a_ = gin[{2 * H} + j] + g[j] * g[{2 * H} + j]; "
                     f"{_clip(L, 'a_')} n_[j] = a_; }}"]
         else:
-            out += [f"    gemv_(g, {A}_RT, {GH}, {H}, {2 * H}, h);", *clip, f"    {f}(g, {H});", f"    {f}(g + {H}, {H});",
+            out += [f"    gemv_(g, {A}_RP, {H}, {2 * H}, h);", *clip, f"    {f}(g, {H});", f"    {f}(g + {H}, {H});",
                     f"    for (j = 0; j < {H}; ++j) n_[j] = g[j] * h[j];   /* r * h */",
-                    f"    gemv_(g + {2 * H}, {A}_RT + {2 * H}, {GH}, {H}, {H}, n_);",
+                    f"    gemv_(g + {2 * H}, {A}_RPn, {H}, {H}, n_);",
                     f"    for (j = 0; j < {H}; ++j) {{ float a_ = g[{2 * H} + j]; {_clip(L, 'a_')} n_[j] = a_; }}"]
         return out + [f"    {g}(n_, {H});", f"    for (j = 0; j < {H}; ++j) h[j] = n_[j] + g[{H} + j] * (h[j] - n_[j]);"]
     (f,) = fs
     return [f"    float g[{GH}];", "    int j;", "    memcpy(g, gin, sizeof g);",
-            f"    gemv_(g, {A}_RT, {GH}, {H}, {GH}, h);", *clip, f"    {f}(g, {H});", "    memcpy(h, g, sizeof g);",
+            f"    gemv_(g, {A}_RP, {H}, {GH}, h);", *clip, f"    {f}(g, {H});", "    memcpy(h, g, sizeof g);",
             "    (void)j;"]
 
 

@@ -1,16 +1,20 @@
 """The C helpers the recurrent layers run on: two matrix products and a tanh that vectorizes.
 
-`gemm_(Y, ldy, X, ldx, n, WT, ld, K, M)`: Y[t][j] += sum_k X[t][k] WT[k][j] for n rows (a whole
+`gemm_(Y, ldy, X, ldx, n, WP, K, M)`: Y[t][j] += sum_k X[t][k] WT[k][j] for n rows (a whole
 sequence's input projection: blocks of 4 rows x 32 columns held in registers while k runs, so that each
-weight row is loaded once per 4 steps); `gemv_(y, WT, ld, K, M, v)`: y[j] += sum_k WT[k][j] v[k]
-(64 columns held in registers while k runs); both row-major, unit stride along j, with fmaf where the
-target has a fast one (FP_FAST_FMAF) and the compile-time trip counts gcc -O3 vectorizes without
-fast-math.  With -DRNNC_USE_CBLAS they are cblas_sgemm / cblas_sgemv on the same arrays.
+weight is loaded once per 4 steps); `gemv_(y, WP, K, M, v)`: y[j] += sum_k WT[k][j] v[k] (64 columns held
+in registers while k runs).  WP is WT [K][M] in panels of 64 columns (`panels`), each a row-major [K][w]
+block, so that the weights stream in order (a row-major WT with a 2-4 KB row stride was 4% slower at
+[128][512] and 30% at [256][1024]); fmaf where the target has a fast one (FP_FAST_FMAF), and compile-time
+trip counts that gcc -O3 vectorizes without fast-math.  With -DRNNC_USE_CBLAS they are cblas_sgemm /
+cblas_sgemv per panel, on the same arrays.
 `tanh_` is the rational approximation onnxruntime's MLAS (and Eigen) use, clamped at +-9 (absolute
 error under 4e-7, plain arithmetic so that loops calling it vectorize); `sigmoid_(x)` is
 0.5 + 0.5 tanh_(x / 2) (absolute error under 3e-7).
 """
 from __future__ import annotations
+
+import numpy as np
 
 TANH = r"""/* tanh: a rational approximation (odd degree 13 over even degree 6, the one onnxruntime's MLAS uses),
  * absolute error under 4e-7; plain arithmetic, so that the loops calling it vectorize. */
@@ -40,20 +44,33 @@ SIGMOID = r"""static float sigmoid_(float x)
 }
 """
 
-PRODUCTS = r"""#ifdef RNNC_USE_CBLAS
+PRODUCTS = r"""/* A matrix WT [K][M] is stored in panels of RNNC_NP = 64 columns: panel p (columns 64p .. 64p + w - 1,
+ * w = 64 or the columns left) is a row-major [K][w] block at WP + 64 p K, so that a product reads the
+ * weights in order. */
+#define RNNC_NP 64
+#ifdef RNNC_USE_CBLAS
 #include <cblas.h>
 
-/* y[j] += sum_k WT[k][j] v[k], j < M, k < K (WT row-major with row stride ld) */
-static void gemv_(float *restrict y, const float *restrict WT, int ld, int K, int M, const float *restrict v)
+/* y[j] += sum_k WT[k][j] v[k], j < M, k < K */
+static void gemv_(float *restrict y, const float *restrict WP, int K, int M, const float *restrict v)
 {
-    cblas_sgemv(CblasRowMajor, CblasTrans, K, M, 1.0f, WT, ld, v, 1, 1.0f, y, 1);
+    int j0, w;
+    for (j0 = 0; j0 < M; j0 += RNNC_NP) {
+        w = M - j0 < RNNC_NP ? M - j0 : RNNC_NP;
+        cblas_sgemv(CblasRowMajor, CblasTrans, K, w, 1.0f, WP + (long)j0 * K, w, v, 1, 1.0f, y + j0, 1);
+    }
 }
 
 /* Y[t][j] += sum_k X[t][k] WT[k][j], t < n, j < M, k < K */
 static void gemm_(float *restrict Y, int ldy, const float *restrict X, int ldx, int n,
-                  const float *restrict WT, int ld, int K, int M)
+                  const float *restrict WP, int K, int M)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, M, K, 1.0f, X, ldx, WT, ld, 1.0f, Y, ldy);
+    int j0, w;
+    for (j0 = 0; j0 < M; j0 += RNNC_NP) {
+        w = M - j0 < RNNC_NP ? M - j0 : RNNC_NP;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, w, K, 1.0f, X, ldx, WP + (long)j0 * K, w,
+                    1.0f, Y + j0, ldy);
+    }
 }
 #else
 #if defined(FP_FAST_FMAF)
@@ -61,65 +78,83 @@ static void gemm_(float *restrict Y, int ldy, const float *restrict X, int ldx, 
 #else
 #define RNNC_MAC(w, v, a) ((w) * (v) + (a))
 #endif
-#define RNNC_NV 64   /* gemv_: columns held in registers */
-#define RNNC_NM 32   /* gemm_: columns ... */
+#define RNNC_NM 32   /* gemm_: half a panel's columns ... */
 #define RNNC_TM 4    /* ... by rows held in registers */
 
-/* y[j] += sum_k WT[k][j] v[k], j < M, k < K (WT row-major with row stride ld) */
-static void gemv_(float *restrict y, const float *restrict WT, int ld, int K, int M, const float *restrict v)
+/* y[j] += sum_k WT[k][j] v[k], j < M, k < K; a whole panel's 64 sums are held in registers */
+static void gemv_(float *restrict y, const float *restrict WP, int K, int M, const float *restrict v)
 {
-    int j0 = 0, j, k;
-    for (; j0 + RNNC_NV <= M; j0 += RNNC_NV) {
-        float acc[RNNC_NV];
-        for (j = 0; j < RNNC_NV; ++j) acc[j] = y[j0 + j];
+    int j0 = 0, j, k, w;
+    for (; j0 + RNNC_NP <= M; j0 += RNNC_NP) {
+        const float *p = WP + (long)j0 * K;
+        float acc[RNNC_NP];
+        for (j = 0; j < RNNC_NP; ++j) acc[j] = y[j0 + j];
         for (k = 0; k < K; ++k) {
             const float vk = v[k];
-            const float *w = WT + (long)k * ld + j0;
-            for (j = 0; j < RNNC_NV; ++j) acc[j] = RNNC_MAC(w[j], vk, acc[j]);
+            const float *wk = p + (long)k * RNNC_NP;
+            for (j = 0; j < RNNC_NP; ++j) acc[j] = RNNC_MAC(wk[j], vk, acc[j]);
         }
-        for (j = 0; j < RNNC_NV; ++j) y[j0 + j] = acc[j];
+        for (j = 0; j < RNNC_NP; ++j) y[j0 + j] = acc[j];
     }
-    if (j0 < M)
-        for (k = 0; k < K; ++k) {
-            const float vk = v[k];
-            const float *w = WT + (long)k * ld;
-            for (j = j0; j < M; ++j) y[j] = RNNC_MAC(w[j], vk, y[j]);
-        }
+    w = M - j0;
+    for (k = 0; k < K && w > 0; ++k) {
+        const float vk = v[k];
+        const float *wk = WP + (long)j0 * K + (long)k * w;
+        for (j = 0; j < w; ++j) y[j0 + j] = RNNC_MAC(wk[j], vk, y[j0 + j]);
+    }
 }
 
-/* Y[t][j] += sum_k X[t][k] WT[k][j], t < n, j < M, k < K */
+/* Y[t][j] += sum_k X[t][k] WT[k][j], t < n, j < M, k < K: blocks of 4 rows by 32 columns in registers */
 static void gemm_(float *restrict Y, int ldy, const float *restrict X, int ldx, int n,
-                  const float *restrict WT, int ld, int K, int M)
+                  const float *restrict WP, int K, int M)
 {
-    int t = 0, i, j0, j, k;
-    for (; t + RNNC_TM <= n; t += RNNC_TM) {
-        for (j0 = 0; j0 + RNNC_NM <= M; j0 += RNNC_NM) {
-            float acc[RNNC_TM][RNNC_NM];
-            for (i = 0; i < RNNC_TM; ++i)
-                for (j = 0; j < RNNC_NM; ++j) acc[i][j] = Y[(long)(t + i) * ldy + j0 + j];
-            for (k = 0; k < K; ++k) {
-                const float *w = WT + (long)k * ld + j0;
-                for (i = 0; i < RNNC_TM; ++i) {
-                    const float xk = X[(long)(t + i) * ldx + k];
-                    for (j = 0; j < RNNC_NM; ++j) acc[i][j] = RNNC_MAC(w[j], xk, acc[i][j]);
-                }
+    int t, i, j0, j, k, h, w;
+    for (j0 = 0; j0 < M; j0 += RNNC_NP) {
+        const float *p = WP + (long)j0 * K;
+        w = M - j0 < RNNC_NP ? M - j0 : RNNC_NP;
+        for (t = 0; t + RNNC_TM <= n; t += RNNC_TM) {
+            if (w < RNNC_NP) {
+                for (i = 0; i < RNNC_TM; ++i)
+                    for (k = 0; k < K; ++k) {
+                        const float xk = X[(long)(t + i) * ldx + k];
+                        float *y = Y + (long)(t + i) * ldy + j0;
+                        for (j = 0; j < w; ++j) y[j] = RNNC_MAC(p[(long)k * w + j], xk, y[j]);
+                    }
+                continue;
             }
-            for (i = 0; i < RNNC_TM; ++i)
-                for (j = 0; j < RNNC_NM; ++j) Y[(long)(t + i) * ldy + j0 + j] = acc[i][j];
-        }
-        if (j0 < M)
-            for (i = 0; i < RNNC_TM; ++i)
+            for (h = 0; h < RNNC_NP; h += RNNC_NM) {
+                float acc[RNNC_TM][RNNC_NM];
+                for (i = 0; i < RNNC_TM; ++i)
+                    for (j = 0; j < RNNC_NM; ++j) acc[i][j] = Y[(long)(t + i) * ldy + j0 + h + j];
                 for (k = 0; k < K; ++k) {
-                    const float xk = X[(long)(t + i) * ldx + k];
-                    const float *w = WT + (long)k * ld;
-                    float *y = Y + (long)(t + i) * ldy;
-                    for (j = j0; j < M; ++j) y[j] = RNNC_MAC(w[j], xk, y[j]);
+                    const float *wk = p + (long)k * RNNC_NP + h;
+                    for (i = 0; i < RNNC_TM; ++i) {
+                        const float xk = X[(long)(t + i) * ldx + k];
+                        for (j = 0; j < RNNC_NM; ++j) acc[i][j] = RNNC_MAC(wk[j], xk, acc[i][j]);
+                    }
                 }
+                for (i = 0; i < RNNC_TM; ++i)
+                    for (j = 0; j < RNNC_NM; ++j) Y[(long)(t + i) * ldy + j0 + h + j] = acc[i][j];
+            }
+        }
     }
-    for (; t < n; ++t) gemv_(Y + (long)t * ldy, WT, ld, K, M, X + (long)t * ldx);
+    for (t = n - n % RNNC_TM; t < n; ++t) gemv_(Y + (long)t * ldy, WP, K, M, X + (long)t * ldx);
 }
 #endif
 """
+
+PANEL = 64
+
+
+def panels(WT) -> np.ndarray:
+    """WT [K][M] in the products' layout: panels of 64 columns, each a row-major [K][w] block, in order."""
+    WT = np.asarray(WT, np.float32)
+    return np.concatenate([WT[:, j:j + PANEL].ravel() for j in range(0, WT.shape[1], PANEL)])
+
+
+def layout(K: int, M: int) -> str:
+    """The array comment's description of the panel layout."""
+    return f"[{K}][{M}] in panels of {PANEL} columns (a panel: [{K}][its width] row-major)"
 
 
 def helpers(need: set[str], recurrent: bool) -> list[str]:
