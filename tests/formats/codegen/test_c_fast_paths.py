@@ -75,7 +75,8 @@ def test_c_on_cblas_matches_the_framework(case, tmp_path):
     _against_framework(case, tmp_path, CBLAS, ("-lopenblas",))
 
 
-@pytest.mark.parametrize("case", PICKED[:3], ids=NAMES[:3])
+@pytest.mark.parametrize("case", [PICKED[0]] + [pytest.param(c, marks=pytest.mark.slow) for c in PICKED[1:3]],
+                         ids=NAMES[:3])
 def test_golden_program_built_for_speed_passes(case, tmp_path):
     """predict and, where generated, step one step at a time, at -O3 -march=native and on cblas."""
     model = _read(case)
