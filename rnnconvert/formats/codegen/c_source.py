@@ -229,7 +229,7 @@ def _streaming(p: Plan, P: str) -> str:
         out.append("    (void)s;")
     ids = p.input_dtype != "float32"
     out += ["}", "", f"{X} {P}_step({P}_state *s, const {_xtype(p)} *x, float *y)", "{",
-            f"    float buf0[{p.max_width}], buf1[{p.max_width}];",
+            f"    float buf0[{max(p.max_width, p.flat_width)}], buf1[{max(p.max_width, p.flat_width)}];",
             "    const float *cur = " + ("buf0" if ids else "x") + ";",
             "    (void)buf0; (void)buf1;"]
     if p.has_mask:

@@ -141,5 +141,30 @@ def test_predict_projects_each_sequence_once_and_steps_call_no_libm(tmp_path):
     assert "tanhf(" not in src and "cblas_sgemm(" in src and "cblas_sgemv(" in src
 
 
+def test_stream_step_holds_a_head_wider_than_every_sequence(tmp_path):
+    """A last-step LSTM on 1 feature under a Dense(9) (a published text generator's shape: LSTM(256) on 1
+    feature, Dense(58)): the step's buffers were sized by the widest sequence (1), and the Dense wrote 9
+    floats into a 1-float stack array (gcc -O2 -Werror=array-bounds refused the file)."""
+    rng = np.random.default_rng(2)
+    w = DirectionWeights(*(np.asarray(a, np.float32) for a in (rng.normal(0, 0.5, (16, 1)), rng.normal(0, 0.5, (16, 4)),
+                                                                rng.normal(0, 0.2, 16), rng.normal(0, 0.2, 16))))
+    model = Model([Recurrent("lstm", "lstm", 4, "forward", [w], [SIGMOID, TANH, TANH], output="final_state"),
+                   Dense("head", rng.normal(0, 0.5, (4, 9)).astype(np.float32), np.zeros(9, np.float32),
+                         Activation("linear"))], InputSpec(features=1), name="wide_head")
+    cgen.write(model, tmp_path / "m.c", emit_test=True)
+    assert "float buf0[9], buf1[9];" in (tmp_path / "m.c").read_text()
+    for flags in (("-O2",), FAST):
+        exe = tmp_path / "golden"
+        subprocess.run([GCC, *cgen.CFLAGS, *flags, str(tmp_path / "m.c"), str(tmp_path / "m_test.c"), "-o", str(exe),
+                        "-lm"], check=True)
+        res = subprocess.run([str(exe)], capture_output=True, text=True)
+        assert res.returncode == 0 and res.stdout.strip() == "ok", res.stdout
+    pytest.importorskip("onnxruntime")
+    rnnconvert.write(model, tmp_path / "m.onnx")
+    x = np.random.default_rng(3).standard_normal((2, 5, 1)).astype(np.float32)
+    np.testing.assert_allclose(cgen.run(tmp_path / "m.c", x, model), ort_runtime.run(tmp_path / "m.onnx", x, model),
+                               atol=TOL, rtol=TOL)
+
+
 def test_fixture_folder_is_there():
     assert (FIXTURES / "keras3").is_dir() and len(PICKED) == len(NAMES)
