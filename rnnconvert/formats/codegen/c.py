@@ -1,14 +1,19 @@
 """C99 source (`.c` plus `.h`): the model as float32 code with no dynamic allocation; write-only.
 
-Weights are `static const float` arrays in canonical gate order (LSTM ifgo, GRU rzn), stored transposed:
-`WT[k*G*H + j]` is gate unit j's weight for input k, so that the inner loops vectorize.  Every external
+Weights are `static const float` arrays in canonical gate order (LSTM ifgo, GRU rzn), stored transposed
+(gate unit j's weight for input k at [k][j]; recurrent layers' in panels of 64 columns, `c_kernels`), so
+that the inner loops vectorize.  Every external
 name starts with the prefix (the file stem as an identifier, or the `prefix` option), so that two
 models link into one program.
 API (see the generated header): `<p>_predict` runs a whole sequence with caller-provided work memory;
 `<p>_init`/`<p>_reset`/`<p>_step` stream one time step at a time, emitted only when that is exact: every
 recurrent layer runs forward and no Conv1D, pooling or Flatten reads across time steps (predict only).
 A model starting with an Embedding takes token ids (`const int32_t *` or `const int64_t *`, as its input).
-The files' text: `c_source`; per-layer code: `c_cells` (recurrent time steps), `c_layers` (everything else);
+Speed: predict projects a whole sequence's inputs with one matrix product per layer and direction, each
+step is one matrix-vector product and one fused loop over the units (`c_kernels`: vectorizes at
+gcc -O3 without fast-math; `-DRNNC_USE_CBLAS` uses a BLAS instead).
+The files' text: `c_source`; per-layer code: `c_cells` (recurrent time steps), `c_layers` (everything else),
+`c_kernels` (the products and tanh);
 `c_golden` the test program.
 """
 from __future__ import annotations
@@ -111,11 +116,12 @@ def _build_dir() -> str:
     return tempfile.mkdtemp(dir=_BUILD_ROOT[0])
 
 
-def compile_program(sources, out, flags=()):
+def compile_program(sources, out, flags=(), libs=()):
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
         raise RuntimeUnavailable("no C compiler (gcc) on PATH")
-    cmd = [gcc, *CFLAGS, *flags, *(os.path.abspath(str(s)) for s in sources), "-o", os.path.abspath(str(out)), "-lm"]
+    cmd = [gcc, *CFLAGS, *flags, *(os.path.abspath(str(s)) for s in sources), "-o", os.path.abspath(str(out)),
+           *libs, "-lm"]
     res = scratch.run(cmd)
     if res.returncode != 0:
         raise InputError(f"gcc failed on the generated code: {res.stderr.strip()[:2000]}")
@@ -128,11 +134,11 @@ def _refusal(p: Plan) -> str:
     return "too short for a convolution or pooling window"
 
 
-def run(path, x, model) -> np.ndarray:
-    """Compile `path` (with its header) and a small driver with gcc -O2; run it on `x`."""
+def run(path, x, model, flags=("-O2",), libs=()) -> np.ndarray:
+    """Compile `path` (with its header) and a small driver with gcc `flags` (-O2) and `libs`; run it on `x`."""
     src, header, _, P = paths(path)
     with open(src, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()
+        digest = hashlib.sha256(f.read() + repr((tuple(flags), tuple(libs))).encode()).hexdigest()
     exe = _BUILT.get(digest)
     p = plan(model)
     if exe is None or not os.path.exists(exe):
@@ -145,7 +151,7 @@ def run(path, x, model) -> np.ndarray:
         with open(os.path.join(build, "driver.c"), "w") as f:
             f.write(driver)
         exe = compile_program([os.path.join(build, "model.c"), os.path.join(build, "driver.c")],
-                              os.path.join(build, "run"), ["-O2"])
+                              os.path.join(build, "run"), list(flags), list(libs))
         _BUILT[digest] = exe
     xb = to_batch_major(x, model, p.input_dtype)
     B, T = xb.shape[:2]
