@@ -130,6 +130,9 @@ def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None
     if same:
         if report.checks:
             report.notes.append(IDENTICAL.format(" (with and without states)" if src_model.has_state_io else ""))
+            why = streaming_undefined(src_model)
+            if why:             # no streaming claimed, by any runner: say why, as reference_checks does
+                report.not_run(STREAMING, f"not defined ({why})")
         else:           # no runtime ran: reference(dst) is the one numeric check
             if progress is not None:
                 progress.added(planned_checks(src_model, dst_model, dst_fmt, suite, src_fmt, layer)
