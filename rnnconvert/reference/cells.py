@@ -12,15 +12,19 @@ The batch columns of a recurrence are independent, so a large batch runs as a fe
 one per BLAS thread, each on its own Python thread with single-threaded BLAS calls (numpy releases
 the GIL in matmul and in the ufunc loops).  A chunk computes what the whole batch would up to the
 matmul's summation order (with OpenBLAS: float64 identical, float32 within 2e-6 at hidden 512).
+A recurrence whose per-step matmul is small (below MIN_WORK, as verification's batches of 2-3 are)
+runs with single-threaded BLAS: handing a tiny matmul to BLAS threads costs more than it saves.
 """
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Callable, NamedTuple
 
 import numpy as np
 
 from . import blas
+from .activations import _sigmoid, _tanh
 from ..model import gates
 
 # A batch is split only when one step's recurrent matmul (gates*H x S times S x B) has at least this
@@ -50,6 +54,9 @@ def _lstm(layer, w, X, reverse, acts, dtype):
     P = None if w.proj is None else _cast(w.proj, dtype)
     S = H if P is None else P.shape[0]
     clip = layer.clip
+    fused = _tanh_gates(acts, dtype, 3)
+    if fused:                 # sigmoid(x) = (1 + tanh(x/2)) / 2: the i, f, o rows halved once
+        W_ifog, R_ifog, b_ifog = (_halved(a, 3 * H) for a in (W_ifog, R_ifog, b_ifog))
 
     def loop(cols):
         XW = _input_projection(X, W_ifog, b_ifog, cols)
@@ -63,14 +70,25 @@ def _lstm(layer, w, X, reverse, acts, dtype):
         for t in _steps(T, reverse):
             np.matmul(R_ifog, h, out=G)
             G += XW[t]
-            if clip is not None:
-                np.clip(G, -clip, clip, out=G)
-            f(i_f_o, i_f_o)
-            g(g_gate, g_gate)
+            if fused:
+                if clip is not None:
+                    np.clip(i_f_o, -clip / 2, clip / 2, out=i_f_o)
+                    np.clip(g_gate, -clip, clip, out=g_gate)
+                np.tanh(G, out=G)
+                i_f_o *= 0.5
+                i_f_o += 0.5
+            else:
+                if clip is not None:
+                    np.clip(G, -clip, clip, out=G)
+                f(i_f_o, i_f_o)
+                g(g_gate, g_gate)
             c *= f_gate
             np.multiply(i, g_gate, out=ig)
             c += ig
-            h_act(c, ig)                      # ig now holds h(Ct)
+            if fused:
+                np.tanh(c, out=ig)
+            else:
+                h_act(c, ig)                  # ig now holds h(Ct)
             h = Y[t].T
             if P is None:
                 np.multiply(o, ig, out=h)
@@ -79,7 +97,8 @@ def _lstm(layer, w, X, reverse, acts, dtype):
                 np.matmul(P, ig, out=h)
         return Y, h, c
 
-    Y, h, c = _run_chunks(loop, _batch_chunks(B, 4 * H * S))
+    with _blas_threads(B, 4 * H * S):
+        Y, h, c = _run_chunks(loop, _batch_chunks(B, 4 * H * S))
     return Y, State(h.T.copy(), c.T.copy())
 
 
@@ -89,7 +108,11 @@ def _gru(layer, w, X, reverse, acts, dtype):
     f, g = (_on_blocks(fn, elementwise, H) for fn, elementwise in acts)
     W, R = _cast(w.W, dtype), _cast(w.R, dtype)
     Wb, Rb = _cast(w.Wb, dtype), _cast(w.Rb, dtype)
-    clip = layer.clip
+    clip = clip_rz = layer.clip
+    if _tanh_gates(acts, dtype, 2):     # as in _lstm: the r and z rows halved, every gate through np.tanh
+        W, R, Wb, Rb = (_halved(a, 2 * H) for a in (W, R, Wb, Rb))
+        f, g = _sigmoid_of_halved, _np_tanh
+        clip_rz = None if clip is None else clip / 2
     if layer.reset_after:
         # Rbn stays inside r * (...); the r and z recurrent biases join the input projection.
         Rb_n = Rb[2 * H:, None].copy()
@@ -109,7 +132,7 @@ def _gru(layer, w, X, reverse, acts, dtype):
                 XWt = XW[t]
                 r_z += XWt[:2 * H]
                 if clip is not None:
-                    np.clip(r_z, -clip, clip, out=r_z)
+                    np.clip(r_z, -clip_rz, clip_rz, out=r_z)
                 f(r_z, r_z)
                 n += Rb_n
                 n *= r
@@ -137,7 +160,7 @@ def _gru(layer, w, X, reverse, acts, dtype):
                 XWt = XW[t]
                 r_z += XWt[:2 * H]
                 if clip is not None:
-                    np.clip(r_z, -clip, clip, out=r_z)
+                    np.clip(r_z, -clip_rz, clip_rz, out=r_z)
                 f(r_z, r_z)
                 np.multiply(r, h, out=tmp)
                 np.matmul(R_n, tmp, out=n)
@@ -148,7 +171,8 @@ def _gru(layer, w, X, reverse, acts, dtype):
                 _gru_update(h, n, z, tmp, Y[t])
                 h = Y[t]
             return Y.transpose(0, 2, 1), h
-    Y, h = _run_chunks(loop, _batch_chunks(B, 3 * H * H))
+    with _blas_threads(B, 3 * H * H):
+        Y, h = _run_chunks(loop, _batch_chunks(B, 3 * H * H))
     return Y, State(h.T.copy())
 
 
@@ -181,8 +205,36 @@ def _rnn(layer, w, X, reverse, acts, dtype):
             h = y
         return Y.transpose(0, 2, 1), h
 
-    Y, h = _run_chunks(loop, _batch_chunks(B, H * H))
+    with _blas_threads(B, H * H):
+        Y, h = _run_chunks(loop, _batch_chunks(B, H * H))
     return Y, State(h.T.copy())
+
+
+def _tanh_gates(acts, dtype, n: int) -> bool:
+    """float32 with the standard activations (sigmoid for the first gates, tanh for the others): the
+    time loop runs every gate through one np.tanh call, numpy's vectorised float32 tanh (within 2 ulp),
+    the sigmoid gates as (1 + tanh(x/2)) / 2 from rows halved before the loop (exact: a power of 2).
+    That is 3 passes over the gates instead of 9, and float32 only: float64 keeps `activations`'s
+    formulas, bit for bit."""
+    fns = [fn for fn, _ in acts]
+    return np.dtype(dtype) == np.float32 and fns[0] is _sigmoid and all(fn is _tanh for fn in fns[1:]) \
+        and len(fns) == n
+
+
+def _sigmoid_of_halved(x, out):
+    np.tanh(x, out=out)
+    out *= 0.5
+    out += 0.5
+
+
+def _np_tanh(x, out):
+    np.tanh(x, out=out)
+
+
+def _halved(a: np.ndarray, rows: int) -> np.ndarray:
+    out = a.copy()
+    out[:rows] *= 0.5
+    return out
 
 
 def _steps(T: int, reverse: bool) -> range:
@@ -197,6 +249,14 @@ def _batch_chunks(B: int, weights_per_column: int) -> list[slice]:
         return [slice(0, B)]
     bounds = [B * k // n for k in range(n + 1)]
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def _blas_threads(B: int, weights_per_column: int):
+    """The BLAS threading a recurrence runs under: single-threaded when its per-step matmul is below
+    MIN_WORK (OpenBLAS threads even a 1024 x 256 x 2 matmul, and its threads' hand-offs cost more than the
+    product: LSTM(256), batch 2, 300 steps, float64, load average 15 on 2 cores: one thread 0.08 s CPU,
+    0.25 s wall; two threads 0.5-1.9 s CPU, 1.4-7 s wall); else as it is (`_run_chunks` may split it)."""
+    return blas.single_threaded() if weights_per_column * B < MIN_WORK else nullcontext()
 
 
 def _run_chunks(loop, chunks: list[slice]) -> tuple[np.ndarray, ...]:
