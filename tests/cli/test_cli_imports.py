@@ -51,3 +51,15 @@ def test_keras_to_onnx_verified_runs_onnxruntime_without_importing_onnx(tmp_path
                                   "import rnnconvert.formats.onnx.lite as L\nL.shape_inference"])
 def test_what_lite_does_not_hold_comes_from_onnx(code):
     assert "onnx" in _loaded("import sys\n" + code)
+
+
+def test_onnx_imported_after_lite_is_whole():
+    """lite loads onnx's submodules without the package; onnx imported afterwards works and has them."""
+    code = ("import sys\nfrom rnnconvert.formats.onnx import lite\nonnx = lite.full()\n"
+            "from onnx import helper, numpy_helper\nimport numpy as np\n"
+            "assert onnx.onnx_ml_pb2 is lite.pb and onnx.ModelProto is lite.ModelProto\n"
+            "t = numpy_helper.from_array(np.ones(2, np.float32), 'w')\n"
+            "g = helper.make_graph([helper.make_node('Relu', ['w'], ['y'])], 'g', [], "
+            "[helper.make_tensor_value_info('y', 1, [2])], [t])\n"
+            "onnx.checker.check_model(helper.make_model(g), full_check=True)")
+    assert "onnx" in _loaded(code)

@@ -68,8 +68,12 @@ IR_VERSION = pb.IR_VERSION
 
 
 def full():
-    """The real `onnx` package (imported now if it was not)."""
+    """The real `onnx` package (imported now if it was not), with the submodules loaded here as its
+    attributes (an import that finds a submodule in sys.modules does not set it on the package)."""
     import onnx
+    for name, module in (("onnx_ml_pb2", pb), ("onnx_cpp2py_export", _C)):
+        if getattr(onnx, name, None) is None:
+            setattr(onnx, name, module)
     return onnx
 
 
