@@ -24,7 +24,6 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import blas
-from .activations import _sigmoid, _tanh
 from ..model import gates
 
 # A batch is split only when one step's recurrent matmul (gates*H x S times S x B) has at least this
@@ -54,9 +53,6 @@ def _lstm(layer, w, X, reverse, acts, dtype):
     P = None if w.proj is None else _cast(w.proj, dtype)
     S = H if P is None else P.shape[0]
     clip = layer.clip
-    fused = _tanh_gates(acts, dtype, 3)
-    if fused:                 # sigmoid(x) = (1 + tanh(x/2)) / 2: the i, f, o rows halved once
-        W_ifog, R_ifog, b_ifog = (_halved(a, 3 * H) for a in (W_ifog, R_ifog, b_ifog))
 
     def loop(cols):
         XW = _input_projection(X, W_ifog, b_ifog, cols)
@@ -70,25 +66,14 @@ def _lstm(layer, w, X, reverse, acts, dtype):
         for t in _steps(T, reverse):
             np.matmul(R_ifog, h, out=G)
             G += XW[t]
-            if fused:
-                if clip is not None:
-                    np.clip(i_f_o, -clip / 2, clip / 2, out=i_f_o)
-                    np.clip(g_gate, -clip, clip, out=g_gate)
-                np.tanh(G, out=G)
-                i_f_o *= 0.5
-                i_f_o += 0.5
-            else:
-                if clip is not None:
-                    np.clip(G, -clip, clip, out=G)
-                f(i_f_o, i_f_o)
-                g(g_gate, g_gate)
+            if clip is not None:
+                np.clip(G, -clip, clip, out=G)
+            f(i_f_o, i_f_o)
+            g(g_gate, g_gate)
             c *= f_gate
             np.multiply(i, g_gate, out=ig)
             c += ig
-            if fused:
-                np.tanh(c, out=ig)
-            else:
-                h_act(c, ig)                  # ig now holds h(Ct)
+            h_act(c, ig)                      # ig now holds h(Ct)
             h = Y[t].T
             if P is None:
                 np.multiply(o, ig, out=h)
@@ -108,11 +93,7 @@ def _gru(layer, w, X, reverse, acts, dtype):
     f, g = (_on_blocks(fn, elementwise, H) for fn, elementwise in acts)
     W, R = _cast(w.W, dtype), _cast(w.R, dtype)
     Wb, Rb = _cast(w.Wb, dtype), _cast(w.Rb, dtype)
-    clip = clip_rz = layer.clip
-    if _tanh_gates(acts, dtype, 2):     # as in _lstm: the r and z rows halved, every gate through np.tanh
-        W, R, Wb, Rb = (_halved(a, 2 * H) for a in (W, R, Wb, Rb))
-        f, g = _sigmoid_of_halved, _np_tanh
-        clip_rz = None if clip is None else clip / 2
+    clip = layer.clip
     if layer.reset_after:
         # Rbn stays inside r * (...); the r and z recurrent biases join the input projection.
         Rb_n = Rb[2 * H:, None].copy()
@@ -132,7 +113,7 @@ def _gru(layer, w, X, reverse, acts, dtype):
                 XWt = XW[t]
                 r_z += XWt[:2 * H]
                 if clip is not None:
-                    np.clip(r_z, -clip_rz, clip_rz, out=r_z)
+                    np.clip(r_z, -clip, clip, out=r_z)
                 f(r_z, r_z)
                 n += Rb_n
                 n *= r
@@ -160,7 +141,7 @@ def _gru(layer, w, X, reverse, acts, dtype):
                 XWt = XW[t]
                 r_z += XWt[:2 * H]
                 if clip is not None:
-                    np.clip(r_z, -clip_rz, clip_rz, out=r_z)
+                    np.clip(r_z, -clip, clip, out=r_z)
                 f(r_z, r_z)
                 np.multiply(r, h, out=tmp)
                 np.matmul(R_n, tmp, out=n)
@@ -210,33 +191,6 @@ def _rnn(layer, w, X, reverse, acts, dtype):
     return Y, State(h.T.copy())
 
 
-def _tanh_gates(acts, dtype, n: int) -> bool:
-    """float32 with the standard activations (sigmoid for the first gates, tanh for the others): the
-    time loop runs every gate through one np.tanh call, numpy's vectorised float32 tanh (within 2 ulp),
-    the sigmoid gates as (1 + tanh(x/2)) / 2 from rows halved before the loop (exact: a power of 2).
-    That is 3 passes over the gates instead of 9, and float32 only: float64 keeps `activations`'s
-    formulas, bit for bit."""
-    fns = [fn for fn, _ in acts]
-    return np.dtype(dtype) == np.float32 and fns[0] is _sigmoid and all(fn is _tanh for fn in fns[1:]) \
-        and len(fns) == n
-
-
-def _sigmoid_of_halved(x, out):
-    np.tanh(x, out=out)
-    out *= 0.5
-    out += 0.5
-
-
-def _np_tanh(x, out):
-    np.tanh(x, out=out)
-
-
-def _halved(a: np.ndarray, rows: int) -> np.ndarray:
-    out = a.copy()
-    out[:rows] *= 0.5
-    return out
-
-
 def _steps(T: int, reverse: bool) -> range:
     return range(T - 1, -1, -1) if reverse else range(T)
 
@@ -255,7 +209,9 @@ def _blas_threads(B: int, weights_per_column: int):
     """The BLAS threading a recurrence runs under: single-threaded when its per-step matmul is below
     MIN_WORK (OpenBLAS threads even a 1024 x 256 x 2 matmul, and its threads' hand-offs cost more than the
     product: LSTM(256), batch 2, 300 steps, float64, load average 15 on 2 cores: one thread 0.08 s CPU,
-    0.25 s wall; two threads 0.5-1.9 s CPU, 1.4-7 s wall); else as it is (`_run_chunks` may split it)."""
+    0.25 s wall; two threads 0.5-1.9 s CPU, 1.4-7 s wall); else as it is (`_run_chunks` may split it).
+    The results are those of the threaded calls up to the matmul's summation order: identical on the
+    wild models' batches of 1-3, an ulp apart on some shapes (GRU(700), RNN(1500))."""
     return blas.single_threaded() if weights_per_column * B < MIN_WORK else nullcontext()
 
 

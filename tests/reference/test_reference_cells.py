@@ -225,10 +225,9 @@ def test_a_small_recurrence_runs_with_one_blas_thread(monkeypatch, cell):
 
 @pytest.mark.parametrize("clip", [None, 0.7])
 @pytest.mark.parametrize("cell", ["lstm", "gru_after", "gru_before"])
-def test_float32_gates_through_tanh_match_onnxruntime(cell, clip):
-    """float32 with the standard activations runs every gate through np.tanh from halved sigmoid rows
-    (cells._tanh_gates): onnxruntime's outputs, saturating inputs and a clip included, within float32's
-    tolerance; the float64 pass is unchanged."""
+def test_float32_pass_matches_onnxruntime(cell, clip):
+    """The float32 pass (verification's noise oracle) against onnxruntime's float32 outputs, saturating
+    inputs and a clip included, within float32's tolerance."""
     kind = cell.split("_")[0]
     x = sequence(40, batch=3)
     y, layer = onnxruntime_run(kind, "bidirectional", ONNX_CELLS[kind], x, clip=clip, reset_after=cell != "gru_before")
