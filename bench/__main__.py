@@ -17,6 +17,9 @@ with TensorFlow exists; a 30M-parameter model by default: on 111M parameters tf2
 RSS), verification (its parts as convert runs them for a large model), verify-cost (verification beside the
 conversion on a 4001-step streaming ONNX graph: the time budget of verification/budget.py).
 pt-read: a 100M-parameter .pt state dict read without torch vs torch.load (wall, peak RSS; bench/pt_read.py).
+Issue 18's rows: latency (fresh-process `rnnconvert model.h5 model.onnx` on the wild Keras `convert` cases
+and the fixtures, verified and --no-verify, vs tf2onnx; bench/latency.py), import-help (`import
+rnnconvert.cli` + `--help`), pt-read and codegen (bench/others.py: run when their modules are present).
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 DEFAULT = ["convert", "memory", "forward", "startup", "tf2onnx", "verification", "verify-cost"]
-DEFAULT += ["pt-read"]
+DEFAULT += ["latency", "import-help", "pt-read", "codegen"]      # issue 18
 ALL = DEFAULT + ["large"]
 NEEDS_BIG = {"convert", "memory", "verification"}
 
@@ -45,6 +48,8 @@ def parse(argv):
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--state-hidden", type=int, default=256, help="verify-cost: the LSTM's hidden size")
     ap.add_argument("--no-verify", action="store_true", help="`large` only: convert without verification")
+    ap.add_argument("--wild", default="../shared/wild", help="latency: the folder of real published models")
+    ap.add_argument("--latency-files", type=int, default=0, help="latency: this many files, spread (0: all)")
     args = ap.parse_args(argv)
     args.which = args.which or DEFAULT
     args.hidden, args.features = 1024, 256
@@ -54,6 +59,7 @@ def parse(argv):
         args.tf2onnx_params_m = args.params_m
         args.hidden, args.features = 32, 16
         args.forward_shape = (4, 20, 32, 8)
+        args.latency_files = 2
     return args
 
 
@@ -92,9 +98,15 @@ def run(args) -> list:
             elif which == "startup":
                 from .startup import bench_startup
                 bench_startup(args, rows)
-            elif which == "pt-read":
-                from .pt_read import bench_pt_read
-                bench_pt_read(args, rows, folder)
+            elif which == "latency":
+                from .latency import bench_latency
+                bench_latency(args, rows, folder)
+            elif which == "import-help":
+                from .latency import bench_import_help
+                bench_import_help(args, rows)
+            elif which in ("pt-read", "codegen"):
+                from .others import bench_other
+                bench_other(which, args, rows, folder)
             elif which == "large":
                 from .large import bench_large
                 sub = os.path.join(folder, "large")

@@ -172,6 +172,23 @@ def table(results, T, flags, cblas) -> list[str]:
     return lines
 
 
+def bench_codegen_rows(ctx, rows, folder):
+    """`python -m bench codegen`: the generated C (gcc -O3 -march=native) beside onnxruntime (one thread),
+    2-layer LSTM(128) and GRU(128) over 64 features, batch 1: the whole sequence T=100 and one streamed
+    step, each the median over rounds of C / onnxruntime (min and max in the note)."""
+    from .table import Row, judge
+    rounds = 2 if ctx.quick else 7
+    for cell in ("lstm", "gru"):
+        r = measure(cell, 16 if ctx.quick else 64, 16 if ctx.quick else 128, 2, 100, rounds,
+                    5 if ctx.quick else 50, 3 if ctx.quick else 30)
+        name = f"generated C, 2 x {cell.upper()}({16 if ctx.quick else 128})"
+        for what, c, o, ratio, bound in (("whole sequence T=100", "c_seq", "ort_seq", "seq_ratio", 1.0),
+                                         ("one streamed step", "c_step", "ort_step", "step_ratio", 0.5)):
+            c_med, o_med = statistics.median(r[c]), statistics.median(r[o])
+            rows.append(judge(Row(f"{name}, {what}", c_med, o_med, "onnxruntime, 1 thread",
+                                  note=f"C / onnxruntime per round {_spread(r[ratio])}"), max_ratio=bound))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", default="lstm,gru")

@@ -45,3 +45,15 @@ def test_large_model_suite_keeps_batch_saturation_and_several_lengths(monkeypatc
     assert all(b > 1 for b, _ in shapes) and len({t for _, t in shapes}) >= 3 and max(t for _, t in shapes) >= 32
     for _, x in inputs[1:]:   # row 0 is scaled x6 to saturate the gates, the others are not
         assert np.abs(x[0]).mean() > 4 * np.abs(x[1:]).mean()
+
+
+def test_bench_quick_runs_issue_18_rows(capsys):
+    """latency (2 Keras files, verified and --no-verify), import + --help, and the rows other modules fill."""
+    from bench.__main__ import main
+    rows = main(["--quick", "latency", "import-help", "pt-read", "codegen"])
+    ops = {r.operation: r for r in rows}
+    for expected in ("Keras convert, fresh process, verified: median wall", "  same, max wall",
+                     "  same, peak RSS (max over files)", "Keras convert, fresh process, --no-verify: median wall",
+                     "import rnnconvert.cli + --help (process wall, best)"):
+        assert ops[expected].ours is not None and ops[expected].met is not None, expected
+    assert any(".pt read" in op for op in ops) and any("generated C" in op for op in ops)

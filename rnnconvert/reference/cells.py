@@ -12,10 +12,13 @@ The batch columns of a recurrence are independent, so a large batch runs as a fe
 one per BLAS thread, each on its own Python thread with single-threaded BLAS calls (numpy releases
 the GIL in matmul and in the ufunc loops).  A chunk computes what the whole batch would up to the
 matmul's summation order (with OpenBLAS: float64 identical, float32 within 2e-6 at hidden 512).
+A recurrence whose per-step matmul is small (below MIN_WORK, as verification's batches of 2-3 are)
+runs with single-threaded BLAS: handing a tiny matmul to BLAS threads costs more than it saves.
 """
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -79,7 +82,8 @@ def _lstm(layer, w, X, reverse, acts, dtype):
                 np.matmul(P, ig, out=h)
         return Y, h, c
 
-    Y, h, c = _run_chunks(loop, _batch_chunks(B, 4 * H * S))
+    with _blas_threads(B, 4 * H * S):
+        Y, h, c = _run_chunks(loop, _batch_chunks(B, 4 * H * S))
     return Y, State(h.T.copy(), c.T.copy())
 
 
@@ -148,7 +152,8 @@ def _gru(layer, w, X, reverse, acts, dtype):
                 _gru_update(h, n, z, tmp, Y[t])
                 h = Y[t]
             return Y.transpose(0, 2, 1), h
-    Y, h = _run_chunks(loop, _batch_chunks(B, 3 * H * H))
+    with _blas_threads(B, 3 * H * H):
+        Y, h = _run_chunks(loop, _batch_chunks(B, 3 * H * H))
     return Y, State(h.T.copy())
 
 
@@ -181,7 +186,8 @@ def _rnn(layer, w, X, reverse, acts, dtype):
             h = y
         return Y.transpose(0, 2, 1), h
 
-    Y, h = _run_chunks(loop, _batch_chunks(B, H * H))
+    with _blas_threads(B, H * H):
+        Y, h = _run_chunks(loop, _batch_chunks(B, H * H))
     return Y, State(h.T.copy())
 
 
@@ -197,6 +203,16 @@ def _batch_chunks(B: int, weights_per_column: int) -> list[slice]:
         return [slice(0, B)]
     bounds = [B * k // n for k in range(n + 1)]
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def _blas_threads(B: int, weights_per_column: int):
+    """The BLAS threading a recurrence runs under: single-threaded when its per-step matmul is below
+    MIN_WORK (OpenBLAS threads even a 1024 x 256 x 2 matmul, and its threads' hand-offs cost more than the
+    product: LSTM(256), batch 2, 300 steps, float64, load average 15 on 2 cores: one thread 0.08 s CPU,
+    0.25 s wall; two threads 0.5-1.9 s CPU, 1.4-7 s wall); else as it is (`_run_chunks` may split it).
+    The results are those of the threaded calls up to the matmul's summation order: identical on the
+    wild models' batches of 1-3, an ulp apart on some shapes (GRU(700), RNN(1500))."""
+    return blas.single_threaded() if weights_per_column * B < MIN_WORK else nullcontext()
 
 
 def _run_chunks(loop, chunks: list[slice]) -> tuple[np.ndarray, ...]:

@@ -193,3 +193,44 @@ def test_large_input_weights_projected_in_one_flat_matmul_match_torch(torch, mon
     y, _, _ = torch_run(torch, module, x, h0, c0)
     assert_close(forward(stack(*torch_layers(module, cell, "sequence", h0, c0)), x), y, atol=1e-12, rtol=1e-10)
     assert flat and all(flat)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_a_small_recurrence_runs_with_one_blas_thread(monkeypatch, cell):
+    """Verification's batches of 2-3: a per-step matmul below MIN_WORK runs on the caller's thread only
+    (BLAS threads cost more than they save there), and the thread count is back afterwards."""
+    functions = blas._functions()
+    if functions is None:
+        pytest.skip("numpy's BLAS is not OpenBLAS here")
+    get, set_ = functions
+    H, F, batch, gates = 32, 4, 2, {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    rng = np.random.default_rng(0)
+    w = DirectionWeights(W=rng.standard_normal((gates * H, F)) * 0.1, R=rng.standard_normal((gates * H, H)) * 0.1,
+                         Wb=np.zeros(gates * H), Rb=np.zeros(gates * H))
+    acts = {"lstm": [SIGMOID, TANH, TANH], "gru": [SIGMOID, TANH], "rnn": [TANH]}[cell]
+    model = Model([Recurrent(cell, cell, H, "forward", [w], acts)], InputSpec(features=F, layout="batch_time_feature"))
+    seen = []
+    run = reference_cells._run_chunks
+    monkeypatch.setattr(reference_cells, "_run_chunks",
+                        lambda loop, chunks: run(lambda cols: (seen.append(blas.threads()), loop(cols))[1], chunks))
+    before = get()
+    set_(2)
+    try:
+        forward(model, rng.standard_normal((batch, 5, F)))
+        after = get()
+    finally:
+        set_(before)
+    assert seen == [1] and after == 2
+
+
+@pytest.mark.parametrize("clip", [None, 0.7])
+@pytest.mark.parametrize("cell", ["lstm", "gru_after", "gru_before"])
+def test_float32_pass_matches_onnxruntime(cell, clip):
+    """The float32 pass (verification's noise oracle) against onnxruntime's float32 outputs, saturating
+    inputs and a clip included, within float32's tolerance."""
+    kind = cell.split("_")[0]
+    x = sequence(40, batch=3)
+    y, layer = onnxruntime_run(kind, "bidirectional", ONNX_CELLS[kind], x, clip=clip, reset_after=cell != "gru_before")
+    got = forward(stack(layer), x.astype(np.float32), dtype=np.float32)
+    assert got.dtype == np.float32
+    assert_close(got, y, atol=2e-5, rtol=2e-5)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
+from . import lite as onnx
+from .lite import helper, numpy_helper
 
 from ...errors import UnsupportedError
 from ._graph import describe

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
-from onnx import helper
+from . import lite as onnx
+from .lite import helper
 
 BIG = 2 ** 31 - 1          # Slice ends at or beyond this mean "to the end" (INT32_MAX, INT64_MAX)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import onnx
+from . import lite as onnx
 
 from ...errors import InputError
 from ._flow import Flow, Piece, axis_name, collapse, prod

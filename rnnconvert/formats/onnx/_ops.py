@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from onnx import numpy_helper
+from .lite import numpy_helper
 
 from ...model import Activation, ActivationLayer, Dense
 from . import _exprs

@@ -14,8 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
+from . import lite as onnx
+from .lite import helper, numpy_helper
 
 from ...model import gates
 from ...errors import InputError, UnsupportedError

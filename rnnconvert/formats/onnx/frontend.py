@@ -17,7 +17,7 @@ masked steps (`scan.py`), and a layer that cannot honour a mask refuses it by na
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto
+from .lite import TensorProto
 
 from ...errors import UnsupportedError
 from ...model import Activation, BatchNorm, Conv1D, Dropout, Embedding, Flatten, Masking, Pooling1D

@@ -13,7 +13,7 @@ from dataclasses import replace
 import os
 
 import numpy as np
-import onnx
+from . import lite as onnx
 
 from ...errors import InputError, UnsupportedError
 from ...model import ActivationLayer

@@ -11,8 +11,8 @@ data) the tensors go to that file instead, in the same streaming way.
 from __future__ import annotations
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+from . import lite as onnx
+from .lite import TensorProto, helper, numpy_helper
 
 from ...model import gates
 from . import wire

@@ -13,8 +13,8 @@ import os
 from dataclasses import replace
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
+from . import lite as onnx
+from .lite import numpy_helper
 
 from ...errors import InputError, UnsupportedError
 from ...model.validate import check_activation_numbers
@@ -69,7 +69,7 @@ def load_lean(path, lean: bool = True) -> tuple[onnx.ModelProto, dict[int, np.nd
                          "empty, truncated or another kind of protobuf)", path=path)
     validate.check(proto, path, os.path.getsize(path))      # schemas, dtypes, dims: before any allocation
     arrays = wire.read_payloads(path, proto.graph, payloads, into_proto=not lean) if payloads else {}
-    from onnx.external_data_helper import _get_all_tensors    # initializers and Constant attributes
+    from .lite import all_tensors as _get_all_tensors         # initializers and Constant attributes
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in _get_all_tensors(proto)):
         check_onnx_external(proto, path)
         base = os.path.dirname(os.path.abspath(path))

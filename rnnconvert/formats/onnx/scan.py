@@ -14,8 +14,8 @@ Scan layer is read back from its initializers, which the `rnnconvert` metadata e
 from __future__ import annotations
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
+from . import lite as onnx
+from .lite import TensorProto, helper
 
 from ...errors import UnsupportedError
 from ...model import Activation, ActivationLayer, Dense, DirectionWeights, Dropout, InputSpec, Model, Recurrent

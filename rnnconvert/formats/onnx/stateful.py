@@ -15,8 +15,8 @@ import copy
 import json
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
+from . import lite as onnx
+from .lite import TensorProto, helper
 
 from ...errors import UnsupportedError
 from ...files.text import read_json

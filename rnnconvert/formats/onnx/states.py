@@ -17,8 +17,8 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+from . import lite as onnx
+from .lite import TensorProto, helper, numpy_helper
 
 from ...errors import UnsupportedError
 from ...model import Model, StatePort

@@ -18,8 +18,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import onnx
-from onnx import AttributeProto, TensorProto, defs
+from . import lite as onnx
+from .lite import AttributeProto, TensorProto, defs
 
 from ...errors import InputError
 

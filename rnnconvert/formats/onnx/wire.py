@@ -17,7 +17,7 @@ import mmap
 import os
 
 import numpy as np
-import onnx
+from . import lite as onnx
 
 from ...errors import InputError
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 import os
 
-import onnx
-from onnx import TensorProto, helper
+from . import lite as onnx
+from .lite import TensorProto, helper
 
 from ...version import __version__
 from ...errors import InputError, UnsupportedError

@@ -6,7 +6,7 @@ merged directions) and its initial states into constants.
 from __future__ import annotations
 
 import numpy as np
-from onnx import TensorProto, helper
+from .lite import TensorProto, helper
 
 from ...model import gates
 from ...errors import InputError
