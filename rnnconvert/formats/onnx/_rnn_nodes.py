@@ -15,7 +15,7 @@ from ...errors import InputError
 from ...model import DirectionWeights, Recurrent
 from . import _acts
 from ._flow import Flow, Piece, collapse
-from ._graph import Bcast, Const, Unusable, Zeros, describe, node_attrs
+from ._graph import Bcast, Const, FullLen, Unusable, Zeros, describe, node_attrs
 
 RECURRENT = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
 
@@ -75,7 +75,7 @@ class RecurrentNodes:
             problems.append(f"B has shape {tuple(B.shape)}, expected ({D}, {2 * G * H})")
         if problems:
             raise InputError(f"{describe(node)} (hidden_size={H}): " + "; ".join(problems), path=self.path)
-        if len(ins) > 4 and ins[4] is not None:
+        if len(ins) > 4 and ins[4] is not None and not self._full_lengths(x, t_axis, ins[4]):
             self.refuse(node, "it takes sequence_lens (variable-length batches); the canonical model runs "
                               "every sequence to the full length")
         if cell == "lstm":
@@ -129,6 +129,13 @@ class RecurrentNodes:
                       "states only")
         return [y, yh, yc][:len(node.output)]
 
+    def _full_lengths(self, x, t_axis, lens) -> bool:
+        """sequence_lens that are the whole length of every sequence (a constant equal to the input's fixed
+        time size, or the time size repeated): the node computes what it computes without them."""
+        n = self.size(x, t_axis)
+        return isinstance(lens, FullLen) and lens.size == n or \
+            isinstance(lens, Const) and n.is_int and lens.value.size > 0 and bool(np.all(lens.value == n.coef))
+
     def _weight(self, node, ins, k, name):
         if len(ins) <= k or ins[k] is None:
             return None
@@ -179,7 +186,7 @@ class RecurrentNodes:
         if not f.raw:
             return f
         if "D" in f.axes:
-            if len(f.entries) != 1:
+            if len(f.entries) != 1 and node is not None:     # the graph output keeps [.., D, .., H]: see runtime.py
                 self.refuse(node, "it consumes a recurrent output whose directions are still a separate axis "
                                   f"(axes {f.axes}); the canonical model concatenates or merges them")
             f = collapse(f)

@@ -20,6 +20,7 @@ from ...errors import InputError, UnsupportedError
 from ...model.validate import check_activation_numbers
 from ...files.safety import check_onnx_external
 from ...model import ActivationLayer, BatchNorm, Conv1D, Dense, Embedding, InputSpec, Model, Recurrent
+from ._graph import name_unnamed
 from .glue import RECURRENT, Walker
 from .metadata import _initial_from_metadata, _metadata, _restore
 from .scan import is_scan_file, read_model
@@ -67,6 +68,7 @@ def load_lean(path, lean: bool = True) -> tuple[onnx.ModelProto, dict[int, np.nd
         raise InputError("not an ONNX model (cannot parse protobuf: no graph and no IR version; the file is "
                          "empty, truncated or another kind of protobuf)", path=path)
     validate.check(proto, path, os.path.getsize(path))      # schemas, dtypes, dims: before any allocation
+    name_unnamed(proto.graph)
     arrays = wire.read_payloads(path, proto.graph, payloads, into_proto=not lean) if payloads else {}
     from onnx.external_data_helper import _get_all_tensors    # initializers and Constant attributes
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in _get_all_tensors(proto)):
@@ -105,7 +107,7 @@ def read(path, output: str | None = None, **options) -> Model:
     """Read an ONNX file; `output` picks one graph output when the graph has several."""
     path = str(path)
     original, payloads = load_lean(path)
-    proto, state_ins, state_outs = state_io.detach(original, path)   # states as graph inputs/outputs
+    proto, state_ins, state_outs = state_io.detach(original, path, keep=output)   # states as graph inputs/outputs
     # detach copies the graph and only appends to its initializers: the payloads' indices still hold
     values = initializer_values(proto.graph, payloads, path)
     own = {t.name for k, t in enumerate(proto.graph.initializer) if k in payloads and values[t.name] is payloads[k]}
@@ -141,7 +143,8 @@ def read(path, output: str | None = None, **options) -> Model:
                                    "model has one: pass output=NAME to read one of them", path=path)
         output = outputs[0]
     elif output not in outputs:
-        raise InputError(f"no graph output '{output}'; outputs: {', '.join(outputs)}", path=path)
+        raise InputError(f"no graph output '{output}'; outputs: {', '.join(o.name for o in original.graph.output)}",
+                         path=path)
     walker = Walker(proto, path, output, values, own)
     del values
     try:

@@ -833,21 +833,22 @@ def test_several_outputs_pick_one(tmp_path):
         n += [_n("Transpose", ["x"], "xt", perm=[1, 0, 2]),
               _n("GRU", ["xt", "W", "R", "B"], ["Y", "Yh"], hidden_size=4, linear_before_reset=1),
               _n("Squeeze", ["Y", "a1"], "ys"), _n("Transpose", ["ys"], "y", perm=[1, 0, 2]),
-              _n("Squeeze", ["Yh", "a0"], "h")]
+              _n("Squeeze", ["Yh", "a0"], "h"), _n("Tanh", ["y"], "t")]
     proto = _glue_model(two_outputs, cell="GRU", D=1)
-    proto.graph.output.append(helper.make_tensor_value_info("h", TensorProto.FLOAT, None))
+    proto.graph.output.extend([helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("h", "t")])
     path = _save(tmp_path, proto)
-    with pytest.raises(UnsupportedError, match=r"the graph has 2 outputs \(y, h\); the canonical model has one: "
-                                               r"pass output=NAME"):
+    with pytest.raises(UnsupportedError, match=r"the graph has 2 outputs \(y, t\); the canonical model has one: "
+                                               r"pass output=NAME"):     # h, the node's Y_h, is a state output
         ox.read(path)
     x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
     sess = ort.InferenceSession(str(path))
-    want = dict(zip(["y", "h"], sess.run(None, {"x": x})))
+    want = dict(zip(["y", "h", "t"], sess.run(None, {"x": x})))
     for name, output in (("y", "sequence"), ("h", "final_state")):
         model = rnnconvert.read(path, output=name)
         assert model.output_name == name and model.layers[0].output == output
         np.testing.assert_allclose(reference.forward(model, x), want[name], atol=1e-5, rtol=0)
-    with pytest.raises(InputError, match="no graph output 'z'; outputs: y, h"):
+        assert [p.name for p in model.state_outputs] == (["h"] if name == "y" else [])
+    with pytest.raises(InputError, match="no graph output 'z'; outputs: y, h, t"):
         ox.read(path, output="z")
 
 
