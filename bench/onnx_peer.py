@@ -168,11 +168,11 @@ def rows(folder: Path, writers: list[str]) -> list[dict]:
             models = {None: rnnconvert.read(path)}
             row["read"] = "yes"
         except RnnConvertError as exc:
-            if "pass output=NAME" not in exc.message:
+            if "pass --output NAME" not in exc.message:
                 row["read"] = "refused: " + exc.message.split(": ", 1)[-1]
                 continue
             models = {n: rnnconvert.read(path, output=n) for n in names}    # one model per output
-            row["read"] = "yes, one output at a time (output=NAME)"
+            row["read"] = "yes, one output at a time (--output NAME)"
         inputs = [feeds] + random_feeds(feeds, layout, free="sequence_lens" not in node.input)
         checks = [prediction_error(path, m, f) for m in models.values() for f in inputs]
         row["error"], row["oracle"] = max(e for e, _ in checks), checks[0][1]

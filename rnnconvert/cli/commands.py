@@ -14,6 +14,7 @@ from ..errors import RnnConvertError
 from .app import cli, echo
 from .options import (LAYER_HELP, _read_options, arch_option, check_options, matlab_options, nonfinite_option,
                       windows_option)
+from .options import output_option
 
 
 def _progress():
@@ -87,10 +88,12 @@ def _write_report(report, path):
 @check_options
 @matlab_options
 @windows_option
+@output_option
 @click.pass_context
 def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
             emit_test, stateful, external_data, layer_name, rtol, atol, inputs_path, seed, report_path, full_suite,
-            arch_path, emit_vectors, allow_nonfinite, strict, var_name, mapping_path, accept_windows_paths):
+            arch_path, emit_vectors, allow_nonfinite, strict, var_name, mapping_path, accept_windows_paths,
+            output_name):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from ..api import convert as run
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
@@ -102,7 +105,8 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
         with _progress() as progress:
             report = run(src, dst, verify=not no_verify, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path),
                          force=force, keep_failed=keep_failed, src_format=src_format, dst_format=dst_format,
-                         seed=seed, read_options=_read_options(arch_path, var_name, mapping_path, accept_windows_paths),
+                         seed=seed, read_options=_read_options(arch_path, var_name, mapping_path, accept_windows_paths,
+                                                    output_name),
                          emit_module=emit_module, write_options=write_options or None,
                          emit_vectors=emit_vectors, progress=progress, layer=layer_name,
                          allow_nonfinite=allow_nonfinite, outputs=policy,
@@ -198,13 +202,14 @@ def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only):
 @click.option("--layer", "layer_name", metavar="NAME", help="Describe only this recurrent layer, as --layer converts it.")
 @matlab_options
 @windows_option
-def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path, accept_windows_paths):
+@output_option
+def inspect(path, as_json, arch_path, layer_name, var_name, mapping_path, accept_windows_paths, output_name):
     """Show layers, tensor shapes, gate slices, activations and equations of PATH."""
     from .render import render
     from ..api import inspect as inspect_file
     from .render import render_extra
     desc = inspect_file(path, layer=layer_name,
-                        **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
+                        **_read_options(arch_path, var_name, mapping_path, accept_windows_paths, output_name))
     _echo_assumptions(desc["source"])
     echo(json.dumps(desc, indent=1) if as_json else render(desc) + render_extra(desc))
 

@@ -49,8 +49,10 @@ STRICT_HELP = ("Refuse (exit 2) a file read under any assumption (an architectur
                "or default the file does not store), naming each and the --arch line or option that settles it.")
 
 
-def _read_options(arch_path, var=None, mapping=None, accept_windows_paths=False) -> dict:
+def _read_options(arch_path, var=None, mapping=None, accept_windows_paths=False, output=None) -> dict:
     options = {"arch": arch_path} if arch_path else {}
+    if output:
+        options["output"] = output
     if accept_windows_paths:
         options["accept_windows_paths"] = True
     if var:
@@ -58,6 +60,14 @@ def _read_options(arch_path, var=None, mapping=None, accept_windows_paths=False)
     if mapping:
         options["mapping"] = mapping
     return options
+
+
+OUTPUT_HELP = ("ONNX: the graph output to read when the graph has several that are not recurrent states "
+               "(read option output=; batch key output).")
+
+
+def output_option(f):
+    return click.option("--output", "output_name", metavar="NAME", help=OUTPUT_HELP)(f)
 
 
 def arch_option(f):

@@ -838,7 +838,7 @@ def test_several_outputs_pick_one(tmp_path):
     proto.graph.output.extend([helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("h", "t")])
     path = _save(tmp_path, proto)
     with pytest.raises(UnsupportedError, match=r"the graph has 2 outputs \(y, t\); the canonical model has one: "
-                                               r"pass output=NAME"):     # h, the node's Y_h, is a state output
+                                               r"pass --output NAME \(read option output=\) to read one of them"):     # h, the node's Y_h, is a state output
         ox.read(path)
     x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
     sess = ort.InferenceSession(str(path))

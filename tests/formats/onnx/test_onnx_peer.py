@@ -44,7 +44,7 @@ def test_peer_case_reads_and_predicts_as_onnxruntime(tmp_path, name):
     path, feeds, layout, outputs, node = _save(tmp_path, name)
     if name in BATCHWISE:    # a batch-major node's Y_h is [batch, dirs, H], no state port: one output at a time
         with pytest.raises(UnsupportedError, match=r"the graph has 2 outputs \(Y, Y_h\); the canonical model has "
-                                                   r"one: pass output=NAME"):
+                                                   r"one: pass --output NAME"):
             rnnconvert.read(path)
         models = [rnnconvert.read(path, output=o) for o in outputs]
     else:
