@@ -29,8 +29,9 @@ def node_attrs(node: onnx.NodeProto) -> dict:
 
 def name_unnamed(graph: onnx.GraphProto) -> None:
     """Give each node with neither a name nor a first output (a recurrent node whose Y is not taken, as
-    the ONNX operator tests write them) the name '<op>_<k>', k counting that op's nodes in the file in
-    order (subgraphs after their owner), so messages, `inspect` and `--layer` show one stable name."""
+    the ONNX operator tests write them) the name '<op>_<k>' (LSTM_0), k counting that op's nodes in the
+    file in order (subgraphs after their owner), so the layer read, messages, `inspect` and `--layer` show
+    one stable name; other unnamed nodes are known by their first output, as before."""
     taken = set()
     todo, nodes = [graph], []
     while todo:
