@@ -89,11 +89,15 @@ def _write_report(report, path):
 @matlab_options
 @windows_option
 @output_option
+@click.option("--in-place", "in_place", is_flag=True,
+              help="ONNX SRC and DST: keep the whole graph (what the canonical model cannot hold: a CNN front end, "
+                   "several outputs) and rewrite each recurrent node as a native node; with --stateful its states "
+                   "become graph inputs and outputs. Verified by onnxruntime on both graphs.")
 @click.pass_context
 def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
             emit_test, stateful, external_data, layer_name, rtol, atol, inputs_path, seed, report_path, full_suite,
             arch_path, emit_vectors, allow_nonfinite, strict, var_name, mapping_path, accept_windows_paths,
-            output_name):
+            output_name, in_place):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from ..api import convert as run
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
@@ -110,7 +114,7 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
                          emit_module=emit_module, write_options=write_options or None,
                          emit_vectors=emit_vectors, progress=progress, layer=layer_name,
                          allow_nonfinite=allow_nonfinite, outputs=policy,
-                         time_budget=float("inf") if full_suite else None, strict=strict)
+                         time_budget=float("inf") if full_suite else None, strict=strict, in_place=in_place)
     except RnnConvertError as exc:
         _write_report(getattr(exc, "report", None) or getattr(exc, "report_so_far", None), report_path)
         raise

@@ -140,7 +140,8 @@ def read(path, output: str | None = None, **options) -> Model:
     if output is None:
         if len(outputs) != 1:
             raise UnsupportedError(f"the graph has {len(outputs)} outputs ({', '.join(outputs)}); the canonical "
-                                   "model has one: pass --output NAME (read option output=) to read one of them", path=path)
+                                   "model has one: pass --output NAME (read option output=) to read one of them",
+                                   path=path)
         output = outputs[0]
     elif output not in outputs:
         raise InputError(f"no graph output '{output}'; outputs: {', '.join(o.name for o in original.graph.output)}",
