@@ -8,7 +8,8 @@ convert one by one; the whole model is refused cleanly or converts), `refuse` (a
 Each row: what `inspect` found (the whole model's layers when it reads, and every recurrent layer
 `--layer` takes), the whole model converted to ONNX with its max error against y in onnxruntime, and
 every recurrent layer converted on its own with `--layer` (verified or not; for ONNX sources the
-error of onnxruntime running the node cut out of the source graph).  A `layers` case passes when
+error of onnxruntime running the node cut out of the source graph); an ONNX model refused whole is also
+rewritten with `convert --in-place` (its line says how; not part of a case's expectation).  A `layers` case passes when
 every recurrent layer is listed and converts, and the whole model is refused (exit 2) or converts
 and verifies.  Prints the totals; `--check` exits 1 when any case misses its expectation or crashes
 (an uncaught exception anywhere is a crash: rnnconvert must answer bad or unsupported files with its
@@ -83,9 +84,27 @@ def whole_model(row: dict, folder: Path, path: Path) -> None:
         except RnnConvertError as exc:
             row["whole_status"] = f"exit {exc.exit_code}"
             row["whole"] = f"refused (exit {exc.exit_code}): {first_line(exc)}"
+            if path.suffix.lower() == ".onnx" and exc.exit_code == 2:
+                in_place(row, path, Path(d) / "in_place.onnx")
         except Exception as exc:  # noqa: BLE001 - a crash is what this script exists to find
             row["whole_status"] = "crash"
             row["whole"] = _crash(row, "whole model", exc)
+
+
+def in_place(row: dict, path: Path, dst: Path) -> None:
+    """An ONNX graph refused whole, rewritten with convert --in-place (verified by onnxruntime on both graphs)."""
+    import rnnconvert
+    from rnnconvert.errors import RnnConvertError
+    try:
+        report = rnnconvert.convert(path, dst, in_place=True)
+        row["in_place"] = report.passed
+        row["in_place_note"] = f"in place: rewritten, max err {max(c.max_abs for c in report.checks):.1g}"
+    except RnnConvertError as exc:
+        row["in_place"] = False
+        row["in_place_note"] = f"in place: exit {exc.exit_code}: {first_line(exc)}"
+    except Exception as exc:  # noqa: BLE001
+        row["in_place"] = False
+        row["in_place_note"] = _crash(row, "in place", exc)
 
 
 def per_layer(row: dict, path: Path, scan) -> None:
@@ -168,6 +187,8 @@ def main(argv=None) -> int:
         whole = r["whole"] if len(r["whole"]) <= 60 else r["whole"][:57] + "..."
         print(f"{r['case']:<{w}}  {r['expect']:<7} {'yes' if r['ok'] else 'NO':<4} {found:<40}  {whole:<60}  "
               f"{r['layers']}")
+        if "in_place_note" in r:
+            print(f"{'':<{w}}    {r['in_place_note'][:160]}")
         for p in r["per_layer"]:
             if p["message"]:
                 print(f"{'':<{w}}    layer {p['name']}: {p['message'][:160]}")
@@ -184,7 +205,9 @@ def main(argv=None) -> int:
     node = [p["node_error"] for r in rows for p in r["per_layer"] if p["node_error"] is not None]
     print("totals: " + ", ".join(f"{k} {ok}/{n}" for k, (ok, n) in sorted(by.items()))
           + f"; all {sum(r['ok'] for r in rows)}/{len(rows)}; per layer {n_verified}/{n_layers} verified"
-          + (f" ({len(node)} ONNX node checks, max error {max(node):.2g})" if node else "") + f"; crashes {crashes}")
+          + (f" ({len(node)} ONNX node checks, max error {max(node):.2g})" if node else "")
+          + (f"; ONNX refused whole, rewritten --in-place {sum(r['in_place'] for r in tried)}/{len(tried)}"
+             if (tried := [r for r in rows if "in_place" in r]) else "") + f"; crashes {crashes}")
     if args.json:
         Path(args.json).write_text(json.dumps([{k: v for k, v in r.items() if k != "trace"} for r in rows], indent=1))
     return 1 if args.check and not all(r["ok"] for r in rows) else 0
