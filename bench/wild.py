@@ -85,20 +85,28 @@ def whole_model(row: dict, folder: Path, path: Path) -> None:
             row["whole_status"] = f"exit {exc.exit_code}"
             row["whole"] = f"refused (exit {exc.exit_code}): {first_line(exc)}"
             if path.suffix.lower() == ".onnx" and exc.exit_code == 2:
-                in_place(row, path, Path(d) / "in_place.onnx")
+                in_place(row, folder, path, Path(d) / "in_place.onnx")
         except Exception as exc:  # noqa: BLE001 - a crash is what this script exists to find
             row["whole_status"] = "crash"
             row["whole"] = _crash(row, "whole model", exc)
 
 
-def in_place(row: dict, path: Path, dst: Path) -> None:
-    """An ONNX graph refused whole, rewritten with convert --in-place (verified by onnxruntime on both graphs)."""
+def in_place(row: dict, folder: Path, path: Path, dst: Path) -> None:
+    """An ONNX graph refused whole, rewritten with convert --in-place (verified by onnxruntime on both graphs, on
+    the case's x.npz when it has one, which also decides its If nodes), its first output compared with y.npy."""
     import rnnconvert
     from rnnconvert.errors import RnnConvertError
+    given = dict(np.load(folder / "x.npz")) if (folder / "x.npz").exists() else None
     try:
-        report = rnnconvert.convert(path, dst, in_place=True)
+        report = rnnconvert.convert(path, dst, in_place=True, inputs=given)
         row["in_place"] = report.passed
         row["in_place_note"] = f"in place: rewritten, max err {max(c.max_abs for c in report.checks):.1g}"
+        if given is not None and (folder / "y.npy").exists():
+            import onnxruntime as ort
+            y = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, given)[0]
+            err = float(np.max(np.abs(y - np.load(folder / "y.npy"))))
+            row["in_place"] = row["in_place"] and err <= 1e-4
+            row["in_place_note"] += f"; first output vs y.npy {err:.1g}"
     except RnnConvertError as exc:
         row["in_place"] = False
         row["in_place_note"] = f"in place: exit {exc.exit_code}: {first_line(exc)}"

@@ -14,7 +14,7 @@ from ..errors import RnnConvertError
 from .app import cli, echo
 from .options import (LAYER_HELP, _read_options, arch_option, check_options, matlab_options, nonfinite_option,
                       windows_option)
-from .options import output_option
+from .options import if_option, output_option
 
 
 def _progress():
@@ -89,6 +89,7 @@ def _write_report(report, path):
 @matlab_options
 @windows_option
 @output_option
+@if_option
 @click.option("--in-place", "in_place", is_flag=True,
               help="ONNX SRC and DST: keep the whole graph (what the canonical model cannot hold: a CNN front end, "
                    "several outputs) and rewrite each recurrent node as a native node; with --stateful its states "
@@ -97,7 +98,7 @@ def _write_report(report, path):
 def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
             emit_test, stateful, external_data, layer_name, rtol, atol, inputs_path, seed, report_path, full_suite,
             arch_path, emit_vectors, allow_nonfinite, strict, var_name, mapping_path, accept_windows_paths,
-            output_name, in_place):
+            output_name, branches, in_place):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from ..api import convert as run
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
@@ -107,10 +108,11 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
                       (mapping_path, "the --mapping file")], report_path)
     try:
         with _progress() as progress:
-            report = run(src, dst, verify=not no_verify, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path),
+            report = run(src, dst, verify=not no_verify, atol=atol, rtol=rtol,
+                         inputs=_load_inputs(inputs_path, keyed=in_place),
                          force=force, keep_failed=keep_failed, src_format=src_format, dst_format=dst_format,
                          seed=seed, read_options=_read_options(arch_path, var_name, mapping_path, accept_windows_paths,
-                                                    output_name),
+                                                    output_name, branches),
                          emit_module=emit_module, write_options=write_options or None,
                          emit_vectors=emit_vectors, progress=progress, layer=layer_name,
                          allow_nonfinite=allow_nonfinite, outputs=policy,

@@ -69,7 +69,8 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     whichever is larger; inf: the full suite): past it the longest seeded inputs are shortened
     (`budget.py`, `report.suite`).  `in_place` (ONNX -> ONNX): the source graph kept whole, each recurrent node of
     its main graph rewritten as a native node (`rewrite.py`; with write option `stateful`, its states as graph
-    inputs and outputs), verified by onnxruntime on both graphs (default atol 1e-5, rtol 0).
+    inputs and outputs), verified by onnxruntime on both graphs (default atol 1e-5, rtol 0), on `inputs` when given
+    ({graph input: array}, or one array for the first input).
     """
     job = Job(os.fspath(src), os.fspath(dst), verify=verify, force=force, keep_failed=keep_failed,
               make_dirs=make_dirs, layer=layer, read_options=read_options or {}, write_options=write_options or {},
@@ -78,7 +79,7 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     tol, seed = _tolerance(atol, rtol), check_seed(seed)       # usage errors before any work
     _resolve(job, src_format, dst_format, outputs)
     if in_place:         # ONNX -> ONNX, the graph kept and its recurrent nodes rewritten (verification/rewrite.py)
-        return _in_place(job, atol, rtol, seed, keep_failed)
+        return _in_place(job, atol, rtol, seed, keep_failed, inputs)
     report = _read(job, tol, seed, inputs, allow_nonfinite)
     tmp = _temporary_place(job)
     try:
@@ -158,7 +159,7 @@ def _resolve(job: Job, src_format, dst_format, outputs: Outputs | None) -> None:
     job.scratch = _existing_folder(job.directory, job.make_dirs, job.dst)
 
 
-def _in_place(job: Job, atol, rtol, seed: int, keep_failed: bool) -> Report:
+def _in_place(job: Job, atol, rtol, seed: int, keep_failed: bool, inputs) -> Report:
     from .rewrite import convert_in_place
     if (job.src_fmt.name, job.dst_fmt.name) != ("onnx", "onnx") or job.layer is not None:
         raise InputError("--in-place rewrites an ONNX graph into an ONNX file: SRC and DST must both be ONNX, "
@@ -170,7 +171,8 @@ def _in_place(job: Job, atol, rtol, seed: int, keep_failed: bool) -> Report:
         job.say(f"rewriting {job.src} in place into {job.dst}")
         with _errors_name_dst(tmp, job.dst):
             return convert_in_place(job.src, job.dst, tmp, tol, seed, bool(job.write_options.get("stateful")),
-                                    job.force, job.policy, job.directory, verify=job.verify, keep_failed=keep_failed)
+                                    job.force, job.policy, job.directory, verify=job.verify, keep_failed=keep_failed,
+                                    branches=job.read_options.get("branches"), given=inputs)
     finally:
         shutil.rmtree(os.path.dirname(tmp), ignore_errors=True)
 

@@ -21,6 +21,7 @@ from ...model.validate import check_activation_numbers
 from ...files.safety import check_onnx_external
 from ...model import ActivationLayer, BatchNorm, Conv1D, Dense, Embedding, InputSpec, Model, Recurrent
 from ._graph import name_unnamed
+from . import branches as if_branches
 from .glue import RECURRENT, Walker
 from .metadata import _initial_from_metadata, _metadata, _restore
 from .scan import is_scan_file, read_model
@@ -103,10 +104,20 @@ def initializer_values(graph: onnx.GraphProto, payloads: dict[int, np.ndarray], 
     return out
 
 
-def read(path, output: str | None = None, **options) -> Model:
-    """Read an ONNX file; `output` picks one graph output when the graph has several."""
+def read(path, output: str | None = None, branches: dict | None = None, **options) -> Model:
+    """Read an ONNX file; `output` picks one graph output when the graph has several; `branches` ({If node or
+    condition: 'then' | 'else'}, --if) the branches If nodes take (`branches.py`; a constant condition decides
+    without it), a graph input only a dropped branch used then being no input of the model."""
     path = str(path)
     original, payloads = load_lean(path)
+    if_notes: list = []
+    if any(n.op_type == "If" for n in original.graph.node):
+        fixed, if_notes = if_branches.fix(original, branches or {}, path)
+        if fixed is not original:
+            original = if_branches.without_unused_inputs(fixed)
+    elif branches:
+        raise InputError(f"--if names {', '.join(repr(n) for n in branches)}, but the main graph has no If node",
+                         path=path)
     proto, state_ins, state_outs = state_io.detach(original, path, keep=output)   # states as graph inputs/outputs
     # detach copies the graph and only appends to its initializers: the payloads' indices still hold
     values = initializer_values(proto.graph, payloads, path)
@@ -177,6 +188,8 @@ def read(path, output: str | None = None, **options) -> Model:
     source = {"format": "onnx",
               "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
               "opset": walker.opset, "ir_version": int(proto.ir_version)}
+    if if_notes:
+        source["picked"] = list(if_notes)
     if walker.dropped_axis is not None:      # [axis, rank] of the graph output the canonical one lacks
         source["dropped_output_axis"] = list(walker.dropped_axis)
     used = {walker.recs[k].key for k in walker.used}

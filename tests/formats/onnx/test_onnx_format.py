@@ -529,14 +529,22 @@ def test_recurrent_op_inside_if(tmp_path):
     inner = _lstm_graph().graph
     then = helper.make_graph(list(inner.node), "then", [], [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
                              list(inner.initializer))
-    cond = numpy_helper.from_array(np.array(True), "cond")
     node = helper.make_node("If", ["cond"], ["Z"], name="branch", then_branch=then, else_branch=then)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["t", "b", 3])],
-                              [helper.make_tensor_value_info("Z", TensorProto.FLOAT, None)], [cond])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["t", "b", 3]),
+                                            helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("Z", TensorProto.FLOAT, None)])
     path = _save(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     with pytest.raises(UnsupportedError, match=r"the LSTM nodes sit inside the subgraphs of If node 'branch'; "
                                                r"rnnconvert reads recurrent nodes of the main graph only"):
         ox.read(path)
+    # a constant condition: the branch it takes is the model (tests/formats/onnx/test_onnx_if.py has more)
+    graph.initializer.append(numpy_helper.from_array(np.array(True), "cond"))
+    del graph.input[1]
+    path = _save(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), name="const.onnx")
+    model = ox.read(path)
+    x = np.random.default_rng(0).standard_normal((4, 2, 3)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"X": x})[0]             # the raw Y [T, 1, B, H]
+    np.testing.assert_allclose(reference.forward(model, x), want[:, 0], atol=1e-5, rtol=0)
 
 
 def test_bad_weight_shape_names_the_node(tmp_path):
