@@ -85,14 +85,11 @@ def random_feeds(feeds: dict, layout: int, free: bool = True, seed: int = 0) -> 
         one = {}
         for role, arr in feeds.items():
             shape = list(arr.shape)
-            if not free:
-                pass
-            elif role == "X":
+            if free and role == "X":
                 shape[:2] = [3, T] if layout else [T, 3]
-                one[role] = (rng.standard_normal(shape) * 3).astype(np.float32)
-            else:
+            elif free:
                 shape[0 if layout else 1] = 3
-                one[role] = rng.standard_normal(shape).astype(np.float32)
+            one[role] = (rng.standard_normal(shape) * (3 if role == "X" else 1)).astype(np.float32)
         out.append(one)
     return out
 

@@ -241,6 +241,7 @@ def _write(job: Job, report: Report, tmp: str) -> list:
     report so far, the refusal in `conversion["refused"]`."""
     start = time.perf_counter()
     try:
+        formats.peepholes_written_by(job.model, job.dst_fmt.name, tmp)
         written = job.dst_fmt.load().write(job.model, tmp, **job.write_options) or []
     except UnsupportedError as exc:
         report.verified = False

@@ -78,10 +78,10 @@ def test_in_place_refusals(tmp_path):
                                               "ONNX graph into an ONNX file: SRC and DST must both be ONNX, without "
                                               "--layer\n")
     from bench.onnx_peer import node_cases, peer_model
-    case = next(c for c in node_cases() if c[0] == "test_lstm_with_peepholes")
-    src = tmp_path / "peep.onnx"
+    case = next(c for c in node_cases() if c[0] == "test_gru_batchwise")
+    src = tmp_path / "batchwise.onnx"
     onnx.save(peer_model(*case)[0], str(src))
     res = runner.invoke(cli, ["convert", str(src), str(tmp_path / "p.onnx"), "--in-place"])
-    assert (res.exit_code, res.stderr) == (2, f"rnnconvert: error: {src}: layer 'LSTM_0': LSTM node 'LSTM_0' (main "
-                                              "graph): non-zero peephole weights P have no canonical form\n")
+    assert (res.exit_code, res.stderr) == (2, f"rnnconvert: error: {src}: layer 'Y': GRU node 'Y' (main graph): "
+                                              "layout=1 (batch-major node); re-export with layout 0\n")
     assert not (tmp_path / "p.onnx").exists()

@@ -78,12 +78,16 @@ class RecurrentNodes:
         if len(ins) > 4 and ins[4] is not None and not self._full_lengths(x, t_axis, ins[4]):
             self.refuse(node, "it takes sequence_lens (variable-length batches); the canonical model runs "
                               "every sequence to the full length")
+        peep = [None] * D
         if cell == "lstm":
             if int(a.get("input_forget", 0)):
                 self.refuse(node, "input_forget=1 (coupled input and forget gates) has no canonical form")
             P = self._weight(node, ins, 7, "P")
+            if P is not None and P.shape != (D, 3 * H):
+                raise InputError(f"{describe(node)}: P has shape {tuple(P.shape)}, expected ({D}, {3 * H})",
+                                 path=self.path)
             if P is not None and np.any(P):
-                self.refuse(node, "it has non-zero peephole weights P, which the canonical LSTM does not have")
+                peep = [gates.peepholes_to_canonical(P[d]) for d in range(D)]
         names = list(a.get("activations", _acts.DEFAULT_ACTS[cell] * D))
         n = len(_acts.DEFAULT_ACTS[cell])
         try:
@@ -106,7 +110,7 @@ class RecurrentNodes:
                 W=W_in[d] if W_in is not None else gates.to_canonical(W[d], cell, "onnx"),
                 R=R_in[d] if R_in is not None else gates.to_canonical(R[d], cell, "onnx"),
                 Wb=gates.to_canonical(b[:G * H], cell, "onnx"), Rb=gates.to_canonical(b[G * H:], cell, "onnx"),
-                h0=h0[d], c0=c0[d]))
+                h0=h0[d], c0=c0[d], P=peep[d]))
         eff = direction
         if x.rev:   # a node over time-reversed input
             if direction == "bidirectional":

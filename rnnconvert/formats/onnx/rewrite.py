@@ -103,6 +103,11 @@ def native_node(layer: Recurrent, source: onnx.NodeProto, stateful: bool, taken:
     inits = [numpy_helper.from_array(a, fresh(f"{name}/{role}")) for role, a in (("W", W), ("R", R), ("B", B))]
     src_in = list(source.input) + [""] * (8 - len(source.input))
     ins = [src_in[0]] + [t.name for t in inits] + [src_in[4], src_in[5], src_in[6] if cell == "lstm" else ""]
+    if any(w.P is not None for w in layer.weights):
+        P = np.stack([gates.peepholes_from_canonical(w.P) if w.P is not None else np.zeros(3 * H, np.float32)
+                      for w in layer.weights]).astype(np.float32)
+        inits.append(numpy_helper.from_array(P, fresh(f"{name}/P")))
+        ins.append(inits[-1].name)
     added_in, added_out = [], []
     states = (("h", 5, 1), ("c", 6, 2)) if cell == "lstm" else (("h", 5, 1),)
     outs = list(source.output) + [""] * (3 - len(source.output))
