@@ -556,10 +556,12 @@ def test_bad_weight_shape_names_the_node(tmp_path):
            "input_size)" in str(exc.value)
 
 
-def test_peephole_input_forget_and_sequence_lens_refused(tmp_path):
-    with pytest.raises(UnsupportedError, match="LSTM node 'bad_lstm': it has non-zero peephole weights P"):
-        ox.read(_save(tmp_path, _lstm_graph(P=np.ones((1, 15)))))
-    ox.read(_save(tmp_path, _lstm_graph(P=np.zeros((1, 15))), "zero_p.onnx"))    # zero peepholes are fine
+def test_peepholes_read_input_forget_and_sequence_lens_refused(tmp_path):
+    P = np.arange(15, dtype=np.float32).reshape(1, 15)             # i, o, f blocks of 5
+    model = ox.read(_save(tmp_path, _lstm_graph(P=P)))             # peepholes read (test_onnx_peer.py runs them)
+    np.testing.assert_array_equal(model.layers[0].weights[0].P, P.reshape(3, 5)[[0, 2, 1]])
+    zero = ox.read(_save(tmp_path, _lstm_graph(P=np.zeros((1, 15))), "zero_p.onnx"))    # zero peepholes: none
+    assert zero.layers[0].weights[0].P is None
     with pytest.raises(UnsupportedError, match=r"LSTM node 'bad_lstm': input_forget=1"):
         ox.read(_save(tmp_path, _lstm_graph(attrs={"input_forget": 1}), "if.onnx"))
     with pytest.raises(UnsupportedError, match="LSTM node 'bad_lstm': it takes sequence_lens"):
