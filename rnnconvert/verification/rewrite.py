@@ -17,11 +17,13 @@ from .outputs import _install
 from .report import Report, _failure_message, file_info, require_checks
 
 SIZES = (1, 2, 3)
+MAX_ELEMENTS = 1 << 26          # a declared input past this many values: --inputs says what to run on
 TIME_SIZES = (160, 320, 512)      # long enough for a front end that pads or frames audio
 _TIME = ("time", "seq", "len", "step", "frame")
 
 
-def feeds_for(graph: onnx.GraphProto, k: int, rng: np.random.Generator, extra: dict | None = None) -> dict:
+def feeds_for(graph: onnx.GraphProto, k: int, rng: np.random.Generator, extra: dict | None = None,
+              path: str | None = None) -> dict:
     """Inputs for every graph input that is not an initializer, from its declared shape and type: round `k`
     of SIZES/TIME_SIZES for free dimensions; floats normal * 3 (saturating), integers 0..3, bools random."""
     init = {t.name for t in graph.initializer}
@@ -37,7 +39,16 @@ def feeds_for(graph: onnx.GraphProto, k: int, rng: np.random.Generator, extra: d
             else:
                 timed = any(w in d.dim_param.lower() for w in _TIME)
                 dims.append((TIME_SIZES if timed else SIZES)[k])
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
+        if int(np.prod(dims, dtype=np.float64)) > MAX_ELEMENTS:
+            raise InputError(f"the graph input '{vi.name}' declares {dims} ({int(np.prod(dims, dtype=np.float64))} "
+                             f"values, past {MAX_ELEMENTS}); pass --inputs with the arrays to verify on", path=path)
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type))
+        except Exception:  # noqa: BLE001 - an element type without a numpy dtype (string, undefined)
+            dtype = None
+        if dtype is None or dtype.kind not in "fiub":
+            raise InputError(f"the graph input '{vi.name}' is of type {t.elem_type}, for which rnnconvert makes no "
+                             "inputs; pass --inputs with the arrays to verify on", path=path)
         if np.issubdtype(dtype, np.floating):
             out[vi.name] = (rng.standard_normal(dims) * 3).astype(dtype)
         elif dtype == np.bool_:
@@ -63,7 +74,7 @@ def convert_in_place(src: str, dst: str, tmp: str, tol: dict, seed: int, statefu
     proto = load(src)
     rng = np.random.default_rng(seed)
     rounds = [_given(proto.graph, given, src)] if given is not None else \
-        [feeds_for(proto.graph, k, rng) for k in range(len(SIZES))]
+        [feeds_for(proto.graph, k, rng, path=src) for k in range(len(SIZES))] if verify else []
     fixed, if_notes = ifs.fix(proto, branches or {}, src, feeds=rounds if verify else None)
     new, replaced, notes = rewrite(fixed, src, stateful=stateful)
     notes = if_notes + notes

@@ -85,3 +85,15 @@ def test_in_place_refusals(tmp_path):
     assert (res.exit_code, res.stderr) == (2, f"rnnconvert: error: {src}: layer 'Y': GRU node 'Y' (main graph): "
                                               "layout=1 (batch-major node); re-export with layout 0\n")
     assert not (tmp_path / "p.onnx").exists()
+
+
+def test_a_huge_declared_input_asks_for_inputs(tmp_path):
+    g = onnx.load(str(SRC))
+    dims = g.graph.input[0].type.tensor_type.shape.dim
+    dims[0].dim_value, dims[3].dim_value = 10000, 1000             # [10000, 1, 8, 1000]: 8e7 values
+    src = tmp_path / "huge.onnx"
+    onnx.save(g, str(src))
+    res = CliRunner().invoke(cli, ["convert", str(src), str(tmp_path / "h.onnx"), "--in-place"])
+    assert (res.exit_code, res.stderr) == (2, f"rnnconvert: error: {src}: the graph input 'image' declares "
+                                              "[10000, 1, 8, 1000] (80000000 values, past 67108864); pass "
+                                              "--inputs with the arrays to verify on\n")

@@ -30,11 +30,11 @@ def fix(proto: onnx.ModelProto, choices: dict, path: str, feeds: list | None = N
         for k, node in enumerate(g.node):
             if node.op_type != "If":
                 continue
-            key = next((n for n in (node.name, node.input[0]) if n in choices), None)
+            key = next((n for n in (node.name, *node.input[:1]) if n in choices), None)
             if key is not None:
                 decided[k] = (choices[key] == "then", f"as --if {key}={choices[key]} says")
                 used.add(key)
-            elif node.input[0] in consts:
+            elif node.input and node.input[0] in consts and np.asarray(consts[node.input[0]]).size == 1:
                 decided[k] = (bool(np.asarray(consts[node.input[0]]).reshape(-1)[0]), "its condition is a constant")
         if not decided and feeds:
             decided = _found(out, feeds)
@@ -113,8 +113,9 @@ def _found(proto: onnx.ModelProto, feeds: list) -> dict:
         return {}
     out = {}
     for k, n in ifs:
-        seen = {bool(np.asarray(v[n.input[0]]).reshape(-1)[0]) for v in values}
-        if len(seen) == 1:
+        seen = {bool(np.asarray(v[n.input[0]]).reshape(-1)[0]) if np.asarray(v[n.input[0]]).size == 1 else None
+                for v in values}
+        if len(seen) == 1 and None not in seen:
             out[k] = (seen.pop(), f"its condition had this value on every input verification ran ({len(values)} "
                                   f"set{'s' if len(values) > 1 else ''}); other inputs may take the other branch")
     return out
@@ -129,7 +130,9 @@ def _inline(g: onnx.GraphProto, decided: dict, path: str, notes: list) -> None:
             continue
         then, why = decided[k]
         attr = "then_branch" if then else "else_branch"
-        body = next(a.g for a in node.attribute if a.name == attr)
+        body = next((a.g for a in node.attribute if a.name == attr), None)
+        if body is None:
+            raise InputError(f"If node '{node.name}': no {attr}", path=path)
         clash = sorted(({t for n in body.node for t in n.output if t} | {i.name for i in body.initializer}) & taken)
         if clash:
             raise UnsupportedError(f"If node '{node.name}': its {attr} names '{clash[0]}' as the graph around it "
@@ -152,4 +155,10 @@ def _constants(g: onnx.GraphProto) -> dict:
     fed = {i.name for i in g.input}          # an initializer that is also a graph input can be overridden
     out = {t.name: t for t in g.initializer if t.name not in fed and (not t.dims or int(np.prod(t.dims)) == 1)}
     out.update({n.output[0]: a.t for n in g.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"})
-    return {k: numpy_helper.to_array(v) for k, v in out.items()}
+    values = {}
+    for k, v in out.items():
+        try:
+            values[k] = numpy_helper.to_array(v)
+        except Exception:  # noqa: BLE001 - a damaged tensor: the reader's own checks name it
+            continue
+    return values

@@ -86,7 +86,7 @@ def native_node(layer: Recurrent, source: onnx.NodeProto, stateful: bool, taken:
     """(node, initializers, graph inputs added, graph outputs added): `layer` as one native node in the place
     of `source` (same X, sequence_lens, initial states and outputs)."""
     cell, H, D = layer.cell, layer.hidden, len(layer.weights)
-    name = source.name or source.output[0] or OP[cell]
+    name = source.name or (source.output[0] if source.output else "") or OP[cell]
 
     def fresh(base):
         n, k = base, 0
