@@ -10,8 +10,9 @@ Each row: what `inspect` found (the whole model's layers when it reads, and ever
 `--layer` takes), the whole model converted to ONNX with its max error against y in onnxruntime, and
 every recurrent layer converted on its own with `--layer` (verified or not; for ONNX sources the
 error of onnxruntime running the node cut out of the source graph), and for `convert` cases the
-model written as TF.js and run by @tensorflow/tfjs against y (`wild_tfjs.py`; not part of `ok`).
-A `layers` case passes when
+model written as TF.js and run by @tensorflow/tfjs against y (`wild_tfjs.py`; not part of `ok`); an ONNX
+model refused whole is also rewritten with `convert --in-place` (its line says how; not part of a case's
+expectation).  A `layers` case passes when
 every recurrent layer is listed and converts, and the whole model is refused (exit 2) or converts
 and verifies.  Prints the totals; `--check` exits 1 when any case misses its expectation or crashes
 (an uncaught exception anywhere is a crash: rnnconvert must answer bad or unsupported files with its
@@ -89,9 +90,35 @@ def whole_model(row: dict, folder: Path, path: Path) -> None:
         except RnnConvertError as exc:
             row["whole_status"] = f"exit {exc.exit_code}"
             row["whole"] = f"refused (exit {exc.exit_code}): {first_line(exc)}"
+            if path.suffix.lower() == ".onnx" and exc.exit_code == 2:
+                in_place(row, folder, path, Path(d) / "in_place.onnx")
         except Exception as exc:  # noqa: BLE001 - a crash is what this script exists to find
             row["whole_status"] = "crash"
             row["whole"] = _crash(row, "whole model", exc)
+
+
+def in_place(row: dict, folder: Path, path: Path, dst: Path) -> None:
+    """An ONNX graph refused whole, rewritten with convert --in-place (verified by onnxruntime on both graphs, on
+    the case's x.npz when it has one, which also decides its If nodes), its first output compared with y.npy."""
+    import rnnconvert
+    from rnnconvert.errors import RnnConvertError
+    given = dict(np.load(folder / "x.npz")) if (folder / "x.npz").exists() else None
+    try:
+        report = rnnconvert.convert(path, dst, in_place=True, inputs=given)
+        row["in_place"] = report.passed
+        row["in_place_note"] = f"in place: rewritten, max err {max(c.max_abs for c in report.checks):.1g}"
+        if given is not None and (folder / "y.npy").exists():
+            import onnxruntime as ort
+            y = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, given)[0]
+            err = float(np.max(np.abs(y - np.load(folder / "y.npy"))))
+            row["in_place"] = row["in_place"] and err <= 1e-4
+            row["in_place_note"] += f"; first output vs y.npy {err:.1g}"
+    except RnnConvertError as exc:
+        row["in_place"] = False
+        row["in_place_note"] = f"in place: exit {exc.exit_code}: {first_line(exc)}"
+    except Exception as exc:  # noqa: BLE001
+        row["in_place"] = False
+        row["in_place_note"] = _crash(row, "in place", exc)
 
 
 def per_layer(row: dict, path: Path, scan) -> None:
@@ -186,6 +213,8 @@ def main(argv=None) -> int:
               f"{r['layers']}  {r.get('tfjs', '-')}")
         if r.get("tflite"):
             print(f"{'':<{w}}    .tflite: {r['tflite'][:160]}")
+        if "in_place_note" in r:
+            print(f"{'':<{w}}    {r['in_place_note'][:160]}")
         for p in r["per_layer"]:
             if p["message"]:
                 print(f"{'':<{w}}    layer {p['name']}: {p['message'][:160]}")
@@ -204,7 +233,9 @@ def main(argv=None) -> int:
           + f"; all {sum(r['ok'] for r in rows)}/{len(rows)}; per layer {n_verified}/{n_layers} verified"
           + (f" ({len(node)} ONNX node checks, max error {max(node):.2g})" if node else "") + tfjs_summary(rows)
           + f"; .tflite {sum(r.get('tflite_ok', False) for r in rows)}/{sum('tflite' in r for r in rows)} of the "
-          "convert cases predict y in LiteRT" + f"; crashes {crashes}"
+          "convert cases predict y in LiteRT"
+          + (f"; ONNX refused whole, rewritten --in-place {sum(r['in_place'] for r in tried)}/{len(tried)}"
+             if (tried := [r for r in rows if "in_place" in r]) else "") + f"; crashes {crashes}"
           + f"; refuse cases whose model or layers now convert {sum(r.get('beyond', False) for r in rows)}")
     if args.json:
         Path(args.json).write_text(json.dumps([{k: v for k, v in r.items() if k != "trace"} for r in rows], indent=1))

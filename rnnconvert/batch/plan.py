@@ -25,7 +25,7 @@ from ..verification.suite import SEED_MAX
 PLAN_KEYS = ("version", "defaults", "jobs", "allow_outside")
 OPTION_KEYS = ("atol", "rtol", "seed", "inputs", "arch", "keras_version", "emit_module", "emit_vectors",
                "from", "to", "allow_nonfinite", "layer", "accept_windows_paths", "external_data", "strict",
-               "full_suite")
+               "full_suite", "output", "if")
 FLAG_OPTIONS = ("allow_nonfinite", "accept_windows_paths", "external_data", "strict", "full_suite")      # the CLI's --allow-nonfinite, ...
 JOB_KEYS = ("src", "dst", *OPTION_KEYS)
 PATH_OPTIONS = ("inputs", "emit_module", "emit_vectors")
@@ -108,6 +108,11 @@ def _check_options(where: str, entry: dict, base: str, problems: list) -> None:
             problems.append(_type_problem(f"{where}.{key}", entry[key], "true or false"))
     if "layer" in entry and (not isinstance(entry["layer"], str) or not entry["layer"]):
         problems.append(_type_problem(f"{where}.layer", entry["layer"], "a layer name (rnnconvert inspect lists them)"))
+    if "output" in entry and (not isinstance(entry["output"], str) or not entry["output"]):
+        problems.append(_type_problem(f"{where}.output", entry["output"], "a graph output name"))
+    if "if" in entry and (not isinstance(entry["if"], dict) or not entry["if"] or not all(
+            isinstance(k, str) and k and v in ("then", "else") for k, v in entry["if"].items())):
+        problems.append(_type_problem(f"{where}.if", entry["if"], "a mapping of If node names to then or else"))
     if "keras_version" in entry and entry["keras_version"] not in (2, 3):
         problems.append(f"{where}.keras_version: expected 2 or 3, found {short_repr(entry['keras_version'])}")
     for key in (*PATH_OPTIONS, "from", "to"):

@@ -31,7 +31,8 @@ def run_task(task: Task, progress=None) -> dict:
             inputs = load_one(o["inputs"])
         report = convert(task.src_path, task.dst_path, atol=o.get("atol"), rtol=o.get("rtol"), inputs=inputs,
                          force=True, make_dirs=True, outputs=task.policy(), src_format=o.get("from"), dst_format=o.get("to"), seed=o.get("seed", 0),
-                         read_options=_given(o, "arch", "accept_windows_paths"),
+                         read_options=(_given(o, "arch", "accept_windows_paths", "output") or {})
+                         | ({"branches": o["if"]} if o.get("if") else {}),
                          write_options=_given(o, "keras_version", "external_data"),
                          emit_module=o.get("emit_module"), emit_vectors=o.get("emit_vectors"),
                          allow_nonfinite=bool(o.get("allow_nonfinite")), layer=o.get("layer"),

@@ -14,6 +14,7 @@ from ..errors import RnnConvertError
 from .app import cli, echo
 from .options import (LAYER_HELP, _read_options, arch_option, check_options, matlab_options, nonfinite_option,
                       report_html_option, windows_option)
+from .options import if_option, output_option
 
 
 def _progress():
@@ -100,11 +101,17 @@ def _write_html(report, path):
 @report_html_option
 @matlab_options
 @windows_option
+@output_option
+@if_option
+@click.option("--in-place", "in_place", is_flag=True,
+              help="ONNX SRC and DST: keep the whole graph (what the canonical model cannot hold: a CNN front end, "
+                   "several outputs) and rewrite each recurrent node as a native node; with --stateful its states "
+                   "become graph inputs and outputs. Verified by onnxruntime on both graphs.")
 @click.pass_context
 def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format, emit_module, keras_version,
             emit_test, stateful, external_data, quantize, layer_name, rtol, atol, inputs_path, seed, report_path,
             full_suite, arch_path, emit_vectors, allow_nonfinite, strict, var_name, mapping_path,
-            accept_windows_paths, report_html=None):
+            accept_windows_paths, output_name, branches, in_place, report_html=None):
     """Convert SRC to DST and prove they compute the same (exit 1 if not; DST is then not written)."""
     from ..api import convert as run
     write_options = {k: v for k, v in (("keras_version", keras_version and int(keras_version)),
@@ -114,13 +121,15 @@ def convert(ctx, src, dst, force, no_verify, keep_failed, src_format, dst_format
                       (mapping_path, "the --mapping file")], report_path, report_html)
     try:
         with _progress() as progress:
-            report = run(src, dst, verify=not no_verify, atol=atol, rtol=rtol, inputs=_load_inputs(inputs_path),
+            report = run(src, dst, verify=not no_verify, atol=atol, rtol=rtol,
+                         inputs=_load_inputs(inputs_path, keyed=in_place),
                          force=force, keep_failed=keep_failed, src_format=src_format, dst_format=dst_format,
-                         seed=seed, read_options=_read_options(arch_path, var_name, mapping_path, accept_windows_paths),
+                         seed=seed, read_options=_read_options(arch_path, var_name, mapping_path, accept_windows_paths,
+                                                    output_name, branches),
                          emit_module=emit_module, write_options=write_options or None,
                          emit_vectors=emit_vectors, progress=progress, layer=layer_name,
                          allow_nonfinite=allow_nonfinite, outputs=policy,
-                         time_budget=float("inf") if full_suite else None, strict=strict)
+                         time_budget=float("inf") if full_suite else None, strict=strict, in_place=in_place)
     except RnnConvertError as exc:
         _write_report(getattr(exc, "report", None) or getattr(exc, "report_so_far", None), report_path)
         _write_html(getattr(exc, "report", None) or getattr(exc, "report_so_far", None), report_html)
@@ -229,7 +238,9 @@ def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only, report
               help="Also draw every recurrent layer's weight layout to scale (.svg, .html; .png needs rnnconvert[plot]).")
 @matlab_options
 @windows_option
-def inspect(path, as_json, arch_path, layer_name, plot_path, var_name, mapping_path, accept_windows_paths):
+@output_option
+def inspect(path, as_json, arch_path, layer_name, plot_path, var_name, mapping_path, accept_windows_paths,
+            output_name):
     """Show layers, tensor shapes, gate slices, activations and equations of PATH."""
     if plot_path:
         _plot(path, plot_path, layer_name, _read_options(arch_path, var_name, mapping_path, accept_windows_paths))
@@ -237,7 +248,7 @@ def inspect(path, as_json, arch_path, layer_name, plot_path, var_name, mapping_p
     from ..api import inspect as inspect_file
     from .render import render_extra
     desc = inspect_file(path, layer=layer_name,
-                        **_read_options(arch_path, var_name, mapping_path, accept_windows_paths))
+                        **_read_options(arch_path, var_name, mapping_path, accept_windows_paths, output_name))
     _echo_assumptions(desc["source"])
     echo(json.dumps(desc, indent=1) if as_json else render(desc) + render_extra(desc))
 

@@ -49,8 +49,12 @@ STRICT_HELP = ("Refuse (exit 2) a file read under any assumption (an architectur
                "or default the file does not store), naming each and the --arch line or option that settles it.")
 
 
-def _read_options(arch_path, var=None, mapping=None, accept_windows_paths=False) -> dict:
+def _read_options(arch_path, var=None, mapping=None, accept_windows_paths=False, output=None, branches=()) -> dict:
     options = {"arch": arch_path} if arch_path else {}
+    if branches:
+        options["branches"] = dict(branches)
+    if output:
+        options["output"] = output
     if accept_windows_paths:
         options["accept_windows_paths"] = True
     if var:
@@ -58,6 +62,33 @@ def _read_options(arch_path, var=None, mapping=None, accept_windows_paths=False)
     if mapping:
         options["mapping"] = mapping
     return options
+
+
+OUTPUT_HELP = ("ONNX: the graph output to read when the graph has several that are not recurrent states "
+               "(read option output=; batch key output).")
+
+
+IF_HELP = ("ONNX: take this branch of the If node NAME (or of the If whose condition tensor is NAME): "
+           "NAME=then or NAME=else; repeatable (read option branches=; batch key if).")
+
+
+class Branch(click.ParamType):
+    """NAME=then|else (a bad value: one line, exit 2)."""
+    name = "NAME=then|else"
+
+    def convert(self, value, param, ctx):
+        name, _, branch = str(value).rpartition("=")
+        if not name or branch not in ("then", "else"):
+            self.fail(f"expected NAME=then or NAME=else, found '{value}'", param, ctx)
+        return name, branch
+
+
+def if_option(f):
+    return click.option("--if", "branches", type=Branch(), multiple=True, help=IF_HELP)(f)
+
+
+def output_option(f):
+    return click.option("--output", "output_name", metavar="NAME", help=OUTPUT_HELP)(f)
 
 
 def arch_option(f):

@@ -124,4 +124,19 @@ def write(model, path, format: str | None = None, **options) -> list[str]:
     """Write `model` to `path` in the format its suffix names; returns notes on what changed in form
     (`rnnconvert.write`)."""
     path = os.fspath(path)
-    return for_writing(path, format).load().write(model, path, **options) or []
+    fmt = for_writing(path, format)
+    peepholes_written_by(model, fmt.name, path)
+    return fmt.load().write(model, path, **options) or []
+
+
+PEEPHOLE_WRITERS = ("onnx", "canonical")     # the formats whose LSTM has ONNX's peepholes (P)
+
+
+def peepholes_written_by(model, fmt: str, path: str) -> None:
+    """UnsupportedError naming the first LSTM layer with peepholes when `fmt` has no place for them."""
+    from ..errors import UnsupportedError
+    layer = next((layer for layer in getattr(model, "recurrent_layers", [])
+                  if any(getattr(w, "P", None) is not None for w in layer.weights)), None)
+    if layer is not None and fmt not in PEEPHOLE_WRITERS:
+        raise UnsupportedError(f"layer '{layer.name}': an LSTM with peepholes (ONNX P: the gates i, f, o also see "
+                               f"the cell state), which {fmt} has no form for; write ONNX or .rnnc", path=path)

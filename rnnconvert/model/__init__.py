@@ -15,6 +15,7 @@ LSTM `ifgo`, GRU `rzn`), gate blocks along rows, with the ONNX symbols:
     h0  [hidden] or [batch, hidden] initial hidden state (None: zeros)
     c0  same, LSTM only             initial cell state
     proj [proj, hidden]             LSTM output projection (PyTorch proj_size), or None
+    P   [3, hidden]                 LSTM peepholes, rows i, f, o (ONNX's P), or None
 
 The schema of the on-disk form is `schemas/model.schema.json`; `schemas/README.md` is normative.
 

@@ -172,3 +172,14 @@ def transposed(a: np.ndarray) -> np.ndarray:
     if a.ndim != 2:
         return np.ascontiguousarray(a.T)
     return copy_into(np.empty(a.shape[::-1], a.dtype), a.T)
+
+
+def peepholes_to_canonical(P) -> np.ndarray:
+    """ONNX's LSTM peepholes of one direction, [3*hidden] in order i, o, f, as the canonical [3, hidden], rows i, f, o."""
+    iof = np.asarray(P, dtype=np.float32).reshape(3, -1)
+    return np.ascontiguousarray(iof[[0, 2, 1]])
+
+
+def peepholes_from_canonical(P) -> np.ndarray:
+    """The canonical [3, hidden] peepholes (rows i, f, o) as ONNX's [3*hidden] (i, o, f)."""
+    return np.ascontiguousarray(np.asarray(P)[[0, 2, 1]].reshape(-1))

@@ -32,8 +32,9 @@ class DirectionWeights:
     h0: np.ndarray | None = None
     c0: np.ndarray | None = None
     proj: np.ndarray | None = None
+    P: np.ndarray | None = None      # LSTM peepholes [3, hidden], rows i, f, o (ONNX's P is i, o, f)
 
-    ARRAYS: ClassVar = ("W", "R", "Wb", "Rb", "h0", "c0", "proj")
+    ARRAYS: ClassVar = ("W", "R", "Wb", "Rb", "h0", "c0", "proj", "P")
 
 
 class Layer:

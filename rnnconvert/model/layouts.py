@@ -107,7 +107,8 @@ LAYOUTS = [
     {"framework": "onnx", "cell": "lstm", "tensors": (
         T("W", "(D, 4*H, input)", 1, ("W",)), T("R", "(D, 4*H, H)", 1, ("R",)),
         T("B", "(D, 8*H)", 1, ("Wb", "Rb"), "concat")),
-     "notes": ("peepholes P (D, 3*H) and input_forget=1 have no canonical form",)},
+     "notes": ("peepholes P (D, 3*H), blocks i, o, f, are the canonical P (3, H), rows i, f, o; "
+               "input_forget=1 has no canonical form",)},
     {"framework": "onnx", "cell": "gru", "when": {"reset_after": True}, "variant": "linear_before_reset=1",
      "tensors": _ONNX_GRU},
     {"framework": "onnx", "cell": "gru", "when": {"reset_after": False}, "variant": "linear_before_reset=0",

@@ -136,6 +136,10 @@ def recurrent_problems(layer: Recurrent, where: str, features: int):
             if layer.cell != "lstm":
                 yield f"{where}.{name}: a projection is only defined for LSTM"
             expected["proj"] = (S, H)
+        if w.P is not None:
+            if layer.cell != "lstm":
+                yield f"{where}.{name}: peepholes are only defined for LSTM"
+            expected["P"] = (3, H)
         for a, shape in expected.items():
             got = tuple(getattr(w, a).shape)
             if got != shape:

@@ -53,6 +53,8 @@ def _lstm(layer, w, X, reverse, acts, dtype):
     P = None if w.proj is None else _cast(w.proj, dtype)
     S = H if P is None else P.shape[0]
     clip = layer.clip
+    if w.P is not None:
+        return _lstm_peepholes(layer, w, X, reverse, (f, g, h_act), dtype, W_ifog, R_ifog, b_ifog, P, S)
 
     def loop(cols):
         XW = _input_projection(X, W_ifog, b_ifog, cols)
@@ -84,6 +86,52 @@ def _lstm(layer, w, X, reverse, acts, dtype):
 
     with _blas_threads(B, 4 * H * S):
         Y, h, c = _run_chunks(loop, _batch_chunks(B, 4 * H * S))
+    return Y, State(h.T.copy(), c.T.copy())
+
+
+def _lstm_peepholes(layer, w, X, reverse, acts, dtype, W_ifog, R_ifog, b_ifog, P, S):
+    """The LSTM with peepholes (ONNX P): i and f see c(t-1), o sees c(t), each before its activation and the clip."""
+    T, B, _ = X.shape
+    H, clip = layer.hidden, layer.clip
+    f, g, h_act = acts
+    Pi, Pf, Po = (_cast(w.P[k], dtype)[:, None] for k in range(3))
+
+    def loop(cols):
+        XW = _input_projection(X, W_ifog, b_ifog, cols)
+        b = XW.shape[2]
+        h = _initial(w.h0, S, cols, b, dtype)
+        c = _initial(w.c0, H, cols, b, dtype)
+        Y = np.empty((T, b, S), dtype)
+        G = np.empty((4 * H, b), dtype)
+        i_f, i, f_gate, o, g_gate = G[:2 * H], G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
+        ig = np.empty((H, b), dtype)
+        for t in _steps(T, reverse):
+            np.matmul(R_ifog, h, out=G)
+            G += XW[t]
+            i += Pi * c
+            f_gate += Pf * c
+            if clip is not None:
+                np.clip(i_f, -clip, clip, out=i_f)
+                np.clip(g_gate, -clip, clip, out=g_gate)
+            f(i_f, i_f)
+            g(g_gate, g_gate)
+            c *= f_gate
+            np.multiply(i, g_gate, out=ig)
+            c += ig
+            o += Po * c
+            if clip is not None:
+                np.clip(o, -clip, clip, out=o)
+            f(o, o)
+            h_act(c, ig)
+            h = Y[t].T
+            if P is None:
+                np.multiply(o, ig, out=h)
+            else:
+                ig *= o
+                np.matmul(P, ig, out=h)
+        return Y, h, c
+
+    Y, h, c = _run_chunks(loop, _batch_chunks(B, 4 * H * S))
     return Y, State(h.T.copy(), c.T.copy())
 
 

@@ -48,7 +48,7 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
             read_options: dict | None = None, write_options: dict | None = None, emit_module=None,
             emit_vectors=None, progress=None, layer: str | None = None,
             allow_nonfinite: bool = False, outputs: Outputs | None = None, make_dirs: bool = False,
-            strict: bool = False, time_budget: float | None = None) -> Report:
+            strict: bool = False, time_budget: float | None = None, in_place: bool = False) -> Report:
     """Read `src`, write `dst`, read it back and verify; `dst` appears only when all checks pass.
 
     On a failed verification nothing is left at `dst` (an existing file there is untouched)
@@ -68,7 +68,10 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
     `progress`: called with a `progress.Event` for each stage and each finished check (`progress.Printer`
     prints them).  `time_budget`: seconds verification may spend (None: 10x the read + write time or 30 s,
     whichever is larger; inf: the full suite): past it the longest seeded inputs are shortened
-    (`budget.py`, `report.suite`).
+    (`budget.py`, `report.suite`).  `in_place` (ONNX -> ONNX): the source graph kept whole, each recurrent node of
+    its main graph rewritten as a native node (`rewrite.py`; with write option `stateful`, its states as graph
+    inputs and outputs), verified by onnxruntime on both graphs (default atol 1e-5, rtol 0), on `inputs` when given
+    ({graph input: array}, or one array for the first input).
     """
     job = Job(os.fspath(src), os.fspath(dst), verify=verify, force=force, keep_failed=keep_failed,
               make_dirs=make_dirs, layer=layer, read_options=read_options or {}, write_options=write_options or {},
@@ -76,6 +79,8 @@ def convert(src, dst, *, verify: bool = True, atol: float | None = None, rtol: f
               tracker=None if progress is None else Tracker(progress), strict=strict)
     tol, seed = _tolerance(atol, rtol), check_seed(seed)       # usage errors before any work
     _resolve(job, src_format, dst_format, outputs)
+    if in_place:         # ONNX -> ONNX, the graph kept and its recurrent nodes rewritten (verification/rewrite.py)
+        return _in_place(job, atol, rtol, seed, keep_failed, inputs)
     report = _read(job, tol, seed, inputs, allow_nonfinite)
     tmp = _temporary_place(job)
     try:
@@ -155,6 +160,24 @@ def _resolve(job: Job, src_format, dst_format, outputs: Outputs | None) -> None:
     job.scratch = _existing_folder(job.directory, job.make_dirs, job.dst)
 
 
+def _in_place(job: Job, atol, rtol, seed: int, keep_failed: bool, inputs) -> Report:
+    from .rewrite import convert_in_place
+    if (job.src_fmt.name, job.dst_fmt.name) != ("onnx", "onnx") or job.layer is not None:
+        raise InputError("--in-place rewrites an ONNX graph into an ONNX file: SRC and DST must both be ONNX, "
+                         "without --layer", path=job.dst)
+    tol = _tolerance(1e-5 if atol is None else atol, 0.0 if rtol is None else rtol)
+    tmp = _temporary_place(job)
+    try:
+        interrupt.resume()
+        job.say(f"rewriting {job.src} in place into {job.dst}")
+        with _errors_name_dst(tmp, job.dst):
+            return convert_in_place(job.src, job.dst, tmp, tol, seed, bool(job.write_options.get("stateful")),
+                                    job.force, job.policy, job.directory, verify=job.verify, keep_failed=keep_failed,
+                                    branches=job.read_options.get("branches"), given=inputs)
+    finally:
+        shutil.rmtree(os.path.dirname(tmp), ignore_errors=True)
+
+
 def _read(job: Job, tol: dict, seed: int, inputs, allow_nonfinite: bool) -> Report:
     """The source model (`job.model`), its weights finite, `inputs` checked against it; the report begun."""
     job.say(f"reading {job.src} ({job.src_fmt.name})")
@@ -219,6 +242,7 @@ def _write(job: Job, report: Report, tmp: str) -> list:
     report so far, the refusal in `conversion["refused"]`."""
     start = time.perf_counter()
     try:
+        formats.peepholes_written_by(job.model, job.dst_fmt.name, tmp)
         written = job.dst_fmt.load().write(job.model, tmp, **job.write_options) or []
     except UnsupportedError as exc:
         report.verified = False

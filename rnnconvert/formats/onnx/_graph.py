@@ -27,6 +27,31 @@ def node_attrs(node: onnx.NodeProto) -> dict:
     return out
 
 
+def name_unnamed(graph: onnx.GraphProto) -> None:
+    """Give each node with neither a name nor a first output (a recurrent node whose Y is not taken, as
+    the ONNX operator tests write them) the name '<op>_<k>' (LSTM_0), k counting that op's nodes in the
+    file in order (subgraphs after their owner), so the layer read, messages, `inspect` and `--layer` show
+    one stable name; other unnamed nodes are known by their first output, as before."""
+    taken = set()
+    todo, nodes = [graph], []
+    while todo:
+        g = todo.pop(0)
+        for n in g.node:
+            nodes.append(n)
+            taken.add(n.name)
+            todo.extend([a.g for a in n.attribute if a.HasField("g")] + [s for a in n.attribute for s in a.graphs])
+    counts: dict[str, int] = {}
+    for n in nodes:
+        k = counts.get(n.op_type, 0)
+        counts[n.op_type] = k + 1
+        if not n.name and not (n.output and n.output[0]):
+            name = f"{n.op_type}_{k}"
+            while name in taken:
+                name += "_"
+            n.name = name
+            taken.add(name)
+
+
 def describe(node: onnx.NodeProto) -> str:
     return f"{node.op_type} node '{node.name}'" if node.name else f"{node.op_type} node (output '{node.output[0]}')"
 

@@ -15,7 +15,7 @@ from ...errors import InputError
 from ...model import DirectionWeights, Recurrent
 from . import _acts
 from ._flow import Flow, Piece, collapse
-from ._graph import Bcast, Const, Unusable, Zeros, describe, node_attrs
+from ._graph import Bcast, Const, FullLen, Unusable, Zeros, describe, node_attrs
 
 RECURRENT = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
 
@@ -75,15 +75,19 @@ class RecurrentNodes:
             problems.append(f"B has shape {tuple(B.shape)}, expected ({D}, {2 * G * H})")
         if problems:
             raise InputError(f"{describe(node)} (hidden_size={H}): " + "; ".join(problems), path=self.path)
-        if len(ins) > 4 and ins[4] is not None:
+        if len(ins) > 4 and ins[4] is not None and not self._full_lengths(x, t_axis, ins[4]):
             self.refuse(node, "it takes sequence_lens (variable-length batches); the canonical model runs "
                               "every sequence to the full length")
+        peep = [None] * D
         if cell == "lstm":
             if int(a.get("input_forget", 0)):
                 self.refuse(node, "input_forget=1 (coupled input and forget gates) has no canonical form")
             P = self._weight(node, ins, 7, "P")
+            if P is not None and P.shape != (D, 3 * H):
+                raise InputError(f"{describe(node)}: P has shape {tuple(P.shape)}, expected ({D}, {3 * H})",
+                                 path=self.path)
             if P is not None and np.any(P):
-                self.refuse(node, "it has non-zero peephole weights P, which the canonical LSTM does not have")
+                peep = [gates.peepholes_to_canonical(P[d]) for d in range(D)]
         names = list(a.get("activations", _acts.DEFAULT_ACTS[cell] * D))
         n = len(_acts.DEFAULT_ACTS[cell])
         try:
@@ -106,7 +110,7 @@ class RecurrentNodes:
                 W=W_in[d] if W_in is not None else gates.to_canonical(W[d], cell, "onnx"),
                 R=R_in[d] if R_in is not None else gates.to_canonical(R[d], cell, "onnx"),
                 Wb=gates.to_canonical(b[:G * H], cell, "onnx"), Rb=gates.to_canonical(b[G * H:], cell, "onnx"),
-                h0=h0[d], c0=c0[d]))
+                h0=h0[d], c0=c0[d], P=peep[d]))
         eff = direction
         if x.rev:   # a node over time-reversed input
             if direction == "bidirectional":
@@ -128,6 +132,13 @@ class RecurrentNodes:
         yc = Unusable(f"uses the cell state Y_c of {describe(node)}; the canonical model returns hidden "
                       "states only")
         return [y, yh, yc][:len(node.output)]
+
+    def _full_lengths(self, x, t_axis, lens) -> bool:
+        """sequence_lens that are the whole length of every sequence (a constant equal to the input's fixed
+        time size, or the time size repeated): the node computes what it computes without them."""
+        n = self.size(x, t_axis)
+        return isinstance(lens, FullLen) and lens.size == n or \
+            isinstance(lens, Const) and n.is_int and lens.value.size > 0 and bool(np.all(lens.value == n.coef))
 
     def _weight(self, node, ins, k, name):
         if len(ins) <= k or ins[k] is None:
@@ -179,7 +190,7 @@ class RecurrentNodes:
         if not f.raw:
             return f
         if "D" in f.axes:
-            if len(f.entries) != 1:
+            if len(f.entries) != 1 and node is not None:     # the graph output keeps [.., D, .., H]: see runtime.py
                 self.refuse(node, "it consumes a recurrent output whose directions are still a separate axis "
                                   f"(axes {f.axes}); the canonical model concatenates or merges them")
             f = collapse(f)

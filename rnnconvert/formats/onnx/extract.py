@@ -188,9 +188,12 @@ def to_layer(ref: NodeRef, path: str) -> tuple[Recurrent, list[str]]:
                                path=path, layer=ref.name)
     if cell == "lstm" and int(a.get("input_forget", 0)):
         raise UnsupportedError(f"{where}: input_forget=1 has no canonical form", path=path, layer=ref.name)
+    peep = [None] * D
     if "P" in c and np.any(c["P"]):
-        raise UnsupportedError(f"{where}: non-zero peephole weights P have no canonical form",
-                               path=path, layer=ref.name)
+        if c["P"].shape != (D, 3 * H):
+            raise InputError(f"{where}: P has shape {tuple(c['P'].shape)}, expected ({D}, {3 * H})",
+                             path=path, layer=ref.name)
+        peep = [gates.peepholes_to_canonical(c["P"][d]) for d in range(D)]
     names = [n.decode() if isinstance(n, bytes) else n for n in a.get("activations", _acts.DEFAULT_ACTS[cell] * D)]
     try:
         acts = _acts.from_onnx(names, list(a.get("activation_alpha", [])), list(a.get("activation_beta", [])))
@@ -224,7 +227,7 @@ def to_layer(ref: NodeRef, path: str) -> tuple[Recurrent, list[str]]:
             W=gates.to_canonical(W[d], cell, "onnx"), R=gates.to_canonical(R[d], cell, "onnx"),
             Wb=gates.to_canonical(b[:G * H], cell, "onnx"), Rb=gates.to_canonical(b[G * H:], cell, "onnx"),
             h0=states.get("initial_h", [None] * D)[d],
-            c0=states.get("initial_c", [None] * D)[d] if cell == "lstm" else None))
+            c0=states.get("initial_c", [None] * D)[d] if cell == "lstm" else None, P=peep[d]))
     layer = Recurrent(name=ref.name, cell=cell, hidden=H, direction=direction, weights=weights,
                       activations=acts[:n], output="sequence", clip=a.get("clip"),
                       reset_after=bool(int(a.get("linear_before_reset", 0))) if cell == "gru" else True,

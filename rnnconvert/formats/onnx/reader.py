@@ -20,6 +20,8 @@ from ...errors import InputError, UnsupportedError
 from ...model.validate import check_activation_numbers
 from ...files.safety import check_onnx_external
 from ...model import ActivationLayer, BatchNorm, Conv1D, Dense, Embedding, InputSpec, Model, Recurrent
+from ._graph import name_unnamed
+from . import branches as if_branches
 from .glue import RECURRENT, Walker
 from .metadata import _initial_from_metadata, _metadata, _restore
 from .lift import lift_model, might_lift
@@ -68,6 +70,7 @@ def load_lean(path, lean: bool = True) -> tuple[onnx.ModelProto, dict[int, np.nd
         raise InputError("not an ONNX model (cannot parse protobuf: no graph and no IR version; the file is "
                          "empty, truncated or another kind of protobuf)", path=path)
     validate.check(proto, path, os.path.getsize(path))      # schemas, dtypes, dims: before any allocation
+    name_unnamed(proto.graph)
     arrays = wire.read_payloads(path, proto.graph, payloads, into_proto=not lean) if payloads else {}
     from .lite import all_tensors as _get_all_tensors         # initializers and Constant attributes
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in _get_all_tensors(proto)):
@@ -102,13 +105,23 @@ def initializer_values(graph: onnx.GraphProto, payloads: dict[int, np.ndarray], 
     return out
 
 
-def read(path, output: str | None = None, **options) -> Model:
-    """Read an ONNX file; `output` picks one graph output when the graph has several."""
+def read(path, output: str | None = None, branches: dict | None = None, **options) -> Model:
+    """Read an ONNX file; `output` picks one graph output when the graph has several; `branches` ({If node or
+    condition: 'then' | 'else'}, --if) the branches If nodes take (`branches.py`; a constant condition decides
+    without it), a graph input only a dropped branch used then being no input of the model."""
     path = str(path)
     original, payloads = load_lean(path)
+    if_notes: list = []
+    if any(n.op_type == "If" for n in original.graph.node):
+        fixed, if_notes = if_branches.fix(original, branches or {}, path)
+        if fixed is not original:
+            original = if_branches.without_unused_inputs(fixed)
+    elif branches:
+        raise InputError(f"--if names {', '.join(repr(n) for n in branches)}, but the main graph has no If node",
+                         path=path)
     if might_lift(original):          # cells written as Loops or unrolled: native nodes (lift.py)
         original, _ = lift_model(original, path, load(path))
-    proto, state_ins, state_outs = state_io.detach(original, path)   # states as graph inputs/outputs
+    proto, state_ins, state_outs = state_io.detach(original, path, keep=output)   # states as graph inputs/outputs
     # detach copies the graph and only appends to its initializers: the payloads' indices still hold
     values = initializer_values(proto.graph, payloads, path)
     own = {t.name for k, t in enumerate(proto.graph.initializer) if k in payloads and values[t.name] is payloads[k]}
@@ -141,10 +154,12 @@ def read(path, output: str | None = None, **options) -> Model:
     if output is None:
         if len(outputs) != 1:
             raise UnsupportedError(f"the graph has {len(outputs)} outputs ({', '.join(outputs)}); the canonical "
-                                   "model has one: pass output=NAME to read one of them", path=path)
+                                   "model has one: pass --output NAME (read option output=) to read one of them",
+                                   path=path)
         output = outputs[0]
     elif output not in outputs:
-        raise InputError(f"no graph output '{output}'; outputs: {', '.join(outputs)}", path=path)
+        raise InputError(f"no graph output '{output}'; outputs: {', '.join(o.name for o in original.graph.output)}",
+                         path=path)
     walker = Walker(proto, path, output, values, own)
     del values
     try:
@@ -176,6 +191,8 @@ def read(path, output: str | None = None, **options) -> Model:
     source = {"format": "onnx",
               "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
               "opset": walker.opset, "ir_version": int(proto.ir_version)}
+    if if_notes:
+        source["picked"] = list(if_notes)
     if walker.dropped_axis is not None:      # [axis, rank] of the graph output the canonical one lacks
         source["dropped_output_axis"] = list(walker.dropped_axis)
     used = {walker.recs[k].key for k in walker.used}

@@ -2,7 +2,9 @@
 
 The output compared is the graph output the model was read from (`model.output_name`), in the canonical
 shape: a graph whose output is a recurrent node's raw Y [T, 1, B, H] or Y_h [1, B, H] loses that
-direction axis (`dropped_output_axis`, recorded by the reader), as the canonical model does.
+direction axis (`dropped_output_axis`, recorded by the reader), as the canonical model does; a
+bidirectional node's raw Y [T, 2, B, H] or Y_h [2, B, H] is compared as the canonical concatenation
+([T, B, 2H], [B, 2H]: `directions_last`).
 """
 from __future__ import annotations
 
@@ -89,7 +91,16 @@ def run_states(path, x, model, feeds: dict | None = None, session=None) -> tuple
     dropped = model.source.get("dropped_output_axis")     # the graph output is a recurrent node's Y or Y_h:
     if dropped and out.ndim == dropped[1] and out.shape[dropped[0]] == 1:   # its direction axis of 1 goes
         out = np.squeeze(out, axis=dropped[0])
+    elif dropped and out.ndim == dropped[1] and out.shape[dropped[0]] == 2:  # two: [.., 2, .., H] -> [.., 2H]
+        out = directions_last(out, dropped[0])
     return out, {p.name: res[names.index(p.name)] for p in model.state_outputs if p.name in names}
+
+
+def directions_last(out: np.ndarray, axis: int) -> np.ndarray:
+    """A raw Y [T, 2, B, H] / Y_h [2, B, H] (or batch-major) as the canonical concatenation: the direction
+    axis moved next to the features and merged with them, forward first ([T, B, 2H] / [B, 2H])."""
+    moved = np.moveaxis(out, axis, -2)
+    return moved.reshape(moved.shape[:-2] + (-1,))
 
 
 def _in_fixed_batches(path, x, model, sess, axis: int, fixed: int) -> np.ndarray:

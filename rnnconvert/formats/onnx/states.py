@@ -4,7 +4,9 @@ Reading (`detach`, then `attach`): a graph input is a state input when each of i
 `initial_h`/`initial_c` of a recurrent node, directly or through a `Slice` along its first axis (how
 torch.onnx.export hands `h0` [layers*dirs, batch, H] of a multi-layer module to each layer's node).
 A graph output is a state output when it is a node's `Y_h`/`Y_c`, directly, through `Identity`, or a
-`Concat` along the first axis of several (torch's `h_n`).  They are cut from a copy of the graph
+`Concat` along the first axis of several (torch's `h_n`), with or without state inputs; when every graph
+output is one, the first is the model's output itself (a graph returning Y_h and Y_c).  A batch-major
+node's (layout=1) states are [batch, dirs, size], not a port.  They are cut from a copy of the graph
 before the walker reads the layers (their initial states become zeros) and become `StatePort`s.
 Any other route from an extra input to an initial state (states packed into one tensor and taken
 apart with Slice/Squeeze/Unsqueeze, as keras2onnx writes) is refused by name.
@@ -31,8 +33,9 @@ HINT = ("rnnconvert reads state inputs shaped [directions, batch, size] that fee
         "directly or sliced per layer along their first axis")
 
 
-def detach(proto: onnx.ModelProto, path: str):
+def detach(proto: onnx.ModelProto, path: str, keep: str | None = None):
     """(graph without its state inputs/outputs, input ports, output ports); `proto` itself when it has none.
+    `keep`: the graph output the caller reads as the model's output, never a port.
 
     A port is {"name", "state", "parts": [(node key, rows)]}, rows the node's direction count."""
     g = proto.graph
@@ -40,7 +43,7 @@ def detach(proto: onnx.ModelProto, path: str):
     extra = [i for i in g.input if i.name not in init]
     sequence = _sequence_sources(g) if extra else set()
     extra = [i for i in extra if i.name not in sequence]     # the model's input (it may also size zero states)
-    ins = []
+    ins, consts = [], {}
     if extra:                       # graph inputs that may be states: only then are users indexed
         consts = _constants(g)
         users: dict[str, list] = {}
@@ -52,10 +55,14 @@ def detach(proto: onnx.ModelProto, path: str):
             port = _input_port(vi.name, users, consts, path)
             if port is not None:
                 ins.append(port)
-    if not ins:
-        return proto, [], []
     producer = {o: n for n in g.node for o in n.output if o}
-    outs = [p for p in (_output_port(o.name, producer, consts, path) for o in g.output) if p is not None]
+    consts = consts if extra else _constants(g) if len(g.output) > 1 else {}
+    outs = [p for p in (_output_port(o.name, producer, consts, path) for o in g.output if o.name != keep)
+            if p is not None] if ins or len(g.output) > 1 else []
+    if outs and len(outs) == len(g.output):
+        outs = outs[1:]          # every output is a node's Y_h/Y_c: the first is the model's output itself
+    if not ins and not outs:
+        return proto, [], []
     proto = copy.deepcopy(proto)
     g = proto.graph
     cut = {p["name"] for p in ins}
@@ -172,7 +179,7 @@ def _input_port(name: str, users: dict, consts: dict, path: str):
     """The state port graph input `name` (not one reaching a recurrent node's X) is, or None."""
     parts, state, layouts = [], set(), set()
     for node, slot in _uses(name, users):
-        if node.op_type in RECURRENT and slot in SLOTS:
+        if node.op_type in RECURRENT and slot in SLOTS and not int(node_attrs(node).get("layout", 0)):
             parts.append((0, _key(node), _dirs(node)))
             state.add(SLOTS[slot])
             layouts.add("rows_batch_size")
@@ -235,7 +242,7 @@ def _output_port(out_name: str, producer: dict, consts: dict, path: str):
         if n is None or n.op_type not in RECURRENT:
             return None
         slot = list(n.output).index(src)
-        if slot not in OUT_SLOTS:
+        if slot not in OUT_SLOTS or int(node_attrs(n).get("layout", 0)):    # layout=1: [batch, dirs, size]
             return None
         parts.append((_key(n), _dirs(n)))
         state.add(OUT_SLOTS[slot])

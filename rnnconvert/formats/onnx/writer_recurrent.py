@@ -9,7 +9,7 @@ import numpy as np
 from .lite import TensorProto, helper
 
 from ...model import gates
-from ...errors import InputError
+from ...errors import InputError, UnsupportedError
 from ...model import Recurrent
 from . import _acts
 from . import frontend as _front
@@ -45,6 +45,9 @@ def _write_recurrent(b: _Builder, st: _State, layer: Recurrent, k: int, scan: bo
         _front.to_layout(b, st, "time", f"{base}/X")
     x = st.cur
     if scan:
+        if any(w.P is not None for w in layer.weights):
+            raise UnsupportedError(f"layer '{layer.name}': LSTM peepholes need a native LSTM node, and "
+                                   + "; ".join(_scan.reasons(layer)) + "; the Scan form has no peepholes")
         mask = _front.mask_in(b, st, "time", base) if st.mask is not None else None
         y_all, y_h, arrays, node_name = _scan.write_layer(b, st, layer, x, base, _activation, _initial_state,
                                                           mask)
@@ -80,6 +83,11 @@ def _native(b: _Builder, st: _State, layer: Recurrent, x: str, base: str):
         if ins[-1]:     # the [D, 1 or n, size] constant, expanded or not
             arrays[key] = next(t.name for t in reversed(b.inits) if t.name.startswith(f"{base}/{key}")
                                and t.data_type == TensorProto.FLOAT)
+    if any(w.P is not None for w in layer.weights):     # peepholes: input P [D, 3H] (i, o, f)
+        P = np.stack([gates.peepholes_from_canonical(w.P) if w.P is not None else np.zeros(3 * H, np.float32)
+                      for w in layer.weights]).astype(np.float32)
+        ins.append(b.const(f"{base}/P_iof", P))
+        arrays["P"] = ins[-1]
     while ins and ins[-1] == "":
         ins.pop()
     names, alphas, betas = _acts.to_onnx(layer.activations)

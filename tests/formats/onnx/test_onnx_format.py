@@ -529,14 +529,22 @@ def test_recurrent_op_inside_if(tmp_path):
     inner = _lstm_graph().graph
     then = helper.make_graph(list(inner.node), "then", [], [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
                              list(inner.initializer))
-    cond = numpy_helper.from_array(np.array(True), "cond")
     node = helper.make_node("If", ["cond"], ["Z"], name="branch", then_branch=then, else_branch=then)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["t", "b", 3])],
-                              [helper.make_tensor_value_info("Z", TensorProto.FLOAT, None)], [cond])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["t", "b", 3]),
+                                            helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("Z", TensorProto.FLOAT, None)])
     path = _save(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     with pytest.raises(UnsupportedError, match=r"the LSTM nodes sit inside the subgraphs of If node 'branch'; "
                                                r"rnnconvert reads recurrent nodes of the main graph only"):
         ox.read(path)
+    # a constant condition: the branch it takes is the model (tests/formats/onnx/test_onnx_if.py has more)
+    graph.initializer.append(numpy_helper.from_array(np.array(True), "cond"))
+    del graph.input[1]
+    path = _save(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), name="const.onnx")
+    model = ox.read(path)
+    x = np.random.default_rng(0).standard_normal((4, 2, 3)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"X": x})[0]             # the raw Y [T, 1, B, H]
+    np.testing.assert_allclose(reference.forward(model, x), want[:, 0], atol=1e-5, rtol=0)
 
 
 def test_bad_weight_shape_names_the_node(tmp_path):
@@ -548,10 +556,12 @@ def test_bad_weight_shape_names_the_node(tmp_path):
            "input_size)" in str(exc.value)
 
 
-def test_peephole_input_forget_and_sequence_lens_refused(tmp_path):
-    with pytest.raises(UnsupportedError, match="LSTM node 'bad_lstm': it has non-zero peephole weights P"):
-        ox.read(_save(tmp_path, _lstm_graph(P=np.ones((1, 15)))))
-    ox.read(_save(tmp_path, _lstm_graph(P=np.zeros((1, 15))), "zero_p.onnx"))    # zero peepholes are fine
+def test_peepholes_read_input_forget_and_sequence_lens_refused(tmp_path):
+    P = np.arange(15, dtype=np.float32).reshape(1, 15)             # i, o, f blocks of 5
+    model = ox.read(_save(tmp_path, _lstm_graph(P=P)))             # peepholes read (test_onnx_peer.py runs them)
+    np.testing.assert_array_equal(model.layers[0].weights[0].P, P.reshape(3, 5)[[0, 2, 1]])
+    zero = ox.read(_save(tmp_path, _lstm_graph(P=np.zeros((1, 15))), "zero_p.onnx"))    # zero peepholes: none
+    assert zero.layers[0].weights[0].P is None
     with pytest.raises(UnsupportedError, match=r"LSTM node 'bad_lstm': input_forget=1"):
         ox.read(_save(tmp_path, _lstm_graph(attrs={"input_forget": 1}), "if.onnx"))
     with pytest.raises(UnsupportedError, match="LSTM node 'bad_lstm': it takes sequence_lens"):
@@ -834,21 +844,22 @@ def test_several_outputs_pick_one(tmp_path):
         n += [_n("Transpose", ["x"], "xt", perm=[1, 0, 2]),
               _n("GRU", ["xt", "W", "R", "B"], ["Y", "Yh"], hidden_size=4, linear_before_reset=1),
               _n("Squeeze", ["Y", "a1"], "ys"), _n("Transpose", ["ys"], "y", perm=[1, 0, 2]),
-              _n("Squeeze", ["Yh", "a0"], "h")]
+              _n("Squeeze", ["Yh", "a0"], "h"), _n("Tanh", ["y"], "t")]
     proto = _glue_model(two_outputs, cell="GRU", D=1)
-    proto.graph.output.append(helper.make_tensor_value_info("h", TensorProto.FLOAT, None))
+    proto.graph.output.extend([helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("h", "t")])
     path = _save(tmp_path, proto)
-    with pytest.raises(UnsupportedError, match=r"the graph has 2 outputs \(y, h\); the canonical model has one: "
-                                               r"pass output=NAME"):
+    with pytest.raises(UnsupportedError, match=r"the graph has 2 outputs \(y, t\); the canonical model has one: "
+                                               r"pass --output NAME \(read option output=\) to read one of them"):     # h, the node's Y_h, is a state output
         ox.read(path)
     x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
     sess = ort.InferenceSession(str(path))
-    want = dict(zip(["y", "h"], sess.run(None, {"x": x})))
+    want = dict(zip(["y", "h", "t"], sess.run(None, {"x": x})))
     for name, output in (("y", "sequence"), ("h", "final_state")):
         model = rnnconvert.read(path, output=name)
         assert model.output_name == name and model.layers[0].output == output
         np.testing.assert_allclose(reference.forward(model, x), want[name], atol=1e-5, rtol=0)
-    with pytest.raises(InputError, match="no graph output 'z'; outputs: y, h"):
+        assert [p.name for p in model.state_outputs] == (["h"] if name == "y" else [])
+    with pytest.raises(InputError, match="no graph output 'z'; outputs: y, h, t"):
         ox.read(path, output="z")
 
 
