@@ -3,9 +3,7 @@ a cell (`lift_loop`, `lift_scan`) and cells unrolled over fixed steps (`lift_unr
 them all."""
 from __future__ import annotations
 
-import onnx
-
-from . import lift_loop, lift_scan, lift_unrolled
+from . import lite as onnx     # the lifters import onnx itself (helper): only when there is something to lift
 from .extract import Constants, folder_for, opset_of
 from .metadata import _metadata
 from .scan import is_scan_file
@@ -25,6 +23,7 @@ def lift_model(proto: onnx.ModelProto, path: str, full: onnx.ModelProto | None =
     read from `full` (the model with every tensor loaded; `proto` itself when it has them)."""
     if not might_lift(proto) or is_scan_file(_metadata(proto)):      # rnnconvert's own Scan layers: scan.py
         return proto, []
+    from . import lift_loop, lift_scan, lift_unrolled
     full = proto if full is None else full
     opset = opset_of(proto)
     consts = Constants([full.graph], opset, folder_for(full, path))

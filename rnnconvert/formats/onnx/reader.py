@@ -21,7 +21,6 @@ from ...model.validate import check_activation_numbers
 from ...files.safety import check_onnx_external
 from ...model import ActivationLayer, BatchNorm, Conv1D, Dense, Embedding, InputSpec, Model, Recurrent
 from ._graph import name_unnamed
-from . import branches as if_branches
 from .glue import RECURRENT, Walker
 from .metadata import _initial_from_metadata, _metadata, _restore
 from .lift import lift_model, might_lift
@@ -113,6 +112,7 @@ def read(path, output: str | None = None, branches: dict | None = None, **option
     original, payloads = load_lean(path)
     if_notes: list = []
     if any(n.op_type == "If" for n in original.graph.node):
+        from . import branches as if_branches       # imports onnx itself: only for a graph with If nodes
         fixed, if_notes = if_branches.fix(original, branches or {}, path)
         if fixed is not original:
             original = if_branches.without_unused_inputs(fixed)
