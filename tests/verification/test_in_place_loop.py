@@ -105,3 +105,63 @@ def test_wild_water_model_three_loop_grus_then_attention(tmp_path):
     assert (ops["GRU"], ops["Loop"], ops["Softmax"]) == (3, 0, 1)
     got = _run(dst, {"input": np.load(WATER / "x.npy")})["output"]
     np.testing.assert_allclose(got, np.load(WATER / "y.npy"), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["tf2onnx_loop/bigru_reset_before_seq", "tf2onnx_loop/lstm_softsign_seq",
+                                  "torch_script/lstm_seq", "torch_traced/gru_traced_seq", "unrolled/lstm_seq",
+                                  "scan/gru_scan_reverse"])
+def test_each_exporters_recurrence_is_rewritten_in_place(case, tmp_path):
+    folder, dst = FIXTURES / case, tmp_path / "native.onnx"
+    res = CliRunner().invoke(cli, ["convert", str(folder / "model.onnx"), str(dst), "--in-place",
+                                   "--report", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    changed = json.loads((tmp_path / "r.json").read_text())["conversion"]["changed_in_form"]
+    before, after = Counter(n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node), \
+        Counter(n.op_type for n in onnx.load(str(dst)).graph.node)
+    native = sum(after[op] for op in ("LSTM", "GRU", "RNN"))
+    assert after["Loop"] == after["Scan"] == 0 and native == len(changed) == max(1, before["Loop"] + before["Scan"])
+    inputs, outputs = np.load(folder / "inputs.npz"), np.load(folder / "outputs.npz")
+    name = onnx.load(str(dst)).graph.input[0].name
+    for key in inputs:
+        got = next(iter(_run(dst, {name: inputs[key]}).values()))
+        np.testing.assert_allclose(got, next(iter(_run(folder / "model.onnx", {name: inputs[key]}).values())),
+                                   atol=1e-5, rtol=0)
+        np.testing.assert_allclose(got, outputs[key], atol=1e-4, rtol=0)          # the framework's own output
+
+
+def test_a_graph_without_any_recurrence_is_refused(tmp_path):
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 3])
+    src = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])), str(src))
+    res = CliRunner().invoke(cli, ["convert", str(src), str(tmp_path / "r.onnx"), "--in-place"])
+    assert (res.exit_code, res.stderr) == (2, f"rnnconvert: error: {src}: no LSTM, GRU or RNN node, and no Loop, Scan "
+                                              "or unrolled cell computing one, in the main graph to rewrite in place\n")
+
+
+def test_a_loop_that_is_no_recurrence_is_kept_with_a_note(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+    m = onnx.load(str(FIXTURES / "onnx_inplace" / "crnn_bigru" / "model.onnx"))     # a native GRU, and a counter Loop
+    scalar = lambda name, t: helper.make_tensor_value_info(name, t, [])                # noqa: E731
+    body = helper.make_graph([helper.make_node("Identity", ["c_in"], ["c_out"]),
+                              helper.make_node("Add", ["acc", "one"], ["acc_out"])], "body",
+                             [scalar("i", TensorProto.INT64), scalar("c_in", TensorProto.BOOL),
+                              scalar("acc", TensorProto.FLOAT)],
+                             [scalar("c_out", TensorProto.BOOL), scalar("acc_out", TensorProto.FLOAT)],
+                             [numpy_helper.from_array(np.array(1, np.float32), "one")])
+    m.graph.initializer.extend([numpy_helper.from_array(np.array(3, np.int64), "trip"),
+                                numpy_helper.from_array(np.array(True), "c0"),
+                                numpy_helper.from_array(np.array(0, np.float32), "a0")])
+    m.graph.node.append(helper.make_node("Loop", ["trip", "c0", "a0"], ["count"], name="counter", body=body))
+    m.graph.output.append(scalar("count", TensorProto.FLOAT))
+    src, dst = tmp_path / "counter.onnx", tmp_path / "out.onnx"
+    onnx.save(m, str(src))
+    res = CliRunner().invoke(cli, ["convert", str(src), str(dst), "--in-place", "--report", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert "Loop node 'counter' left as it is: not a recurrence lifting reads" in report["notes"]
+    assert report["conversion"]["changed_in_form"] == ["/rnn/GRU"]
+    loop = next(n for n in onnx.load(str(dst)).graph.node if n.op_type == "Loop")
+    assert loop == m.graph.node[-1]
+    assert _run(dst, {"image": np.load(FIXTURES / "onnx_inplace" / "crnn_bigru" / "inputs.npz")["t7"]})["count"] == 3

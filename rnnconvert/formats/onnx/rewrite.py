@@ -49,6 +49,8 @@ def rewrite(proto: onnx.ModelProto, path: str, stateful: bool = False) -> tuple[
     main = [r for r in refs if r.where == "main graph"]
     notes = [f"{r.node.op_type} node '{r.name}' ({r.where}) left as it is: only the main graph is rewritten"
              for r in refs if r.where != "main graph"]
+    notes += [f"{n.op_type} node '{n.name or n.output[0]}' left as it is: not a recurrence lifting reads"
+              for n in proto.graph.node if n.op_type in ("Loop", "Scan")]
     if not main:
         raise UnsupportedError("no LSTM, GRU or RNN node, and no Loop, Scan or unrolled cell computing one, in the "
                                "main graph to rewrite in place", path=path)
