@@ -65,7 +65,8 @@ def main(argv=None) -> int:
                     for _ in range(args.runs):
                         s.run(None, x)
                     best[k] = min(best[k], (time.perf_counter() - start) / args.runs)
-        print(f"{Path(model).name:40} {best[0] * 1e3:16.3f} {best[1] * 1e3:15.3f} {best[1] / best[0]:13.2f}")
+        label = f"{Path(model).parent.name}/{Path(model).name}"[-40:]
+        print(f"{label:40} {best[0] * 1e3:16.3f} {best[1] * 1e3:15.3f} {best[1] / best[0]:13.2f}")
     return 0
 
 

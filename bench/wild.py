@@ -99,17 +99,21 @@ def whole_model(row: dict, folder: Path, path: Path) -> None:
 
 def in_place(row: dict, folder: Path, path: Path, dst: Path) -> None:
     """An ONNX graph refused whole, rewritten with convert --in-place (verified by onnxruntime on both graphs, on
-    the case's x.npz when it has one, which also decides its If nodes), its first output compared with y.npy."""
+    the case's x.npz when it has one, which also decides its If nodes, or its x.npy as the first graph input), its
+    first output compared with y.npy."""
     import rnnconvert
     from rnnconvert.errors import RnnConvertError
-    given = dict(np.load(folder / "x.npz")) if (folder / "x.npz").exists() else None
+    given = dict(np.load(folder / "x.npz")) if (folder / "x.npz").exists() else \
+        np.load(folder / "x.npy") if (folder / "x.npy").exists() else None      # x.npy: the first graph input
     try:
         report = rnnconvert.convert(path, dst, in_place=True, inputs=given)
         row["in_place"] = report.passed
         row["in_place_note"] = f"in place: rewritten, max err {max(c.max_abs for c in report.checks):.1g}"
         if given is not None and (folder / "y.npy").exists():
             import onnxruntime as ort
-            y = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"]).run(None, given)[0]
+            sess = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
+            feeds = given if isinstance(given, dict) else {sess.get_inputs()[0].name: given}
+            y = sess.run(None, feeds)[0]
             err = float(np.max(np.abs(y - np.load(folder / "y.npy"))))
             row["in_place"] = row["in_place"] and err <= 1e-4
             row["in_place_note"] += f"; first output vs y.npy {err:.1g}"

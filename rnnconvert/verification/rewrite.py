@@ -80,7 +80,9 @@ def convert_in_place(src: str, dst: str, tmp: str, tol: dict, seed: int, statefu
     notes = if_notes + notes
     onnx.save(new, tmp)
     report = Report(source=file_info(src, "onnx"), destination=None, tolerance=tol, seed=seed)
-    report.notes += notes + [f"{r.ref.node.op_type} node '{r.name}' rewritten in place as a native node"
+    report.notes += notes + [(f"{r.lifted_from} '{r.name}' (a {r.ref.node.op_type} cell) rewritten in place as a native "
+                              f"{r.ref.node.op_type} node" if r.lifted_from else
+                              f"{r.ref.node.op_type} node '{r.name}' rewritten in place as a native node")
                              + (f"; state inputs {', '.join(r.state_inputs) or 'none'}, state outputs "
                                 f"{', '.join(r.state_outputs)}" if stateful else "") for r in replaced]
     report.conversion = {"preserved": [], "changed_in_form": [r.name for r in replaced], "refused": [],
@@ -153,7 +155,7 @@ def _compare(oracle: str, label: str, want, got, tol: dict) -> Check:
 
 
 def _node_check(r, tol: dict, seed: int) -> Check:
-    """The source node cut out of its graph (onnxruntime) against the reference pass of the canonical layer the
+    """The source node (a lifted part: the native node lifting gave) cut out of its graph (onnxruntime) against the reference pass of the canonical layer the
     new node was written from, on 3 sequences of 7 steps."""
     from ..formats.onnx.extract import run_node
     from ..model import InputSpec, Model
@@ -161,4 +163,6 @@ def _node_check(r, tol: dict, seed: int) -> Check:
     x = (np.random.default_rng(seed).standard_normal((3, 7, r.layer.input_size)) * 3).astype(np.float32)
     model = Model([r.layer], InputSpec("x", r.layer.input_size))
     want = run_node(r.ref, r.opset, x)
-    return _compare(f"onnxruntime(src node '{r.name}') vs reference", "b3 t7", want, forward(model, x), tol)
+    who = f"lifted node '{r.name}'" if r.lifted_from else f"src node '{r.name}'"   # a Loop: its step was checked
+    return _compare(f"onnxruntime({who}) vs reference", "b3 t7", want, forward(model, x), tol)     # by the lift
+

@@ -5,7 +5,9 @@ X, sequence_lens, initial states and outputs; every other node, initializer, inp
 it is.  The weights the replaced parts alone used are dropped (the new node carries them).  `stateful`: a
 node whose initial_h/initial_c is not given gets it as a new graph input (zeros compute what the source
 computes) and its Y_h/Y_c become graph outputs, so the graph streams.  Recurrent nodes inside If/Loop/Scan
-subgraphs are left as they are, with a note.
+subgraphs are left as they are, with a note.  A recurrence written without a native node (a Loop or Scan over a
+cell, a cell unrolled over fixed steps) is first lifted into one (`lift.lift_model`, confirmed by onnxruntime
+running its step): the native node takes the Loop's place, wired to the tensors its outputs fed.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ...errors import UnsupportedError
 from ...model import Recurrent, gates
 from . import _acts
+from .lift import lift_model
 from .extract import NodeRef, Resolver, folder_for, opset_of, recurrent_nodes, resolve, to_layer
 
 OP = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
@@ -31,19 +34,26 @@ class Replaced:
     state_inputs: list    # graph inputs added (--stateful)
     state_outputs: list   # graph outputs added (--stateful)
     opset: int = 17
+    lifted_from: str = ""  # 'Loop', 'Scan' or 'unrolled cell' when the part had no native node in the source
 
 
 def rewrite(proto: onnx.ModelProto, path: str, stateful: bool = False) -> tuple[onnx.ModelProto, list, list]:
     """(the rewritten model, [Replaced], notes); UnsupportedError naming the node when a recurrent part has no
     canonical layer, or when the main graph has none."""
+    source = proto
+    proto, lifted = lift_model(source, path)         # Loops, Scans and unrolled cells: native nodes first
+    kinds = _lifted_kinds(source, lifted)
     opset = opset_of(proto)
     resolver = Resolver(opset, folder_for(proto, path))
     refs = recurrent_nodes(proto)
     main = [r for r in refs if r.where == "main graph"]
     notes = [f"{r.node.op_type} node '{r.name}' ({r.where}) left as it is: only the main graph is rewritten"
              for r in refs if r.where != "main graph"]
+    notes += [f"{n.op_type} node '{n.name or n.output[0]}' left as it is: not a recurrence lifting reads"
+              for n in proto.graph.node if n.op_type in ("Loop", "Scan")]
     if not main:
-        raise UnsupportedError("no LSTM, GRU or RNN node in the main graph to rewrite in place", path=path)
+        raise UnsupportedError("no LSTM, GRU or RNN node, and no Loop, Scan or unrolled cell computing one, in the "
+                               "main graph to rewrite in place", path=path)
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     g = out.graph
@@ -55,6 +65,9 @@ def rewrite(proto: onnx.ModelProto, path: str, stateful: bool = False) -> tuple[
         resolve(ref, opset, resolver=resolver)
         layer, _ = to_layer(ref, path)
         k = index[id(ref.node)]
+        if ref.name in kinds and not stateful:      # lifting wrote it as a native node already: kept as written
+            replaced.append(Replaced(ref.name, layer, ref, [], [], opset, kinds[ref.name]))
+            continue
         try:
             node, inits, ins, outs = native_node(layer, ref.node, stateful, taken, {i.name for i in g.input},
                                                  {o.name for o in g.output})
@@ -69,9 +82,13 @@ def rewrite(proto: onnx.ModelProto, path: str, stateful: bool = False) -> tuple[
         g.input.extend(ins)
         g.output.extend(outs)
         states_out = [o for o in list(node.output)[1:] if o] if stateful else []
-        replaced.append(Replaced(ref.name, layer, ref, [i.name for i in ins], states_out, opset))
-    used = {t for n in g.node for t in n.input} | {o.name for o in g.output} | _subgraph_names(g)
+        replaced.append(Replaced(ref.name, layer, ref, [i.name for i in ins], states_out, opset,
+                                 kinds.get(ref.name, "")))
+    used = _used(g)
     dead = {name for name in old_inputs if name and name not in used}
+    if lifted:      # the weights a lifted Loop's body read from the main graph, the lift's unused constants
+        was_used, had = _used(source.graph), {t.name for t in source.graph.initializer}
+        dead |= {t.name for t in g.initializer if t.name not in used and (t.name in was_used or t.name not in had)}
     kept = [t for t in g.initializer if t.name not in dead]
     del g.initializer[:]
     g.initializer.extend(kept)
@@ -143,6 +160,10 @@ def native_node(layer: Recurrent, source: onnx.NodeProto, stateful: bool, taken:
     return node, inits, added_in, added_out
 
 
+def _used(g: onnx.GraphProto) -> set:
+    return {t for n in g.node for t in n.input} | {o.name for o in g.output} | _subgraph_names(g)
+
+
 def _subgraph_names(g: onnx.GraphProto) -> set:
     """Every tensor name a subgraph of `g` uses (an outer-scope initializer is used there by name)."""
     names, todo = set(), [a.g for n in g.node for a in n.attribute if a.HasField("g")] + \
@@ -153,3 +174,9 @@ def _subgraph_names(g: onnx.GraphProto) -> set:
             names.update(n.input)
             todo += [a.g for a in n.attribute if a.HasField("g")] + [s for a in n.attribute for s in a.graphs]
     return names
+
+
+def _lifted_kinds(original: onnx.ModelProto, lifted: list) -> dict:
+    """{lifted node name: what it was in the source ('Loop', 'Scan', 'unrolled cell')}."""
+    ops = {n.name or (n.output[0] if n.output else ""): n.op_type for n in original.graph.node}
+    return {name: ops.get(name) if ops.get(name) in ("Loop", "Scan") else "unrolled cell" for name in lifted}
