@@ -45,7 +45,7 @@ def golden_program(p: Plan, P: str, head_name: str, tolerance: float) -> str:
              f'        failed |= check(y, y_golden + b * {per}, {per}, "predict", b);']
     if p.streamable:
         step_n = p.output_size
-        lines += [f"        {{", f"            {P}_state s;", f"            float ys[{step_n}];", "            int t;",
+        lines += ["        {", f"            {P}_state s;", f"            float ys[{step_n}];", "            int t;",
                   f"            if ({P}_init(&s, b) != 0) return 2;",
                   f"            for (t = 0; t < {T}; ++t) {{",
                   f"                {P}_step(&s, x_golden + b * {T * F} + t * {F}, ys);"]

@@ -111,7 +111,7 @@ def write(model, path, **options) -> list[str]:
         *helpers, *acts, "const LAYERS = [", ",\n".join(layers), "];", _RUNTIME])
     with open(path, "w") as f:
         f.write(text)
-    notes = [f"wrote an ES module (no dependencies) for Node and browsers"]
+    notes = ["wrote an ES module (no dependencies) for Node and browsers"]
     if not p.streamable:
         notes.append(f"step() throws for this model: {p.stream_blocker}")
     return notes + codegen_notes(model)

@@ -67,3 +67,19 @@ def from_onnx(names: list[str], alphas: list[float], betas: list[float]) -> list
             out.append(Activation(canon, None if alpha is None else float(alpha),
                                   None if beta is None else float(beta)))
     return out
+
+
+def node_attributes(layer, directions: int) -> dict:
+    """A native LSTM/GRU/RNN node's attributes for the canonical `layer` (model.Recurrent) over `directions`:
+    hidden_size, direction, the activations with their alphas and betas, clip, GRU's linear_before_reset."""
+    names, alphas, betas = to_onnx(layer.activations)
+    attrs = {"hidden_size": layer.hidden, "direction": layer.direction, "activations": names * directions}
+    if alphas:
+        attrs["activation_alpha"] = alphas * directions
+    if betas:
+        attrs["activation_beta"] = betas * directions
+    if layer.clip is not None:
+        attrs["clip"] = float(layer.clip)
+    if layer.cell == "gru":
+        attrs["linear_before_reset"] = int(bool(layer.reset_after))
+    return attrs

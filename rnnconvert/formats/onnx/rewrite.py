@@ -146,16 +146,7 @@ def native_node(layer: Recurrent, source: onnx.NodeProto, stateful: bool, taken:
         ins.pop()
     while outs and not outs[-1]:
         outs.pop()
-    names, alphas, betas = _acts.to_onnx(layer.activations)
-    attrs = {"hidden_size": H, "direction": layer.direction, "activations": names * D}
-    if alphas:
-        attrs["activation_alpha"] = alphas * D
-    if betas:
-        attrs["activation_beta"] = betas * D
-    if layer.clip is not None:
-        attrs["clip"] = float(layer.clip)
-    if cell == "gru":
-        attrs["linear_before_reset"] = int(bool(layer.reset_after))
+    attrs = _acts.node_attributes(layer, D)
     node = helper.make_node(OP[cell], ins, outs, name=source.name or name, **attrs)
     return node, inits, added_in, added_out
 

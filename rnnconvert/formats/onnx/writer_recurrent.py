@@ -39,8 +39,7 @@ def _write_recurrent(b: _Builder, st: _State, layer: Recurrent, k: int, scan: bo
                      record: bool = False) -> dict:
     """The layer as one native node (or Scan nodes); `record` names its arrays in the metadata entry."""
     base = _base(layer.name, k, layer.cell)
-    cell, H = layer.cell, layer.state_size
-    D = len(layer.weights)
+    H, D = layer.state_size, len(layer.weights)
     if st.major != "time":
         _front.to_layout(b, st, "time", f"{base}/X")
     x = st.cur
@@ -90,16 +89,7 @@ def _native(b: _Builder, st: _State, layer: Recurrent, x: str, base: str):
         arrays["P"] = ins[-1]
     while ins and ins[-1] == "":
         ins.pop()
-    names, alphas, betas = _acts.to_onnx(layer.activations)
-    attrs = {"hidden_size": H, "direction": layer.direction, "activations": names * D}
-    if alphas:
-        attrs["activation_alpha"] = alphas * D
-    if betas:
-        attrs["activation_beta"] = betas * D
-    if layer.clip is not None:
-        attrs["clip"] = float(layer.clip)
-    if cell == "gru":
-        attrs["linear_before_reset"] = int(bool(layer.reset_after))
+    attrs = _acts.node_attributes(layer, D)
     node_name = b.unique(base)
     if layer.output == "sequence":
         outs = [b.unique(f"{node_name}/Y")]
