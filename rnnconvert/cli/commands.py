@@ -67,11 +67,20 @@ def _write_report(report, path):
         write_files([(path, "w", lambda f: json.dump(data, f, indent=1))], replace=True)
 
 
+def _plain(value):
+    """`value` as the JSON report holds it (tuples as lists, keys as strings): what the page renders from."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _write_html(report, path):
     """--report-html: the page rendered from the JSON report (rnnconvert/pictures/report_page.py)."""
     if path and report is not None:
         from ..pictures.output import write_report_page
-        write_report_page(json.loads(json.dumps(report if isinstance(report, dict) else report.to_dict())), path)
+        write_report_page(_plain(report if isinstance(report, dict) else report.to_dict()), path)
 
 
 @cli.command()
@@ -220,7 +229,7 @@ def batch(plan, n_jobs, fail_fast, force, shard, report_path, check_only, report
     _write_report(result.to_dict() if report_path else None, report_path)
     if report_html:
         from ..pictures.output import write_plan_pages
-        write_plan_pages(json.loads(json.dumps(result.to_dict())), report_html,
+        write_plan_pages(_plain(result.to_dict()), report_html,
                          lambda p: policy.claim(p, "a --report-html page", replace=True))
     echo(result.summary())
     for line in result.problems():

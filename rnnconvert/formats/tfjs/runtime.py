@@ -24,6 +24,7 @@ import numpy as np
 
 from ...errors import InputError, RuntimeUnavailable
 from ...files import interrupt, scratch
+from ...files.text import read_json
 
 PACKAGE = os.path.join("node_modules", "@tensorflow", "tfjs")
 ENV = "RNNCONVERT_TFJS"
@@ -131,8 +132,8 @@ def _failed(stderr: str) -> InputError:
 
 
 def _output(y: str) -> np.ndarray:
-    with open(y + ".json") as f:
-        shape = json.load(f)
+    with open(y + ".json", "rb") as f:
+        shape = read_json(f.read(), y + ".json", "the output shape TF.js wrote")
     return np.fromfile(y, dtype="<f4").reshape(shape)
 
 
@@ -202,7 +203,8 @@ class _Server:
             self.err.seek(0)
             raise _failed(self.err.read())
         if line.startswith("\x01error "):
-            raise InputError(f"TF.js (@tensorflow/tfjs under node) failed: {json.loads(line[7:])[:500]}")
+            raise InputError("TF.js (@tensorflow/tfjs under node) failed: "
+                             f"{str(read_json(line[7:], None, 'the error TF.js reported'))[:500]}")
         try:
             return _output(job["y"])
         finally:

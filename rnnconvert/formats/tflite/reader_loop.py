@@ -6,11 +6,11 @@ without that metadata (TensorFlow's own lowering) is refused by the reader, nami
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 
 from ...errors import InputError
+from ...files.text import read_json
 from ...model import CELLS, DirectionWeights, Recurrent
 from ...model.activations import Activation
 from .reader_recurrent import Seq
@@ -26,10 +26,7 @@ def read_loops(meta: dict, graphs, path) -> dict:
 
     def bad(what):
         raise InputError(f"metadata '{KEY}': {what}", path=path)
-    try:
-        recs = json.loads(meta[KEY].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        bad(f"not JSON ({type(exc).__name__})")
+    recs = read_json(meta[KEY], path, f"metadata '{KEY}'")
     if not isinstance(recs, list):
         bad("not a list")
     main = graphs[0]
@@ -117,10 +114,7 @@ def read_spans(meta: dict, graphs, path, taken: dict) -> dict:
 
     def bad(what):
         raise InputError(f"metadata '{SPANS_KEY}': {what}", path=path)
-    try:
-        spans = json.loads(meta[SPANS_KEY].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        bad(f"not JSON ({type(exc).__name__})")
+    spans = read_json(meta[SPANS_KEY], path, f"metadata '{SPANS_KEY}'")
     if not isinstance(spans, list):
         bad("not a list")
     main = graphs[0]
@@ -155,10 +149,7 @@ def read_ports(meta: dict, graphs, path) -> list:
 
     def bad(what):
         raise InputError(f"metadata '{STATES_KEY}': {what}", path=path)
-    try:
-        ports = json.loads(meta[STATES_KEY].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        bad(f"not JSON ({type(exc).__name__})")
+    ports = read_json(meta[STATES_KEY], path, f"metadata '{STATES_KEY}'")
     main = graphs[0]
     if not isinstance(ports, list) or len(main.inputs) != 1 + len(ports) or len(main.outputs) != 1 + len(ports):
         bad(f"not a list of the {len(main.inputs) - 1} state inputs the main subgraph has")

@@ -30,10 +30,10 @@ def interpreter(path):
     if len(it.get_input_details()) > 1:     # a --stateful file: its states' initial values, from its metadata
         from .parse import parse
         from .reader_loop import STATES_KEY
-        import json
+        from ...files.text import read_json
         with open(path, "rb") as fh:
             meta = parse(fh.read(), str(path))[1]
-        ports = json.loads(meta.get(STATES_KEY, b"[]").decode("utf-8"))
+        ports = read_json(meta.get(STATES_KEY, b"[]"), path, f"metadata '{STATES_KEY}'")
         it._rnnconvert_initial = {p["name"]: p.get("initial") for p in ports if isinstance(p, dict)}
     return it
 
