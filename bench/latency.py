@@ -3,7 +3,7 @@ that convert (the wild folder's `convert` cases and the fixtures), verified and 
 tf2onnx on the same files in the same run; and `import rnnconvert.cli` + `--help`.
 
 Each conversion is its own process, timed by wall clock, its peak RSS from wait4 (the whole process:
-interpreter, libraries and all).  The three runs of a file are interleaved (ours verified, ours
+interpreter, libraries and all), both taken by a small launcher process (`LAUNCHER`).  The three runs of a file are interleaved (ours verified, ours
 --no-verify, tf2onnx), so load hits them alike.  rnnconvert's modules are compiled to bytecode first,
 as `pip install` leaves them (this machine's PYTHONDONTWRITEBYTECODE=1 would otherwise have every run
 compile ~250 modules from source).  tf2onnx (`python -m tf2onnx.convert --keras`) runs from the
@@ -17,7 +17,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from .table import Row, best_of, judge
@@ -41,14 +40,22 @@ def keras_files(wild: Path | None) -> list[Path]:
     return files
 
 
+# A small process starts each measured one and reports its wall time and wait4's usage: a child forked from
+# this process would report this process's RSS at the fork as its own peak (Linux keeps the pre-exec high-water
+# mark in ru_maxrss), and after `convert`/`memory` this process holds gigabytes.
+LAUNCHER = ("import os, subprocess, sys, time\n"
+            "t = time.perf_counter()\n"
+            "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+            "_, s, u = os.wait4(p.pid, 0)\n"
+            "print(time.perf_counter() - t, u.ru_maxrss, u.ru_utime + u.ru_stime, os.waitstatus_to_exitcode(s))\n")
+
+
 def timed(cmd: list[str], env: dict) -> tuple[float, float, bool]:
     """(wall seconds, peak RSS MB, exit 0?) of one process; its CPU seconds go to `CPU[cmd[-1]]`."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    CPU[tuple(cmd)] = usage.ru_utime + usage.ru_stime
-    return time.perf_counter() - t, usage.ru_maxrss / 1024, proc.returncode == 0
+    out = subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], env=env, capture_output=True, text=True)
+    wall, maxrss, cpu, code = out.stdout.split()
+    CPU[tuple(cmd)] = float(cpu)
+    return float(wall), int(maxrss) / 1024, int(code) == 0
 
 
 def _env() -> dict:
