@@ -55,7 +55,7 @@ def _streaming_checks(report, model, suite, judge, src_model):
 
 
 IDENTICAL = ("reference(dst){} and streaming(reference) not run: the file reads back identical to the source, "
-             "every setting and every tensor, so they would repeat reference(src)")
+             "every setting and every tensor{}, so they would repeat reference(src)")
 
 
 def reference_checks(report, src_model, dst_model, suite, judge):
@@ -129,7 +129,7 @@ def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None
     _runtime_checks(report, dst_fmt, dst_path, dst_model or src_model, suite, judge, "dst", src_model)
     if same:
         if report.checks:
-            report.notes.append(IDENTICAL.format(" (with and without states)" if src_model.has_state_io else ""))
+            report.notes.append(IDENTICAL.format(" (with and without states)" if src_model.has_state_io else "", ""))
             why = streaming_undefined(src_model)
             if why:             # no streaming claimed, by any runner: say why, as reference_checks does
                 report.not_run(STREAMING, f"not defined ({why})")
