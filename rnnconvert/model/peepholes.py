@@ -29,7 +29,7 @@ def peephole_tensor(layer, framework: str) -> dict | None:
           for d in range(len(layer.weights)) for j, c in enumerate(letters)]
     other = "canonical" if framework == "onnx" else "onnx"
     alias = (f"{' | '.join(f'{n}.P' for n in names)} (ifo, rows)" if other == "canonical"
-             else f"P (iof, axis 1)")
+             else "P (iof, axis 1)")
     return {"name": "P", "shape": list(a.shape), "dtype": str(a.dtype), "gate_axis": 1, "transposed": False,
             "canonical": f"P (peepholes, {letters})", "directions": names, "gates": gl,
             "aliases": {other: alias}, "nonfinite": int(np.size(a) - np.isfinite(a).sum()), "size": int(a.size)}
