@@ -150,12 +150,13 @@ def unmask(g, loop, consts):
         if mix[1] != bi:
             raise Refused(prod.get(bo, loop), "mixes a state by the mask with other than its old value")
         outs[k] = mix[0]
+    zero = None
     if y_off in carried:
         k = carried[y_off]
         if k in drop:
             masked = "previous"
         elif b_out[1 + k] == y_off and _is_zero(g, loop.input[2 + k], consts):
-            masked, _ = "zero", drop.add(k)
+            masked, zero, _ = "zero", k, drop.add(k)
         else:
             raise Refused(loop, "outputs on masked steps a carried value that is neither the last output nor zeros")
     else:
@@ -192,7 +193,7 @@ def unmask(g, loop, consts):
     clean.output.extend(loop.output[j - 1] for j in keep_out[1:])
     clean.output.append(loop.output[n_carried])
     next(a for a in clean.attribute if a.name == "body").g.CopyFrom(new_body)
-    return clean, MaskInfo(kind, value, source, masked), rev, dict(gather=gather, body=body, drop=drop)
+    return clean, MaskInfo(kind, value, source, masked), rev, dict(gather=gather, body=body, drop=drop, zero=zero)
 
 
 def _prune_body(body) -> None:
@@ -271,7 +272,7 @@ def confirm(p, info: MaskInfo, extra: dict, opset: int, native_model, tol: float
     last = (rng.standard_normal((B, p.H)) * scale).astype(np.float32)
     for k in extra["drop"]:
         bi = b_in[2 + k]
-        feeds[bi] = last if info.masked_output == "previous" else np.zeros((B, p.H), np.float32)
+        feeds[bi] = np.zeros((B, p.H), np.float32) if k == extra["zero"] else last   # a zero constant, or the copy
     outs = [b_out[1 + n_carried]] + [b_out[1 + k] for k in range(n_carried) if b_in[2 + k] in states]
     need, keep = set(outs), []
     for node in reversed(list(body.node)):
@@ -328,3 +329,18 @@ def unmasked_input(g, info: MaskInfo) -> None:
             for j, i in enumerate(user.input):
                 if i == n.output[0]:
                     user.input[j] = info.source
+
+
+def masked_loops(proto, path: str) -> list[str]:
+    """Names of the main graph's Loops whose body reads a mask as tf2onnx writes one (`--in-place` keeps them:
+    a native node cannot skip masked steps in the middle of a sequence)."""
+    from .extract import Constants, folder_for, opset_of
+    consts = Constants([proto.graph], opset_of(proto), folder_for(proto, path))
+    out = []
+    for loop in (n for n in proto.graph.node if n.op_type == "Loop"):
+        body = _attr(loop, "body")
+        prod, b_in = _producers(body), {i.name for i in body.input}
+        if any(n.op_type == "Gather" and n.input[0] not in prod and n.input[0] not in b_in and
+               _mask_source(proto.graph, consts, n.input[0]) is not None for n in body.node):
+            out.append(loop.name or loop.output[0])
+    return out
