@@ -22,13 +22,15 @@ from rnnconvert.model import Embedding, Masking
 
 ort = pytest.importorskip("onnxruntime")
 TOL = 1e-4
-# case -> (cells, directions, the mask layer, what a masked step outputs: Keras' rule for that layer)
+# case -> (cells, Loops (one per layer and direction), the mask layer, what a masked step outputs: Keras' rule)
 CASES = {
     "masking_gru_reset_before_seq": ("gru", 1, "masking", "previous"),
     "masking_lstm_seq": ("lstm", 1, "masking", "previous"),
     "masking_rnn_last": ("rnn", 1, "masking", "previous"),
     "embed_mask_gru_reset_before_last": ("gru", 1, "mask_zero", "previous"),
     "masking_bigru_reset_before_seq": ("gru", 2, "masking", "zero"),    # Bidirectional: zero_output_for_mask
+    "masking_gru_seq_lstm": ("gru+lstm", 2, "masking", "previous"),     # the mask reaches both layers
+    "masking_gru_reset_before_backwards": ("gru", 1, "masking", "previous"),   # x and mask reversed
 }
 
 
@@ -50,7 +52,10 @@ def test_masked_loop_reads_with_its_mask_and_predicts(case):
     first = model.layers[0]
     assert isinstance(first, Masking) and first.mask_value == 0.0 if mask == "masking" else \
         isinstance(first, Embedding) and first.mask_zero
-    assert [(r.cell, r.masked_output) for r in model.recurrent_layers] == [(cell, masked_output)]
+    assert [(r.cell, r.masked_output) for r in model.recurrent_layers] == [(c, masked_output)
+                                                                          for c in cell.split("+")]
+    if "backwards" in case:
+        assert model.recurrent_layers[0].direction == "reverse"
     for k, x in xs.items():
         np.testing.assert_allclose(rnnconvert.predict(model, x), ys[k], atol=TOL, rtol=TOL, err_msg=k)
     # the padded rows are what the mask changes: without it the same weights give other outputs
