@@ -19,7 +19,7 @@ from onnx import helper, numpy_helper
 
 from ...errors import UnsupportedError
 from . import cell_match as cm
-from . import lift_mask
+from . import lift_lengths, lift_mask
 from .cell_templates import Cell, match
 from .lift_rewrite import Refused, _prune, _rewrite, check
 
@@ -66,18 +66,30 @@ def lift(proto: onnx.ModelProto, path: str, consts, opset: int, masks: dict | No
                                        "nothing was lifted", path=path, layer=name) from None
             except (KeyError, IndexError, ValueError, TypeError, AttributeError):
                 continue
-            if masked is not None:
-                original = onnx.NodeProto()
-                original.CopyFrom(loop)
-                loop.CopyFrom(masked[0])
+        lengths = None
+        if masked is None:
+            try:
+                lengths = lift_lengths.unlength(g, loop, consts)
+            except Refused as exc:
+                if native:
+                    continue
+                raise UnsupportedError(f"Loop node '{name}' stops sequences at their lengths, but "
+                                       f"{_describe(exc.node)} {exc.reason}; nothing was lifted", path=path,
+                                       layer=name) from None
+            except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+                continue
+        if masked is not None or lengths is not None:
+            original = onnx.NodeProto()
+            original.CopyFrom(loop)
+            loop.CopyFrom((masked or lengths)[0])
         try:
             plan = _plan(g, loop, consts)
         except (Refused, KeyError, IndexError, ValueError, TypeError, AttributeError):
-            if masked is not None:
+            if masked is not None or lengths is not None:
                 loop.CopyFrom(original)
             continue             # not a loop over the steps of a sequence: the reader says what it found
         except cm.NoCell as exc:
-            if masked is not None:
+            if masked is not None or lengths is not None:
                 loop.CopyFrom(original)
             if native:
                 continue
@@ -89,8 +101,11 @@ def lift(proto: onnx.ModelProto, path: str, consts, opset: int, masks: dict | No
             _confirm(plan, opset)
             if masked is not None:
                 lift_mask.confirm(plan, masked[1], masked[3], opset, _native_model, TOL)
+            if lengths is not None:
+                lift_lengths.confirm(plan, lengths[1], lengths[2], opset, _native_model, TOL)
+                plan.seq_lens = lengths[1]
         except Refused as exc:
-            if masked is not None:
+            if masked is not None or lengths is not None:
                 loop.CopyFrom(original)
             if native:
                 continue
