@@ -8,7 +8,8 @@ m = Unsqueeze(Greater(lengths, t), 1) (or Less(t, lengths)), and mixes with it,
 which is what a native node's `sequence_lens` does (steps past the length leave Y zero and Y_h, Y_c at the last
 step within it).  `unlength` gives the Loop with each Where taken as its new value, which `lift_loop` matches
 and checks as any cell; `confirm` then runs the original body in onnxruntime at step 2 with lengths that stop
-two rows before it, against the native node; the lifted node gets `sequence_lens` = Cast(lengths, int32).
+two rows before it, against the native node; the lifted node gets `sequence_lens` = Cast(lengths, int32)
+(`lift_rewrite`).
 """
 from __future__ import annotations
 
@@ -119,13 +120,6 @@ def unlength(g, loop, consts):
     clean.CopyFrom(loop)
     next(a for a in clean.attribute if a.name == "body").g.CopyFrom(new_body)
     return clean, lengths, {"body": body, "t": t, "wheres": wheres}
-
-
-def sequence_lens(made: list, lengths: str, name: str) -> str:
-    """The native node's sequence_lens input: the lengths cast to int32 (a node appended to `made`)."""
-    out = f"{name}/sequence_lens"
-    made.append(helper.make_node("Cast", [lengths], [out], to=onnx.TensorProto.INT32, name=f"{out}/cast"))
-    return out
 
 
 def confirm(p, lengths: str, extra: dict, opset: int, native_model, tol: float) -> None:

@@ -94,8 +94,8 @@ def _rewrite(g, loop, p, name: str, opset: int) -> None:
             states.append(out)
     lens = ""
     if getattr(p, "seq_lens", None):          # a body that stops each sequence at its length (lift_lengths)
-        from .lift_lengths import sequence_lens
-        lens = sequence_lens(made, p.seq_lens, name)
+        lens = f"{name}/sequence_lens"
+        made.append(helper.make_node("Cast", [p.seq_lens], [lens], to=onnx.TensorProto.INT32, name=f"{lens}/cast"))
     ins = [x, const("W", cell.W[None]), const("R", cell.R[None]), const("B", cell.B[None]), lens] + states
     while ins and not ins[-1]:
         ins.pop()
