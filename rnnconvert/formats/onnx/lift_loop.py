@@ -100,6 +100,7 @@ def lift(proto: onnx.ModelProto, path: str, consts, opset: int, masks: dict | No
             check(g, loop, plan)
             _confirm(plan, opset)
             if masked is not None:
+                lift_mask.same_order(g, plan, masked[2])
                 lift_mask.confirm(plan, masked[1], masked[3], opset, _native_model, TOL)
             if lengths is not None:
                 lift_lengths.confirm(plan, lengths[1], lengths[2], opset, _native_model, TOL)

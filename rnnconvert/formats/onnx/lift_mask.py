@@ -344,3 +344,11 @@ def masked_loops(proto, path: str) -> list[str]:
                _mask_source(proto.graph, consts, n.input[0]) is not None for n in body.node):
             out.append(loop.name or loop.output[0])
     return out
+
+
+def same_order(g, p, reversed_mask: bool) -> None:
+    """Refuse a Loop whose steps and mask run in different time orders (one reversed, the other not): the
+    canonical layer reads its mask in its own order."""
+    src = _producers(g).get(p.x_src)
+    if (src is not None and src.op_type == "ReverseSequence") != reversed_mask:
+        raise Refused(p.loop, "reads its mask in another time order than its steps (one of them reversed)")

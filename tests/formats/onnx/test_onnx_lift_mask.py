@@ -150,3 +150,21 @@ def test_in_place_refuses_a_masked_loop_with_the_reason(tmp_path):
         "Loop node 'sequential/lstm/PartitionedCall/while_loop' reads a mask (Keras Masking or Embedding mask_zero), "
         "and a native LSTM/GRU/RNN node cannot skip masked steps in the middle of a sequence; convert the whole "
         "model instead (a masked layer is written as a Scan)")
+
+
+def test_a_mask_in_another_time_order_than_the_steps_is_refused(tmp_path):
+    """go_backwards: x and the mask are both reversed before the Loop; a graph reversing x only is refused."""
+    m = onnx.load(str(_data("masking_gru_reset_before_backwards")[0]))
+    g = m.graph
+    loop = next(n for n in g.node if n.op_type == "Loop")
+    body = loop.attribute[0].g
+    rev = {n.output[0]: n for n in g.node if n.op_type == "ReverseSequence"}
+    gather = next(n for n in body.node if n.op_type == "Gather" and n.input[0] in rev and
+                  "transpose_1" in rev[n.input[0]].input[0])
+    gather.input[0] = rev[gather.input[0]].input[0]         # the mask in forward order
+    path = tmp_path / "mixed_order.onnx"
+    onnx.save(m, str(path))
+    res = CliRunner().invoke(cli, ["convert", str(path), str(tmp_path / "o.onnx")])
+    assert res.exit_code == 2
+    assert (f"Loop node '{loop.name}' is not lifted: it reads its mask in another time order than its steps (one of "
+            "them reversed)") in res.output
