@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ROOT / "fixtures" / "onnx_inplace" / "crnn_bigru" / "model.onnx"
 
 
-def feeds(path, batch: int, steps: int) -> dict:
+def feeds(path, batch: int, steps: int, ints: int = 0) -> dict:
     import onnx
     g = onnx.load(str(path)).graph
     init = {t.name for t in g.initializer}
@@ -33,7 +33,7 @@ def feeds(path, batch: int, steps: int) -> dict:
                 (batch if k == 0 else steps) for k, d in enumerate(t.shape.dim)]
         dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
         out[vi.name] = rng.standard_normal(dims).astype(dtype) if np.issubdtype(dtype, np.floating) else \
-            np.zeros(dims, dtype)
+            np.full(dims, ints, dtype)
     return out
 
 
@@ -44,6 +44,8 @@ def main(argv=None) -> int:
     ap.add_argument("--time", type=int, default=200)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--lengths", action="store_true",
+                    help="integer inputs hold the free axis (sequence lengths that run to the end), not 0")
     args = ap.parse_args(argv)
     import onnxruntime as ort
     import rnnconvert
@@ -54,7 +56,7 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             dst = Path(tmp) / "rewritten.onnx"
             rnnconvert.convert(model, dst, in_place=True)
-            x = feeds(model, args.batch, args.time)
+            x = feeds(model, args.batch, args.time, args.time if args.lengths else 0)
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = 1
             sessions = [ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]) for p in (model, dst)]

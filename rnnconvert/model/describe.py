@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import gates, layouts, own_names
+from .peepholes import peephole_tensor, peephole_terms
 from ..errors import UnsupportedError
 from . import Activation, Model, Recurrent, layer_fields
 
@@ -173,7 +174,7 @@ def equations(layer: Recurrent, framework: str, entry: dict, k: int = 0, own=Non
     def add(*terms):
         return " + ".join(x for x in terms if x)
 
-    lines = []
+    lines, peep = [], peephole_terms(layer, framework)
     for letter in order:
         c = canon[letter]
         wx, bw, br = term("W", letter, "x"), term("Wb", letter), term("Rb", letter)
@@ -184,13 +185,13 @@ def equations(layer: Recurrent, framework: str, entry: dict, k: int = 0, own=Non
             else:
                 pre = add(wx, term("R", letter, f"(r{mul}h)"), bw, br)
         else:
-            pre = add(wx, term("R", letter, "h"), bw, br)
+            pre = add(wx, term("R", letter, "h"), peep.get(c), bw, br)
         act = acts[1] if c in ("g", "n") else acts[0]
         lines.append(f"{c} = {act}({pre})")
     if layer.clip is not None:
         lines.append(f"(every pre-activation clipped to [-{layer.clip:g}, {layer.clip:g}])")
     if layer.cell == "lstm":
-        lines.append(f"c = f{mul}c + i{mul}g")
+        lines.append(f"c = f{mul}c + i{mul}g" + ("   (c_t: this new c)" if peep else ""))
         out = f"o{mul}{acts[2]}(c)"
         proj = _find(entry, layer, "proj")
         lines.append(f"h = {_part(layer, framework, proj, 'proj', 0, k)}{mm}({out})" if proj else f"h = {out}")
@@ -200,7 +201,7 @@ def equations(layer: Recurrent, framework: str, entry: dict, k: int = 0, own=Non
         lines[-1] = "h" + lines[-1][1:]
     if len(layer.weights) == 2:
         names = [_part(layer, framework, t, None, 1, k, H=layer.hidden, own=own)
-                 for t in entry["tensors"] if _present(layer, t)]
+                 for t in entry["tensors"] if _present(layer, t)] + (["P[1]"] if peep else [])
         lines.append(f"reverse direction: the same over the reversed sequence with {', '.join(names)}")
     return lines
 
@@ -281,6 +282,8 @@ def describe_recurrent(layer: Recurrent, framework: str, k: int = 0, names=None)
     if layer.cell == "gru":
         d["reset_after"] = layer.reset_after
         d["reset_variant"] = entry.get("variant")
+    if peephole_tensor(layer, framework) is not None:
+        tensors.append(peephole_tensor(layer, framework))
     d.update(tensors=tensors, equations=equations(layer, framework, entry, k, own),
              parameters=sum(t["size"] for t in tensors), nonfinite=sum(t["nonfinite"] for t in tensors))
     if note:

@@ -18,9 +18,11 @@ def might_lift(proto: onnx.ModelProto) -> bool:
     return "Loop" in ops or "Scan" in ops or (not ops & {"LSTM", "GRU", "RNN"} and bool(ops & set(_SLICES)))
 
 
-def lift_model(proto: onnx.ModelProto, path: str, full: onnx.ModelProto | None = None) -> tuple[onnx.ModelProto, list]:
+def lift_model(proto: onnx.ModelProto, path: str, full: onnx.ModelProto | None = None,
+               masks: dict | None = None) -> tuple[onnx.ModelProto, list]:
     """The model with its lifted recurrences as native nodes, and their names; the main graph's constants are
-    read from `full` (the model with every tensor loaded; `proto` itself when it has them)."""
+    read from `full` (the model with every tensor loaded; `proto` itself when it has them).  `masks`: a dict
+    to lift masked Loops into (`lift_mask`; only the reader, which puts the mask into the canonical model)."""
     if not might_lift(proto) or is_scan_file(_metadata(proto)):      # rnnconvert's own Scan layers: scan.py
         return proto, []
     from . import lift_loop, lift_scan, lift_unrolled
@@ -28,7 +30,7 @@ def lift_model(proto: onnx.ModelProto, path: str, full: onnx.ModelProto | None =
     opset = opset_of(proto)
     consts = Constants([full.graph], opset, folder_for(full, path))
     native = any(n.op_type in ("LSTM", "GRU", "RNN") for n in proto.graph.node)
-    proto, loops = lift_loop.lift(proto, path, consts, opset)
+    proto, loops = lift_loop.lift(proto, path, consts, opset, masks)
     proto, scans = lift_scan.lift(proto, path, consts, opset, native)
     proto, steps = lift_unrolled.lift(proto, path, consts, opset)
     return proto, loops + scans + steps

@@ -19,6 +19,7 @@ from onnx import helper, numpy_helper
 
 from ...errors import UnsupportedError
 from . import cell_match as cm
+from . import lift_lengths, lift_mask
 from .cell_templates import Cell, match
 from .lift_rewrite import Refused, _prune, _rewrite, check
 
@@ -34,11 +35,14 @@ def _producers(graph):
     return {o: n for n in graph.node for o in n.output if o}
 
 
-def lift(proto: onnx.ModelProto, path: str, consts, opset: int) -> tuple[onnx.ModelProto, list[str]]:
+def lift(proto: onnx.ModelProto, path: str, consts, opset: int, masks: dict | None = None
+         ) -> tuple[onnx.ModelProto, list[str]]:
     """The model with every Loop of the main graph that computes a cell replaced by a native node.
     `consts.get(name)` gives a main-graph constant (None for run-time values).  Returns (model, names of
     the lifted nodes); raises UnsupportedError naming the node and the op when a Loop does not fit and the
-    graph holds no native recurrent node to read instead."""
+    graph holds no native recurrent node to read instead.  With `masks` (a dict), a Loop whose body reads a
+    mask (`lift_mask`) is lifted too, unmasked, and its MaskInfo recorded under the native node's name: the
+    graph alone then no longer computes the mask, the reader puts it into the canonical model."""
     g = proto.graph
     loops = [n for n in g.node if n.op_type == "Loop"]
     if not loops:
@@ -51,11 +55,42 @@ def lift(proto: onnx.ModelProto, path: str, consts, opset: int) -> tuple[onnx.Mo
     for first in [n.output[0] for n in g.node if n.op_type == "Loop"]:
         loop = next(n for n in g.node if n.output[0] == first)      # the rewrite replaces the node list
         name = loop.name or loop.output[0]
+        masked = None
+        if masks is not None:
+            try:
+                masked = lift_mask.unmask(g, loop, consts)
+            except Refused as exc:
+                if native:
+                    continue
+                raise UnsupportedError(f"Loop node '{name}' reads a mask, but {_describe(exc.node)} {exc.reason}; "
+                                       "nothing was lifted", path=path, layer=name) from None
+            except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+                continue
+        lengths = None
+        if masked is None:
+            try:
+                lengths = lift_lengths.unlength(g, loop, consts)
+            except Refused as exc:
+                if native:
+                    continue
+                raise UnsupportedError(f"Loop node '{name}' stops sequences at their lengths, but "
+                                       f"{_describe(exc.node)} {exc.reason}; nothing was lifted", path=path,
+                                       layer=name) from None
+            except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+                continue
+        if masked is not None or lengths is not None:
+            original = onnx.NodeProto()
+            original.CopyFrom(loop)
+            loop.CopyFrom((masked or lengths)[0])
         try:
             plan = _plan(g, loop, consts)
         except (Refused, KeyError, IndexError, ValueError, TypeError, AttributeError):
+            if masked is not None or lengths is not None:
+                loop.CopyFrom(original)
             continue             # not a loop over the steps of a sequence: the reader says what it found
         except cm.NoCell as exc:
+            if masked is not None or lengths is not None:
+                loop.CopyFrom(original)
             if native:
                 continue
             raise UnsupportedError(f"Loop node '{name}' does not compute an LSTM, GRU or RNN cell: its "
@@ -64,13 +99,24 @@ def lift(proto: onnx.ModelProto, path: str, consts, opset: int) -> tuple[onnx.Mo
         try:
             check(g, loop, plan)
             _confirm(plan, opset)
+            if masked is not None:
+                lift_mask.same_order(g, plan, masked[2])
+                lift_mask.confirm(plan, masked[1], masked[3], opset, _native_model, TOL)
+            if lengths is not None:
+                lift_lengths.confirm(plan, lengths[1], lengths[2], opset, _native_model, TOL)
+                plan.seq_lens = lengths[1]
         except Refused as exc:
+            if masked is not None or lengths is not None:
+                loop.CopyFrom(original)
             if native:
                 continue
             who = "it" if exc.node is loop else f"its {_describe(exc.node)}"
             raise UnsupportedError(f"Loop node '{name}' is not lifted: {who} {exc.reason}", path=path,
                                    layer=name) from None
         _rewrite(g, loop, plan, name, opset)
+        if masked is not None:
+            masks[name] = masked[1]
+            lift_mask.unmasked_input(g, masked[1])
         lifted.append(name)
     _prune(g)
     return new, lifted

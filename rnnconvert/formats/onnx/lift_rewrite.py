@@ -92,7 +92,11 @@ def _rewrite(g, loop, p, name: str, opset: int) -> None:
             else:
                 made.append(helper.make_node("Unsqueeze", [init], [out], axes=[0], name=f"{out}/unsqueeze"))
             states.append(out)
-    ins = [x, const("W", cell.W[None]), const("R", cell.R[None]), const("B", cell.B[None]), ""] + states
+    lens = ""
+    if getattr(p, "seq_lens", None):          # a body that stops each sequence at its length (lift_lengths)
+        lens = f"{name}/sequence_lens"
+        made.append(helper.make_node("Cast", [p.seq_lens], [lens], to=onnx.TensorProto.INT32, name=f"{lens}/cast"))
+    ins = [x, const("W", cell.W[None]), const("R", cell.R[None]), const("B", cell.B[None]), lens] + states
     while ins and not ins[-1]:
         ins.pop()
     outs = [f"{name}/Y", f"{name}/Y_h"] + ([f"{name}/Y_c"] if p.c else [])

@@ -119,8 +119,9 @@ def read(path, output: str | None = None, branches: dict | None = None, **option
     elif branches:
         raise InputError(f"--if names {', '.join(repr(n) for n in branches)}, but the main graph has no If node",
                          path=path)
+    masks: dict = {}                  # lifted Loops that read a mask: {native node: lift_mask.MaskInfo}
     if might_lift(original):          # cells written as Loops or unrolled: native nodes (lift.py)
-        original, _ = lift_model(original, path, load(path))
+        original, _ = lift_model(original, path, load(path), masks=masks)
     proto, state_ins, state_outs = state_io.detach(original, path, keep=output)   # states as graph inputs/outputs
     # detach copies the graph and only appends to its initializers: the payloads' indices still hold
     values = initializer_values(proto.graph, payloads, path)
@@ -205,6 +206,9 @@ def read(path, output: str | None = None, branches: dict | None = None, **option
     meta = _metadata(proto)
     if meta is not None:
         model = _restore(model, layers, meta)
+    if masks:
+        from .lift_mask import apply as apply_masks
+        model = apply_masks(model, masks, node_layers, path)
     if state_ins or state_outs:
         names = dict(zip((layer.name for layer in layers if isinstance(layer, Recurrent)),
                          (layer.name for layer in model.recurrent_layers)))

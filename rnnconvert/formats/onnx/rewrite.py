@@ -21,9 +21,12 @@ from ...errors import UnsupportedError
 from ...model import Recurrent, gates
 from . import _acts
 from .lift import lift_model
+from .lift_mask import masked_loops
 from .extract import NodeRef, Resolver, folder_for, opset_of, recurrent_nodes, resolve, to_layer
 
 OP = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
+MASKED = ("reads a mask (Keras Masking or Embedding mask_zero), and a native LSTM/GRU/RNN node cannot skip "
+          "masked steps in the middle of a sequence")
 
 
 @dataclass
@@ -49,8 +52,13 @@ def rewrite(proto: onnx.ModelProto, path: str, stateful: bool = False) -> tuple[
     main = [r for r in refs if r.where == "main graph"]
     notes = [f"{r.node.op_type} node '{r.name}' ({r.where}) left as it is: only the main graph is rewritten"
              for r in refs if r.where != "main graph"]
-    notes += [f"{n.op_type} node '{n.name or n.output[0]}' left as it is: not a recurrence lifting reads"
+    masked = set(masked_loops(proto, path)) if any(n.op_type == "Loop" for n in proto.graph.node) else set()
+    notes += [f"{n.op_type} node '{n.name or n.output[0]}' left as it is: "
+              + (MASKED if (n.name or n.output[0]) in masked else "not a recurrence lifting reads")
               for n in proto.graph.node if n.op_type in ("Loop", "Scan")]
+    if not main and masked:
+        raise UnsupportedError(f"Loop node '{sorted(masked)[0]}' {MASKED}; convert the whole model instead (a "
+                               "masked layer is written as a Scan)", path=path)
     if not main:
         raise UnsupportedError("no LSTM, GRU or RNN node, and no Loop, Scan or unrolled cell computing one, in the "
                                "main graph to rewrite in place", path=path)
