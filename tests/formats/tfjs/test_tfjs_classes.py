@@ -161,3 +161,46 @@ def test_initial_state_weights_without_their_setting_are_refused(runner, tmp_pat
     name = json.loads(dst.read_text())["modelTopology"]["config"]["layers"][1]["config"]["name"]
     assert res.stderr.strip().endswith(
         f"layer '{name}': weights initial_h, initial_c that its config does not use"), res.stderr
+
+
+RESAVE = """
+import * as tf from '@tensorflow/tfjs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import './rnnconvert.layers.mjs';
+const fetchFunc = async (url) => new Response(readFileSync(String(url)));
+for (const stem of process.argv.slice(2)) {
+  const model = await tf.loadLayersModel(tf.io.http(stem + '.json', {fetchFunc}));
+  await model.save(tf.io.withSaveHandler(async (a) => {
+    writeFileSync(stem + '.saved.bin', Buffer.from(a.weightData));
+    writeFileSync(stem + '.saved.json', JSON.stringify({format: 'layers-model', modelTopology: a.modelTopology,
+      weightsManifest: [{paths: [stem.split('/').pop() + '.saved.bin'], weights: a.weightSpecs}]}));
+    return {modelArtifactsInfo: {dateSaved: new Date(), modelTopologyType: 'JSON'}};
+  }));
+}
+"""
+
+
+def test_what_tfjs_saves_of_the_classes_is_read_back(tmp_path):
+    """TF.js loads each model written with the classes and saves it again (model.save: the classes' getConfig,
+    TF.js's own weight names and order); rnnconvert reads what TF.js wrote to the framework outputs."""
+    require_tfjs()
+    os.symlink(os.path.dirname(os.path.dirname(runtime.find_tfjs())), tmp_path / "node_modules")
+    (tmp_path / "rnnconvert.layers.mjs").write_text(layers_js.SOURCE)
+    (tmp_path / "resave.mjs").write_text(RESAVE)
+    stems = [str(tmp_path / f"m{k}") for k in range(len(KINDS))]
+    for stem, key in zip(stems, KINDS):
+        rnnconvert.write(source(key), stem + ".json")
+    res = subprocess.run([shutil.which("node"), "resave.mjs", *stems], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    for stem, key in zip(stems, KINDS):
+        saved = json.loads(open(stem + ".saved.json").read())
+        assert KINDS[key][1] in json.dumps(saved["modelTopology"])
+        back = rnnconvert.read(stem + ".saved.json")
+        for k, x, y in case_of(key).io():
+            if back.input.layout == "time_batch_feature":
+                x = np.swapaxes(x, 0, 1)
+            out = forward(back, x)
+            if back.input.layout == "time_batch_feature" and out.ndim == 3:
+                out = np.swapaxes(out, 0, 1)
+            np.testing.assert_allclose(out, y, atol=1e-5, rtol=0, err_msg=f"{key} {k}")
