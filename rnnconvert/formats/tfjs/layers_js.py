@@ -25,8 +25,9 @@ SOURCE = r"""// rnnconvert's TensorFlow.js layers: recurrent and pooling layers 
 // Import this module once before tf.loadLayersModel(); it registers the classes the model names.
 // It uses the page's tf (globalThis.tf, as the script tag sets it) or imports @tensorflow/tfjs.
 const tf = globalThis.tf ?? await import('@tensorflow/tfjs');
-const {layers, serialization} = tf;
-const proto = (make) => make().constructor;
+const {serialization} = tf;
+// TF.js's own classes, from its registry (making a layer to reach its class would use up a default name)
+const registered = (name) => serialization.SerializationMap.getMap().classNameMap[name][0];
 
 function weight(cell, name, shape) {
   return cell.addWeight(name, shape, 'float32', tf.initializers.zeros(), null, true, null);
@@ -110,9 +111,9 @@ function cellClass(Base, kind) {
   };
 }
 
-function recurrentClass(make, makeCell, kind, className) {
-  const Cell = cellClass(proto(makeCell), kind);
-  const Layer = class extends proto(make) {
+function recurrentClass(base, kind, className) {
+  const Cell = cellClass(registered(base + 'Cell'), kind);
+  const Layer = class extends registered(base) {
     constructor(args) {
       super({...args, resetAfter: false});
       this.cell = new Cell(args);
@@ -140,12 +141,11 @@ function recurrentClass(make, makeCell, kind, className) {
   serialization.registerClass(Layer);
 }
 
-recurrentClass(() => layers.lstm({units: 1}), () => layers.lstmCell({units: 1}), 'lstm', 'RnnconvertLSTM');
-recurrentClass(() => layers.gru({units: 1}), () => layers.gruCell({units: 1}), 'gru', 'RnnconvertGRU');
-recurrentClass(() => layers.simpleRNN({units: 1}), () => layers.simpleRNNCell({units: 1}), 'rnn',
-               'RnnconvertSimpleRNN');
+recurrentClass('LSTM', 'lstm', 'RnnconvertLSTM');
+recurrentClass('GRU', 'gru', 'RnnconvertGRU');
+recurrentClass('SimpleRNN', 'rnn', 'RnnconvertSimpleRNN');
 
-class RnnconvertGlobalAveragePooling1D extends proto(() => layers.globalAveragePooling1d({})) {
+class RnnconvertGlobalAveragePooling1D extends registered('GlobalAveragePooling1D') {
   constructor(args) {
     super(args);
     this.supportsMasking = true;
