@@ -4,13 +4,16 @@ is read as the Keras layer it extends (`plain_classes`), plus what that layer la
     RnnconvertLSTM, -GRU, -SimpleRNN  initial_state (+ initial_state_batch): weights `initial_h`,
                                       `initial_c` per direction, [units] or [batch, units] -> h0, c0
     RnnconvertLSTM                    projection_units P: `recurrent_kernel` [P, 4*units],
-                                      `projection_kernel` [units, P] -> R [4*units, P], proj [P, units]
+                                      `projection_kernel` [units, P] -> R [4*units, P], proj [P, units];
+                                      peepholes: `peephole_weights` [3, units] (rows i, f, o) -> P
+    RnnconvertLSTM, -GRU, -SimpleRNN  cell_clip -> clip
 A name of the same family that `layers_js` does not define is left to the Keras reader, which refuses it
 naming the class.
 """
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 
@@ -19,8 +22,8 @@ from ..keras_json.layers import Converter, _canonical
 from . import layers_js
 
 # Settings and weights of rnnconvert's classes that the Keras layers they extend do not have.
-EXTRA_SETTINGS = ("projection_units", "initial_state", "initial_state_batch")
-EXTRA_WEIGHTS = ("initial_h", "initial_c", "projection_kernel")
+EXTRA_SETTINGS = ("projection_units", "peepholes", "cell_clip", "initial_state", "initial_state_batch")
+EXTRA_WEIGHTS = ("initial_h", "initial_c", "projection_kernel", "peephole_weights")
 
 
 def plain_classes(config: dict, path: str) -> tuple[dict, dict[str, dict]]:
@@ -114,10 +117,21 @@ class ClassConverter(Converter):
                 w.h0 = self._take(e, arrays, k, "initial_h", lead + (int(proj or s["units"]),))
                 if s["cell"] == "lstm":
                     w.c0 = self._take(e, arrays, k, "initial_c", lead + (int(s["units"]),))
+        if settings.get("peepholes"):
+            if s["cell"] != "lstm":
+                raise InputError("peepholes on a layer that is no LSTM", path=self.path, layer=e.name)
+            for k, w in enumerate(ws):
+                w.P = self._take(e, arrays, k, "peephole_weights", (3, int(s["units"])))
         if arrays:
             raise InputError(f"weights {', '.join(v for _, v in arrays)} that its config does not use",
                              path=self.path, layer=e.name)
-        return super().finish(e, s, ws, rbias, direction)
+        clip = settings.get("cell_clip")
+        if clip is not None and (not isinstance(clip, (int, float)) or isinstance(clip, bool)
+                                 or not math.isfinite(clip) or clip <= 0):
+            raise InputError(f"cell_clip {clip!r}, expected a positive number", path=self.path, layer=e.name)
+        layer = super().finish(e, s, ws, rbias, direction)
+        layer.clip = None if clip is None else float(clip)
+        return layer
 
     def _take(self, e, arrays: dict, side: int, var: str, shape: tuple) -> np.ndarray:
         a = arrays.pop((side, var), None)

@@ -3,7 +3,9 @@
 TF.js's layers registered with `tf.serialization.registerClass` (tf ops only, no other dependency).
 
     RnnconvertGRU                      GRU with reset_after=True (TF.js's GRUCell throws on it)
-    RnnconvertLSTM                     LSTM with `projection_units` (weight `projection_kernel` [units, P])
+    RnnconvertLSTM                     LSTM with `projection_units` (weight `projection_kernel` [units, P]),
+                                       `peepholes` (weight `peephole_weights` [3, units], rows i, f, o)
+    RnnconvertLSTM/GRU/SimpleRNN       `cell_clip` (ONNX's clip: each activation's input)
     RnnconvertLSTM/GRU/SimpleRNN       `initial_state` (weights `initial_h`, `initial_c`: [units] or
                                        [initial_state_batch, units]), `zero_output_for_mask`
     RnnconvertGlobalAveragePooling1D   the mean over the unmasked steps only (as Keras)
@@ -19,9 +21,10 @@ CLASSES = {"RnnconvertLSTM": "LSTM", "RnnconvertGRU": "GRU", "RnnconvertSimpleRN
            "RnnconvertGlobalAveragePooling1D": "GlobalAveragePooling1D"}
 SUFFIX = ".layers.mjs"
 
-SOURCE = r"""// rnnconvert's TensorFlow.js layers: recurrent and pooling layers as Keras computes them where
-// @tensorflow/tfjs's own do not (a GRU with reset_after=True, an LSTM output projection, learned
-// initial states, zero outputs at masked steps, a global average over unmasked steps only).
+SOURCE = r"""// rnnconvert's TensorFlow.js layers: recurrent and pooling layers as Keras (and ONNX) compute them
+// where @tensorflow/tfjs's own do not (a GRU with reset_after=True, an LSTM output projection or
+// peepholes, a cell clip, learned initial states, zero outputs at masked steps, a global average over
+// the unmasked steps only).
 // Import this module once before tf.loadLayersModel(); it registers the classes the model names.
 // It uses the page's tf (globalThis.tf, as the script tag sets it) or imports @tensorflow/tfjs.
 const tf = globalThis.tf ?? await import('@tensorflow/tfjs');
@@ -34,25 +37,30 @@ function weight(cell, name, shape) {
 }
 
 function cellClass(Base, kind) {
+  const GATES = {lstm: 4, gru: 3, rnn: 1}[kind];
   return class extends Base {
     constructor(args) {
       super({...args, resetAfter: false});
       this.resetAfter = kind === 'gru' && Boolean(args.resetAfter);
       this.projectionUnits = kind === 'lstm' && args.projectionUnits ? args.projectionUnits : null;
+      this.peepholes = kind === 'lstm' && Boolean(args.peepholes);
+      this.cellClip = args.cellClip ?? null;
       this.initialState = Boolean(args.initialState);
       this.initialStateBatch = args.initialStateBatch ?? null;
       if (this.projectionUnits) this.stateSize = [this.projectionUnits, this.units];
+      // TF.js's own step computes the rest; these need rnnconvert's
+      this.ownStep = this.resetAfter || this.projectionUnits != null || this.peepholes || this.cellClip != null;
     }
     build(inputShape) {
       const shape = Array.isArray(inputShape[0]) ? inputShape[0] : inputShape;
       const inputDim = shape[shape.length - 1];
-      if (this.resetAfter || this.projectionUnits) {
-        const gates = kind === 'gru' ? 3 : 4;
+      if (this.ownStep) {
         const out = this.projectionUnits ?? this.units;
-        this.kernel = weight(this, 'kernel', [inputDim, gates * this.units]);
-        this.recurrentKernel = weight(this, 'recurrent_kernel', [out, gates * this.units]);
-        this.bias = this.useBias ? weight(this, 'bias', this.resetAfter ? [2, 3 * this.units] : [4 * this.units]) : null;
+        this.kernel = weight(this, 'kernel', [inputDim, GATES * this.units]);
+        this.recurrentKernel = weight(this, 'recurrent_kernel', [out, GATES * this.units]);
+        this.bias = this.useBias ? weight(this, 'bias', this.resetAfter ? [2, 3 * this.units] : [GATES * this.units]) : null;
         if (this.projectionUnits) this.projectionKernel = weight(this, 'projection_kernel', [this.units, out]);
+        if (this.peepholes) this.peepholeWeights = weight(this, 'peephole_weights', [3, this.units]);
       } else {
         super.build(inputShape);
       }
@@ -64,36 +72,68 @@ function cellClass(Base, kind) {
       this.built = true;
     }
     call(inputs, kwargs) {
-      if (this.resetAfter) return tf.tidy(() => this.resetAfterStep(inputs[0], inputs[1]));
-      if (this.projectionUnits) return tf.tidy(() => this.projectedStep(inputs[0], inputs[1], inputs[2]));
-      return super.call(inputs, kwargs);
+      if (!this.ownStep) return super.call(inputs, kwargs);
+      return tf.tidy(() => {
+        const [x, h, c] = inputs;
+        return kind === 'lstm' ? this.lstmStep(x, h, c) : kind === 'gru' ? this.gruStep(x, h) : this.rnnStep(x, h);
+      });
     }
-    resetAfterStep(x, h) {     // Keras GRU reset_after=True: r multiplies (h @ U_h + b_rec_h)
-      let mx = tf.matMul(x, this.kernel.read());
-      let mh = tf.matMul(h, this.recurrentKernel.read());
-      if (this.useBias) {
-        const [bx, bh] = tf.unstack(this.bias.read());
-        mx = tf.add(mx, bx);
-        mh = tf.add(mh, bh);
+    clip(z) {                  // ONNX's cell clip: every activation's input bounded to [-clip, clip]
+      return this.cellClip == null ? z : tf.clipByValue(z, -this.cellClip, this.cellClip);
+    }
+    lstmStep(x, h, c) {        // Keras's gates i f c o; peepholes (rows i f o): i, f see c(t-1), o sees c(t)
+      let m = tf.add(tf.matMul(x, this.kernel.read()), tf.matMul(h, this.recurrentKernel.read()));
+      if (this.useBias) m = tf.add(m, this.bias.read());
+      let [zi, zf, zc, zo] = tf.split(m, 4, -1);
+      const peep = this.peepholes ? tf.unstack(this.peepholeWeights.read()) : null;
+      if (peep) {
+        zi = tf.add(zi, tf.mul(peep[0], c));
+        zf = tf.add(zf, tf.mul(peep[1], c));
       }
-      const [xz, xr, xh] = tf.split(mx, 3, -1);
-      const [hz, hr, hh] = tf.split(mh, 3, -1);
-      const z = this.recurrentActivation.apply(tf.add(xz, hz));
-      const r = this.recurrentActivation.apply(tf.add(xr, hr));
-      const candidate = this.activation.apply(tf.add(xh, tf.mul(r, hh)));
+      const i = this.recurrentActivation.apply(this.clip(zi));
+      const f = this.recurrentActivation.apply(this.clip(zf));
+      const cNext = tf.add(tf.mul(f, c), tf.mul(i, this.activation.apply(this.clip(zc))));
+      if (peep) zo = tf.add(zo, tf.mul(peep[2], cNext));
+      const o = this.recurrentActivation.apply(this.clip(zo));
+      let hNext = tf.mul(o, this.activation.apply(cNext));
+      if (this.projectionUnits) hNext = tf.matMul(hNext, this.projectionKernel.read());
+      return [hNext, hNext, cNext];
+    }
+    gruStep(x, h) {            // Keras's gates z r h; reset_after: r multiplies (h @ U_h + recurrent bias)
+      const units = this.units;
+      let mx = tf.matMul(x, this.kernel.read());
+      const bias = this.useBias ? this.bias.read() : null;
+      let candidate;
+      let z;
+      if (this.resetAfter) {
+        let mh = tf.matMul(h, this.recurrentKernel.read());
+        if (bias) {
+          const [bx, bh] = tf.unstack(bias);
+          mx = tf.add(mx, bx);
+          mh = tf.add(mh, bh);
+        }
+        const [xz, xr, xh] = tf.split(mx, 3, -1);
+        const [hz, hr, hh] = tf.split(mh, 3, -1);
+        z = this.recurrentActivation.apply(this.clip(tf.add(xz, hz)));
+        const r = this.recurrentActivation.apply(this.clip(tf.add(xr, hr)));
+        candidate = this.activation.apply(this.clip(tf.add(xh, tf.mul(r, hh))));
+      } else {
+        if (bias) mx = tf.add(mx, bias);
+        const [uzr, uh] = tf.split(this.recurrentKernel.read(), [2 * units, units], -1);
+        const [xz, xr, xh] = tf.split(mx, 3, -1);
+        const [hz, hr] = tf.split(tf.matMul(h, uzr), 2, -1);
+        z = this.recurrentActivation.apply(this.clip(tf.add(xz, hz)));
+        const r = this.recurrentActivation.apply(this.clip(tf.add(xr, hr)));
+        candidate = this.activation.apply(this.clip(tf.add(xh, tf.matMul(tf.mul(r, h), uh))));
+      }
       const next = tf.add(tf.mul(z, h), tf.mul(tf.sub(1, z), candidate));
       return [next, next];
     }
-    projectedStep(x, h, c) {   // LSTM, gates i f c o, its output projected: h = (o * act(c)) @ P
+    rnnStep(x, h) {
       let m = tf.add(tf.matMul(x, this.kernel.read()), tf.matMul(h, this.recurrentKernel.read()));
       if (this.useBias) m = tf.add(m, this.bias.read());
-      const [zi, zf, zc, zo] = tf.split(m, 4, -1);
-      const i = this.recurrentActivation.apply(zi);
-      const f = this.recurrentActivation.apply(zf);
-      const cNext = tf.add(tf.mul(f, c), tf.mul(i, this.activation.apply(zc)));
-      const o = this.recurrentActivation.apply(zo);
-      const hNext = tf.matMul(tf.mul(o, this.activation.apply(cNext)), this.projectionKernel.read());
-      return [hNext, hNext, cNext];
+      const next = this.activation.apply(this.clip(m));
+      return [next, next];
     }
     startStates(batch) {
       return this.initialStates.map((w) => {
@@ -105,6 +145,8 @@ function cellClass(Base, kind) {
       const out = {};
       if (this.resetAfter) out.resetAfter = true;
       if (this.projectionUnits) out.projectionUnits = this.projectionUnits;
+      if (this.peepholes) out.peepholes = true;
+      if (this.cellClip != null) out.cellClip = this.cellClip;
       if (this.initialState) Object.assign(out, {initialState: true, initialStateBatch: this.initialStateBatch});
       return out;
     }

@@ -5,10 +5,11 @@ added before a convolution are written as Reshape [T, 1, F] -> ZeroPadding2D ((l
 -> Reshape [T, F] (the same zeros; the reader folds the three back into one padding) and the Conv1D
 is 'valid'.  What TF.js's own layers do not compute is written with rnnconvert's layer classes
 (`layers_js`, the module written beside the model), recorded by `Planner.custom`: a GRU with
-reset_after=True (TF.js's GRUCell throws on it), an LSTM projection, non-zero initial states (as
-weights), zero outputs at masked steps and a global average pooling a mask reaches (TF.js repeats the
-previous output and averages the masked steps too).  Refused, naming the layer: activations TF.js
-does not name, cell clip, and whatever else the Keras planner refuses.
+reset_after=True (TF.js's GRUCell throws on it), an LSTM projection or peepholes, a cell clip, non-zero
+initial states (as weights), zero outputs at masked steps and a global average pooling a mask reaches
+(TF.js repeats the previous output and averages the masked steps too).  Refused, naming the layer:
+activations TF.js does not name, a clip or peepholes with a folded hard_sigmoid slope, and whatever
+else the Keras planner refuses.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import numpy as np
 from ... import model as M
 from ..keras_json import plan as keras_plan
 from ..keras_json.config import inner_name
-from ..keras_json.specs import KLayer
+from ..keras_json.specs import KLayer, keras_activation
 
 MAJOR = 2           # Keras configs as tf.keras 2 writes them, which is what TF.js reads
 INSTEAD = "; for JavaScript, write an ES module (.mjs) instead, which computes it"
@@ -67,8 +68,15 @@ class Planner(keras_plan.Planner):
         self.custom: dict[str, tuple[str, dict, list]] = {}
 
     def recurrent_refusals(self, layer: M.Recurrent):
-        if layer.clip is not None:
-            yield f"cell clip {layer.clip:g}: Keras's recurrent layers do not clip"
+        """rnnconvert's classes hold initial states, projections, peepholes and the cell clip; only a slope
+        folded into the weights (hard_sigmoid other than TF.js's) cannot meet a clip or a peephole, which
+        act on the unscaled pre-activation."""
+        folded = [a for a in layer.activations if a.name == "hard_sigmoid" and keras_activation(a, MAJOR) is None]
+        peepholes = any(w.P is not None for w in layer.weights)
+        if folded and (layer.clip is not None or peepholes):
+            what = ("a cell clip", "the clip") if layer.clip is not None else ("peepholes", "the peepholes")
+            yield (f"{what[0]} with {folded[0]}: TF.js's hard_sigmoid is clip(0.2x+0.5), and this slope can be "
+                   f"folded into the kernels and biases only, not into {what[1]}")
 
     def recurrent(self, layer: M.Recurrent, shape: list) -> list[KLayer]:
         out = super().recurrent(layer, shape)
@@ -81,6 +89,12 @@ class Planner(keras_plan.Planner):
             extra["projection_units"] = int(proj[0].shape[0])
             weights += [(side, "projection_kernel", np.asarray(w.proj, dtype=np.float64).T)
                         for side, w in zip(_sides(spec), layer.weights)]
+        if any(w.P is not None for w in layer.weights):
+            extra["peepholes"] = True
+            weights += [(side, "peephole_weights", np.asarray(w.P, dtype=np.float64))
+                        for side, w in zip(_sides(spec), layer.weights)]
+        if layer.clip is not None:
+            extra["cell_clip"] = float(layer.clip)
         if any(getattr(w, s) is not None and np.any(np.asarray(getattr(w, s)) != 0)
                for w in layer.weights for s in ("h0", "c0")):
             batch, states = initial_states(layer)
