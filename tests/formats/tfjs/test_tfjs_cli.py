@@ -11,7 +11,7 @@ from conftest import FIXTURES
 from progress_lines import without_progress
 from rnnconvert.cli import cli
 from rnnconvert.formats.tfjs import layers_js, runtime
-from rnnconvert.model import Recurrent
+from rnnconvert.model import Activation, Recurrent
 from tfjs_oracle import require_tfjs
 
 LSTM = FIXTURES / "tfkeras2" / "conv1d_causal_dilated_lstm" / "model.h5"
@@ -49,17 +49,21 @@ def test_reset_after_gru_is_written_with_rnnconvert_classes(runner, tmp_path):
     assert (tmp_path / "model.layers.mjs").read_text() == layers_js.SOURCE
 
 
-def test_cell_clip_is_refused_naming_the_layer(runner, tmp_path):
+def test_a_clip_with_a_folded_hard_sigmoid_is_refused_naming_the_layer(runner, tmp_path):
+    """A cell clip is written (rnnconvert's classes), but not beside a gate slope folded into the weights."""
     clipped = tmp_path / "clip.rnnc"
     model = rnnconvert.read(LSTM)
-    next(layer for layer in model.layers if isinstance(layer, Recurrent)).clip = 3.0
+    lstm = next(layer for layer in model.layers if isinstance(layer, Recurrent))
+    lstm.clip = 3.0
+    lstm.activations[0] = Activation("hard_sigmoid", alpha=0.3, beta=0.5)
     rnnconvert.write(model, clipped)
     dst = tmp_path / "model.json"
     res = runner.invoke(cli, [str(clipped), str(dst)])
     assert res.exit_code == 2
     assert without_progress(res.stderr).strip() == (
         f"rnnconvert: error: {dst}: cannot write this model as TF.js (whose layers are tf.keras 2's): layer 'lstm': "
-        "cell clip 3: Keras's recurrent layers do not clip")
+        "a cell clip with hard_sigmoid(alpha=0.3, beta=0.5): TF.js's hard_sigmoid is clip(0.2x+0.5), and this slope "
+        "can be folded into the kernels and biases only, not into the clip")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.rnnc"]
 
 
