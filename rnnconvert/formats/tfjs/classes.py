@@ -6,7 +6,8 @@ is read as the Keras layer it extends (`plain_classes`), plus what that layer la
     RnnconvertLSTM                    projection_units P: `recurrent_kernel` [P, 4*units],
                                       `projection_kernel` [units, P] -> R [4*units, P], proj [P, units];
                                       peepholes: `peephole_weights` [3, units] (rows i, f, o) -> P
-    RnnconvertLSTM, -GRU, -SimpleRNN  cell_clip -> clip
+    RnnconvertLSTM, -GRU, -SimpleRNN  cell_clip -> clip; cell_activations [{name, alpha, beta}] per role
+                                      -> activations
 A name of the same family that `layers_js` does not define is left to the Keras reader, which refuses it
 naming the class.
 """
@@ -17,12 +18,15 @@ import math
 
 import numpy as np
 
+from ... import model as M
 from ...errors import InputError
 from ..keras_json.layers import Converter, _canonical
 from . import layers_js
 
 # Settings and weights of rnnconvert's classes that the Keras layers they extend do not have.
-EXTRA_SETTINGS = ("projection_units", "peepholes", "cell_clip", "initial_state", "initial_state_batch")
+EXTRA_SETTINGS = ("projection_units", "peepholes", "cell_clip", "cell_activations", "initial_state",
+                  "initial_state_batch")
+ROLES = {"lstm": 3, "gru": 2, "rnn": 1}
 EXTRA_WEIGHTS = ("initial_h", "initial_c", "projection_kernel", "peephole_weights")
 
 
@@ -129,9 +133,36 @@ class ClassConverter(Converter):
         if clip is not None and (not isinstance(clip, (int, float)) or isinstance(clip, bool)
                                  or not math.isfinite(clip) or clip <= 0):
             raise InputError(f"cell_clip {clip!r}, expected a positive number", path=self.path, layer=e.name)
+        acts = settings.get("cell_activations")
+        if acts is not None:
+            s["activations"] = self.exact_activations(e, acts, s["cell"])
         layer = super().finish(e, s, ws, rbias, direction)
         layer.clip = None if clip is None else float(clip)
         return layer
+
+    def exact_activations(self, e, acts, cell: str) -> list:
+        """`cell_activations`: one {name, alpha?, beta?} per role of the cell -> canonical activations."""
+        if not isinstance(acts, list) or len(acts) != ROLES[cell] or not all(isinstance(a, dict) for a in acts):
+            raise InputError(f"cell_activations {str(acts)[:80]}: expected {ROLES[cell]} objects (one per role of "
+                             f"the {cell} cell)", path=self.path, layer=e.name)
+        out = []
+        for a in acts:
+            params = {k: a.get(k) for k in ("alpha", "beta")}
+            if not isinstance(a.get("name"), str) or any(
+                    v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v))
+                    for v in params.values()):
+                raise InputError(f"cell activation {str(a)[:80]}: expected a name and finite alpha, beta",
+                                 path=self.path, layer=e.name)
+            try:
+                act = M.Activation(a["name"], **{k: None if v is None else float(v) for k, v in params.items()})
+            except InputError as exc:
+                raise InputError(exc.message, path=self.path, layer=e.name) from None
+            if act.name in ("softmax", "log_softmax") or any(
+                    getattr(act, p) is None for p in M.ACTIVATIONS[act.name]):
+                raise InputError(f"cell activation {act.name}: not elementwise, or without its parameters",
+                                 path=self.path, layer=e.name)
+            out.append(act)
+        return out
 
     def _take(self, e, arrays: dict, side: int, var: str, shape: tuple) -> np.ndarray:
         a = arrays.pop((side, var), None)

@@ -5,7 +5,9 @@ TF.js's layers registered with `tf.serialization.registerClass` (tf ops only, no
     RnnconvertGRU                      GRU with reset_after=True (TF.js's GRUCell throws on it)
     RnnconvertLSTM                     LSTM with `projection_units` (weight `projection_kernel` [units, P]),
                                        `peepholes` (weight `peephole_weights` [3, units], rows i, f, o)
-    RnnconvertLSTM/GRU/SimpleRNN       `cell_clip` (ONNX's clip: each activation's input)
+    RnnconvertLSTM/GRU/SimpleRNN       `cell_clip` (ONNX's clip: each activation's input), `cell_activations`
+                                       (by role: gates, candidate, LSTM output; {name, alpha, beta} as the
+                                       canonical model's) where TF.js names none that computes one
     RnnconvertLSTM/GRU/SimpleRNN       `initial_state` (weights `initial_h`, `initial_c`: [units] or
                                        [initial_state_batch, units]), `zero_output_for_mask`
     RnnconvertGlobalAveragePooling1D   the mean over the unmasked steps only (as Keras)
@@ -36,6 +38,24 @@ function weight(cell, name, shape) {
   return cell.addWeight(name, shape, 'float32', tf.initializers.zeros(), null, true, null);
 }
 
+// The canonical activations (rnnconvert's reference pass), {name, alpha, beta} as the config holds them.
+function activation({name, alpha, beta}) {
+  const elu = (x, a) => tf.where(tf.greater(x, 0), x, tf.mul(a, tf.sub(tf.exp(x), 1)));
+  const fns = {
+    linear: (x) => x, sigmoid: (x) => tf.sigmoid(x), tanh: (x) => tf.tanh(x), relu: (x) => tf.relu(x),
+    softsign: (x) => tf.div(x, tf.add(1, tf.abs(x))), softplus: (x) => tf.softplus(x), exponential: (x) => tf.exp(x),
+    swish: (x) => tf.mul(x, tf.sigmoid(x)), relu6: (x) => tf.clipByValue(x, 0, 6),
+    gelu: (x) => tf.mul(tf.mul(x, 0.5), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))),
+    hard_sigmoid: (x) => tf.clipByValue(tf.add(tf.mul(x, alpha), beta), 0, 1),
+    elu: (x) => elu(x, alpha), selu: (x) => tf.mul(beta, elu(x, alpha)),
+    leaky_relu: (x) => tf.where(tf.greaterEqual(x, 0), x, tf.mul(x, alpha)),
+    thresholded_relu: (x) => tf.where(tf.greater(x, alpha), x, tf.zerosLike(x)),
+    affine: (x) => tf.add(tf.mul(x, alpha), beta), scaled_tanh: (x) => tf.mul(alpha, tf.tanh(tf.mul(x, beta))),
+  };
+  if (!(name in fns)) throw new Error(`rnnconvert's TF.js layers: unknown cell activation '${name}'`);
+  return fns[name];
+}
+
 function cellClass(Base, kind) {
   const GATES = {lstm: 4, gru: 3, rnn: 1}[kind];
   return class extends Base {
@@ -45,11 +65,15 @@ function cellClass(Base, kind) {
       this.projectionUnits = kind === 'lstm' && args.projectionUnits ? args.projectionUnits : null;
       this.peepholes = kind === 'lstm' && Boolean(args.peepholes);
       this.cellClip = args.cellClip ?? null;
+      // exact activations by role (gates, candidate, output), where TF.js names none that computes them
+      this.cellActivations = args.cellActivations ?? null;
+      this.roles = this.cellActivations ? this.cellActivations.map(activation) : null;
       this.initialState = Boolean(args.initialState);
       this.initialStateBatch = args.initialStateBatch ?? null;
       if (this.projectionUnits) this.stateSize = [this.projectionUnits, this.units];
       // TF.js's own step computes the rest; these need rnnconvert's
-      this.ownStep = this.resetAfter || this.projectionUnits != null || this.peepholes || this.cellClip != null;
+      this.ownStep = this.resetAfter || this.projectionUnits != null || this.peepholes || this.cellClip != null ||
+        this.roles != null;
     }
     build(inputShape) {
       const shape = Array.isArray(inputShape[0]) ? inputShape[0] : inputShape;
@@ -78,6 +102,10 @@ function cellClass(Base, kind) {
         return kind === 'lstm' ? this.lstmStep(x, h, c) : kind === 'gru' ? this.gruStep(x, h) : this.rnnStep(x, h);
       });
     }
+    act(role, z) {             // role 0: the gates (SimpleRNN: its one activation), 1: candidate, 2: LSTM output
+      if (this.roles) return this.roles[role](z);
+      return (role === 0 && kind !== 'rnn' ? this.recurrentActivation : this.activation).apply(z);
+    }
     clip(z) {                  // ONNX's cell clip: every activation's input bounded to [-clip, clip]
       return this.cellClip == null ? z : tf.clipByValue(z, -this.cellClip, this.cellClip);
     }
@@ -90,12 +118,12 @@ function cellClass(Base, kind) {
         zi = tf.add(zi, tf.mul(peep[0], c));
         zf = tf.add(zf, tf.mul(peep[1], c));
       }
-      const i = this.recurrentActivation.apply(this.clip(zi));
-      const f = this.recurrentActivation.apply(this.clip(zf));
-      const cNext = tf.add(tf.mul(f, c), tf.mul(i, this.activation.apply(this.clip(zc))));
+      const i = this.act(0, this.clip(zi));
+      const f = this.act(0, this.clip(zf));
+      const cNext = tf.add(tf.mul(f, c), tf.mul(i, this.act(1, this.clip(zc))));
       if (peep) zo = tf.add(zo, tf.mul(peep[2], cNext));
-      const o = this.recurrentActivation.apply(this.clip(zo));
-      let hNext = tf.mul(o, this.activation.apply(cNext));
+      const o = this.act(0, this.clip(zo));
+      let hNext = tf.mul(o, this.act(2, cNext));
       if (this.projectionUnits) hNext = tf.matMul(hNext, this.projectionKernel.read());
       return [hNext, hNext, cNext];
     }
@@ -114,17 +142,17 @@ function cellClass(Base, kind) {
         }
         const [xz, xr, xh] = tf.split(mx, 3, -1);
         const [hz, hr, hh] = tf.split(mh, 3, -1);
-        z = this.recurrentActivation.apply(this.clip(tf.add(xz, hz)));
-        const r = this.recurrentActivation.apply(this.clip(tf.add(xr, hr)));
-        candidate = this.activation.apply(this.clip(tf.add(xh, tf.mul(r, hh))));
+        z = this.act(0, this.clip(tf.add(xz, hz)));
+        const r = this.act(0, this.clip(tf.add(xr, hr)));
+        candidate = this.act(1, this.clip(tf.add(xh, tf.mul(r, hh))));
       } else {
         if (bias) mx = tf.add(mx, bias);
         const [uzr, uh] = tf.split(this.recurrentKernel.read(), [2 * units, units], -1);
         const [xz, xr, xh] = tf.split(mx, 3, -1);
         const [hz, hr] = tf.split(tf.matMul(h, uzr), 2, -1);
-        z = this.recurrentActivation.apply(this.clip(tf.add(xz, hz)));
-        const r = this.recurrentActivation.apply(this.clip(tf.add(xr, hr)));
-        candidate = this.activation.apply(this.clip(tf.add(xh, tf.matMul(tf.mul(r, h), uh))));
+        z = this.act(0, this.clip(tf.add(xz, hz)));
+        const r = this.act(0, this.clip(tf.add(xr, hr)));
+        candidate = this.act(1, this.clip(tf.add(xh, tf.matMul(tf.mul(r, h), uh))));
       }
       const next = tf.add(tf.mul(z, h), tf.mul(tf.sub(1, z), candidate));
       return [next, next];
@@ -132,7 +160,7 @@ function cellClass(Base, kind) {
     rnnStep(x, h) {
       let m = tf.add(tf.matMul(x, this.kernel.read()), tf.matMul(h, this.recurrentKernel.read()));
       if (this.useBias) m = tf.add(m, this.bias.read());
-      const next = this.activation.apply(this.clip(m));
+      const next = this.act(0, this.clip(m));
       return [next, next];
     }
     startStates(batch) {
@@ -147,6 +175,7 @@ function cellClass(Base, kind) {
       if (this.projectionUnits) out.projectionUnits = this.projectionUnits;
       if (this.peepholes) out.peepholes = true;
       if (this.cellClip != null) out.cellClip = this.cellClip;
+      if (this.cellActivations) out.cellActivations = this.cellActivations;
       if (this.initialState) Object.assign(out, {initialState: true, initialStateBatch: this.initialStateBatch});
       return out;
     }

@@ -7,9 +7,10 @@ is 'valid'.  What TF.js's own layers do not compute is written with rnnconvert's
 (`layers_js`, the module written beside the model), recorded by `Planner.custom`: a GRU with
 reset_after=True (TF.js's GRUCell throws on it), an LSTM projection or peepholes, a cell clip, non-zero
 initial states (as weights), zero outputs at masked steps and a global average pooling a mask reaches
-(TF.js repeats the previous output and averages the masked steps too).  Refused, naming the layer:
-activations TF.js does not name, a clip or peepholes with a folded hard_sigmoid slope, and whatever
-else the Keras planner refuses.
+(TF.js repeats the previous output and averages the masked steps too), and a cell's activations
+where TF.js names none that computes them (exact, by role).  Refused, naming the layer: activations
+TF.js does not name outside a recurrent cell, softmax inside one, and whatever else the Keras planner
+refuses.
 """
 from __future__ import annotations
 
@@ -66,17 +67,39 @@ class Planner(keras_plan.Planner):
     def __init__(self, model: M.Model, major: int, **options):
         super().__init__(model, major, **options)
         self.custom: dict[str, tuple[str, dict, list]] = {}
+        self.exact: dict[str, list[dict]] = {}          # canonical layer name: its activations, exact
 
     def recurrent_refusals(self, layer: M.Recurrent):
-        """rnnconvert's classes hold initial states, projections, peepholes and the cell clip; only a slope
-        folded into the weights (hard_sigmoid other than TF.js's) cannot meet a clip or a peephole, which
-        act on the unscaled pre-activation."""
-        folded = [a for a in layer.activations if a.name == "hard_sigmoid" and keras_activation(a, MAJOR) is None]
-        peepholes = any(w.P is not None for w in layer.weights)
-        if folded and (layer.clip is not None or peepholes):
-            what = ("a cell clip", "the clip") if layer.clip is not None else ("peepholes", "the peepholes")
-            yield (f"{what[0]} with {folded[0]}: TF.js's hard_sigmoid is clip(0.2x+0.5), and this slope can be "
-                   f"folded into the kernels and biases only, not into {what[1]}")
+        """rnnconvert's classes hold initial states, projections, peepholes and the cell clip."""
+        return iter(())
+
+    def cell_activations(self, layer: M.Recurrent, problems: list) -> tuple[list, list]:
+        """Keras's names (a hard_sigmoid slope folded into the weights) where they compute the layer; else
+        the exact activations in rnnconvert's class (`cell_activations`), with placeholder names."""
+        if not self.exact_activations(layer):
+            return super().cell_activations(layer, problems)
+        for act in layer.activations:
+            if act.name in ("softmax", "log_softmax"):
+                problems.append(f"{act} inside the cell: rnnconvert's TF.js classes apply activations elementwise")
+        self.exact[layer.name] = [{k: v for k, v in (("name", a.name), ("alpha", a.alpha), ("beta", a.beta))
+                                   if v is not None} for a in layer.activations]
+        names = [tfjs_name(a) or "linear" for a in layer.activations]
+        return names, [(blocks, None) for blocks in keras_plan._ROLE_BLOCKS[layer.cell]]
+
+    def exact_activations(self, layer: M.Recurrent) -> bool:
+        """Does the layer need its activations exact: one TF.js names none for and no slope can be folded
+        into the weights, an LSTM whose candidate and output differ, or a slope folded beside a clip or
+        peepholes (which act on the unscaled pre-activation)?"""
+        acts = layer.activations
+        named = [tfjs_name(a) for a in acts]
+        blocks = keras_plan._ROLE_BLOCKS[layer.cell]
+        folds = [n is None and b is not None and keras_plan.fold(a, MAJOR, self.fold_ok) is not None
+                 for a, n, b in zip(acts, named, blocks)]
+        if any(n is None and not f for n, f in zip(named, folds)):
+            return True
+        if layer.cell == "lstm" and acts[1] != acts[2]:
+            return True
+        return any(folds) and (layer.clip is not None or any(w.P is not None for w in layer.weights))
 
     def recurrent(self, layer: M.Recurrent, shape: list) -> list[KLayer]:
         out = super().recurrent(layer, shape)
@@ -95,6 +118,8 @@ class Planner(keras_plan.Planner):
                         for side, w in zip(_sides(spec), layer.weights)]
         if layer.clip is not None:
             extra["cell_clip"] = float(layer.clip)
+        if layer.name in self.exact:
+            extra["cell_activations"] = self.exact[layer.name]
         if any(getattr(w, s) is not None and np.any(np.asarray(getattr(w, s)) != 0)
                for w in layer.weights for s in ("h0", "c0")):
             batch, states = initial_states(layer)
@@ -134,6 +159,12 @@ def initial_states(layer: M.Recurrent) -> tuple[int | None, list[list[tuple[str,
         out.append([(var, np.broadcast_to(np.zeros(n) if a is None else np.asarray(a, dtype=np.float64),
                                           lead + [n]).copy()) for var, a, n in sizes])
     return batch, out
+
+
+def tfjs_name(act: M.Activation) -> str | None:
+    """The activation name that computes `act` in both tf.keras 2 and TF.js, or None."""
+    name = keras_activation(act, MAJOR)
+    return name if name in ACTIVATIONS else None
 
 
 def refusals(spec: KLayer) -> list[str]:

@@ -11,7 +11,7 @@ from conftest import FIXTURES
 from progress_lines import without_progress
 from rnnconvert.cli import cli
 from rnnconvert.formats.tfjs import layers_js, runtime
-from rnnconvert.model import Activation, Recurrent
+from rnnconvert.model import Activation
 from tfjs_oracle import require_tfjs
 
 LSTM = FIXTURES / "tfkeras2" / "conv1d_causal_dilated_lstm" / "model.h5"
@@ -49,22 +49,20 @@ def test_reset_after_gru_is_written_with_rnnconvert_classes(runner, tmp_path):
     assert (tmp_path / "model.layers.mjs").read_text() == layers_js.SOURCE
 
 
-def test_a_clip_with_a_folded_hard_sigmoid_is_refused_naming_the_layer(runner, tmp_path):
-    """A cell clip is written (rnnconvert's classes), but not beside a gate slope folded into the weights."""
-    clipped = tmp_path / "clip.rnnc"
-    model = rnnconvert.read(LSTM)
-    lstm = next(layer for layer in model.layers if isinstance(layer, Recurrent))
-    lstm.clip = 3.0
-    lstm.activations[0] = Activation("hard_sigmoid", alpha=0.3, beta=0.5)
-    rnnconvert.write(model, clipped)
+def test_an_activation_tfjs_lacks_outside_a_cell_is_refused_naming_the_layer(runner, tmp_path):
+    """Inside a recurrent cell rnnconvert's classes compute any activation; a Dense's must be TF.js's."""
+    source = tmp_path / "exp.rnnc"
+    model = rnnconvert.read(FIXTURES / "tfkeras2" / "simplernn_selu_dense" / "model.h5")
+    model.layers[-1].activation = Activation("exponential")
+    rnnconvert.write(model, source)
     dst = tmp_path / "model.json"
-    res = runner.invoke(cli, [str(clipped), str(dst)])
+    res = runner.invoke(cli, [str(source), str(dst)])
     assert res.exit_code == 2
     assert without_progress(res.stderr).strip() == (
-        f"rnnconvert: error: {dst}: cannot write this model as TF.js (whose layers are tf.keras 2's): layer 'lstm': "
-        "a cell clip with hard_sigmoid(alpha=0.3, beta=0.5): TF.js's hard_sigmoid is clip(0.2x+0.5), and this slope "
-        "can be folded into the kernels and biases only, not into the clip")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.rnnc"]
+        f"rnnconvert: error: {dst}: cannot write this model as TF.js (whose layers are tf.keras 2's): layer 'dense': "
+        "activation 'exponential' has no TF.js activation; for JavaScript, write an ES module (.mjs) instead, which "
+        "computes it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.rnnc"]
 
 
 def test_without_node_the_tfjs_check_is_not_run(runner, tmp_path, monkeypatch):
