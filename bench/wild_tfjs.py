@@ -1,7 +1,8 @@
 """bench/wild.py's `.tfjs` column: a `convert` case's whole model written as a TF.js layers model and run by
 @tensorflow/tfjs under Node on x.npy, against y.npy under the project's tolerance (the same as the ONNX
-column's).  Not a verdict of the row: TF.js cannot compute some layers (a GRU with reset_after=True), and a
-refusal naming the layer is an answer; a crash (an exception that is not rnnconvert's) is one."""
+column's), importing rnnconvert's layer classes written beside it where the model names them (a GRU with
+reset_after=True, initial states, masks).  Not a verdict of the row: a refusal naming the layer is an
+answer; a crash (an exception that is not rnnconvert's) is one."""
 from __future__ import annotations
 
 import tempfile

@@ -9,7 +9,9 @@ from fuzz_cases import _pick
 from fuzzing import FIXTURES, mutate_bytes, mutate_tree
 
 SEEDS = ("lstm_seq_dense", "bilstm_concat_last_softmax", "bigru_sum_seq", "conv1d_same_gru_dense",
-         "embed_mask_lstm_last", "batchnorm_lstm_dropout_lstm", "functional_lstm_gru_backwards_softmax")
+         "embed_mask_lstm_last", "batchnorm_lstm_dropout_lstm", "functional_lstm_gru_backwards_softmax",
+         "rnnconvert_bigru_reset_after_seq", "rnnconvert_lstm_projection_initial_state",
+         "rnnconvert_embed_mask_bilstm_zero_gap", "rnnconvert_lstm_peepholes_clip_gru_activations")
 SHARD = "group1-shard1of1.bin"
 EVIL_PATHS = ["../" + SHARD, "/etc/passwd", "a/../../" + SHARD, "", ".", "x" * 5000, "file:///etc/passwd",
               "C:\\x.bin", "sub/" + SHARD, SHARD + "\0"]

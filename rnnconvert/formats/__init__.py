@@ -129,7 +129,7 @@ def write(model, path, format: str | None = None, **options) -> list[str]:
     return fmt.load().write(model, path, **options) or []
 
 
-PEEPHOLE_WRITERS = ("onnx", "canonical")     # the formats whose LSTM has ONNX's peepholes (P)
+PEEPHOLE_WRITERS = ("onnx", "canonical", "tfjs")     # the formats whose LSTM has ONNX's peepholes (P)
 
 
 def peepholes_written_by(model, fmt: str, path: str) -> None:

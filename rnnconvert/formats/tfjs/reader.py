@@ -6,6 +6,9 @@
 writes a Keras file).  Weight names: `layer/var`, `layer/cell/var` (converted Keras files),
 `bidirectional/forward_lstm[/cell]/var`; a layer's arrays are put in Keras's order by their names.
 Whatever Keras version the topology names, TF.js computes hard_sigmoid as clip(0.2x+0.5): read so.
+rnnconvert's own layer classes (`layers_js`: a reset_after GRU, initial states as weights `initial_h`,
+`initial_c`, masked zero outputs and pooling) are read as the Keras layers they extend, from the JSON
+and the shards alone: the module beside the model is never read or run.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from ...files.text import read_json
 from ...model import InputSpec, Model, Recurrent
 from ..keras_json import graph
 from ..keras_json.build import combined, convert_chain, fold_selectors, shape_text
-from ..keras_json.layers import Converter
+from .classes import ClassConverter, plain_classes
 from .weights import read_weights
 
 MAX_JSON = 100_000_000
@@ -72,7 +75,8 @@ def _document(path: str) -> tuple[dict, str | None]:
 
 def _read(path: str) -> Model:
     doc, version = _document(path)
-    model_class, name, entries = graph.chain(doc["config"], path)
+    config, extras = plain_classes(doc["config"], path)
+    model_class, name, entries = graph.chain(config, path)
     entries = fold_padding(entries)
     named = read_weights(doc["manifest"], path)
     by_layer = group_weights(named, [e.name for e in entries], path)
@@ -83,8 +87,8 @@ def _read(path: str) -> Model:
 
     def lookup(e):
         return [(n, load()) for n, load in by_layer.pop(e.name, [])], f"weights '{e.name}/...'"
-    conv = Converter(path, 2, lookup, model_class=model_class, features=features, allow_stateful=False,
-                     time_steps=time_steps)
+    conv = ClassConverter(path, 2, lookup, model_class=model_class, features=features, allow_stateful=False,
+                          time_steps=time_steps, extras=extras)
     layers, problems = convert_chain(conv, entries)
     if problems:
         raise combined(problems, path)

@@ -6,7 +6,10 @@ Where the npm package is found (the first folder holding `node_modules/@tensorfl
 parents searched as Node does): `$RNNCONVERT_TFJS` (an npm prefix, e.g. `npm install --prefix DIR
 @tensorflow/tfjs`), the working directory, then the folder holding the `rnnconvert` package (a clone's
 `npm install @tensorflow/tfjs`).  Missing node or package: `RuntimeUnavailable` (the check is not run).
-Node runs in a scratch directory with a bare environment (`files.scratch`).  `runner(path, model)`
+Node runs in a scratch directory with a bare environment (`files.scratch`).  rnnconvert's layer classes
+(`layers_js`) are imported before a model loads: the `NAME.layers.mjs` beside it when that file is
+byte for byte rnnconvert's module (so a written model is run with the module written beside it), else
+the runtime's own copy; never other JavaScript found beside a model.  `runner(path, model)`
 keeps one Node process for every input verification sends (a process per input costs about 5x as
 much: node's start and the model's load); `run_many` runs many models and inputs in one process (tests).
 """
@@ -25,8 +28,11 @@ import numpy as np
 from ...errors import InputError, RuntimeUnavailable
 from ...files import interrupt, scratch
 from ...files.text import read_json
+from . import layers_js
 
 PACKAGE = os.path.join("node_modules", "@tensorflow", "tfjs")
+OWN_LAYERS = "rnnconvert.layers.mjs"
+_SOURCE_BYTES = layers_js.SOURCE.encode()
 ENV = "RNNCONVERT_TFJS"
 
 _RUNNER = r"""
@@ -34,6 +40,7 @@ import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, resolve, sep } from 'node:path';
 import { createInterface } from 'node:readline';
+import { pathToFileURL } from 'node:url';
 const [tfjsDir, jobsPath] = process.argv.slice(2);
 const require = createRequire(import.meta.url);
 const warn = console.warn;
@@ -41,7 +48,9 @@ console.warn = () => {};                     // tfjs's banner about tfjs-node
 const tf = require(tfjsDir);
 console.warn = warn;
 await tf.setBackend('cpu');
+globalThis.tf = tf;                          // what rnnconvert's layer classes extend
 const models = new Map();
+const imported = new Set();
 function fetchIn(folder) {
   return async (url) => {
     const file = realpathSync(resolve(String(url)));        // links followed, as the reader does
@@ -50,6 +59,10 @@ function fetchIn(folder) {
   };
 }
 async function run(job) {
+  if (!imported.has(job.layers)) {
+    await import(pathToFileURL(job.layers).href);
+    imported.add(job.layers);
+  }
   let model = models.get(job.model);
   if (model === undefined) {
     const folder = realpathSync(dirname(resolve(job.model)));
@@ -113,14 +126,34 @@ def run_many(jobs) -> list[np.ndarray]:
     with interrupt.temporary_directory("rnnconvert-tfjs-") as d:
         listed = [_job(d, k, path, x) for k, (path, x) in enumerate(jobs)]
         runner, jobs_file = os.path.join(d, "run.mjs"), os.path.join(d, "jobs.json")
-        with open(runner, "w") as f:
-            f.write(_RUNNER)
+        _scripts(d)
         with open(jobs_file, "w") as f:
             json.dump(listed, f)
         res = scratch.run([node, runner, tfjs, jobs_file])
         if res.returncode != 0:
             raise _failed(res.stderr)
         return [_output(job["y"]) for job in listed]
+
+
+def _scripts(folder: str) -> None:
+    """The runner and rnnconvert's own copy of its layer classes, in `folder`."""
+    for name, text in (("run.mjs", _RUNNER), (OWN_LAYERS, layers_js.SOURCE)):
+        with open(os.path.join(folder, name), "w") as f:
+            f.write(text)
+
+
+def _layers_module(folder: str, path) -> str:
+    """The module of layer classes to import before the model at `path` loads: the one written beside it
+    if it is rnnconvert's, byte for byte; else the copy in `folder`."""
+    beside = os.path.splitext(os.path.abspath(os.fspath(path)))[0] + layers_js.SUFFIX
+    try:
+        if os.path.isfile(beside) and os.path.getsize(beside) == len(_SOURCE_BYTES):
+            with open(beside, "rb") as f:
+                if f.read() == _SOURCE_BYTES:
+                    return beside
+    except OSError:
+        pass
+    return os.path.join(folder, OWN_LAYERS)
 
 
 def _failed(stderr: str) -> InputError:
@@ -143,7 +176,8 @@ def _job(folder: str, k, path, x) -> dict:
     dtype = "int32" if x.dtype.kind in "iu" else "float32"
     fin, fout = os.path.join(folder, f"x{k}.bin"), os.path.join(folder, f"y{k}.bin")
     np.ascontiguousarray(x, dtype="<i4" if dtype == "int32" else "<f4").tofile(fin)
-    return {"model": os.path.abspath(os.fspath(path)), "x": fin, "y": fout, "shape": list(x.shape), "dtype": dtype}
+    return {"model": os.path.abspath(os.fspath(path)), "x": fin, "y": fout, "shape": list(x.shape), "dtype": dtype,
+            "layers": _layers_module(folder, path)}
 
 
 def _layout(x, model, run_batch_major):
@@ -178,8 +212,7 @@ class _Server:
         node, tfjs = _node(), find_tfjs()
         self.folder = tempfile.mkdtemp(prefix="rnnconvert-tfjs-")
         runner = os.path.join(self.folder, "run.mjs")
-        with open(runner, "w") as f:
-            f.write(_RUNNER)
+        _scripts(self.folder)
         self.err = open(os.path.join(self.folder, "stderr"), "w+")
         self.proc = subprocess.Popen([node, runner, tfjs, "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.err, cwd=self.folder, env=scratch.environment(self.folder),

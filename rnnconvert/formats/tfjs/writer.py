@@ -4,9 +4,11 @@ weights shard `NAME.bin` beside it (little-endian float32, the arrays in manifes
 The topology is a tf.keras 2 Sequential config (`keras_json.config`, planned by `keras_json.plan` for
 Keras 2: TF.js's hard_sigmoid is tf.keras 2's clip(0.2x+0.5)); weights are named as TF.js names them
 (`lstm/kernel`, `bi/forward_gru/kernel`).  `plan.py` adapts what TF.js lacks (causal and explicit
-Conv1D padding) and refuses, naming the layer, what it cannot compute (a GRU with reset_after=True,
-masks it applies otherwise, activations it does not name).  The shard is written first, one array at
-a time, then the JSON that lists them.
+Conv1D padding) and refuses, naming the layer, what it cannot compute (activations it does not name,
+cell clip).  A layer TF.js's own classes compute otherwise (a reset_after GRU, an LSTM projection,
+initial states, masks) names rnnconvert's class instead, and the module defining it is written beside
+the model as `NAME.layers.mjs` (`layers_js`).  The shard is written first, one array at a time, then
+the module, then the JSON that lists them.
 """
 from __future__ import annotations
 
@@ -20,9 +22,9 @@ from ...model import Model
 from ...model.states import refuse_state_io
 from ...version import __version__
 from ..keras_json.config import inner_name, model_config, weight_paths
-from ..keras_json.plan import Planner
 from ..keras_json.specs import KLayer
-from .plan import MAJOR, adapt, mask_refusals
+from . import layers_js
+from .plan import MAJOR, Planner, adapt
 
 # The TF.js release whose files these imitate, and which the tests run them with.
 TFJS_VERSION = "4.22.0"
@@ -31,6 +33,11 @@ TFJS_VERSION = "4.22.0"
 def shard_path(path) -> str:
     """The weights shard written beside `path`: same stem, `.bin` (`model.json` -> `model.bin`)."""
     return os.path.splitext(os.fspath(path))[0] + ".bin"
+
+
+def module_path(path) -> str:
+    """rnnconvert's layer classes written beside `path` when the model names them (`model.layers.mjs`)."""
+    return os.path.splitext(os.fspath(path))[0] + layers_js.SUFFIX
 
 
 def write(model: Model, path, fold_hard_sigmoid=True, selectors=True, **options) -> list[str]:
@@ -43,7 +50,7 @@ def write(model: Model, path, fold_hard_sigmoid=True, selectors=True, **options)
     planner = Planner(model, MAJOR, fold_hard_sigmoid=fold_hard_sigmoid, selectors=selectors)
     specs, problems = planner.plan()
     specs, more = adapt(specs, planner)
-    problems += more + mask_refusals(model)
+    problems += more
     if problems:
         raise UnsupportedError("cannot write this model as TF.js (whose layers are tf.keras 2's): "
                                + "; ".join(problems), path=path)
@@ -51,9 +58,8 @@ def write(model: Model, path, fold_hard_sigmoid=True, selectors=True, **options)
     if model.input.layout != "batch_time_feature":
         notes.append(f"the TF.js model takes [batch, time, features]; the source took {model.input.layout} "
                      "(transpose inputs and sequence outputs)")
-    config = model_config(specs, model, planner.input_name, MAJOR, full=False)
-    items = [(weight_name(spec, owner, var), a) for spec in specs
-             for (owner, var), a in zip(weight_paths(spec), spec.weights)]
+    config = name_custom_classes(model_config(specs, model, planner.input_name, MAJOR, full=False), planner.custom)
+    items = [item for spec in specs for item in spec_weights(spec, planner.custom)]
     shard = shard_path(path)
     listed: list[dict] = []
     doc = {"format": "layers-model", "generatedBy": f"rnnconvert {__version__}", "convertedBy": None,
@@ -66,8 +72,35 @@ def write(model: Model, path, fold_hard_sigmoid=True, selectors=True, **options)
             a = np.ascontiguousarray(np.asarray(a() if callable(a) else a, dtype="<f4"))
             f.write(memoryview(a).cast("B"))
             listed.append({"name": name, "shape": list(a.shape), "dtype": "float32"})
-    write_files([(shard, "wb", weights), (path, "w", lambda f: json.dump(doc, f))])
+    module = [(module_path(path), "w", lambda f: f.write(layers_js.SOURCE))] if planner.custom else []
+    write_files([(shard, "wb", weights)] + module + [(path, "w", lambda f: json.dump(doc, f))])
+    if planner.custom:
+        named = ", ".join(f"'{name}' as {cls}" for name, (cls, _, _) in planner.custom.items())
+        module = os.path.basename(module_path(path))
+        notes.append(f"written with rnnconvert's TF.js layer classes, for what TF.js's own layers do not compute: "
+                     f"{named}; they are defined in {module} beside the model: import it once before "
+                     f"tf.loadLayersModel (import './{module}';)")
     return notes
+
+
+def name_custom_classes(config: dict, custom: dict) -> dict:
+    """The model config with each `custom` layer (or the layer a Bidirectional wraps) naming rnnconvert's
+    class and holding its extra settings."""
+    for entry in config["config"]["layers"]:
+        cls_extra = custom.get(entry["config"].get("name"))
+        if cls_extra is None:
+            continue
+        target = entry["config"]["layer"] if entry["class_name"] == "Bidirectional" else entry
+        target["class_name"] = cls_extra[0]
+        target["config"].update(cls_extra[1])
+    return config
+
+
+def spec_weights(spec: KLayer, custom: dict) -> list:
+    """(TF.js weight name, array or function) of one layer, rnnconvert's extra weights last."""
+    items = [(weight_name(spec, owner, var), a) for (owner, var), a in zip(weight_paths(spec), spec.weights)]
+    extra = custom.get(spec.name, (None, None, []))[2]
+    return items + [("/".join(filter(None, (spec.name, side, var))), a) for side, var, a in extra]
 
 
 def weight_name(spec: KLayer, owner: str, var: str) -> str:

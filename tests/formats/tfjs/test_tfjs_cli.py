@@ -1,14 +1,17 @@
 """`rnnconvert SRC model.json` end to end: the TF.js model verified by tfjs(dst) (@tensorflow/tfjs under Node)
-and installed with its shard; a layer TF.js cannot compute refused with one line, exit 2, nothing written;
+and installed with its shard (and rnnconvert's layer classes where the model names them); a layer TF.js cannot
+compute refused with one line, exit 2, nothing written;
 without node the TF.js check is listed as not run."""
 from __future__ import annotations
 
 import numpy as np
 
+import rnnconvert
 from conftest import FIXTURES
 from progress_lines import without_progress
 from rnnconvert.cli import cli
-from rnnconvert.formats.tfjs import runtime
+from rnnconvert.formats.tfjs import layers_js, runtime
+from rnnconvert.model import Activation
 from tfjs_oracle import require_tfjs
 
 LSTM = FIXTURES / "tfkeras2" / "conv1d_causal_dilated_lstm" / "model.h5"
@@ -30,17 +33,36 @@ def test_convert_verifies_with_tfjs_and_installs_the_shard(runner, tmp_path):
     np.testing.assert_allclose(out, y, atol=1e-4, rtol=0)
 
 
-def test_reset_after_gru_is_refused_naming_the_layer(runner, tmp_path):
+def test_reset_after_gru_is_written_with_rnnconvert_classes(runner, tmp_path):
+    """A GRU TF.js's own layer refuses (reset_after=True) converts, verified by tfjs(dst) importing the module
+    written beside the model, which is installed with it."""
+    require_tfjs()
     dst = tmp_path / "model.json"
     res = runner.invoke(cli, [str(GRU), str(dst)])
+    assert res.exit_code == 0, res.output + res.stderr
+    assert ("changed in form: written with rnnconvert's TF.js layer classes, for what TF.js's own layers do not "
+            "compute: 'gru' as RnnconvertGRU; they are defined in model.layers.mjs beside the model: import it once "
+            "before tf.loadLayersModel (import './model.layers.mjs';)") in res.output
+    checks = [line.split() for line in res.output.splitlines() if line.strip().startswith("tfjs(dst)")]
+    assert len(checks) >= 3 and all(c[-1] == "ok" for c in checks), res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.json", "model.layers.mjs"]
+    assert (tmp_path / "model.layers.mjs").read_text() == layers_js.SOURCE
+
+
+def test_an_activation_tfjs_lacks_outside_a_cell_is_refused_naming_the_layer(runner, tmp_path):
+    """Inside a recurrent cell rnnconvert's classes compute any activation; a Dense's must be TF.js's."""
+    source = tmp_path / "exp.rnnc"
+    model = rnnconvert.read(FIXTURES / "tfkeras2" / "simplernn_selu_dense" / "model.h5")
+    model.layers[-1].activation = Activation("exponential")
+    rnnconvert.write(model, source)
+    dst = tmp_path / "model.json"
+    res = runner.invoke(cli, [str(source), str(dst)])
     assert res.exit_code == 2
     assert without_progress(res.stderr).strip() == (
-        f"rnnconvert: error: {dst}: cannot write this model as TF.js (whose layers are tf.keras 2's): layer 'gru': "
-        "a GRU with the reset gate "
-        "applied after the recurrent matmul (reset_after=True, as PyTorch, ONNX linear_before_reset=1 and tf.keras "
-        "2's default compute it): TF.js's GRU computes only reset_after=False; for JavaScript, write an ES module "
-        "(.mjs) instead, which computes it")
-    assert list(tmp_path.iterdir()) == []
+        f"rnnconvert: error: {dst}: cannot write this model as TF.js (whose layers are tf.keras 2's): layer 'dense': "
+        "activation 'exponential' has no TF.js activation; for JavaScript, write an ES module (.mjs) instead, which "
+        "computes it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.rnnc"]
 
 
 def test_without_node_the_tfjs_check_is_not_run(runner, tmp_path, monkeypatch):

@@ -24,7 +24,7 @@ ort = pytest.importorskip("onnxruntime")
 
 
 def test_every_tfjs_fixture_is_read():
-    assert len(TFJS) == 8
+    assert len(TFJS) == 12
 
 
 @pytest.mark.parametrize("case", TFJS, ids=lambda c: c.id)

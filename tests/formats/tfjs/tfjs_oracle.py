@@ -24,3 +24,14 @@ def run_all(jobs):
     """runtime.run_many after require_tfjs: one Node process for every (model.json, x)."""
     require_tfjs()
     return runtime.run_many(jobs)
+
+
+def require_chromium() -> str:
+    """Headless Chromium (the system package), as tests/pictures uses it; absent, skip, or fail under CI."""
+    import shutil
+    path = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if path is None:
+        if os.environ.get("CI") or os.environ.get("RNNCONVERT_SCREENSHOTS"):
+            pytest.fail("chromium is not installed (CI installs it: apt-get install chromium)")
+        pytest.skip("chromium is not installed")
+    return path
