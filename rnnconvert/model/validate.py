@@ -4,12 +4,15 @@ parameters that are not numbers (`check_activation_numbers`).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from . import gates
 from ..errors import InputError, short_repr
 from .layers import (CELLS, CONV_PADDINGS, DIRECTIONS, MASKED_OUTPUTS, MERGE_MODES, OUTPUTS, POOL_MODES, TIME_ORDERS,
                      BatchNorm, Conv1D, Dense, Embedding, Flatten, Pooling1D, Recurrent)
+from .hybrid import problems as hybrid_problems
 from .states import state_problems
 
 
@@ -63,6 +66,8 @@ def _problems(model):
                 yield f"{where}: kernel shape {tuple(layer.kernel.shape)}, expected ({features}, units)"
             elif layer.bias is not None and layer.bias.shape != (layer.kernel.shape[1],):
                 yield f"{where}: bias shape {tuple(layer.bias.shape)}, expected ({layer.kernel.shape[1]},)"
+            elif layer.hybrid is not None:
+                yield from hybrid_problems(layer, where)
             features = layer.units_out if layer.kernel.ndim == 2 else features
         elif isinstance(layer, Embedding):
             if k != 0:
@@ -150,6 +155,11 @@ def recurrent_problems(layer: Recurrent, where: str, features: int):
                 yield f"{where}.{name}.{a}: shape {tuple(v.shape)}, expected (..., {size})"
         if w.c0 is not None and layer.cell != "lstm":
             yield f"{where}.{name}: c0 given for a {layer.cell.upper()} layer"
+    if layer.hybrid is not None:
+        if layer.cell == "gru" or any(w.P is not None for w in layer.weights) or layer.clip is not None:
+            yield f"{where}: hybrid arithmetic is LiteRT's LSTM and RNN kernels': no GRU, peepholes or clip"
+        elif not any(True for _ in recurrent_problems(replace(layer, hybrid=None), where, features)):
+            yield from hybrid_problems(layer, where)
 
 
 def nonfinite(model) -> list[tuple[str, str, int, int]]:

@@ -215,6 +215,9 @@ def masked_recurrent(layer: Recurrent, X: np.ndarray, mask: np.ndarray, dtype):
     Each step is the unmasked cell of `cells` run for one step from the carried state.
     """
     R._check_recurrent(layer, X)
+    if layer.hybrid is not None:
+        raise UnsupportedError("a mask reaching a layer with hybrid int8 arithmetic: LiteRT's hybrid sequence "
+                               "ops take no mask", layer=layer.name)
     if mask.shape != X.shape[:2]:
         raise InputError(f"mask of shape {mask.shape} for a sequence of shape {X.shape[:2]}", layer=layer.name)
     acts = [A._compile(a, layer.name) for a in layer.activations]

@@ -14,7 +14,7 @@ import numpy as np
 from ...errors import InputError, UnsupportedError
 from ...model import (ActivationLayer, Dense, Embedding, Flatten, InputSpec, Masking, Model, Pooling1D)
 from ...model.activations import Activation
-from . import schema as s
+from . import reader_hybrid as hybrid, schema as s
 from .parse import parse
 from .reader_loop import loop_seq, read_loops, read_ports, read_spans
 from .reader_front import IMAGE_OPS, Image, Padded, affine, image_op
@@ -185,7 +185,7 @@ def _data_op(op, x, xs, consts, inits, g, name, assumptions) -> list:
             x = finish(x, gn)
         def init(i):
             return inits.get(i)
-        return sequence_op(op, x, consts, gn, init, name, assumptions)
+        return sequence_op(op, x, consts, gn, init, name, assumptions, g.tensors)
     if op.name == "REVERSE_V2":
         if _const(consts, op, 1, g).reshape(-1).tolist() != [1]:
             raise UnsupportedError(f"{gn}: REVERSE_V2 over an axis other than time")
@@ -269,7 +269,7 @@ def _front(op, consts, g, name):
         b = op.inputs[2] if len(op.inputs) > 2 else -1
         bias = None if b < 0 else np.asarray(consts[b], np.float32) if b in consts else _const(consts, op, 2, g)
         act = fused_activation(o.get("fused_activation_function", 0), op.name, g.name)
-        return Dense(name, np.ascontiguousarray(w.T), bias, act)
+        return Dense(name, np.ascontiguousarray(w.T), bias, act, hybrid.dense(op, g.tensors, w.shape[0], g.name, name))
     if op.name in _ACTIVATION_OPS:
         return ActivationLayer(name, Activation(_ACTIVATION_OPS[op.name], 1.0 if op.name == "ELU" else None))
     if op.name == "SOFTMAX":

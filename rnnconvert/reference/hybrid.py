@@ -1,0 +1,149 @@
+"""LiteRT's hybrid (dynamic-range) arithmetic, for layers whose `hybrid` setting says their int8 weights
+run that way (`rnnconvert/model/hybrid.py`): FULLY_CONNECTED and the sequence LSTM / RNN ops with int8
+weights and float32 activations, computed in float32 as TFLite's kernels compute them (fully_connected.cc
+EvalHybridDense, lstm_eval.cc LstmStepHybrid, kernel_utils.cc RnnBatchStep, portable_tensor_utils.cc).
+
+Every product M*v of an int8 matrix M [rows, cols] (scales s[row]) with a float32 vector v (one per batch
+row, per time step) is
+
+    quantize v:  symmetric   r = max|v|, sf = r/127, q = round(v * (127/r)) in [-127, 127], zp = 0
+                 asymmetric  lo = min(0, min v), hi = max(0, max v) (in double), sf = (hi-lo)/255,
+                             zp = the nudged zero point in [-128, 127], q = round(zp + v * (1/sf)) in [-128, 127]
+                 (an all-zero v: q = 0, sf = 1, zp = 0; round is half away from zero)
+    accumulate:  out[row] += float32(sum_c M[row, c] * q[c] - zp * sum_c M[row, c]) * float32(sf * s[row])
+
+added to what `out` holds: the bias, then the input's product, then the recurrent one (LSTM and RNN), then
+the activation.  LSTM (canonical gates i, f, g, o; each gate block its own product over x_t and h_t-1):
+    G = b + W*x_t (+) R*h_t-1;  i, f, o = sigmoid(G);  g = act_g(G);  c_t = f*c_t-1 + g*i;
+    h_t = o * act_h(c_t), or with a projection P: h_t = P*(o * act_h(c_t)) as one more hybrid product.
+RNN: h_t = act(b + W*x_t (+) R*h_t-1).  Dense: y = act(bias + kernel^T * x), per [batch, time] row.
+The sum over c is exact (integers); the float32 steps round as the kernel's do; LiteRT's sigmoid and tanh
+(Eigen's) may differ from numpy's by an ulp.  The result is returned in the pass's dtype.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UnsupportedError
+from ..model import hybrid as H
+from .activations import _compile
+from .cells import State
+
+F32 = np.float32
+
+
+def _round(v: np.ndarray) -> np.ndarray:
+    """TfLiteRound: half away from zero (exact in float64 for float32 values)."""
+    v = v.astype(np.float64)
+    return np.where(v >= 0, np.floor(v + 0.5), np.ceil(v - 0.5))
+
+
+def quantize(v: np.ndarray, asymmetric: bool):
+    """Rows of float32 v [N, C] -> (q float64 integers [N, C], sf float32 [N], zp float64 [N])."""
+    v = np.asarray(v, F32)
+    n = v.shape[0]
+    q = np.zeros(v.shape, np.float64)
+    sf = np.ones(n, F32)
+    zp = np.zeros(n, np.float64)
+    if v.size == 0:
+        return q, sf, zp
+    lo, hi = v.min(axis=1), v.max(axis=1)
+    if not asymmetric:
+        r = np.maximum(np.abs(lo), np.abs(hi))
+        live = r != 0
+        sf[live] = r[live] / F32(127)
+        inv = F32(127) / np.where(live, r, F32(1))
+        q[live] = np.clip(_round((v * inv[:, None])[live]), -127, 127)
+        return q, sf, zp
+    rmin, rmax = np.minimum(0.0, lo.astype(np.float64)), np.maximum(0.0, hi.astype(np.float64))
+    live = rmin != rmax
+    scale = np.where(live, (rmax - rmin) / 255.0, 1.0)
+    from_min, from_max = -128.0 - rmin / scale, 127.0 - rmax / scale
+    use_min = (128.0 + np.abs(rmin / scale)) < (127.0 + np.abs(rmax / scale))
+    zd = np.where(use_min, from_min, from_max)
+    nudged = np.where(zd <= -128.0, -128.0, np.where(zd >= 127.0, 127.0, _round(zd)))
+    sf[live] = scale[live].astype(F32)
+    zp[live] = nudged[live]
+    inv = F32(1) / sf
+    shifted = zp.astype(F32)[:, None] + v * inv[:, None]          # float32(zp) + float32(v * inv), in float32
+    q[live] = np.clip(_round(shifted[live]), -128, 127)
+    return q, sf, zp
+
+
+class Product:
+    """One int8 matrix of a layer ([rows, cols] integers, a float32 scale per row, its row sums)."""
+
+    def __init__(self, layer, key: str):
+        self.M = H.integers(layer, key).astype(np.float64)
+        self.s = np.asarray(layer.hybrid["scales"][key], F32)
+        self.row_sums = self.M.sum(axis=1)
+        self.asymmetric = layer.hybrid["asymmetric_inputs"]
+
+    def accumulate(self, out: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """out [N, rows] (float32) + the hybrid product with v [N, cols]; nothing when v is all zeros."""
+        if not np.any(v):
+            return out
+        q, sf, zp = quantize(v, self.asymmetric)
+        dot = q @ self.M.T - zp[:, None] * self.row_sums[None, :]        # exact integers
+        return out + dot.astype(F32) * (sf[:, None] * self.s[None, :])
+
+
+def dense(layer, X: np.ndarray, dtype) -> np.ndarray:
+    shape = X.shape
+    v = np.asarray(X, F32).reshape(-1, shape[-1])
+    units = layer.kernel.shape[1]
+    out = np.zeros((v.shape[0], units), F32)
+    if layer.bias is not None:
+        out += np.asarray(layer.bias, F32)
+    out = Product(layer, "kernel").accumulate(out, v)
+    fn, _ = _compile(layer.activation, layer.name)
+    fn(out, out)
+    return out.reshape(shape[:-1] + (units,)).astype(dtype)
+
+
+def recurrent(layer, w, d: str, X: np.ndarray, reverse: bool, acts, dtype):
+    """One direction `d` over X [T, B, F]: (Y [T, B, S], State), as `cells` returns them."""
+    if layer.cell not in ("lstm", "rnn"):
+        raise UnsupportedError(f"hybrid arithmetic for a {layer.cell.upper()}: LiteRT has no such kernel",
+                               layer=layer.name)
+    T, B, F = X.shape
+    Wp, Rp = Product(layer, f"{d}.W"), Product(layer, f"{d}.R")
+    Pp = Product(layer, f"{d}.proj") if w.proj is not None else None
+    bias = np.asarray(w.Wb, F32) + np.asarray(w.Rb, F32)
+    S = layer.state_size
+    h = _initial(w.h0, S, B)
+    c = _initial(w.c0, layer.hidden, B) if layer.cell == "lstm" else None
+    XC = Wp.accumulate(np.zeros((T * B, bias.size), F32), np.asarray(X, F32).reshape(T * B, F)).reshape(T, B, -1)
+    Y = np.empty((T, B, S), F32)
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        G = Rp.accumulate(bias + XC[t], h)
+        if layer.cell == "rnn":
+            acts[0][0](G, G)
+            h = G
+        else:
+            h, c = _lstm_step(G, c, acts, layer.hidden, Pp)
+        Y[t] = h
+    return Y.astype(dtype), State(h.astype(dtype), None if c is None else c.astype(dtype))
+
+
+def _lstm_step(G, c, acts, Hn, Pp):
+    (f_act, _), (g_act, _), (h_act, _) = acts
+    i, f, g, o = (np.ascontiguousarray(G[:, k * Hn:(k + 1) * Hn]) for k in range(4))
+    for gate in (i, f, o):
+        f_act(gate, gate)
+    g_act(g, g)
+    c = f * c
+    c = c + g * i
+    out = np.empty_like(c)
+    h_act(c, out)
+    out = o * out
+    if Pp is not None:
+        out = Pp.accumulate(np.zeros((out.shape[0], Pp.s.size), F32), out)
+    return out, c
+
+
+def _initial(v, size: int, B: int) -> np.ndarray:
+    if v is None:
+        return np.zeros((B, size), F32)
+    v = np.asarray(v, F32)
+    return np.ascontiguousarray(np.broadcast_to(v, (B, size)))

@@ -1,0 +1,139 @@
+"""Int8 weights as LiteRT runs them (its hybrid kernels quantize the activations on the fly): a file's
+FULLY_CONNECTED and sequence LSTM / RNN ops with int8 weights read as layers with a `hybrid` setting, and the
+reference pass computing that arithmetic, checked against LiteRT itself (the TensorFlow-written fixture,
+rnnconvert's own --quantize dynamic files with batch 3, saturating inputs, initial states, both directions and
+a projection).  Writers that cannot hold it write the float weights and the report says the arithmetic
+changed.  Without the emulation every prediction test here fails (the float model of the same weights is
+2.2e-2 from LiteRT on the fixture)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rnnconvert
+from conftest import FIXTURES
+from litert_helpers import load, run
+from rnnconvert.cli import cli
+from rnnconvert.errors import InputError
+from rnnconvert.model import SIGMOID, TANH, Dense, DirectionWeights, InputSpec, Model, Recurrent
+from rnnconvert.model.hybrid import dequantized
+from rnnconvert.reference.network import forward
+
+TFQ = FIXTURES / "tflite" / "lstm_seq_quantized"
+
+
+def _fixture():
+    xs, ys = np.load(TFQ / "inputs.npz"), np.load(TFQ / "outputs.npz")
+    return [(k, xs[k], ys[k]) for k in xs.files]
+
+
+def test_tensorflow_quantized_file_predicted_within_1e5_of_litert():
+    model = rnnconvert.read(TFQ / "model.tflite")
+    lstm, head = model.layers
+    assert lstm.hybrid["asymmetric_inputs"] is True and sorted(lstm.hybrid["scales"]) == ["forward.R", "forward.W"]
+    assert head.hybrid is None                      # TensorFlow left the small Dense kernel float32
+    load  # LiteRT present (skips, or under CI fails, otherwise)
+    for key, x, y in _fixture():
+        got = forward(model, x)
+        np.testing.assert_allclose(got, y, atol=1e-5, rtol=0, err_msg=f"TF Lite's stored outputs [{key}]")
+        litert = np.concatenate([run(TFQ / "model.tflite", row[None]) for row in x])    # static batch 1
+        np.testing.assert_allclose(got, litert, atol=1e-5, rtol=0, err_msg=f"LiteRT [{key}]")
+        # the same weights in float arithmetic are far off: what the emulation accounts for
+        assert np.abs(forward(dequantized(model), x) - y).max() > 1e-3
+
+
+def _lstm(rng, F, H, direction, proj=None, states=False):
+    dirs = 2 if direction == "bidirectional" else 1
+    S = proj or H
+    ws = [DirectionWeights(rng.normal(0, 0.4, (4 * H, F)).astype(np.float32),
+                           rng.normal(0, 0.4, (4 * H, S)).astype(np.float32),
+                           rng.normal(0, 0.3, 4 * H).astype(np.float32), np.zeros(4 * H, np.float32),
+                           h0=rng.normal(0, 0.5, S).astype(np.float32) if states else None,
+                           c0=rng.normal(0, 0.5, H).astype(np.float32) if states else None,
+                           proj=None if proj is None else rng.normal(0, 0.4, (S, H)).astype(np.float32))
+          for _ in range(dirs)]
+    return Recurrent("lstm", "lstm", H, direction, ws, [SIGMOID, TANH, TANH], has_recurrent_bias=False)
+
+
+def _rnn(rng, F, H, direction):
+    dirs = 2 if direction == "bidirectional" else 1
+    ws = [DirectionWeights(rng.normal(0, 0.4, (H, F)).astype(np.float32), rng.normal(0, 0.4, (H, H)).astype(np.float32),
+                           rng.normal(0, 0.3, H).astype(np.float32), np.zeros(H, np.float32),
+                           h0=rng.normal(0, 0.5, H).astype(np.float32))
+          for _ in range(dirs)]
+    return Recurrent("rnn", "rnn", H, direction, ws, [TANH], has_recurrent_bias=False)
+
+
+CASES = {
+    "lstm_states_dense": lambda r: [_lstm(r, 6, 9, "forward", states=True)],
+    "bilstm": lambda r: [_lstm(r, 6, 7, "bidirectional")],
+    "reverse_lstm_projection": lambda r: [_lstm(r, 6, 8, "reverse", proj=5)],
+    "birnn_states": lambda r: [_rnn(r, 6, 7, "bidirectional")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_own_quantized_files_predicted_within_1e5_of_litert(tmp_path, case):
+    rng = np.random.default_rng(len(case))
+    layers = CASES[case](rng)
+    units = layers[-1].units_out
+    layers.append(Dense("head", rng.normal(0, 0.4, (units, 3)).astype(np.float32), np.float32([0.1, -0.2, 0.3])))
+    model = Model(layers, InputSpec("x", 6)).validate()
+    dst = tmp_path / "q.tflite"
+    rnnconvert.write(model, dst, quantize="dynamic")
+    back = rnnconvert.read(dst)
+    assert all(layer.hybrid is not None for layer in back.layers)
+    x = rng.normal(0, 1, (3, 11, 6)).astype(np.float32)
+    x[2] *= 6                                       # saturating
+    x[1, 4] = 0                                     # an all-zero step
+    got, litert = forward(back, x), run(dst, x)
+    np.testing.assert_allclose(got, litert, atol=1e-5, rtol=0)
+    assert np.abs(forward(model, x) - litert).max() > 1e-4     # and int8 weights do change the outputs
+
+
+def test_quantize_dynamic_report_says_both_numbers(tmp_path):
+    src = FIXTURES / "tfkeras2" / "stacked_lstm_dense" / "model.h5"
+    xs = np.load(src.parent / "inputs.npz")
+    report = rnnconvert.convert(src, tmp_path / "q.tflite", write_options={"quantize": "dynamic"}, atol=0.02,
+                                inputs=xs[xs.files[0]])
+    vs_float = [c for c in report.checks if c.oracle == "litert(dst)"]
+    vs_litert = [c for c in report.checks if c.oracle == "litert(dst) vs reference(dst)"]
+    assert vs_float and len(vs_float) == len(vs_litert)
+    assert all(c.passed and c.max_abs < 1e-5 for c in vs_litert)
+    assert all(c.max_abs > 1e-4 for c in vs_float)           # the quantization error, judged at --atol 0.02
+    assert any("run LiteRT's hybrid int8 kernels" in n and "(atol=0.0001 rtol=0.0001)" in n for n in report.notes)
+
+
+def test_hybrid_source_to_onnx_says_the_arithmetic_changed(runner, tmp_path):
+    pytest.importorskip("onnxruntime")
+    dst = tmp_path / "q.onnx"
+    res = runner.invoke(cli, ["convert", str(TFQ / "model.tflite"), str(dst)])
+    assert res.exit_code == 1 and not dst.exists()
+    out = res.output + res.stderr
+    assert "arithmetic changed: layers tfl.unidirectional_sequence_lstm of the source run LiteRT's hybrid int8 " \
+           "kernels (activations quantized on the fly)" in out
+    assert "NOT EQUIVALENT: " in res.stderr
+    report = tmp_path / "report.json"
+    res = runner.invoke(cli, ["convert", str(TFQ / "model.tflite"), str(dst), "--atol", "0.05", "--report", str(report)])
+    assert res.exit_code == 0, res.stderr
+    import json
+    checks = json.loads(report.read_text())["checks"]
+    floats = [c for c in checks if c["oracle"] == "onnxruntime(dst) vs reference(float weights)"]
+    assert floats and all(c["passed"] and c["max_abs"] < 1e-5 for c in floats)
+
+
+def test_hybrid_tflite_to_tflite_keeps_the_int8_weights(tmp_path):
+    dst = tmp_path / "q.tflite"
+    report = rnnconvert.convert(TFQ / "model.tflite", dst)
+    assert report.passed
+    src, back = rnnconvert.read(TFQ / "model.tflite"), rnnconvert.read(dst)
+    assert back.layers[0].hybrid == src.layers[0].hybrid
+    np.testing.assert_array_equal(back.layers[0].weights[0].W, src.layers[0].weights[0].W)
+
+
+def test_hybrid_weights_off_their_grid_are_refused():
+    model = rnnconvert.read(TFQ / "model.tflite")
+    model.layers[0].weights[0].W[0, 0] *= 1.001
+    with pytest.raises(InputError, match=r"layers\[0\] 'tfl.unidirectional_sequence_lstm': hybrid weights "
+                                         r"'forward.W' are not int8 values times their scales"):
+        model.validate()
