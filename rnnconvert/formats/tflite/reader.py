@@ -14,6 +14,7 @@ import numpy as np
 from ...errors import InputError, UnsupportedError
 from ...model import (ActivationLayer, Dense, Embedding, Flatten, InputSpec, Masking, Model, Pooling1D)
 from ...model.activations import Activation
+from ...model.assumptions import Assumption
 from . import reader_hybrid as hybrid, schema as s
 from .parse import parse
 from .reader_loop import loop_seq, read_loops, read_ports, read_spans
@@ -203,6 +204,12 @@ def _data_op(op, x, xs, consts, inits, g, name, assumptions) -> list:
             return [merge(xs[0], xs[1], "sum" if op.name == "ADD" else "mul", gn)]
     if isinstance(x, Folded) or op.name == "RESHAPE" and not _is_const(consts, op, 1):
         return [_folded(op, x, consts, g, name)]
+    if op.name == "CONV_2D" and len(op.inputs) > 1 and g.tensors[op.inputs[1]].quantized:
+        assumptions.append(Assumption(
+            f"layer '{name}': CONV_2D with an int8 filter, which LiteRT runs as a hybrid kernel (its input "
+            "quantized on the fly); read as the float convolution of the dequantized filter, which rnnconvert's "
+            "reference computes: outputs differ by that quantization (`rnnconvert verify` measures it with "
+            "litert(src))", "default", "int8 CONV_2D filter read as float", ""))
     if op.name in IMAGE_OPS or isinstance(x, (Image, Padded)):
         return [image_op(op, finish(x, gn) if isinstance(x, Seq) else x, consts, g, name, _const)]
     x = finish(x, gn)
@@ -213,10 +220,14 @@ def _data_op(op, x, xs, consts, inits, g, name, assumptions) -> list:
     if op.name in ("MUL", "ADD"):
         last = layers[-1] if layers else None
         bias = consts.get(op.inputs[1]) if op.name == "ADD" and len(op.inputs) > 1 else None
-        if isinstance(last, Dense) and last.bias is None and bias is not None and np.size(bias) == last.units_out:
+        act = fused_activation(op.options.get("fused_activation_function", 0), op.name, gn)
+        if isinstance(last, Dense) and last.bias is None and bias is not None and np.size(bias) == last.units_out \
+                and last.activation.name == "linear":
             last.bias = np.asarray(bias, np.float32).reshape(-1)     # TensorFlow's Tensordot: MatMul, then BiasAdd
+            last.activation = act                                      # (its activation fused into the ADD)
             return [Chain(layers)]
-        return [affine(op, Chain(layers), consts, g, name)]
+        out = affine(op, Chain(layers), consts, g, name)
+        return [out if act.name == "linear" else Chain(out.layers + [ActivationLayer(f"{name}_activation", act)])]
     layer = _front(op, consts, g, name)
     return [Chain(layers + ([layer] if layer is not None else []))]
 

@@ -39,12 +39,18 @@ def image_op(op, x, consts, g, name, const):
             raise UnsupportedError(f"{gn}: PAD {p}: rnnconvert reads padding over time only")
         return Padded(x, tuple(p[1]))
     if op.name == "EXPAND_DIMS" and isinstance(x, (Chain, Padded)):
-        if const(consts, op, 1, g).reshape(-1).tolist() != [1]:
+        if const(consts, op, 1, g).reshape(-1).tolist() not in ([1], [-3]):
             raise UnsupportedError(f"{gn}: EXPAND_DIMS other than of axis 1 before a convolution")
         return Image(x.base, x.pads) if isinstance(x, Padded) else Image(x, (0, 0))
     if op.name == "SQUEEZE" and isinstance(x, Image) and x.done:
         if o.get("squeeze_dims") not in ([1], [-3]):
             raise UnsupportedError(f"{gn}: SQUEEZE of dims {o.get('squeeze_dims')} after a convolution")
+        return x.base
+    if op.name == "RESHAPE" and isinstance(x, Image) and x.done:       # TensorFlow's squeeze of axis 1
+        before, after = g.tensors[op.inputs[0]].shape, g.tensors[op.outputs[0]].shape
+        if len(before) != 4 or before[1] != 1 or len(after) != 3 or after[-1] != before[-1]:
+            raise UnsupportedError(f"{gn}: RESHAPE of {before} to {after} after a convolution; rnnconvert reads "
+                                   "the one that drops axis 1")
         return x.base
     if op.name in ("CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D") and isinstance(x, Image) and not x.done:
         if o.get("stride_h", 1) != 1:

@@ -19,25 +19,41 @@ from rnnconvert.model import SIGMOID, TANH, Dense, DirectionWeights, InputSpec, 
 from rnnconvert.model.hybrid import dequantized
 from rnnconvert.reference.network import forward
 
-TFQ = FIXTURES / "tflite" / "lstm_seq_quantized"
+TFL = FIXTURES / "tflite"
+TFQ = TFL / "lstm_seq_quantized"
 
 
-def _fixture():
-    xs, ys = np.load(TFQ / "inputs.npz"), np.load(TFQ / "outputs.npz")
+def _fixture(case):
+    xs, ys = np.load(TFL / case / "inputs.npz"), np.load(TFL / case / "outputs.npz")
     return [(k, xs[k], ys[k]) for k in xs.files]
 
 
-def test_tensorflow_quantized_file_predicted_within_1e5_of_litert():
-    model = rnnconvert.read(TFQ / "model.tflite")
-    lstm, head = model.layers
-    assert lstm.hybrid["asymmetric_inputs"] is True and sorted(lstm.hybrid["scales"]) == ["forward.R", "forward.W"]
-    assert head.hybrid is None                      # TensorFlow left the small Dense kernel float32
+# TensorFlow-quantized files: (layer kind, direction, hybrid scales: None or {array: distinct scales})
+TF_CASES = {
+    "lstm_seq_quantized": [("lstm", "forward", {"forward.W": 4, "forward.R": 4}), ("dense", None, None)],
+    # its two unidirectional LSTM ops read as one layer, the Dense(64, relu) int8 per channel, its relu fused
+    # into the bias ADD (TensorFlow's Tensordot)
+    "bilstm_dense_quantized": [("lstm", "bidirectional", {"forward.W": 4, "forward.R": 4, "reverse.W": 4,
+                                                          "reverse.R": 4}),
+                               ("dense", None, {"kernel": 64}), ("dense", None, None)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(TF_CASES))
+def test_tensorflow_quantized_file_predicted_within_1e5_of_litert(case):
+    path = TFL / case / "model.tflite"
+    model = rnnconvert.read(path)
+    got = [(layer.kind, getattr(layer, "direction", None),
+            None if layer.hybrid is None else {k: len(set(v)) for k, v in layer.hybrid["scales"].items()})
+           for layer in model.layers]
+    assert got == TF_CASES[case]
+    assert all(layer.hybrid["asymmetric_inputs"] for layer in model.layers if layer.hybrid)
     load  # LiteRT present (skips, or under CI fails, otherwise)
-    for key, x, y in _fixture():
-        got = forward(model, x)
-        np.testing.assert_allclose(got, y, atol=1e-5, rtol=0, err_msg=f"TF Lite's stored outputs [{key}]")
-        litert = np.concatenate([run(TFQ / "model.tflite", row[None]) for row in x])    # static batch 1
-        np.testing.assert_allclose(got, litert, atol=1e-5, rtol=0, err_msg=f"LiteRT [{key}]")
+    for key, x, y in _fixture(case):
+        pred = forward(model, x)
+        np.testing.assert_allclose(pred, y, atol=1e-5, rtol=0, err_msg=f"TF Lite's stored outputs [{key}]")
+        litert = np.concatenate([run(path, row[None]) for row in x])    # static batch 1
+        np.testing.assert_allclose(pred, litert, atol=1e-5, rtol=0, err_msg=f"LiteRT [{key}]")
         # the same weights in float arithmetic are far off: what the emulation accounts for
         assert np.abs(forward(dequantized(model), x) - y).max() > 1e-3
 
