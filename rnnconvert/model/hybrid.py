@@ -1,14 +1,14 @@
 """A layer setting: `hybrid`, int8 weights run as LiteRT's hybrid (dynamic-range) kernels.
 
-A Dense or Recurrent layer whose `hybrid` is not None holds its weights dequantized, each value exactly
-float32(q) * scale with q an integer in [-127, 127], and computes as TFLite's hybrid FULLY_CONNECTED and
-sequence LSTM / RNN kernels do: every matrix product quantizes its float input vector on the fly (each
-batch row, each step, the LSTM's x_t and h_t-1 separately) to int8, multiplies int8 x int8 into int32 and
-scales the sum back to float32 (`rnnconvert/reference/hybrid.py` states the equations).  The setting is
+A Dense, Conv1D or Recurrent layer whose `hybrid` is not None holds its weights dequantized, each value exactly
+float32(q) * scale with q an integer in [-127, 127], and computes as TFLite's hybrid FULLY_CONNECTED,
+per-channel CONV_2D and sequence LSTM / RNN kernels do: every matrix product quantizes its float input vector
+on the fly (each batch row, each step, the LSTM's x_t and h_t-1 separately; a convolution's whole input per
+batch row, always asymmetric) to int8, multiplies int8 x int8 into int32 and scales the sum back to float32 (`rnnconvert/reference/hybrid.py` states the equations).  The setting is
 
     {"asymmetric_inputs": bool,             the op's asymmetric_quantize_inputs
      "scales": {array: [scale per row]}}    float32 weight scales, one per output row of the product:
-                                            "kernel" (one per unit) for a Dense, "forward.W", "forward.R",
+                                            "kernel" (one per unit, per filter) for a Dense, a Conv1D, "forward.W", "forward.R",
                                             "forward.proj" (and "reverse.*") for a recurrent layer
 
 A reader sets it only for a file whose runtime computes that way (a .tflite with int8 weights); writers
@@ -24,7 +24,7 @@ QMAX = 127
 
 def keys(layer) -> list[str]:
     """The arrays of `layer` a hybrid kernel multiplies in int8: Dense 'kernel'; recurrent W, R, proj."""
-    if getattr(layer, "kind", "") == "dense":
+    if getattr(layer, "kind", "") in ("dense", "conv1d"):
         return ["kernel"]
     out = []
     for d, w in zip(layer.direction_names(), layer.weights):
@@ -33,9 +33,12 @@ def keys(layer) -> list[str]:
 
 
 def rows_of(layer, key: str) -> np.ndarray:
-    """The array `key` as [rows, cols], rows the products' outputs (a Dense kernel transposed)."""
-    a = layer.arrays()[key]
-    return np.asarray(a).T if key == "kernel" else np.asarray(a)
+    """The array `key` as [rows, cols], rows the products' outputs (a Dense kernel transposed, a Conv1D kernel
+    [width, in, filters] as [filters, width * in])."""
+    a = np.asarray(layer.arrays()[key])
+    if key == "kernel":
+        return a.T if a.ndim == 2 else np.transpose(a, (2, 0, 1)).reshape(a.shape[2], -1)
+    return a
 
 
 def integers(layer, key: str) -> np.ndarray:

@@ -201,6 +201,7 @@ class Conv1D(Layer):
     pads: tuple[int, int] = (0, 0)
     groups: int = 1
     activation: Activation = LINEAR
+    hybrid: dict | None = None          # int8 filter run as LiteRT's hybrid kernel (`hybrid.py`)
     kind: ClassVar[str] = "conv1d"
 
     @property

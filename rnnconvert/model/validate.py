@@ -113,6 +113,12 @@ def _conv_problems(layer: "Conv1D", where: str, features: int, seq: bool):
         yield f"{where}: kernel shape {tuple(layer.kernel.shape)} with groups {layer.groups} does not take {features} input features"
     if layer.bias is not None and layer.bias.shape != (layer.kernel.shape[2],):
         yield f"{where}: bias shape {tuple(layer.bias.shape)}, expected ({layer.kernel.shape[2]},)"
+    elif layer.hybrid is not None:
+        if layer.groups != 1 or isinstance(layer.hybrid, dict) and layer.hybrid.get("asymmetric_inputs") is False:
+            yield f"{where}: hybrid arithmetic for a convolution is LiteRT's per-channel CONV_2D: groups 1, " \
+                  "asymmetric inputs"
+        else:
+            yield from hybrid_problems(layer, where)
 
 
 def recurrent_problems(layer: Recurrent, where: str, features: int):

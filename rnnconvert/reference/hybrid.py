@@ -17,8 +17,16 @@ the activation.  LSTM (canonical gates i, f, g, o; each gate block its own produ
     G = b + W*x_t (+) R*h_t-1;  i, f, o = sigmoid(G);  g = act_g(G);  c_t = f*c_t-1 + g*i;
     h_t = o * act_h(c_t), or with a projection P: h_t = P*(o * act_h(c_t)) as one more hybrid product.
 RNN: h_t = act(b + W*x_t (+) R*h_t-1).  Dense: y = act(bias + kernel^T * x), per [batch, time] row.
+Conv1D (per-channel CONV_2D): the whole input of each batch row quantized at once, asymmetric whatever the
+op says; y[t, f] = act(float32(sum_k,c K[k, c, f] * (q[t', c] - zp)) * float32(s[f] * sf) + bias[f]), padded
+steps contributing nothing.
 The sum over c is exact (integers); the float32 steps round as the kernel's do; LiteRT's sigmoid and tanh
-(Eigen's) may differ from numpy's by an ulp.  The result is returned in the pass's dtype.
+(Eigen's) may differ from numpy's by an ulp, which now and then moves a value across a rounding boundary of
+the quantizer: one int8 step more or less, up to ~1e-3 on the outputs, fading over the following steps.
+The result is returned in the pass's dtype, always computed in float32 as LiteRT does; the float32 pass
+(which verification runs to measure how sensitive an input is to rounding, `checks.float32_noise`) rounds
+differently on purpose: activations in float64 and the quantizer's scaling in float64, so that an input on
+which an ulp moves an int8 value shows it as noise, and the checks allow for it.
 """
 from __future__ import annotations
 
@@ -38,8 +46,9 @@ def _round(v: np.ndarray) -> np.ndarray:
     return np.where(v >= 0, np.floor(v + 0.5), np.ceil(v - 0.5))
 
 
-def quantize(v: np.ndarray, asymmetric: bool):
-    """Rows of float32 v [N, C] -> (q float64 integers [N, C], sf float32 [N], zp float64 [N])."""
+def quantize(v: np.ndarray, asymmetric: bool, wide: bool = False):
+    """Rows of float32 v [N, C] -> (q float64 integers [N, C], sf float32 [N], zp float64 [N]); `wide`: the
+    scaling before rounding in float64 (the other rounding, see the module docstring)."""
     v = np.asarray(v, F32)
     n = v.shape[0]
     q = np.zeros(v.shape, np.float64)
@@ -53,7 +62,7 @@ def quantize(v: np.ndarray, asymmetric: bool):
         live = r != 0
         sf[live] = r[live] / F32(127)
         inv = F32(127) / np.where(live, r, F32(1))
-        q[live] = np.clip(_round((v * inv[:, None])[live]), -127, 127)
+        q[live] = np.clip(_round((_wide(v, wide) * inv[:, None])[live]), -127, 127)
         return q, sf, zp
     rmin, rmax = np.minimum(0.0, lo.astype(np.float64)), np.maximum(0.0, hi.astype(np.float64))
     live = rmin != rmax
@@ -65,15 +74,32 @@ def quantize(v: np.ndarray, asymmetric: bool):
     sf[live] = scale[live].astype(F32)
     zp[live] = nudged[live]
     inv = F32(1) / sf
-    shifted = zp.astype(F32)[:, None] + v * inv[:, None]          # float32(zp) + float32(v * inv), in float32
+    shifted = zp.astype(F32)[:, None] + _wide(v, wide) * inv[:, None]   # float32(zp) + float32(v * inv)
     q[live] = np.clip(_round(shifted[live]), -128, 127)
     return q, sf, zp
+
+
+def _wide(v, wide: bool):
+    return v.astype(np.float64) if wide else v
+
+
+def _act(fn, wide: bool):
+    """An activation `fn(x, out)` on float32 arrays; `wide`: computed in float64, then rounded to float32."""
+    if not wide:
+        return fn
+
+    def run(x, out):
+        t = x.astype(np.float64)
+        fn(t, t)
+        out[...] = t
+    return run
 
 
 class Product:
     """One int8 matrix of a layer ([rows, cols] integers, a float32 scale per row, its row sums)."""
 
-    def __init__(self, layer, key: str):
+    def __init__(self, layer, key: str, wide: bool = False):
+        self.wide = wide
         self.M = H.integers(layer, key).astype(np.float64)
         self.s = np.asarray(layer.hybrid["scales"][key], F32)
         self.row_sums = self.M.sum(axis=1)
@@ -83,7 +109,7 @@ class Product:
         """out [N, rows] (float32) + the hybrid product with v [N, cols]; nothing when v is all zeros."""
         if not np.any(v):
             return out
-        q, sf, zp = quantize(v, self.asymmetric)
+        q, sf, zp = quantize(v, self.asymmetric, self.wide)
         dot = q @ self.M.T - zp[:, None] * self.row_sums[None, :]        # exact integers
         return out + dot.astype(F32) * (sf[:, None] * self.s[None, :])
 
@@ -95,10 +121,29 @@ def dense(layer, X: np.ndarray, dtype) -> np.ndarray:
     out = np.zeros((v.shape[0], units), F32)
     if layer.bias is not None:
         out += np.asarray(layer.bias, F32)
-    out = Product(layer, "kernel").accumulate(out, v)
-    fn, _ = _compile(layer.activation, layer.name)
-    fn(out, out)
+    wide = np.dtype(dtype) == F32
+    out = Product(layer, "kernel", wide).accumulate(out, v)
+    _act(_compile(layer.activation, layer.name)[0], wide)(out, out)
     return out.reshape(shape[:-1] + (units,)).astype(dtype)
+
+
+def conv1d(layer, X: np.ndarray, dtype, plain) -> np.ndarray:
+    """X [T, B, C]; `plain(layer, X, dtype)`: the reference convolution, run on the integers (exact)."""
+    from dataclasses import replace
+    from ..model import LINEAR
+    T, B, C = X.shape
+    wide = np.dtype(dtype) == F32
+    q, sf, zp = quantize(np.asarray(X, F32).transpose(1, 0, 2).reshape(B, T * C), True, wide)
+    Q = (q - zp[:, None]).reshape(B, T, C).transpose(1, 0, 2)
+    width, per_group, filters = layer.kernel.shape
+    K = H.integers(layer, "kernel").reshape(filters, width, per_group).transpose(1, 2, 0).astype(np.float64)
+    acc = plain(replace(layer, kernel=K, bias=None, activation=LINEAR, hybrid=None), Q, np.float64)
+    scale = np.asarray(layer.hybrid["scales"]["kernel"], F32)[None, :] * sf[:, None]        # [B, filters]
+    out = acc.astype(F32) * scale[None]
+    if layer.bias is not None:
+        out = out + np.asarray(layer.bias, F32)
+    _act(_compile(layer.activation, layer.name)[0], wide)(out, out)
+    return out.astype(dtype)
 
 
 def recurrent(layer, w, d: str, X: np.ndarray, reverse: bool, acts, dtype):
@@ -107,8 +152,10 @@ def recurrent(layer, w, d: str, X: np.ndarray, reverse: bool, acts, dtype):
         raise UnsupportedError(f"hybrid arithmetic for a {layer.cell.upper()}: LiteRT has no such kernel",
                                layer=layer.name)
     T, B, F = X.shape
-    Wp, Rp = Product(layer, f"{d}.W"), Product(layer, f"{d}.R")
-    Pp = Product(layer, f"{d}.proj") if w.proj is not None else None
+    wide = np.dtype(dtype) == F32
+    Wp, Rp = Product(layer, f"{d}.W", wide), Product(layer, f"{d}.R", wide)
+    Pp = Product(layer, f"{d}.proj", wide) if w.proj is not None else None
+    acts = [(_act(fn, wide), elementwise) for fn, elementwise in acts]
     bias = np.asarray(w.Wb, F32) + np.asarray(w.Rb, F32)
     S = layer.state_size
     h = _initial(w.h0, S, B)

@@ -94,7 +94,8 @@ def _conv(e: Emitter, layer: Conv1D, x: Value) -> Value:
     fused = FUSED.get(layer.activation.name)
     padding = "same" if layer.padding == "same" else "valid"
     out_steps = _steps(steps, width, layer.strides, layer.dilation, padding)
-    y = e.op("CONV_2D", [image.index, e.const(f"{name}/kernel", kernel), e.const(f"{name}/bias", bias)],
+    w = q.weight(e, f"{name}/kernel", kernel, layer.hybrid, "kernel", per_channel=True)     # float32 unless hybrid
+    y = e.op("CONV_2D", [image.index, w, e.const(f"{name}/bias", bias)],
              e.new(f"{name}/conv", [x.dims[0], 1, out_steps, filters]), "Conv2DOptions",
              padding=s.SAME if padding == "same" else s.VALID, stride_w=layer.strides, stride_h=1,
              fused_activation_function=fused or s.ACT_NONE, dilation_w_factor=layer.dilation, dilation_h_factor=1)

@@ -52,6 +52,7 @@ def weight(e: Emitter, name: str, array, hybrid: dict | None, key: str = "", row
     if not per_channel and np.any(s != s[0]):
         raise UnsupportedError(f"'{name}': int8 scales that differ within one tensor; a TFLite sequence op takes "
                                "one scale per weight tensor")
-    q = np.rint(np.asarray(array, np.float64) / s[:, None].astype(np.float64)).astype(np.int8)
+    a = np.asarray(array, np.float64)
+    q = np.rint(a.reshape(a.shape[0], -1) / s[:, None].astype(np.float64)).astype(np.int8).reshape(a.shape)
     scales = [float(s[0])] if np.all(s == s[0]) else [float(v) for v in s]
     return e.g.const(name, q, quant={"scale": scales, "zero_point": [0] * len(scales), "axis": 0})

@@ -204,14 +204,17 @@ def _data_op(op, x, xs, consts, inits, g, name, assumptions) -> list:
             return [merge(xs[0], xs[1], "sum" if op.name == "ADD" else "mul", gn)]
     if isinstance(x, Folded) or op.name == "RESHAPE" and not _is_const(consts, op, 1):
         return [_folded(op, x, consts, g, name)]
+    conv = None
     if op.name == "CONV_2D" and len(op.inputs) > 1 and g.tensors[op.inputs[1]].quantized:
-        assumptions.append(Assumption(
-            f"layer '{name}': CONV_2D with an int8 filter, which LiteRT runs as a hybrid kernel (its input "
-            "quantized on the fly); read as the float convolution of the dequantized filter, which rnnconvert's "
-            "reference computes: outputs differ by that quantization (`rnnconvert verify` measures it with "
-            "litert(src))", "default", "int8 CONV_2D filter read as float", ""))
+        conv = hybrid.conv(op, g.tensors, gn, name)
+        if conv is None:
+            assumptions.append(Assumption(
+                f"layer '{name}': CONV_2D with an int8 filter of one scale, which LiteRT runs as a hybrid kernel "
+                "(its input quantized on the fly); read as the float convolution of the dequantized filter: "
+                "outputs differ by that quantization (`rnnconvert verify` measures it with litert(src))",
+                "default", "int8 CONV_2D filter read as float", ""))
     if op.name in IMAGE_OPS or isinstance(x, (Image, Padded)):
-        return [image_op(op, finish(x, gn) if isinstance(x, Seq) else x, consts, g, name, _const)]
+        return [image_op(op, finish(x, gn) if isinstance(x, Seq) else x, consts, g, name, _const, conv)]
     x = finish(x, gn)
     layers = list(x.layers)
     if op.name == "MUL" and _ave(layers, op, consts):

@@ -30,7 +30,7 @@ class Image:            # [batch, 1, time, features]
 IMAGE_OPS = ("PAD", "EXPAND_DIMS", "CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "SQUEEZE")
 
 
-def image_op(op, x, consts, g, name, const):
+def image_op(op, x, consts, g, name, const, hybrid=None):
     gn = g.name
     o = op.options
     if op.name == "PAD" and isinstance(x, Chain):
@@ -73,7 +73,7 @@ def image_op(op, x, consts, g, name, const):
                 padding = "causal" if pads == ((width - 1) * d, 0) else "explicit"
             layer = Conv1D(name, kernel, bias, int(o.get("stride_w", 1)), int(d), padding,
                            pads if padding == "explicit" else (0, 0), 1,
-                           fused_activation(o.get("fused_activation_function", 0), op.name, gn))
+                           fused_activation(o.get("fused_activation_function", 0), op.name, gn), hybrid)
         else:
             if any(x.pads) or o.get("fused_activation_function", 0) or o.get("filter_height", 1) != 1:
                 raise UnsupportedError(f"{gn}: {op.name} with padding before it, a fused activation or a window "

@@ -37,6 +37,19 @@ def dense(op, tensors, units: int, graph: str, name: str) -> dict | None:
     return _setting(op, {"kernel": _scales(t, units, True, f"{graph}: {name}: {op.name}")})
 
 
+def conv(op, tensors, graph: str, name: str) -> dict | None:
+    """CONV_2D: a filter [out, 1, W, in] int8 with one scale per output channel runs as LiteRT's per-channel
+    hybrid kernel (its input quantized asymmetric); None for a float filter and for one int8 scale (another
+    kernel, which rnnconvert does not emulate: the caller reads it as float, under an assumption)."""
+    t = tensors[op.inputs[1]]
+    if not t.quantized:
+        return None
+    scales = _scales(t, t.shape[0], True, f"{graph}: {name}: {op.name}")
+    if t.scales.size == 1:
+        return None
+    return {"asymmetric_inputs": True, "scales": {"kernel": [float(v) for v in scales]}}
+
+
 def recurrent(op, tensors, layer, directions: list, graph: str) -> dict | None:
     """A sequence op: `directions` [(direction name, the op's inputs of that direction as `_direction` takes
     them)] for the directions `layer` holds, in its order."""
