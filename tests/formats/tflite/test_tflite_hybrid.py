@@ -14,7 +14,7 @@ import rnnconvert
 from conftest import FIXTURES
 from litert_helpers import load, run
 from rnnconvert.cli import cli
-from rnnconvert.errors import InputError
+from rnnconvert.errors import InputError, UnsupportedError
 from rnnconvert.model import SIGMOID, TANH, Dense, DirectionWeights, InputSpec, Model, Recurrent
 from rnnconvert.model.hybrid import dequantized
 from rnnconvert.reference.network import forward
@@ -175,3 +175,36 @@ def test_litert_runs_hybrid_files_on_a_fresh_interpreter_per_input(tmp_path):
     for shape in ((3, 7, 24), (2, 120, 24), (2, 300, 24)):
         x = rng.normal(0, 1, shape).astype(np.float32)
         np.testing.assert_allclose(run_file(x), forward(model, x), atol=1e-5, rtol=0, err_msg=str(shape))
+
+
+def _quantized_file(tmp_path, monkeypatch, weight):
+    """An LSTM + Dense file whose int8 weights `weight(e, name, array, original)` writes."""
+    from rnnconvert.formats.tflite import quantize
+    original = quantize.weight
+    monkeypatch.setattr(quantize, "weight", lambda e, name, array, *a, **k: weight(e, name, array, original, *a, **k))
+    rng = np.random.default_rng(5)
+    model = Model([_lstm(rng, 6, 8, "forward")], InputSpec("x", 6)).validate()
+    dst = tmp_path / "q.tflite"
+    rnnconvert.write(model, dst, quantize="dynamic")
+    return dst
+
+
+def test_an_op_with_int8_and_float_weights_is_refused(tmp_path, monkeypatch):
+    def weight(e, name, array, original, *a, **k):
+        return e.const(name, np.asarray(array, np.float32)) if "/R_" in name else original(e, name, array, *a, **k)
+    dst = _quantized_file(tmp_path, monkeypatch, weight)
+    with pytest.raises(UnsupportedError, match=r"main: output: UNIDIRECTIONAL_SEQUENCE_LSTM: some weights int8 and "
+                                               r"others float32; LiteRT's hybrid kernel takes all of them int8"):
+        rnnconvert.read(dst)
+
+
+def test_int8_weights_with_a_zero_point_are_refused(tmp_path, monkeypatch):
+    from rnnconvert.formats.tflite.quantize import int8
+    def weight(e, name, array, original, *a, **k):
+        q, scale = int8(array)
+        return e.g.const(name, q, quant={"scale": [scale], "zero_point": [3], "axis": 0})
+    dst = _quantized_file(tmp_path, monkeypatch, weight)
+    with pytest.raises(UnsupportedError, match=r"main: output: UNIDIRECTIONAL_SEQUENCE_LSTM: int8 weights 'lstm/W_i' "
+                                               r"with a non-zero zero point; LiteRT's hybrid kernels multiply the "
+                                               r"int8 values as they are, rnnconvert reads zero point 0"):
+        rnnconvert.read(dst)
