@@ -2,8 +2,9 @@
 
 Ops that only compute shapes or write the sequence ops' state variables before they run (SHAPE, FILL,
 integer slicing, DEQUANTIZE of a constant, an ADD of an initial state) are set aside, an initial state
-kept; every other op must be one rnnconvert reads (`_front` and `reader_recurrent`), else the file is
-refused naming the op and its subgraph.
+kept; every other op must be one rnnconvert reads (`_front` and `reader_recurrent`; a WHILE rnnconvert wrote,
+`reader_loop`, or TensorFlow's lowering of a recurrent layer, `lift_while`), else the file is refused naming
+the op and its subgraph.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ...model import (ActivationLayer, Dense, Embedding, Flatten, InputSpec, Mas
 from ...model.activations import Activation
 from ...model.assumptions import Assumption
 from . import reader_hybrid as hybrid, schema as s
+from .lift_while import TimeMajor, WhileOut, feeds_while, read_while, while_output
 from .parse import parse
 from .reader_loop import loop_seq, read_loops, read_ports, read_spans
 from .reader_front import IMAGE_OPS, Image, Padded, affine, image_op
@@ -43,7 +45,7 @@ def read(path, **options) -> Model:
         loops = read_loops(meta, graphs, path)
         spans = read_spans(meta, graphs, path, loops)
         ports = read_ports(meta, graphs, path)
-        model = _model(graphs[0], path, loops, spans, ports)
+        model = _model(graphs[0], path, loops, spans, ports, graphs)
         _initial_states(model, ports, path)
         return model.validate(path)
     except UnsupportedError as exc:
@@ -54,7 +56,7 @@ def read(path, **options) -> Model:
                          "its kind needs; the file is damaged", path=path) from None
 
 
-def _model(g, path, loops: dict, spans: dict, ports: list) -> Model:
+def _model(g, path, loops: dict, spans: dict, ports: list, graphs=()) -> Model:
     if len(g.inputs) != 1 + len(ports) or len(g.outputs) != 1 + len(ports):
         raise UnsupportedError(f"{g.name}: {len(g.inputs)} inputs and {len(g.outputs)} outputs; rnnconvert reads "
                                "a subgraph with one input and one output", path=path)
@@ -88,7 +90,13 @@ def _model(g, path, loops: dict, spans: dict, ports: list) -> Model:
             continue
         name = g.tensors[op.outputs[0]].name.split("/")[0] if op.outputs else f"op{k}"
         x = vals[data_in[0]]
-        if op.name == "TRANSPOSE" and _const(consts, op, 1, g).tolist() == [1, 0, 2]:
+        if op.name == "WHILE":              # TensorFlow's own loop over a cell (rnnconvert's are in `loops`)
+            read_while(op, g, graphs, vals, consts, name, Chain)
+            continue
+        if op.name == "TRANSPOSE" and _const(consts, op, 1, g).tolist() == [1, 0, 2] and not isinstance(x, WhileOut):
+            if feeds_while(g, op.outputs[0], loops):
+                vals[op.outputs[0]] = TimeMajor(finish(x, g.name))
+                continue
             if x is vals[g.inputs[0]] and not x.layers and k == _first_data_op(g, vals):
                 layout = "time_batch_feature"
                 vals[op.outputs[0]] = Chain([])
@@ -181,6 +189,10 @@ def _side(op, consts, inits, g) -> None:
 
 def _data_op(op, x, xs, consts, inits, g, name, assumptions) -> list:
     gn = g.name
+    if isinstance(x, WhileOut):
+        return [while_output(op, x, consts, g, Chain)]
+    if isinstance(x, TimeMajor):
+        raise UnsupportedError(f"{gn}: {op.name} of the time-major sequence a WHILE loop reads")
     if op.name in SEQUENCE_OPS:
         if isinstance(x, Seq):
             x = finish(x, gn)

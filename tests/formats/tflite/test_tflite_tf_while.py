@@ -1,0 +1,66 @@
+"""TensorFlow's own WHILE lowering of Keras recurrent layers (TFLiteConverter, static batch 1: fixtures/tflite,
+fixtures/make_tflite.py) read as the canonical layer: the cell found from the body's weights and accepted only
+after one step of it equals the body evaluated on random inputs; predicted within 1e-5 of TF Lite's stored
+outputs and of LiteRT, and converted on to ONNX (onnxruntime).  A body that matches no cell rnnconvert knows
+is refused naming the WHILE op."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rnnconvert
+from conftest import FIXTURES
+from litert_helpers import load, op_counts, run
+from rnnconvert.errors import UnsupportedError
+from rnnconvert.reference.network import forward
+
+TFL = FIXTURES / "tflite"
+# case: (kind, output, activations, reset_after) of the lifted layer
+CASES = {
+    "simplernn_dense": ("rnn", "final_state", ["tanh"], True),
+    "gru_seq_dense": ("gru", "sequence", ["sigmoid", "tanh"], True),
+    "gru_reset_before_last": ("gru", "final_state", ["sigmoid", "tanh"], False),
+    "lstm_hard_sigmoid_seq": ("lstm", "sequence", ["hard_sigmoid", "tanh", "tanh"], True),
+}
+
+
+def _io(case):
+    xs, ys = np.load(TFL / case / "inputs.npz"), np.load(TFL / case / "outputs.npz")
+    return [(k, xs[k], ys[k]) for k in xs.files]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_tensorflow_while_lowering_read_within_1e5_of_litert(case):
+    path = TFL / case / "model.tflite"
+    assert op_counts(path)["WHILE"] == 1
+    layer = rnnconvert.read(path).layers[0]
+    assert (layer.kind, layer.output, [a.name for a in layer.activations], layer.reset_after) == CASES[case]
+    model = rnnconvert.read(path)
+    for key, x, y in _io(case):
+        pred = forward(model, x)
+        np.testing.assert_allclose(pred, y, atol=1e-5, rtol=0, err_msg=f"TF Lite's stored outputs [{key}]")
+        litert = np.concatenate([run(path, row[None]) for row in x])       # static batch 1
+        np.testing.assert_allclose(pred, litert, atol=1e-5, rtol=0, err_msg=f"LiteRT [{key}]")
+
+
+def test_tensorflow_while_gru_to_onnx(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    load  # LiteRT present (skips, or under CI fails, otherwise)
+    dst = tmp_path / "gru.onnx"
+    report = rnnconvert.convert(TFL / "gru_seq_dense" / "model.tflite", dst)
+    assert report.passed
+    sess = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
+    for key, x, y in _io("gru_seq_dense"):
+        np.testing.assert_allclose(sess.run(None, {sess.get_inputs()[0].name: x})[0], y, atol=1e-5, err_msg=key)
+
+
+def test_a_body_matching_no_known_cell_is_refused(monkeypatch):
+    from rnnconvert.formats.tflite import lift_while
+    from rnnconvert.model import RELU
+    monkeypatch.setattr(lift_while, "CANDIDATES", (RELU,))        # a tanh RNN then matches no candidate
+    with pytest.raises(UnsupportedError, match=r"main: op WHILE \(output 'sequential_2/simple_rnn/while'\): "
+                                               r"TensorFlow's loop over a recurrent cell, its body has the sizes "
+                                               r"of a RNN but matches none of its forms \(closest: [0-9.e-]+ from "
+                                               r"the body, random x_t and states\); rnnconvert reads it when its "
+                                               r"body is an LSTM, GRU or simple RNN cell it checks"):
+        rnnconvert.read(TFL / "simplernn_dense" / "model.tflite")
