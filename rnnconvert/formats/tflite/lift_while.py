@@ -1,10 +1,12 @@
 """TensorFlow's own WHILE lowering of a Keras recurrent layer (TFLiteConverter with a static batch) read as the
 canonical layer it computes, or refused naming the op.
 
-TensorFlow writes a forward layer as TRANSPOSE (to time-major) -> WHILE(counter, t, outputs, h [, c], T, x)
+TensorFlow writes a layer as TRANSPOSE (to time-major; go_backwards: then REVERSE_V2 of time) -> WHILE(counter,
+t, outputs, h [, c], T, x)
 whose cond is LESS(t, T) and whose body reads x_t = GATHER(x, t), computes the cell with FULLY_CONNECTED,
 SPLIT / SPLIT_V, ADD, SUB, MUL, LOGISTIC, TANH, ... and writes the new h into the outputs (every step, read
-back by a TRANSPOSE, or only the last, read by a STRIDED_SLICE).  The body is not pattern-matched: its
+back by a TRANSPOSE, or only the last, read by a STRIDED_SLICE); a Bidirectional is two such loops whose
+outputs a REVERSE_V2 and a CONCATENATION merge (read as one layer by `reader_recurrent.merge`).  The body is not pattern-matched: its
 FULLY_CONNECTED weights give W (those reading x_t), R (those reading the state) and the biases, and a
 candidate cell of each kind the sizes allow (RNN, GRU reset after and before, LSTM; sigmoid, hard_sigmoid,
 tanh, relu, linear activations) is accepted only when one step of it equals the body evaluated on random
@@ -214,9 +216,10 @@ def _match(name, w, H, has_c, probe, refuse) -> Recurrent:
 
 
 class TimeMajor:
-    """The input sequence TRANSPOSEd to [time, batch, features] for TensorFlow's WHILE."""
-    def __init__(self, base):
-        self.base = base
+    """The input sequence TRANSPOSEd to [time, batch, features] for TensorFlow's WHILE (`reversed`: in time,
+    by a REVERSE_V2 of axis 0: the loop of a backward layer)."""
+    def __init__(self, base, reversed: bool = False):
+        self.base, self.reversed = base, reversed
 
 
 class WhileOut:
@@ -226,8 +229,21 @@ class WhileOut:
 
 
 def feeds_while(g, tensor: int, loops: dict) -> bool:
-    """Is `tensor` read by a WHILE rnnconvert did not write (TensorFlow's)?"""
-    return any(b.name == "WHILE" and k not in loops and tensor in b.inputs for k, b in enumerate(g.ops))
+    """Is `tensor` read by a WHILE rnnconvert did not write (TensorFlow's), or by a REVERSE_V2 feeding one?"""
+    for k, b in enumerate(g.ops):
+        if tensor in b.inputs[:1] and b.name == "REVERSE_V2" and feeds_while(g, b.outputs[0], loops):
+            return True
+        if b.name == "WHILE" and k not in loops and tensor in b.inputs:
+            return True
+    return False
+
+
+def time_major_op(op, x: TimeMajor, consts, g):
+    """REVERSE_V2 of the time axis (a backward layer's loop input)."""
+    axis = np.asarray(consts[op.inputs[1]]).reshape(-1).tolist() if op.inputs[1] in consts else None
+    if op.name == "REVERSE_V2" and axis == [0]:
+        return TimeMajor(x.base, not x.reversed)
+    raise UnsupportedError(f"{g.name}: {op.name} of the time-major sequence a WHILE loop reads")
 
 
 def read_while(op, g, graphs, vals, consts, name, chain_of):
@@ -239,16 +255,22 @@ def read_while(op, g, graphs, vals, consts, name, chain_of):
                                f"'{g.tensors[op.outputs[0]].name}'): it does not loop over the time-major input")
     lifted = lift(op, g, graphs, consts, name)
     base = xs[0].base
+    if xs[0].reversed:
+        lifted.layer.direction = "reverse"
     vals[lifted.seq] = WhileOut(base, lifted.layer, lifted.full)
     vals[lifted.h] = chain_of(base.layers + [replace(lifted.layer, output="final_state")])
 
 
 def while_output(op, x: WhileOut, consts, g, chain_of):
-    """TRANSPOSE [1, 0, 2] of every step: the sequence; STRIDED_SLICE of the last step: the final state."""
+    """TRANSPOSE [1, 0, 2] of every step: the sequence in the order processed (a `Seq`, which a REVERSE_V2,
+    a CONCATENATION with the other direction or any other op completes); STRIDED_SLICE of the last step
+    processed: the final state."""
     from dataclasses import replace
+    from .reader_recurrent import Seq
     c = [np.asarray(consts[i]).reshape(-1).tolist() if i in consts else None for i in op.inputs[1:]]
+    reverse = x.layer.direction == "reverse"
     if op.name == "TRANSPOSE" and x.full and c[0] == [1, 0, 2]:
-        return chain_of(x.base.layers + [replace(x.layer, output="sequence")])
+        return Seq(x.base, x.layer, "processing" if reverse else "input")
     if op.name == "STRIDED_SLICE" and len(c) == 3 and op.options.get("shrink_axis_mask", 0) & 1 \
             and c[0] is not None and (c[0][0] == -1 or not x.full and c[0][0] == 0):
         return chain_of(x.base.layers + [replace(x.layer, output="final_state")])

@@ -17,7 +17,7 @@ from ...model import (ActivationLayer, Dense, Embedding, Flatten, InputSpec, Mas
 from ...model.activations import Activation
 from ...model.assumptions import Assumption
 from . import reader_hybrid as hybrid, schema as s
-from .lift_while import TimeMajor, WhileOut, feeds_while, read_while, while_output
+from .lift_while import TimeMajor, WhileOut, feeds_while, read_while, time_major_op, while_output
 from .parse import parse
 from .reader_loop import loop_seq, read_loops, read_ports, read_spans
 from .reader_front import IMAGE_OPS, Image, Padded, affine, image_op
@@ -192,7 +192,7 @@ def _data_op(op, x, xs, consts, inits, g, name, assumptions) -> list:
     if isinstance(x, WhileOut):
         return [while_output(op, x, consts, g, Chain)]
     if isinstance(x, TimeMajor):
-        raise UnsupportedError(f"{gn}: {op.name} of the time-major sequence a WHILE loop reads")
+        return [time_major_op(op, x, consts, g)]
     if op.name in SEQUENCE_OPS:
         if isinstance(x, Seq):
             x = finish(x, gn)

@@ -177,7 +177,8 @@ def merge(a: Seq, b: Seq, mode: str, graph: str) -> Chain:
     output = bo if bo != "sequence" else "sequence"
     layer = replace(a.layer, name=a.layer.name, direction="bidirectional", weights=a.layer.weights + b.layer.weights,
                     output=output, merge=mode, hybrid=hybrid.merged(a.layer, b.layer, graph))
-    if a.layer.activations != b.layer.activations or a.layer.hidden != b.layer.hidden:
+    if a.layer.activations != b.layer.activations or a.layer.hidden != b.layer.hidden \
+            or a.layer.reset_after != b.layer.reset_after:
         raise UnsupportedError(f"{graph}: {a.layer.name}/{b.layer.name}: directions with different settings")
     return Chain(a.base.layers + [layer])
 

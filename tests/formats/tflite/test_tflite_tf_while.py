@@ -15,12 +15,16 @@ from rnnconvert.errors import UnsupportedError
 from rnnconvert.reference.network import forward
 
 TFL = FIXTURES / "tflite"
-# case: (kind, output, activations, reset_after) of the lifted layer
+# case: (kind, direction, output, activations, reset_after) of the lifted layer
 CASES = {
-    "simplernn_dense": ("rnn", "final_state", ["tanh"], True),
-    "gru_seq_dense": ("gru", "sequence", ["sigmoid", "tanh"], True),
-    "gru_reset_before_last": ("gru", "final_state", ["sigmoid", "tanh"], False),
-    "lstm_hard_sigmoid_seq": ("lstm", "sequence", ["hard_sigmoid", "tanh", "tanh"], True),
+    "simplernn_dense": ("rnn", "forward", "final_state", ["tanh"], True),
+    "gru_seq_dense": ("gru", "forward", "sequence", ["sigmoid", "tanh"], True),
+    "gru_reset_before_last": ("gru", "forward", "final_state", ["sigmoid", "tanh"], False),
+    "lstm_hard_sigmoid_seq": ("lstm", "forward", "sequence", ["hard_sigmoid", "tanh", "tanh"], True),
+    # go_backwards: REVERSE_V2 of the time-major input before the loop
+    "gru_backwards_last": ("gru", "reverse", "final_state", ["sigmoid", "tanh"], True),
+    # Bidirectional: two loops, the backward one's outputs reversed back, concatenated: one layer
+    "bigru_seq": ("gru", "bidirectional", "sequence", ["sigmoid", "tanh"], True),
 }
 
 
@@ -32,9 +36,10 @@ def _io(case):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_tensorflow_while_lowering_read_within_1e5_of_litert(case):
     path = TFL / case / "model.tflite"
-    assert op_counts(path)["WHILE"] == 1
+    assert op_counts(path)["WHILE"] == (2 if case.startswith("bi") else 1)
     layer = rnnconvert.read(path).layers[0]
-    assert (layer.kind, layer.output, [a.name for a in layer.activations], layer.reset_after) == CASES[case]
+    assert (layer.kind, layer.direction, layer.output, [a.name for a in layer.activations],
+            layer.reset_after) == CASES[case]
     model = rnnconvert.read(path)
     for key, x, y in _io(case):
         pred = forward(model, x)
