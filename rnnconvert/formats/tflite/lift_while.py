@@ -69,6 +69,9 @@ def lift(op, g, graphs, consts, name: str) -> Lifted:
         raise refuse(f"its body carries {len(rank2)} states and {len(rank3)} output lists")
     fcs = [b for b in body.ops if b.name == "FULLY_CONNECTED" and b.inputs[1] >= 0
            and body.tensors[b.inputs[1]].data is not None]
+    if any(body.tensors[b.inputs[1]].quantized for b in fcs):
+        raise refuse("its matrix products have int8 weights (LiteRT runs them as hybrid kernels, which rnnconvert "
+                     "emulates in the fused sequence ops, not in a loop body)")
     reads = _reads(body, xt, {body.inputs[k]: k for k in rank2})
     hk = [k for k in rank2 if any(k in reads.get(b.inputs[0], ()) for b in fcs)]
     if len(hk) != 1:

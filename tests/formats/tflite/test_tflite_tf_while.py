@@ -69,3 +69,15 @@ def test_a_body_matching_no_known_cell_is_refused(monkeypatch):
                                                r"the body, random x_t and states\); rnnconvert reads it when its "
                                                r"body is an LSTM, GRU or simple RNN cell it checks"):
         rnnconvert.read(TFL / "simplernn_dense" / "model.tflite")
+
+
+def test_int8_weights_in_a_loop_body_are_refused(runner, tmp_path):
+    """TensorFlow's dynamic-range GRU: LiteRT runs the body's products as hybrid kernels, which the lifted
+    float cell would not compute: refused naming the WHILE, exit 2."""
+    from rnnconvert.cli import cli
+    res = runner.invoke(cli, ["convert", str(TFL / "gru_quantized" / "model.tflite"), str(tmp_path / "g.onnx")])
+    assert res.exit_code == 2
+    assert ("main: op WHILE (output 'while'): TensorFlow's loop over a recurrent cell, its matrix products have "
+            "int8 weights (LiteRT runs them as hybrid kernels, which rnnconvert emulates in the fused sequence "
+            "ops, not in a loop body); rnnconvert reads it when its body is an LSTM, GRU or simple RNN cell it "
+            "checks") in res.stderr
