@@ -35,7 +35,7 @@ Flatten and BatchNorm, and what a mask (Embedding mask_zero, Masking) does to th
 after it, are stated and computed in `layers`; a model that starts with an Embedding
 takes integer token ids [batch, time].
 
-A Dense, LSTM or RNN layer with a `hybrid` setting (int8 weights, e.g. read from a quantized .tflite)
+A Dense, Conv1D, LSTM or RNN layer with a `hybrid` setting (int8 weights, e.g. read from a quantized .tflite)
 computes as LiteRT's hybrid kernels do, in float32, its inputs quantized on the fly: stated and computed in
 `hybrid`.
 The activations (hard_sigmoid, elu, gelu, softmax, ...) are stated and computed in `activations`;

@@ -28,16 +28,18 @@ def _runtime_checks(report, fmt, path, model, suite, judge, role, src_model, als
     if not runtime:
         return
     oracle = f"{runtime}({role})"
+    per_input = 2 if also is not None else 1
     try:
         run = runtimes.runner(fmt, path, model)
     except Exception as exc:  # noqa: BLE001 - not installed, or refusing the file: not run, with the reason
-        report.not_run(oracle, exc, unplanned=len(suite))
+        report.not_run(oracle, exc, unplanned=per_input * len(suite))
         return
     for k, (label, x) in enumerate(suite):
         try:
             out = _run_in_layout(run, x, src_model, model)
         except Exception as exc:  # noqa: BLE001 - the runtime failing on the file is no number
-            report.not_run(oracle, exc if k == 0 else f"on {label}: {reason(exc)}", unplanned=len(suite) - k)
+            report.not_run(oracle, exc if k == 0 else f"on {label}: {reason(exc)}",
+                           unplanned=per_input * (len(suite) - k))
             return
         report.checks.append(judge(out, k, oracle, label))
         if also is not None:
