@@ -2,7 +2,8 @@
 
 A Dense, Conv1D or Recurrent layer whose `hybrid` is not None holds its weights dequantized, each value exactly
 float32(q) * scale with q an integer in [-127, 127], and computes as TFLite's hybrid FULLY_CONNECTED,
-per-channel CONV_2D and sequence LSTM / RNN kernels do: every matrix product quantizes its float input vector
+per-channel CONV_2D and sequence LSTM / RNN kernels do (a GRU: as TensorFlow's WHILE loop body computes it
+with hybrid FULLY_CONNECTED ops): every matrix product quantizes its float input vector
 on the fly (each batch row, each step, the LSTM's x_t and h_t-1 separately; a convolution's whole input per
 batch row, always asymmetric) to int8, multiplies int8 x int8 into int32 and scales the sum back to float32 (`rnnconvert/reference/hybrid.py` states the equations).  The setting is
 

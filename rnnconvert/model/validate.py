@@ -162,8 +162,9 @@ def recurrent_problems(layer: Recurrent, where: str, features: int):
         if w.c0 is not None and layer.cell != "lstm":
             yield f"{where}.{name}: c0 given for a {layer.cell.upper()} layer"
     if layer.hybrid is not None:
-        if layer.cell == "gru" or any(w.P is not None for w in layer.weights) or layer.clip is not None:
-            yield f"{where}: hybrid arithmetic is LiteRT's LSTM and RNN kernels': no GRU, peepholes or clip"
+        if any(w.P is not None for w in layer.weights) or layer.clip is not None or \
+                any(w.proj is not None for w in layer.weights) and layer.cell != "lstm":
+            yield f"{where}: hybrid arithmetic is LiteRT's kernels': no peepholes or clip"
         elif not any(True for _ in recurrent_problems(replace(layer, hybrid=None), where, features)):
             yield from hybrid_problems(layer, where)
 

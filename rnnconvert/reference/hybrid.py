@@ -16,7 +16,7 @@ added to what `out` holds: the bias, then the input's product, then the recurren
 the activation.  LSTM (canonical gates i, f, g, o; each gate block its own product over x_t and h_t-1):
     G = b + W*x_t (+) R*h_t-1;  i, f, o = sigmoid(G);  g = act_g(G);  c_t = f*c_t-1 + g*i;
     h_t = o * act_h(c_t), or with a projection P: h_t = P*(o * act_h(c_t)) as one more hybrid product.
-RNN: h_t = act(b + W*x_t (+) R*h_t-1).  Dense: y = act(bias + kernel^T * x), per [batch, time] row.
+RNN: h_t = act(b + W*x_t (+) R*h_t-1).  GRU (TensorFlow's loop body, hybrid FULLY_CONNECTED): see `_gru`.  Dense: y = act(bias + kernel^T * x), per [batch, time] row.
 Conv1D (per-channel CONV_2D): the whole input of each batch row quantized at once, asymmetric whatever the
 op says; y[t, f] = act(float32(sum_k,c K[k, c, f] * (q[t', c] - zp)) * float32(s[f] * sf) + bias[f]), padded
 steps contributing nothing.
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import UnsupportedError
 from ..model import hybrid as H
 from .activations import _compile
 from .cells import State
@@ -96,12 +95,13 @@ def _act(fn, wide: bool):
 
 
 class Product:
-    """One int8 matrix of a layer ([rows, cols] integers, a float32 scale per row, its row sums)."""
+    """One int8 matrix of a layer ([rows, cols] integers, a float32 scale per row, its row sums); `rows`: a
+    block of them, a product of its own (a GRU's reset-before candidate)."""
 
-    def __init__(self, layer, key: str, wide: bool = False):
+    def __init__(self, layer, key: str, wide: bool = False, rows=slice(None)):
         self.wide = wide
-        self.M = H.integers(layer, key).astype(np.float64)
-        self.s = np.asarray(layer.hybrid["scales"][key], F32)
+        self.M = H.integers(layer, key).astype(np.float64)[rows]
+        self.s = np.asarray(layer.hybrid["scales"][key], F32)[rows]
         self.row_sums = self.M.sum(axis=1)
         self.asymmetric = layer.hybrid["asymmetric_inputs"]
 
@@ -148,9 +148,8 @@ def conv1d(layer, X: np.ndarray, dtype, plain) -> np.ndarray:
 
 def recurrent(layer, w, d: str, X: np.ndarray, reverse: bool, acts, dtype):
     """One direction `d` over X [T, B, F]: (Y [T, B, S], State), as `cells` returns them."""
-    if layer.cell not in ("lstm", "rnn"):
-        raise UnsupportedError(f"hybrid arithmetic for a {layer.cell.upper()}: LiteRT has no such kernel",
-                               layer=layer.name)
+    if layer.cell == "gru":
+        return _gru(layer, w, d, X, reverse, acts, dtype)
     T, B, F = X.shape
     wide = np.dtype(dtype) == F32
     Wp, Rp = Product(layer, f"{d}.W", wide), Product(layer, f"{d}.R", wide)
@@ -171,6 +170,37 @@ def recurrent(layer, w, d: str, X: np.ndarray, reverse: bool, acts, dtype):
             h, c = _lstm_step(G, c, acts, layer.hidden, Pp)
         Y[t] = h
     return Y.astype(dtype), State(h.astype(dtype), None if c is None else c.astype(dtype))
+
+
+def _gru(layer, w, d, X, reverse, acts, dtype):
+    """A GRU as TensorFlow's loop body computes it with hybrid FULLY_CONNECTED ops (canonical gates r, z, n):
+    gx = Wb + W*x_t; reset after: gh = Rb + R*h, n = g(gx_n + r*gh_n); reset before: gh_rz = Rb_rz + R_rz*h,
+    n = g(gx_n + (Rb_n + R_n*(r*h))), two products; h_t = z*h + (1-z)*n."""
+    T, B, F = X.shape
+    Hn = layer.hidden
+    wide = np.dtype(dtype) == F32
+    (f_act, _), (g_act, _) = [(_act(fn, wide), e) for fn, e in acts]
+    Wp = Product(layer, f"{d}.W", wide)
+    Rps = [Product(layer, f"{d}.R", wide)] if layer.reset_after else \
+        [Product(layer, f"{d}.R", wide, slice(0, 2 * Hn)), Product(layer, f"{d}.R", wide, slice(2 * Hn, 3 * Hn))]
+    Wb, Rb = np.asarray(w.Wb, F32), np.asarray(w.Rb, F32)
+    h = _initial(w.h0, Hn, B)
+    XC = Wp.accumulate(np.zeros((T * B, 3 * Hn), F32), np.asarray(X, F32).reshape(T * B, F)).reshape(T, B, -1)
+    Y = np.empty((T, B, Hn), F32)
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        gx = Wb + XC[t]
+        gh = Rps[0].accumulate(np.broadcast_to(Rb[:Rps[0].s.size], (B, Rps[0].s.size)).copy(), h)
+        rz = gx[:, :2 * Hn] + gh[:, :2 * Hn]
+        f_act(rz, rz)
+        r, z = rz[:, :Hn], rz[:, Hn:]
+        if layer.reset_after:
+            n = gx[:, 2 * Hn:] + r * gh[:, 2 * Hn:]
+        else:
+            n = gx[:, 2 * Hn:] + Rps[1].accumulate(np.broadcast_to(Rb[2 * Hn:], (B, Hn)).copy(), r * h)
+        g_act(n, n)
+        h = z * h + (F32(1) - z) * n
+        Y[t] = h
+    return Y.astype(dtype), State(h.astype(dtype))
 
 
 def _lstm_step(G, c, acts, Hn, Pp):

@@ -188,8 +188,8 @@ def node_checks(path, name: str, suite, judge, fmt: str | None = None, report=No
 HYBRID = "{} vs reference(dst)"
 FLOAT_WEIGHTS = "{} vs reference(float weights)"
 CHANGED = ("arithmetic changed: layers {layers} of the source run LiteRT's hybrid int8 kernels (activations quantized "
-           "on the fly); the destination holds their weights dequantized, computed in float, as no format but .tflite "
-           "and .rnnc can hold that arithmetic.  The checks against the source measure that change (accept it with a "
+           "on the fly); the destination holds their weights dequantized, computed in float (.rnnc keeps that "
+           "arithmetic, .tflite for Dense, Conv1D and the fused LSTM / RNN ops, no other format).  The checks against the source measure that change (accept it with a "
            "looser --atol); '{runtime}(dst) vs reference(float weights)' checks the file against the float model of "
            "the same weights (atol={atol:g} rtol={rtol:g})")
 RUNS_HYBRID = ("layers {layers} run LiteRT's hybrid int8 kernels (activations quantized on the fly): '{runtime}(dst) "

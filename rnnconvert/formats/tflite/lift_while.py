@@ -69,9 +69,6 @@ def lift(op, g, graphs, consts, name: str) -> Lifted:
         raise refuse(f"its body carries {len(rank2)} states and {len(rank3)} output lists")
     fcs = [b for b in body.ops if b.name == "FULLY_CONNECTED" and b.inputs[1] >= 0
            and body.tensors[b.inputs[1]].data is not None]
-    if any(body.tensors[b.inputs[1]].quantized for b in fcs):
-        raise refuse("its matrix products have int8 weights (LiteRT runs them as hybrid kernels, which rnnconvert "
-                     "emulates in the fused sequence ops, not in a loop body)")
     reads = _reads(body, xt, {body.inputs[k]: k for k in rank2})
     hk = [k for k in rank2 if any(k in reads.get(b.inputs[0], ()) for b in fcs)]
     if len(hk) != 1:
@@ -85,6 +82,7 @@ def lift(op, g, graphs, consts, name: str) -> Lifted:
     if not W or not R:
         raise refuse("its body has no matrix product of the input and of the state")
     w = _weights(body, W, R, reads, H)
+    w["hybrid"] = _hybrid(body, W + R, refuse)
     h0, c0 = (_initial(op, k, consts, refuse) if k is not None else None for k in (ih, ic))
     probe = _probe(body, xt, body.inputs[ih], None if ic is None else body.inputs[ic], body.outputs[ih],
                    None if ic is None else body.outputs[ic], w["F"], H, refuse)
@@ -122,7 +120,31 @@ def _weights(body, W, R, reads, H) -> dict:
             c = [i for i in b.inputs if t[i].data is not None]
             if len(c) == 1 and np.size(t[c[0]].data) == len(Wb) and reads.get(b.outputs[0]):
                 Wb = Wb + np.asarray(t[c[0]].data, np.float64).reshape(-1)
-    return {"W": Wm, "R": Rm, "Wb": Wb, "Rb": Rb, "F": Wm.shape[1]}
+    return {"W": Wm, "R": Rm, "Wb": Wb, "Rb": Rb, "F": Wm.shape[1], "sW": _row_scales(t, W), "sR": _row_scales(t, R)}
+
+
+def _row_scales(t, fcs):
+    """One scale per row of the products' weights (1.0 for float ones)."""
+    out = []
+    for b in fcs:
+        w = t[b.inputs[1]]
+        rows = w.shape[0]
+        out.append(np.ones(rows) if w.scales is None else np.broadcast_to(w.scales.astype(np.float64), (rows,)))
+    return np.concatenate(out)
+
+
+def _hybrid(body, fcs, refuse):
+    """(asymmetric inputs) when the products' weights are int8 (LiteRT's hybrid FULLY_CONNECTED), else None."""
+    ws = [body.tensors[b.inputs[1]] for b in fcs]
+    if not any(w.quantized for w in ws):
+        return None
+    if not all(w.quantized and w.scales is not None and w.scales.size in (1, w.shape[0]) for w in ws):
+        raise refuse("its matrix products mix int8 and float weights, or carry int8 zero points or scales "
+                     "rnnconvert does not read")
+    flags = {bool(b.options.get("asymmetric_quantize_inputs")) for b in fcs}
+    if len(flags) != 1:
+        raise refuse("its int8 products quantize their inputs differently")
+    return flags.pop()
 
 
 def _initial(op, k, consts, refuse):
@@ -165,7 +187,10 @@ def _run(body, feeds: dict, wanted: list, refuse) -> dict:
         vals = [env.get(i, t[i].data if i >= 0 else None) for i in b.inputs]
         vals = [None if v is None else np.asarray(v, np.float64) for v in vals]
         act = _FUSED.get(b.options.get("fused_activation_function", 0))
-        if b.name == "FULLY_CONNECTED":
+        if b.name == "FULLY_CONNECTED" and t[b.inputs[1]].quantized:
+            y = _hybrid_fc(vals[0], t[b.inputs[1]], vals[2] if len(vals) > 2 else None,
+                           bool(b.options.get("asymmetric_quantize_inputs")))
+        elif b.name == "FULLY_CONNECTED":
             y = vals[0] @ vals[1].T + (vals[2] if len(vals) > 2 and vals[2] is not None else 0)
         elif b.name in ("ADD", "SUB", "MUL", "MINIMUM", "MAXIMUM"):
             y = {"ADD": np.add, "SUB": np.subtract, "MUL": np.multiply, "MINIMUM": np.minimum,
@@ -186,6 +211,17 @@ def _run(body, feeds: dict, wanted: list, refuse) -> dict:
     return env
 
 
+def _hybrid_fc(v, weight, bias, asymmetric: bool):
+    """LiteRT's hybrid FULLY_CONNECTED (`rnnconvert/reference/hybrid.py`), for the body's evaluation."""
+    from ...reference.hybrid import F32, quantize
+    s = np.broadcast_to(weight.scales.astype(F32), (weight.shape[0],))
+    M = np.rint(np.asarray(weight.data, np.float64) / s[:, None].astype(np.float64))
+    q, sf, zp = quantize(np.asarray(v, F32), asymmetric)
+    dot = q @ M.T - zp[:, None] * M.sum(axis=1)[None, :]
+    out = np.zeros(dot.shape, F32) + (np.asarray(bias, F32) if bias is not None else F32(0))
+    return (out + dot.astype(F32) * (sf[:, None] * s[None, :])).astype(np.float64)
+
+
 def _match(name, w, H, has_c, probe, refuse) -> Recurrent:
     from ...reference.network import run_layer
     x, h, c, h_new, c_new = probe
@@ -198,10 +234,13 @@ def _match(name, w, H, has_c, probe, refuse) -> Recurrent:
     orders = ORDERS[cell]
     best = np.inf
     for acts, reset_after, order in itertools.product(tries, (True, False) if cell == "gru" else (True,), orders):
-        Wm, Rm, Wb, Rb = (gates.permute(w[k], cell, order, gates.CANONICAL[cell]) for k in ("W", "R", "Wb", "Rb"))
+        Wm, Rm, Wb, Rb, sW, sR = (gates.permute(w[k], cell, order, gates.CANONICAL[cell])
+                                  for k in ("W", "R", "Wb", "Rb", "sW", "sR"))
         dw = DirectionWeights(Wm, Rm, Wb, Rb, h0=h, c0=c if has_c else None)
+        hybrid = None if w["hybrid"] is None else {"asymmetric_inputs": w["hybrid"], "scales": {
+            "forward.W": [float(v) for v in sW], "forward.R": [float(v) for v in sR]}}
         layer = Recurrent(name, cell, H, "forward", [dw], list(acts), reset_after=reset_after,
-                          has_recurrent_bias=bool(np.any(Rb)))
+                          has_recurrent_bias=bool(np.any(Rb)), hybrid=hybrid)
         try:
             y, states = run_layer(layer, x[:, None, :])
         except Exception:  # noqa: BLE001 - a candidate the reference refuses is no match
@@ -260,6 +299,9 @@ def read_while(op, g, graphs, vals, consts, name, chain_of):
     base = xs[0].base
     if xs[0].reversed:
         lifted.layer.direction = "reverse"
+        if lifted.layer.hybrid is not None:
+            h = lifted.layer.hybrid
+            h["scales"] = {k.replace("forward.", "reverse."): v for k, v in h["scales"].items()}
     vals[lifted.seq] = WhileOut(base, lifted.layer, lifted.full)
     vals[lifted.h] = chain_of(base.layers + [replace(lifted.layer, output="final_state")])
 

@@ -25,6 +25,9 @@ CASES = {
     "gru_backwards_last": ("gru", "reverse", "final_state", ["sigmoid", "tanh"], True),
     # Bidirectional: two loops, the backward one's outputs reversed back, concatenated: one layer
     "bigru_seq": ("gru", "bidirectional", "sequence", ["sigmoid", "tanh"], True),
+    # dynamic range: the bodies' FULLY_CONNECTED int8 (a scale per row), LiteRT's hybrid arithmetic
+    "gru_quantized": ("gru", "forward", "final_state", ["sigmoid", "tanh"], True),
+    "bigru_reset_before_quantized": ("gru", "bidirectional", "sequence", ["sigmoid", "tanh"], False),
 }
 
 
@@ -41,11 +44,15 @@ def test_tensorflow_while_lowering_read_within_1e5_of_litert(case):
     assert (layer.kind, layer.direction, layer.output, [a.name for a in layer.activations],
             layer.reset_after) == CASES[case]
     model = rnnconvert.read(path)
+    assert (layer.hybrid is not None) == case.endswith("quantized")
     for key, x, y in _io(case):
         pred = forward(model, x)
         np.testing.assert_allclose(pred, y, atol=1e-5, rtol=0, err_msg=f"TF Lite's stored outputs [{key}]")
         litert = np.concatenate([run(path, row[None]) for row in x])       # static batch 1
         np.testing.assert_allclose(pred, litert, atol=1e-5, rtol=0, err_msg=f"LiteRT [{key}]")
+        if layer.hybrid is not None:        # the same weights in float arithmetic: far off
+            from rnnconvert.model.hybrid import dequantized
+            assert np.abs(forward(dequantized(model), x) - y).max() > 1e-3
 
 
 def test_tensorflow_while_gru_to_onnx(tmp_path):
@@ -70,14 +77,3 @@ def test_a_body_matching_no_known_cell_is_refused(monkeypatch):
                                                r"body is an LSTM, GRU or simple RNN cell it checks"):
         rnnconvert.read(TFL / "simplernn_dense" / "model.tflite")
 
-
-def test_int8_weights_in_a_loop_body_are_refused(runner, tmp_path):
-    """TensorFlow's dynamic-range GRU: LiteRT runs the body's products as hybrid kernels, which the lifted
-    float cell would not compute: refused naming the WHILE, exit 2."""
-    from rnnconvert.cli import cli
-    res = runner.invoke(cli, ["convert", str(TFL / "gru_quantized" / "model.tflite"), str(tmp_path / "g.onnx")])
-    assert res.exit_code == 2
-    assert ("main: op WHILE (output 'while'): TensorFlow's loop over a recurrent cell, its matrix products have "
-            "int8 weights (LiteRT runs them as hybrid kernels, which rnnconvert emulates in the fused sequence "
-            "ops, not in a loop body); rnnconvert reads it when its body is an LSTM, GRU or simple RNN cell it "
-            "checks") in res.stderr
