@@ -242,7 +242,8 @@ def _match(name, w, H, has_c, probe, refuse) -> Recurrent:
         layer = Recurrent(name, cell, H, "forward", [dw], list(acts), reset_after=reset_after,
                           has_recurrent_bias=bool(np.any(Rb)), hybrid=hybrid)
         try:
-            y, states = run_layer(layer, x[:, None, :])
+            with np.errstate(all="ignore"):
+                y, states = run_layer(layer, x[:, None, :])
         except Exception:  # noqa: BLE001 - a candidate the reference refuses is no match
             continue
         diff = max(float(np.abs(states[0].h - h_new).max()),
