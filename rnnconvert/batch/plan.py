@@ -25,8 +25,10 @@ from ..verification.suite import SEED_MAX
 PLAN_KEYS = ("version", "defaults", "jobs", "allow_outside")
 OPTION_KEYS = ("atol", "rtol", "seed", "inputs", "arch", "keras_version", "emit_module", "emit_vectors",
                "from", "to", "allow_nonfinite", "layer", "accept_windows_paths", "external_data", "strict",
-               "full_suite", "output", "if")
-FLAG_OPTIONS = ("allow_nonfinite", "accept_windows_paths", "external_data", "strict", "full_suite")      # the CLI's --allow-nonfinite, ...
+               "full_suite", "output", "if", "quantize", "stateful")
+FLAG_OPTIONS = ("allow_nonfinite", "accept_windows_paths", "external_data", "strict", "full_suite", "stateful")
+ONLY_FOR = {"quantize": ("tflite",), "stateful": ("onnx", "tflite")}     # write options some formats take
+TAKERS = {"quantize": "a TFLite destination (.tflite)", "stateful": "an ONNX or TFLite destination (.onnx, .tflite)"}      # the CLI's --allow-nonfinite, ...
 JOB_KEYS = ("src", "dst", *OPTION_KEYS)
 PATH_OPTIONS = ("inputs", "emit_module", "emit_vectors")
 
@@ -113,6 +115,8 @@ def _check_options(where: str, entry: dict, base: str, problems: list) -> None:
     if "if" in entry and (not isinstance(entry["if"], dict) or not entry["if"] or not all(
             isinstance(k, str) and k and v in ("then", "else") for k, v in entry["if"].items())):
         problems.append(_type_problem(f"{where}.if", entry["if"], "a mapping of If node names to then or else"))
+    if "quantize" in entry and entry["quantize"] != "dynamic":
+        problems.append(_type_problem(f"{where}.quantize", entry["quantize"], "dynamic"))
     if "keras_version" in entry and entry["keras_version"] not in (2, 3):
         problems.append(f"{where}.keras_version: expected 2 or 3, found {short_repr(entry['keras_version'])}")
     for key in (*PATH_OPTIONS, "from", "to"):
@@ -218,6 +222,7 @@ def _validate(raw, base: str, problems: list) -> list[Task]:
             problems.append(_type_problem(f"{where}.dst", dst, "a path or a non-empty list of paths"))
             continue
         torch_dsts = onnx_dsts = 0
+        takers = {key: 0 for key in ONLY_FOR}
         for loc, d in dsts:
             if not isinstance(d, str):
                 problems.append(_type_problem(loc, d, "a path"))
@@ -232,6 +237,7 @@ def _validate(raw, base: str, problems: list) -> list[Task]:
                 continue
             torch_dsts += fmt.name in ("torch", "safetensors")
             onnx_dsts += fmt.name == "onnx"
+            takers = {key: n + (fmt.name in ONLY_FOR[key]) for key, n in takers.items()}
             if src_path and os.path.abspath(dst_path) == os.path.abspath(src_path):
                 problems.append(f"{loc}: '{d}' is the job's source")
             elif dst_path in written:
@@ -244,6 +250,9 @@ def _validate(raw, base: str, problems: list) -> list[Task]:
                             f"(.pt, .pth, .safetensors), the job has {torch_dsts}")
         if job.get("external_data") and not onnx_dsts:
             problems.append(f"{where}.external_data: goes with an ONNX destination (.onnx), the job has none")
+        for key, n in takers.items():
+            if job.get(key) and not n:
+                problems.append(f"{where}.{key}: goes with {TAKERS[key]}, the job has none")
     return tasks
 
 
@@ -362,6 +371,9 @@ def _resolve(options: dict, base: str, fmt: str, several: bool, dst: str) -> dic
         out.pop("emit_module", None)
     if fmt != "onnx":
         out.pop("external_data", None)
+    for key, kinds in ONLY_FOR.items():
+        if fmt not in kinds:
+            out.pop(key, None)
     return out
 
 

@@ -33,7 +33,7 @@ def run_task(task: Task, progress=None) -> dict:
                          force=True, make_dirs=True, outputs=task.policy(), src_format=o.get("from"), dst_format=o.get("to"), seed=o.get("seed", 0),
                          read_options=(_given(o, "arch", "accept_windows_paths", "output") or {})
                          | ({"branches": o["if"]} if o.get("if") else {}),
-                         write_options=_given(o, "keras_version", "external_data"),
+                         write_options=_given(o, "keras_version", "external_data", "quantize", "stateful"),
                          emit_module=o.get("emit_module"), emit_vectors=o.get("emit_vectors"),
                          allow_nonfinite=bool(o.get("allow_nonfinite")), layer=o.get("layer"),
                          strict=bool(o.get("strict")), time_budget=float("inf") if o.get("full_suite") else None,

@@ -21,7 +21,7 @@ The schema of the on-disk form is `schemas/model.schema.json`; `schemas/README.m
 
 Owns: the model's types (`core`, `layers`, `activations`), its validity (`validate`), gate orders and
 permutations (`gates`), each framework's weight layout (`layouts`), state ports (`states`), what a reader
-assumed (`assumptions`) and the description `inspect` prints (`describe`; a Keras 1 file's own array
+assumed (`assumptions`), the int8 hybrid setting of a layer (`hybrid`) and the description `inspect` prints (`describe`; a Keras 1 file's own array
 names: `own_names`).  May import: `rnnconvert.errors`, `rnnconvert.files`.
 Nothing here runs a model: the forward pass is `rnnconvert.reference`, which imports this.
 """

@@ -80,6 +80,7 @@ class Recurrent(Layer):
     has_input_bias: bool = True
     has_recurrent_bias: bool = True
     masked_output: str = "previous"
+    hybrid: dict | None = None          # int8 weights run as LiteRT's hybrid kernels (`hybrid.py`)
 
     @property
     def kind(self) -> str:  # type: ignore[override]
@@ -124,6 +125,7 @@ class Dense(Layer):
     kernel: np.ndarray
     bias: np.ndarray | None = None
     activation: Activation = LINEAR
+    hybrid: dict | None = None          # int8 weights run as LiteRT's hybrid kernels (`hybrid.py`)
     kind: ClassVar[str] = "dense"
 
     @property
@@ -199,6 +201,7 @@ class Conv1D(Layer):
     pads: tuple[int, int] = (0, 0)
     groups: int = 1
     activation: Activation = LINEAR
+    hybrid: dict | None = None          # int8 filter run as LiteRT's hybrid kernel (`hybrid.py`)
     kind: ClassVar[str] = "conv1d"
 
     @property

@@ -4,12 +4,15 @@ parameters that are not numbers (`check_activation_numbers`).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from . import gates
 from ..errors import InputError, short_repr
 from .layers import (CELLS, CONV_PADDINGS, DIRECTIONS, MASKED_OUTPUTS, MERGE_MODES, OUTPUTS, POOL_MODES, TIME_ORDERS,
                      BatchNorm, Conv1D, Dense, Embedding, Flatten, Pooling1D, Recurrent)
+from .hybrid import problems as hybrid_problems
 from .states import state_problems
 
 
@@ -63,6 +66,8 @@ def _problems(model):
                 yield f"{where}: kernel shape {tuple(layer.kernel.shape)}, expected ({features}, units)"
             elif layer.bias is not None and layer.bias.shape != (layer.kernel.shape[1],):
                 yield f"{where}: bias shape {tuple(layer.bias.shape)}, expected ({layer.kernel.shape[1]},)"
+            elif layer.hybrid is not None:
+                yield from hybrid_problems(layer, where)
             features = layer.units_out if layer.kernel.ndim == 2 else features
         elif isinstance(layer, Embedding):
             if k != 0:
@@ -108,6 +113,12 @@ def _conv_problems(layer: "Conv1D", where: str, features: int, seq: bool):
         yield f"{where}: kernel shape {tuple(layer.kernel.shape)} with groups {layer.groups} does not take {features} input features"
     if layer.bias is not None and layer.bias.shape != (layer.kernel.shape[2],):
         yield f"{where}: bias shape {tuple(layer.bias.shape)}, expected ({layer.kernel.shape[2]},)"
+    elif layer.hybrid is not None:
+        if layer.groups != 1 or isinstance(layer.hybrid, dict) and layer.hybrid.get("asymmetric_inputs") is False:
+            yield f"{where}: hybrid arithmetic for a convolution is LiteRT's per-channel CONV_2D: groups 1, " \
+                  "asymmetric inputs"
+        else:
+            yield from hybrid_problems(layer, where)
 
 
 def recurrent_problems(layer: Recurrent, where: str, features: int):
@@ -150,6 +161,12 @@ def recurrent_problems(layer: Recurrent, where: str, features: int):
                 yield f"{where}.{name}.{a}: shape {tuple(v.shape)}, expected (..., {size})"
         if w.c0 is not None and layer.cell != "lstm":
             yield f"{where}.{name}: c0 given for a {layer.cell.upper()} layer"
+    if layer.hybrid is not None:
+        if any(w.P is not None for w in layer.weights) or layer.clip is not None or \
+                any(w.proj is not None for w in layer.weights) and layer.cell != "lstm":
+            yield f"{where}: hybrid arithmetic is LiteRT's kernels': no peepholes or clip"
+        elif not any(True for _ in recurrent_problems(replace(layer, hybrid=None), where, features)):
+            yield from hybrid_problems(layer, where)
 
 
 def nonfinite(model) -> list[tuple[str, str, int, int]]:

@@ -144,6 +144,9 @@ def conv1d(layer: Conv1D, X: np.ndarray, dtype) -> np.ndarray:
     if per_group * G != X.shape[-1] or filters % G:
         raise InputError(f"kernel shape {kernel.shape} with groups {G} does not take {X.shape[-1]} input "
                          "features", layer=layer.name)
+    if layer.hybrid is not None:            # an int8 filter as LiteRT's hybrid kernel runs it
+        from .hybrid import conv1d as hybrid_conv1d
+        return hybrid_conv1d(layer, X, dtype, conv1d)
     T, B, _ = X.shape
     left, right = conv_pads(layer, T)
     Xp = np.pad(X, ((left, right), (0, 0), (0, 0)))
@@ -215,6 +218,9 @@ def masked_recurrent(layer: Recurrent, X: np.ndarray, mask: np.ndarray, dtype):
     Each step is the unmasked cell of `cells` run for one step from the carried state.
     """
     R._check_recurrent(layer, X)
+    if layer.hybrid is not None:
+        raise UnsupportedError("a mask reaching a layer with hybrid int8 arithmetic: LiteRT's hybrid sequence "
+                               "ops take no mask", layer=layer.name)
     if mask.shape != X.shape[:2]:
         raise InputError(f"mask of shape {mask.shape} for a sequence of shape {X.shape[:2]}", layer=layer.name)
     acts = [A._compile(a, layer.name) for a in layer.activations]

@@ -35,6 +35,9 @@ Flatten and BatchNorm, and what a mask (Embedding mask_zero, Masking) does to th
 after it, are stated and computed in `layers`; a model that starts with an Embedding
 takes integer token ids [batch, time].
 
+A Dense, Conv1D, LSTM or RNN layer with a `hybrid` setting (int8 weights, e.g. read from a quantized .tflite)
+computes as LiteRT's hybrid kernels do, in float32, its inputs quantized on the fly: stated and computed in
+`hybrid`.
 The activations (hard_sigmoid, elu, gelu, softmax, ...) are stated and computed in `activations`;
 what a recurrent layer returns and how its directions merge, in `recurrent`.
 The cells' time loops, and how a large batch runs on several threads, are in `cells`.
@@ -135,6 +138,9 @@ def _dense(layer: Dense, X: np.ndarray, dtype) -> np.ndarray:
     if kernel.ndim != 2 or kernel.shape[0] != X.shape[-1]:
         raise InputError(f"kernel shape {tuple(kernel.shape)} does not take {X.shape[-1]} input features",
                          layer=layer.name)
+    if layer.hybrid is not None:            # int8 weights as LiteRT's hybrid kernel runs them
+        from .hybrid import dense
+        return dense(layer, X, dtype)
     Y = X @ kernel
     if layer.bias is not None:
         Y += np.asarray(layer.bias, dtype=dtype)

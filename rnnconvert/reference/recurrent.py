@@ -20,7 +20,11 @@ def _recurrent(layer: Recurrent, X: np.ndarray, dtype) -> tuple[np.ndarray, list
     outputs, states = [], []
     for direction, w in zip(layer.direction_names(), layer.weights):
         reverse = direction == "reverse"
-        Y, state = step(layer, w, X, reverse, acts, dtype)
+        if layer.hybrid is not None:        # int8 weights as LiteRT's hybrid kernels run them
+            from .hybrid import recurrent
+            Y, state = recurrent(layer, w, direction, X, reverse, acts, dtype)
+        else:
+            Y, state = step(layer, w, X, reverse, acts, dtype)
         outputs.append(_pick(layer, Y, reverse))
         states.append(state)
     return _merge(layer, outputs), states

@@ -19,26 +19,31 @@ from .report import reason
 from .suite import STREAMING, chunking, initial_states, stream, streaming_undefined
 
 
-def _runtime_checks(report, fmt, path, model, suite, judge, role, src_model):
+def _runtime_checks(report, fmt, path, model, suite, judge, role, src_model, also=None):
     """`fmt`'s own runtime on `path`, on every input; a runtime not installed, or one that cannot load or
     run the file, is `report.not_run` with its reason (on which input, when earlier ones ran), never a
-    numeric failure: NOT EQUIVALENT rests on numbers that disagree."""
+    numeric failure: NOT EQUIVALENT rests on numbers that disagree.  `also(out, k, oracle, label)`: a second
+    check of the same run (`hybrid_judge`)."""
     runtime = fmt.runtime
     if not runtime:
         return
     oracle = f"{runtime}({role})"
+    per_input = 2 if also is not None else 1
     try:
         run = runtimes.runner(fmt, path, model)
     except Exception as exc:  # noqa: BLE001 - not installed, or refusing the file: not run, with the reason
-        report.not_run(oracle, exc, unplanned=len(suite))
+        report.not_run(oracle, exc, unplanned=per_input * len(suite))
         return
     for k, (label, x) in enumerate(suite):
         try:
             out = _run_in_layout(run, x, src_model, model)
         except Exception as exc:  # noqa: BLE001 - the runtime failing on the file is no number
-            report.not_run(oracle, exc if k == 0 else f"on {label}: {reason(exc)}", unplanned=len(suite) - k)
+            report.not_run(oracle, exc if k == 0 else f"on {label}: {reason(exc)}",
+                           unplanned=per_input * (len(suite) - k))
             return
         report.checks.append(judge(out, k, oracle, label))
+        if also is not None:
+            report.checks.append(also(out, k, oracle, label))
 
 
 def _streaming_checks(report, model, suite, judge, src_model):
@@ -126,7 +131,8 @@ def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None
         reference_checks(report, src_model, dst_model, suite, judge)
     if src_fmt is not None:
         _runtime_checks(report, src_fmt, src_path, src_model, suite, judge, "src", src_model)
-    _runtime_checks(report, dst_fmt, dst_path, dst_model or src_model, suite, judge, "dst", src_model)
+    also = hybrid_judge(report, src_model, dst_model, suite, dst_fmt.runtime, progress) if dst_fmt.runtime else None
+    _runtime_checks(report, dst_fmt, dst_path, dst_model or src_model, suite, judge, "dst", src_model, also)
     if same:
         if report.checks:
             report.notes.append(IDENTICAL.format(" (with and without states)" if src_model.has_state_io else "", ""))
@@ -177,3 +183,46 @@ def node_checks(path, name: str, suite, judge, fmt: str | None = None, report=No
             break
         checks.append(judge(out, k, oracle, label))
     return checks
+
+
+HYBRID = "{} vs reference(dst)"
+FLOAT_WEIGHTS = "{} vs reference(float weights)"
+CHANGED = ("arithmetic changed: layers {layers} of the source run LiteRT's hybrid int8 kernels (activations quantized "
+           "on the fly); the destination holds their weights dequantized, computed in float (.rnnc keeps that "
+           "arithmetic, .tflite for Dense, Conv1D and the fused LSTM / RNN ops, no other format).  The checks against the source measure that change (accept it with a "
+           "looser --atol); '{runtime}(dst) vs reference(float weights)' checks the file against the float model of "
+           "the same weights (atol={atol:g} rtol={rtol:g})")
+RUNS_HYBRID = ("layers {layers} run LiteRT's hybrid int8 kernels (activations quantized on the fly): '{runtime}(dst) "
+               "vs reference(dst)' checks the runtime against that arithmetic (atol={atol:g} rtol={rtol:g}); the "
+               "other checks measure the distance from the source's arithmetic")
+
+
+def hybrid_judge(report, src_model, dst_model, suite, runtime: str, progress=None):
+    """Where int8 hybrid arithmetic (`model.hybrid`) is on one side: also(out, k, oracle, label), the runtime's
+    output against the reference pass of what the file itself computes, at the float32 tolerance (or the
+    user's, when tighter: a looser --atol, chosen for the distance from the source, does not loosen it).
+    A hybrid destination: reference(dst), which computes LiteRT's arithmetic.  A hybrid source written
+    where no hybrid layer is kept: the float model of the same weights, with a note that the arithmetic
+    changed.  None when neither side, or both alike, run hybrid kernels."""
+    from ..model.hybrid import any_hybrid, dequantized, note
+    from ..reference.network import forward
+    from .checks import TOLERANCES, compare, noise_between
+    src_h, dst_h = any_hybrid(src_model), dst_model is not None and any_hybrid(dst_model)
+    if not dst_h and not src_h or dst_h and identical(src_model, dst_model):
+        return None
+    tol = {k: min(v, report.tolerance[k]) for k, v in TOLERANCES["float32"].items()}
+    model, name = (dst_model, HYBRID) if dst_h else (dequantized(src_model), FLOAT_WEIGHTS)
+    text = RUNS_HYBRID if dst_h else CHANGED
+    report.notes.append(text.format(layers=", ".join(note(dst_model if dst_h else src_model)), runtime=runtime,
+                                    **tol))
+    if progress is not None:
+        progress.added(len(suite))
+    time_axis = 0 if src_model.input.layout == "time_batch_feature" else 1
+
+    def also(out, k, oracle, label):
+        x = suite[k][1]
+        expected = _run_in_layout(lambda v: forward(model, v), x, src_model, model)
+        noise = noise_between(_run_in_layout(lambda v: forward(model, v, dtype=np.float32), x, src_model, model),
+                              expected)
+        return compare(out, expected, tol, name.format(oracle), label, noise, time_axis)
+    return also

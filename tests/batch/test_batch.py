@@ -77,7 +77,7 @@ def test_more_plan_errors(runner, tmp_path):
         "jobs[1].emit_module: goes with exactly one PyTorch destination (.pt, .pth, .safetensors), the job has 0; "
         "jobs[2]: unknown key 'desination' (known: src, dst, atol, rtol, seed, inputs, arch, keras_version, "
         "emit_module, emit_vectors, from, to, allow_nonfinite, layer, accept_windows_paths, external_data, strict, "
-        "full_suite, output, if); "
+        "full_suite, output, if, quantize, stateful); "
         "jobs[3].dst: 'x.onnx' is also written by jobs[2].dst; "
         "jobs[4]: expected a mapping with src and dst, found int 7")
 

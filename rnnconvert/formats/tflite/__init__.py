@@ -4,7 +4,8 @@ Layout: one subgraph; LSTM and simple RNN as TFLite's sequence ops, one tensor p
 gates i, f, c, o: canonical ifgo) and one bias per gate; Dense weights [units, in] (the transpose of the
 canonical kernel).  Odd about it: the sequence ops' state tensors are variables that outlive `invoke`,
 so the writer zeroes them before each op (`recurrent.py`).  Owns the FlatBuffer writer (`flatbuf`,
-`graph`), the schema's field tables (`schema`) and LiteRT as the runtime (`runtime`).
+`graph`), the schema's field tables (`schema`), LiteRT as the runtime (`runtime`), the reader of int8 hybrid
+ops (`reader_hybrid`) and of TensorFlow's WHILE lowering of a recurrent layer (`lift_while`).
 """
 from .runtime import run, runner
 from .writer import write

@@ -10,6 +10,7 @@ import numpy as np
 from ...errors import UnsupportedError
 from ...model import (ActivationLayer, BatchNorm, Conv1D, Dense, Dropout, Embedding, Flatten, Pooling1D)
 from . import schema as s
+from . import quantize as q
 from .emit import FUSED, Emitter, Value
 
 
@@ -46,18 +47,15 @@ def emit_front(e: Emitter, layer, x: Value, quantize=None) -> Value:
 def _dense(e: Emitter, layer: Dense, x: Value, quantize) -> Value:
     name = layer.name
     kernel = np.asarray(layer.kernel, np.float32).T
-    if quantize == "dynamic":
-        from .quantize import int8_weight
-        w = int8_weight(e, f"{name}/kernel", kernel)
-    else:
-        w = e.const(f"{name}/kernel", kernel)
+    hybrid = q.plan(layer, quantize)
+    w = q.weight(e, f"{name}/kernel", kernel, hybrid, "kernel", per_channel=True)
     b = -1 if layer.bias is None else e.const(f"{name}/bias", np.asarray(layer.bias, np.float32))
     act = layer.activation
     fused = FUSED.get(act.name)
     out = e.new(f"{name}/output" if fused is not None else f"{name}/linear", list(x.dims[:-1]) + [kernel.shape[0]])
     y = e.op("FULLY_CONNECTED", [x.index, w, b], out, "FullyConnectedOptions",
              fused_activation_function=fused or s.ACT_NONE, keep_num_dims=True,
-             asymmetric_quantize_inputs=quantize == "dynamic")
+             asymmetric_quantize_inputs=q.asymmetric(hybrid))
     return y if fused is not None else e.activation(act, y, name, name)
 
 
@@ -96,7 +94,8 @@ def _conv(e: Emitter, layer: Conv1D, x: Value) -> Value:
     fused = FUSED.get(layer.activation.name)
     padding = "same" if layer.padding == "same" else "valid"
     out_steps = _steps(steps, width, layer.strides, layer.dilation, padding)
-    y = e.op("CONV_2D", [image.index, e.const(f"{name}/kernel", kernel), e.const(f"{name}/bias", bias)],
+    w = q.weight(e, f"{name}/kernel", kernel, layer.hybrid, "kernel", per_channel=True)     # float32 unless hybrid
+    y = e.op("CONV_2D", [image.index, w, e.const(f"{name}/bias", bias)],
              e.new(f"{name}/conv", [x.dims[0], 1, out_steps, filters]), "Conv2DOptions",
              padding=s.SAME if padding == "same" else s.VALID, stride_w=layer.strides, stride_h=1,
              fused_activation_function=fused or s.ACT_NONE, dilation_w_factor=layer.dilation, dilation_h_factor=1)

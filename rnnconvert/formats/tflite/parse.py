@@ -28,6 +28,8 @@ class Tensor:
     data: np.ndarray | None = None     # constants, float32 after dequantizing int8 weights
     variable: bool = False
     quantized: bool = False
+    scales: np.ndarray | None = None   # int8 weights: float32 scales (one, or one per channel) ...
+    axis: int = 0                      # ... along this axis, zero points all 0 (else None scales)
 
 
 @dataclass
@@ -130,6 +132,8 @@ def _constant(t: Tensor, data, quant, path) -> np.ndarray:
         if scale is not None and len(scale):
             a = _dequantize(t, a, scale, zero, axis, path)
             t.quantized = True
+            if zero is None or not np.any(zero):
+                t.scales, t.axis = scale.astype(np.float32), int(axis)
     return a
 
 

@@ -2,8 +2,9 @@
 
 Ops that only compute shapes or write the sequence ops' state variables before they run (SHAPE, FILL,
 integer slicing, DEQUANTIZE of a constant, an ADD of an initial state) are set aside, an initial state
-kept; every other op must be one rnnconvert reads (`_front` and `reader_recurrent`), else the file is
-refused naming the op and its subgraph.
+kept; every other op must be one rnnconvert reads (`_front` and `reader_recurrent`; a WHILE rnnconvert wrote,
+`reader_loop`, or TensorFlow's lowering of a recurrent layer, `lift_while`), else the file is refused naming
+the op and its subgraph.
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import numpy as np
 from ...errors import InputError, UnsupportedError
 from ...model import (ActivationLayer, Dense, Embedding, Flatten, InputSpec, Masking, Model, Pooling1D)
 from ...model.activations import Activation
-from . import schema as s
+from ...model.assumptions import Assumption
+from . import reader_hybrid as hybrid, schema as s
+from .lift_while import TimeMajor, WhileOut, feeds_while, read_while, time_major_op, while_output
 from .parse import parse
 from .reader_loop import loop_seq, read_loops, read_ports, read_spans
 from .reader_front import IMAGE_OPS, Image, Padded, affine, image_op
@@ -42,7 +45,7 @@ def read(path, **options) -> Model:
         loops = read_loops(meta, graphs, path)
         spans = read_spans(meta, graphs, path, loops)
         ports = read_ports(meta, graphs, path)
-        model = _model(graphs[0], path, loops, spans, ports)
+        model = _model(graphs[0], path, loops, spans, ports, graphs)
         _initial_states(model, ports, path)
         return model.validate(path)
     except UnsupportedError as exc:
@@ -53,7 +56,7 @@ def read(path, **options) -> Model:
                          "its kind needs; the file is damaged", path=path) from None
 
 
-def _model(g, path, loops: dict, spans: dict, ports: list) -> Model:
+def _model(g, path, loops: dict, spans: dict, ports: list, graphs=()) -> Model:
     if len(g.inputs) != 1 + len(ports) or len(g.outputs) != 1 + len(ports):
         raise UnsupportedError(f"{g.name}: {len(g.inputs)} inputs and {len(g.outputs)} outputs; rnnconvert reads "
                                "a subgraph with one input and one output", path=path)
@@ -87,7 +90,13 @@ def _model(g, path, loops: dict, spans: dict, ports: list) -> Model:
             continue
         name = g.tensors[op.outputs[0]].name.split("/")[0] if op.outputs else f"op{k}"
         x = vals[data_in[0]]
-        if op.name == "TRANSPOSE" and _const(consts, op, 1, g).tolist() == [1, 0, 2]:
+        if op.name == "WHILE":              # TensorFlow's own loop over a cell (rnnconvert's are in `loops`)
+            read_while(op, g, graphs, vals, consts, name, Chain)
+            continue
+        if op.name == "TRANSPOSE" and _const(consts, op, 1, g).tolist() == [1, 0, 2] and not isinstance(x, WhileOut):
+            if feeds_while(g, op.outputs[0], loops):
+                vals[op.outputs[0]] = TimeMajor(finish(x, g.name))
+                continue
             if x is vals[g.inputs[0]] and not x.layers and k == _first_data_op(g, vals):
                 layout = "time_batch_feature"
                 vals[op.outputs[0]] = Chain([])
@@ -180,12 +189,16 @@ def _side(op, consts, inits, g) -> None:
 
 def _data_op(op, x, xs, consts, inits, g, name, assumptions) -> list:
     gn = g.name
+    if isinstance(x, WhileOut):
+        return [while_output(op, x, consts, g, Chain)]
+    if isinstance(x, TimeMajor):
+        return [time_major_op(op, x, consts, g)]
     if op.name in SEQUENCE_OPS:
         if isinstance(x, Seq):
             x = finish(x, gn)
         def init(i):
             return inits.get(i)
-        return sequence_op(op, x, consts, gn, init, name, assumptions)
+        return sequence_op(op, x, consts, gn, init, name, assumptions, g.tensors)
     if op.name == "REVERSE_V2":
         if _const(consts, op, 1, g).reshape(-1).tolist() != [1]:
             raise UnsupportedError(f"{gn}: REVERSE_V2 over an axis other than time")
@@ -203,8 +216,17 @@ def _data_op(op, x, xs, consts, inits, g, name, assumptions) -> list:
             return [merge(xs[0], xs[1], "sum" if op.name == "ADD" else "mul", gn)]
     if isinstance(x, Folded) or op.name == "RESHAPE" and not _is_const(consts, op, 1):
         return [_folded(op, x, consts, g, name)]
+    conv = None
+    if op.name == "CONV_2D" and len(op.inputs) > 1 and g.tensors[op.inputs[1]].quantized:
+        conv = hybrid.conv(op, g.tensors, gn, name)
+        if conv is None:
+            assumptions.append(Assumption(
+                f"layer '{name}': CONV_2D with an int8 filter of one scale, which LiteRT runs as a hybrid kernel "
+                "(its input quantized on the fly); read as the float convolution of the dequantized filter: "
+                "outputs differ by that quantization (`rnnconvert verify` measures it with litert(src))",
+                "default", "int8 CONV_2D filter read as float", ""))
     if op.name in IMAGE_OPS or isinstance(x, (Image, Padded)):
-        return [image_op(op, finish(x, gn) if isinstance(x, Seq) else x, consts, g, name, _const)]
+        return [image_op(op, finish(x, gn) if isinstance(x, Seq) else x, consts, g, name, _const, conv)]
     x = finish(x, gn)
     layers = list(x.layers)
     if op.name == "MUL" and _ave(layers, op, consts):
@@ -213,10 +235,14 @@ def _data_op(op, x, xs, consts, inits, g, name, assumptions) -> list:
     if op.name in ("MUL", "ADD"):
         last = layers[-1] if layers else None
         bias = consts.get(op.inputs[1]) if op.name == "ADD" and len(op.inputs) > 1 else None
-        if isinstance(last, Dense) and last.bias is None and bias is not None and np.size(bias) == last.units_out:
+        act = fused_activation(op.options.get("fused_activation_function", 0), op.name, gn)
+        if isinstance(last, Dense) and last.bias is None and bias is not None and np.size(bias) == last.units_out \
+                and last.activation.name == "linear":
             last.bias = np.asarray(bias, np.float32).reshape(-1)     # TensorFlow's Tensordot: MatMul, then BiasAdd
+            last.activation = act                                      # (its activation fused into the ADD)
             return [Chain(layers)]
-        return [affine(op, Chain(layers), consts, g, name)]
+        out = affine(op, Chain(layers), consts, g, name)
+        return [out if act.name == "linear" else Chain(out.layers + [ActivationLayer(f"{name}_activation", act)])]
     layer = _front(op, consts, g, name)
     return [Chain(layers + ([layer] if layer is not None else []))]
 
@@ -269,7 +295,7 @@ def _front(op, consts, g, name):
         b = op.inputs[2] if len(op.inputs) > 2 else -1
         bias = None if b < 0 else np.asarray(consts[b], np.float32) if b in consts else _const(consts, op, 2, g)
         act = fused_activation(o.get("fused_activation_function", 0), op.name, g.name)
-        return Dense(name, np.ascontiguousarray(w.T), bias, act)
+        return Dense(name, np.ascontiguousarray(w.T), bias, act, hybrid.dense(op, g.tensors, w.shape[0], g.name, name))
     if op.name in _ACTIVATION_OPS:
         return ActivationLayer(name, Activation(_ACTIVATION_OPS[op.name], 1.0 if op.name == "ELU" else None))
     if op.name == "SOFTMAX":

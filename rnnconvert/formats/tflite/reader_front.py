@@ -30,7 +30,7 @@ class Image:            # [batch, 1, time, features]
 IMAGE_OPS = ("PAD", "EXPAND_DIMS", "CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "SQUEEZE")
 
 
-def image_op(op, x, consts, g, name, const):
+def image_op(op, x, consts, g, name, const, hybrid=None):
     gn = g.name
     o = op.options
     if op.name == "PAD" and isinstance(x, Chain):
@@ -39,12 +39,18 @@ def image_op(op, x, consts, g, name, const):
             raise UnsupportedError(f"{gn}: PAD {p}: rnnconvert reads padding over time only")
         return Padded(x, tuple(p[1]))
     if op.name == "EXPAND_DIMS" and isinstance(x, (Chain, Padded)):
-        if const(consts, op, 1, g).reshape(-1).tolist() != [1]:
+        if const(consts, op, 1, g).reshape(-1).tolist() not in ([1], [-3]):
             raise UnsupportedError(f"{gn}: EXPAND_DIMS other than of axis 1 before a convolution")
         return Image(x.base, x.pads) if isinstance(x, Padded) else Image(x, (0, 0))
     if op.name == "SQUEEZE" and isinstance(x, Image) and x.done:
         if o.get("squeeze_dims") not in ([1], [-3]):
             raise UnsupportedError(f"{gn}: SQUEEZE of dims {o.get('squeeze_dims')} after a convolution")
+        return x.base
+    if op.name == "RESHAPE" and isinstance(x, Image) and x.done:       # TensorFlow's squeeze of axis 1
+        before, after = g.tensors[op.inputs[0]].shape, g.tensors[op.outputs[0]].shape
+        if len(before) != 4 or before[1] != 1 or len(after) != 3 or after[-1] != before[-1]:
+            raise UnsupportedError(f"{gn}: RESHAPE of {before} to {after} after a convolution; rnnconvert reads "
+                                   "the one that drops axis 1")
         return x.base
     if op.name in ("CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D") and isinstance(x, Image) and not x.done:
         if o.get("stride_h", 1) != 1:
@@ -67,7 +73,7 @@ def image_op(op, x, consts, g, name, const):
                 padding = "causal" if pads == ((width - 1) * d, 0) else "explicit"
             layer = Conv1D(name, kernel, bias, int(o.get("stride_w", 1)), int(d), padding,
                            pads if padding == "explicit" else (0, 0), 1,
-                           fused_activation(o.get("fused_activation_function", 0), op.name, gn))
+                           fused_activation(o.get("fused_activation_function", 0), op.name, gn), hybrid)
         else:
             if any(x.pads) or o.get("fused_activation_function", 0) or o.get("filter_height", 1) != 1:
                 raise UnsupportedError(f"{gn}: {op.name} with padding before it, a fused activation or a window "

@@ -15,7 +15,7 @@ from ...errors import UnsupportedError
 from ...model import DirectionWeights, Recurrent
 from ...model.activations import LINEAR, SIGMOID, Activation
 from ...model.assumptions import Assumption
-from . import schema as s
+from . import reader_hybrid as hybrid, schema as s
 
 FUSED_NAMES = {s.ACT_NONE: "linear", s.ACT_RELU: "relu", s.ACT_RELU6: "relu6", s.ACT_TANH: "tanh"}
 SEQUENCE_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN",
@@ -69,8 +69,9 @@ def _direction(r, consts, cell, name, graph, init) -> DirectionWeights:
     return DirectionWeights(W, R, B, np.zeros_like(B), h0=init(r[17]), c0=init(r[18]), proj=proj)
 
 
-def sequence_op(op, x, consts, graph, init, name, assumptions: list) -> list:
-    """The op's outputs as `Seq` (or a Chain when a bidirectional op merges its outputs itself)."""
+def sequence_op(op, x, consts, graph, init, name, assumptions: list, tensors=()) -> list:
+    """The op's outputs as `Seq` (or a Chain when a bidirectional op merges its outputs itself); `tensors`:
+    the subgraph's, for the scales of int8 weights (a hybrid op)."""
     cell = "lstm" if "LSTM" in op.name else "rnn"
     o = op.options
     if o.get("time_major"):
@@ -98,6 +99,7 @@ def sequence_op(op, x, consts, graph, init, name, assumptions: list) -> list:
         rest = ins[1:18] + [ins[18], ins[19]] if cell == "lstm" else ins[1:5]
         w = _direction(rest, consts, cell, name, graph, init)
         layer = _layer(name, cell, w, acts, "reverse" if order == "processing" else "forward")
+        layer.hybrid = hybrid.recurrent(op, tensors, layer, [(layer.direction, rest)], graph)
         return [Seq(base, layer, order)]
     if order == "processing":
         raise UnsupportedError(f"{graph}: {name}: a bidirectional op on a reversed sequence")
@@ -117,9 +119,13 @@ def sequence_op(op, x, consts, graph, init, name, assumptions: list) -> list:
     wf = _direction(fw, consts, cell, name, graph, init)
     wb = _direction(bw, consts, cell, name, graph, init)
     if o.get("merge_outputs"):
-        return [Chain(base.layers + [_layer(name, cell, [wf, wb], acts, "bidirectional")])]
-    return [Seq(base, _layer(name, cell, wf, acts, "forward"), "input", half=True),
-            Seq(base, _layer(name, cell, wb, acts, "reverse"), "input", half=True)]
+        layer = _layer(name, cell, [wf, wb], acts, "bidirectional")
+        layer.hybrid = hybrid.recurrent(op, tensors, layer, [("forward", fw), ("reverse", bw)], graph)
+        return [Chain(base.layers + [layer])]
+    halves = [_layer(name, cell, wf, acts, "forward"), _layer(name, cell, wb, acts, "reverse")]
+    for layer, r in zip(halves, (fw, bw)):
+        layer.hybrid = hybrid.recurrent(op, tensors, layer, [(layer.direction, r)], graph)
+    return [Seq(base, layer, "input", half=True) for layer in halves]
 
 
 def _layer(name, cell, w, acts, direction) -> Recurrent:
@@ -170,8 +176,9 @@ def merge(a: Seq, b: Seq, mode: str, graph: str) -> Chain:
                                "things")
     output = bo if bo != "sequence" else "sequence"
     layer = replace(a.layer, name=a.layer.name, direction="bidirectional", weights=a.layer.weights + b.layer.weights,
-                    output=output, merge=mode)
-    if a.layer.activations != b.layer.activations or a.layer.hidden != b.layer.hidden:
+                    output=output, merge=mode, hybrid=hybrid.merged(a.layer, b.layer, graph))
+    if a.layer.activations != b.layer.activations or a.layer.hidden != b.layer.hidden \
+            or a.layer.reset_after != b.layer.reset_after:
         raise UnsupportedError(f"{graph}: {a.layer.name}/{b.layer.name}: directions with different settings")
     return Chain(a.base.layers + [layer])
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from ...errors import UnsupportedError
 from ...model import Recurrent
+from . import quantize as q
 from .emit import FUSED, Emitter, Value
 
 
@@ -111,20 +112,14 @@ def _gate_weights(e: Emitter, layer: Recurrent, w, tag: str, quantize) -> tuple[
     gates = {"lstm": "ifgo", "rnn": "h"}[layer.cell]
     W, R, B = [], [], []
     bias = np.asarray(w.Wb, np.float32) + np.asarray(w.Rb, np.float32)
+    hybrid, d = q.plan(layer, quantize), tag.rstrip("/") or layer.direction_names()[0]
     for k, g in enumerate(gates):
         rows = slice(k * H, (k + 1) * H)
-        W.append(_weight(e, f"{layer.name}/{tag}W_{g}", w.W[rows], quantize))
-        R.append(_weight(e, f"{layer.name}/{tag}R_{g}", w.R[rows], quantize))
+        W.append(q.weight(e, f"{layer.name}/{tag}W_{g}", w.W[rows], hybrid, f"{d}.W", rows))
+        R.append(q.weight(e, f"{layer.name}/{tag}R_{g}", w.R[rows], hybrid, f"{d}.R", rows))
         B.append(e.const(f"{layer.name}/{tag}bias_{g}", bias[rows]))
-    proj = [] if w.proj is None else [_weight(e, f"{layer.name}/{tag}projection", w.proj, quantize), -1]
+    proj = [] if w.proj is None else [q.weight(e, f"{layer.name}/{tag}projection", w.proj, hybrid, f"{d}.proj"), -1]
     return W, R, B, proj
-
-
-def _weight(e: Emitter, name: str, array, quantize) -> int:
-    if quantize == "dynamic":
-        from .quantize import int8_weight
-        return int8_weight(e, name, array)
-    return e.const(name, np.asarray(array, np.float32))
 
 
 def _unidirectional(e: Emitter, layer: Recurrent, w, x: Value, y: Value, act: int, tag: str, quantize) -> None:
@@ -133,12 +128,12 @@ def _unidirectional(e: Emitter, layer: Recurrent, w, x: Value, y: Value, act: in
     hs = _state(e, x, S, f"{layer.name}/{tag}h_state", w.h0)
     if layer.cell == "rnn":
         e.op("UNIDIRECTIONAL_SEQUENCE_RNN", [x.index, W[0], R[0], B[0], hs.index], y, "SequenceRNNOptions",
-             time_major=False, fused_activation_function=act, asymmetric_quantize_inputs=bool(quantize))
+             time_major=False, fused_activation_function=act, asymmetric_quantize_inputs=q.asymmetric(q.plan(layer, quantize)))
         return
     cs = _state(e, x, H, f"{layer.name}/{tag}c_state", w.c0)
     inputs = [x.index] + W + R + [-1, -1, -1] + B + (proj or [-1, -1]) + [hs.index, cs.index] + [-1] * 4
     e.op("UNIDIRECTIONAL_SEQUENCE_LSTM", inputs, y, "UnidirectionalSequenceLSTMOptions",
-         fused_activation_function=act, time_major=False, asymmetric_quantize_inputs=bool(quantize))
+         fused_activation_function=act, time_major=False, asymmetric_quantize_inputs=q.asymmetric(q.plan(layer, quantize)))
 
 
 def _bidirectional(e: Emitter, layer: Recurrent, x: Value, act: int, merged: bool, quantize) -> list[Value]:
@@ -157,7 +152,7 @@ def _bidirectional(e: Emitter, layer: Recurrent, x: Value, act: int, merged: boo
         e.counts["BIDIRECTIONAL_SEQUENCE_RNN"] = e.counts.get("BIDIRECTIONAL_SEQUENCE_RNN", 0) + 1
         e.g.op("BIDIRECTIONAL_SEQUENCE_RNN", inputs, [o.index for o in outs], "BidirectionalSequenceRNNOptions",
                time_major=False, fused_activation_function=act, merge_outputs=merged,
-               asymmetric_quantize_inputs=bool(quantize))
+               asymmetric_quantize_inputs=q.asymmetric(q.plan(layer, quantize)))
         return outs
     cf = _state(e, x, H, f"{name}/forward/c_state", fw.c0)
     cb = _state(e, x, H, f"{name}/reverse/c_state", bw.c0)
@@ -167,5 +162,5 @@ def _bidirectional(e: Emitter, layer: Recurrent, x: Value, act: int, merged: boo
     e.counts["BIDIRECTIONAL_SEQUENCE_LSTM"] = e.counts.get("BIDIRECTIONAL_SEQUENCE_LSTM", 0) + 1
     e.g.op("BIDIRECTIONAL_SEQUENCE_LSTM", inputs, [o.index for o in outs], "BidirectionalSequenceLSTMOptions",
            fused_activation_function=act, merge_outputs=merged, time_major=False,
-           asymmetric_quantize_inputs=bool(quantize))
+           asymmetric_quantize_inputs=q.asymmetric(q.plan(layer, quantize)))
     return outs

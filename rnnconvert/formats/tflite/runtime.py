@@ -106,8 +106,11 @@ def run(path, x, model) -> np.ndarray:
 def runner(path, model):
     """x -> output.  A file with WHILE loops gets a fresh interpreter per input: LiteRT 2.3 aborted once
     ('double free or corruption') in allocate_tensors after resizing such a file in a long-running process
-    (bench/wild.py, not reproduced alone); loading a file again costs milliseconds."""
-    if _has_loops(path):
+    (bench/wild.py, not reproduced alone); loading a file again costs milliseconds.  So does a file with int8
+    hybrid ops: resized to another batch, LiteRT 2.3 kept a hybrid CONV_2D's row sums (computed once, in the
+    persistent arena) as stale memory (a Conv1D + LSTM file 0.23 off from its own first run at that shape)."""
+    from ...model.hybrid import any_hybrid
+    if _has_loops(path) or any_hybrid(model):
         return lambda x: invoke(interpreter(path), x, model)
     it = interpreter(path)
     return lambda x: invoke(it, x, model)

@@ -99,7 +99,8 @@ def test_unknown_op_refused_naming_op_and_subgraph(runner, tmp_path):
 
 
 def test_tensorflow_while_loop_refused(tmp_path):
-    """A WHILE without rnnconvert's loop metadata (TensorFlow's own lowering of a GRU) is named, not guessed."""
+    """A WHILE without rnnconvert's loop metadata that loops over no time-major input (so no lowering of a
+    recurrent layer TensorFlow writes: test_tflite_tf_while.py) is named, not guessed."""
     p = _one_op_file(tmp_path / "w.tflite", "WHILE")
     with pytest.raises(UnsupportedError, match="main: op WHILE is not one rnnconvert reads"):
         rnnconvert.read(p)

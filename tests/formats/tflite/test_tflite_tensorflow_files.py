@@ -2,8 +2,8 @@
 batch 1), read by rnnconvert and predicted against TensorFlow Lite's stored outputs; converted on to ONNX and
 run by onnxruntime.  TensorFlow's fused LSTM carries cell_clip 10 (Keras never clips): read without it, an
 assumption the report lists.  Its dynamic-range file: the int8 weights dequantized exactly as LiteRT states
-them; its predictions differ from LiteRT's by the error of LiteRT quantizing the activations on the fly.
-Its SimpleRNN became a WHILE loop, refused naming the op."""
+them (its predictions, LiteRT's hybrid arithmetic: test_tflite_hybrid.py).
+Its SimpleRNN became a WHILE loop, read by test_tflite_tf_while.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +12,6 @@ import pytest
 import rnnconvert
 from conftest import FIXTURES
 from litert_helpers import load
-from rnnconvert.errors import UnsupportedError
 from rnnconvert.reference.network import forward
 
 TFL = FIXTURES / "tflite"
@@ -69,18 +68,6 @@ def test_dynamic_range_weights_dequantized_exactly():
     # LiteRT's operand order: input weights of gates i, f, c, o, then the recurrent ones.
     np.testing.assert_array_equal(lstm.weights[0].W, np.concatenate(by_shape[model.input.features]))
     np.testing.assert_array_equal(lstm.weights[0].R, np.concatenate(by_shape[H]))
-
-
-def test_dynamic_range_prediction_error_is_litert_quantizing_activations():
-    model = rnnconvert.read(TFL / "lstm_seq_quantized" / "model.tflite")
-    err = max(float(np.abs(forward(model, x) - y).max()) for _, x, y in io("lstm_seq_quantized"))
-    assert 1e-4 < err < 0.05         # measured 0.022 (t60); TF-Keras float vs LiteRT: 0.035
-
-
-def test_tensorflow_while_loop_refused_naming_op_and_subgraph():
-    with pytest.raises(UnsupportedError, match=r"main: op WHILE is not one rnnconvert reads \(on the data path, "
-                                               r"output 'sequential_2/simple_rnn/while'\)"):
-        rnnconvert.read(TFL / "simplernn_dense" / "model.tflite")
 
 
 def test_tensorflow_file_keeps_its_state_across_invoke():
