@@ -15,12 +15,12 @@ import numpy as np
 from ...errors import InputError, UnsupportedError
 from ...model.assumptions import Assumption
 from ...model import (LINEAR, RELU, SIGMOID, TANH, Activation, ActivationLayer, BatchNorm, Conv1D, Dense,
-    DirectionWeights, Dropout, Embedding, Flatten, InputSpec, Model, Pooling1D, Recurrent)
+    DirectionWeights, Dropout, Embedding, Flatten, InputSpec, Model, Pooling1D, Recurrent, TimeWindow)
 from . import arch as arch_hints
 from .loading import key_list, load
 from .order import check_chain, forward_order
 from .statedict import (TORCH_CLASS, ActivationSpec, BatchNormSpec, ConvSpec, DropoutSpec, EmbeddingSpec,
-    FlattenSpec, LinearSpec, PoolSpec, RNNSpec, parse, to_state_dict)
+    FlattenSpec, LinearSpec, PoolSpec, RNNSpec, WindowSpec, parse, to_state_dict)
 from .steps import resolve_embeddings, settle_modules, spec_from_step
 
 # model.source entries about how one file was loaded: not carried into files written from the model
@@ -242,7 +242,7 @@ def _specs_from_metadata(meta, modules, sd, state_keys, path):
                 spec = ActivationSpec(Activation(**step["activation"]), name=step["name"])
             elif kind == "dropout":
                 spec = DropoutSpec(float(step["rate"]), name=step["name"], variant=step.get("variant", "dropout"))
-            elif kind in ("embedding", "conv1d", "batch_norm", "pooling1d", "flatten"):
+            elif kind in ("embedding", "conv1d", "batch_norm", "pooling1d", "flatten", "time_window"):
                 spec = spec_from_step(step, modules, where, path)
             else:
                 raise InputError(f"{where}: unknown step kind '{kind}'", path=path)
@@ -287,6 +287,8 @@ def specs_to_layers(specs) -> list:
                                     padding=spec.padding))
         elif isinstance(spec, FlattenSpec):
             layers.append(Flatten(name=spec.name))
+        elif isinstance(spec, WindowSpec):
+            layers.append(TimeWindow(name=spec.name, start=spec.start, stop=spec.stop, single=spec.single))
     return layers
 
 

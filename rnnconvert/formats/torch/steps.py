@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ...errors import InputError
 from ...model.assumptions import Assumption
-from .statedict import BatchNormSpec, ConvSpec, EmbeddingSpec, FlattenSpec, LinearSpec, PoolSpec
+from .statedict import BatchNormSpec, ConvSpec, EmbeddingSpec, FlattenSpec, LinearSpec, PoolSpec, WindowSpec
 
 
 def takes(spec, features) -> bool:
@@ -121,6 +121,8 @@ def step_of(spec) -> dict | None:
                 "strides": spec.strides, "padding": spec.padding}
     if isinstance(spec, FlattenSpec):
         return {"kind": "flatten", "name": spec.name}
+    if isinstance(spec, WindowSpec):
+        return {"kind": "time_window", "name": spec.name, "start": spec.start, "stop": spec.stop, "single": spec.single}
     return None
 
 
@@ -131,6 +133,9 @@ def spec_from_step(step: dict, modules: dict, where: str, path):
         return PoolSpec(step["mode"], step["pool_size"], step["strides"], step["padding"], name=step["name"])
     if kind == "flatten":
         return FlattenSpec(name=step["name"])
+    if kind == "time_window":
+        return WindowSpec(int(step["start"]), None if step["stop"] is None else int(step["stop"]),
+                          bool(step["single"]), name=step["name"])
     spec = modules.get(step["module"])
     if kind == "embedding" and isinstance(spec, LinearSpec) and spec.bias is None:
         spec = modules[step["module"]] = EmbeddingSpec(path=spec.path, weight=spec.weight)
