@@ -10,7 +10,8 @@ divides an average by the count of real steps, as Keras does.
 from __future__ import annotations
 
 from ..literals import comment
-from .statedict import BatchNormSpec, ConvSpec, EmbeddingSpec, FlattenSpec, PoolSpec, WindowSpec
+from .statedict import BatchNormSpec, ConvSpec, EmbeddingSpec, FlattenSpec, PoolSpec
+from .steps import WindowSpec
 
 
 def constructor(spec) -> str | None:

@@ -20,8 +20,8 @@ from . import arch as arch_hints
 from .loading import key_list, load
 from .order import check_chain, forward_order
 from .statedict import (TORCH_CLASS, ActivationSpec, BatchNormSpec, ConvSpec, DropoutSpec, EmbeddingSpec,
-    FlattenSpec, LinearSpec, PoolSpec, RNNSpec, WindowSpec, parse, to_state_dict)
-from .steps import resolve_embeddings, settle_modules, spec_from_step
+    FlattenSpec, LinearSpec, PoolSpec, RNNSpec, parse, to_state_dict)
+from .steps import WindowSpec, resolve_embeddings, settle_modules, spec_from_step
 
 # model.source entries about how one file was loaded: not carried into files written from the model
 LOADER_KEYS = ("assumptions", "read_notes", "key_renames", "ignored_keys", "state_dict_key", "safetensors_metadata",

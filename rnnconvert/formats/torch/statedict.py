@@ -168,16 +168,6 @@ class FlattenSpec:
 
 
 @dataclass
-class WindowSpec:
-    """Time steps out[:, start:stop] (single: out[:, start]), done in the forward (model.TimeWindow)."""
-    start: int = 0
-    stop: int | None = None
-    single: bool = False
-    name: str = ""
-    kind = "time_window"
-
-
-@dataclass
 class ActivationSpec:
     activation: Activation
     name: str = ""

@@ -1,13 +1,25 @@
 """The front-end modules of a state dict (nn.Embedding, nn.Conv1d, nn.BatchNorm1d) and the
-parameter-free steps (pooling, flatten): what their keys cannot say comes from `--arch modules:`
+parameter-free steps (pooling, flatten, time windows: `WindowSpec`): what their keys cannot say comes from `--arch modules:`
 or PyTorch's defaults, each default applied said as an assumption; rnnconvert's own files carry
 them as metadata steps (`step_of` / `spec_from_step`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ...errors import InputError
 from ...model.assumptions import Assumption
-from .statedict import BatchNormSpec, ConvSpec, EmbeddingSpec, FlattenSpec, LinearSpec, PoolSpec, WindowSpec
+from .statedict import BatchNormSpec, ConvSpec, EmbeddingSpec, FlattenSpec, LinearSpec, PoolSpec
+
+
+@dataclass
+class WindowSpec:
+    """Time steps out[:, start:stop] (single: out[:, start]), done in the forward (model.TimeWindow)."""
+    start: int = 0
+    stop: int | None = None
+    single: bool = False
+    name: str = ""
+    kind = "time_window"
 
 
 def takes(spec, features) -> bool:

@@ -25,8 +25,8 @@ from . import module_code, safetensors_io
 from .loading import METADATA_KEY, METADATA_VERSION, SAFETENSORS_METADATA_KEY, import_torch, is_safetensors
 from .reader import LOADER_KEYS
 from .statedict import (MODULE_SPECS, TORCH_CLASS, ActivationSpec, BatchNormSpec, ConvSpec, DropoutSpec,
-    EmbeddingSpec, FlattenSpec, LinearSpec, PoolSpec, RNNSpec, WindowSpec, to_state_dict)
-from .steps import step_of
+    EmbeddingSpec, FlattenSpec, LinearSpec, PoolSpec, RNNSpec, to_state_dict)
+from .steps import WindowSpec, step_of
 
 TORCH_ACTIVATIONS = {"lstm": ("sigmoid", "tanh", "tanh"), "gru": ("sigmoid", "tanh")}
 
