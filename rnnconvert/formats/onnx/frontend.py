@@ -258,8 +258,7 @@ def read_entry(entry: dict, get):
     if kind == "masking":
         return Masking(name, float(entry["mask_value"]))
     if kind == "time_window":
-        return TimeWindow(name, int(entry["start"]), None if entry["stop"] is None else int(entry["stop"]),
-                          bool(entry["single"]))
+        return TimeWindow(name, entry["start"], entry["stop"], entry["single"])     # checked by Model.validate
     raise KeyError(kind)
 
 

@@ -146,8 +146,7 @@ def spec_from_step(step: dict, modules: dict, where: str, path):
     if kind == "flatten":
         return FlattenSpec(name=step["name"])
     if kind == "time_window":
-        return WindowSpec(int(step["start"]), None if step["stop"] is None else int(step["stop"]),
-                          bool(step["single"]), name=step["name"])
+        return WindowSpec(step["start"], step["stop"], step["single"], name=step["name"])   # checked by validate
     spec = modules.get(step["module"])
     if kind == "embedding" and isinstance(spec, LinearSpec) and spec.bias is None:
         spec = modules[step["module"]] = EmbeddingSpec(path=spec.path, weight=spec.weight)

@@ -285,3 +285,22 @@ def test_invalid_windows_are_listed_by_validate():
                               "time window needs a sequence; layers[3] 'bad': a single step (single true) takes no "
                               "stop; layers[4] 'text': a time window needs a sequence; layers[4] 'text': start 2, "
                               "expected an integer step index")
+
+
+@pytest.mark.parametrize("bad,words", [({"start": 2.5}, "start 2.5, expected an integer step index"),
+                                       ({"stop": "6"}, "stop 6, expected an integer step index"),
+                                       ({"single": 1}, "single 1, expected true or false")])
+def test_window_settings_from_file_metadata_are_checked_not_coerced(bad, words, tmp_path):
+    """A .pt's rnnconvert metadata step is a stranger's JSON: a window bound that is not an integer is refused (exit
+    2), never truncated to one."""
+    torch = pytest.importorskip("torch")
+    model = rnnconvert.read(str(FIXTURES / "torch_window" / "rnn_steps_2_6" / "model.onnx"))
+    rnnconvert.write(model, str(tmp_path / "m.pt"))
+    sd = torch.load(tmp_path / "m.pt", weights_only=True)
+    meta = json.loads(sd._metadata["__rnnconvert__"]["json"])
+    next(s for s in meta["steps"] if s["kind"] == "time_window").update(bad)
+    sd._metadata["__rnnconvert__"]["json"] = json.dumps(meta)
+    torch.save(sd, tmp_path / "bad.pt")
+    result = CliRunner().invoke(cli, ["convert", str(tmp_path / "bad.pt"), str(tmp_path / "out.rnnc")])
+    assert result.exit_code == 2, result.output
+    assert f"layers[1] 'window': {words}" in result.output
