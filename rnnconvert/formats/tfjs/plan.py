@@ -3,7 +3,7 @@
 TF.js has no ZeroPadding1D and its Conv1D refuses 'causal' padding ("not implemented yet"), so zeros
 added before a convolution are written as Reshape [T, 1, F] -> ZeroPadding2D ((left, right), (0, 0))
 -> Reshape [T, F] (the same zeros; the reader folds the three back into one padding) and the Conv1D
-is 'valid'.  Refused, naming the layer: GRU with reset_after=True (TF.js's GRUCell throws on it), activations
+is 'valid'.  Refused, naming the layer: a time window (TF.js has no Cropping1D), GRU with reset_after=True (TF.js's GRUCell throws on it), activations
 TF.js does not name, and where a mask (Embedding mask_zero, Masking) reaches a layer that TF.js masks
 otherwise than Keras: a recurrent layer whose masked steps output zeros (TF.js repeats the previous
 output) and global average pooling (TF.js averages the masked steps too).
@@ -58,6 +58,9 @@ def refusals(spec: KLayer) -> list[str]:
     out = []
     s = spec.settings.get("layer", spec.settings)
     cls = spec.wrapped or spec.cls
+    if cls == "Cropping1D":
+        out.append(f"layer '{spec.name}': a time window, which Keras writes as a Cropping1D: TF.js has no Cropping1D "
+                   f"layer{INSTEAD}")
     if cls == "GRU" and s.get("reset_after"):
         out.append(f"layer '{spec.name}': a GRU with the reset gate applied after the recurrent matmul "
                    "(reset_after=True, as PyTorch, ONNX linear_before_reset=1 and tf.keras 2's default compute "
