@@ -120,6 +120,9 @@ def _specs_from_hints(modules, state_keys, sd, hints, info, assume, note, path):
     last = rnns[-1]
     follows = specs.index(last) < len(specs) - 1
     head = hints.head
+    window = arch_hints.window_head(head)
+    if window is not None:          # some steps of out: the module returns its sequence, a TimeWindow cuts it
+        head = "sequence"
     if head is None:
         head = "last_step" if follows else "sequence"
         if follows:
@@ -163,6 +166,8 @@ def _specs_from_hints(modules, state_keys, sd, hints, info, assume, note, path):
             out.append(spec)
         else:
             out.append(spec)
+            if spec is last and window is not None:
+                out.append(WindowSpec(*window, name=f"{last.path}_window"))
             if act is not None and act.name != "linear":
                 out.append(ActivationSpec(act, name=f"{spec.path or spec.cell}_activation"))
     if not hints.activations_given:
