@@ -317,3 +317,38 @@ def test_window_settings_from_file_metadata_are_checked_not_coerced(bad, words, 
     result = CliRunner().invoke(cli, ["convert", str(tmp_path / "bad.pt"), str(tmp_path / "out.rnnc")])
     assert result.exit_code == 2, result.output
     assert f"layers[1] 'window': {words}" in result.output
+
+
+def test_last_and_first_step_of_a_recurrent_node_stay_its_output_modes(tmp_path):
+    """out[:, -1] (Gather -1) and Y_h read as before: the layer's last_step / final_state output, no TimeWindow."""
+    import torch
+    torch.manual_seed(0)
+
+    class Last(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = torch.nn.LSTM(3, 4, batch_first=True)
+
+        def forward(self, x):
+            return self.rnn(x)[0][:, -1]
+    net = Last().eval()
+    x = torch.randn(2, 6, 3)
+    torch.onnx.export(net, (x,), str(tmp_path / "last.onnx"), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "b", 1: "t"}, "y": {0: "b"}}, opset_version=14, dynamo=False)
+    model = rnnconvert.read(str(tmp_path / "last.onnx"))
+    assert [layer.kind for layer in model.layers] == ["lstm"] and model.layers[0].output == "last_step"
+    with torch.no_grad():
+        np.testing.assert_allclose(rnnconvert.predict(model, x.numpy()), net(x).numpy(), atol=TOL, rtol=TOL)
+
+
+def test_keras_lambda_window_stays_refused(tmp_path):
+    """A Lambda is code: a Keras model cutting steps with one is refused, naming the layer (Cropping1D is the
+    layer that reads)."""
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input((None, 3)), keras.layers.LSTM(4, return_sequences=True),
+                              keras.layers.Lambda(lambda t: t[:, -2:], name="cut")])
+    model.save(tmp_path / "m.keras")
+    result = CliRunner().invoke(cli, ["convert", str(tmp_path / "m.keras"), str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2, result.output
+    assert "layer 'cut'" in result.output and "unsupported layer class Lambda" in result.output
+    assert not (tmp_path / "m.onnx").exists()
