@@ -38,6 +38,10 @@ CASES = {
 }
 
 
+FAST = ("torch_window/lstm_last5_dense", "torch_window/gru_bi_step3_dense", "tf2onnx_window/lstm_crop_2_1_gru_dense")
+WRITTEN = [c if c in FAST else pytest.param(c, marks=pytest.mark.slow) for c in CASES]   # all run after the README tier
+
+
 def _data(case, name="model.onnx"):
     d = FIXTURES / case
     return d / name, dict(np.load(d / "inputs.npz")), dict(np.load(d / "outputs.npz"))
@@ -95,7 +99,7 @@ def test_keras_cropping1d_reads_as_the_same_window(case):
         np.testing.assert_allclose(rnnconvert.predict(model, x), ys[k], atol=TOL, rtol=TOL, err_msg=k)
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", WRITTEN)
 def test_window_converts_to_onnx_and_pytorch(case, tmp_path):
     path, xs, ys = _data(case)
     model = rnnconvert.read(str(path))
@@ -119,7 +123,7 @@ def test_window_converts_to_onnx_and_pytorch(case, tmp_path):
     assert (_window(back).start, _window(back).stop, _window(back).single) == CASES[case][0]
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", WRITTEN)
 def test_window_to_keras_runs_or_is_refused(case, tmp_path):
     """Keras holds a window as Cropping1D: from any length when it starts at a step >= 0 and ends at or before the
     end; counted from the end, or one step, only with a fixed length (then Cropping1D + Flatten for one step)."""
