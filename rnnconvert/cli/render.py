@@ -32,6 +32,9 @@ def _other_columns(x: dict) -> tuple[str, str]:
         return "", f"mask_value {x['mask_value']:g}"
     if kind == "dropout":
         return "", f"{x.get('variant', 'dropout')} {x.get('rate', '')}"
+    if kind == "time_window":
+        stop = "" if x.get("stop") is None else x["stop"]
+        return "", f"x[:, {x['start']}]" if x.get("single") else f"x[:, {x['start']}:{stop}]"
     return (str(x.get("units", "")) if kind == "dense" else ""), str(x.get("activation", x.get("rate", "")))
 
 

@@ -30,7 +30,7 @@ from .activations import (ACTIVATIONS, HARD_SIGMOID_KERAS2, HARD_SIGMOID_KERAS3,
 from .core import InputSpec, Model, json_default
 from .layers import (CELLS, CONV_PADDINGS, DIRECTIONS, LAYER_KINDS, MASKED_OUTPUTS, MERGE_MODES, OUTPUTS, POOL_MODES,
                      TIME_ORDERS, ActivationLayer, BatchNorm, Conv1D, Dense, DirectionWeights, Dropout, Embedding,
-                     Flatten, Layer, Masking, Pooling1D, Recurrent, layer_fields)
+                     Flatten, Layer, Masking, Pooling1D, Recurrent, TimeWindow, layer_fields)
 from .states import STATE_KINDS, StatePort, state_problems
 from .validate import MAX_DIM, WEIGHT_DTYPES, recurrent_problems
 
@@ -39,6 +39,6 @@ __all__ = [
     "SIGMOID", "TANH", "Activation", "InputSpec", "Model", "json_default", "CELLS", "CONV_PADDINGS", "DIRECTIONS",
     "LAYER_KINDS", "MASKED_OUTPUTS", "MERGE_MODES", "OUTPUTS", "POOL_MODES", "TIME_ORDERS", "ActivationLayer",
     "BatchNorm", "Conv1D", "Dense", "DirectionWeights", "Dropout", "Embedding", "Flatten", "Layer", "Masking",
-    "Pooling1D", "Recurrent", "layer_fields", "STATE_KINDS", "StatePort", "state_problems", "MAX_DIM",
+    "Pooling1D", "Recurrent", "TimeWindow", "layer_fields", "STATE_KINDS", "StatePort", "state_problems", "MAX_DIM",
     "WEIGHT_DTYPES", "recurrent_problems",
 ]

@@ -1,6 +1,6 @@
 """The layer types of the canonical model: `Recurrent` (LSTM, GRU, simple RNN, weights per direction in
 canonical gate order, `DirectionWeights`) and the front-end and head layers real models carry around
-it (Dense, Activation, Dropout, Embedding, Conv1D, pooling, Flatten, BatchNorm, Masking).
+it (Dense, Activation, Dropout, Embedding, Conv1D, pooling, Flatten, BatchNorm, Masking, TimeWindow).
 
 `LAYER_KINDS` maps each non-recurrent layer's `kind` (its name in `.rnnc` files) to its class.
 """
@@ -276,9 +276,35 @@ class Masking(Layer):
     kind: ClassVar[str] = "masking"
 
 
+@dataclass
+class TimeWindow(Layer):
+    """Some time steps of a sequence [batch, time, features], as Python indexes them.
+
+    single False: x[:, start:stop] (step 1) -> [batch, steps, features]; start and stop count from
+      the end when negative, stop None runs to the end, bounds past either end are clamped (Python's
+      and ONNX Slice's rule).  A window that keeps no step of the given sequence is an input error.
+    single True: x[:, start] -> [batch, features], one step (negative from the end; stop is None);
+      a step outside the sequence is an input error.
+    The mask of a masked sequence does not pass (a Keras Cropping1D drops it).
+    """
+    name: str
+    start: int = 0
+    stop: int | None = None
+    single: bool = False
+    kind: ClassVar[str] = "time_window"
+
+    def steps(self, T: int) -> range:
+        """The input steps kept from a sequence of T steps (empty when none)."""
+        if self.single:
+            i = self.start + T if self.start < 0 else self.start
+            return range(i, i + 1) if 0 <= i < T else range(0)
+        return range(T)[self.start:self.stop]
+
+
 LAYER_KINDS = {"dense": Dense, "activation": ActivationLayer, "dropout": Dropout,
                "embedding": Embedding, "conv1d": Conv1D, "pooling1d": Pooling1D, "flatten": Flatten,
-               "batch_norm": BatchNorm, "masking": Masking}
+               "batch_norm": BatchNorm, "masking": Masking,
+               "time_window": TimeWindow}
 
 
 def layer_fields(layer: Layer) -> dict:

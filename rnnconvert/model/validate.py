@@ -11,7 +11,7 @@ import numpy as np
 from . import gates
 from ..errors import InputError, short_repr
 from .layers import (CELLS, CONV_PADDINGS, DIRECTIONS, MASKED_OUTPUTS, MERGE_MODES, OUTPUTS, POOL_MODES, TIME_ORDERS,
-                     BatchNorm, Conv1D, Dense, Embedding, Flatten, Pooling1D, Recurrent)
+                     BatchNorm, Conv1D, Dense, Embedding, Flatten, Pooling1D, Recurrent, TimeWindow)
 from .hybrid import problems as hybrid_problems
 from .states import state_problems
 
@@ -92,11 +92,28 @@ def _problems(model):
                 yield f"{where}: flatten needs a sequence"
             seq = False
             features = 0    # time * features: known only with a fixed length
+        elif isinstance(layer, TimeWindow):
+            yield from _window_problems(layer, where, seq)
+            seq = seq and not layer.single
         elif isinstance(layer, BatchNorm):
             for a in ("mean", "variance", "scale", "offset"):
                 v = getattr(layer, a)
                 if v is not None and features and v.shape != (features,):
                     yield f"{where}: {a} shape {tuple(v.shape)}, expected ({features},)"
+
+
+def _window_problems(layer: "TimeWindow", where: str, seq: bool):
+    if not seq:
+        yield f"{where}: a time window needs a sequence"
+    for key in ("start", "stop"):
+        v = getattr(layer, key)
+        if (v is not None or key == "start") and (isinstance(v, bool) or not isinstance(v, int)
+                                                   or abs(v) > MAX_DIM):
+            yield f"{where}: {key} {str(v)[:40]}, expected an integer step index"
+    if not isinstance(layer.single, bool):
+        yield f"{where}: single {str(layer.single)[:40]}, expected true or false"
+    elif layer.single and layer.stop is not None:
+        yield f"{where}: a single step (single true) takes no stop"
 
 
 def _conv_problems(layer: "Conv1D", where: str, features: int, seq: bool):

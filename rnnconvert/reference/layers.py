@@ -16,6 +16,9 @@ Pooling1D:  windowed: Y[t] = max / mean over the input steps t*strides .. t*stri
             global: max / mean over all steps; a global mean under a mask averages the unmasked
             steps only (sum(X*mask) / sum(mask), as Keras's GlobalAveragePooling1D).
 Flatten:    Y[b] = concat_t X[t, b] (time outer, features inner): [B, T*F].
+TimeWindow: Y = X[start:stop] (Python's slice of the time axis: negative bounds count from the end,
+            bounds past an end are clamped); single: Y = X[start] ([B, F]).  Keeping no step, or a
+            single step outside the sequence, is an InputError.
 BatchNorm:  Y = (X - mean) / sqrt(variance + epsilon) * scale + offset, over the last axis.
 Dropout (every variant): the identity.
 
@@ -26,7 +29,7 @@ its output at a masked step is the previous output (zeros before the first) for 
 with the input; the last output of a layer returning one step is its output at the last step
 processed.  The mask passes unchanged through Dropout, Dense, Activation, BatchNorm and a
 recurrent layer returning its sequence (even in processing order, as Keras does); Conv1D,
-windowed pooling and Flatten drop it, and a layer returning one step consumes it.
+windowed pooling, Flatten and TimeWindow drop it, and a layer returning one step consumes it.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ import numpy as np
 
 from ..errors import InputError, UnsupportedError
 from ..model import (CONV_PADDINGS, POOL_MODES, ActivationLayer, BatchNorm, Conv1D, Dense, Dropout, Embedding,
-    Flatten, Layer, Masking, Pooling1D, Recurrent)
+    Flatten, Layer, Masking, Pooling1D, Recurrent, TimeWindow)
 from . import activations as A, cells as C, recurrent as R
 from .activations import activate
 
@@ -103,6 +106,8 @@ def run_plain(layer: Layer, X: np.ndarray, dtype) -> np.ndarray | None:
         return np.ascontiguousarray(X.transpose(1, 0, 2)).reshape(X.shape[1], -1)
     if isinstance(layer, BatchNorm):
         return batch_norm(layer, X, dtype)
+    if isinstance(layer, TimeWindow):
+        return time_window(layer, X)
     return None
 
 
@@ -188,6 +193,16 @@ def pooling1d(layer: Pooling1D, X: np.ndarray) -> np.ndarray:
         window = X[max(lo, 0):min(lo + p, T)]          # padded steps take no part
         Y[t] = window.max(axis=0) if layer.mode == "max" else window.mean(axis=0)
     return Y
+
+
+def time_window(layer: TimeWindow, X: np.ndarray) -> np.ndarray:
+    _check_sequence(layer, X)
+    T = X.shape[0]
+    kept = layer.steps(T)
+    if not len(kept):
+        what = f"step {layer.start}" if layer.single else f"steps {layer.start}:{layer.stop}"
+        raise InputError(f"the window keeps {what} of a sequence of {T} steps: none", layer=layer.name)
+    return X[kept[0]] if layer.single else X[kept.start:kept.stop]
 
 
 def batch_norm(layer: BatchNorm, X: np.ndarray, dtype) -> np.ndarray:

@@ -23,7 +23,7 @@ import os
 import numpy as np
 
 from ..errors import InputError
-from ..model import Conv1D, Embedding, Model, Pooling1D
+from ..model import Conv1D, Embedding, Model, Pooling1D, TimeWindow
 
 WHAT = {"b": "boolean", "c": "complex", "U": "string", "S": "bytes", "O": "Python object", "V": "record",
         "M": "date", "m": "time-delta"}
@@ -124,7 +124,7 @@ def check(model, x, path=None, finite: bool = True) -> np.ndarray:
                          f"{model.input.time_steps}", path=path)
     shortest = shortest_length(model)
     if time < shortest:
-        raise InputError(f"--inputs has {time} time steps; this model's convolution or pooling windows need "
+        raise InputError(f"--inputs has {time} time steps; this model's convolution, pooling or time windows need "
                          f"at least {shortest}", path=path)
     if embedding is None:
         with np.errstate(over="ignore"):
@@ -159,7 +159,7 @@ def fixed_batch_size(model: Model) -> int | None:
 
 
 def shortest_length(model: Model) -> int:
-    """The fewest input steps for which every convolution and pooling window yields a step."""
+    """The fewest input steps for which every convolution, pooling and time window yields a step."""
     from ..reference.layers import conv_pads
     T = 1
     while T < 10_000:
@@ -171,6 +171,8 @@ def shortest_length(model: Model) -> int:
             elif isinstance(layer, Pooling1D) and layer.pool_size is not None:
                 s = layer.strides or layer.pool_size
                 n = -(-n // s) if layer.padding == "same" else (n - layer.pool_size) // s + 1
+            elif isinstance(layer, TimeWindow):
+                n = len(layer.steps(n))
             if n < 1:
                 break
         if n >= 1:

@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 
 from ..errors import InputError
-from ..model import Conv1D, Embedding, Flatten, Masking, Model, Pooling1D, Recurrent
+from ..model import Conv1D, Embedding, Flatten, Masking, Model, Pooling1D, Recurrent, TimeWindow
 from .inputs import check, fixed_batch_size, shortest_length, tokens
 
 # (batch, time) of the seeded inputs: a single step, a short, a long and a very long sequence.
@@ -152,6 +152,8 @@ def streaming_undefined(model: Model) -> str | None:
     for k, layer in enumerate(model.layers):
         if isinstance(layer, (Conv1D, Pooling1D, Flatten)):
             return f"layers[{k}] '{layer.name}' ({layer.kind}) mixes time steps across chunk boundaries"
+        if isinstance(layer, TimeWindow):
+            return f"layers[{k}] '{layer.name}' ({layer.kind}) picks steps of the whole sequence"
         if isinstance(layer, Masking) or isinstance(layer, Embedding) and layer.mask_zero:
             return f"layers[{k}] '{layer.name}' masks steps, and a masked step's output depends on the chunk"
     for k, layer in rec:

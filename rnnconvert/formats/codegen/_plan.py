@@ -6,7 +6,7 @@ and for recurrent layers each direction's float32 arrays in canonical gate order
 GRU rzn) with the two biases kept apart (GRU reset_after needs Rb of n inside r * (...)).
 Front-end layers (Conv1D, pooling) change the number of time steps: `conv_geometry` and
 `pool_geometry` give a layer's output length and left padding for an input length, as `rnnconvert/model`
-defines them; a model with one of them, or a Flatten, cannot be streamed one step at a time.
+defines them; a model with one of them, a Flatten or a TimeWindow, cannot be streamed one step at a time.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from ...errors import InputError, UnsupportedError
 from ...model import (ACTIVATIONS, Activation, ActivationLayer, BatchNorm, Conv1D, Dense, Dropout, Embedding,
-    Flatten, Masking, Model, Pooling1D, Recurrent)
+    Flatten, Masking, Model, Pooling1D, Recurrent, TimeWindow)
 
 ELEMENTWISE = set(ACTIVATIONS) - {"softmax", "log_softmax"}
 
@@ -183,6 +183,11 @@ def plan(model: Model, path=None) -> Plan:
             steps.append(Step(k, "batch_norm", layer.name, width, width, seq, seq, layer, time_in=time))
         elif isinstance(layer, Masking):
             steps.append(Step(k, "masking", layer.name, width, width, seq, seq, layer, time_in=time))
+        elif isinstance(layer, TimeWindow):
+            steps.append(Step(k, "time_window", layer.name, width, width, seq, not layer.single, layer, time_in=time))
+            blocker = blocker or f"layer '{layer.name}' (TimeWindow) picks steps of the whole sequence"
+            seq = not layer.single
+            time = None if (time is None or not seq) else len(layer.steps(time))
         else:
             problems.append(f"layer '{getattr(layer, 'name', k)}': code generation does not know layer kind "
                             f"'{layer.kind}'")
@@ -265,6 +270,8 @@ def output_steps(p: Plan, T: int) -> int:
             T = conv_geometry(s.layer, T)[0]
         elif s.kind == "pooling1d" and s.layer.pool_size is not None:
             T = pool_geometry(s.layer, T)[0]
+        elif s.kind == "time_window":
+            T = len(s.layer.steps(T))
         if T < 1:
             return 0
     return T if p.output_is_sequence else 1

@@ -35,7 +35,8 @@ def _header(p: Plan, P: str) -> str:
              f" * {P}_predict_row: the same for batch row `batch_row` of per-row initial states"
              f" ({U}_STATE_ROWS rows).",
              " * Both return 0, or -1 for T < 1" + (f", T other than {p.fixed_time}" if p.fixed_time else "")
-             + ", a sequence too short for a layer's window" * any(s.kind in ("conv1d", "pooling1d") for s in p.steps)
+             + ", a sequence too short for a layer's window" * any(s.kind in ("conv1d", "pooling1d", "time_window")
+                                                                  for s in p.steps)
              + ", a token id out of range" * ids + " or a batch row out of range.",
              f" * {P}_output_steps(T): the rows of a sequence output for T input steps (0: T is refused).",
              " * Build for speed with gcc -O3 -march=native (no fast-math needed); -DRNNC_USE_CBLAS computes the",
@@ -113,6 +114,8 @@ def _output_steps(p: Plan, P: str) -> str:
             body += c_layers._length("conv", L.padding, (W - 1) * int(L.dilation) + 1, int(L.strides), tuple(L.pads))
         elif s.kind == "pooling1d" and L.pool_size is not None:
             body += c_layers._length("pool", L.padding, int(L.pool_size), int(L.strides or L.pool_size))
+        elif s.kind == "time_window":
+            body += [f"    {{ int lo, hi; {_window_bounds(L, 'n')} m = hi - lo; }}"]
         else:
             continue
         body += ["    if (m < 1) return 0;", "    n = m;"]
@@ -141,6 +144,14 @@ def _predict(p: Plan, P: str) -> str:
     cur = "x"
     rows = "n"
     for s in p.steps:
+        if s.kind == "time_window":
+            L = s.layer
+            at = f"{L.start}" if L.single else f"{L.start}:{'' if L.stop is None else L.stop}"
+            body += [f"    /* layer {s.index} '{comment(s.name)}': time window [{at}]: the rows kept, where they lie */",
+                     f"    {{ int lo, hi; {_window_bounds(L, 'n')} if (hi <= lo) return -1;",
+                     f"      cur += (long)lo * {s.width_in}; n = hi - lo; }}"]
+            rows = "1" if L.single else rows
+            continue
         if s.kind in ("dropout", "flatten"):
             what = "Dropout, the identity" if s.kind == "dropout" else \
                 f"Flatten: the {s.time_in} rows of {s.width_in} are one row of {s.width_out} as they lie"
@@ -165,6 +176,15 @@ def _predict(p: Plan, P: str) -> str:
              f"int {P}_predict(const {X} *x, int T, float *y, float *work)", "{",
              f"    return {P}_predict_row(x, T, y, work, 0);", "}", ""]
     return "\n".join(body)
+
+
+def _window_bounds(L, n: str) -> str:
+    """C statements setting lo, hi: the rows a TimeWindow keeps of `n` (Python's indexing, clamped)."""
+    clamp = lambda v: f"({v} < 0 ? ({n} + ({v}) < 0 ? 0 : {n} + ({v})) : ({v} > {n} ? {n} : {v}))"  # noqa: E731
+    if L.single:
+        return (f"lo = {L.start} < 0 ? {n} + ({L.start}) : {L.start}; hi = lo + 1; "
+                f"if (lo < 0 || lo >= {n}) lo = hi = 0;")
+    return f"lo = {clamp(L.start)}; hi = {n if L.stop is None else clamp(L.stop)};"
 
 
 def _recurrent_lines(s, P: str) -> list[str]:

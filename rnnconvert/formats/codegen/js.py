@@ -151,6 +151,9 @@ def _front_end(s, cache: dict) -> str:
         b = -np.asarray(L.mean, np.float64) * a + (0.0 if L.offset is None else np.asarray(L.offset, np.float64))
         return (f"  {{ kind: 'batch_norm', name: {name}, // y = x * a + b, a = scale / sqrt(variance + eps)\n"
                 f"    a: new Float64Array({json.dumps(a.tolist())}),\n    b: new Float64Array({json.dumps(b.tolist())}) }}")
+    if s.kind == "time_window":
+        return (f"  {{ kind: 'time_window', name: {name}, start: {int(L.start)}, "
+                f"stop: {'null' if L.stop is None else int(L.stop)}, single: {json.dumps(bool(L.single))} }}")
     return f"  {{ kind: '{s.kind}', name: {name} }}"    # dropout, flatten: no parameters
 
 

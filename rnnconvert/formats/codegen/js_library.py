@@ -159,6 +159,15 @@ function direction(L, d, seq, mask, batchRow) {
   return d.pick === 'all' ? ys : [d.pick === 'first' ? picked : out];
 }
 
+/** Steps seq[start:stop] as Python indexes them (single: [seq[start]]); none kept is an error. */
+function timeWindow(L, seq) {
+  const T = seq.length, at = (i) => (i < 0 ? Math.max(T + i, 0) : Math.min(i, T));
+  const lo = L.single ? (L.start < 0 ? T + L.start : L.start) : at(L.start);
+  const hi = L.single ? lo + 1 : (L.stop === null ? T : at(L.stop));
+  if (lo < 0 || hi > T || hi <= lo) throw new RangeError(`layer ${L.name}: the window keeps none of ${T} steps`);
+  return seq.slice(lo, hi);
+}
+
 /** The whole sequence: x is [T * INPUT_SIZE] (time first; token ids for an Embedding model); returns a
  * Float32Array [steps * OUTPUT_SIZE] (steps: the output sequence's length) or [OUTPUT_SIZE]. */
 export function predict(x, T, batchRow = 0) {
@@ -175,6 +184,7 @@ export function predict(x, T, batchRow = 0) {
     else if (L.kind === 'batch_norm') seq = seq.map(v => batchNorm(L, v));
     else if (L.kind === 'conv1d') { seq = conv(L, seq); mask = null; }
     else if (L.kind === 'pooling1d') { seq = pool(L, seq, mask); mask = null; }
+    else if (L.kind === 'time_window') { seq = timeWindow(L, seq); mask = null; }
     else if (L.kind === 'flatten') { const y = new Float64Array(seq.length * seq[0].length); seq.forEach((v, t) => y.set(v, t * v.length)); seq = [y]; mask = null; }
     else if (L.kind !== 'dropout') {
       const outs = L.dirs.map(d => direction(L, d, seq, mask, batchRow));

@@ -361,6 +361,11 @@ def _front_end(s, arrays: dict) -> list[str]:
                 f"    if x.shape[1] != {s.time_in}:",
                 f"        raise ValueError(f'{{x.shape[1]}} steps reach the Flatten, it takes {s.time_in}')",
                 "    x = x.reshape(x.shape[0], -1)"]
+    if s.kind == "time_window":
+        at = f"{L.start}" if L.single else f"{L.start}:{'' if L.stop is None else L.stop}"
+        kept = f"-x.shape[1] <= {L.start} < x.shape[1]" if L.single else f"len(range(x.shape[1])[{at}])"
+        return [head + f"time window x[:, {at}]", f"    if not {kept}:",
+                f"        raise ValueError(f'the window [{at}] keeps none of {{x.shape[1]}} steps')", f"    x = x[:, {at}]"]
     if s.kind == "batch_norm":
         kw = []
         for a in ("mean", "variance", "scale", "offset"):

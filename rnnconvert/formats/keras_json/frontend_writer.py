@@ -1,12 +1,14 @@
 """Canonical front-end layers -> Keras layers (the writer's side): Embedding, Conv1D, pooling,
-Flatten, BatchNormalization, Masking and the Dropout variants, with their configs as Keras 3 and
+Flatten, BatchNormalization, Masking, the Dropout variants and time windows (Cropping1D), with their configs as Keras 3 and
 tf.keras 2 serialise them and their weights in Keras's order.
 
 Keras holds these directly, in the canonical layouts (Conv1D kernel [width, in/groups, filters]);
 explicit convolution padding is written as Keras's 'same' or 'causal' where those add the same zeros
 (stride 1), else as a `ZeroPadding1D((left, right))` followed by a 'valid' Conv1D.  Weights: Embedding
 `embeddings`; Conv1D `kernel`, `bias`; BatchNormalization `gamma`, `beta`, `moving_mean`,
-`moving_variance` (gamma/beta absent with scale/center false).
+`moving_variance` (gamma/beta absent with scale/center false).  A TimeWindow is a Cropping1D((left,
+right)): from any length when it starts at a step >= 0 and ends at the end or before it (x[:, 2:-1]), else
+only with a fixed length; one step x[:, k] is a Cropping1D to that step then a Flatten (fixed length).
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from .specs import KLayer, Refusal, _activation_layer, describe_missing, keras_a
 DROPOUT_CLASSES = {"dropout": "Dropout", "spatial_dropout1d": "SpatialDropout1D", "gaussian_noise": "GaussianNoise",
                    "gaussian_dropout": "GaussianDropout", "alpha_dropout": "AlphaDropout"}
 CLASSES = ("Embedding", "Conv1D", "ZeroPadding1D", "MaxPooling1D", "AveragePooling1D", "GlobalMaxPooling1D",
-           "GlobalAveragePooling1D", "Flatten", "BatchNormalization", "Masking") + tuple(DROPOUT_CLASSES.values())
+           "GlobalAveragePooling1D", "Flatten", "BatchNormalization", "Masking", "Cropping1D") + \
+    tuple(DROPOUT_CLASSES.values())
 # Layers Keras 3 saves without a build_config (their build has nothing to build).
 NO_BUILD_CONFIG = ("MaxPooling1D", "AveragePooling1D", "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Masking",
                    "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout")
@@ -63,7 +66,28 @@ def plan_layer(planner, layer: M.Layer, shape: list) -> list[KLayer] | None:
                        list(shape), weights)]
     if isinstance(layer, M.Masking):
         return [KLayer("Masking", name(), {"mask_value": float(layer.mask_value)}, list(shape))]
+    if isinstance(layer, M.TimeWindow):
+        crop = KLayer("Cropping1D", name(), {"cropping": list(cropping(layer, shape[1]))}, list(shape))
+        if not layer.single:
+            return [crop]
+        return [crop, KLayer("Flatten", name(f"{layer.name}_step"), {}, [None, 1, shape[-1]])]
     return None
+
+
+def cropping(layer: M.TimeWindow, T: int | None) -> tuple[int, int]:
+    """Cropping1D's (left, right) keeping the window's steps of a sequence of T steps (None: any length)."""
+    if not layer.single and layer.start >= 0 and (layer.stop is None or layer.stop < 0):
+        return int(layer.start), 0 if layer.stop is None else -int(layer.stop)
+    if T is None:
+        what = f"one step x[:, {layer.start}]" if layer.single else \
+            f"the window x[:, {layer.start}:{'' if layer.stop is None else layer.stop}]"
+        raise Refusal(f"{what} needs a fixed number of time steps in Keras (Cropping1D crops a fixed count of steps "
+                      "at each end; no Keras layer but a Lambda picks steps counted otherwise), and the model's "
+                      "input has none; ONNX and PyTorch take it as it is")
+    kept = layer.steps(T)
+    if not kept:
+        raise Refusal(f"the window keeps none of the {T} time steps the model fixes")
+    return kept.start, T - kept.stop
 
 
 def _conv(planner, layer: M.Conv1D, shape: list, name) -> list[KLayer]:
@@ -161,6 +185,8 @@ def next_shape(layer: M.Layer, shape: list) -> list | None:
         return [None, None if T is None or shape[-1] is None else T * shape[-1]]
     if isinstance(layer, (M.BatchNorm, M.Masking, M.Dropout)):
         return list(shape)
+    if isinstance(layer, M.TimeWindow):
+        return [None, shape[-1]] if layer.single else [None, None if T is None else len(layer.steps(T)), shape[-1]]
     return None
 
 
@@ -208,6 +234,8 @@ def config(cls: str, base: dict, s: dict, major: int) -> dict:
             c["synchronized"] = False
     elif cls == "Masking":
         c["mask_value"] = s["mask_value"]
+    elif cls == "Cropping1D":
+        c["cropping"] = list(s["cropping"])
     elif cls == "GaussianNoise":
         c.update(stddev=s["rate"], seed=None)
     elif cls == "SpatialDropout1D":     # Keras 3 takes neither `trainable` nor `noise_shape` here; tf.keras 2 agrees

@@ -124,6 +124,8 @@ class Converter:
             return front.pooling(self, e, cls)
         if cls == "BatchNormalization":
             return front.batch_norm(self, e)
+        if cls == "Cropping1D":
+            return front.cropping(self, e)
         if cls == "Activation":
             return M.ActivationLayer(e.name, self.act(e, cfg.get("activation")))
         if cls in ACTIVATION_LAYERS:

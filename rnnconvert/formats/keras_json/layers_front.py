@@ -1,5 +1,6 @@
 """Keras front-end layers -> canonical layers: Embedding, Conv1D, pooling, Flatten,
-BatchNormalization, Masking and the dropout/noise variants (identities at inference).
+BatchNormalization, Masking, Cropping1D (a TimeWindow x[:, left:-right]) and the dropout/noise variants
+(identities at inference).
 
 Layouts match the canonical ones: Embedding `embeddings` [vocab, dim], Conv1D `kernel`
 [width, in/groups, filters] (Keras 1 `Convolution1D` W [width, 1, in, filters]), BatchNormalization
@@ -22,7 +23,7 @@ POOL_CLASSES = {"MaxPooling1D": ("max", False), "MaxPool1D": ("max", False),
                 "GlobalAveragePooling1D": ("average", True), "GlobalAvgPool1D": ("average", True)}
 FRONTEND = ("Embedding", "Masking", "Conv1D", "Convolution1D", "MaxPooling1D", "AveragePooling1D",
             "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Flatten", "BatchNormalization",
-            "ZeroPadding1D (before a valid Conv1D)")
+            "ZeroPadding1D (before a valid Conv1D)", "Cropping1D")
 
 
 def _one(value, what: str, conv, e) -> int:
@@ -184,6 +185,24 @@ def flatten(conv, e) -> M.Flatten:
                                   "(Input(shape=(steps, features)))")
     conv.features, conv.seq = conv.time_steps * conv.features, False
     return M.Flatten(e.name)
+
+
+def cropping(conv, e) -> M.TimeWindow:
+    """Cropping1D((left, right)): x[:, left:T-right], the steps kept whatever the length."""
+    _need_sequence(conv, e, "Cropping1D")
+    crop = e.config.get("cropping", (1, 1))
+    crop = [crop, crop] if isinstance(crop, int) else crop
+    if not isinstance(crop, (list, tuple)) or len(crop) != 2 or \
+            any(isinstance(c, bool) or not isinstance(c, int) or not 0 <= c <= M.MAX_DIM for c in crop):
+        raise InputError(f"the config gives cropping={crop!r}, expected two step counts (left, right)",
+                         path=conv.path, layer=e.name)
+    left, right = crop
+    if conv.time_steps:
+        if conv.time_steps <= left + right:
+            raise InputError(f"Cropping1D({left}, {right}) keeps none of the {conv.time_steps} time steps the model "
+                             "fixes", path=conv.path, layer=e.name)
+        conv.time_steps -= left + right
+    return M.TimeWindow(e.name, int(left), -int(right) if right else None)
 
 
 def batch_norm(conv, e) -> M.BatchNorm:

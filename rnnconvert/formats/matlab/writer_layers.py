@@ -5,14 +5,14 @@ convolution1dLayer's Weights are FilterSize x NumChannels x NumFilters (Keras's 
 'same' padding puts the odd step on the right; average pooling pads with PaddingValue 'mean', so
 padded steps do not change the mean of the real ones (Keras leaves them out).  wordEmbeddingLayer
 (Text Analytics Toolbox) takes word indices 1..NumWords: token id i is MATLAB index i + 1.
-Refused, naming the layer: masks (MATLAB layers take none), Flatten over time, grouped convolutions.
+Refused, naming the layer: masks (MATLAB layers take none), Flatten over time, grouped convolutions, time windows.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ...errors import UnsupportedError
-from ...model import BatchNorm, Conv1D, Embedding, Flatten, Masking, Pooling1D
+from ...model import BatchNorm, Conv1D, Embedding, Flatten, Masking, Pooling1D, TimeWindow
 
 PKG = "nnet.cnn.layer."
 MIN_EPSILON = 1e-5       # batchNormalizationLayer: Epsilon >= 1e-5
@@ -31,6 +31,10 @@ def front_end(layer, where: str, notes: list, activation_layer) -> list[dict] | 
     if isinstance(layer, Masking):
         raise UnsupportedError(f"{where}: Masking: MATLAB layers take no mask (masked steps would be computed "
                                "as real steps)")
+    if isinstance(layer, TimeWindow):
+        raise UnsupportedError(f"{where}: a time window keeps some steps of a sequence; MATLAB has no built-in "
+                               "layer that does (only a functionLayer, which is code); write ONNX, PyTorch or "
+                               "Keras instead")
     if isinstance(layer, Flatten):
         raise UnsupportedError(f"{where}: Flatten folds time into features; MATLAB's flattenLayer collapses "
                                "only spatial dimensions, never time")

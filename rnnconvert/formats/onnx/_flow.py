@@ -32,6 +32,7 @@ class Flow:
     expr: object = None       # pending elementwise expression over the stack output
     expr_name: str = ""
     pad: tuple = ()           # (left, right) zero padding in time still to be taken by a Conv
+    steps: int | None = None  # the time axis's fixed size after a TimeWindow (None: the input's)
 
     @property
     def raw(self) -> bool:

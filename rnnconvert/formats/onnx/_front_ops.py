@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ...model import BatchNorm, Conv1D, Embedding, Flatten, Pooling1D
+from ...model import MAX_DIM, BatchNorm, Conv1D, Embedding, Flatten, Pooling1D, TimeWindow
 from . import _exprs
 from ._flow import Flow
 from ._graph import Const, int_list, node_attrs
@@ -27,7 +27,8 @@ def _name(node, fallback: str) -> str:
     name = node.name or node.output[0]
     parts = [p for p in name.replace(":", "/").split("/") if p]
     skip = {"Conv", "Conv1D", "Gather", "BatchNormalization", "MaxPool", "AveragePool", "ReduceMean",
-            "ReduceMax", "GlobalAveragePool", "GlobalMaxPool", "embedding_lookup", "Flatten", "Reshape"}
+            "ReduceMax", "GlobalAveragePool", "GlobalMaxPool", "embedding_lookup", "Flatten", "Reshape", "Slice",
+            "StridedSlice", "strided_slice"}
     parts = [p for p in parts if p not in skip and not p.endswith("_output_0")]
     return parts[-1] if parts else fallback
 
@@ -212,6 +213,26 @@ class FrontOps:
     def flatten_time(self, node, f: Flow, out_axes: list) -> Flow:
         """A reshape that merges [time, features] into one axis: Flatten."""
         f = self.settle(f, node)
-        T = self.static.get(self.time)
+        T = self.static.get(self.time) if f.steps is None else f.steps
         width = T * f.width if T and f.width > 0 else 0
         return replace(f, axes=tuple(out_axes), stack=f.stack + (Flatten(_name(node, "flatten")),), width=width)
+
+    # ------------------------------------------------------------------ time windows
+    def time_window(self, node, f: Flow, start: int, stop: int | None, single: bool) -> Flow:
+        """x[:, start:stop] (or one step x[:, start]) of the time axis: the layers so far, then a TimeWindow.
+        A recurrent output becomes a layer returning its sequence first."""
+        if f.rev:
+            self.refuse(node, "it takes steps of a time axis that runs in reverse")
+        f = self.settle(f, node)
+        ax = self.time_of(f)
+        if ax is None:
+            self.refuse(node, "it takes time steps of a tensor without a time axis")
+        clamp = lambda v: max(-MAX_DIM, min(MAX_DIM, int(v)))  # noqa: E731  (no sequence is 2**31 steps long)
+        start, stop = clamp(start), None if stop is None or stop >= MAX_DIM else clamp(stop)
+        layer = TimeWindow(_name(node, "time_window"), start, stop, single)
+        T = self.static.get(self.time) if f.steps is None else f.steps
+        if T and not layer.steps(T):
+            what = f"step {start}" if single else f"steps {start}:{'' if stop is None else stop}"
+            self.refuse(node, f"it keeps {what} of the {T} time steps the graph fixes: none")
+        axes = tuple(a for i, a in enumerate(f.axes) if i != ax) if single else f.axes
+        return replace(f, axes=axes, stack=f.stack + (layer,), steps=len(layer.steps(T)) if T else None)

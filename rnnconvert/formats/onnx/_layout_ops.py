@@ -175,8 +175,10 @@ class LayoutOps:
             if step == -1 and (s == -1 or s >= BIG or (n_int is not None and s >= n_int - 1)) and \
                     (e <= -BIG or (n_int is not None and e <= -n_int - 1)):
                 return replace(f, rev=not f.rev)
-            self.refuse(node, f"it keeps steps {s}:{e}:{step} of the time axis; the canonical model returns "
-                              "the whole sequence, the last step or the final state")
+            if step == 1:
+                return self.time_window(node, f, s, None if e >= BIG else e, single=False)
+            self.refuse(node, f"it keeps steps {s}:{e}:{step} of the time axis; the canonical model keeps "
+                              "steps in order (a step of 1)")
         if kind == "F" and f.pieces and step == 1:
             bounds = np.cumsum([0] + [self._piece_width(f)] * len(f.pieces))
             s2 = s + f.width if s < 0 else min(s, f.width)
@@ -190,9 +192,9 @@ class LayoutOps:
         return f.width // len(f.pieces)
 
     def _pick_time(self, node, f, ax, which, keep):
-        if not f.raw:
-            self.refuse(node, "it picks one time step of a layer that is not recurrent; the canonical model "
-                              "picks steps only at recurrent layers (output last_step)")
+        if not f.raw:           # after a layer that is not recurrent: a TimeWindow
+            at = -1 if which == "last" else 0
+            return self.time_window(node, f, at, (None if at == -1 else 1) if keep else None, single=not keep)
         if f.rev:
             which = "first" if which == "last" else "last"
 
@@ -233,7 +235,7 @@ class LayoutOps:
             elif i == 0:
                 which = "first"
             else:
-                self.refuse(node, f"it picks time step {i}; the canonical model returns the last step")
+                return [self.time_window(node, f, i, None if v.ndim == 0 or i == -1 else i + 1, single=v.ndim == 0)]
             return [self._pick_time(node, f, ax, which, keep=v.ndim > 0)]
         self.refuse(node, f"it gathers along the {axis_name(kind)} axis")
 

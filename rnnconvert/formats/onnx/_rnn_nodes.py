@@ -127,7 +127,7 @@ class RecurrentNodes:
         t, b = (self.time, "A1" if self.time == "A0" else "A0")
         y_axes = (t, "D", b, "F") if layout == 0 else (b, t, "D", "F")
         h_axes = ("D", b, "F") if layout == 0 else (b, "D", "F")
-        y = Flow(axes=y_axes, entries=seq, width=H, rev=x.rev)
+        y = Flow(axes=y_axes, entries=seq, width=H, rev=x.rev, steps=x.steps)
         yh = Flow(axes=h_axes, entries=st, width=H)
         yc = Unusable(f"uses the cell state Y_c of {describe(node)}; the canonical model returns hidden "
                       "states only")
@@ -255,7 +255,7 @@ class RecurrentNodes:
                               has_input_bias=info.has_bias, has_recurrent_bias=info.has_bias)
             info.cache[key] = info.stack + (layer,)
         stack = info.cache[key]
-        return Flow(axes=f.axes, stack=stack, width=stack[-1].units_out)
+        return Flow(axes=f.axes, stack=stack, width=stack[-1].units_out, steps=f.steps)
 
     def _pair(self, node, a: int, b: int) -> tuple[int, dict]:
         """Two one-direction nodes over the same input, one each way: one bidirectional layer."""

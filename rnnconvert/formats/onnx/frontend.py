@@ -9,6 +9,7 @@
     Flatten     Reshape [batch, time*features] of the batch-major tensor
     BatchNorm   BatchNormalization on [batch, channels, time] (or [batch, features])
     Masking     no node for the values (a Mul when mask_value is not 0: Keras zeroes masked steps)
+    TimeWindow  Slice on the time axis (x[:, start:stop]), or Gather of one step (x[:, start])
 Conv, pooling and batch normalization work channels-first, so consecutive ones share that layout and
 Transposes appear only where the layout changes.  A mask (Masking, Embedding mask_zero) is a bool
 [.., 1] tensor beside the signal; a recurrent layer that receives one is written as a Scan that skips
@@ -20,9 +21,9 @@ import numpy as np
 from .lite import TensorProto
 
 from ...errors import UnsupportedError
-from ...model import Activation, BatchNorm, Conv1D, Dropout, Embedding, Flatten, Masking, Pooling1D
+from ...model import Activation, BatchNorm, Conv1D, Dropout, Embedding, Flatten, Masking, Pooling1D, TimeWindow
 
-FRONT_KINDS = (Embedding, Conv1D, Pooling1D, Flatten, BatchNorm, Masking)
+FRONT_KINDS = (Embedding, Conv1D, Pooling1D, Flatten, BatchNorm, Masking, TimeWindow)
 
 # perm taking a tensor from one layout to another: batch [B,T,F], time [T,B,F], channel [B,F,T]
 _PERM = {("batch", "time"): [1, 0, 2], ("time", "batch"): [1, 0, 2],
@@ -53,7 +54,7 @@ def write_layer(b, st, layer, k: int, base: str, activation) -> tuple[dict, str]
     entry = {"kind": layer.kind, "name": layer.name}
     if st.mask is not None and isinstance(layer, Pooling1D) and layer.pool_size is None and layer.mode == "average":
         return _masked_mean(b, st, layer, base, entry)
-    if isinstance(layer, (Conv1D, Pooling1D, Flatten)):
+    if isinstance(layer, (Conv1D, Pooling1D, Flatten, TimeWindow)):
         st.mask = None          # Keras drops the mask here (model.Masking)
     if isinstance(layer, Embedding):
         return _embedding(b, st, layer, base, entry)
@@ -70,6 +71,8 @@ def write_layer(b, st, layer, k: int, base: str, activation) -> tuple[dict, str]
         return _batch_norm(b, st, layer, base, entry)
     if isinstance(layer, Masking):
         return _masking(b, st, layer, base, entry)
+    if isinstance(layer, TimeWindow):
+        return _window(b, st, layer, base, entry)
     raise UnsupportedError(f"the ONNX writer does not know layer kind '{layer.kind}'", layer=layer.name)
 
 
@@ -179,6 +182,25 @@ def _batch_norm(b, st, layer: BatchNorm, base, entry):
     return entry, "BatchNormalization on [batch, channels" + (", time]" if st.has_time else "]")
 
 
+def _window(b, st, layer: TimeWindow, base, entry):
+    if not st.has_time:
+        raise UnsupportedError("a time window needs a sequence, but the layer before returns one step",
+                               layer=layer.name)
+    entry.update(start=int(layer.start), stop=layer.stop, single=bool(layer.single))
+    axis = TIME_AXIS[st.major]
+    if layer.single:
+        at = b.const(f"{base}/step", int(layer.start), np.int64)
+        st.cur = b.op("Gather", [st.cur, at], f"{base}/Gather", axis=axis)
+        st.has_time = False
+        return entry, f"Gather of time step {layer.start}"
+    stop = (1 << 63) - 1 if layer.stop is None else int(layer.stop)
+    st.cur = b.op("Slice", [st.cur, b.const(f"{base}/starts", [int(layer.start)], np.int64),
+                            b.const(f"{base}/ends", [stop], np.int64), b.const(f"{base}/axes", [axis], np.int64)],
+                  f"{base}/Slice")
+    shown = "" if layer.stop is None else layer.stop
+    return entry, f"Slice {layer.start}:{shown} of the time axis"
+
+
 def _masking(b, st, layer: Masking, base, entry):
     if not st.has_time:
         raise UnsupportedError("Masking needs a sequence, but the layer before returns one step",
@@ -235,6 +257,8 @@ def read_entry(entry: dict, get):
                          get(a["offset"]) if a.get("offset") else None, float(entry["epsilon"]))
     if kind == "masking":
         return Masking(name, float(entry["mask_value"]))
+    if kind == "time_window":
+        return TimeWindow(name, entry["start"], entry["stop"], entry["single"])     # checked by Model.validate
     raise KeyError(kind)
 
 
@@ -250,6 +274,6 @@ def masked_layers(model) -> set:
             if on:
                 out.add(k)
             on = on and layer.output == "sequence"
-        elif isinstance(layer, (Conv1D, Pooling1D, Flatten)):
+        elif isinstance(layer, (Conv1D, Pooling1D, Flatten, TimeWindow)):
             on = False
     return out

@@ -182,7 +182,7 @@ class Walker(GlueOps, LayoutOps, FrontOps, RecurrentNodes):
     # ---------------------------------------------------------------- helpers
     def size(self, f: Flow, ax: str) -> Size:
         if ax in ("A0", "A1"):
-            v = self.static.get(ax)
+            v = f.steps if ax == self.time and f.steps is not None else self.static.get(ax)
             return Size(v) if v else Size(1, (ax,))
         if ax == "D":
             return Size(len(f.entries))
@@ -244,4 +244,4 @@ class Walker(GlueOps, LayoutOps, FrontOps, RecurrentNodes):
             names = [f"{f.expr_name}_{k}" for k in range(len(acts) - 1)] + [f.expr_name]
             stack = f.stack + tuple(ActivationLayer(n, a) for n, a in zip(names, acts))
             self._settled[key] = (f, stack)
-        return Flow(axes=f.axes, stack=self._settled[key][1], width=f.width, rev=f.rev)
+        return Flow(axes=f.axes, stack=self._settled[key][1], width=f.width, rev=f.rev, steps=f.steps)

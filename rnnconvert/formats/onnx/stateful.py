@@ -20,7 +20,7 @@ from .lite import TensorProto, helper
 
 from ...errors import UnsupportedError
 from ...files.text import read_json
-from ...model import Conv1D, Embedding, Flatten, Masking, Model, Pooling1D, Recurrent
+from ...model import Conv1D, Embedding, Flatten, Masking, Model, Pooling1D, Recurrent, TimeWindow
 
 STATES_KEY = "rnnconvert.model.states"
 USAGE = ("feed every '*_in' input the matching '*_out' output of the previous call (shape [1, batch, size]); "
@@ -29,12 +29,12 @@ USAGE = ("feed every '*_in' input the matching '*_out' output of the previous ca
 
 def _mixes_steps(layer) -> bool:
     """A layer whose output at one step reads other steps: convolution wider than one step or strided,
-    pooling, Flatten, and masks (Keras's mask also changes what a masked step outputs)."""
+    pooling, Flatten, a time window (its steps count from the end of the whole call), and masks (Keras's mask also changes what a masked step outputs)."""
     if isinstance(layer, Conv1D):
         return layer.kernel.shape[0] > 1 or layer.strides > 1
     if isinstance(layer, Embedding):
         return layer.mask_zero
-    return isinstance(layer, (Pooling1D, Flatten, Masking))
+    return isinstance(layer, (Pooling1D, Flatten, Masking, TimeWindow))
 
 
 def make_stateful(proto: onnx.ModelProto, model: Model, path=None) -> list[str]:

@@ -8,9 +8,9 @@ is 'valid'.  What TF.js's own layers do not compute is written with rnnconvert's
 reset_after=True (TF.js's GRUCell throws on it), an LSTM projection or peepholes, a cell clip, non-zero
 initial states (as weights), zero outputs at masked steps and a global average pooling a mask reaches
 (TF.js repeats the previous output and averages the masked steps too), and a cell's activations
-where TF.js names none that computes them (exact, by role).  Refused, naming the layer: activations
-TF.js does not name outside a recurrent cell, softmax inside one, and whatever else the Keras planner
-refuses.
+where TF.js names none that computes them (exact, by role).  Refused, naming the layer: a time window
+(TF.js has no Cropping1D), activations TF.js does not name outside a recurrent cell, softmax inside one,
+and whatever else the Keras planner refuses.
 """
 from __future__ import annotations
 
@@ -171,6 +171,10 @@ def refusals(spec: KLayer) -> list[str]:
     """What TF.js cannot load or computes otherwise, in one planned layer."""
     out = []
     s = spec.settings.get("layer", spec.settings)
+    cls = spec.wrapped or spec.cls
+    if cls == "Cropping1D":
+        out.append(f"layer '{spec.name}': a time window, which Keras writes as a Cropping1D: TF.js has no Cropping1D "
+                   f"layer{INSTEAD}")
     for key in ("activation", "recurrent_activation"):
         act = s.get(key)
         if isinstance(act, str) and act not in ACTIVATIONS:

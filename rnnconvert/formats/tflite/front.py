@@ -1,14 +1,16 @@
 """The layers around the recurrent ones as TFLite ops: Dense as FULLY_CONNECTED (keep_num_dims, so a
 sequence stays [batch, time, units]), Embedding as GATHER, Conv1D as CONV_2D between EXPAND_DIMS and
 SQUEEZE (causal or explicit padding as a PAD before it), pooling as MAX_POOL_2D / AVERAGE_POOL_2D or MEAN /
-REDUCE_MAX over time, Flatten as RESHAPE, BatchNorm folded into one MUL and one ADD; Dropout is no op.
+REDUCE_MAX over time, Flatten as RESHAPE, BatchNorm folded into one MUL and one ADD, a TimeWindow as
+STRIDED_SLICE (shrinking the time axis for one step); Dropout is no op.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ...errors import UnsupportedError
-from ...model import (ActivationLayer, BatchNorm, Conv1D, Dense, Dropout, Embedding, Flatten, Pooling1D)
+from ...model import (ActivationLayer, BatchNorm, Conv1D, Dense, Dropout, Embedding, Flatten, Pooling1D,
+                      TimeWindow)
 from . import schema as s
 from . import quantize as q
 from .emit import FUSED, Emitter, Value
@@ -41,7 +43,25 @@ def emit_front(e: Emitter, layer, x: Value, quantize=None) -> Value:
         offset = (0.0 if layer.offset is None else np.asarray(layer.offset, np.float64)) - mean * scale
         y = e.binary("MUL", x, e.const(f"{name}/scale", np.broadcast_to(scale, mean.shape)), f"{name}/scaled")
         return e.binary("ADD", y, e.const(f"{name}/offset", np.broadcast_to(offset, mean.shape)), f"{name}/output")
+    if isinstance(layer, TimeWindow):
+        return _window(e, layer, x)
     raise UnsupportedError(f"layer kind '{layer.kind}' has no TFLite form rnnconvert writes", layer=name)
+
+
+def _window(e: Emitter, layer: TimeWindow, x: Value) -> Value:
+    name, T = layer.name, x.dims[1]
+    kept = None if T is None else len(layer.steps(T))
+    if kept == 0:
+        raise UnsupportedError(f"the window keeps none of the {T} time steps the model fixes", layer=name)
+    if layer.single:        # end is begin + 1; -1 + 1 = 0 would mean the start, so end_mask says "to the end"
+        end, em, sm, dims = [0, layer.start + 1, 0], 0b101 | (0b010 if layer.start == -1 else 0), 0b010, \
+            [x.dims[0], x.dims[2]]
+    else:
+        end, em, sm, dims = [0, 0 if layer.stop is None else int(layer.stop), 0], \
+            0b101 | (0b010 if layer.stop is None else 0), 0, [x.dims[0], kept, x.dims[2]]
+    return e.op("STRIDED_SLICE", [x.index, e.ints(f"{name}/begin", [0, int(layer.start), 0]), e.ints(f"{name}/end", end),
+                                  e.ints(f"{name}/strides", [1, 1, 1])], e.new(f"{name}/output", dims),
+                "StridedSliceOptions", begin_mask=0b101, end_mask=em, shrink_axis_mask=sm)
 
 
 def _dense(e: Emitter, layer: Dense, x: Value, quantize) -> Value:

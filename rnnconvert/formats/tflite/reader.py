@@ -20,7 +20,7 @@ from . import reader_hybrid as hybrid, schema as s
 from .lift_while import TimeMajor, WhileOut, feeds_while, read_while, time_major_op, while_output
 from .parse import parse
 from .reader_loop import loop_seq, read_loops, read_ports, read_spans
-from .reader_front import IMAGE_OPS, Image, Padded, affine, image_op
+from .reader_front import IMAGE_OPS, Image, Padded, affine, image_op, time_window
 from .reader_recurrent import SEQUENCE_OPS, Chain, Rev, Seq, finish, fused_activation, merge, sequence_op
 
 MAX_FILE_BYTES = 1 << 31
@@ -207,8 +207,11 @@ def _data_op(op, x, xs, consts, inits, g, name, assumptions) -> list:
         if isinstance(x, Seq) and x.layer.direction == "reverse" and x.pick is None:
             return [Seq(x.base, x.layer, "processing", half=x.half)]
         return [Rev(finish(x, gn))]
-    if op.name == "STRIDED_SLICE" and isinstance(x, Seq) and x.pick is None:
-        return [Seq(x.base, x.layer, x.order, _which_step(op, consts, g), x.half)]
+    if op.name == "STRIDED_SLICE" and isinstance(x, (Seq, Chain)):
+        which = _which_step(op, consts, g) if isinstance(x, Seq) and x.pick is None else None
+        if which is not None:
+            return [Seq(x.base, x.layer, x.order, which, x.half)]
+        return [Chain(list(finish(x, gn).layers) + [time_window(op, consts, g, name, _const)])]
     if len(xs) == 2 and all(isinstance(v, Seq) for v in xs):
         if op.name == "CONCATENATION":
             return [merge(xs[0], xs[1], "concat", gn)]
@@ -284,8 +287,7 @@ def _which_step(op, consts, g) -> str:
             return "last"
         if begin[1] == 0 and end[1] == 1:
             return "first"
-    raise UnsupportedError(f"{g.name}: STRIDED_SLICE of a sequence other than its first or last step "
-                           f"(begin {begin}, end {end}, strides {strides})")
+    return None         # other steps: a TimeWindow (reader_front.time_window)
 
 
 def _front(op, consts, g, name):

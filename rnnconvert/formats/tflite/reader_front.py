@@ -1,6 +1,7 @@
 """Conv1D, windowed pooling and BatchNorm back from the TFLite ops the writer (and TensorFlow) use for them:
 PAD? -> EXPAND_DIMS(axis 1) -> CONV_2D / MAX_POOL_2D / AVERAGE_POOL_2D -> SQUEEZE(axis 1), and a MUL / ADD by
-constants over the last axis (a BatchNorm of mean 0, variance 1, epsilon 0: the folded scale and offset).
+constants over the last axis (a BatchNorm of mean 0, variance 1, epsilon 0: the folded scale and offset);
+a STRIDED_SLICE of time steps (batch and features whole, strides 1) is a TimeWindow.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import UnsupportedError
-from ...model import BatchNorm, Conv1D, Pooling1D
+from ...model import BatchNorm, Conv1D, Pooling1D, TimeWindow
 from . import schema as s
 from .reader_recurrent import Chain, fused_activation
 
@@ -98,3 +99,20 @@ def affine(op, x: Chain, consts, g, name):
     ones, zeros = np.ones(n, np.float32), np.zeros(n, np.float32)
     layer = BatchNorm(name, zeros, ones, c if op.name == "MUL" else ones, c if op.name == "ADD" else None, 0.0)
     return Chain(x.layers + [layer])
+
+
+def time_window(op, consts, g, name, const) -> TimeWindow:
+    """x[:, begin:end] (shrunk: x[:, begin]) of [batch, time, features] as TensorFlow's Cropping1D and
+    rnnconvert's writer make it: begin/end masks whole on batch and features, strides 1, no ellipsis or new axis."""
+    begin, end = const(consts, op, 1, g).tolist(), const(consts, op, 2, g).tolist()
+    strides = const(consts, op, 3, g).tolist()
+    o = op.options
+    bm, em, sm = (int(o.get(k, 0)) for k in ("begin_mask", "end_mask", "shrink_axis_mask"))
+    if len(begin) != 3 or strides != [1, 1, 1] or bm & 0b101 != 0b101 or em & 0b101 != 0b101 or sm & 0b101 \
+            or o.get("ellipsis_mask") or o.get("new_axis_mask"):
+        raise UnsupportedError(f"{g.name}: STRIDED_SLICE (begin {begin}, end {end}, strides {strides}, masks "
+                               f"{bm}/{em}/{sm}) is no window of time steps with batch and features whole")
+    start = 0 if bm & 0b010 else int(begin[1])
+    if sm & 0b010:
+        return TimeWindow(name, start, None, True)
+    return TimeWindow(name, start, None if em & 0b010 else int(end[1]))

@@ -11,6 +11,8 @@ a field is absent and each one applied is recorded in `model.source["assumptions
                               #   h_n[-1]     literally h_n[-1]: for a bidirectional module only the
                               #               backward direction's final state
                               #   sequence    every step of out            (default when the RNN is last)
+                              #   out[:, -5:], out[:, 3], out[:, 2:6]: some steps of out (a time window;
+                              #               out[-5:] when batch_first is false)
     order: [rnn, fc]          # forward order of the modules (default: state-dict order; safetensors
                               # files sort their keys, so there the order that chains sizes; when
                               # several orders chain, the file is refused: `order.py`)
@@ -33,6 +35,7 @@ The fixtures' `arch.json` form (`{"rnn": {"class", "batch_first", "nonlinearity"
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from ...errors import InputError
@@ -106,8 +109,9 @@ def load(arch) -> Hints:
             problems.append(f"nonlinearity: {short_repr(v)}, expected tanh or relu (or {{module: tanh|relu}})")
         h.nonlinearity = v
     if "head" in arch:
-        if arch["head"] not in HEADS:
-            problems.append(f"head: {short_repr(arch['head'])}, expected one of {', '.join(HEADS)}")
+        if arch["head"] not in HEADS and window_head(arch["head"]) is None:
+            problems.append(f"head: {short_repr(arch['head'])}, expected one of {', '.join(HEADS)} or a time "
+                            "window such as out[:, -5:], out[:, 3]")
         h.head = arch["head"]
     if "order" in arch:
         if not (isinstance(arch["order"], list) and all(isinstance(x, str) for x in arch["order"])):
@@ -229,3 +233,16 @@ def _from_fixture_json(arch: dict) -> dict:
         out["order"] = [rnn_path, head_path]
         out["activations"] = {head_path: head["activation"]} if head.get("activation") else {}
     return out
+
+
+_WINDOW = re.compile(r"out\[(:,)?(-?\d{1,10})(:(-?\d{1,10})?)?\]")
+
+
+def window_head(text) -> tuple[int, int | None, bool] | None:
+    """(start, stop, single) of a head written as a time window of out: out[:, -5:], out[:, 3], out[:, 2:6]
+    (out[-5:] time-major); None for anything else."""
+    m = _WINDOW.fullmatch(text.replace(" ", "")) if isinstance(text, str) else None
+    if m is None:
+        return None
+    start, colon, stop = int(m.group(2)), m.group(3), m.group(4)
+    return (start, None, True) if colon is None else (start, None if stop is None else int(stop), False)

@@ -1,4 +1,4 @@
-"""The emitted module's front-end lines: nn.Embedding, nn.Conv1d, nn.BatchNorm1d, pooling, flatten.
+"""The emitted module's front-end lines: nn.Embedding, nn.Conv1d, nn.BatchNorm1d, pooling, flatten, time windows.
 
 Between layers the emitted forward keeps the model's layout ([batch, time, C], or [time, batch, C]
 for a time-major model); nn.Conv1d, nn.BatchNorm1d on a sequence and the pooling functions take
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..literals import comment
 from .statedict import BatchNormSpec, ConvSpec, EmbeddingSpec, FlattenSpec, PoolSpec
+from .steps import WindowSpec
 
 
 def constructor(spec) -> str | None:
@@ -95,4 +96,8 @@ def forward_lines(spec, access, batch_first: bool, seq: bool, activation_code) -
     if isinstance(spec, FlattenSpec):
         flat = "x.flatten(1)" if batch_first else "x.transpose(0, 1).flatten(1)"
         return [f"x = {flat}  # '{comment(spec.name)}': [batch, time*features], time outer"], False
+    if isinstance(spec, WindowSpec):
+        stop = "" if spec.stop is None else int(spec.stop)
+        index = f"{int(spec.start)}" if spec.single else f"{int(spec.start)}:{stop}"
+        return [f"x = x[{':, ' if batch_first else ''}{index}]  # '{comment(spec.name)}': time window"], not spec.single
     raise ValueError(f"not a front-end spec: {spec!r}")

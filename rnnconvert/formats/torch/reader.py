@@ -15,13 +15,13 @@ import numpy as np
 from ...errors import InputError, UnsupportedError
 from ...model.assumptions import Assumption
 from ...model import (LINEAR, RELU, SIGMOID, TANH, Activation, ActivationLayer, BatchNorm, Conv1D, Dense,
-    DirectionWeights, Dropout, Embedding, Flatten, InputSpec, Model, Pooling1D, Recurrent)
+    DirectionWeights, Dropout, Embedding, Flatten, InputSpec, Model, Pooling1D, Recurrent, TimeWindow)
 from . import arch as arch_hints
 from .loading import key_list, load
 from .order import check_chain, forward_order
 from .statedict import (TORCH_CLASS, ActivationSpec, BatchNormSpec, ConvSpec, DropoutSpec, EmbeddingSpec,
     FlattenSpec, LinearSpec, PoolSpec, RNNSpec, parse, to_state_dict)
-from .steps import resolve_embeddings, settle_modules, spec_from_step
+from .steps import WindowSpec, resolve_embeddings, settle_modules, spec_from_step
 
 # model.source entries about how one file was loaded: not carried into files written from the model
 LOADER_KEYS = ("assumptions", "read_notes", "key_renames", "ignored_keys", "state_dict_key", "safetensors_metadata",
@@ -120,6 +120,9 @@ def _specs_from_hints(modules, state_keys, sd, hints, info, assume, note, path):
     last = rnns[-1]
     follows = specs.index(last) < len(specs) - 1
     head = hints.head
+    window = arch_hints.window_head(head)
+    if window is not None:          # some steps of out: the module returns its sequence, a TimeWindow cuts it
+        head = "sequence"
     if head is None:
         head = "last_step" if follows else "sequence"
         if follows:
@@ -163,6 +166,8 @@ def _specs_from_hints(modules, state_keys, sd, hints, info, assume, note, path):
             out.append(spec)
         else:
             out.append(spec)
+            if spec is last and window is not None:
+                out.append(WindowSpec(*window, name=f"{last.path}_window"))
             if act is not None and act.name != "linear":
                 out.append(ActivationSpec(act, name=f"{spec.path or spec.cell}_activation"))
     if not hints.activations_given:
@@ -242,7 +247,7 @@ def _specs_from_metadata(meta, modules, sd, state_keys, path):
                 spec = ActivationSpec(Activation(**step["activation"]), name=step["name"])
             elif kind == "dropout":
                 spec = DropoutSpec(float(step["rate"]), name=step["name"], variant=step.get("variant", "dropout"))
-            elif kind in ("embedding", "conv1d", "batch_norm", "pooling1d", "flatten"):
+            elif kind in ("embedding", "conv1d", "batch_norm", "pooling1d", "flatten", "time_window"):
                 spec = spec_from_step(step, modules, where, path)
             else:
                 raise InputError(f"{where}: unknown step kind '{kind}'", path=path)
@@ -287,6 +292,8 @@ def specs_to_layers(specs) -> list:
                                     padding=spec.padding))
         elif isinstance(spec, FlattenSpec):
             layers.append(Flatten(name=spec.name))
+        elif isinstance(spec, WindowSpec):
+            layers.append(TimeWindow(name=spec.name, start=spec.start, stop=spec.stop, single=spec.single))
     return layers
 
 

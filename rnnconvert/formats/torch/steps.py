@@ -1,13 +1,25 @@
 """The front-end modules of a state dict (nn.Embedding, nn.Conv1d, nn.BatchNorm1d) and the
-parameter-free steps (pooling, flatten): what their keys cannot say comes from `--arch modules:`
+parameter-free steps (pooling, flatten, time windows: `WindowSpec`): what their keys cannot say comes from `--arch modules:`
 or PyTorch's defaults, each default applied said as an assumption; rnnconvert's own files carry
 them as metadata steps (`step_of` / `spec_from_step`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ...errors import InputError
 from ...model.assumptions import Assumption
 from .statedict import BatchNormSpec, ConvSpec, EmbeddingSpec, FlattenSpec, LinearSpec, PoolSpec
+
+
+@dataclass
+class WindowSpec:
+    """Time steps out[:, start:stop] (single: out[:, start]), done in the forward (model.TimeWindow)."""
+    start: int = 0
+    stop: int | None = None
+    single: bool = False
+    name: str = ""
+    kind = "time_window"
 
 
 def takes(spec, features) -> bool:
@@ -121,6 +133,8 @@ def step_of(spec) -> dict | None:
                 "strides": spec.strides, "padding": spec.padding}
     if isinstance(spec, FlattenSpec):
         return {"kind": "flatten", "name": spec.name}
+    if isinstance(spec, WindowSpec):
+        return {"kind": "time_window", "name": spec.name, "start": spec.start, "stop": spec.stop, "single": spec.single}
     return None
 
 
@@ -131,6 +145,8 @@ def spec_from_step(step: dict, modules: dict, where: str, path):
         return PoolSpec(step["mode"], step["pool_size"], step["strides"], step["padding"], name=step["name"])
     if kind == "flatten":
         return FlattenSpec(name=step["name"])
+    if kind == "time_window":
+        return WindowSpec(step["start"], step["stop"], step["single"], name=step["name"])   # checked by validate
     spec = modules.get(step["module"])
     if kind == "embedding" and isinstance(spec, LinearSpec) and spec.bias is None:
         spec = modules[step["module"]] = EmbeddingSpec(path=spec.path, weight=spec.weight)

@@ -19,14 +19,14 @@ import numpy as np
 from ...version import __version__
 from ...errors import UnsupportedError
 from ...model import (ActivationLayer, BatchNorm, Conv1D, Dense, DirectionWeights, Dropout, Embedding, Flatten,
-    Masking, Model, Pooling1D, Recurrent, json_default)
+    Masking, Model, Pooling1D, Recurrent, TimeWindow, json_default)
 from ...model.states import refuse_state_io
 from . import module_code, safetensors_io
 from .loading import METADATA_KEY, METADATA_VERSION, SAFETENSORS_METADATA_KEY, import_torch, is_safetensors
 from .reader import LOADER_KEYS
 from .statedict import (MODULE_SPECS, TORCH_CLASS, ActivationSpec, BatchNormSpec, ConvSpec, DropoutSpec,
     EmbeddingSpec, FlattenSpec, LinearSpec, PoolSpec, RNNSpec, to_state_dict)
-from .steps import step_of
+from .steps import WindowSpec, step_of
 
 TORCH_ACTIVATIONS = {"lstm": ("sigmoid", "tanh", "tanh"), "gru": ("sigmoid", "tanh")}
 
@@ -96,7 +96,7 @@ def from_canonical(model: Model) -> tuple[list, list[str]]:
                             "id is 0, and PyTorch modules carry no mask (nn.Embedding's padding_idx is no mask; "
                             "their RNNs would compute those steps)")
         elif not isinstance(layer, (Dense, ActivationLayer, Dropout, Embedding, Conv1D, BatchNorm, Pooling1D,
-                                    Flatten)):
+                                    Flatten, TimeWindow)):
             problems.append(f"layer '{layer.name}': {layer.kind} layers are not written to PyTorch")
     if problems:
         raise UnsupportedError("cannot write as PyTorch modules: " + "; ".join(problems))
@@ -147,6 +147,8 @@ def _front_spec(layer, path: str):
     if isinstance(layer, Pooling1D):
         return PoolSpec(layer.mode, None if layer.pool_size is None else int(layer.pool_size),
                         None if layer.strides is None else int(layer.strides), layer.padding, name=layer.name)
+    if isinstance(layer, TimeWindow):
+        return WindowSpec(int(layer.start), layer.stop, bool(layer.single), name=layer.name)
     return FlattenSpec(name=layer.name)
 
 

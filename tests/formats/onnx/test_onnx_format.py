@@ -801,12 +801,14 @@ def test_glue_the_canonical_model_cannot_express_is_refused(tmp_path):
                                                r"as \[\(\(1, 'state'\),\)\]; the canonical model takes each direction once"):
         ox.read(path)
 
-    def middle_step(n, i):
-        i += [_const("three", 3, np.int64), _const("a1", [1], np.int64)]
+    def every_other_step(n, i):     # (one middle step, Gather 3, is a TimeWindow: tests/formats/onnx/test_onnx_window.py)
+        i += [_const("a1", [1], np.int64), _const("s", [0], np.int64), _const("e", [1000], np.int64),
+              _const("a0", [0], np.int64), _const("two", [2], np.int64)]
         n += [_n("Transpose", ["x"], "xt", perm=[1, 0, 2]), _n("LSTM", ["xt", "W", "R", "B"], "Y", hidden_size=4),
-              _n("Squeeze", ["Y", "a1"], "ys"), _n("Gather", ["ys", "three"], "y", axis=0)]
-    with pytest.raises(UnsupportedError, match="Gather node 'Gather_y': it picks time step 3"):
-        ox.read(_save(tmp_path, _glue_model(middle_step, D=1), "mid.onnx"))
+              _n("Squeeze", ["Y", "a1"], "ys"), _n("Slice", ["ys", "s", "e", "a0", "two"], "y")]
+    with pytest.raises(UnsupportedError, match=r"Slice node 'Slice_y': it keeps steps 0:1000:2 of the time axis; the "
+                                               r"canonical model keeps steps in order \(a step of 1\)$"):
+        ox.read(_save(tmp_path, _glue_model(every_other_step, D=1), "mid.onnx"))
 
 
 def test_front_dense_and_stacked_mixed_cells(tmp_path):

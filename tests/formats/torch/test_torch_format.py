@@ -138,7 +138,8 @@ def test_bad_arch_hints_are_reported_together(tmp_path):
     assert exc.value.message == (
         "invalid architecture hints: unknown field(s) colour; known: batch_first, nonlinearity, head, order, "
         "activations, input_features, state_dict_key, ignore, modules; nonlinearity: 'gelu', expected tanh or relu "
-        "(or {module: tanh|relu}); head: 'last', expected one of last_step, final_state, h_n[-1], sequence")
+        "(or {module: tanh|relu}); head: 'last', expected one of last_step, final_state, h_n[-1], sequence or a time "
+        "window such as out[:, -5:], out[:, 3]")
     with pytest.raises(InputError, match=re.escape("--arch order ['fc'] must list each module once; modules: rnn, fc")):
         rnnconvert.read(pt, arch={"order": ["fc"]})
     with pytest.raises(InputError, match=re.escape("module 'rnn' takes 4 inputs, but 'fc' before it gives 2")):
