@@ -157,7 +157,8 @@ def render_report(report, compared: bool = False) -> str:
     lines.append(f"  {'check':<{wo}} {'input':<{wi}} {'max abs':>10} {'max rel':>10} {'bound':>10}  result")
     for c in report.checks:
         lines.append(f"  {c.oracle:<{wo}} {c.input:<{wi}} {c.max_abs:>10.3g} {c.max_rel:>10.3g} {_bound(c):>10}  "
-                     f"{'ok' if c.passed else 'FAIL'}")
+                     f"{'ok' if c.passed else 'FAIL'}"
+                     + (f": the runtime failed on the written file: {c.error}" if getattr(c, "error", None) else ""))
     for u in report.unavailable:
         lines.append(f"  not run: {u}")
     if report.unavailable and report.checks:

@@ -52,6 +52,7 @@ class Check:
     bound: float | None = None   # atol + allowance + rtol * |expected| at `worst`; None: nothing compared
     per_step: dict | None = None      # the error per time step, downsampled (curves.step_curve)
     channels: list | None = None      # the worst output channels (curves.worst_channels)
+    error: str | None = None          # the destination's runtime failed on the written file: its reason
 
 
 def float32_noise(model: Model, x, expected) -> float:

@@ -106,7 +106,7 @@ def verify(held: list, digests, dst_fmt, path, report, *, inputs, reread, notes,
     src = digests.result()
     del model
     judge = LazyNoise(report, suite, expected)
-    _runtime_checks(report, dst_fmt, path, src, suite, judge, "dst", src)
+    _runtime_checks(report, dst_fmt, path, src, suite, judge, "dst", src, written=True)
     back = dst_fmt.load().read(path) if dst_fmt.reads else None
     same = False
     if back is None:

@@ -6,24 +6,29 @@ localized to the first diverging layer (`diagnose.localize`).
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .. import formats
 from ..model import states
+from ..errors import RuntimeUnavailable
 from ..formats.per_layer import lookup, scan
 from . import runtimes
 from .budget import fitted_suite, oracle_passes, planned_checks
-from .checks import _run_in_layout, float32_noise, judge_with
+from .checks import Check, _run_in_layout, float32_noise, judge_with
 from .diagnose import identical, localize
 from .report import reason
 from .suite import STREAMING, chunking, initial_states, stream, streaming_undefined
 
 
-def _runtime_checks(report, fmt, path, model, suite, judge, role, src_model, also=None):
-    """`fmt`'s own runtime on `path`, on every input; a runtime not installed, or one that cannot load or
-    run the file, is `report.not_run` with its reason (on which input, when earlier ones ran), never a
-    numeric failure: NOT EQUIVALENT rests on numbers that disagree.  `also(out, k, oracle, label)`: a second
-    check of the same run (`hybrid_judge`)."""
+def _runtime_checks(report, fmt, path, model, suite, judge, role, src_model, also=None, written=False):
+    """`fmt`'s own runtime on `path`, on every input.  A runtime not installed (or too old or new for
+    the file: `RuntimeUnavailable`) is `report.not_run` with its reason, never a numeric failure.  So is
+    one that cannot load or run a file the user gave (roles src, file).  One that is installed and fails
+    on the file rnnconvert wrote (role dst) is a failed check with its reason (`Check.error`): the file
+    would ship without running where it is meant to, which no reference pass makes EQUIVALENT.
+    `also(out, k, oracle, label)`: a second check of the same run (`hybrid_judge`)."""
     runtime = fmt.runtime
     if not runtime:
         return
@@ -31,19 +36,40 @@ def _runtime_checks(report, fmt, path, model, suite, judge, role, src_model, als
     per_input = 2 if also is not None else 1
     try:
         run = runtimes.runner(fmt, path, model)
-    except Exception as exc:  # noqa: BLE001 - not installed, or refusing the file: not run, with the reason
-        report.not_run(oracle, exc, unplanned=per_input * len(suite))
+    except Exception as exc:  # noqa: BLE001 - not installed, or refusing the file: see the docstring
+        _runtime_failed(report, oracle, written, exc, suite[0][0] if suite else "", True, per_input * len(suite))
         return
     for k, (label, x) in enumerate(suite):
         try:
             out = _run_in_layout(run, x, src_model, model)
         except Exception as exc:  # noqa: BLE001 - the runtime failing on the file is no number
-            report.not_run(oracle, exc if k == 0 else f"on {label}: {reason(exc)}",
-                           unplanned=per_input * (len(suite) - k))
+            _runtime_failed(report, oracle, written, exc, label, k == 0, per_input * (len(suite) - k))
             return
         report.checks.append(judge(out, k, oracle, label))
         if also is not None:
             report.checks.append(also(out, k, oracle, label))
+
+
+# A runtime's error that says it ran out of memory (onnxruntime, LiteRT, node, Octave, C++'s bad_alloc).
+OUT_OF_MEMORY = re.compile(r"out of memory|bad_alloc|failed to allocate|cannot allocate|memory exhausted",
+                           re.IGNORECASE)
+
+
+def _runtime_failed(report, oracle: str, written: bool, exc: Exception, label: str, first: bool,
+                    unplanned: int) -> None:
+    """A runtime that gave no number on input `label` (`first`: the suite's first): `report.not_run`,
+    unless it is installed and failed on a file rnnconvert wrote (`written`; anything but
+    `RuntimeUnavailable` or running out of memory, which says nothing of the file): then one failed
+    check with the reason as its error, and the runtime's other checks taken off the progress total."""
+    if not written or isinstance(exc, (RuntimeUnavailable, MemoryError)) or OUT_OF_MEMORY.search(str(exc)):
+        report.not_run(oracle, exc if first else f"on {label}: {reason(exc)}", unplanned=unplanned)
+        return
+    from ..files.interrupt import raise_hidden
+    raise_hidden(exc)
+    tracker = getattr(report.checks, "tracker", None)
+    if tracker is not None and unplanned > 1:
+        tracker.dropped(unplanned - 1)
+    report.checks.append(Check(oracle, label, float("inf"), float("inf"), [], False, error=reason(exc)))
 
 
 def _streaming_checks(report, model, suite, judge, src_model):
@@ -105,10 +131,11 @@ def _key(x) -> tuple:
 
 
 def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None,
-                 src_fmt=None, src_path=None, budget=None, progress=None, layer=False):
+                 src_fmt=None, src_path=None, budget=None, progress=None, layer=False, written=True):
     """Run every check of dst (and src's own runtime where it has one) against reference(src), on the
     suite fitted to `budget` (`budget.py`; None: the full suite); `progress`: a `progress.Tracker`;
-    `layer`: --layer's node check follows (counted in the budget and the checks planned).
+    `layer`: --layer's node check follows (counted in the budget and the checks planned); `written`:
+    rnnconvert wrote dst (convert), so its runtime failing on it fails a check (`_runtime_checks`).
 
     A destination that reads back identical to the source (`diagnose.identical`) gets no reference(dst) and
     no streaming(reference) (they would repeat reference(src)), a note saying so, unless no runtime ran:
@@ -132,7 +159,8 @@ def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None
     if src_fmt is not None:
         _runtime_checks(report, src_fmt, src_path, src_model, suite, judge, "src", src_model)
     also = hybrid_judge(report, src_model, dst_model, suite, dst_fmt.runtime, progress) if dst_fmt.runtime else None
-    _runtime_checks(report, dst_fmt, dst_path, dst_model or src_model, suite, judge, "dst", src_model, also)
+    _runtime_checks(report, dst_fmt, dst_path, dst_model or src_model, suite, judge, "dst", src_model, also,
+                    written=written)
     if same:
         if report.checks:
             report.notes.append(IDENTICAL.format(" (with and without states)" if src_model.has_state_io else "", ""))

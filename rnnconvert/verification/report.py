@@ -148,8 +148,11 @@ def _failure_message(report: Report, dst, kept: bool | None) -> str:
     """NOT EQUIVALENT, the worst check and where it diverged; `convert` says what became of DST (`kept`:
     --keep-failed), `verify` (kept None) writes nothing and says nothing of files."""
     w = report.worst()
-    where = f"{w.oracle} on {w.input}: max abs error {w.max_abs:.3g} at {w.worst}" if w else ""
     fate = "" if kept is None else f"; {dst} {'kept as requested' if kept else 'not written'}"
+    if w is not None and w.error is not None:
+        return (f"NOT EQUIVALENT: {w.oracle} could not run the written file on {w.input}: {w.error}; "
+                f"the file would not run where it is meant to{fate}")
+    where = f"{w.oracle} on {w.input}: max abs error {w.max_abs:.3g} at {w.worst}" if w else ""
     located = f"; {report.localization['message']}" if report.localization else ""
     return (f"NOT EQUIVALENT: {where} exceeds atol={report.tolerance['atol']:g} "
             f"rtol={report.tolerance['rtol']:g}{located}{fate}")

@@ -73,7 +73,7 @@ def verify(a, b=None, *, atol: float | None = None, rtol: float | None = None,
     report.conversion = classify(ma, mb, assumed=ma.source.get("assumptions", []) + mb.source.get("assumptions", []))
     observe(report, tracker)
     suite, expected = check_models(ma, mb, fb, b, report, inputs=inputs, src_fmt=fa, src_path=a,
-                                   budget=allowance(io_seconds, time_budget), progress=tracker)
+                                   budget=allowance(io_seconds, time_budget), progress=tracker, written=False)
     require_checks(report, b, hint="")
     if not report.passed:
         raise VerificationError(_failure_message(report, b, None), report=report)

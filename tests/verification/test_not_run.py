@@ -1,7 +1,8 @@
 """Checks not run (`Report.not_run`, rnnconvert/verification/report.py): a runtime that is not installed, or
-that cannot load or run a file, is `not run: <runtime>(<role>): <reason>` on one line, never a failed check
-and never an internal error; the verdict rests on the checks that ran.  NOT EQUIVALENT (exit 1) only when
-numbers disagree.  Python modules are made missing in a subprocess by a sitecustomize that blocks their
+that cannot load or run a file the user gave, or runs out of memory, is `not run: <runtime>(<role>):
+<reason>` on one line, never a failed check and never an internal error; the verdict rests on the checks
+that ran.  NOT EQUIVALENT (exit 1) when numbers disagree, or when the runtime fails on a file rnnconvert
+wrote (tests/verification/test_runtime_failed.py).  Python modules are made missing in a subprocess by a sitecustomize that blocks their
 import; octave, gcc and node by a PATH without them."""
 from __future__ import annotations
 
