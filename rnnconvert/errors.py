@@ -36,6 +36,11 @@ class RnnConvertError(Exception):
         self.layer = layer
         super().__init__(self.format())
 
+    def __str__(self) -> str:
+        """The message as it reads now: a path or layer set after the error was made (`convert` naming DST
+        for an error raised on its temporary file) is in it."""
+        return self.format()
+
     def format(self) -> str:
         where = []
         if self.path:

@@ -66,3 +66,16 @@ def test_a_runtime_failing_on_a_file_the_user_gave_is_not_run(monkeypatch):
     res = CliRunner().invoke(cli, ["verify", str(H5), str(ONNX)])
     assert res.exit_code == 0, res.output
     assert "not run: onnxruntime(dst): Unknown op: Frobnicate" in res.output
+
+
+def test_an_api_refusal_names_the_destination_not_its_temporary_file(tmp_path):
+    """A writer refuses while writing into convert's temporary folder: the error the API raises names DST
+    in its text too (the CLI always did; `str(exc)` named the temporary file)."""
+    import rnnconvert
+    from rnnconvert.errors import UnsupportedError
+    states = FIXTURES / "tf2onnx_loop" / "states" / "gru_reset_before_states" / "model.onnx"
+    dst = tmp_path / "m.keras"
+    with pytest.raises(UnsupportedError) as info:
+        rnnconvert.convert(str(states), str(dst))
+    assert str(info.value).startswith(f"{dst}: Keras files cannot take recurrent states"), str(info.value)
+    assert ".tmp" not in str(info.value) and not list(tmp_path.iterdir())
