@@ -271,5 +271,5 @@ class GlueOps:
 
 def _dense_name(node) -> str:
     name = node.name or node.output[0]
-    parts = [p for p in name.replace(":", "/").split("/") if p and p not in ("MatMul", "Gemm", "BiasAdd")]
+    parts = [p for p in name.replace(":", "/").split("/") if p and p not in ("MatMul", "Gemm", "BiasAdd", "Tensordot")]
     return parts[-1] if parts else name
