@@ -1,8 +1,9 @@
 """A Dense on every step of a sequence as tf2onnx writes it (a Keras Dense on a 3-axis tensor, and
 TimeDistributed(Dense)): Reshape [batch*time, features] -> MatMul (-> Add, activation) -> Reshape [batch, time,
-units], the second shape computed from the input's Shape (fixtures/tf2onnx_dense_seq).  It reads as the canonical
-Dense over the last axis, predicts TF-Keras's outputs, and converts to ONNX (one native node per layer, no
-Reshape left), PyTorch and Keras 3, each run by its own runtime.  A reshape that does not split the merged axis
+units], the shapes constant or computed from the tensor's Shape (Gather, ReduceProd, Concat;
+fixtures/tf2onnx_dense_seq).  It reads as the canonical Dense over the last axis (before or after a recurrent
+layer, after both directions of one), predicts TF-Keras's outputs, and converts to ONNX (one native node per
+layer, one MatMul or Gemm per Dense), PyTorch and Keras 3, each run by its own runtime.  A reshape that does not split the merged axis
 back into the same batch and time, an op across the merged rows, or a merged graph output is refused, exit 2."""
 from __future__ import annotations
 
@@ -22,10 +23,12 @@ from rnnconvert.model import Dense, Recurrent
 
 ort = pytest.importorskip("onnxruntime")
 TOL = 1e-4
-# case -> the canonical layer kinds, in order
+# case -> the canonical layer kinds, in order (the first Dense is the one on every step, named 'dense')
 CASES = {
     "lstm_seq_dense_seq": [Recurrent, Dense],
     "gru_td_dense_gru_dense": [Recurrent, Dense, Recurrent, Dense],
+    "td_dense_lstm_dense": [Dense, Recurrent, Dense],           # before the first recurrent node
+    "bilstm_seq_dense_seq": [Recurrent, Dense],                 # both directions; shapes from Shape/ReduceProd
 }
 
 
@@ -49,8 +52,8 @@ def test_tf2onnx_dense_on_a_sequence_reads_as_a_dense(case):
     assert _ops(path)["Reshape"] == 2 and not _ops(path)["Loop"]       # the pattern itself, as tf2onnx wrote it
     model = rnnconvert.read(str(path))
     assert [type(layer) for layer in model.layers] == CASES[case]
-    assert model.recurrent_layers[0].output == "sequence"
-    assert model.layers[1].name == "dense"          # tf2onnx's 'sequential/dense/Tensordot/MatMul'
+    dense = next(layer for layer in model.layers if isinstance(layer, Dense))
+    assert dense.name == "dense"          # tf2onnx's 'sequential/dense/Tensordot/MatMul'
     for k, x in xs.items():
         np.testing.assert_allclose(rnnconvert.predict(model, x), ys[k], atol=1e-5, rtol=1e-5, err_msg=k)
     keras_h5 = rnnconvert.read(str(path.with_name("source_model.h5")))   # the TF-Keras source reads the same
