@@ -149,3 +149,14 @@ def test_a_window_config_that_is_no_window_is_refused(runner, tmp_path, change, 
     res = runner.invoke(cli, ["inspect", _edited_window(tmp_path, change)])
     assert res.exit_code == 2, res.output
     assert words in res.stderr, res.stderr
+
+
+def test_a_sequence_too_short_for_the_window_throws_in_tfjs(tmp_path):
+    """x[:, 2:6] of two steps keeps none: the class throws, naming the layer, rather than return an empty tensor."""
+    require_tfjs()
+    from rnnconvert.errors import InputError
+    model = rnnconvert.read(str(FIXTURES / "torch_window" / "rnn_steps_2_6" / "model.onnx"))
+    rnnconvert.write(model, str(tmp_path / "m.json"))
+    with pytest.raises(InputError, match=r"Error: layer 'window': the time window keeps steps 2:6 of 2 time steps: "
+                                         r"none"):
+        runtime.run_many([(tmp_path / "m.json", np.zeros((2, 2, model.input.features), np.float32))])
