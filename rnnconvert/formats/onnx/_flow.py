@@ -53,4 +53,5 @@ def prod(sizes) -> Size:
 
 
 def axis_name(kind: str) -> str:
-    return {"A0": "first input", "A1": "second input", "D": "directions", "F": "feature", "1": "size-1"}.get(kind, kind)
+    names = {"A0": "first input", "A1": "second input", "D": "directions", "F": "feature", "1": "size-1"}
+    return names.get(kind, "merged batch*time" if "*" in kind else kind)

@@ -94,7 +94,7 @@ class LayoutOps:
     def _reshape(self, node, f: Flow, tgt: list[Size]) -> Flow:
         if "D" in f.axes and len(f.entries) == 1:
             f = collapse(f)
-        src = list(f.axes)
+        src = [a for ax in f.axes for a in ax.split("*")]     # a merged [batch*time] axis is its two axes again
         sizes = [self.size(f, a) for a in src]
         kept = [i for i, a in enumerate(src) if a != "1"]
         out, i = [], 0
@@ -120,6 +120,8 @@ class LayoutOps:
                 out.append("DF")
             elif group == [self.time, "F"]:
                 out.append("TF")
+            elif sorted(group) == ["A0", "A1"]:
+                out.append("*".join(group))        # [batch*time]: what a Dense on every step computes on
             else:
                 self.refuse(node, f"it merges axes {group} into one; only a [directions, hidden] pair "
                                   "merges into features")
@@ -127,10 +129,22 @@ class LayoutOps:
             self.refuse(node, f"reshape of axes {tuple(src)} to {tgt} drops axes")
         if "TF" in out:
             return self.flatten_time(node, f, ["F" if a == "TF" else a for a in out])
+        if any("*" in a for a in out):
+            f = self.merge_steps(node, f)
         if "DF" in out:
             f = collapse(f)
             out = ["F" if a == "DF" else a for a in out]
         return replace(f, axes=tuple(out))
+
+    def merge_steps(self, node, f: Flow) -> Flow:
+        """Batch and time merged into one axis (tf2onnx's Dense on a sequence: Reshape [B*T, F] -> MatMul ->
+        Reshape [B, T, units]): only ops acting on each row alone (on the feature axis) take such a flow, and
+        a reshape must split the axis back into exactly the batch and time it merged (`_reshape`)."""
+        if f.rev:
+            self.refuse(node, "it merges batch and time of a sequence in reversed time order")
+        if f.raw and "D" in f.axes:
+            self.refuse(node, "it merges batch and time while the directions are still a separate axis")
+        return self.settle(f, node) if f.raw else f
 
     def flow_Slice(self, node, ins):
         f = ins[0]

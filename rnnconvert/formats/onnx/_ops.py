@@ -15,7 +15,7 @@ from .lite import numpy_helper
 from ...model import Activation, ActivationLayer, Dense
 from . import _exprs
 from ._flow import Flow, Piece, collapse
-from ._graph import BIG, Bcast, Const, FullLen, SymVec, Zeros, as_sizes, int_list, node_attrs, symvec
+from ._graph import BIG, ONE, Bcast, Const, FullLen, SymVec, Zeros, as_sizes, int_list, node_attrs, symvec
 
 
 class GlueOps:
@@ -240,6 +240,14 @@ class GlueOps:
             out = [p * q if op == "Mul" else p.div(q) for p, q in zip(a, b)]
             if all(o is not None for o in out):
                 return [symvec(out, scalar=isinstance(x, SymVec) and x.scalar)]
+        if op == "ReduceProd" and vecs[0] is not None and len(ins) < 2:   # tf2onnx's Tensordot: batch*time
+            a = node_attrs(node)
+            if a.get("axes", [0]) not in ([0], [-1]) or a.get("noop_with_empty_axes", 0):
+                self.refuse(node, f"ReduceProd of a shape vector over axes {a.get('axes')}")
+            size = ONE
+            for item in vecs[0]:
+                size = size * item
+            return [symvec([size], scalar=not int(a.get("keepdims", 1)))]
         if op == "ConstantOfShape":
             v = node_attrs(node).get("value")
             val = numpy_helper.to_array(v) if v is not None else np.zeros(1, np.float32)
@@ -271,5 +279,5 @@ class GlueOps:
 
 def _dense_name(node) -> str:
     name = node.name or node.output[0]
-    parts = [p for p in name.replace(":", "/").split("/") if p and p not in ("MatMul", "Gemm", "BiasAdd")]
+    parts = [p for p in name.replace(":", "/").split("/") if p and p not in ("MatMul", "Gemm", "BiasAdd", "Tensordot")]
     return parts[-1] if parts else name

@@ -181,6 +181,9 @@ class Walker(GlueOps, LayoutOps, FrontOps, RecurrentNodes):
 
     # ---------------------------------------------------------------- helpers
     def size(self, f: Flow, ax: str) -> Size:
+        if "*" in ax:               # batch and time merged into one axis (`_layout_ops.merge_steps`)
+            a, b = ax.split("*")
+            return self.size(f, a) * self.size(f, b)
         if ax in ("A0", "A1"):
             v = f.steps if ax == self.time and f.steps is not None else self.static.get(ax)
             return Size(v) if v else Size(1, (ax,))

@@ -298,7 +298,7 @@ def _fold_activations(layers: list) -> list:
 
 def _axes_names(axes, time) -> str:
     names = {time: "time", "D": "directions", "F": "features", "1": "1"}
-    return "[" + ", ".join(names.get(a, "batch") for a in axes) + "]"
+    return "[" + ", ".join("batch*time" if "*" in a else names.get(a, "batch") for a in axes) + "]"
 
 
 def _short(exc: Exception) -> str:

@@ -8,6 +8,7 @@ is read as the Keras layer it extends (`plain_classes`), plus what that layer la
                                       peepholes: `peephole_weights` [3, units] (rows i, f, o) -> P
     RnnconvertLSTM, -GRU, -SimpleRNN  cell_clip -> clip; cell_activations [{name, alpha, beta}] per role
                                       -> activations
+    RnnconvertTimeWindow              start, stop, single -> a TimeWindow (no weights)
 A name of the same family that `layers_js` does not define is left to the Keras reader, which refuses it
 naming the class.
 """
@@ -66,6 +67,36 @@ class ClassConverter(Converter):
         super().__init__(*args, **kwargs)
         self.extras = extras
         self.extra_arrays: dict[str, dict] = {}
+
+    def _convert(self, e):
+        if e.cls == layers_js.WINDOW:
+            return self.time_window(e)
+        return super()._convert(e)
+
+    def time_window(self, e) -> M.TimeWindow:
+        """RnnconvertTimeWindow {start, stop, single}: x[:, start:stop] or x[:, start], as Python indexes."""
+        cfg = e.config
+        start, stop, single = cfg.get("start"), cfg.get("stop"), cfg.get("single", False)
+        for key, v in (("start", start), ("stop", stop)):
+            if (v is not None or key == "start") and (isinstance(v, bool) or not isinstance(v, int)
+                                                       or abs(v) > M.MAX_DIM):
+                raise InputError(f"{key} {str(v)[:40]}, expected an integer step index", path=self.path,
+                                 layer=e.name)
+        if not isinstance(single, bool) or (single and stop is not None):
+            raise InputError(f"single {str(single)[:40]} with stop {stop}, expected true (no stop) or false",
+                             path=self.path, layer=e.name)
+        if not self.seq:
+            raise InputError("a time window needs a sequence, but the layer before returns one step",
+                             path=self.path, layer=e.name)
+        layer = M.TimeWindow(e.name, start, stop, single)
+        if self.time_steps:
+            kept = layer.steps(self.time_steps)
+            if not kept:
+                raise InputError(f"the time window keeps none of the {self.time_steps} time steps the model fixes",
+                                 path=self.path, layer=e.name)
+            self.time_steps = len(kept)
+        self.seq = not single
+        return layer
 
     def weights(self, e, counts):
         extras = self.extras.get(e.name)

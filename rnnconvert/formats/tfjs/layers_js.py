@@ -11,6 +11,8 @@ TF.js's layers registered with `tf.serialization.registerClass` (tf ops only, no
     RnnconvertLSTM/GRU/SimpleRNN       `initial_state` (weights `initial_h`, `initial_c`: [units] or
                                        [initial_state_batch, units]), `zero_output_for_mask`
     RnnconvertGlobalAveragePooling1D   the mean over the unmasked steps only (as Keras)
+    RnnconvertTimeWindow               x[:, start:stop] or one step x[:, start] (`single`), as Python indexes
+                                       (negative from the end, bounds clamped; TF.js has no Cropping1D)
 
 The page imports it once before `tf.loadLayersModel`; it uses `globalThis.tf` (the script tag's) or
 imports `@tensorflow/tfjs`.  The text is constant: the runtime imports the copy beside a model only when
@@ -21,12 +23,14 @@ from __future__ import annotations
 # The layer class names the module registers, and the Keras class each extends.
 CLASSES = {"RnnconvertLSTM": "LSTM", "RnnconvertGRU": "GRU", "RnnconvertSimpleRNN": "SimpleRNN",
            "RnnconvertGlobalAveragePooling1D": "GlobalAveragePooling1D"}
+# The class of the canonical TimeWindow, which extends no Keras class (config: start, stop, single).
+WINDOW = "RnnconvertTimeWindow"
 SUFFIX = ".layers.mjs"
 
 SOURCE = r"""// rnnconvert's TensorFlow.js layers: recurrent and pooling layers as Keras (and ONNX) compute them
 // where @tensorflow/tfjs's own do not (a GRU with reset_after=True, an LSTM output projection or
 // peepholes, a cell clip, learned initial states, zero outputs at masked steps, a global average over
-// the unmasked steps only).
+// the unmasked steps only), and a time window of a sequence (TF.js has no Cropping1D).
 // Import this module once before tf.loadLayersModel(); it registers the classes the model names.
 // It uses the page's tf (globalThis.tf, as the script tag sets it) or imports @tensorflow/tfjs.
 const tf = globalThis.tf ?? await import('@tensorflow/tfjs');
@@ -236,4 +240,52 @@ class RnnconvertGlobalAveragePooling1D extends registered('GlobalAveragePooling1
 }
 RnnconvertGlobalAveragePooling1D.className = 'RnnconvertGlobalAveragePooling1D';
 serialization.registerClass(RnnconvertGlobalAveragePooling1D);
+
+// x[:, start:stop] (or one step x[:, start] with single), as Python indexes: negative from the end, bounds past
+// an end clamped; a window that keeps no step of the input throws.  The mask stops here (as Keras's Cropping1D).
+class RnnconvertTimeWindow extends tf.layers.Layer {
+  constructor(args) {
+    super(args);
+    this.start = args.start;
+    this.stop = args.stop ?? null;
+    this.single = Boolean(args.single);
+    this.supportsMasking = true;
+  }
+  steps(T) {                 // [first, end) of the steps kept from T
+    if (this.single) {
+      const k = this.start < 0 ? this.start + T : this.start;
+      return 0 <= k && k < T ? [k, k + 1] : [0, 0];
+    }
+    const at = (v) => (v < 0 ? Math.max(v + T, 0) : Math.min(v, T));
+    const a = at(this.start);
+    return [a, Math.max(a, this.stop == null ? T : at(this.stop))];
+  }
+  computeOutputShape(inputShape) {
+    const T = inputShape[1];
+    if (this.single) return [inputShape[0], inputShape[2]];
+    if (T == null) return [inputShape[0], null, inputShape[2]];
+    const [a, b] = this.steps(T);
+    return [inputShape[0], b - a, inputShape[2]];
+  }
+  computeMask() {
+    return null;
+  }
+  call(inputs) {
+    return tf.tidy(() => {
+      const x = Array.isArray(inputs) ? inputs[0] : inputs;
+      const [a, b] = this.steps(x.shape[1]);
+      if (b <= a) {
+        const what = this.single ? `step ${this.start}` : `steps ${this.start}:${this.stop ?? ''}`;
+        throw new Error(`layer '${this.name}': the time window keeps ${what} of ${x.shape[1]} time steps: none`);
+      }
+      const y = tf.slice(x, [0, a, 0], [-1, b - a, -1]);
+      return this.single ? tf.squeeze(y, [1]) : y;
+    });
+  }
+  getConfig() {
+    return {...super.getConfig(), start: this.start, stop: this.stop, single: this.single};
+  }
+}
+RnnconvertTimeWindow.className = 'RnnconvertTimeWindow';
+serialization.registerClass(RnnconvertTimeWindow);
 """

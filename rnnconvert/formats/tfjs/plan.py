@@ -8,9 +8,9 @@ is 'valid'.  What TF.js's own layers do not compute is written with rnnconvert's
 reset_after=True (TF.js's GRUCell throws on it), an LSTM projection or peepholes, a cell clip, non-zero
 initial states (as weights), zero outputs at masked steps and a global average pooling a mask reaches
 (TF.js repeats the previous output and averages the masked steps too), and a cell's activations
-where TF.js names none that computes them (exact, by role).  Refused, naming the layer: a time window
-(TF.js has no Cropping1D), activations TF.js does not name outside a recurrent cell, softmax inside one,
-and whatever else the Keras planner refuses.
+where TF.js names none that computes them (exact, by role), and a time window (TF.js has no Cropping1D:
+`RnnconvertTimeWindow`, from any length).  Refused, naming the layer: activations TF.js does not name
+outside a recurrent cell, softmax inside one, and whatever else the Keras planner refuses.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from ... import model as M
 from ..keras_json import plan as keras_plan
 from ..keras_json.config import inner_name
 from ..keras_json.specs import KLayer, keras_activation
+from . import layers_js
 
 MAJOR = 2           # Keras configs as tf.keras 2 writes them, which is what TF.js reads
 INSTEAD = "; for JavaScript, write an ES module (.mjs) instead, which computes it"
@@ -132,6 +133,12 @@ class Planner(keras_plan.Planner):
         return out
 
     def layer(self, layer: M.Layer, shape: list) -> list[KLayer]:
+        if isinstance(layer, M.TimeWindow):         # TF.js has no Cropping1D; the class takes any window
+            name = self.unique(layer.name, f"layer '{layer.name}'")
+            self.custom[name] = (layers_js.WINDOW, {}, [])
+            return [KLayer(layers_js.WINDOW, name, {"start": int(layer.start), "single": bool(layer.single),
+                                                    "stop": None if layer.stop is None else int(layer.stop)},
+                           list(shape))]
         out = super().layer(layer, shape)
         if self.masked and isinstance(layer, M.Pooling1D) and layer.mode == "average" and layer.pool_size is None:
             self.custom[out[0].name] = ("RnnconvertGlobalAveragePooling1D", {}, [])
@@ -171,10 +178,6 @@ def refusals(spec: KLayer) -> list[str]:
     """What TF.js cannot load or computes otherwise, in one planned layer."""
     out = []
     s = spec.settings.get("layer", spec.settings)
-    cls = spec.wrapped or spec.cls
-    if cls == "Cropping1D":
-        out.append(f"layer '{spec.name}': a time window, which Keras writes as a Cropping1D: TF.js has no Cropping1D "
-                   f"layer{INSTEAD}")
     for key in ("activation", "recurrent_activation"):
         act = s.get(key)
         if isinstance(act, str) and act not in ACTIVATIONS:

@@ -175,20 +175,6 @@ def test_writers_without_a_window_refuse_naming_the_layer(tmp_path):
         assert not (tmp_path / dst).exists()
 
 
-def test_tfjs_refuses_the_cropping1d_keras_would_write(tmp_path):
-    """TF.js loads no Cropping1D ("Unknown layer: Cropping1D", @tensorflow/tfjs 4.22), so a window Keras writes is
-    refused for TF.js, naming the layer."""
-    model = rnnconvert.read(str(FIXTURES / "torch_window" / "lstm_last5_dense" / "model.onnx"))
-    model.input.time_steps = 7
-    rnnconvert.write(model, str(tmp_path / "fixed.rnnc"))
-    result = CliRunner().invoke(cli, ["convert", str(tmp_path / "fixed.rnnc"), str(tmp_path / "m.json")])
-    assert result.exit_code == 2, result.output
-    assert ("cannot write this model as TF.js (whose layers are tf.keras 2's): layer 'window': a time window, which "
-            "Keras writes as a Cropping1D: TF.js has no Cropping1D layer; for JavaScript, write an ES module (.mjs) "
-            "instead, which computes it") in result.output
-    assert not (tmp_path / "m.json").exists()
-
-
 def test_stateful_onnx_refuses_a_window(tmp_path):
     src = FIXTURES / "torch_window" / "lstm_last5_dense" / "model.onnx"
     result = CliRunner().invoke(cli, ["convert", str(src), str(tmp_path / "s.onnx"), "--stateful"])
