@@ -3,7 +3,8 @@ every conversion is verified against.
 
 Owns: `network` (the pass over a model's layers, its equations in the docstring), `recurrent` (a
 recurrent layer's directions, what it returns, its checks), `cells` (the LSTM, GRU and RNN time loops),
-`layers` (front-end layers and masks), `activations`, `blas` (the BLAS thread count).
+`layers` (front-end layers and masks), `activations`, `blas` (the BLAS thread count and kernel),
+`products` (the cells' recurrent matmul in the form the BLAS runs fastest).
 May import: `rnnconvert.model`, `rnnconvert.errors`.  Formats and verification import it; it imports
 no format.
 """

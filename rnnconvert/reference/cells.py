@@ -6,7 +6,8 @@ inside it tensors are [units, batch], so that every gate block is a contiguous r
 every step works in buffers allocated before the loop.  The LSTM writes its state Ht to Y[t] as
 [batch, units] in memory: the next step's matmul R*Ht runs about 15% faster on that order than on
 [units, batch]; the GRU, whose update reads Ht elementwise, and the RNN keep [units, batch] (and
-return a transposed view).
+return a transposed view).  The matmul R*Ht itself is `products.recurrent` (in float32: blocks of rows
+that OpenBLAS's small-matrix kernel takes without repacking R every step).
 
 The batch columns of a recurrence are independent, so a large batch runs as a few column chunks,
 one per BLAS thread, each on its own Python thread with single-threaded BLAS calls (numpy releases
@@ -23,7 +24,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import blas
+from . import blas, products
 from ..model import gates
 
 # A batch is split only when one step's recurrent matmul (gates*H x S times S x B) has at least this
@@ -56,8 +57,10 @@ def _lstm(layer, w, X, reverse, acts, dtype):
     if w.P is not None:
         return _lstm_peepholes(layer, w, X, reverse, (f, g, h_act), dtype, W_ifog, R_ifog, b_ifog, P, S)
 
+    project = _projections(X, W_ifog, b_ifog, 4 * H * S)
+
     def loop(cols):
-        XW = _input_projection(X, W_ifog, b_ifog, cols)
+        XW = project(cols)
         b = XW.shape[2]
         h = _initial(w.h0, S, cols, b, dtype)
         c = _initial(w.c0, H, cols, b, dtype)
@@ -65,8 +68,9 @@ def _lstm(layer, w, X, reverse, acts, dtype):
         G = np.empty((4 * H, b), dtype)
         i_f_o, i, f_gate, o, g_gate = G[:3 * H], G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
         ig = np.empty((H, b), dtype)
+        product = products.recurrent(R_ifog, b, state_by_batch=True)
         for t in _steps(T, reverse):
-            np.matmul(R_ifog, h, out=G)
+            product(h, G)
             G += XW[t]
             if clip is not None:
                 np.clip(G, -clip, clip, out=G)
@@ -95,9 +99,10 @@ def _lstm_peepholes(layer, w, X, reverse, acts, dtype, W_ifog, R_ifog, b_ifog, P
     H, clip = layer.hidden, layer.clip
     f, g, h_act = acts
     Pi, Pf, Po = (_cast(w.P[k], dtype)[:, None] for k in range(3))
+    project = _projections(X, W_ifog, b_ifog, 4 * H * S)
 
     def loop(cols):
-        XW = _input_projection(X, W_ifog, b_ifog, cols)
+        XW = project(cols)
         b = XW.shape[2]
         h = _initial(w.h0, S, cols, b, dtype)
         c = _initial(w.c0, H, cols, b, dtype)
@@ -105,8 +110,9 @@ def _lstm_peepholes(layer, w, X, reverse, acts, dtype, W_ifog, R_ifog, b_ifog, P
         G = np.empty((4 * H, b), dtype)
         i_f, i, f_gate, o, g_gate = G[:2 * H], G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
         ig = np.empty((H, b), dtype)
+        product = products.recurrent(R_ifog, b, state_by_batch=True)
         for t in _steps(T, reverse):
-            np.matmul(R_ifog, h, out=G)
+            product(h, G)
             G += XW[t]
             i += Pi * c
             f_gate += Pf * c
@@ -147,17 +153,19 @@ def _gru(layer, w, X, reverse, acts, dtype):
         Rb_n = Rb[2 * H:, None].copy()
         bias = Wb.copy()
         bias[:2 * H] += Rb[:2 * H]
+        project = _projections(X, W, bias, 3 * H * H)
 
         def loop(cols):
-            XW = _input_projection(X, W, bias, cols)
+            XW = project(cols)
             b = XW.shape[2]
             h = _initial(w.h0, H, cols, b, dtype)
             Y = np.empty((T, H, b), dtype)
             tmp = np.empty((H, b), dtype)
             G = np.empty((3 * H, b), dtype)
             r_z, r, z, n = G[:2 * H], G[:H], G[H:2 * H], G[2 * H:]
+            product = products.recurrent(R, b, state_by_batch=False)
             for t in _steps(T, reverse):
-                np.matmul(R, h, out=G)
+                product(h, G)
                 XWt = XW[t]
                 r_z += XWt[:2 * H]
                 if clip is not None:
@@ -175,24 +183,27 @@ def _gru(layer, w, X, reverse, acts, dtype):
     else:
         bias = Wb + Rb
         R_rz, R_n = np.ascontiguousarray(R[:2 * H]), np.ascontiguousarray(R[2 * H:])
+        project = _projections(X, W, bias, 3 * H * H)
 
         def loop(cols):
-            XW = _input_projection(X, W, bias, cols)
+            XW = project(cols)
             b = XW.shape[2]
             h = _initial(w.h0, H, cols, b, dtype)
             Y = np.empty((T, H, b), dtype)
             tmp = np.empty((H, b), dtype)
             r_z, n = np.empty((2 * H, b), dtype), np.empty((H, b), dtype)
             r, z = r_z[:H], r_z[H:]
+            product_rz = products.recurrent(R_rz, b, state_by_batch=False)
+            product_n = products.recurrent(R_n, b, state_by_batch=False)
             for t in _steps(T, reverse):
-                np.matmul(R_rz, h, out=r_z)
+                product_rz(h, r_z)
                 XWt = XW[t]
                 r_z += XWt[:2 * H]
                 if clip is not None:
                     np.clip(r_z, -clip, clip, out=r_z)
                 f(r_z, r_z)
                 np.multiply(r, h, out=tmp)
-                np.matmul(R_n, tmp, out=n)
+                product_n(tmp, n)
                 n += XWt[2 * H:]
                 if clip is not None:
                     np.clip(n, -clip, clip, out=n)
@@ -219,14 +230,16 @@ def _rnn(layer, w, X, reverse, acts, dtype):
     W, R = _cast(w.W, dtype), _cast(w.R, dtype)
     bias = _cast(w.Wb, dtype) + _cast(w.Rb, dtype)
     clip = layer.clip
+    project = _projections(X, W, bias, H * H)
 
     def loop(cols):
-        XW = _input_projection(X, W, bias, cols)
+        XW = project(cols)
         h = _initial(w.h0, H, cols, XW.shape[2], dtype)
         Y = np.empty((T, H, XW.shape[2]), dtype)
+        product = products.recurrent(R, XW.shape[2], state_by_batch=False)
         for t in _steps(T, reverse):
             y = Y[t]
-            np.matmul(R, h, out=y)
+            product(h, y)
             y += XW[t]
             if clip is not None:
                 np.clip(y, -clip, clip, out=y)
@@ -280,18 +293,35 @@ def _quiet(loop, cols):
         return loop(cols)
 
 
+def _projections(X: np.ndarray, W: np.ndarray, bias: np.ndarray, weights_per_column: int):
+    """columns -> their input projections XW [T, gates*H, b] (`_input_projection`).  float32 projects the
+    whole batch here, in one flat matmul on BLAS's threads, before the column chunks' threads start
+    (each chunk's XW[t] is then a view); float64 projects each chunk in its own thread, as before."""
+    if W.dtype != np.float32:
+        return lambda cols: _input_projection(X, W, bias, cols)
+    with _blas_threads(X.shape[1], weights_per_column):
+        XW = _input_projection(X, W, bias, slice(None))
+    return lambda cols: XW[:, :, cols]
+
+
 # Input weights of at least this many bytes (past the caches) are projected in one flat matmul.
 LARGE_PROJECTION = 4 << 20
 
 
 def _input_projection(X: np.ndarray, W: np.ndarray, bias: np.ndarray, cols: slice) -> np.ndarray:
-    """W*(Xt^T) + bias for every step t and the batch columns `cols` in one matmul: [T, B, F] ->
-    [T, gates*H, b], so that each step's XW[t] is one contiguous block in the loop's layout (adding a
-    strided block every step costs more than the batched matmul saves over one flat one)."""
-    if W.nbytes >= LARGE_PROJECTION:   # the batched matmul reads W once per step: one flat matmul instead
-        T, _, F = X.shape
-        Xf = X[:, cols].reshape(-1, F)                                   # [T*b, F]
-        XW = np.ascontiguousarray((Xf @ W.T).reshape(T, -1, W.shape[0]).transpose(0, 2, 1))
+    """W*(Xt^T) + bias for every step t and the batch columns `cols`: [T, B, F] -> [T, gates*H, b], so
+    that each step's XW[t] is one [gates*H, b] block in the loop's layout.
+
+    float32: one flat matmul [T*b, F] x [F, gates*H], and XW[t] a strided view of it (the flat matmul
+    runs at full speed, the batched one at a few columns per call: LSTM(512) over 128 features, b16
+    t200, one thread, projection and the per-step adds 18.6 ms instead of 27.9).  float64: the
+    batched matmul (one per step, XW contiguous), or for weights past LARGE_PROJECTION the flat one made
+    contiguous, as before (its results stay what they were)."""
+    T, _, F = X.shape
+    if W.dtype == np.float32 or W.nbytes >= LARGE_PROJECTION:
+        XW = (X[:, cols].reshape(-1, F) @ W.T).reshape(T, -1, W.shape[0]).transpose(0, 2, 1)   # [T*b, F] @ [F, rows]
+        if W.dtype != np.float32:
+            XW = np.ascontiguousarray(XW)
     else:
         XW = np.matmul(W, np.ascontiguousarray(X[:, cols].transpose(0, 2, 1)))
     XW += bias[:, None]
