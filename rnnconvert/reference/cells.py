@@ -57,7 +57,8 @@ def _lstm(layer, w, X, reverse, acts, dtype):
     if w.P is not None:
         return _lstm_peepholes(layer, w, X, reverse, (f, g, h_act), dtype, W_ifog, R_ifog, b_ifog, P, S)
 
-    project = _projections(X, W_ifog, b_ifog, 4 * H * S)
+    fast = _fast(dtype, B, 4 * H * S)
+    project = _projections(X, W_ifog, b_ifog, 4 * H * S, fast)
 
     def loop(cols):
         XW = project(cols)
@@ -68,7 +69,7 @@ def _lstm(layer, w, X, reverse, acts, dtype):
         G = np.empty((4 * H, b), dtype)
         i_f_o, i, f_gate, o, g_gate = G[:3 * H], G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
         ig = np.empty((H, b), dtype)
-        product = products.recurrent(R_ifog, b, state_by_batch=True)
+        product = products.recurrent(R_ifog, b, state_by_batch=True, fast=fast)
         for t in _steps(T, reverse):
             product(h, G)
             G += XW[t]
@@ -99,7 +100,8 @@ def _lstm_peepholes(layer, w, X, reverse, acts, dtype, W_ifog, R_ifog, b_ifog, P
     H, clip = layer.hidden, layer.clip
     f, g, h_act = acts
     Pi, Pf, Po = (_cast(w.P[k], dtype)[:, None] for k in range(3))
-    project = _projections(X, W_ifog, b_ifog, 4 * H * S)
+    fast = _fast(dtype, B, 4 * H * S)
+    project = _projections(X, W_ifog, b_ifog, 4 * H * S, fast)
 
     def loop(cols):
         XW = project(cols)
@@ -110,7 +112,7 @@ def _lstm_peepholes(layer, w, X, reverse, acts, dtype, W_ifog, R_ifog, b_ifog, P
         G = np.empty((4 * H, b), dtype)
         i_f, i, f_gate, o, g_gate = G[:2 * H], G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
         ig = np.empty((H, b), dtype)
-        product = products.recurrent(R_ifog, b, state_by_batch=True)
+        product = products.recurrent(R_ifog, b, state_by_batch=True, fast=fast)
         for t in _steps(T, reverse):
             product(h, G)
             G += XW[t]
@@ -148,12 +150,13 @@ def _gru(layer, w, X, reverse, acts, dtype):
     W, R = _cast(w.W, dtype), _cast(w.R, dtype)
     Wb, Rb = _cast(w.Wb, dtype), _cast(w.Rb, dtype)
     clip = layer.clip
+    fast = _fast(dtype, B, 3 * H * H)
     if layer.reset_after:
         # Rbn stays inside r * (...); the r and z recurrent biases join the input projection.
         Rb_n = Rb[2 * H:, None].copy()
         bias = Wb.copy()
         bias[:2 * H] += Rb[:2 * H]
-        project = _projections(X, W, bias, 3 * H * H)
+        project = _projections(X, W, bias, 3 * H * H, fast)
 
         def loop(cols):
             XW = project(cols)
@@ -163,7 +166,7 @@ def _gru(layer, w, X, reverse, acts, dtype):
             tmp = np.empty((H, b), dtype)
             G = np.empty((3 * H, b), dtype)
             r_z, r, z, n = G[:2 * H], G[:H], G[H:2 * H], G[2 * H:]
-            product = products.recurrent(R, b, state_by_batch=False)
+            product = products.recurrent(R, b, state_by_batch=False, fast=fast)
             for t in _steps(T, reverse):
                 product(h, G)
                 XWt = XW[t]
@@ -183,7 +186,7 @@ def _gru(layer, w, X, reverse, acts, dtype):
     else:
         bias = Wb + Rb
         R_rz, R_n = np.ascontiguousarray(R[:2 * H]), np.ascontiguousarray(R[2 * H:])
-        project = _projections(X, W, bias, 3 * H * H)
+        project = _projections(X, W, bias, 3 * H * H, fast)
 
         def loop(cols):
             XW = project(cols)
@@ -193,8 +196,8 @@ def _gru(layer, w, X, reverse, acts, dtype):
             tmp = np.empty((H, b), dtype)
             r_z, n = np.empty((2 * H, b), dtype), np.empty((H, b), dtype)
             r, z = r_z[:H], r_z[H:]
-            product_rz = products.recurrent(R_rz, b, state_by_batch=False)
-            product_n = products.recurrent(R_n, b, state_by_batch=False)
+            product_rz = products.recurrent(R_rz, b, state_by_batch=False, fast=fast)
+            product_n = products.recurrent(R_n, b, state_by_batch=False, fast=fast)
             for t in _steps(T, reverse):
                 product_rz(h, r_z)
                 XWt = XW[t]
@@ -230,13 +233,14 @@ def _rnn(layer, w, X, reverse, acts, dtype):
     W, R = _cast(w.W, dtype), _cast(w.R, dtype)
     bias = _cast(w.Wb, dtype) + _cast(w.Rb, dtype)
     clip = layer.clip
-    project = _projections(X, W, bias, H * H)
+    fast = _fast(dtype, B, H * H)
+    project = _projections(X, W, bias, H * H, fast)
 
     def loop(cols):
         XW = project(cols)
         h = _initial(w.h0, H, cols, XW.shape[2], dtype)
         Y = np.empty((T, H, XW.shape[2]), dtype)
-        product = products.recurrent(R, XW.shape[2], state_by_batch=False)
+        product = products.recurrent(R, XW.shape[2], state_by_batch=False, fast=fast)
         for t in _steps(T, reverse):
             y = Y[t]
             product(h, y)
@@ -293,14 +297,23 @@ def _quiet(loop, cols):
         return loop(cols)
 
 
-def _projections(X: np.ndarray, W: np.ndarray, bias: np.ndarray, weights_per_column: int):
-    """columns -> their input projections XW [T, gates*H, b] (`_input_projection`).  float32 projects the
-    whole batch here, in one flat matmul on BLAS's threads, before the column chunks' threads start
-    (each chunk's XW[t] is then a view); float64 projects each chunk in its own thread, as before."""
-    if W.dtype != np.float32:
+def _fast(dtype, B: int, weights_per_column: int) -> bool:
+    """Whether a recurrence takes the float32 fast paths (the flat input projection of the whole batch,
+    `products.recurrent`'s blocks): float32 and a per-step matmul of at least MIN_WORK.  Below that
+    (verification's batches of 2-3) the float32 pass stays what it was, bit for bit: verification measures
+    its noise with it, and the fast paths' different summation order makes the float32 error up to 1.5x
+    larger there (LSTM(256), batch 2, 60 steps: mean error against float64 4.7e-8 instead of 3.9e-8)."""
+    return np.dtype(dtype) == np.float32 and weights_per_column * B >= MIN_WORK
+
+
+def _projections(X: np.ndarray, W: np.ndarray, bias: np.ndarray, weights_per_column: int, fast: bool):
+    """columns -> their input projections XW [T, gates*H, b] (`_input_projection`).  On the fast path the
+    whole batch is projected here, in one flat matmul on BLAS's threads, before the column chunks' threads
+    start (each chunk's XW[t] is then a view); else each chunk is projected in its own thread, as before."""
+    if not fast:
         return lambda cols: _input_projection(X, W, bias, cols)
     with _blas_threads(X.shape[1], weights_per_column):
-        XW = _input_projection(X, W, bias, slice(None))
+        XW = _input_projection(X, W, bias, slice(None), flat=True)
     return lambda cols: XW[:, :, cols]
 
 
@@ -308,19 +321,19 @@ def _projections(X: np.ndarray, W: np.ndarray, bias: np.ndarray, weights_per_col
 LARGE_PROJECTION = 4 << 20
 
 
-def _input_projection(X: np.ndarray, W: np.ndarray, bias: np.ndarray, cols: slice) -> np.ndarray:
+def _input_projection(X: np.ndarray, W: np.ndarray, bias: np.ndarray, cols: slice, flat: bool = False) -> np.ndarray:
     """W*(Xt^T) + bias for every step t and the batch columns `cols`: [T, B, F] -> [T, gates*H, b], so
     that each step's XW[t] is one [gates*H, b] block in the loop's layout.
 
-    float32: one flat matmul [T*b, F] x [F, gates*H], and XW[t] a strided view of it (the flat matmul
-    runs at full speed, the batched one at a few columns per call: LSTM(512) over 128 features, b16
-    t200, one thread, projection and the per-step adds 18.6 ms instead of 27.9).  float64: the
+    `flat` (the float32 fast path): one flat matmul [T*b, F] x [F, gates*H], and XW[t] a strided view of
+    it (the flat matmul runs at full speed, the batched one at a few columns per call: LSTM(512) over 128
+    features, b16 t200, one thread, projection and the per-step adds 18.6 ms instead of 27.9).  Else the
     batched matmul (one per step, XW contiguous), or for weights past LARGE_PROJECTION the flat one made
-    contiguous, as before (its results stay what they were)."""
+    contiguous."""
     T, _, F = X.shape
-    if W.dtype == np.float32 or W.nbytes >= LARGE_PROJECTION:
+    if flat or W.nbytes >= LARGE_PROJECTION:
         XW = (X[:, cols].reshape(-1, F) @ W.T).reshape(T, -1, W.shape[0]).transpose(0, 2, 1)   # [T*b, F] @ [F, rows]
-        if W.dtype != np.float32:
+        if not flat:
             XW = np.ascontiguousarray(XW)
     else:
         XW = np.matmul(W, np.ascontiguousarray(X[:, cols].transpose(0, 2, 1)))

@@ -1,8 +1,9 @@
 """The float32 fast paths of the time loops (`products.recurrent`'s blocked R*Ht-1, the flat input
-projection) against PyTorch and onnxruntime.
+projection of the whole batch) against PyTorch and onnxruntime.
 
-The blocked product is taken only on OpenBLAS's AVX-512 kernels; the tests force it whatever the CPU
-(it changes only the summation order) and check that it ran.  Hidden 44 leaves a partial block of gate
+They are taken from MIN_WORK up, and the blocks only on OpenBLAS's AVX-512 kernels; the tests lower
+MIN_WORK and allow the blocks whatever the CPU (they change only the summation order), and check that
+both ran; below MIN_WORK the float32 pass takes neither.  Hidden 44 leaves a partial block of gate
 rows in every cell (LSTM 176 = 5*32 + 16, GRU 132, reset-before 88 and 44, RNN 44); two directions, two
 layers, non-zero initial states, a saturating batch row, and a batch run as column chunks on threads.
 """
@@ -21,16 +22,30 @@ ACTIVATIONS = {"lstm": [SIGMOID, TANH, TANH], "gru": [SIGMOID, TANH], "rnn": [TA
 
 @pytest.fixture
 def blocked(monkeypatch):
-    """The blocked product allowed on any CPU; records each decision (True: blocked)."""
+    """The fast paths for any recurrence, the blocked product on any CPU; records each blocking decision
+    (True: blocked) and each input projection (True: flat)."""
+    monkeypatch.setattr(reference_cells, "MIN_WORK", 0)
     monkeypatch.setattr(blas, "core", lambda: "skylakex")
-    decisions = []
+    decisions = Decisions()
     decide = products._blocked
 
     def spy(dtype, rows, S, batch):
         decisions.append(decide(dtype, rows, S, batch))
         return decisions[-1]
     monkeypatch.setattr(products, "_blocked", spy)
+    project = reference_cells._input_projection
+
+    def projection_spy(X, W, bias, cols, flat=False):
+        decisions.flat.append(flat)
+        return project(X, W, bias, cols, flat)
+    monkeypatch.setattr(reference_cells, "_input_projection", projection_spy)
     return decisions
+
+
+class Decisions(list):
+    def __init__(self):
+        super().__init__()
+        self.flat = []
 
 
 def sequence(batch, seed=0):
@@ -84,9 +99,10 @@ def test_blocked_float32_pass_matches_torch(blocked, monkeypatch, cell, proj_siz
     assert got.dtype == np.float32 and got.shape == y.shape
     np.testing.assert_allclose(got, y, atol=2e-5, rtol=1e-4)
     assert blocked and all(blocked), blocked                # every product of every direction was blocked
-    del blocked[:]
+    assert blocked.flat and all(blocked.flat)
+    del blocked[:], blocked.flat[:]
     np.testing.assert_allclose(forward(model, x), y, atol=2e-5, rtol=1e-4)
-    assert blocked and not any(blocked)                     # float64 keeps the single product
+    assert not any(blocked) and blocked.flat and not any(blocked.flat)     # float64 keeps both as they were
 
 
 def onnx_run(kind, x, clip=None, reset_after=True, peepholes=False, seed=0):
@@ -142,7 +158,19 @@ def test_blocked_float32_pass_matches_onnxruntime(blocked, case):
                         peepholes=kind == "lstm")
     got = forward(model, x, dtype=np.float32)
     np.testing.assert_allclose(got, y, atol=2e-5, rtol=1e-4)
-    assert blocked and all(blocked), blocked
+    assert blocked and all(blocked) and all(blocked.flat), blocked
+
+
+def test_below_min_work_the_float32_pass_takes_neither_fast_path(blocked, monkeypatch):
+    """Verification's small batches: the float32 pass (its noise oracle) stays as it was."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(reference_cells, "MIN_WORK", 4 * H * H * 3 + 1)          # just above batch 3's LSTM
+    x, y, model = torch_model(torch, "lstm", 3)
+    np.testing.assert_allclose(forward(model, x, dtype=np.float32), y, atol=2e-5, rtol=1e-4)
+    assert not any(blocked) and blocked.flat and not any(blocked.flat)
+    monkeypatch.setattr(reference_cells, "MIN_WORK", 4 * H * H * 3)
+    forward(model, x, dtype=np.float32)
+    assert any(blocked) and any(blocked.flat)
 
 
 def test_blocked_only_for_float32_on_measured_kernels_and_small_blocks(monkeypatch):
