@@ -25,6 +25,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import blas, products
+from .activations import _tanh
 from ..model import gates
 
 # A batch is split only when one step's recurrent matmul (gates*H x S times S x B) has at least this
@@ -58,6 +59,7 @@ def _lstm(layer, w, X, reverse, acts, dtype):
         return _lstm_peepholes(layer, w, X, reverse, (f, g, h_act), dtype, W_ifog, R_ifog, b_ifog, P, S)
 
     fast = _fast(dtype, B, 4 * H * S)
+    f, g, h_act = _fast_activations((f, g, h_act), fast)
     project = _projections(X, W_ifog, b_ifog, 4 * H * S, fast)
 
     def loop(cols):
@@ -101,6 +103,7 @@ def _lstm_peepholes(layer, w, X, reverse, acts, dtype, W_ifog, R_ifog, b_ifog, P
     f, g, h_act = acts
     Pi, Pf, Po = (_cast(w.P[k], dtype)[:, None] for k in range(3))
     fast = _fast(dtype, B, 4 * H * S)
+    f, g, h_act = _fast_activations((f, g, h_act), fast)
     project = _projections(X, W_ifog, b_ifog, 4 * H * S, fast)
 
     def loop(cols):
@@ -151,6 +154,7 @@ def _gru(layer, w, X, reverse, acts, dtype):
     Wb, Rb = _cast(w.Wb, dtype), _cast(w.Rb, dtype)
     clip = layer.clip
     fast = _fast(dtype, B, 3 * H * H)
+    f, g = _fast_activations((f, g), fast)
     if layer.reset_after:
         # Rbn stays inside r * (...); the r and z recurrent biases join the input projection.
         Rb_n = Rb[2 * H:, None].copy()
@@ -234,6 +238,7 @@ def _rnn(layer, w, X, reverse, acts, dtype):
     bias = _cast(w.Wb, dtype) + _cast(w.Rb, dtype)
     clip = layer.clip
     fast = _fast(dtype, B, H * H)
+    (f,) = _fast_activations((f,), fast)
     project = _projections(X, W, bias, H * H, fast)
 
     def loop(cols):
@@ -304,6 +309,17 @@ def _fast(dtype, B: int, weights_per_column: int) -> bool:
     its noise with it, and the fast paths' different summation order makes the float32 error up to 1.5x
     larger there (LSTM(256), batch 2, 60 steps: mean error against float64 4.7e-8 instead of 3.9e-8)."""
     return np.dtype(dtype) == np.float32 and weights_per_column * B >= MIN_WORK
+
+
+def _fast_activations(fns, fast: bool):
+    """On the fast path tanh is np.tanh (numpy's SIMD float32 tanh, within an ulp, one pass instead of
+    `activations._tanh`'s five: LSTM(512) b16 t200, one thread, 1.7 ms instead of 5.5 for the two tanh of
+    the loop); the other activations stay."""
+    return tuple(_np_tanh if fast and fn is _tanh else fn for fn in fns)
+
+
+def _np_tanh(x, out):
+    np.tanh(x, out=out)
 
 
 def _projections(X: np.ndarray, W: np.ndarray, bias: np.ndarray, weights_per_column: int, fast: bool):
