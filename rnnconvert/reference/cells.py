@@ -60,7 +60,7 @@ def _lstm(layer, w, X, reverse, acts, dtype):
 
     fast = _fast(dtype, B, 4 * H * S)
     f, g, h_act = _fast_activations((f, g, h_act), fast)
-    project = _projections(X, W_ifog, b_ifog, 4 * H * S, fast)
+    project = _projections(X, W_ifog, b_ifog, fast)
 
     def loop(cols):
         XW = project(cols)
@@ -104,7 +104,7 @@ def _lstm_peepholes(layer, w, X, reverse, acts, dtype, W_ifog, R_ifog, b_ifog, P
     Pi, Pf, Po = (_cast(w.P[k], dtype)[:, None] for k in range(3))
     fast = _fast(dtype, B, 4 * H * S)
     f, g, h_act = _fast_activations((f, g, h_act), fast)
-    project = _projections(X, W_ifog, b_ifog, 4 * H * S, fast)
+    project = _projections(X, W_ifog, b_ifog, fast)
 
     def loop(cols):
         XW = project(cols)
@@ -160,7 +160,7 @@ def _gru(layer, w, X, reverse, acts, dtype):
         Rb_n = Rb[2 * H:, None].copy()
         bias = Wb.copy()
         bias[:2 * H] += Rb[:2 * H]
-        project = _projections(X, W, bias, 3 * H * H, fast)
+        project = _projections(X, W, bias, fast)
 
         def loop(cols):
             XW = project(cols)
@@ -190,7 +190,7 @@ def _gru(layer, w, X, reverse, acts, dtype):
     else:
         bias = Wb + Rb
         R_rz, R_n = np.ascontiguousarray(R[:2 * H]), np.ascontiguousarray(R[2 * H:])
-        project = _projections(X, W, bias, 3 * H * H, fast)
+        project = _projections(X, W, bias, fast)
 
         def loop(cols):
             XW = project(cols)
@@ -239,7 +239,7 @@ def _rnn(layer, w, X, reverse, acts, dtype):
     clip = layer.clip
     fast = _fast(dtype, B, H * H)
     (f,) = _fast_activations((f,), fast)
-    project = _projections(X, W, bias, H * H, fast)
+    project = _projections(X, W, bias, fast)
 
     def loop(cols):
         XW = project(cols)
@@ -303,7 +303,7 @@ def _quiet(loop, cols):
 
 
 def _fast(dtype, B: int, weights_per_column: int) -> bool:
-    """Whether a recurrence takes the float32 fast paths (the flat input projection of the whole batch,
+    """Whether a recurrence takes the float32 fast paths (the flat input projection,
     `products.recurrent`'s blocks): float32 and a per-step matmul of at least MIN_WORK.  Below that
     (verification's batches of 2-3) the float32 pass stays what it was, bit for bit: verification measures
     its noise with it, and the fast paths' different summation order makes the float32 error up to 1.5x
@@ -322,15 +322,14 @@ def _np_tanh(x, out):
     np.tanh(x, out=out)
 
 
-def _projections(X: np.ndarray, W: np.ndarray, bias: np.ndarray, weights_per_column: int, fast: bool):
-    """columns -> their input projections XW [T, gates*H, b] (`_input_projection`).  On the fast path the
-    whole batch is projected here, in one flat matmul on BLAS's threads, before the column chunks' threads
-    start (each chunk's XW[t] is then a view); else each chunk is projected in its own thread, as before."""
-    if not fast:
-        return lambda cols: _input_projection(X, W, bias, cols)
-    with _blas_threads(X.shape[1], weights_per_column):
-        XW = _input_projection(X, W, bias, slice(None), flat=True)
-    return lambda cols: XW[:, :, cols]
+def _projections(X: np.ndarray, W: np.ndarray, bias: np.ndarray, fast: bool):
+    """columns -> their input projections XW [T, gates*H, b] (`_input_projection`, flat on the fast path),
+    computed by each column chunk in its own thread with single-threaded BLAS.  (Projecting the whole
+    batch first on BLAS's 2 threads cost more: LSTM h512 b32 t200 in 2 chunks at load 4, 307 ms of CPU
+    and 309 ms wall against 261 and 245: OpenBLAS's threads spin after the call.)"""
+    if fast:
+        return lambda cols: _input_projection(X, W, bias, cols, flat=True)
+    return lambda cols: _input_projection(X, W, bias, cols)
 
 
 # Input weights of at least this many bytes (past the caches) are projected in one flat matmul.

@@ -1,5 +1,5 @@
 """The float32 fast paths of the time loops (`products.recurrent`'s blocked R*Ht-1, the flat input
-projection of the whole batch) against PyTorch and onnxruntime.
+projection) against PyTorch and onnxruntime.
 
 They are taken from MIN_WORK up, and the blocks only on OpenBLAS's AVX-512 kernels; the tests lower
 MIN_WORK and allow the blocks whatever the CPU (they change only the summation order), and check that
