@@ -200,3 +200,12 @@ def test_blocked_product_writes_into_the_given_output_in_either_memory_order(mon
         for out in (np.zeros((70, 3), np.float32), np.zeros((3, 70), np.float32).T):
             product(np.asfortranarray(h) if state_by_batch else h, out)
             np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_blas_core_names_openblas_kernel_or_none():
+    """`core` reads OpenBLAS's own name for the kernel it picked (lower case), None for another BLAS."""
+    name = blas.core()
+    if blas._functions() is None:
+        assert name is None
+    else:
+        assert isinstance(name, str) and name and name == name.lower() and " " not in name
