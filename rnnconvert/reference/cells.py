@@ -3,11 +3,12 @@
 Each cell runs one direction over a time-major X [T, B, F] and returns (Y [T, B, S], State), Y[t]
 the state after input t.  The input projections of all steps are one matmul before the time loop;
 inside it tensors are [units, batch], so that every gate block is a contiguous range of rows, and
-every step works in buffers allocated before the loop.  The LSTM writes its state Ht to Y[t] as
-[batch, units] in memory: the next step's matmul R*Ht runs about 15% faster on that order than on
-[units, batch]; the GRU, whose update reads Ht elementwise, and the RNN keep [units, batch] (and
-return a transposed view), except on the float32 fast path (`_fast`), where the GRU's is [batch, units]
-too (GRU(512) b16 t200, one thread: 77-79 ms CPU instead of 85-89).  The matmul R*Ht itself is `products.recurrent` (in float32: blocks of rows
+every step works in buffers allocated before the loop.  Every cell keeps its state Ht in Y[t] as
+[units, batch] (and returns a transposed view), except on the float32 fast path (`_fast`), where the
+LSTM's and the GRU's are [batch, units]: there the blocked product runs faster on that order (GRU(512)
+b16 t200, one thread: 77-79 ms CPU instead of 85-89), while OpenBLAS's plain dgemm/sgemm on the small
+batches below MIN_WORK runs 3-4x faster on [units, batch] (LSTM(256) b2, float64: 42 us a step instead
+of 146; LSTM(256) b2 t300: 60-67 ms before, the GRU's 15 ms).  The matmul R*Ht itself is `products.recurrent` (in float32: blocks of rows
 that OpenBLAS's small-matrix kernel takes without repacking R every step).
 
 The batch columns of a recurrence are independent, so a large batch runs as a few column chunks,
@@ -68,11 +69,11 @@ def _lstm(layer, w, X, reverse, acts, dtype):
         b = XW.shape[2]
         h = _initial(w.h0, S, cols, b, dtype)
         c = _initial(w.c0, H, cols, b, dtype)
-        Y = np.empty((T, b, S), dtype)
+        Y = np.empty((T, b, S) if fast else (T, S, b), dtype)     # see the module docstring
         G = np.empty((4 * H, b), dtype)
         i_f_o, i, f_gate, o, g_gate = G[:3 * H], G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
         ig = np.empty((H, b), dtype)
-        product = products.recurrent(R_ifog, b, state_by_batch=True, fast=fast)
+        product = products.recurrent(R_ifog, b, state_by_batch=fast, fast=fast)
         for t in _steps(T, reverse):
             product(h, G)
             G += XW[t]
@@ -84,13 +85,13 @@ def _lstm(layer, w, X, reverse, acts, dtype):
             np.multiply(i, g_gate, out=ig)
             c += ig
             h_act(c, ig)                      # ig now holds h(Ct)
-            h = Y[t].T
+            h = Y[t].T if fast else Y[t]
             if P is None:
                 np.multiply(o, ig, out=h)
             else:
                 ig *= o
                 np.matmul(P, ig, out=h)
-        return Y, h, c
+        return (Y if fast else Y.transpose(0, 2, 1)), h, c
 
     with _blas_threads(B, 4 * H * S):
         Y, h, c = _run_chunks(loop, _batch_chunks(B, 4 * H * S))
@@ -112,11 +113,11 @@ def _lstm_peepholes(layer, w, X, reverse, acts, dtype, W_ifog, R_ifog, b_ifog, P
         b = XW.shape[2]
         h = _initial(w.h0, S, cols, b, dtype)
         c = _initial(w.c0, H, cols, b, dtype)
-        Y = np.empty((T, b, S), dtype)
+        Y = np.empty((T, b, S) if fast else (T, S, b), dtype)     # see the module docstring
         G = np.empty((4 * H, b), dtype)
         i_f, i, f_gate, o, g_gate = G[:2 * H], G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
         ig = np.empty((H, b), dtype)
-        product = products.recurrent(R_ifog, b, state_by_batch=True, fast=fast)
+        product = products.recurrent(R_ifog, b, state_by_batch=fast, fast=fast)
         for t in _steps(T, reverse):
             product(h, G)
             G += XW[t]
@@ -135,13 +136,13 @@ def _lstm_peepholes(layer, w, X, reverse, acts, dtype, W_ifog, R_ifog, b_ifog, P
                 np.clip(o, -clip, clip, out=o)
             f(o, o)
             h_act(c, ig)
-            h = Y[t].T
+            h = Y[t].T if fast else Y[t]
             if P is None:
                 np.multiply(o, ig, out=h)
             else:
                 ig *= o
                 np.matmul(P, ig, out=h)
-        return Y, h, c
+        return (Y if fast else Y.transpose(0, 2, 1)), h, c
 
     Y, h, c = _run_chunks(loop, _batch_chunks(B, 4 * H * S))
     return Y, State(h.T.copy(), c.T.copy())
