@@ -1,4 +1,5 @@
-"""The thread count of the BLAS numpy calls (OpenBLAS), read and set through the loaded library.
+"""The thread count of the BLAS numpy calls (OpenBLAS), read and set through the loaded library, and the
+kernel family it runs (`core`).
 
 The reference forward pass runs a large batch as independent column chunks on its own threads, and
 then wants each BLAS call single-threaded: OpenBLAS's threads spin while they wait, which on a busy
@@ -12,9 +13,9 @@ import functools
 import threading
 from contextlib import contextmanager
 
-_NAMES = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-          ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-          ("openblas_get_num_threads", "openblas_set_num_threads"))
+_NAMES = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_", "scipy_openblas_get_corename64_"),
+          ("openblas_get_num_threads64_", "openblas_set_num_threads64_", "openblas_get_corename64_"),
+          ("openblas_get_num_threads", "openblas_set_num_threads", "openblas_get_corename"))
 _lock = threading.Lock()
 _users = 0
 _saved: int | None = None
@@ -23,6 +24,24 @@ _saved: int | None = None
 @functools.lru_cache(maxsize=1)
 def _functions():
     """(get, set) of the OpenBLAS numpy loaded, or None."""
+    found = _library()
+    return None if found is None else found[:2]
+
+
+@functools.lru_cache(maxsize=1)
+def core() -> str | None:
+    """The kernel family OpenBLAS picked for this CPU, lower case ('skylakex', 'haswell', ...); None when
+    the BLAS is not OpenBLAS or does not say."""
+    found = _library()
+    if found is None or found[2] is None:
+        return None
+    name = found[2]()
+    return name.decode("ascii", "replace").strip().lower() if name else None
+
+
+@functools.lru_cache(maxsize=1)
+def _library():
+    """(get, set, corename or None) of the OpenBLAS numpy loaded, or None."""
     import numpy  # noqa: F401  (loads the BLAS)
     try:
         with open("/proc/self/maps") as fh:
@@ -34,11 +53,14 @@ def _functions():
             handle = ctypes.CDLL(lib)
         except OSError:
             continue
-        for get, set_ in _NAMES:
+        for get, set_, corename in _NAMES:
             if hasattr(handle, get) and hasattr(handle, set_):
                 getter, setter = getattr(handle, get), getattr(handle, set_)
                 getter.restype, setter.argtypes = ctypes.c_int, [ctypes.c_int]
-                return getter, setter
+                name = getattr(handle, corename, None)
+                if name is not None:
+                    name.restype, name.argtypes = ctypes.c_char_p, []
+                return getter, setter, name
     return None
 
 

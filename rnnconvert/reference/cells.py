@@ -3,10 +3,13 @@
 Each cell runs one direction over a time-major X [T, B, F] and returns (Y [T, B, S], State), Y[t]
 the state after input t.  The input projections of all steps are one matmul before the time loop;
 inside it tensors are [units, batch], so that every gate block is a contiguous range of rows, and
-every step works in buffers allocated before the loop.  The LSTM writes its state Ht to Y[t] as
-[batch, units] in memory: the next step's matmul R*Ht runs about 15% faster on that order than on
-[units, batch]; the GRU, whose update reads Ht elementwise, and the RNN keep [units, batch] (and
-return a transposed view).
+every step works in buffers allocated before the loop.  Every cell keeps its state Ht in Y[t] as
+[units, batch] (and returns a transposed view), except on the float32 fast path (`_fast`), where the
+LSTM's and the GRU's are [batch, units]: there the blocked product runs faster on that order (GRU(512)
+b16 t200, one thread: 77-79 ms CPU instead of 85-89), while OpenBLAS's plain dgemm/sgemm on the small
+batches below MIN_WORK runs 3-4x faster on [units, batch] (LSTM(256) b2, float64: 42 us a step instead
+of 146; LSTM(256) b2 t300: 60-67 ms before, the GRU's 15 ms).  The matmul R*Ht itself is `products.recurrent` (in float32: blocks of rows
+that OpenBLAS's small-matrix kernel takes without repacking R every step).
 
 The batch columns of a recurrence are independent, so a large batch runs as a few column chunks,
 one per BLAS thread, each on its own Python thread with single-threaded BLAS calls (numpy releases
@@ -23,7 +26,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import blas
+from . import blas, products
+from .activations import _tanh
 from ..model import gates
 
 # A batch is split only when one step's recurrent matmul (gates*H x S times S x B) has at least this
@@ -56,17 +60,22 @@ def _lstm(layer, w, X, reverse, acts, dtype):
     if w.P is not None:
         return _lstm_peepholes(layer, w, X, reverse, (f, g, h_act), dtype, W_ifog, R_ifog, b_ifog, P, S)
 
+    fast = _fast(dtype, B, 4 * H * S)
+    f, g, h_act = _fast_activations((f, g, h_act), fast)
+    project = _projections(X, W_ifog, b_ifog, fast)
+
     def loop(cols):
-        XW = _input_projection(X, W_ifog, b_ifog, cols)
+        XW = project(cols)
         b = XW.shape[2]
         h = _initial(w.h0, S, cols, b, dtype)
         c = _initial(w.c0, H, cols, b, dtype)
-        Y = np.empty((T, b, S), dtype)
+        Y = np.empty((T, b, S) if fast else (T, S, b), dtype)     # see the module docstring
         G = np.empty((4 * H, b), dtype)
         i_f_o, i, f_gate, o, g_gate = G[:3 * H], G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
         ig = np.empty((H, b), dtype)
+        product = products.recurrent(R_ifog, b, state_by_batch=fast, fast=fast)
         for t in _steps(T, reverse):
-            np.matmul(R_ifog, h, out=G)
+            product(h, G)
             G += XW[t]
             if clip is not None:
                 np.clip(G, -clip, clip, out=G)
@@ -76,13 +85,13 @@ def _lstm(layer, w, X, reverse, acts, dtype):
             np.multiply(i, g_gate, out=ig)
             c += ig
             h_act(c, ig)                      # ig now holds h(Ct)
-            h = Y[t].T
+            h = Y[t].T if fast else Y[t]
             if P is None:
                 np.multiply(o, ig, out=h)
             else:
                 ig *= o
                 np.matmul(P, ig, out=h)
-        return Y, h, c
+        return (Y if fast else Y.transpose(0, 2, 1)), h, c
 
     with _blas_threads(B, 4 * H * S):
         Y, h, c = _run_chunks(loop, _batch_chunks(B, 4 * H * S))
@@ -95,18 +104,22 @@ def _lstm_peepholes(layer, w, X, reverse, acts, dtype, W_ifog, R_ifog, b_ifog, P
     H, clip = layer.hidden, layer.clip
     f, g, h_act = acts
     Pi, Pf, Po = (_cast(w.P[k], dtype)[:, None] for k in range(3))
+    fast = _fast(dtype, B, 4 * H * S)
+    f, g, h_act = _fast_activations((f, g, h_act), fast)
+    project = _projections(X, W_ifog, b_ifog, fast)
 
     def loop(cols):
-        XW = _input_projection(X, W_ifog, b_ifog, cols)
+        XW = project(cols)
         b = XW.shape[2]
         h = _initial(w.h0, S, cols, b, dtype)
         c = _initial(w.c0, H, cols, b, dtype)
-        Y = np.empty((T, b, S), dtype)
+        Y = np.empty((T, b, S) if fast else (T, S, b), dtype)     # see the module docstring
         G = np.empty((4 * H, b), dtype)
         i_f, i, f_gate, o, g_gate = G[:2 * H], G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
         ig = np.empty((H, b), dtype)
+        product = products.recurrent(R_ifog, b, state_by_batch=fast, fast=fast)
         for t in _steps(T, reverse):
-            np.matmul(R_ifog, h, out=G)
+            product(h, G)
             G += XW[t]
             i += Pi * c
             f_gate += Pf * c
@@ -123,13 +136,13 @@ def _lstm_peepholes(layer, w, X, reverse, acts, dtype, W_ifog, R_ifog, b_ifog, P
                 np.clip(o, -clip, clip, out=o)
             f(o, o)
             h_act(c, ig)
-            h = Y[t].T
+            h = Y[t].T if fast else Y[t]
             if P is None:
                 np.multiply(o, ig, out=h)
             else:
                 ig *= o
                 np.matmul(P, ig, out=h)
-        return Y, h, c
+        return (Y if fast else Y.transpose(0, 2, 1)), h, c
 
     Y, h, c = _run_chunks(loop, _batch_chunks(B, 4 * H * S))
     return Y, State(h.T.copy(), c.T.copy())
@@ -142,22 +155,26 @@ def _gru(layer, w, X, reverse, acts, dtype):
     W, R = _cast(w.W, dtype), _cast(w.R, dtype)
     Wb, Rb = _cast(w.Wb, dtype), _cast(w.Rb, dtype)
     clip = layer.clip
+    fast = _fast(dtype, B, 3 * H * H)
+    f, g = _fast_activations((f, g), fast)
     if layer.reset_after:
         # Rbn stays inside r * (...); the r and z recurrent biases join the input projection.
         Rb_n = Rb[2 * H:, None].copy()
         bias = Wb.copy()
         bias[:2 * H] += Rb[:2 * H]
+        project = _projections(X, W, bias, fast)
 
         def loop(cols):
-            XW = _input_projection(X, W, bias, cols)
+            XW = project(cols)
             b = XW.shape[2]
             h = _initial(w.h0, H, cols, b, dtype)
-            Y = np.empty((T, H, b), dtype)
+            Y = np.empty((T, b, H) if fast else (T, H, b), dtype)     # fast: Ht stored [batch, H], as the LSTM's
             tmp = np.empty((H, b), dtype)
             G = np.empty((3 * H, b), dtype)
             r_z, r, z, n = G[:2 * H], G[:H], G[H:2 * H], G[2 * H:]
+            product = products.recurrent(R, b, state_by_batch=fast, fast=fast)
             for t in _steps(T, reverse):
-                np.matmul(R, h, out=G)
+                product(h, G)
                 XWt = XW[t]
                 r_z += XWt[:2 * H]
                 if clip is not None:
@@ -169,37 +186,42 @@ def _gru(layer, w, X, reverse, acts, dtype):
                 if clip is not None:
                     np.clip(n, -clip, clip, out=n)
                 g(n, n)
-                _gru_update(h, n, z, tmp, Y[t])
-                h = Y[t]
-            return Y.transpose(0, 2, 1), h
+                h_t = Y[t].T if fast else Y[t]
+                _gru_update(h, n, z, tmp, h_t)
+                h = h_t
+            return (Y if fast else Y.transpose(0, 2, 1)), h
     else:
         bias = Wb + Rb
         R_rz, R_n = np.ascontiguousarray(R[:2 * H]), np.ascontiguousarray(R[2 * H:])
+        project = _projections(X, W, bias, fast)
 
         def loop(cols):
-            XW = _input_projection(X, W, bias, cols)
+            XW = project(cols)
             b = XW.shape[2]
             h = _initial(w.h0, H, cols, b, dtype)
-            Y = np.empty((T, H, b), dtype)
+            Y = np.empty((T, b, H) if fast else (T, H, b), dtype)
             tmp = np.empty((H, b), dtype)
             r_z, n = np.empty((2 * H, b), dtype), np.empty((H, b), dtype)
             r, z = r_z[:H], r_z[H:]
+            product_rz = products.recurrent(R_rz, b, state_by_batch=fast, fast=fast)
+            product_n = products.recurrent(R_n, b, state_by_batch=False, fast=fast)
             for t in _steps(T, reverse):
-                np.matmul(R_rz, h, out=r_z)
+                product_rz(h, r_z)
                 XWt = XW[t]
                 r_z += XWt[:2 * H]
                 if clip is not None:
                     np.clip(r_z, -clip, clip, out=r_z)
                 f(r_z, r_z)
                 np.multiply(r, h, out=tmp)
-                np.matmul(R_n, tmp, out=n)
+                product_n(tmp, n)
                 n += XWt[2 * H:]
                 if clip is not None:
                     np.clip(n, -clip, clip, out=n)
                 g(n, n)
-                _gru_update(h, n, z, tmp, Y[t])
-                h = Y[t]
-            return Y.transpose(0, 2, 1), h
+                h_t = Y[t].T if fast else Y[t]
+                _gru_update(h, n, z, tmp, h_t)
+                h = h_t
+            return (Y if fast else Y.transpose(0, 2, 1)), h
     with _blas_threads(B, 3 * H * H):
         Y, h = _run_chunks(loop, _batch_chunks(B, 3 * H * H))
     return Y, State(h.T.copy())
@@ -219,14 +241,18 @@ def _rnn(layer, w, X, reverse, acts, dtype):
     W, R = _cast(w.W, dtype), _cast(w.R, dtype)
     bias = _cast(w.Wb, dtype) + _cast(w.Rb, dtype)
     clip = layer.clip
+    fast = _fast(dtype, B, H * H)
+    (f,) = _fast_activations((f,), fast)
+    project = _projections(X, W, bias, fast)
 
     def loop(cols):
-        XW = _input_projection(X, W, bias, cols)
+        XW = project(cols)
         h = _initial(w.h0, H, cols, XW.shape[2], dtype)
         Y = np.empty((T, H, XW.shape[2]), dtype)
+        product = products.recurrent(R, XW.shape[2], state_by_batch=False, fast=fast)
         for t in _steps(T, reverse):
             y = Y[t]
-            np.matmul(R, h, out=y)
+            product(h, y)
             y += XW[t]
             if clip is not None:
                 np.clip(y, -clip, clip, out=y)
@@ -280,18 +306,54 @@ def _quiet(loop, cols):
         return loop(cols)
 
 
+def _fast(dtype, B: int, weights_per_column: int) -> bool:
+    """Whether a recurrence takes the float32 fast paths (the flat input projection,
+    `products.recurrent`'s blocks): float32 and a per-step matmul of at least MIN_WORK.  Below that
+    (verification's batches of 2-3) the float32 pass stays what it was, bit for bit: verification measures
+    its noise with it, and the fast paths' different summation order makes the float32 error up to 1.5x
+    larger there (LSTM(256), batch 2, 60 steps: mean error against float64 4.7e-8 instead of 3.9e-8)."""
+    return np.dtype(dtype) == np.float32 and weights_per_column * B >= MIN_WORK
+
+
+def _fast_activations(fns, fast: bool):
+    """On the fast path tanh is np.tanh (numpy's SIMD float32 tanh, within an ulp, one pass instead of
+    `activations._tanh`'s five: LSTM(512) b16 t200, one thread, 1.7 ms instead of 5.5 for the two tanh of
+    the loop); the other activations stay."""
+    return tuple(_np_tanh if fast and fn is _tanh else fn for fn in fns)
+
+
+def _np_tanh(x, out):
+    np.tanh(x, out=out)
+
+
+def _projections(X: np.ndarray, W: np.ndarray, bias: np.ndarray, fast: bool):
+    """columns -> their input projections XW [T, gates*H, b] (`_input_projection`, flat on the fast path),
+    computed by each column chunk in its own thread with single-threaded BLAS.  (Projecting the whole
+    batch first on BLAS's 2 threads cost more: LSTM h512 b32 t200 in 2 chunks at load 4, 307 ms of CPU
+    and 309 ms wall against 261 and 245: OpenBLAS's threads spin after the call.)"""
+    if fast:
+        return lambda cols: _input_projection(X, W, bias, cols, flat=True)
+    return lambda cols: _input_projection(X, W, bias, cols)
+
+
 # Input weights of at least this many bytes (past the caches) are projected in one flat matmul.
 LARGE_PROJECTION = 4 << 20
 
 
-def _input_projection(X: np.ndarray, W: np.ndarray, bias: np.ndarray, cols: slice) -> np.ndarray:
-    """W*(Xt^T) + bias for every step t and the batch columns `cols` in one matmul: [T, B, F] ->
-    [T, gates*H, b], so that each step's XW[t] is one contiguous block in the loop's layout (adding a
-    strided block every step costs more than the batched matmul saves over one flat one)."""
-    if W.nbytes >= LARGE_PROJECTION:   # the batched matmul reads W once per step: one flat matmul instead
-        T, _, F = X.shape
-        Xf = X[:, cols].reshape(-1, F)                                   # [T*b, F]
-        XW = np.ascontiguousarray((Xf @ W.T).reshape(T, -1, W.shape[0]).transpose(0, 2, 1))
+def _input_projection(X: np.ndarray, W: np.ndarray, bias: np.ndarray, cols: slice, flat: bool = False) -> np.ndarray:
+    """W*(Xt^T) + bias for every step t and the batch columns `cols`: [T, B, F] -> [T, gates*H, b], so
+    that each step's XW[t] is one [gates*H, b] block in the loop's layout.
+
+    `flat` (the float32 fast path): one flat matmul [T*b, F] x [F, gates*H], and XW[t] a strided view of
+    it (the flat matmul runs at full speed, the batched one at a few columns per call: LSTM(512) over 128
+    features, b16 t200, one thread, projection and the per-step adds 18.6 ms instead of 27.9).  Else the
+    batched matmul (one per step, XW contiguous), or for weights past LARGE_PROJECTION the flat one made
+    contiguous."""
+    T, _, F = X.shape
+    if flat or W.nbytes >= LARGE_PROJECTION:
+        XW = (X[:, cols].reshape(-1, F) @ W.T).reshape(T, -1, W.shape[0]).transpose(0, 2, 1)   # [T*b, F] @ [F, rows]
+        if not flat:
+            XW = np.ascontiguousarray(XW)
     else:
         XW = np.matmul(W, np.ascontiguousarray(X[:, cols].transpose(0, 2, 1)))
     XW += bias[:, None]
