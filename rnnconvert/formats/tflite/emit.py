@@ -13,6 +13,9 @@ from . import schema as s
 from .graph import Subgraph
 
 FUSED = {"linear": s.ACT_NONE, "relu": s.ACT_RELU, "relu6": s.ACT_RELU6, "tanh": s.ACT_TANH}
+# What FULLY_CONNECTED and CONV_2D take fused: LiteRT's fully_connected.cc refuses a fused tanh (on a
+# sequence, keep_num_dims) and its float conv ignores one, so a tanh after them is a TANH op of its own.
+FUSED_PRODUCT = {k: v for k, v in FUSED.items() if k != "tanh"}
 _UNARY = {"sigmoid": "LOGISTIC", "tanh": "TANH", "relu": "RELU", "relu6": "RELU6", "exponential": "EXP",
           "log_softmax": "LOG_SOFTMAX"}
 

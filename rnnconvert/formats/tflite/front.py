@@ -13,7 +13,7 @@ from ...model import (ActivationLayer, BatchNorm, Conv1D, Dense, Dropout, Embedd
                       TimeWindow)
 from . import schema as s
 from . import quantize as q
-from .emit import FUSED, Emitter, Value
+from .emit import FUSED_PRODUCT, Emitter, Value
 
 
 def emit_front(e: Emitter, layer, x: Value, quantize=None) -> Value:
@@ -71,7 +71,7 @@ def _dense(e: Emitter, layer: Dense, x: Value, quantize) -> Value:
     w = q.weight(e, f"{name}/kernel", kernel, hybrid, "kernel", per_channel=True)
     b = -1 if layer.bias is None else e.const(f"{name}/bias", np.asarray(layer.bias, np.float32))
     act = layer.activation
-    fused = FUSED.get(act.name)
+    fused = FUSED_PRODUCT.get(act.name)
     out = e.new(f"{name}/output" if fused is not None else f"{name}/linear", list(x.dims[:-1]) + [kernel.shape[0]])
     y = e.op("FULLY_CONNECTED", [x.index, w, b], out, "FullyConnectedOptions",
              fused_activation_function=fused or s.ACT_NONE, keep_num_dims=True,
@@ -111,7 +111,7 @@ def _conv(e: Emitter, layer: Conv1D, x: Value) -> Value:
     image = _expand(e, x, name)
     kernel = np.transpose(np.asarray(layer.kernel, np.float32), (2, 0, 1))[:, None, :, :]   # [out, 1, W, in]
     bias = np.zeros(filters, np.float32) if layer.bias is None else np.asarray(layer.bias, np.float32)
-    fused = FUSED.get(layer.activation.name)
+    fused = FUSED_PRODUCT.get(layer.activation.name)
     padding = "same" if layer.padding == "same" else "valid"
     out_steps = _steps(steps, width, layer.strides, layer.dilation, padding)
     w = q.weight(e, f"{name}/kernel", kernel, layer.hybrid, "kernel", per_channel=True)     # float32 unless hybrid
