@@ -34,6 +34,7 @@ PACKAGE = os.path.join("node_modules", "@tensorflow", "tfjs")
 OWN_LAYERS = "rnnconvert.layers.mjs"
 _SOURCE_BYTES = layers_js.SOURCE.encode()
 ENV = "RNNCONVERT_TFJS"
+READY = "\x01ready\n"          # the runner's first line once TF.js has started
 
 _RUNNER = r"""
 import { readFileSync, realpathSync, writeFileSync } from 'node:fs';
@@ -49,6 +50,7 @@ const tf = require(tfjsDir);
 console.warn = warn;
 await tf.setBackend('cpu');
 globalThis.tf = tf;                          // what rnnconvert's layer classes extend
+process.stdout.write('\x01ready\n');          // TF.js started: what fails from here on fails on a model
 const models = new Map();
 const imported = new Set();
 function fetchIn(folder) {
@@ -131,7 +133,7 @@ def run_many(jobs) -> list[np.ndarray]:
             json.dump(listed, f)
         res = scratch.run([node, runner, tfjs, jobs_file])
         if res.returncode != 0:
-            raise _failed(res.stderr)
+            raise _failed(res.stderr, started=READY in (res.stdout or ""))
         return [_output(job["y"]) for job in listed]
 
 
@@ -156,11 +158,15 @@ def _layers_module(folder: str, path) -> str:
     return os.path.join(folder, OWN_LAYERS)
 
 
-def _failed(stderr: str) -> InputError:
-    """Node's error line (`Error: ...`), not the source line that threw."""
+def _failed(stderr: str, started: bool = True) -> Exception:
+    """Node's error line (`Error: ...`), not the source line that threw: an InputError, or, when TF.js
+    itself did not start (`started` false: its package throws on import, say), `RuntimeUnavailable`, since
+    that says nothing of the model."""
     lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
     why = next((ln.strip() for ln in lines if re.match(r"[A-Za-z.]*(Error|Exception)\b", ln)),
                lines[-1] if lines else "no message")
+    if not started:
+        return RuntimeUnavailable(f"TF.js (@tensorflow/tfjs under node) failed to start: {why[:500]}")
     return InputError(f"TF.js (@tensorflow/tfjs under node) failed: {why[:500]}")
 
 
@@ -218,6 +224,19 @@ class _Server:
                                      stderr=self.err, cwd=self.folder, env=scratch.environment(self.folder),
                                      text=True, errors="replace")
         weakref.finalize(self, _stop, self.proc, self.err, self.folder)
+        if self._reply() != READY:                  # Node ended before TF.js started
+            self.proc.wait()
+            self.err.seek(0)
+            raise _failed(self.err.read(), started=False)
+
+    def _reply(self) -> str:
+        """The next line Node marks as its own (starting with \\x01), or the empty string when it ended."""
+        try:
+            while (line := self.proc.stdout.readline()) and not line.startswith("\x01"):
+                continue
+        except OSError:
+            line = ""
+        return line
 
     def run(self, xb) -> np.ndarray:
         if self.proc is None:
@@ -227,8 +246,7 @@ class _Server:
         try:
             self.proc.stdin.write(json.dumps(job) + "\n")
             self.proc.stdin.flush()
-            while (line := self.proc.stdout.readline()) and not line.startswith("\x01"):
-                continue
+            line = self._reply()
         except OSError:
             line = ""
         if not line:                                 # Node ended: its error is on stderr

@@ -91,7 +91,8 @@ def test_the_npm_package_is_found_where_RNNCONVERT_TFJS_says(tmp_path, monkeypat
 
 
 def test_a_broken_npm_package_is_a_check_not_run(runner, tmp_path, monkeypatch):
-    """TF.js failing to load is no number: the check is not run, with Node's error on one line."""
+    """TF.js itself failing to start says nothing of the model: the check is not run (not failed), with
+    Node's error on one line."""
     require_tfjs()
     package = tmp_path / "prefix" / "node_modules" / "@tensorflow" / "tfjs"
     package.mkdir(parents=True)
@@ -100,7 +101,7 @@ def test_a_broken_npm_package_is_a_check_not_run(runner, tmp_path, monkeypatch):
     monkeypatch.setenv(runtime.ENV, str(tmp_path / "prefix"))
     res = runner.invoke(cli, [str(LSTM), str(tmp_path / "model.json")])
     assert res.exit_code == 0, res.output + res.stderr
-    assert "not run: tfjs(dst): TF.js (@tensorflow/tfjs under node) failed: Error: broken on purpose" in res.output
+    assert "not run: tfjs(dst): TF.js (@tensorflow/tfjs under node) failed to start: Error: broken on purpose" in res.output
 
 
 def test_the_runner_keeps_one_node_process_for_every_input(tmp_path):
