@@ -26,7 +26,8 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 OPS = (("lstm", "LSTM"), ("gru", "GRU"), ("rnn", "RNN"))
 RUNTIME_ROLES = ("X", "initial_h", "initial_c")
 WRITERS = {"onnx": ".onnx", "keras": ".keras", "keras-h5": ".h5", "torch": ".pt", "safetensors": ".safetensors",
-           "matlab": ".mat", "canonical": ".rnnc", "c": ".c", "js": ".mjs", "numpy": ".py"}
+           "matlab": ".mat", "canonical": ".rnnc", "c": ".c", "js": ".mjs", "numpy": ".py", "tflite": ".tflite",
+           "tfjs": ".json"}
 
 
 def node_cases() -> list[tuple]:

@@ -169,10 +169,11 @@ def default_feeds(model, batch: int) -> dict:
 
 
 def _ports_text(model) -> str:
-    ins = ", ".join(p.name for p in model.state_inputs) or "none"
-    outs = ", ".join(p.name for p in model.state_outputs) or "none"
+    ins = ", ".join(p.name for p in model.state_inputs)
+    outs = ", ".join(p.name for p in model.state_outputs)
     layers = list(dict.fromkeys(n for p in model.state_inputs + model.state_outputs for n in p.layers))
-    return f"state inputs {ins} and state outputs {outs} (of {', '.join(repr(n) for n in layers)})"
+    ports = " and ".join(text for text in (ins and f"state inputs {ins}", outs and f"state outputs {outs}") if text)
+    return f"{ports} (of {', '.join(repr(n) for n in layers)})"
 
 
 def refuse_state_io(model, target: str, path=None) -> None:

@@ -235,3 +235,22 @@ def test_identity_between_state_input_and_node_is_glue(tmp_path):
     feeds = feeds_of(inputs, "t7")
     y, outs = rnnconvert.predict(model, feeds.pop("input"), states=feeds, return_states=True)
     assert max_err({"output": y, **outs}, outputs, "t7", meta["graph_outputs"]) < TOL
+
+
+def test_a_model_with_state_outputs_only_is_refused_naming_only_those(runner, tmp_path):
+    """An LSTM node whose Y_h and Y_c are graph outputs and whose initial states are not inputs: the refusal
+    names its state outputs, without an empty 'state inputs none'."""
+    import onnx
+    from onnx import TensorProto, helper
+    rng = np.random.default_rng(0)
+    weights = [helper.make_tensor(n, TensorProto.FLOAT, s, rng.standard_normal(s).astype(np.float32).ravel())
+               for n, s in (("W", [1, 12, 2]), ("R", [1, 12, 3]))]
+    node = helper.make_node("LSTM", ["X", "W", "R"], ["", "Y_h", "Y_c"], hidden_size=3, name="lstm")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["T", "B", 2])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, "B", 3]) for n in ("Y_h", "Y_c")],
+                              weights)
+    src = tmp_path / "states_out.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(src))
+    res = runner.invoke(cli, [str(src), str(tmp_path / "m.keras")])
+    assert res.exit_code == 2, res.output + res.stderr
+    assert "and the model has state outputs Y_c (of 'lstm'); write ONNX" in res.stderr, res.stderr
