@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
-from .lift_rewrite import Refused, _attr
+from .lift_rewrite import Refused, _attr, step_alone
 
 
 def _producers(graph):
@@ -125,8 +125,6 @@ def unlength(g, loop, consts):
 def confirm(p, lengths: str, extra: dict, opset: int, native_model, tol: float) -> None:
     """onnxruntime: the original body at step 2 with lengths [5, 1, 3, 2] (rows 1 and 3 past their length) gives
     the native node's new states and output for rows 0 and 2, and the old states and zeros for rows 1 and 3."""
-    from .runtime import import_onnxruntime, quiet_options
-    ort = import_onnxruntime()
     body = extra["body"]
     rng = np.random.default_rng(2)
     B = 4
@@ -138,33 +136,9 @@ def confirm(p, lengths: str, extra: dict, opset: int, native_model, tol: float) 
     for st in [p.h] + ([p.c] if p.c else []):
         old[st[1]] = feeds[st[1]] = (rng.standard_normal((B, p.H)) * scale).astype(np.float32)
     outs = [n.output[0] for n, _ in extra["wheres"]]
-    need, keep = set(outs), []
-    for node in reversed(list(body.node)):
-        if any(o in feeds for o in node.output) or not any(o in need for o in node.output):
-            continue
-        keep.append(node)
-        need.update(i for i in node.input if i)
-    keep.reverse()
-    produced = {o for n in keep for o in n.output} | set(feeds)
-    inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in p.env.items()
-             if k in need and k not in produced and isinstance(v, np.ndarray)]
-    vi = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), list(a.shape))
-          for n, a in feeds.items() if n in need]
-    ov = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in outs]
-    m = helper.make_model(helper.make_graph(keep, "lengths_step", vi, ov, initializer=inits),
-                          opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = min(m.ir_version, 8)
-    so = quiet_options(ort)
-    try:
-        got = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(
-            None, {k: v for k, v in feeds.items() if k in need})
-    except Exception as exc:  # noqa: BLE001
-        raise Refused(p.loop, f"matches a {p.cell.kind.upper()} cell stopped by lengths, but onnxruntime cannot run "
-                              f"its step alone ({str(exc).splitlines()[0][:160]})") from None
     h, c = old[p.h[1]], old.get(p.c[1]) if p.c else None
-    ref = ort.InferenceSession(native_model(p.cell, opset, p.c is not None).SerializeToString(), so,
-                               providers=["CPUExecutionProvider"]).run(
-        None, {"X": feeds[p.x_name][None], "h0": h[None], **({"c0": c[None]} if p.c else {})})
+    got, ref = step_alone(p, body, feeds, outs, opset, "lengths_step",
+                          f"matches a {p.cell.kind.upper()} cell stopped by lengths", native_model, feeds[p.x_name], h, c)
     for (n, kind), a in zip(extra["wheres"], got):
         if kind == "output":
             want = np.where(on, ref[0][0], 0)

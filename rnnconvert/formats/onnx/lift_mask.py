@@ -21,10 +21,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from ...errors import UnsupportedError
-from .lift_rewrite import Refused, _attr, _is_zero
+from .lift_rewrite import Refused, _attr, _is_zero, step_alone
 
 
 @dataclass(frozen=True)
@@ -253,8 +253,6 @@ def confirm(p, info: MaskInfo, extra: dict, opset: int, native_model, tol: float
     """onnxruntime: the original body, run on random x, states, last output and a mask (on for rows 0 and 2,
     off for 1 and 3), gives the native node's new states where the mask is on and the old ones where it is
     off, and the step output the Keras way (`info.masked_output`)."""
-    from .runtime import import_onnxruntime, quiet_options
-    ort = import_onnxruntime()
     body, gather = extra["body"], extra["gather"]
     b_in = [i.name for i in body.input]
     b_out = [o.name for o in body.output]
@@ -274,33 +272,9 @@ def confirm(p, info: MaskInfo, extra: dict, opset: int, native_model, tol: float
         bi = b_in[2 + k]
         feeds[bi] = np.zeros((B, p.H), np.float32) if k == extra["zero"] else last   # a zero constant, or the copy
     outs = [b_out[1 + n_carried]] + [b_out[1 + k] for k in range(n_carried) if b_in[2 + k] in states]
-    need, keep = set(outs), []
-    for node in reversed(list(body.node)):
-        if any(o in feeds for o in node.output) or not any(o in need for o in node.output):
-            continue
-        keep.append(node)
-        need.update(i for i in node.input if i)
-    keep.reverse()
-    produced = {o for n in keep for o in n.output} | set(feeds)
-    inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in p.env.items()
-             if k in need and k not in produced and isinstance(v, np.ndarray)]
-    vi = [helper.make_tensor_value_info(n, onnx.TensorProto.BOOL if a.dtype == bool else onnx.TensorProto.FLOAT,
-                                        list(a.shape)) for n, a in feeds.items() if n in need]
-    ov = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in outs]
-    m = helper.make_model(helper.make_graph(keep, "masked_step", vi, ov, initializer=inits),
-                          opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = min(m.ir_version, 8)
-    so = quiet_options(ort)
-    try:
-        got = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(
-            None, {k: v for k, v in feeds.items() if k in need})
-    except Exception as exc:  # noqa: BLE001
-        raise Refused(p.loop, f"matches a masked {p.cell.kind.upper()} cell, but onnxruntime cannot run its step "
-                              f"alone ({str(exc).splitlines()[0][:160]})") from None
     h, c = states[p.h[1]], states.get(p.c[1]) if p.c else None
-    ref = ort.InferenceSession(native_model(p.cell, opset, p.c is not None).SerializeToString(), so,
-                               providers=["CPUExecutionProvider"]).run(
-        None, {"X": x[None], "h0": h[None], **({"c0": c[None]} if p.c else {})})
+    got, ref = step_alone(p, body, feeds, outs, opset, "masked_step", f"matches a masked {p.cell.kind.upper()} cell",
+                          native_model, x, h, c)
     h_new = np.where(mask, ref[0][0], h)
     y = np.where(mask, ref[0][0], last if info.masked_output == "previous" else 0)
     want = [y] + [h_new if b_in[2 + k] == p.h[1] else np.where(mask, ref[1][0], c)

@@ -237,3 +237,39 @@ def _unsq(prod, name, h, consts):
         v = consts.get(n.input[1])
         axes = None if v is None else [int(a) for a in np.asarray(v).reshape(-1)]
     return int(axes[0]) if axes and len(axes) == 1 else None
+
+
+def step_alone(p, body, feeds: dict, outs: list, opset: int, name: str, what: str, native_model, x, h, c):
+    """(got, ref): the Loop body's outputs `outs` computed alone by onnxruntime from `feeds` (its nodes that
+    lead to them, its constants from `p.env`), and the native node of `p.cell` (`native_model`) run from the
+    same x, h and c.  A body onnxruntime cannot run alone is refused: it `what` (a phrase: 'matches a masked
+    GRU cell'), but ..."""
+    from .runtime import import_onnxruntime, quiet_options
+    ort = import_onnxruntime()
+    need, keep = set(outs), []
+    for node in reversed(list(body.node)):
+        if any(o in feeds for o in node.output) or not any(o in need for o in node.output):
+            continue
+        keep.append(node)
+        need.update(i for i in node.input if i)
+    keep.reverse()
+    produced = {o for n in keep for o in n.output} | set(feeds)
+    inits = [numpy_helper.from_array(np.asarray(v), k) for k, v in p.env.items()
+             if k in need and k not in produced and isinstance(v, np.ndarray)]
+    vi = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), list(a.shape))
+          for n, a in feeds.items() if n in need]
+    ov = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in outs]
+    m = helper.make_model(helper.make_graph(keep, name, vi, ov, initializer=inits),
+                          opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = min(m.ir_version, 8)
+    so = quiet_options(ort)
+    try:
+        got = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(
+            None, {k: v for k, v in feeds.items() if k in need})
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's refusal becomes ours, naming the Loop
+        raise Refused(p.loop, f"{what}, but onnxruntime cannot run its step alone "
+                              f"({str(exc).splitlines()[0][:160]})") from None
+    ref = ort.InferenceSession(native_model(p.cell, opset, p.c is not None).SerializeToString(), so,
+                               providers=["CPUExecutionProvider"]).run(
+        None, {"X": x[None], "h0": h[None], **({"c0": c[None]} if p.c else {})})
+    return got, ref
