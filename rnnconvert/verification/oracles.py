@@ -175,7 +175,8 @@ def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None
             same = False
     if src_model.has_state_io:
         from .state_checks import state_checks
-        state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol, source.zero_states, same)
+        state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol, source.zero_states, same,
+                     written=written)
     if not report.passed and dst_model is not None:
         localize_worst(report, suite, src_model, dst_model)
     return suite, expected

@@ -5,8 +5,9 @@ pass of the source (output and every state output) is compared with the referenc
 model and with the written file in its own runtime where that runtime takes states (onnxruntime).
 Streaming: the sequence fed in chunks, from the random states, each call's state outputs fed back as the
 next call's state inputs, must equal one call (`streaming(reference, states)`, `streaming(onnxruntime,
-states)`).  A runtime not installed, or failing on the file, is not run (`Report.not_run`) from then on,
-never a check.  The source's passes are shared: streaming compares with the random-state pass, and the
+states)`).  A runtime not installed, or failing on a file the user gave, is not run (`Report.not_run`)
+from then on, never a check; one failing on the file rnnconvert wrote is one failed check
+(`oracles._runtime_failed`).  The source's passes are shared: streaming compares with the random-state pass, and the
 zero-state pass is the suite's expected pass when the caller has it (`zero_states`).  A written model
 read back identical to the source (`same`) gets no reference(dst) runner: it would repeat the source's.
 """
@@ -36,9 +37,11 @@ def _runners(src_model, dst_model, dst_fmt, dst_path, same=False):
 
 
 def state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol, zero_states=None,
-                 same=False) -> None:
+                 same=False, written=False) -> None:
     """`zero_states(x)`: the source's (output, state outputs) from zero states when already computed, else
-    None; `same`: `dst_model` reads back identical to the source (no reference(dst) runner)."""
+    None; `same`: `dst_model` reads back identical to the source (no reference(dst) runner); `written`:
+    rnnconvert wrote dst, so its runtime failing on it with states is a failed check
+    (`oracles._runtime_failed`), not a check not run."""
     runners = _runners(src_model, dst_model, dst_fmt, dst_path, same)
     if not runners:
         if not same:
@@ -61,7 +64,7 @@ def state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol, ze
                 try:
                     got, got_outs = run(_relayout(x, src_model, dst), feeds)
                 except Exception as exc:  # noqa: BLE001 - not installed, or failing on the file: not run
-                    _drop(report, runners, oracle, exc, f"{label} + {kind}", planned)
+                    _drop(report, runners, oracle, exc, f"{label} + {kind}", planned, written)
                     continue
                 report.checks.append(compare(_relayout(got, dst, src_model), y, tol, oracle, f"{label} + {kind}"))
                 for name, v in outs.items():
@@ -77,11 +80,14 @@ def planned_per_runner(model, suite) -> int:
     return len(suite) * 2 * (1 + len(model.state_outputs)) + long
 
 
-def _drop(report, runners, oracle, exc, where, planned) -> None:
-    """`oracle` failed (first on `where`): not run from now on, with the reason; the checks it was to make
+def _drop(report, runners, oracle, exc, where, planned, written=False) -> None:
+    """`oracle` failed (first on `where`): not run from now on, with the reason, or, for a runtime failing
+    on the file rnnconvert wrote, one failed check (`oracles._runtime_failed`); the checks it was to make
     taken off the progress total."""
+    from .oracles import _runtime_failed
     made = sum(c.oracle in (oracle, _streaming_name(oracle)) and "states" in c.input for c in report.checks)
-    report.not_run(oracle, f"on {where}: {reason(exc)}" if made else exc, unplanned=planned[oracle] - made)
+    runtime = oracle != "reference(dst)"
+    _runtime_failed(report, oracle, written and runtime, exc, where, not made, planned[oracle] - made)
     runners[:] = [r for r in runners if r[0] != oracle]
 
 
@@ -115,6 +121,6 @@ def _streaming(report, src_model, dst, runners, x, label, feeds, y, tol, planned
         try:
             got, last = states.stream(run, dst, _relayout(x, src_model, dst), feeds, chunks)
         except Exception as exc:  # noqa: BLE001 - not installed, or failing on the file: not run
-            _drop(report, runners, oracle, exc, what, planned)
+            _drop(report, runners, oracle, exc, what, planned, written)
             continue
         report.checks.append(compare(_relayout(got, dst, src_model), y, tol, _streaming_name(oracle), what))

@@ -79,3 +79,23 @@ def test_an_api_refusal_names_the_destination_not_its_temporary_file(tmp_path):
         rnnconvert.convert(str(states), str(dst))
     assert str(info.value).startswith(f"{dst}: Keras files cannot take recurrent states"), str(info.value)
     assert ".tmp" not in str(info.value) and not list(tmp_path.iterdir())
+
+
+def test_a_runtime_failing_on_the_written_state_ports_fails_the_conversion(monkeypatch, tmp_path):
+    """The state checks too: onnxruntime runs the written graph without states and fails when its state
+    inputs are fed: a failed check, not a check not run."""
+    from rnnconvert.formats.onnx import runtime as ort_runtime
+    real = ort_runtime.run_states
+
+    def failing_with_states(path, x, model, feeds=None, session=None):
+        if feeds:
+            raise RuntimeError("state input h0 has the wrong shape")
+        return real(path, x, model, feeds=feeds, session=session)
+    monkeypatch.setattr(ort_runtime, "run_states", failing_with_states)
+    states = FIXTURES / "torch_onnx" / "states" / "lstm_2layer" / "model.onnx"
+    dst = tmp_path / "m.onnx"
+    res = CliRunner().invoke(cli, ["convert", str(states), str(dst)])
+    assert res.exit_code == 1, res.output
+    assert ("NOT EQUIVALENT: onnxruntime(dst) could not run the written file on seeded b3 t1 + random states: "
+            "state input h0 has the wrong shape") in res.output
+    assert not dst.exists()
