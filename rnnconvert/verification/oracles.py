@@ -6,19 +6,16 @@ localized to the first diverging layer (`diagnose.localize`).
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from .. import formats
 from ..model import states
-from ..errors import RuntimeUnavailable
 from ..formats.per_layer import lookup, scan
 from . import runtimes
 from .budget import fitted_suite, oracle_passes, planned_checks
-from .checks import Check, _run_in_layout, float32_noise, judge_with
+from .checks import _run_in_layout, float32_noise, judge_with
 from .diagnose import identical, localize
-from .report import reason
+from .report import reason, runtime_failed
 from .suite import STREAMING, chunking, initial_states, stream, streaming_undefined
 
 
@@ -37,39 +34,17 @@ def _runtime_checks(report, fmt, path, model, suite, judge, role, src_model, als
     try:
         run = runtimes.runner(fmt, path, model)
     except Exception as exc:  # noqa: BLE001 - not installed, or refusing the file: see the docstring
-        _runtime_failed(report, oracle, written, exc, suite[0][0] if suite else "", True, per_input * len(suite))
+        runtime_failed(report, oracle, written, exc, suite[0][0] if suite else "", True, per_input * len(suite))
         return
     for k, (label, x) in enumerate(suite):
         try:
             out = _run_in_layout(run, x, src_model, model)
         except Exception as exc:  # noqa: BLE001 - the runtime failing on the file is no number
-            _runtime_failed(report, oracle, written, exc, label, k == 0, per_input * (len(suite) - k))
+            runtime_failed(report, oracle, written, exc, label, k == 0, per_input * (len(suite) - k))
             return
         report.checks.append(judge(out, k, oracle, label))
         if also is not None:
             report.checks.append(also(out, k, oracle, label))
-
-
-# A runtime's error that says it ran out of memory (onnxruntime, LiteRT, node, Octave, C++'s bad_alloc).
-OUT_OF_MEMORY = re.compile(r"out of memory|bad_alloc|failed to allocate|cannot allocate|memory exhausted",
-                           re.IGNORECASE)
-
-
-def _runtime_failed(report, oracle: str, written: bool, exc: Exception, label: str, first: bool,
-                    unplanned: int) -> None:
-    """A runtime that gave no number on input `label` (`first`: the suite's first): `report.not_run`,
-    unless it is installed and failed on a file rnnconvert wrote (`written`; anything but
-    `RuntimeUnavailable` or running out of memory, which says nothing of the file): then one failed
-    check with the reason as its error, and the runtime's other checks taken off the progress total."""
-    if not written or isinstance(exc, (RuntimeUnavailable, MemoryError)) or OUT_OF_MEMORY.search(str(exc)):
-        report.not_run(oracle, exc if first else f"on {label}: {reason(exc)}", unplanned=unplanned)
-        return
-    from ..files.interrupt import raise_hidden
-    raise_hidden(exc)
-    tracker = getattr(report.checks, "tracker", None)
-    if tracker is not None and unplanned > 1:
-        tracker.dropped(unplanned - 1)
-    report.checks.append(Check(oracle, label, float("inf"), float("inf"), [], False, error=reason(exc)))
 
 
 def _streaming_checks(report, model, suite, judge, src_model):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -156,3 +157,25 @@ def _failure_message(report: Report, dst, kept: bool | None) -> str:
     located = f"; {report.localization['message']}" if report.localization else ""
     return (f"NOT EQUIVALENT: {where} exceeds atol={report.tolerance['atol']:g} "
             f"rtol={report.tolerance['rtol']:g}{located}{fate}")
+
+
+# A runtime's error that says it ran out of memory (onnxruntime, LiteRT, node, Octave, C++'s bad_alloc).
+OUT_OF_MEMORY = re.compile(r"out of memory|bad_alloc|failed to allocate|cannot allocate|memory exhausted",
+                           re.IGNORECASE)
+
+
+def runtime_failed(report, oracle: str, written: bool, exc: Exception, label: str, first: bool,
+                    unplanned: int) -> None:
+    """A runtime that gave no number on input `label` (`first`: the suite's first): `report.not_run`,
+    unless it is installed and failed on a file rnnconvert wrote (`written`; anything but
+    `RuntimeUnavailable` or running out of memory, which says nothing of the file): then one failed
+    check with the reason as its error, and the runtime's other checks taken off the progress total."""
+    if not written or isinstance(exc, (RuntimeUnavailable, MemoryError)) or OUT_OF_MEMORY.search(str(exc)):
+        report.not_run(oracle, exc if first else f"on {label}: {reason(exc)}", unplanned=unplanned)
+        return
+    from ..files.interrupt import raise_hidden
+    raise_hidden(exc)
+    tracker = getattr(report.checks, "tracker", None)
+    if tracker is not None and unplanned > 1:
+        tracker.dropped(unplanned - 1)
+    report.checks.append(Check(oracle, label, float("inf"), float("inf"), [], False, error=reason(exc)))

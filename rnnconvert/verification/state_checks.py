@@ -7,9 +7,9 @@ Streaming: the sequence fed in chunks, from the random states, each call's state
 next call's state inputs, must equal one call (`streaming(reference, states)`, `streaming(onnxruntime,
 states)`).  A runtime not installed, or failing on a file the user gave, is not run (`Report.not_run`)
 from then on, never a check; one failing on the file rnnconvert wrote is one failed check
-(`oracles._runtime_failed`).  The source's passes are shared: streaming compares with the random-state pass, and the
-zero-state pass is the suite's expected pass when the caller has it (`zero_states`).  A written model
-read back identical to the source (`same`) gets no reference(dst) runner: it would repeat the source's.
+(`report.runtime_failed`).  The source's passes are shared: streaming compares with the random-state
+pass, and the zero-state pass is the suite's expected pass when the caller has it (`zero_states`).  A
+written model read back identical to the source (`same`) gets no reference(dst) runner: it would repeat the source's.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import numpy as np
 from ..model import states
 from ..reference import forward_with_feeds
 from .checks import _relayout, compare
-from .report import reason
+from .report import runtime_failed
 from .suite import chunking, streaming_undefined
 
 STATE_SEED = 7919
@@ -41,7 +41,7 @@ def state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol, ze
     """`zero_states(x)`: the source's (output, state outputs) from zero states when already computed, else
     None; `same`: `dst_model` reads back identical to the source (no reference(dst) runner); `written`:
     rnnconvert wrote dst, so its runtime failing on it with states is a failed check
-    (`oracles._runtime_failed`), not a check not run."""
+    (`report.runtime_failed`), not a check not run."""
     runners = _runners(src_model, dst_model, dst_fmt, dst_path, same)
     if not runners:
         if not same:
@@ -70,7 +70,7 @@ def state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol, ze
                 for name, v in outs.items():
                     report.checks.append(compare(got_outs.get(name, np.full(1, np.nan)), v, tol, oracle,
                                                  f"{label} + {kind}: {name}"))
-        _streaming(report, src_model, dst, runners, x, label, random, from_random, tol, planned)
+        _streaming(report, src_model, dst, runners, x, label, random, from_random, tol, planned, written)
 
 
 def planned_per_runner(model, suite) -> int:
@@ -82,12 +82,11 @@ def planned_per_runner(model, suite) -> int:
 
 def _drop(report, runners, oracle, exc, where, planned, written=False) -> None:
     """`oracle` failed (first on `where`): not run from now on, with the reason, or, for a runtime failing
-    on the file rnnconvert wrote, one failed check (`oracles._runtime_failed`); the checks it was to make
+    on the file rnnconvert wrote, one failed check (`report.runtime_failed`); the checks it was to make
     taken off the progress total."""
-    from .oracles import _runtime_failed
     made = sum(c.oracle in (oracle, _streaming_name(oracle)) and "states" in c.input for c in report.checks)
     runtime = oracle != "reference(dst)"
-    _runtime_failed(report, oracle, written and runtime, exc, where, not made, planned[oracle] - made)
+    runtime_failed(report, oracle, written and runtime, exc, where, not made, planned[oracle] - made)
     runners[:] = [r for r in runners if r[0] != oracle]
 
 
@@ -105,7 +104,7 @@ def _not_carried(model, pairs) -> str:
     return ""
 
 
-def _streaming(report, src_model, dst, runners, x, label, feeds, y, tol, planned) -> None:
+def _streaming(report, src_model, dst, runners, x, label, feeds, y, tol, planned, written=False) -> None:
     """Chunks of `x` from the state inputs `feeds`, against `y`: the source's one call from them."""
     time_axis = 0 if src_model.input.layout == "time_batch_feature" else 1
     pairs = states.carried(src_model)
