@@ -47,6 +47,8 @@ Fn = Callable[[np.ndarray, np.ndarray], None]
 
 
 def _lstm(layer, w, X, reverse, acts, dtype):
+    """The LSTM, with or without peepholes (ONNX P: i and f see c(t-1), o sees c(t), each before its
+    activation and the clip; o then takes its activation after the new cell state)."""
     T, B, _ = X.shape
     H = layer.hidden
     f, g, h_act = (_on_blocks(fn, elementwise, H) for fn, elementwise in acts)
@@ -57,9 +59,9 @@ def _lstm(layer, w, X, reverse, acts, dtype):
     P = None if w.proj is None else _cast(w.proj, dtype)
     S = H if P is None else P.shape[0]
     clip = layer.clip
-    if w.P is not None:
-        return _lstm_peepholes(layer, w, X, reverse, (f, g, h_act), dtype, W_ifog, R_ifog, b_ifog, P, S)
-
+    peep = w.P is not None
+    if peep:
+        Pi, Pf, Po = (_cast(w.P[k], dtype)[:, None] for k in range(3))
     fast = _fast(dtype, B, 4 * H * S)
     f, g, h_act = _fast_activations((f, g, h_act), fast)
     project = _projections(X, W_ifog, b_ifog, fast)
@@ -71,19 +73,30 @@ def _lstm(layer, w, X, reverse, acts, dtype):
         c = _initial(w.c0, H, cols, b, dtype)
         Y = np.empty((T, b, S) if fast else (T, S, b), dtype)     # see the module docstring
         G = np.empty((4 * H, b), dtype)
-        i_f_o, i, f_gate, o, g_gate = G[:3 * H], G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
+        i, f_gate, o, g_gate = G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
+        sigmoids = G[:2 * H] if peep else G[:3 * H]      # with peepholes o waits for the new cell state
+        clipped = (sigmoids, g_gate) if peep else (G,)
         ig = np.empty((H, b), dtype)
         product = products.recurrent(R_ifog, b, state_by_batch=fast, fast=fast)
         for t in _steps(T, reverse):
             product(h, G)
             G += XW[t]
+            if peep:
+                i += Pi * c
+                f_gate += Pf * c
             if clip is not None:
-                np.clip(G, -clip, clip, out=G)
-            f(i_f_o, i_f_o)
+                for part in clipped:
+                    np.clip(part, -clip, clip, out=part)
+            f(sigmoids, sigmoids)
             g(g_gate, g_gate)
             c *= f_gate
             np.multiply(i, g_gate, out=ig)
             c += ig
+            if peep:
+                o += Po * c
+                if clip is not None:
+                    np.clip(o, -clip, clip, out=o)
+                f(o, o)
             h_act(c, ig)                      # ig now holds h(Ct)
             h = Y[t].T if fast else Y[t]
             if P is None:
@@ -95,56 +108,6 @@ def _lstm(layer, w, X, reverse, acts, dtype):
 
     with _blas_threads(B, 4 * H * S):
         Y, h, c = _run_chunks(loop, _batch_chunks(B, 4 * H * S))
-    return Y, State(h.T.copy(), c.T.copy())
-
-
-def _lstm_peepholes(layer, w, X, reverse, acts, dtype, W_ifog, R_ifog, b_ifog, P, S):
-    """The LSTM with peepholes (ONNX P): i and f see c(t-1), o sees c(t), each before its activation and the clip."""
-    T, B, _ = X.shape
-    H, clip = layer.hidden, layer.clip
-    f, g, h_act = acts
-    Pi, Pf, Po = (_cast(w.P[k], dtype)[:, None] for k in range(3))
-    fast = _fast(dtype, B, 4 * H * S)
-    f, g, h_act = _fast_activations((f, g, h_act), fast)
-    project = _projections(X, W_ifog, b_ifog, fast)
-
-    def loop(cols):
-        XW = project(cols)
-        b = XW.shape[2]
-        h = _initial(w.h0, S, cols, b, dtype)
-        c = _initial(w.c0, H, cols, b, dtype)
-        Y = np.empty((T, b, S) if fast else (T, S, b), dtype)     # see the module docstring
-        G = np.empty((4 * H, b), dtype)
-        i_f, i, f_gate, o, g_gate = G[:2 * H], G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
-        ig = np.empty((H, b), dtype)
-        product = products.recurrent(R_ifog, b, state_by_batch=fast, fast=fast)
-        for t in _steps(T, reverse):
-            product(h, G)
-            G += XW[t]
-            i += Pi * c
-            f_gate += Pf * c
-            if clip is not None:
-                np.clip(i_f, -clip, clip, out=i_f)
-                np.clip(g_gate, -clip, clip, out=g_gate)
-            f(i_f, i_f)
-            g(g_gate, g_gate)
-            c *= f_gate
-            np.multiply(i, g_gate, out=ig)
-            c += ig
-            o += Po * c
-            if clip is not None:
-                np.clip(o, -clip, clip, out=o)
-            f(o, o)
-            h_act(c, ig)
-            h = Y[t].T if fast else Y[t]
-            if P is None:
-                np.multiply(o, ig, out=h)
-            else:
-                ig *= o
-                np.matmul(P, ig, out=h)
-        return (Y if fast else Y.transpose(0, 2, 1)), h, c
-
-    Y, h, c = _run_chunks(loop, _batch_chunks(B, 4 * H * S))
     return Y, State(h.T.copy(), c.T.copy())
 
 
