@@ -22,9 +22,9 @@ from .suite import STREAMING, chunking, initial_states, stream, streaming_undefi
 def _runtime_checks(report, fmt, path, model, suite, judge, role, src_model, also=None, written=False):
     """`fmt`'s own runtime on `path`, on every input.  A runtime not installed (or too old or new for
     the file: `RuntimeUnavailable`) is `report.not_run` with its reason, never a numeric failure.  So is
-    one that cannot load or run a file the user gave (roles src, file).  One that is installed and fails
-    on the file rnnconvert wrote (role dst) is a failed check with its reason (`Check.error`): the file
-    would ship without running where it is meant to, which no reference pass makes EQUIVALENT.
+    one that cannot load or run a file the user gave.  One that is installed and fails on the file
+    rnnconvert wrote (`written`) is a failed check with its reason (`Check.error`, `report.runtime_failed`):
+    the file would ship without running where it is meant to, which no reference pass makes EQUIVALENT.
     `also(out, k, oracle, label)`: a second check of the same run (`hybrid_judge`)."""
     runtime = fmt.runtime
     if not runtime:
