@@ -45,6 +45,7 @@ def scan(path, fmt: str | None = None, **options) -> Scan:
         if whole is not None:          # the whole model read: its layers are the per-layer candidates
             found = _from_model(whole)
         elif isinstance(exc, RnnConvertError):
+            exc.path = exc.path or path       # found deep in a format's lifting or folding: this file
             raise
         else:
             raise InputError(f"cannot list the recurrent layers: unexpected content ({type(exc).__name__}: "

@@ -12,6 +12,7 @@ from . import lite as onnx
 
 from ...errors import InputError
 from ._flow import Flow, Piece, axis_name, collapse, prod
+from .validate import dtype_name
 from ._graph import BIG, ONE, Const, FullLen, Size, as_sizes, describe, int_list, node_attrs
 
 
@@ -25,7 +26,7 @@ class LayoutOps:
     def flow_Cast(self, node, ins):
         to = node_attrs(node).get("to")
         if to not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
-            self.refuse(node, f"it casts the signal to {onnx.TensorProto.DataType.Name(to)}")
+            self.refuse(node, f"it casts the signal to {dtype_name(to)}")
         return [ins[0]]
 
     def flow_Transpose(self, node, ins):

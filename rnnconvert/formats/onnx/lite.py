@@ -287,13 +287,20 @@ def from_array(array: np.ndarray, name: str | None = None) -> TensorProto:
 
 def to_array(tensor: TensorProto, base_dir: str = "") -> np.ndarray:
     """onnx.numpy_helper.to_array for a tensor held in raw_data of a native numpy dtype; any other
-    tensor (typed fields, external data, segments, strings, ml_dtypes types) is onnx's own."""
+    tensor (typed fields, external data, segments, strings, ml_dtypes types) is onnx's own.  A tensor
+    whose bytes or values do not make its dtype and shape (a damaged file) is an InputError naming it,
+    whichever reader, lifter or folder asked for it."""
     dtype = _NP.get(tensor.data_type)
-    if dtype is None or sys.byteorder != "little" or not tensor.HasField("raw_data") or \
-            tensor.HasField("segment") or _uses_external_data(tensor) or \
-            tensor.data_type in (TensorProto.COMPLEX64, TensorProto.COMPLEX128):
-        return full().numpy_helper.to_array(tensor, base_dir)
-    return np.frombuffer(tensor.raw_data, dtype=dtype).reshape(tensor.dims)
+    try:
+        if dtype is None or sys.byteorder != "little" or not tensor.HasField("raw_data") or \
+                tensor.HasField("segment") or _uses_external_data(tensor) or \
+                tensor.data_type in (TensorProto.COMPLEX64, TensorProto.COMPLEX128):
+            return full().numpy_helper.to_array(tensor, base_dir)
+        return np.frombuffer(tensor.raw_data, dtype=dtype).reshape(tensor.dims)
+    except (ValueError, TypeError, KeyError) as exc:
+        from ...errors import InputError
+        raise InputError(f"tensor '{tensor.name}' cannot be read as data type {tensor.data_type}, shape "
+                         f"{list(tensor.dims)} ({type(exc).__name__}: {str(exc)[:120]}); the file is damaged") from None
 
 
 numpy_helper = _Part("onnx.numpy_helper", from_array=from_array, to_array=to_array)

@@ -16,7 +16,7 @@ import numpy as np
 from . import lite as onnx
 from .lite import numpy_helper
 
-from ...errors import InputError, UnsupportedError
+from ...errors import InputError, RnnConvertError, UnsupportedError
 from ...model.validate import check_activation_numbers
 from ...files.safety import check_onnx_external
 from ...model import ActivationLayer, BatchNorm, Conv1D, Dense, Embedding, InputSpec, Model, Recurrent
@@ -98,6 +98,9 @@ def initializer_values(graph: onnx.GraphProto, payloads: dict[int, np.ndarray], 
         try:
             out[t.name] = numpy_helper.to_array(t)
             t.ClearField("raw_data")     # the array holds the values: free the proto's copy
+        except InputError as exc:        # lite.to_array's own words: the tensor and why
+            exc.path = path
+            raise
         except Exception as exc:
             raise InputError(f"initializer '{t.name}' cannot be read ({type(exc).__name__}: {exc}); the file "
                              "is damaged", path=path) from None
@@ -107,8 +110,17 @@ def initializer_values(graph: onnx.GraphProto, payloads: dict[int, np.ndarray], 
 def read(path, output: str | None = None, branches: dict | None = None, **options) -> Model:
     """Read an ONNX file; `output` picks one graph output when the graph has several; `branches` ({If node or
     condition: 'then' | 'else'}, --if) the branches If nodes take (`branches.py`; a constant condition decides
-    without it), a graph input only a dropped branch used then being no input of the model."""
+    without it), a graph input only a dropped branch used then being no input of the model.  An error that
+    names no file (a damaged tensor found deep in a lift or a fold) names this one."""
     path = str(path)
+    try:
+        return _read(path, output, branches, **options)
+    except RnnConvertError as exc:
+        exc.path = exc.path or path
+        raise
+
+
+def _read(path: str, output, branches, **options) -> Model:
     original, payloads = load_lean(path)
     if_notes: list = []
     if any(n.op_type == "If" for n in original.graph.node):
@@ -149,7 +161,7 @@ def read(path, output: str | None = None, branches: dict | None = None, **option
     elem = inputs[0].type.tensor_type.elem_type
     if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.INT64, onnx.TensorProto.INT32):
         raise UnsupportedError(f"the graph input '{inputs[0].name}' is "
-                               f"{onnx.TensorProto.DataType.Name(elem)}, rnnconvert reads float32 inputs (or "
+                               f"{validate.dtype_name(elem)}, rnnconvert reads float32 inputs (or "
                                "int64/int32 token ids into an embedding)", path=path)
     outputs = [o.name for o in g.output]
     if output is None:
