@@ -54,6 +54,24 @@ def test_flipped_bytes_never_crash(good, tmp_path):
     assert outcomes["refused"] > 0
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["lstm_seq_quantized", "conv_lstm_quantized", "gru_quantized", "gru_seq_dense",
+                                  "bigru_reset_before_quantized", "lstm_hard_sigmoid_seq"])
+def test_flipped_bytes_in_tensorflow_files_never_crash(case, tmp_path):
+    """The same on files TensorFlow wrote: its int8 hybrid ops (`reader_hybrid`) and its WHILE loops
+    (`lift_while`, whose candidate cells run on the file's weights) end in a model or an InputError."""
+    good = (FIXTURES / "tflite" / case / "model.tflite").read_bytes()
+    rng = np.random.default_rng(23)
+    for _ in range(120):
+        data = bytearray(good)
+        for pos in rng.integers(8, len(data), 3):
+            data[pos] = int(rng.integers(0, 256))
+        try:
+            _read(tmp_path, bytes(data))
+        except InputError:          # UnsupportedError is one too
+            pass
+
+
 def test_a_vector_claiming_four_billion_elements(good, tmp_path):
     data = bytearray(good)
     root = struct.unpack_from("<I", data, 0)[0]
