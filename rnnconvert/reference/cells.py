@@ -1,15 +1,18 @@
-"""The recurrent cells of the reference forward pass (equations: `network`'s docstring).
+"""The recurrent cells of the reference forward pass (equations: `network`'s docstring): the GRU and the
+simple RNN here, the LSTM in `lstm`, and the machinery they share (column chunks on threads, BLAS
+threading, input projections, initial states).
 
 Each cell runs one direction over a time-major X [T, B, F] and returns (Y [T, B, S], State), Y[t]
 the state after input t.  The input projections of all steps are one matmul before the time loop;
 inside it tensors are [units, batch], so that every gate block is a contiguous range of rows, and
 every step works in buffers allocated before the loop.  Every cell keeps its state Ht in Y[t] as
 [units, batch] (and returns a transposed view), except on the float32 fast path (`_fast`), where the
-LSTM's and the GRU's are [batch, units]: there the blocked product runs faster on that order (GRU(512)
-b16 t200, one thread: 77-79 ms CPU instead of 85-89), while OpenBLAS's plain dgemm/sgemm on the small
+LSTM's (`lstm._lstm_fast`) and the GRU's are [batch, units]: there the blocked product runs faster on that
+order (GRU(512) b16 t200, one thread: 77-79 ms CPU instead of 85-89), while OpenBLAS's plain dgemm/sgemm on the small
 batches below MIN_WORK runs 3-4x faster on [units, batch] (LSTM(256) b2, float64: 42 us a step instead
-of 146; LSTM(256) b2 t300: 60-67 ms before, the GRU's 15 ms).  The matmul R*Ht itself is `products.recurrent` (in float32: blocks of rows
-that OpenBLAS's small-matrix kernel takes without repacking R every step).
+of 146; LSTM(256) b2 t300: 60-67 ms before, the GRU's 15 ms).  The matmul R*Ht itself is
+`products.recurrent` (in float32: blocks of rows that OpenBLAS's small-matrix kernel takes without
+repacking R every step).
 
 The batch columns of a recurrence are independent, so a large batch runs as a few column chunks,
 one per BLAS thread, each on its own Python thread with single-threaded BLAS calls (numpy releases
@@ -20,6 +23,7 @@ runs with single-threaded BLAS: handing a tiny matmul to BLAS threads costs more
 """
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Callable, NamedTuple
@@ -28,7 +32,6 @@ import numpy as np
 
 from . import blas, products
 from .activations import _tanh
-from ..model import gates
 
 # A batch is split only when one step's recurrent matmul (gates*H x S times S x B) has at least this
 # many multiply-adds, and never into chunks of fewer than MIN_CHUNK columns: below that, the
@@ -44,71 +47,6 @@ class State(NamedTuple):
 
 
 Fn = Callable[[np.ndarray, np.ndarray], None]
-
-
-def _lstm(layer, w, X, reverse, acts, dtype):
-    """The LSTM, with or without peepholes (ONNX P: i and f see c(t-1), o sees c(t), each before its
-    activation and the clip; o then takes its activation after the new cell state)."""
-    T, B, _ = X.shape
-    H = layer.hidden
-    f, g, h_act = (_on_blocks(fn, elementwise, H) for fn, elementwise in acts)
-    # Gate rows reordered once to i, f, o, g so that f applies to one contiguous block.
-    W_ifog = _cast(gates.permute(w.W, "lstm", "ifgo", "ifog"), dtype)
-    R_ifog = _cast(gates.permute(w.R, "lstm", "ifgo", "ifog"), dtype)
-    b_ifog = gates.permute(_cast(w.Wb, dtype) + _cast(w.Rb, dtype), "lstm", "ifgo", "ifog")
-    P = None if w.proj is None else _cast(w.proj, dtype)
-    S = H if P is None else P.shape[0]
-    clip = layer.clip
-    peep = w.P is not None
-    if peep:
-        Pi, Pf, Po = (_cast(w.P[k], dtype)[:, None] for k in range(3))
-    fast = _fast(dtype, B, 4 * H * S)
-    f, g, h_act = _fast_activations((f, g, h_act), fast)
-    project = _projections(X, W_ifog, b_ifog, fast)
-
-    def loop(cols):
-        XW = project(cols)
-        b = XW.shape[2]
-        h = _initial(w.h0, S, cols, b, dtype)
-        c = _initial(w.c0, H, cols, b, dtype)
-        Y = np.empty((T, b, S) if fast else (T, S, b), dtype)     # see the module docstring
-        G = np.empty((4 * H, b), dtype)
-        i, f_gate, o, g_gate = G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
-        sigmoids = G[:2 * H] if peep else G[:3 * H]      # with peepholes o waits for the new cell state
-        clipped = (sigmoids, g_gate) if peep else (G,)
-        ig = np.empty((H, b), dtype)
-        product = products.recurrent(R_ifog, b, state_by_batch=fast, fast=fast)
-        for t in _steps(T, reverse):
-            product(h, G)
-            G += XW[t]
-            if peep:
-                i += Pi * c
-                f_gate += Pf * c
-            if clip is not None:
-                for part in clipped:
-                    np.clip(part, -clip, clip, out=part)
-            f(sigmoids, sigmoids)
-            g(g_gate, g_gate)
-            c *= f_gate
-            np.multiply(i, g_gate, out=ig)
-            c += ig
-            if peep:
-                o += Po * c
-                if clip is not None:
-                    np.clip(o, -clip, clip, out=o)
-                f(o, o)
-            h_act(c, ig)                      # ig now holds h(Ct)
-            h = Y[t].T if fast else Y[t]
-            if P is None:
-                np.multiply(o, ig, out=h)
-            else:
-                ig *= o
-                np.matmul(P, ig, out=h)
-        return (Y if fast else Y.transpose(0, 2, 1)), h, c
-
-    with _blas_threads(B, 4 * H * S):
-        Y, h, c = _run_chunks(loop, _batch_chunks(B, 4 * H * S))
-    return Y, State(h.T.copy(), c.T.copy())
 
 
 def _gru(layer, w, X, reverse, acts, dtype):
@@ -253,13 +191,29 @@ def _blas_threads(B: int, weights_per_column: int):
 
 
 def _run_chunks(loop, chunks: list[slice]) -> tuple[np.ndarray, ...]:
-    """loop(columns) -> (Y [T, b, S], final states [S, b]...) for each chunk, joined over the batch."""
+    """loop(columns) -> (Y [T, b, S], final states [S, b]...) for each chunk, joined over the batch.
+
+    The joined Y is stored batch-major (a [T, B, S] view of [B, T, S]), the order the pass returns, so the
+    network's last transpose copies nothing; each thread copies its own chunk into it, which also spreads
+    the first touch of its pages (LSTM(512) b32 t200: 2.6 MB of page faults joined on one thread took
+    about 3 ms)."""
     if len(chunks) == 1:
         return _quiet(loop, chunks[0])
+    joined: list[np.ndarray] = []
+    lock = threading.Lock()
+
+    def run(cols):
+        Y, *states = _quiet(loop, cols)
+        with lock:
+            if not joined:
+                T, _, S = Y.shape
+                joined.append(np.empty((chunks[-1].stop, T, S), Y.dtype).transpose(1, 0, 2))
+        joined[0][:, cols] = Y
+        return states
+
     with blas.single_threaded(), ThreadPoolExecutor(len(chunks)) as pool:
-        results = [r.result() for r in [pool.submit(_quiet, loop, cols) for cols in chunks]]
-    Y = np.concatenate([r[0] for r in results], axis=1)
-    return (Y, *(np.concatenate(parts, axis=1) for parts in list(zip(*results))[1:]))
+        states = [r.result() for r in [pool.submit(run, cols) for cols in chunks]]
+    return (joined[0], *(np.concatenate(parts, axis=1) for parts in zip(*states)))
 
 
 def _quiet(loop, cols):

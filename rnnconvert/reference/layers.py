@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import InputError, UnsupportedError
 from ..model import (CONV_PADDINGS, POOL_MODES, ActivationLayer, BatchNorm, Conv1D, Dense, Dropout, Embedding,
     Flatten, Layer, Masking, Pooling1D, Recurrent, TimeWindow)
-from . import activations as A, cells as C, recurrent as R
+from . import activations as A, cells as C, lstm as L, recurrent as R
 from .activations import activate
 
 # Layers a mask passes through unchanged (Keras supports_masking, output a sequence).
@@ -239,7 +239,7 @@ def masked_recurrent(layer: Recurrent, X: np.ndarray, mask: np.ndarray, dtype):
     if mask.shape != X.shape[:2]:
         raise InputError(f"mask of shape {mask.shape} for a sequence of shape {X.shape[:2]}", layer=layer.name)
     acts = [A._compile(a, layer.name) for a in layer.activations]
-    step = {"lstm": C._lstm, "gru": C._gru, "rnn": C._rnn}[layer.cell]
+    step = {"lstm": L._lstm, "gru": C._gru, "rnn": C._rnn}[layer.cell]
     T, B, _ = X.shape
     outputs, states = [], []
     for direction, w in zip(layer.direction_names(), layer.weights):

@@ -36,27 +36,41 @@ Product = Callable[[np.ndarray, np.ndarray], None]
 
 
 def recurrent(R: np.ndarray, batch: int, state_by_batch: bool, fast: bool = True) -> Product:
-    """product(h, out): out[...] = R @ h for h [S, batch] and out [rows, batch] (C order).
+    """product(h, out): out[...] = R @ h for h [S, b] and out [rows, b] (C order), for any b up to `batch`
+    (one product may serve the threads running column chunks of a batch).
 
-    `state_by_batch`: h is stored [batch, S] (a transposed view), else [S, batch].  `fast`: the blocks
-    are allowed (the cells allow them from MIN_WORK up; below, the float32 pass stays as it was)."""
+    `state_by_batch`: h is stored [b, S] (a transposed view), else [S, b].  `fast`: the blocks
+    are allowed (the cells allow them from MIN_WORK up; below, the float32 pass stays as it was).
+    R may also be `transposed_blocks`' array, filled: its product is the blocked one."""
+    if R.ndim == 3:
+        return _product(R, R[:0, 0])
     rows, S = R.shape
-    if not (fast and _blocked(R.dtype, rows, S, batch)):
+    if not (fast and blocked(R.dtype, rows, S, batch)):
         return functools.partial(np.matmul, R)         # (h, out): no Python frame a step (a lambda cost 2 us)
     full = rows - rows % BLOCK
     blocks = R[:full].reshape(-1, BLOCK, S)
     if state_by_batch or batch <= SMALL_BATCH:
         blocks = np.ascontiguousarray(blocks.transpose(0, 2, 1)).transpose(0, 2, 1)
-    tail = R[full:]
+    return _product(blocks, R[full:])
+
+
+def transposed_blocks(rows: int, S: int, dtype) -> np.ndarray:
+    """An empty matrix of `rows` (a multiple of BLOCK) by S, as [rows/BLOCK, BLOCK, S] stored the way
+    `recurrent` lays out R for a state stored [batch, S]: filled in place, it needs no copy."""
+    return np.empty((rows // BLOCK, S, BLOCK), dtype).transpose(0, 2, 1)
+
+
+def _product(blocks: np.ndarray, tail: np.ndarray) -> Product:
+    full = blocks.shape[0] * BLOCK
 
     def product(h, out):
-        np.matmul(blocks, h, out=out[:full].reshape(-1, BLOCK, batch))    # splits axis 0: always a view
-        if full < rows:
+        np.matmul(blocks, h, out=out[:full].reshape(-1, BLOCK, out.shape[1]))    # splits axis 0: always a view
+        if len(tail):
             np.matmul(tail, h, out=out[full:])
     return product
 
 
-def _blocked(dtype, rows: int, S: int, batch: int) -> bool:
+def blocked(dtype, rows: int, S: int, batch: int) -> bool:
     """Whether the blocked product pays: float32, an OpenBLAS small-matrix kernel (measured on these
     cores), and a block times the state within its size limit."""
     return (np.dtype(dtype) in BLOCKED_DTYPES and rows >= BLOCK and BLOCK * S * batch <= SMALL_KERNEL_MNK

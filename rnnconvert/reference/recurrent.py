@@ -1,4 +1,4 @@
-"""A recurrent layer of the reference forward pass: each direction's time loop (`cells`), what the layer
+"""A recurrent layer of the reference forward pass: each direction's time loop (`cells`, `lstm`), what the layer
 returns of it (`_pick`: sequence, last step or final state), the two directions merged (`_merge`), and
 the settings checked first (`_check_recurrent`: UnsupportedError for an unknown one, InputError for a
 malformed layer).  The equations are in `network`'s docstring.
@@ -10,7 +10,8 @@ import numpy as np
 from ..errors import InputError, UnsupportedError
 from ..model import CELLS, DIRECTIONS, MERGE_MODES, OUTPUTS, TIME_ORDERS, Recurrent, recurrent_problems
 from .activations import _compile
-from .cells import State, _gru, _lstm, _rnn
+from .cells import State, _gru, _rnn
+from .lstm import _lstm
 
 
 def _recurrent(layer: Recurrent, X: np.ndarray, dtype) -> tuple[np.ndarray, list[State]]:

@@ -1,5 +1,5 @@
 """The float32 fast paths of the time loops (`products.recurrent`'s blocked R*Ht-1, the flat input
-projection) against PyTorch and onnxruntime.
+projection, the LSTM's fused input and sigmoid through tanh) against PyTorch and onnxruntime.
 
 They are taken from MIN_WORK up, and the blocks only on OpenBLAS's AVX-512 kernels; the tests lower
 MIN_WORK and allow the blocks whatever the CPU (they change only the summation order), and check that
@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnconvert.model import SIGMOID, TANH, DirectionWeights, InputSpec, Model, Recurrent, gates
-from rnnconvert.reference import blas, cells as reference_cells, products
+from rnnconvert.model import HARD_SIGMOID_KERAS2, SIGMOID, TANH, DirectionWeights, InputSpec, Model, Recurrent, gates
+from rnnconvert.reference import blas, cells as reference_cells, lstm as reference_lstm, products
 from rnnconvert.reference.network import forward
 
 H, F, T = 44, 6, 30
@@ -27,18 +27,24 @@ def blocked(monkeypatch):
     monkeypatch.setattr(reference_cells, "MIN_WORK", 0)
     monkeypatch.setattr(blas, "core", lambda: "skylakex")
     decisions = Decisions()
-    decide = products._blocked
+    decide = products.blocked
 
     def spy(dtype, rows, S, batch):
         decisions.append(decide(dtype, rows, S, batch))
         return decisions[-1]
-    monkeypatch.setattr(products, "_blocked", spy)
+    monkeypatch.setattr(products, "blocked", spy)
     project = reference_cells._input_projection
 
     def projection_spy(X, W, bias, cols, flat=False):
         decisions.flat.append(flat)
         return project(X, W, bias, cols, flat)
     monkeypatch.setattr(reference_cells, "_input_projection", projection_spy)
+    recurrent = products.recurrent
+
+    def recurrent_spy(R, *args, **kwargs):
+        decisions.widths.append(R.shape[-1])
+        return recurrent(R, *args, **kwargs)
+    monkeypatch.setattr(products, "recurrent", recurrent_spy)
     return decisions
 
 
@@ -46,6 +52,7 @@ class Decisions(list):
     def __init__(self):
         super().__init__()
         self.flat = []
+        self.widths = []          # the columns of each recurrent product's matrix: S, or S+F+1 fused
 
 
 def sequence(batch, seed=0):
@@ -100,33 +107,47 @@ def test_blocked_float32_pass_matches_torch(blocked, monkeypatch, cell, proj_siz
     np.testing.assert_allclose(got, y, atol=2e-5, rtol=1e-4)
     assert blocked and all(blocked), blocked                # every product of every direction was blocked
     assert blocked.flat and all(blocked.flat)
+    if cell == "lstm":                 # layer 0's input (6) joins its product, layer 1's (2*S) is projected
+        S = proj_size or H
+        assert blocked.widths == [S + F + 1] * 2 + [S] * 2, blocked.widths
     del blocked[:], blocked.flat[:]
     np.testing.assert_allclose(forward(model, x), y, atol=2e-5, rtol=1e-4)
     assert not any(blocked) and blocked.flat and not any(blocked.flat)     # float64 keeps both as they were
 
 
-def onnx_run(kind, x, clip=None, reset_after=True, peepholes=False, seed=0):
+def onnx_run(kind, x, clip=None, reset_after=True, peepholes=False, seed=0, activations=None, hidden=H):
     """One bidirectional ONNX LSTM/GRU node with seeded weights and initial states, run by onnxruntime;
-    returns (Y [B, T, 2H], the canonical model)."""
+    returns (Y [B, T, 2H], the canonical model).  `activations`: the canonical ones, each direction's
+    (ONNX names them per direction)."""
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper, numpy_helper
 
     G, batch = gates.GATE_COUNT[kind], x.shape[0]
     rng = np.random.default_rng(seed)
-    arrays = {"W": rng.uniform(-0.6, 0.6, (2, G * H, F)), "R": rng.uniform(-0.3, 0.3, (2, G * H, H)),
-              "B": rng.uniform(-0.6, 0.6, (2, 2 * G * H)), "initial_h": 0.5 * rng.standard_normal((2, batch, H))}
+    arrays = {"W": rng.uniform(-0.6, 0.6, (2, G * hidden, F)),
+              "R": rng.uniform(-0.3, 0.3, (2, G * hidden, hidden)),
+              "B": rng.uniform(-0.6, 0.6, (2, 2 * G * hidden)),
+              "initial_h": 0.5 * rng.standard_normal((2, batch, hidden))}
     inputs = ["X", "W", "R", "B", "", "initial_h"]
     if kind == "lstm":
-        arrays["initial_c"] = 0.5 * rng.standard_normal((2, batch, H))
+        arrays["initial_c"] = 0.5 * rng.standard_normal((2, batch, hidden))
         inputs.append("initial_c")
         if peepholes:
-            arrays["P"] = rng.uniform(-0.5, 0.5, (2, 3 * H))
+            arrays["P"] = rng.uniform(-0.5, 0.5, (2, 3 * hidden))
             inputs.append("P")
     arrays = {k: v.astype(np.float32) for k, v in arrays.items()}
-    attrs = {"hidden_size": H, "direction": "bidirectional"}
+    attrs = {"hidden_size": hidden, "direction": "bidirectional"}
     if clip is not None:
         attrs["clip"] = clip
+    activations = activations or ACTIVATIONS[kind]
+    if activations != ACTIVATIONS[kind]:
+        onnx_names = {"sigmoid": "Sigmoid", "tanh": "Tanh", "hard_sigmoid": "HardSigmoid", "relu": "Relu"}
+        attrs["activations"] = [onnx_names[a.name] for a in activations] * 2
+        alphas = [a.alpha for a in activations if a.alpha is not None] * 2
+        if alphas:
+            attrs["activation_alpha"] = alphas
+            attrs["activation_beta"] = [a.beta for a in activations if a.beta is not None] * 2
     if kind == "gru":
         attrs["linear_before_reset"] = int(reset_after)
     node = helper.make_node({"lstm": "LSTM", "gru": "GRU"}[kind], inputs, ["Y"], **attrs)
@@ -136,15 +157,16 @@ def onnx_run(kind, x, clip=None, reset_after=True, peepholes=False, seed=0):
         [numpy_helper.from_array(a, name) for name, a in arrays.items()])
     session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
                                    .SerializeToString(), providers=["CPUExecutionProvider"])
-    Y = session.run(None, {"X": np.ascontiguousarray(x.transpose(1, 0, 2))})[0]       # [T, 2, B, H]
-    y = Y.transpose(2, 0, 1, 3).reshape(batch, x.shape[1], 2 * H)
+    Y = session.run(None, {"X": np.ascontiguousarray(x.transpose(1, 0, 2))})[0]       # [T, 2, B, hidden]
+    y = Y.transpose(2, 0, 1, 3).reshape(batch, x.shape[1], 2 * hidden)
     canonical = {"lstm": gates.iofc_to_ifgo, "gru": gates.zrh_to_rzn}[kind]
     a = arrays
     weights = [DirectionWeights(
-        W=canonical(a["W"][d]), R=canonical(a["R"][d]), Wb=canonical(a["B"][d, :G * H]),
-        Rb=canonical(a["B"][d, G * H:]), h0=a["initial_h"][d], c0=a["initial_c"][d] if kind == "lstm" else None,
+        W=canonical(a["W"][d]), R=canonical(a["R"][d]), Wb=canonical(a["B"][d, :G * hidden]),
+        Rb=canonical(a["B"][d, G * hidden:]), h0=a["initial_h"][d],
+        c0=a["initial_c"][d] if kind == "lstm" else None,
         P=gates.peepholes_to_canonical(a["P"][d]) if peepholes else None) for d in range(2)]
-    layer = Recurrent("onnx_layer", kind, H, "bidirectional", weights, ACTIVATIONS[kind], clip=clip,
+    layer = Recurrent("onnx_layer", kind, hidden, "bidirectional", weights, activations, clip=clip,
                       reset_after=reset_after)
     return y, Model([layer], InputSpec(features=F, layout="batch_time_feature"))
 
@@ -159,6 +181,44 @@ def test_blocked_float32_pass_matches_onnxruntime(blocked, case):
     got = forward(model, x, dtype=np.float32)
     np.testing.assert_allclose(got, y, atol=2e-5, rtol=1e-4)
     assert blocked and all(blocked) and all(blocked.flat), blocked
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("hidden", [44, 64])          # 64: whole blocks of gate rows, written in place
+@pytest.mark.parametrize("case", ["sigmoid", "sigmoid_clip", "hard_sigmoid", "hard_sigmoid_clip"])
+def test_fast_lstm_matches_onnxruntime(blocked, monkeypatch, case, hidden, fused):
+    """The LSTM's fast path in two column chunks: sigmoid gates through one tanh (the clip then halved
+    for them) or other gates as they are, the input joined to the recurrent product or projected."""
+    monkeypatch.setattr(reference_cells, "MIN_CHUNK", 4)
+    monkeypatch.setattr(blas, "threads", lambda: 2)
+    if not fused:
+        monkeypatch.setattr(reference_lstm, "FUSED_INPUT_FRACTION", 0)
+    through_tanh = []
+    decide = reference_lstm._sigmoid_through_tanh
+    monkeypatch.setattr(reference_lstm, "_sigmoid_through_tanh",
+                        lambda *args: through_tanh.append(decide(*args)) or through_tanh[-1])
+    activations = [HARD_SIGMOID_KERAS2, TANH, TANH] if case.startswith("hard") else [SIGMOID, TANH, TANH]
+    x = sequence(10)
+    y, model = onnx_run("lstm", x, clip=0.8 if case.endswith("clip") else None, activations=activations,
+                        hidden=hidden)
+    got = forward(model, x, dtype=np.float32)
+    np.testing.assert_allclose(got, y, atol=2e-5, rtol=1e-4)
+    assert through_tanh == [not case.startswith("hard")] * 2
+    assert blocked.widths == [hidden + F + 1 if fused else hidden] * 2
+    assert blocked.flat == ([] if fused else [True] * 4)         # each chunk of each direction
+    assert all(blocked), blocked
+
+
+def test_fast_lstm_without_blocks_keeps_its_other_parts(blocked, monkeypatch):
+    """On a BLAS whose small-matrix kernel was not measured the fast LSTM runs the plain product, so its
+    input is projected (the fused input pays only blocked), and its sigmoid gates still go through tanh."""
+    monkeypatch.setattr(blas, "core", lambda: "haswell")
+    monkeypatch.setattr(reference_cells, "MIN_CHUNK", 4)
+    monkeypatch.setattr(blas, "threads", lambda: 2)
+    x = sequence(10)
+    y, model = onnx_run("lstm", x, hidden=64)
+    np.testing.assert_allclose(forward(model, x, dtype=np.float32), y, atol=2e-5, rtol=1e-4)
+    assert blocked and not any(blocked) and blocked.widths == [64] * 2 and blocked.flat == [True] * 4
 
 
 def test_below_min_work_the_float32_pass_takes_neither_fast_path(blocked, monkeypatch):
@@ -177,15 +237,15 @@ def test_blocked_only_for_float32_on_measured_kernels_and_small_blocks(monkeypat
     """What was measured faster: float32, an OpenBLAS AVX-512 kernel, BLOCK*S*batch within the small
     kernel's 1e6 (the forward benchmark's LSTM(512) at batch 32 and its chunks of 16 are)."""
     monkeypatch.setattr(blas, "core", lambda: "skylakex")
-    assert products._blocked(np.float32, 2048, 512, 32) and products._blocked(np.float32, 2048, 512, 16)
-    assert products._blocked(np.float32, 1024, 256, 2)               # verification's batches
-    assert not products._blocked(np.float64, 2048, 512, 16)
-    assert not products._blocked(np.float32, 2048, 512, 64)          # 32*512*64 > 1e6: the packed product
-    assert not products._blocked(np.float32, 20, 5, 3)               # fewer rows than one block
+    assert products.blocked(np.float32, 2048, 512, 32) and products.blocked(np.float32, 2048, 512, 16)
+    assert products.blocked(np.float32, 1024, 256, 2)               # verification's batches
+    assert not products.blocked(np.float64, 2048, 512, 16)
+    assert not products.blocked(np.float32, 2048, 512, 64)          # 32*512*64 > 1e6: the packed product
+    assert not products.blocked(np.float32, 20, 5, 3)               # fewer rows than one block
     monkeypatch.setattr(blas, "core", lambda: "haswell")
-    assert not products._blocked(np.float32, 2048, 512, 16)
+    assert not products.blocked(np.float32, 2048, 512, 16)
     monkeypatch.setattr(blas, "core", lambda: None)
-    assert not products._blocked(np.float32, 2048, 512, 16)
+    assert not products.blocked(np.float32, 2048, 512, 16)
 
 
 def test_blocked_product_writes_into_the_given_output_in_either_memory_order(monkeypatch):
