@@ -63,8 +63,9 @@ def bench_convert(ctx, big: BigModel, rows):
                     "verify": lambda: rnnconvert.convert(big.src, out, force=True)}, ctx.repeat)
     peer = "h5py read + onnx write + read back"
     rows.append(judge(Row(f"convert {big.label} .h5 -> .onnx, verified", best["verify"], best["raw"], peer),
-                      max_ratio=2))
-    rows.append(judge(Row("  same, --no-verify (read + write)", best["noverify"], best["raw"], peer), max_ratio=2))
+                      max_ratio=1.5))
+    rows.append(judge(Row("  same, --no-verify (read + write)", best["noverify"], best["raw"], peer),
+                      max_ratio=1.5))
 
 
 def child(job, src, dst, *flags) -> dict:

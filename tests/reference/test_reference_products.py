@@ -39,6 +39,12 @@ def blocked(monkeypatch):
         decisions.flat.append(flat)
         return project(X, W, bias, cols, flat)
     monkeypatch.setattr(reference_cells, "_input_projection", projection_spy)
+    gate_projection = reference_lstm._gate_projection
+
+    def gate_projection_spy(*args):                      # the fast LSTM's flat projection, gate by gate
+        decisions.flat.append(True)
+        return gate_projection(*args)
+    monkeypatch.setattr(reference_lstm, "_gate_projection", gate_projection_spy)
     recurrent = products.recurrent
 
     def recurrent_spy(R, *args, **kwargs):
