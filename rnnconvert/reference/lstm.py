@@ -36,36 +36,16 @@ def _lstm(layer, w, X, reverse, acts, dtype):
         c = C._initial(w.c0, H, cols, b, dtype)
         Y = np.empty((T, S, b), dtype)
         G = np.empty((4 * H, b), dtype)
-        i, f_gate, o, g_gate = G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
-        sigmoids = G[:2 * H] if peep else G[:3 * H]      # with peepholes o waits for the new cell state
-        clipped = (sigmoids, g_gate) if peep else (G,)
-        ig = np.empty((H, b), dtype)
+        cell = _cell(G, c, peep, clip, (f, g, h_act))
         for t in C._steps(T, reverse):
             np.matmul(R_ifog, h, out=G)
             G += XW[t]
-            if peep:
-                i += peep[0] * c
-                f_gate += peep[1] * c
-            if clip is not None:
-                for part in clipped:
-                    np.clip(part, -clip, clip, out=part)
-            f(sigmoids, sigmoids)
-            g(g_gate, g_gate)
-            c *= f_gate
-            np.multiply(i, g_gate, out=ig)
-            c += ig
-            if peep:
-                o += peep[2] * c
-                if clip is not None:
-                    np.clip(o, -clip, clip, out=o)
-                f(o, o)
-            h_act(c, ig)                      # ig now holds h(Ct)
+            out = cell()
             h = Y[t]
             if P is None:
-                np.multiply(o, ig, out=h)
+                np.copyto(h, out)
             else:
-                ig *= o
-                np.matmul(P, ig, out=h)
+                np.matmul(P, out, out=h)
         return Y.transpose(0, 2, 1), h, c
 
     with C._blas_threads(B, 4 * H * S):
@@ -81,6 +61,46 @@ def _lstm_weights(w, dtype):
     bias = gates.permute(C._cast(w.Wb, dtype) + C._cast(w.Rb, dtype), "lstm", "ifgo", "ifog")
     peep = None if w.P is None else tuple(C._cast(w.P[k], dtype)[:, None] for k in range(3))
     return W, R, bias, peep
+
+
+def _cell(G: np.ndarray, c: np.ndarray, peep, clip, acts, halved: bool = False):
+    """The cell after the recurrent product, as a step function: G [4H, b] holds the gates' pre-activations
+    (i, f, o, g; i, f and o halved when `halved`: see `_lstm_fast`), c [H, b] the cell state.  Each call makes
+    c the new cell state and returns o * h(c) in a buffer of its own, valid until the next call."""
+    f, g, h_act = acts
+    H = c.shape[0]
+    i, f_gate, o, g_gate = G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
+    sigmoids = G[:2 * H] if peep else G[:3 * H]      # with peepholes o waits for the new cell state
+    clipped = (sigmoids, g_gate) if peep or halved else (G,)
+    bounds = (clip, clip) if clip is None or not halved else (clip / 2, clip)    # clip(x, c)/2 = clip(x/2, c/2)
+    ig = np.empty_like(c)
+
+    def step() -> np.ndarray:
+        if peep:
+            np.add(i, peep[0] * c, out=i)
+            np.add(f_gate, peep[1] * c, out=f_gate)
+        if clip is not None:
+            for part, bound in zip(clipped, bounds):
+                np.clip(part, -bound, bound, out=part)
+        if halved:
+            np.tanh(G, out=G)
+            np.multiply(sigmoids, 0.5, out=sigmoids)
+            np.add(sigmoids, 0.5, out=sigmoids)
+        else:
+            f(sigmoids, sigmoids)
+            g(g_gate, g_gate)
+        np.multiply(c, f_gate, out=c)
+        np.multiply(i, g_gate, out=ig)
+        np.add(c, ig, out=c)
+        if peep:
+            np.add(o, peep[2] * c, out=o)
+            if clip is not None:
+                np.clip(o, -clip, clip, out=o)
+            f(o, o)
+        h_act(c, ig)                      # ig now holds h(Ct)
+        np.multiply(ig, o, out=ig)
+        return ig
+    return step
 
 
 # The input joins the recurrent product (`_lstm_fast`) when it is at most this fraction of the state's
@@ -154,42 +174,16 @@ def _lstm_fast(layer, w, X, reverse, acts, dtype, P):
             XW = _gate_projection(X, w.W, bias, cols, order, scales, dtype)
         c = C._initial(w.c0, H, cols, b, dtype)
         G = np.empty((4 * H, b), dtype)
-        i, f_gate, o, g_gate = G[:H], G[H:2 * H], G[2 * H:3 * H], G[3 * H:]
-        sigmoids = G[:2 * H] if peep else G[:3 * H]      # with peepholes o waits for the new cell state
-        clipped = (sigmoids, g_gate) if peep or halved else (G,)
-        bounds = (clip, clip) if clip is None or not halved else (clip / 2, clip)    # clip(x, c)/2 = clip(x/2, c/2)
-        ig = np.empty((H, b), dtype)
+        cell = _cell(G, c, peep, clip, (f, g, h_act), halved)
         for k, t in enumerate(C._steps(T, reverse)):
             product(A[:, k].T, G)
             if XW is not None:
                 G += XW[t]
-            if peep:
-                i += peep[0] * c
-                f_gate += peep[1] * c
-            if clip is not None:
-                for part, bound in zip(clipped, bounds):
-                    np.clip(part, -bound, bound, out=part)
-            if halved:
-                np.tanh(G, out=G)
-                sigmoids *= 0.5
-                sigmoids += 0.5
-            else:
-                f(sigmoids, sigmoids)
-                g(g_gate, g_gate)
-            c *= f_gate
-            np.multiply(i, g_gate, out=ig)
-            c += ig
-            if peep:
-                o += peep[2] * c
-                if clip is not None:
-                    np.clip(o, -clip, clip, out=o)
-                f(o, o)
-            h_act(c, ig)                      # ig now holds h(Ct)
-            ig *= o
+            out = cell()
             if P is None:
-                np.copyto(A[:, k + 1, :S], ig.T)    # a transposing copy: faster than a transposing multiply
+                np.copyto(A[:, k + 1, :S], out.T)    # a transposing copy: faster than a transposing multiply
             else:
-                np.matmul(P, ig, out=A[:, k + 1, :S].T)
+                np.matmul(P, out, out=A[:, k + 1, :S].T)
         Y = A[:, 1:, :S].transpose(1, 0, 2)
         return (Y[::-1] if reverse else Y), A[:, T, :S].T, c
 
