@@ -193,7 +193,7 @@ def test_blocked_float32_pass_matches_onnxruntime(blocked, case):
 @pytest.mark.parametrize("hidden", [44, 64])          # 64: whole blocks of gate rows, written in place
 @pytest.mark.parametrize("case", ["sigmoid", "sigmoid_clip", "hard_sigmoid", "hard_sigmoid_clip"])
 def test_fast_lstm_matches_onnxruntime(blocked, monkeypatch, case, hidden, fused):
-    """The LSTM's fast path in two column chunks: sigmoid gates through one tanh (the clip then halved
+    """The LSTM's fast path in two column chunks of unequal width: sigmoid gates through one tanh (the clip then halved
     for them) or other gates as they are, the input joined to the recurrent product or projected."""
     monkeypatch.setattr(reference_cells, "MIN_CHUNK", 4)
     monkeypatch.setattr(blas, "threads", lambda: 2)
@@ -204,7 +204,7 @@ def test_fast_lstm_matches_onnxruntime(blocked, monkeypatch, case, hidden, fused
     monkeypatch.setattr(reference_lstm, "_sigmoid_through_tanh",
                         lambda *args: through_tanh.append(decide(*args)) or through_tanh[-1])
     activations = [HARD_SIGMOID_KERAS2, TANH, TANH] if case.startswith("hard") else [SIGMOID, TANH, TANH]
-    x = sequence(10)
+    x = sequence(11)                                       # chunks of 5 and 6 columns
     y, model = onnx_run("lstm", x, clip=0.8 if case.endswith("clip") else None, activations=activations,
                         hidden=hidden)
     got = forward(model, x, dtype=np.float32)
