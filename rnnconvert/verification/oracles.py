@@ -6,6 +6,8 @@ localized to the first diverging layer (`diagnose.localize`).
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .. import formats
@@ -19,32 +21,84 @@ from .report import reason, runtime_failed
 from .suite import STREAMING, chunking, initial_states, stream, streaming_undefined
 
 
-def _runtime_checks(report, fmt, path, model, suite, judge, role, src_model, also=None, written=False):
+def _runtime_checks(report, fmt, path, model, suite, judge, role, src_model, also=None, written=False, ran=None):
     """`fmt`'s own runtime on `path`, on every input.  A runtime not installed (or too old or new for
     the file: `RuntimeUnavailable`) is `report.not_run` with its reason, never a numeric failure.  So is
     one that cannot load or run a file the user gave.  One that is installed and fails on the file
     rnnconvert wrote (`written`) is a failed check with its reason (`Check.error`, `report.runtime_failed`):
     the file would ship without running where it is meant to, which no reference pass makes EQUIVALENT.
-    `also(out, k, oracle, label)`: a second check of the same run (`hybrid_judge`)."""
+    `also(out, k, oracle, label)`: a second check of the same run (`hybrid_judge`).  `ran`: the
+    `RuntimePass` that already ran it on the inputs it timed."""
     runtime = fmt.runtime
     if not runtime:
         return
     oracle = f"{runtime}({role})"
     per_input = 2 if also is not None else 1
+    ran = ran or RuntimePass(fmt, path, model, src_model, role)
     try:
-        run = runtimes.runner(fmt, path, model)
+        ran.runner()
     except Exception as exc:  # noqa: BLE001 - not installed, or refusing the file: see the docstring
         runtime_failed(report, oracle, written, exc, suite[0][0] if suite else "", True, per_input * len(suite))
         return
     for k, (label, x) in enumerate(suite):
         try:
-            out = _run_in_layout(run, x, src_model, model)
+            out = ran.output(x)
         except Exception as exc:  # noqa: BLE001 - the runtime failing on the file is no number
             runtime_failed(report, oracle, written, exc, label, k == 0, per_input * (len(suite) - k))
             return
         report.checks.append(judge(out, k, oracle, label))
         if also is not None:
             report.checks.append(also(out, k, oracle, label))
+
+
+class RuntimePass:
+    """A format's own runtime on a file, each input run once: `fitted_suite` times it as it fits the suite
+    (`__call__`), so the estimate counts the runtime's own cost, and `_runtime_checks` takes the output it
+    kept (`output`), or the error it raised, as if it ran then."""
+
+    def __init__(self, fmt, path, model, src_model, role="dst"):
+        self.fmt, self.path, self.model, self.src_model = fmt, path, model, src_model
+        self.oracle = f"{fmt.runtime}({role})"
+        self._run, self._error, self._kept = None, None, {}
+
+    def runner(self):
+        """The loaded runtime, or what loading it raised (once)."""
+        if self._run is None and self._error is None:
+            try:
+                self._run = runtimes.runner(self.fmt, self.path, self.model)
+            except Exception as exc:  # noqa: BLE001 - kept, raised to `_runtime_checks`
+                self._error = exc
+        if self._error is not None:
+            raise self._error
+        return self._run
+
+    def __call__(self, label, x) -> float | None:
+        """Run on `x` and keep the output: its seconds, or None when the runtime did not run (not loaded,
+        failing on this input or an earlier one)."""
+        try:
+            self.runner()
+        except Exception:  # noqa: BLE001 - `_runtime_checks` reports it
+            return None
+        if any(isinstance(v, Exception) for v in self._kept.values()):
+            return None
+        start = time.perf_counter()
+        self._kept[_key(x)] = self._output(x)
+        return None if isinstance(self._kept[_key(x)], Exception) else time.perf_counter() - start
+
+    def _output(self, x):
+        try:
+            return _run_in_layout(self.runner(), x, self.src_model, self.model)
+        except Exception as exc:  # noqa: BLE001 - kept, raised to `_runtime_checks`
+            return exc
+
+    def output(self, x):
+        """The output on `x` (kept, else run now), or raise what the runtime raised on it."""
+        out = self._kept.pop(_key(x), None)
+        if out is None:
+            out = self._output(x)
+        if isinstance(out, Exception):
+            raise out
+        return out
 
 
 def _streaming_checks(report, model, suite, judge, src_model):
@@ -121,7 +175,8 @@ def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None
     same = dst_model is not None and identical(src_model, dst_model)
     passes = oracle_passes(src_model, dst_model, dst_fmt, src_fmt, layer, same=same)
     source = SourcePass(src_model)
-    suite, expected = fitted_suite(src_model, report, inputs, budget, passes, source, progress)
+    ran = RuntimePass(dst_fmt, dst_path, dst_model or src_model, src_model) if dst_fmt.runtime else None
+    suite, expected = fitted_suite(src_model, report, inputs, budget, passes, source, progress, ran)
     report.initial_states = initial_states(src_model)
     if progress is not None:
         progress.planned(planned_checks(src_model, dst_model, dst_fmt, suite, src_fmt, layer, same=same))
@@ -135,7 +190,7 @@ def check_models(src_model, dst_model, dst_fmt, dst_path, report, *, inputs=None
         _runtime_checks(report, src_fmt, src_path, src_model, suite, judge, "src", src_model)
     also = hybrid_judge(report, src_model, dst_model, suite, dst_fmt.runtime, progress) if dst_fmt.runtime else None
     _runtime_checks(report, dst_fmt, dst_path, dst_model or src_model, suite, judge, "dst", src_model, also,
-                    written=written)
+                    written=written, ran=ran)
     if same:
         if report.checks:
             report.notes.append(IDENTICAL.format(" (with and without states)" if src_model.has_state_io else "", ""))

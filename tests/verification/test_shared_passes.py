@@ -128,3 +128,61 @@ def test_the_estimate_rests_on_the_longest_pass_not_a_one_step_overhead(tmp_path
     assert [i["label"] for i in report.inputs] == [label for label, _ in input_suite(model)]
     assert report.suite["timed"]["input"] == "seeded b2 t300"
     assert budget.fit([(3, 1), (2, 300)], lambda b, t: 1.0, 1.5, False, keep=0) == ([(3, 1)], ["seeded b2 t300 dropped"])
+
+
+def _counted_runtime(monkeypatch, delay=0.0):
+    """Every call of a destination runtime's runner, counted (and slowed by `delay` seconds)."""
+    import time
+    calls = []
+    make = runtimes.runner
+
+    def runner(fmt, path, model):
+        run = make(fmt, path, model)
+
+        def counted(x):
+            calls.append(x.shape)
+            time.sleep(delay)
+            return run(x)
+        return counted
+    monkeypatch.setattr(runtimes, "runner", runner)
+    return calls
+
+
+def test_the_runtime_timed_for_the_estimate_runs_each_input_once(tmp_path, monkeypatch):
+    """The destination's runtime runs while the suite is fitted, timed; its check takes the output kept
+    then: one run per input, and the report says what it cost."""
+    calls = _counted_runtime(monkeypatch)
+    report = rnnconvert.convert(KERAS, tmp_path / "m.onnx", time_budget=float("inf"))
+    assert report.passed
+    suite = [x.shape for _, x in input_suite(rnnconvert.read(KERAS))]
+    assert calls == suite                                # once each, in the suite's order
+    assert sum(c.oracle == "onnxruntime(dst)" for c in report.checks) == len(suite)
+    timed = report.suite["timed"]
+    assert timed["runtime"]["passes_per_input"] == 1 and timed["runtime"]["input"] == "seeded b2 t300"
+    assert timed["passes_per_input"] == budget.oracle_passes(rnnconvert.read(KERAS), None,
+                                                              rnnconvert.formats.for_writing("m.onnx")).total
+
+
+def test_the_estimate_counts_the_runtime_at_its_own_cost(tmp_path, monkeypatch):
+    """A reference pass slowed to 0.2 s and onnxruntime's own few milliseconds: the estimate counts the
+    runtime's pass at the runtime's cost, below what counting it as one more reference pass gives; a runtime
+    slowed to 1 s a run makes the estimate grow past a 3 s budget, and the suite is shortened, naming it."""
+    import time
+    from rnnconvert.reference import network
+    forward = network.forward_with_states
+
+    def slow(model, x, *args, **kwargs):
+        time.sleep(0.2)
+        return forward(model, x, *args, **kwargs)
+    monkeypatch.setattr(network, "forward_with_states", slow)
+    report = rnnconvert.convert(KERAS, tmp_path / "m.onnx", time_budget=float("inf"))
+    n, total = len(report.inputs), report.suite["timed"]["passes_per_input"]
+    assert report.suite["estimated_seconds"] < 0.2 * n * total            # all at the reference's cost: more
+    assert report.suite["timed"]["runtime"]["seconds"] < report.suite["timed"]["seconds"]
+    monkeypatch.setattr(network, "forward_with_states", forward)
+    _counted_runtime(monkeypatch, delay=1.0)
+    report = rnnconvert.convert(KERAS, tmp_path / "m2.onnx", time_budget=3.0)
+    assert report.passed and report.suite["shortened"]
+    assert report.suite["timed"]["runtime"]["seconds"] >= 1.0
+    note = next(n for n in report.notes if n.startswith("suite shortened"))
+    assert ", the destination's runtime " in note
