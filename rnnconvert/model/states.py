@@ -76,6 +76,13 @@ def rows(model, port: StatePort) -> list[tuple[int, int]]:
     return [(index[name], d) for name in port.layers for d in range(len(model.layers[index[name]].weights))]
 
 
+def inputs_start_at_zero(model) -> bool:
+    """Whether every state input's rows start from zeros when not fed (no h0/c0 of their own): the pass
+    with them zero is then the model's plain pass."""
+    return all(getattr(model.layers[k].weights[d], f"{p.state}0") is None
+               for p in model.state_inputs for k, d in rows(model, p))
+
+
 def size(model, port: StatePort) -> int:
     layer = next(layer for layer in model.recurrent_layers if layer.name == port.layers[0])
     return layer.state_size if port.state == "h" else layer.hidden

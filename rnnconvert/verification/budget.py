@@ -18,6 +18,7 @@ import math
 import time
 from dataclasses import dataclass
 
+from ..model import states
 from .suite import input_suite, seeded_shapes, streaming_undefined
 
 FACTOR = 10.0
@@ -71,8 +72,9 @@ def oracle_passes(src_model, dst_model, dst_fmt, src_fmt=None, layer: bool = Fal
         n += 1 + (streaming_undefined(dst_model) is None)
     if src_model.has_state_io:
         # the source from random states (its streaming check compares with that pass) and from zero states
-        # (the suite's own pass when the model starts from zeros, counted anyway); each runner's three
-        n += 2 + 3 * reference_dst
+        # (the suite's own pass when its state inputs start from zeros: `SourcePass.zero_states`); each
+        # runner's three
+        n += 1 + (not states.inputs_start_at_zero(src_model)) + 3 * reference_dst
         runtime += 3 * (dst_fmt.name == "onnx")
     return Passes(n, runtime)
 

@@ -147,9 +147,7 @@ class SourcePass:
         computed them (the model's own initial states are zeros); None otherwise."""
         from ..reference.network import state_outputs
         known = self.finals.get(_key(x))
-        starts = [getattr(w, f"{p.state}0") for p in self.model.state_inputs
-                  for k, d in states.rows(self.model, p) for w in [self.model.layers[k].weights[d]]]
-        if known is None or any(v is not None for v in starts):
+        if known is None or not states.inputs_start_at_zero(self.model):
             return None
         return known[0], state_outputs(self.model, known[1])
 

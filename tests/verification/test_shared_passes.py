@@ -186,3 +186,30 @@ def test_the_estimate_counts_the_runtime_at_its_own_cost(tmp_path, monkeypatch):
     assert report.suite["timed"]["runtime"]["seconds"] >= 1.0
     note = next(n for n in report.notes if n.startswith("suite shortened"))
     assert ", the destination's runtime " in note
+
+
+def test_the_passes_the_estimate_counts_are_the_passes_that_run(tmp_path, monkeypatch):
+    """The state-port model to ONNX: the time steps the reference pass and onnxruntime run, over the
+    suite's steps, are the passes `report.suite` counts for each (its zero-state check shares the suite's
+    own pass, which is not counted twice; a one-step input is not streamed, hence one step fewer)."""
+    from rnnconvert.formats.onnx import runtime as onnx_runtime
+    from rnnconvert.reference import network
+    ran = {"reference": 0, "runtime": 0}
+    forward, run_states = network.forward_with_states, onnx_runtime.run_states
+
+    def reference(model, x, *args, **kwargs):
+        ran["reference"] += x.shape[0 if (kwargs.get("layout") or model.input.layout) == "time_batch_feature" else 1]
+        return forward(model, x, *args, **kwargs)
+
+    def runtime(path, x, model, *args, **kwargs):
+        ran["runtime"] += x.shape[0 if model.input.layout == "time_batch_feature" else 1]
+        return run_states(path, x, model, *args, **kwargs)
+    monkeypatch.setattr(network, "forward_with_states", reference)
+    monkeypatch.setattr(onnx_runtime, "run_states", runtime)
+    report = rnnconvert.convert(STATES, tmp_path / "m.onnx", time_budget=float("inf"))
+    steps = sum(i["shape"][1] for i in report.inputs)
+    timed = report.suite["timed"]
+    runtime_passes = timed["runtime"]["passes_per_input"]
+    assert ran["reference"] == (timed["passes_per_input"] - runtime_passes) * steps
+    one_step = sum(i["shape"][1] == 1 for i in report.inputs)
+    assert runtime_passes * steps - one_step <= ran["runtime"] <= runtime_passes * steps
