@@ -5,7 +5,9 @@ A destination that reads back identical to the source gets no reference(dst) and
 (they would repeat reference(src)) and a note saying so; the destination's own runtime still runs every
 input, and a changed read-back still gets reference(dst).  A state-port model's zero-state check reuses the
 suite's own pass, bit for bit.  The progress total falls when a runtime turns out missing, so the last
-line reads [n/n].  The suite's estimate rests on the longest pass timed, not on a one-step input's overhead.
+line reads [n/n].  The suite's estimate rests on the longest pass timed, not on a one-step input's overhead;
+the destination's runtime is timed apart as the suite is fitted (its output kept: one run per input), and the
+passes counted are those that run.
 The oracles are onnxruntime (on torch's own export) and Keras 3.
 """
 from __future__ import annotations
