@@ -4,9 +4,14 @@ selu) as a WHILE loop over the cell, as TensorFlow lowers them.
 
 Main subgraph: XW = FULLY_CONNECTED(x, W) for every step at once ([batch, time, gates*H], the biases that
 can join it included), reversed in time for a reverse direction; WHILE over (t, T, XW, h, [c], Y) with Y
-starting as [batch, 1, S] (a row dropped after the loop: TFLite's CONCATENATION takes no empty tensor).
-Cond subgraph: t < T.  Body subgraph: the cell on XW[:, t] and h (equations in reference/network.py),
-Y grown by one step, t + 1.  The layer's settings are kept in the file's metadata ("rnnconvert.loops") so
+the whole output [batch, time, S], zeros (FILL) before the loop.  Cond subgraph: t < T.  Body subgraph: the
+cell on XW[:, t] and h (equations in reference/network.py), step t written into Y in place of its zeros
+(DYNAMIC_UPDATE_SLICE at [0, t, 0]), t + 1.  Every tensor of the body keeps its shape from one step to the
+next, so LiteRT runs the loop on its static path: no re-planning of the body's memory per step (files
+written before grew Y by a CONCATENATION per step, a dynamic body; the reader takes both).  LiteRT's WHILE
+copies a loop variable the body changes once per step, so Y costs [batch, time, S] floats a step; a layer
+that returns only the step it processed last carries no Y (its output is the loop's final h, or its last
+output under a mask; "pick" in the metadata), and runs in time linear in the length.  The layer's settings are kept in the file's metadata ("rnnconvert.loops") so
 the reader can take the loop back without pattern-matching the body; its weights are the body's tensors.
 """
 from __future__ import annotations
@@ -20,9 +25,20 @@ from .emit import Emitter, Value
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
+def last_processed_only(e: Emitter, layer: Recurrent, reverse: bool) -> bool:
+    """Does the layer return of this direction only the step processed last (recurrent._pick: y[:, -1] of a
+    forward direction, y[:, 0] of a reverse one)?  Not with --stateful, whose h_out is the loop's h."""
+    if layer.output == "sequence" or e.stateful is not None:
+        return False
+    first = (reverse and layer.output == "final_state") or (layer.output == "last_step"
+                                                             and layer.time_order == "processing")
+    return first == reverse
+
+
 def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool, tag: str, meta: list,
-                        mask: Value | None = None) -> Value:
-    """One direction as a WHILE: returns its time-aligned output [batch, time, S]."""
+                        mask: Value | None = None, last_only: bool = False) -> Value:
+    """One direction as a WHILE: returns its time-aligned output [batch, time, S], or (last_only) the step
+    it processed last [batch, S]."""
     tm = e.g.model
     cell, H, S, G = layer.cell, layer.hidden, layer.state_size, GATES[layer.cell]
     name = f"{layer.name}/{tag}"
@@ -50,7 +66,7 @@ def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool
     else:
         h0 = e.rows_of(x, S, f"{name}h0", e.new(f"{name}h0", [B, S]), w.h0)
         c0 = e.rows_of(x, H, f"{name}c0", e.new(f"{name}c0", [B, H]), w.c0) if cell == "lstm" else None
-    y0 = e.op("EXPAND_DIMS", [h0.index, e.ints(f"{name}y0_axis", 1)], e.new(f"{name}y0", [B, 1, S]))
+    y0 = None if last_only else _zeros_output(e, shape, S, f"{name}y0", [B, T, S])
     # t starts as a computed tensor, not a constant: LiteRT's WHILE copies into and resizes its loop inputs'
     # buffers, which a read-only constant does not have.
     t0 = e.op("SUB", [steps.index, steps.index], e.new(f"{name}t0", [], s.INT32), "SubOptions")
@@ -58,12 +74,13 @@ def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool
     if mask is not None:            # the mask, in processing order, and the last output (zeros before the first)
         m = e.reverse_time(mask, f"{name}mask_reversed") if reverse else mask
         masked = [m, e.rows_of(x, S, f"{name}out0", e.new(f"{name}out0", [B, S]))]
-    loop_in = [t0, steps, xw, h0] + ([c0] if c0 else []) + masked + [y0]
-    outs = [e.new(f"{name}loop/{k}", v.dims if k != len(loop_in) - 1 else [B, None, S], v.dtype)
+    loop_in = [t0, steps, xw, h0] + ([c0] if c0 else []) + masked + ([] if last_only else [y0])
+    result = len(loop_in) - 1 if masked or not last_only else 3
+    outs = [e.new(f"{name}loop/{k}" if k != result else f"{name}output", v.dims, v.dtype)
             for k, v in enumerate(loop_in)]
     cond_index, body_index = len(tm.subgraphs), len(tm.subgraphs) + 1
     _cond(Emitter(tm.subgraph(f"{name}cond")), loop_in)
-    _body(Emitter(tm.subgraph(f"{name}body")), layer, w, loop_in, rec, bool(masked))
+    _body(Emitter(tm.subgraph(f"{name}body")), layer, w, loop_in, rec, bool(masked), last_only)
     e.counts["WHILE"] = e.counts.get("WHILE", 0) + 1
     e.g.op("WHILE", [v.index for v in loop_in], [v.index for v in outs], "WhileOptions",
            cond_subgraph_index=cond_index, body_subgraph_index=body_index)
@@ -71,15 +88,26 @@ def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool
         for port, v in zip(e.stateful[-2 if c0 else -1:], outs[3:5] if c0 else outs[3:4]):
             e.g.tensors[v.index]["name"] = port["name"].replace("_in", "_out")
             port["output"] = v.index
-    y = e.op("STRIDED_SLICE", [outs[-1].index, e.ints(f"{name}drop_b", [0, 1, 0]), e.ints(f"{name}drop_e", [0, 0, 0]),
-                               e.ints(f"{name}drop_s", [1, 1, 1])], e.new(f"{name}output", [B, T, S]),
-             "StridedSliceOptions", begin_mask=0b101, end_mask=0b111)
-    y = e.reverse_time(y, f"{name}output_in_input_order") if reverse else y
+    y = outs[result]
+    if last_only:
+        rec["pick"] = "first" if reverse else "last"        # in input order, as reader_recurrent.Seq says it
+    elif reverse:
+        y = e.reverse_time(y, f"{name}output_in_input_order")
     rec.update(body=body_index, ops=[first_op, len(e.g.ops) - 1], output=y.index, masked=mask is not None,
                masked_output=layer.masked_output,
                h0=_init_const(e, h0), c0=_init_const(e, c0) if c0 else None)
     meta.append(rec)
     return y
+
+
+def _zeros_output(e: Emitter, shape: Value, S: int, name: str, dims) -> Value:
+    """Zeros [batch, time, S] (FILL on the input's batch and time, computed when run)."""
+    bt = e.op("STRIDED_SLICE", [shape.index, e.ints(f"{name}/b", [0]), e.ints(f"{name}/e", [2]),
+                                e.ints(f"{name}/s", [1])], e.new(f"{name}/batch_time", [2], s.INT32),
+              "StridedSliceOptions")
+    d = e.op("CONCATENATION", [bt.index, e.ints(f"{name}/size", [S])], e.new(f"{name}/dims", [3], s.INT32),
+             "ConcatenationOptions", axis=0)
+    return e.op("FILL", [d.index, e.scalar(f"{name}/zero", 0.0)], e.new(name, dims))
 
 
 def _state_port(e: Emitter, layer: Recurrent, state: str, size: int, init, B) -> Value:
@@ -100,8 +128,7 @@ def _init_const(e: Emitter, v: Value):
 
 
 def _inputs(e: Emitter, loop_in: list[Value]) -> list[Value]:
-    vals = [e.new(f"in{k}", v.dims if k != len(loop_in) - 1 else [v.dims[0], None, v.dims[2]], v.dtype)
-            for k, v in enumerate(loop_in)]
+    vals = [e.new(f"in{k}", v.dims, v.dtype) for k, v in enumerate(loop_in)]
     e.g.inputs = [v.index for v in vals]
     return vals
 
@@ -147,12 +174,12 @@ def _clip(e: Emitter, v: Value, clip, name) -> Value:
     return e.binary("MAXIMUM", v, e.scalar(f"{name}/clip_lo", -clip), f"{name}/clipped")
 
 
-def _body(e: Emitter, layer: Recurrent, w, loop_in, rec: dict, masked: bool) -> None:
+def _body(e: Emitter, layer: Recurrent, w, loop_in, rec: dict, masked: bool, last_only: bool) -> None:
     vals = _inputs(e, loop_in)
     t, steps, xw, h = vals[:4]
     c = vals[4] if layer.cell == "lstm" else None
-    mask, out = vals[-3:-1] if masked else (None, None)
-    y = vals[-1]
+    mask, out = vals[4 + (c is not None):6 + (c is not None)] if masked else (None, None)
+    y = None if last_only else vals[-1]
     c_old = c
     H, G, L = layer.hidden, GATES[layer.cell], layer.name
     xt = e.op("GATHER", [xw.index, t.index], e.new("x_t", [xw.dims[0], G * H]), "GatherOptions", axis=1)
@@ -196,8 +223,14 @@ def _body(e: Emitter, layer: Recurrent, w, loop_in, rec: dict, masked: bool) -> 
         h_new = e.op("SELECT_V2", [m.index, h_new.index, h.index], e.new("h_kept", h.dims))
         if c is not None:
             c = e.op("SELECT_V2", [m.index, c.index, c_old.index], e.new("c_kept", c.dims))
-    step = e.op("EXPAND_DIMS", [out_new.index, e.ints("step_axis", 1)], e.new("y_t", [h.dims[0], 1, h.dims[1]]))
-    y_new = e.op("CONCATENATION", [y.index, step.index], e.new("y_new", y.dims), "ConcatenationOptions", axis=1)
+    y_new = None if last_only else _write_step(e, y, out_new, t)
     t_new = e.op("ADD", [t.index, e.ints("one", 1)], e.new("t_next", [], s.INT32), "AddOptions")
     e.g.outputs = ([t_new.index, steps.index, xw.index, h_new.index] + ([c.index] if c else [])
-                   + ([mask.index, out_new.index] if masked else []) + [y_new.index])
+                   + ([mask.index, out_new.index] if masked else []) + ([] if last_only else [y_new.index]))
+
+
+def _write_step(e: Emitter, y: Value, out: Value, t: Value) -> Value:
+    """Y with step t replaced by out: DYNAMIC_UPDATE_SLICE(Y, out[:, None], [0, t, 0]), shapes unchanged."""
+    step = e.op("EXPAND_DIMS", [out.index, e.ints("step_axis", 1)], e.new("y_t", [out.dims[0], 1, out.dims[1]]))
+    at = e.op("MUL", [t.index, e.ints("time_axis", [0, 1, 0])], e.new("at_step_t", [3], s.INT32), "MulOptions")
+    return e.op("DYNAMIC_UPDATE_SLICE", [y.index, step.index, at.index], e.new("y_new", y.dims))

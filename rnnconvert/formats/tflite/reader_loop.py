@@ -50,6 +50,8 @@ def read_loops(meta: dict, graphs, path) -> dict:
                 isinstance(a, dict) and isinstance(a.get("name"), str)
                 and all(a.get(k) is None or type(a.get(k)) in (int, float) for k in ("alpha", "beta")) for a in acts):
             bad(f"entry {n}: activations {str(acts)[:200]}")
+        if rec.get("pick") not in (None, "last", "first"):
+            bad(f"entry {n}: pick {rec.get('pick')!r} is not 'last' or 'first'")
         if rec.get("clip") is not None and not isinstance(rec["clip"], (int, float)):
             bad(f"entry {n}: clip {rec['clip']!r}")
         for key, g in (("W", main), ("bias", main), ("input", main), ("output", main), ("h0", main), ("c0", main),
@@ -100,7 +102,7 @@ def loop_seq(rec, base, loops) -> Seq:
                       clip=None if rec.get("clip") is None else float(rec["clip"]),
                       has_recurrent_bias=cell == "gru" and bool(rec.get("reset_after", True)),
                       masked_output="zero" if rec.get("masked_output") == "zero" else "previous")
-    return Seq(base, layer, "input", half=rec["_pair"])
+    return Seq(base, layer, "input", pick=rec.get("pick"), half=rec["_pair"])
 
 
 SPANS_KEY = "rnnconvert.spans"

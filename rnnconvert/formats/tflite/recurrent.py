@@ -69,12 +69,13 @@ def emit_recurrent(e: Emitter, layer: Recurrent, x: Value, quantize=None, mask: 
 
 def _as_loops(e: Emitter, layer: Recurrent, x: Value, mask: Value | None = None) -> Value:
     """Each direction a WHILE loop (`loop.py`), time-aligned; then what the layer returns, merged."""
-    from .loop import emit_loop_direction
+    from .loop import emit_loop_direction, last_processed_only
     ys = []
     for d, w in zip(layer.direction_names(), layer.weights):
+        last = last_processed_only(e, layer, d == "reverse")
         y = emit_loop_direction(e, layer, w, x, d == "reverse", f"{d}/" if len(layer.weights) > 1 else "", e.loops,
-                                mask)
-        ys.append(_pick(e, layer, y, d == "reverse"))
+                                mask, last)
+        ys.append(y if last else _pick(e, layer, y, d == "reverse"))
     return ys[0] if len(ys) == 1 else _merge(e, layer, ys)
 
 
