@@ -20,6 +20,7 @@ import numpy as np
 
 from ...model import Recurrent
 from . import schema as s
+from . import quantize as q
 from .emit import Emitter, Value
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
@@ -35,25 +36,39 @@ def last_processed_only(e: Emitter, layer: Recurrent, reverse: bool) -> bool:
     return first == reverse
 
 
+def hybrid_plan(layer: Recurrent, quantize, mask) -> dict | None:
+    """The int8 weights a loop's products take (`quantize.plan`), or None: float32 under a mask or a clip,
+    which the hybrid arithmetic (reference/hybrid.py) does not compute."""
+    return q.plan(layer, quantize) if mask is None and layer.clip is None else None
+
+
 def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool, tag: str, meta: list,
-                        mask: Value | None = None, last_only: bool = False) -> Value:
+                        mask: Value | None = None, last_only: bool = False, quantize=None) -> Value:
     """One direction as a WHILE: returns its time-aligned output [batch, time, S], or (last_only) the step
-    it processed last [batch, S]."""
+    it processed last [batch, S].  With int8 weights (`hybrid_plan`) every product is a hybrid
+    FULLY_CONNECTED, and a GRU's body takes TensorFlow's form (`_gru_hybrid`)."""
     tm = e.g.model
     cell, H, S, G = layer.cell, layer.hidden, layer.state_size, GATES[layer.cell]
     name = f"{layer.name}/{tag}"
+    hybrid = hybrid_plan(layer, quantize, mask)
+    d = "reverse" if reverse else "forward"
     Wb, Rb = np.asarray(w.Wb, np.float32), np.asarray(w.Rb, np.float32)
     inner_rb = cell == "gru" and layer.reset_after       # Rbn stays inside r * (...)
     xbias = Wb + (np.where(np.arange(G * H) < 2 * H, Rb, 0) if inner_rb else Rb)
+    if hybrid and cell == "gru":                          # Rb in the body's products, as TensorFlow's
+        xbias = Wb
     B, T = x.dims[0], x.dims[1]
     first_op = len(e.g.ops)
-    rec = {"layer": layer.name, "direction": "reverse" if reverse else "forward", "input": x.index,
+    rec = {"layer": layer.name, "direction": d, "input": x.index,
            "cell": cell, "hidden": H, "activations": [a.to_dict() for a in layer.activations],
            "reset_after": bool(layer.reset_after), "clip": layer.clip,
-           "W": e.const(f"{name}W", np.asarray(w.W, np.float32)),
+           "W": q.weight(e, f"{name}W", w.W, hybrid, f"{d}.W", per_channel=True),
            "bias": e.const(f"{name}input_bias", xbias.astype(np.float32))}
+    if hybrid:
+        rec["hybrid"] = {"asymmetric_inputs": q.asymmetric(hybrid)}
     xw = e.op("FULLY_CONNECTED", [x.index, rec["W"], rec["bias"]],
-              e.new(f"{name}XW", [B, T, G * H]), "FullyConnectedOptions", keep_num_dims=True)
+              e.new(f"{name}XW", [B, T, G * H]), "FullyConnectedOptions", keep_num_dims=True,
+              **({"asymmetric_quantize_inputs": q.asymmetric(hybrid)} if hybrid else {}))
     if reverse:
         xw = e.reverse_time(xw, f"{name}XW_reversed")
     shape = e.op("SHAPE", [x.index], e.new(f"{name}shape_of_input", [3], s.INT32), "ShapeOptions", out_type=s.INT32)
@@ -80,7 +95,8 @@ def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool
             for k, v in enumerate(loop_in)]
     cond_index, body_index = len(tm.subgraphs), len(tm.subgraphs) + 1
     _cond(Emitter(tm.subgraph(f"{name}cond")), loop_in)
-    _body(Emitter(tm.subgraph(f"{name}body")), layer, w, loop_in, rec, bool(masked), last_only)
+    _body(Emitter(tm.subgraph(f"{name}body")), layer, w, loop_in, rec, bool(masked), last_only,
+          (hybrid, d) if hybrid else None)
     e.counts["WHILE"] = e.counts.get("WHILE", 0) + 1
     e.g.op("WHILE", [v.index for v in loop_in], [v.index for v in outs], "WhileOptions",
            cond_subgraph_index=cond_index, body_subgraph_index=body_index)
@@ -148,15 +164,22 @@ def _split(e: Emitter, v: Value, n: int, name: str) -> list[Value]:
     return parts
 
 
-def _fc(e: Emitter, v: Value, weight, bias, name: str, rec: dict | None = None, key: str = "") -> Value:
+def _fc(e: Emitter, v: Value, weight, bias, name: str, rec: dict | None = None, key: str = "", hyb=None,
+        rows=slice(None)) -> Value:
+    """FULLY_CONNECTED(v, weight, bias); hyb (hybrid setting, direction): int8 weights, rows `rows` of the
+    layer's array `key`, the bias recorded as a part of Rb ("Rb"), else as the GRU's inner bias ("Rbn")."""
     b = -1 if bias is None else e.const(f"{name}/bias", np.asarray(bias, np.float32))
-    wi = e.const(f"{name}/weight", np.asarray(weight, np.float32))
+    hybrid, d = hyb or (None, "")
+    wi = q.weight(e, f"{name}/weight", weight, hybrid, f"{d}.{key}", rows, per_channel=True)
     if rec is not None:
         rec.setdefault("R", []).append(wi) if key == "R" else rec.update({key: wi})
-        if bias is not None:
+        if bias is not None and hybrid:
+            rec.setdefault("Rb", []).append(b)
+        elif bias is not None:
             rec["Rbn"] = b
+    options = {"asymmetric_quantize_inputs": q.asymmetric(hybrid)} if hybrid else {}
     return e.op("FULLY_CONNECTED", [v.index, wi, b], e.new(name, [v.dims[0], int(np.shape(weight)[0])]),
-                "FullyConnectedOptions")
+                "FullyConnectedOptions", **options)
 
 
 def _add(e, a: Value, b: Value, name) -> Value:
@@ -174,7 +197,7 @@ def _clip(e: Emitter, v: Value, clip, name) -> Value:
     return e.binary("MAXIMUM", v, e.scalar(f"{name}/clip_lo", -clip), f"{name}/clipped")
 
 
-def _body(e: Emitter, layer: Recurrent, w, loop_in, rec: dict, masked: bool, last_only: bool) -> None:
+def _body(e: Emitter, layer: Recurrent, w, loop_in, rec: dict, masked: bool, last_only: bool, hyb) -> None:
     vals = _inputs(e, loop_in)
     t, steps, xw, h = vals[:4]
     c = vals[4] if layer.cell == "lstm" else None
@@ -186,10 +209,10 @@ def _body(e: Emitter, layer: Recurrent, w, loop_in, rec: dict, masked: bool, las
     f = layer.activations[0]
     R = np.asarray(w.R, np.float32)
     if layer.cell == "rnn":
-        z = _clip(e, _add(e, xt, _fc(e, h, R, None, "Rh", rec, "R"), "pre"), layer.clip, "pre")
+        z = _clip(e, _add(e, xt, _fc(e, h, R, None, "Rh", rec, "R", hyb), "pre"), layer.clip, "pre")
         h_new = e.activation(f, z, "h", L)
     elif layer.cell == "lstm":
-        z = _clip(e, _add(e, xt, _fc(e, h, R, None, "Rh", rec, "R"), "gates"), layer.clip, "gates")
+        z = _clip(e, _add(e, xt, _fc(e, h, R, None, "Rh", rec, "R", hyb), "gates"), layer.clip, "gates")
         gi, gf, gg, go = _split(e, z, 4, "gate")
         g_act, h_act = layer.activations[1], layer.activations[2]
         i, fg, g, o = (e.activation(f, gi, "i", L), e.activation(f, gf, "f", L), e.activation(g_act, gg, "g", L),
@@ -197,7 +220,9 @@ def _body(e: Emitter, layer: Recurrent, w, loop_in, rec: dict, masked: bool, las
         c = _add(e, _mul(e, fg, c, "f_c"), _mul(e, i, g, "i_g"), "c_new")
         h_new = _mul(e, o, e.activation(h_act, c, "h_c", L), "o_h")
         if w.proj is not None:
-            h_new = _fc(e, h_new, w.proj, None, "projected", rec, "proj")
+            h_new = _fc(e, h_new, w.proj, None, "projected", rec, "proj", hyb)
+    elif hyb:
+        h_new = _gru_hybrid(e, layer, w, xt, h, rec, hyb)
     else:
         xr, xz, xn = _split(e, xt, 3, "x_gate")
         g_act = layer.activations[1]
@@ -227,6 +252,29 @@ def _body(e: Emitter, layer: Recurrent, w, loop_in, rec: dict, masked: bool, las
     t_new = e.op("ADD", [t.index, e.ints("one", 1)], e.new("t_next", [], s.INT32), "AddOptions")
     e.g.outputs = ([t_new.index, steps.index, xw.index, h_new.index] + ([c.index] if c else [])
                    + ([mask.index, out_new.index] if masked else []) + ([] if last_only else [y_new.index]))
+
+
+def _gru_hybrid(e: Emitter, layer: Recurrent, w, xt: Value, h: Value, rec: dict, hyb) -> Value:
+    """The GRU step as TensorFlow's loop body computes it with hybrid FULLY_CONNECTED ops, the arithmetic
+    reference/hybrid.py `_gru` states: gx = Wb + W*x_t (xt); reset after: gh = Rb + R*h, n = g(gx_n + r*gh_n);
+    reset before: gh_rz = Rb_rz + R_rz*h, n = g(gx_n + (Rb_n + R_n*(r*h))); h_t = z*h + (1-z)*n."""
+    H, L = layer.hidden, layer.name
+    f, g_act = layer.activations
+    R, Rb = np.asarray(w.R, np.float32), np.asarray(w.Rb, np.float32)
+    xr, xz, xn = _split(e, xt, 3, "x_gate")
+    if layer.reset_after:
+        hr, hz, hn = _split(e, _fc(e, h, R, Rb, "Rh", rec, "R", hyb), 3, "h_gate")
+    else:
+        hr, hz = _split(e, _fc(e, h, R[:2 * H], Rb[:2 * H], "Rrz_h", rec, "R", hyb, slice(0, 2 * H)), 2, "h_gate")
+    r = e.activation(f, _add(e, xr, hr, "r_pre"), "r", L)
+    z = e.activation(f, _add(e, xz, hz, "z_pre"), "z", L)
+    if layer.reset_after:
+        rn = _mul(e, r, hn, "r_hn")
+    else:
+        rn = _fc(e, _mul(e, r, h, "r_h"), R[2 * H:], Rb[2 * H:], "Rn_rh", rec, "R", hyb, slice(2 * H, 3 * H))
+    n = e.activation(g_act, _add(e, xn, rn, "n_pre"), "n", L)
+    one_minus_z = e.op("SUB", [e.scalar("one", 1.0), z.index], e.new("one_minus_z", z.dims), "SubOptions")
+    return _add(e, _mul(e, z, h, "z_h"), _mul(e, one_minus_z, n, "z_n"), "h_new")
 
 
 def _write_step(e: Emitter, y: Value, out: Value, t: Value) -> Value:
