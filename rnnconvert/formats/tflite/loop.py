@@ -9,10 +9,12 @@ cell on XW[:, t] and h (equations in reference/network.py), step t written into 
 (DYNAMIC_UPDATE_SLICE at [0, t, 0]), t + 1.  Every tensor of the body keeps its shape from one step to the
 next, so LiteRT runs the loop on its static path: no re-planning of the body's memory per step (files
 written before grew Y by a CONCATENATION per step, a dynamic body; the reader takes both).  LiteRT's WHILE
-copies a loop variable the body changes once per step, so Y costs [batch, time, S] floats a step; a layer
+copies a loop variable the body changes once per step, so Y costs [batch, time, S] floats a step: a layer
 that returns only the step it processed last carries no Y (its output is the loop's final h, or its last
-output under a mask; "pick" in the metadata), and runs in time linear in the length.  The layer's settings are kept in the file's metadata ("rnnconvert.loops") so
-the reader can take the loop back without pattern-matching the body; its weights are the body's tensors.
+output under a mask; "pick" in the metadata), and a direction returning its sequence (no mask, not
+--stateful) runs as chunks of steps (`loop_chunks.py`, whose inner body is this one).  The layer's settings
+are kept in the file's metadata ("rnnconvert.loops") so the reader can take the loop back without
+pattern-matching the body; its weights are the body's tensors.
 """
 from __future__ import annotations
 
@@ -81,6 +83,12 @@ def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool
     else:
         h0 = e.rows_of(x, S, f"{name}h0", e.new(f"{name}h0", [B, S]), w.h0)
         c0 = e.rows_of(x, H, f"{name}c0", e.new(f"{name}c0", [B, H]), w.c0) if cell == "lstm" else None
+    if not (last_only or mask is not None or e.stateful is not None):     # the sequence, in chunks
+        from .loop_chunks import emit_chunks
+        y, body_index = emit_chunks(e, S, name, shape, steps, xw, [h0] + ([c0] if c0 else []), _inputs, _cond,
+                                    lambda sub, loop_in: _body(sub, layer, w, loop_in, rec, False, False,
+                                                               (hybrid, d) if hybrid else None))
+        return _finish(e, rec, y, reverse, body_index, first_op, meta, mask, layer, h0, c0, name)
     y0 = None if last_only else _zeros_output(e, shape, S, f"{name}y0", [B, T, S])
     # t starts as a computed tensor, not a constant: LiteRT's WHILE copies into and resizes its loop inputs'
     # buffers, which a read-only constant does not have.
@@ -104,10 +112,16 @@ def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool
         for port, v in zip(e.stateful[-2 if c0 else -1:], outs[3:5] if c0 else outs[3:4]):
             e.g.tensors[v.index]["name"] = port["name"].replace("_in", "_out")
             port["output"] = v.index
-    y = outs[result]
     if last_only:
         rec["pick"] = "first" if reverse else "last"        # in input order, as reader_recurrent.Seq says it
-    elif reverse:
+    return _finish(e, rec, outs[result], reverse and not last_only, body_index, first_op, meta, mask, layer,
+                   h0, c0, name)
+
+
+def _finish(e: Emitter, rec: dict, y: Value, reverse: bool, body_index: int, first_op: int, meta: list, mask,
+            layer: Recurrent, h0: Value, c0: Value | None, name: str) -> Value:
+    """y back in input order (reverse), the loop's record completed and kept for the metadata."""
+    if reverse:
         y = e.reverse_time(y, f"{name}output_in_input_order")
     rec.update(body=body_index, ops=[first_op, len(e.g.ops) - 1], output=y.index, masked=mask is not None,
                masked_output=layer.masked_output,

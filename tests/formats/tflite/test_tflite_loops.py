@@ -1,9 +1,10 @@
 """rnnconvert's WHILE loops (`formats/tflite/loop.py`) run by LiteRT against the float64 reference pass: GRU in
 both reset modes, a selu RNN and a clipped LSTM, forward, reverse and bidirectional, returning the sequence,
-the last step or the final state, non-zero initial states, batch 3, lengths 1, 7 and 40, a saturating row.
+the last step or the final state, non-zero initial states, batch 3, lengths 1, 7, 40 and 64, a saturating row.
 Structure, read with LiteRT's own schema module: no body grows a tensor (no CONCATENATION; every body output
-keeps its input's shape, so LiteRT runs the loop on its static path), a body writes the step into the output
-with DYNAMIC_UPDATE_SLICE, and a layer returning only the step processed last carries no output sequence.
+keeps its input's shape, so LiteRT runs the loop on its static path); a direction returning its sequence is two
+nested loops, the inner one writing each step into a chunk of 32 (DYNAMIC_UPDATE_SLICE), the outer one each
+chunk into the output; a layer returning only the step processed last is one loop carrying no sequence.
 Files the old writer made (output grown by CONCATENATION, fixtures/tflite_concat_loops) are still read."""
 from __future__ import annotations
 
@@ -60,17 +61,18 @@ def _model(case):
 
 
 def loops(path):
-    """[(loop variables carried as a whole: rank-3 body outputs that are not the body's own input, body ops)]
-    of every WHILE in the file, from LiteRT's generated schema module."""
+    """[{grown: a body output shaped unlike its input, carried: rank-3 body outputs that are not the body's own
+    input (a sequence or a chunk of one rewritten each step), chunk: their time sizes, ops: the body's ops,
+    nested: in a body, not the main subgraph}] of every WHILE in the file, from LiteRT's schema module."""
     litert()
     from ai_edge_litert import schema_py_generated as S
     names = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
     m = S.Model.GetRootAsModel(open(path, "rb").read(), 0)
     codes = [max(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).DeprecatedBuiltinCode())
              for i in range(m.OperatorCodesLength())]
-    main, out = m.Subgraphs(0), []
-    for k in range(main.OperatorsLength()):
-        op = main.Operators(k)
+    out = []
+    for op, nested in ((g.Operators(k), n > 0) for n in range(m.SubgraphsLength()) for g in [m.Subgraphs(n)]
+                       for k in range(g.OperatorsLength())):
         if names[codes[op.OpcodeIndex()]] != "WHILE":
             continue
         opt = S.WhileOptions()
@@ -80,7 +82,8 @@ def loops(path):
         grown = [_dims(body.Tensors(o)) != _dims(body.Tensors(i)) for i, o in zip(ins, outs)]
         carried = [o for i, o in zip(ins, outs) if o != i and body.Tensors(o).ShapeLength() == 3]
         ops = [names[codes[body.Operators(j).OpcodeIndex()]] for j in range(body.OperatorsLength())]
-        out.append({"grown": any(grown), "carried": len(carried), "ops": ops})
+        out.append({"grown": any(grown), "carried": len(carried), "ops": ops, "nested": nested,
+                    "chunk": [_dims(body.Tensors(o))[0][1] for o in carried]})
     return out
 
 
@@ -91,7 +94,7 @@ def _dims(t):
 
 def _inputs(rng):
     xs = []
-    for T in (1, 7, 40):
+    for T in (1, 7, 40, 64):
         x = rng.normal(0, 1, (3, T, F)).astype(np.float32)
         x[2] *= 6                                   # saturating
         xs.append(x)
@@ -105,17 +108,19 @@ def test_loop_runs_in_litert_as_the_reference(tmp_path, case):
     rnnconvert.write(model, dst)
     _, direction, output, kw = CASES[case]
     found = loops(dst)
-    assert len(found) == (2 if direction == "bidirectional" else 1)
     for loop in found:
         assert not loop["grown"] and "CONCATENATION" not in loop["ops"], loop
-    if output == "sequence":
-        assert all(loop["carried"] == 1 and loop["ops"].count("DYNAMIC_UPDATE_SLICE") == 1 for loop in found)
-    else:       # the step processed last is the loop's final h: no sequence carried (a reverse last_step is
-        # the reverse direction's first step, which needs it)
-        needs_y = [direction == "reverse" and output == "last_step"] if direction != "bidirectional" else \
-            [False, output == "last_step"]
-        assert [loop["carried"] for loop in found] == [int(n) for n in needs_y]
-        assert [loop["ops"].count("DYNAMIC_UPDATE_SLICE") for loop in found] == [int(n) for n in needs_y]
+    # the step processed last is a loop's final h: no sequence carried (a reverse last_step is the reverse
+    # direction's first step, which needs the sequence)
+    needs_y = {"forward": [output == "sequence"], "reverse": [output in ("sequence", "last_step")],
+               "bidirectional": [output == "sequence", output in ("sequence", "last_step")]}[direction]
+    outer = [loop for loop in found if not loop["nested"]]
+    inner = [loop for loop in found if loop["nested"]]
+    assert len(outer) == len(needs_y) and len(inner) == sum(needs_y)
+    assert [loop["carried"] for loop in outer] == [int(n) for n in needs_y]        # the sequence, once a chunk
+    assert all(loop["carried"] == 1 and loop["chunk"] == [32] and loop["ops"].count("DYNAMIC_UPDATE_SLICE") == 1
+               for loop in inner)                                                  # a chunk of 32 steps
+    assert [loop["ops"].count("WHILE") for loop in outer] == [int(n) for n in needs_y]
     xs = _inputs(rng)
     for x in xs:
         np.testing.assert_allclose(run(dst, x), forward(model, x), atol=2e-5, rtol=0, err_msg=f"T={x.shape[1]}")
@@ -134,7 +139,7 @@ def test_masked_loop_runs_in_litert_as_the_reference(tmp_path):
         model = Model([Masking("mask", 0.0), rec], InputSpec("x", F)).validate()
         dst = tmp_path / f"{output}.tflite"
         rnnconvert.write(model, dst)
-        (loop,) = loops(dst)
+        (loop,) = loops(dst)                        # masked: one loop, the sequence carried whole
         assert not loop["grown"] and loop["carried"] == (output == "sequence")
         x = _inputs(rng)[1]
         x[0, :3] = 0
@@ -156,4 +161,4 @@ def test_files_of_the_old_writer_still_read(tmp_path, case):
     dst = tmp_path / "new.tflite"
     assert rnnconvert.convert(folder / "model.tflite", dst).passed
     assert all(not loop["grown"] and "CONCATENATION" not in loop["ops"] for loop in loops(dst))
-    assert op_counts(dst)["WHILE"] == op_counts(folder / "model.tflite")["WHILE"]
+    assert op_counts(dst, main_only=True)["WHILE"] == op_counts(folder / "model.tflite")["WHILE"]

@@ -2,7 +2,7 @@
 GRU loops, fixtures/tflite) write the loop's FULLY_CONNECTED ops with int8 weights, as LiteRT's hybrid kernel
 runs them (a GRU's body in TensorFlow's form), the metadata says so, and the file reads back with its
 `hybrid` setting: LiteRT against the reference pass of that arithmetic within 1e-5 (batch 3, lengths 1, 7,
-40, a saturating row, initial states, reverse and bidirectional), a quantized source converted to .tflite
+40, a saturating row, initial states, reverse and bidirectional), plus the input's float32 noise where it has some, a quantized source converted to .tflite
 EQUIVALENT at the default tolerance.  With the weights written as floats (the old writer) every test fails."""
 from __future__ import annotations
 
@@ -65,8 +65,11 @@ def test_quantize_dynamic_loop_keeps_int8_weights(tmp_path, case):
     assert layer.hybrid is not None and layer.hybrid["asymmetric_inputs"] is True
     assert sorted(layer.hybrid["scales"]) == sorted(f"{k}.{a}" for k in d for a in ("W", "R"))
     for x in _inputs(rng):
-        litert_out = run(dst, x)
-        np.testing.assert_allclose(forward(back, x), litert_out, atol=1e-5, rtol=0, err_msg=f"T={x.shape[1]}")
+        litert_out, expected = run(dst, x), forward(back, x)
+        # an ulp of LiteRT's tanh/sigmoid can move an int8 value (README): on an input where the reference's
+        # other float32 rounding moves it too (its noise, as verification measures it), allow that much
+        noise = np.abs(forward(back, x, dtype=np.float32) - expected).max()
+        np.testing.assert_allclose(expected, litert_out, atol=1e-5 + noise, rtol=0, err_msg=f"T={x.shape[1]}")
         if x.shape[1] > 1:          # int8 arithmetic is what LiteRT ran: the float model is far off
             assert np.abs(forward(dequantized(back), x) - litert_out).max() > 1e-4
 
