@@ -11,8 +11,7 @@ next, so LiteRT runs the loop on its static path: no re-planning of the body's m
 written before grew Y by a CONCATENATION per step, a dynamic body; the reader takes both).  LiteRT's WHILE
 copies a loop variable the body changes once per step, so Y costs [batch, time, S] floats a step: a layer
 that returns only the step it processed last carries no Y (its output is the loop's final h, or its last
-output under a mask; "pick" in the metadata), and a direction returning its sequence (no mask, not
---stateful) runs as chunks of steps (`loop_chunks.py`, whose inner body is this one).  The layer's settings
+output under a mask; "pick" in the metadata), and a direction returning its sequence (not --stateful) runs as chunks of steps (`loop_chunks.py`, whose inner body is this one).  The layer's settings
 are kept in the file's metadata ("rnnconvert.loops") so the reader can take the loop back without
 pattern-matching the body; its weights are the body's tensors.
 """
@@ -83,20 +82,20 @@ def emit_loop_direction(e: Emitter, layer: Recurrent, w, x: Value, reverse: bool
     else:
         h0 = e.rows_of(x, S, f"{name}h0", e.new(f"{name}h0", [B, S]), w.h0)
         c0 = e.rows_of(x, H, f"{name}c0", e.new(f"{name}c0", [B, H]), w.c0) if cell == "lstm" else None
-    if not (last_only or mask is not None or e.stateful is not None):     # the sequence, in chunks
+    masked = []
+    if mask is not None:            # the mask, in processing order, and the last output (zeros before the first)
+        m = e.reverse_time(mask, f"{name}mask_reversed") if reverse else mask
+        masked = [m, e.rows_of(x, S, f"{name}out0", e.new(f"{name}out0", [B, S]))]
+    if not (last_only or e.stateful is not None):       # the sequence, in chunks
         from .loop_chunks import emit_chunks
-        y, body_index = emit_chunks(e, S, name, shape, steps, xw, [h0] + ([c0] if c0 else []), _inputs, _cond,
-                                    lambda sub, loop_in: _body(sub, layer, w, loop_in, rec, False, False,
-                                                               (hybrid, d) if hybrid else None))
+        y, body_index = emit_chunks(e, S, name, shape, steps, xw, [h0] + ([c0] if c0 else []), masked, _inputs,
+                                    _cond, lambda sub, loop_in: _body(sub, layer, w, loop_in, rec, bool(masked),
+                                                                      False, (hybrid, d) if hybrid else None))
         return _finish(e, rec, y, reverse, body_index, first_op, meta, mask, layer, h0, c0, name)
     y0 = None if last_only else _zeros_output(e, shape, S, f"{name}y0", [B, T, S])
     # t starts as a computed tensor, not a constant: LiteRT's WHILE copies into and resizes its loop inputs'
     # buffers, which a read-only constant does not have.
     t0 = e.op("SUB", [steps.index, steps.index], e.new(f"{name}t0", [], s.INT32), "SubOptions")
-    masked = []
-    if mask is not None:            # the mask, in processing order, and the last output (zeros before the first)
-        m = e.reverse_time(mask, f"{name}mask_reversed") if reverse else mask
-        masked = [m, e.rows_of(x, S, f"{name}out0", e.new(f"{name}out0", [B, S]))]
     loop_in = [t0, steps, xw, h0] + ([c0] if c0 else []) + masked + ([] if last_only else [y0])
     result = len(loop_in) - 1 if masked or not last_only else 3
     outs = [e.new(f"{name}loop/{k}" if k != result else f"{name}output", v.dims, v.dtype)

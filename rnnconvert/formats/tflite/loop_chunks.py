@@ -2,12 +2,12 @@
 body changes once per step, so one loop carrying the output [batch, time, S] copies time * time rows; two
 nested loops copy time * time / K (the outer one, once per chunk) plus time * K (the inner one's chunk).
 
-Main subgraph: XW padded in time to a multiple of K (PAD), Y zeros [batch, chunks * K, S]; outer WHILE over
-(c, chunks, XW, h, [c_state], Y, T).  Outer body: the chunk's steps idx = c*K + [0..K) (GATHER of XW and of Y:
-static shapes), inner WHILE over (t, min(K, T - c*K), XW chunk, h, [c_state], Y chunk) whose cond and body
-are `loop.py`'s (the cell, the step written with DYNAMIC_UPDATE_SLICE), then the chunk written into Y at
-c*K (DYNAMIC_UPDATE_SLICE).  After it, Y's first T steps (SLICE).  The padded steps never run: h is the
-state after T steps.  The metadata's "body" names the inner body, which holds the recurrent weights.
+Main subgraph: Y zeros [batch, chunks * K, S] (time padded to a multiple of K); outer WHILE over (c, chunks,
+XW, h, [c_state], [mask, out], Y, T).  Outer body: the chunk's steps idx = c*K + [0..K) (GATHER of Y, and of
+XW and the mask at idx clipped to T - 1: static shapes), inner WHILE over (t, min(K, T - c*K), XW chunk, h,
+[c_state], [mask chunk, out], Y chunk) whose cond and body are `loop.py`'s (the cell, the step written with
+DYNAMIC_UPDATE_SLICE), then the chunk written into Y at c*K (DYNAMIC_UPDATE_SLICE).  After it, Y's first T
+steps (SLICE).  The steps past T never run: h is the state after T steps.  The metadata's "body" names the inner body, which holds the recurrent weights.
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ K = 32          # steps per chunk
 
 
 def emit_chunks(e: Emitter, S: int, name: str, shape: Value, steps: Value, xw: Value, states: list[Value],
-                inputs, cond, body) -> tuple[Value, int]:
+                masked: list[Value], inputs, cond, body) -> tuple[Value, int]:
     """The sequence [batch, time, S] in processing order, and the inner body's subgraph index.  From `loop.py`:
     inputs(emitter, loop values) makes a subgraph's inputs like them, cond(emitter, loop values) the count
-    t < T, body(emitter, loop values) the cell's step."""
+    t < T, body(emitter, loop values) the cell's step.  masked: [] or [mask [batch, time], out0 [batch, S]]."""
     tm = e.g.model
     B = xw.dims[0]
     chunks = e.op("FLOOR_DIV", [e.op("ADD", [steps.index, e.ints(f"{name}k_minus_1", K - 1)],
@@ -31,10 +31,6 @@ def emit_chunks(e: Emitter, S: int, name: str, shape: Value, steps: Value, xw: V
                                 e.ints(f"{name}k", K)], e.new(f"{name}chunks", [], s.INT32))
     padded = e.op("MUL", [chunks.index, e.ints(f"{name}k2", K)], e.new(f"{name}padded_steps", [], s.INT32),
                   "MulOptions")
-    extra = e.op("SUB", [padded.index, steps.index], e.new(f"{name}pad_steps", [], s.INT32), "SubOptions")
-    pads = e.op("MUL", [extra.index, e.ints(f"{name}pad_time", [[0, 0], [0, 1], [0, 0]])],
-                e.new(f"{name}paddings", [3, 2], s.INT32), "MulOptions")
-    xwp = e.op("PAD", [xw.index, pads.index], e.new(f"{name}XW_padded", xw.dims))
     bt = e.op("STRIDED_SLICE", [shape.index, e.ints(f"{name}y0/b", [0]), e.ints(f"{name}y0/e", [1]),
                                 e.ints(f"{name}y0/s", [1])], e.new(f"{name}y0/batch", [1], s.INT32),
               "StridedSliceOptions")
@@ -43,21 +39,27 @@ def emit_chunks(e: Emitter, S: int, name: str, shape: Value, steps: Value, xw: V
                 e.new(f"{name}y0/dims", [3], s.INT32), "ConcatenationOptions", axis=0)
     y0 = e.op("FILL", [dims.index, e.scalar(f"{name}y0/zero", 0.0)], e.new(f"{name}y0", [B, None, S]))
     c0 = e.op("SUB", [steps.index, steps.index], e.new(f"{name}chunk0", [], s.INT32), "SubOptions")
-    outer_in = [c0, chunks, xwp] + states + [y0, steps]
+    outer_in = [c0, chunks, xw] + states + masked + [y0, steps]
     outs = [e.new(f"{name}chunks/{k}", v.dims, v.dtype) for k, v in enumerate(outer_in)]
     cond_index, body_index = len(tm.subgraphs), len(tm.subgraphs) + 1
     cond(Emitter(tm.subgraph(f"{name}chunks_cond")), outer_in)
     o = Emitter(tm.subgraph(f"{name}chunks_body"))
     vals = inputs(o, outer_in)
-    ci, n_chunks, xs, hs, y, total = vals[0], vals[1], vals[2], vals[3:-2], vals[-2], vals[-1]
+    ci, n_chunks, xs, y, total = vals[0], vals[1], vals[2], vals[-2], vals[-1]
+    hs, mv = vals[3:3 + len(states)], vals[3 + len(states):-2]
     base = o.op("MUL", [ci.index, o.ints("k", K)], o.new("first_step", [], s.INT32), "MulOptions")
     idx = o.op("ADD", [base.index, o.ints("chunk_steps", np.arange(K))], o.new("steps", [K], s.INT32), "AddOptions")
-    x_chunk = o.op("GATHER", [xs.index, idx.index], o.new("XW_chunk", [B, K, xs.dims[2]]), "GatherOptions", axis=1)
+    last = o.op("SUB", [total.index, o.ints("one_step", 1)], o.new("last_step", [], s.INT32), "SubOptions")
+    real = o.op("MINIMUM", [idx.index, last.index], o.new("steps_in_input", [K], s.INT32))
+    x_chunk = o.op("GATHER", [xs.index, real.index], o.new("XW_chunk", [B, K, xs.dims[2]]), "GatherOptions", axis=1)
     y_chunk = o.op("GATHER", [y.index, idx.index], o.new("y_chunk", [B, K, S]), "GatherOptions", axis=1)
+    if mv:
+        mv = [o.op("GATHER", [mv[0].index, real.index], o.new("mask_chunk", [B, K], s.BOOL), "GatherOptions",
+                   axis=1), mv[1]]
     left = o.op("SUB", [total.index, base.index], o.new("steps_left", [], s.INT32), "SubOptions")
     kt = o.op("MINIMUM", [left.index, o.ints("k_steps", K)], o.new("chunk_length", [], s.INT32))
     t0 = o.op("SUB", [kt.index, kt.index], o.new("t0", [], s.INT32), "SubOptions")
-    inner_in = [t0, kt, x_chunk] + hs + [y_chunk]
+    inner_in = [t0, kt, x_chunk] + hs + mv + [y_chunk]
     inner_out = [o.new(f"loop/{k}", v.dims, v.dtype) for k, v in enumerate(inner_in)]
     ic, ib = len(tm.subgraphs), len(tm.subgraphs) + 1
     cond(Emitter(tm.subgraph(f"{name}cond")), inner_in)
@@ -69,8 +71,10 @@ def emit_chunks(e: Emitter, S: int, name: str, shape: Value, steps: Value, xw: V
               "MulOptions")
     y_new = o.op("DYNAMIC_UPDATE_SLICE", [y.index, inner_out[-1].index, at.index], o.new("y_new", y.dims))
     c_new = o.op("ADD", [ci.index, o.ints("one", 1)], o.new("next_chunk", [], s.INT32), "AddOptions")
-    o.g.outputs = ([c_new.index, n_chunks.index, xs.index] + [v.index for v in inner_out[3:-1]]
-                   + [y_new.index, total.index])
+    after = [v.index for v in inner_out[3:-1]]         # the states, [the mask chunk, out]
+    if mv:
+        after[-2] = vals[3 + len(states)].index         # the whole mask, passed on
+    o.g.outputs = [c_new.index, n_chunks.index, xs.index] + after + [y_new.index, total.index]
     e.counts["WHILE"] = e.counts.get("WHILE", 0) + 1
     e.g.op("WHILE", [v.index for v in outer_in], [v.index for v in outs], "WhileOptions",
            cond_subgraph_index=cond_index, body_subgraph_index=body_index)

@@ -131,7 +131,9 @@ def test_loop_runs_in_litert_as_the_reference(tmp_path, case):
 
 
 def test_masked_loop_runs_in_litert_as_the_reference(tmp_path):
-    """Masked (Masking(0.0)): the loop also carries the last output; zero steps padded at both ends."""
+    """Masked (Masking(0.0)): the loops also carry the mask and the last output; zero steps padded at both
+    ends, and inside the sequence across a chunk's end (steps 30-34); the sequence in chunks, the final state
+    one loop carrying no sequence."""
     from rnnconvert.model import Masking
     for output in ("sequence", "final_state"):
         rng = np.random.default_rng(5)
@@ -139,12 +141,15 @@ def test_masked_loop_runs_in_litert_as_the_reference(tmp_path):
         model = Model([Masking("mask", 0.0), rec], InputSpec("x", F)).validate()
         dst = tmp_path / f"{output}.tflite"
         rnnconvert.write(model, dst)
-        (loop,) = loops(dst)                        # masked: one loop, the sequence carried whole
-        assert not loop["grown"] and loop["carried"] == (output == "sequence")
-        x = _inputs(rng)[1]
-        x[0, :3] = 0
-        x[1, -2:] = 0
-        np.testing.assert_allclose(run(dst, x), forward(model, x), atol=2e-5, rtol=0)
+        found = loops(dst)
+        assert all(not loop["grown"] for loop in found)
+        assert [(loop["nested"], loop["carried"]) for loop in found] == \
+            ([(False, 1), (True, 1)] if output == "sequence" else [(False, 0)])
+        for x in _inputs(rng)[1:]:
+            x[0, :3] = 0
+            x[1, -2:] = 0
+            x[1, 30:35] = 0
+            np.testing.assert_allclose(run(dst, x), forward(model, x), atol=2e-5, rtol=0, err_msg=f"{x.shape}")
 
 
 @pytest.mark.parametrize("case", sorted(p.name for p in OLD.iterdir()) if OLD.exists() else [])
