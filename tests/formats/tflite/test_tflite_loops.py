@@ -23,7 +23,8 @@ F = 5
 OLD = FIXTURES / "tflite_concat_loops"
 
 
-def _layer(rng, cell, direction, output, H=6, reset_after=True, states=False, time_order="input"):
+def _layer(rng, cell, direction, output, H=6, reset_after=True, states=False, time_order="input", clip=2.5,
+           acts=None):
     G = {"gru": 3, "lstm": 4, "rnn": 1}[cell]
     ws = [DirectionWeights(rng.normal(0, 0.5, (G * H, F)).astype(np.float32),
                            rng.normal(0, 0.5, (G * H, H)).astype(np.float32),
@@ -32,9 +33,9 @@ def _layer(rng, cell, direction, output, H=6, reset_after=True, states=False, ti
                            h0=rng.normal(0, 0.5, H).astype(np.float32) if states else None,
                            c0=rng.normal(0, 0.5, H).astype(np.float32) if states and cell == "lstm" else None)
           for _ in range(2 if direction == "bidirectional" else 1)]
-    acts = {"gru": [SIGMOID, TANH], "lstm": [SIGMOID, TANH, TANH], "rnn": [SELU]}[cell]
+    acts = acts or {"gru": [SIGMOID, TANH], "lstm": [SIGMOID, TANH, TANH], "rnn": [SELU]}[cell]
     return Recurrent(cell, cell, H, direction, ws, acts, output=output, reset_after=reset_after,
-                     clip=2.5 if cell == "lstm" else None, has_recurrent_bias=cell == "gru", time_order=time_order)
+                     clip=clip if cell == "lstm" else None, has_recurrent_bias=cell == "gru", time_order=time_order)
 
 
 # case: (cell, direction, output, keyword arguments); outputs of the step processed last carry no sequence

@@ -13,7 +13,7 @@ import rnnconvert
 from conftest import FIXTURES
 from litert_helpers import litert, run
 from rnnconvert.errors import InputError
-from rnnconvert.model import InputSpec, Model
+from rnnconvert.model import HARD_SIGMOID_KERAS2, TANH, InputSpec, Model
 from rnnconvert.model.hybrid import dequantized
 from rnnconvert.reference.network import forward
 from test_tflite_loops import F, _inputs, _layer, loops
@@ -45,6 +45,10 @@ CASES = {       # (cell, direction, output, keyword arguments of test_tflite_loo
     "gru_reverse_last_step_states": ("gru", "reverse", "last_step", {"states": True}),
     "gru_reset_before_final": ("gru", "forward", "final_state", {"reset_after": False}),
     "rnn_selu_reverse_seq": ("rnn", "reverse", "sequence", {}),
+    # an LSTM TFLite's op cannot hold (hard_sigmoid gates), no clip: a loop with int8 products
+    "lstm_hard_sigmoid_bidirectional_states": ("lstm", "bidirectional", "sequence",
+                                               {"states": True, "clip": None,
+                                                "acts": [HARD_SIGMOID_KERAS2, TANH, TANH]}),
 }
 
 
@@ -102,3 +106,17 @@ def test_loop_metadata_that_hides_int8_weights_is_an_input_error(tmp_path):
                                          r"int8 and the metadata says float; a loop's products are all int8 or all "
                                          r"float"):
         rnnconvert.read(dst)
+
+
+def test_clipped_loop_keeps_float_weights(tmp_path):
+    """A clip (and a mask) is arithmetic reference/hybrid.py does not compute: such a loop stays float32 under
+    --quantize dynamic, read back without a hybrid setting, and runs as the float reference."""
+    rng = np.random.default_rng(2)
+    model = Model([_layer(rng, "lstm", "forward", "sequence", clip=2.5, acts=[HARD_SIGMOID_KERAS2, TANH, TANH])],
+                  InputSpec("x", F)).validate()
+    dst = tmp_path / "q.tflite"
+    rnnconvert.write(model, dst, quantize="dynamic")
+    assert [k for _, k in int8_products(dst)] == [0]
+    assert rnnconvert.read(dst).layers[0].hybrid is None
+    x = _inputs(rng)[2]
+    np.testing.assert_allclose(run(dst, x), forward(model, x), atol=2e-5, rtol=0)
