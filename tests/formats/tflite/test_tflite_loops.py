@@ -168,3 +168,25 @@ def test_files_of_the_old_writer_still_read(tmp_path, case):
     assert rnnconvert.convert(folder / "model.tflite", dst).passed
     assert all(not loop["grown"] and "CONCATENATION" not in loop["ops"] for loop in loops(dst))
     assert op_counts(dst, main_only=True)["WHILE"] == op_counts(folder / "model.tflite")["WHILE"]
+
+
+@pytest.mark.parametrize("key,value,words", [
+    ("pick", "middle", "entry 0: pick 'middle' is not 'last' or 'first'"),
+    ("Rb", [10 ** 6], r"entry 0: Rb \[1000000\] is not a list of tensor indices"),
+    ("Rb", "x", "entry 0: Rb 'x' is not a list of tensor indices"),
+    ("hybrid", 5, r"entry 0: hybrid 5 is not \{'asymmetric_inputs': true or false\}"),
+    ("hybrid", {"asymmetric_inputs": True}, "layer 'gru': 0 of its 4 weight tensors are int8 and the metadata says "
+                                            "hybrid; a loop's products are all int8 or all float"),
+])
+def test_hostile_loop_keys_are_input_errors(tmp_path, monkeypatch, key, value, words):
+    """The loop metadata's newer keys (pick, Rb, hybrid) checked like the others: an InputError naming the
+    metadata, never a crash or a layer built from them."""
+    from rnnconvert.formats.tflite import writer
+    model = Model([_layer(np.random.default_rng(1), "gru", "forward", "final_state")], InputSpec("x", F)).validate()
+    dumps = json.dumps
+    monkeypatch.setattr(writer.json, "dumps", lambda obj: dumps([{**obj[0], key: value}]))
+    p = tmp_path / "w.tflite"
+    writer.write(model, p)
+    monkeypatch.undo()
+    with pytest.raises(rnnconvert.errors.InputError, match=f"metadata 'rnnconvert.loops'.*{words}"):
+        rnnconvert.read(p)
