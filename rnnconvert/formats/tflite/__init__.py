@@ -5,7 +5,9 @@ gates i, f, c, o: canonical ifgo) and one bias per gate; Dense weights [units, i
 canonical kernel).  Odd about it: the sequence ops' state tensors are variables that outlive `invoke`,
 so the writer zeroes them before each op (`recurrent.py`).  Owns the FlatBuffer writer (`flatbuf`,
 `graph`), the schema's field tables (`schema`), LiteRT as the runtime (`runtime`), the reader of int8 hybrid
-ops (`reader_hybrid`) and of TensorFlow's WHILE lowering of a recurrent layer (`lift_while`).
+ops (`reader_hybrid`) and of TensorFlow's WHILE lowering of a recurrent layer (`lift_while`), and the WHILE
+loops it writes for the other recurrent layers (`loop`, a returned sequence in chunks: `loop_chunks`; read
+back by `reader_loop`).
 """
 from .runtime import run, runner
 from .writer import write

@@ -3,7 +3,8 @@ scale for the whole tensor, symmetric, zero point 0, q = round(w / scale) in [-1
 or a layer's own `hybrid` setting (`rnnconvert/model/hybrid.py`, e.g. read from a TensorFlow-quantized file),
 kept as it is: its scales and its asymmetric_quantize_inputs.  Activations stay float: LiteRT's hybrid kernels
 (FULLY_CONNECTED, the sequence ops) quantize their inputs on the fly.  The reader dequantizes as TFLite defines
-it, float32(q) * scale, exactly.  Weights inside a WHILE body stay float32.
+it, float32(q) * scale, exactly.  A WHILE loop's products take int8 weights too (`loop.py`), except under a
+mask or a clip, whose hybrid arithmetic the reference pass does not compute: those stay float32.
 """
 from __future__ import annotations
 

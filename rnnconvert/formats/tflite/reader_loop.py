@@ -1,7 +1,10 @@
 """The WHILE loops rnnconvert writes (`loop.py`) read back: the file's "rnnconvert.loops" metadata names, per
 loop, the layer's settings, the main-subgraph ops the loop spans and the tensors that hold its weights
 (W and the input bias in the main subgraph; R, the GRU's inner recurrent bias and a projection in the
-body).  Every index is checked; the weights come from the tensors, never from the metadata.  A WHILE
+body; "Rb": a GRU's recurrent biases in its int8 body) and "pick" where the loop carries only the step it
+processed last.  Int8 weight tensors make the layer's `hybrid` setting (their scales, and the metadata's
+"hybrid" {"asymmetric_inputs"}, which must say so).  Every index is checked; the weights and scales come
+from the tensors, never from the metadata.  A WHILE
 without that metadata (TensorFlow's own lowering) is refused by the reader, naming the op and subgraph.
 """
 from __future__ import annotations
@@ -50,6 +53,8 @@ def read_loops(meta: dict, graphs, path) -> dict:
                 isinstance(a, dict) and isinstance(a.get("name"), str)
                 and all(a.get(k) is None or type(a.get(k)) in (int, float) for k in ("alpha", "beta")) for a in acts):
             bad(f"entry {n}: activations {str(acts)[:200]}")
+        if rec.get("pick") not in (None, "last", "first"):
+            bad(f"entry {n}: pick {rec.get('pick')!r} is not 'last' or 'first'")
         if rec.get("clip") is not None and not isinstance(rec["clip"], (int, float)):
             bad(f"entry {n}: clip {rec['clip']!r}")
         for key, g in (("W", main), ("bias", main), ("input", main), ("output", main), ("h0", main), ("c0", main),
@@ -57,10 +62,14 @@ def read_loops(meta: dict, graphs, path) -> dict:
             v = rec.get(key)
             if v is not None and (not isinstance(v, int) or not 0 <= v < len(g.tensors)):
                 bad(f"entry {n}: {key} {v!r} is not a tensor index")
-        R = rec.get("R")
-        if not isinstance(R, list) or not R or not all(isinstance(v, int) and 0 <= v < len(graphs[body].tensors)
-                                                        for v in R):
-            bad(f"entry {n}: R {R!r} is not a list of tensor indices")
+        for key in ("R", "Rb"):
+            R = rec.get(key)
+            if (key == "R" or R is not None) and (not isinstance(R, list) or not R or not all(
+                    isinstance(v, int) and 0 <= v < len(graphs[body].tensors) for v in R)):
+                bad(f"entry {n}: {key} {R!r} is not a list of tensor indices")
+        hyb = rec.get("hybrid")
+        if hyb is not None and not (isinstance(hyb, dict) and isinstance(hyb.get("asymmetric_inputs"), bool)):
+            bad(f"entry {n}: hybrid {str(hyb)[:100]} is not {{'asymmetric_inputs': true or false}}")
         rec["_main"], rec["_body"], rec["_path"] = main, graphs[body], path
         rec["_pair"] = sum(1 for r in recs if isinstance(r, dict) and r.get("layer") == rec["layer"]) == 2
         for k in range(ops[0], ops[1] + 1):
@@ -86,21 +95,47 @@ def loop_seq(rec, base, loops) -> Seq:
     Wb = _const(main, rec["bias"], "input bias", rec)
     R = np.concatenate([_const(body, k, "recurrent weights", rec) for k in rec["R"]])
     Rb = np.zeros_like(Wb)
-    if rec.get("Rbn") is not None:
+    if rec.get("Rb") is not None:
+        Rb = np.concatenate([_const(body, k, "recurrent bias", rec) for k in rec["Rb"]])
+    elif rec.get("Rbn") is not None:
         Rb[2 * H:] = _const(body, rec["Rbn"], "recurrent bias", rec)
     w = DirectionWeights(W, R, Wb, Rb,
                          h0=None if rec.get("h0") is None else _const(main, rec["h0"], "initial state", rec),
                          c0=None if rec.get("c0") is None else _const(main, rec["c0"], "initial cell", rec),
                          proj=None if rec.get("proj") is None else _const(body, rec["proj"], "projection", rec))
-    if W.ndim != 2 or W.shape[0] != GATES[cell] * H:
-        raise InputError(f"metadata '{KEY}': layer '{rec['layer']}': input weights of shape {list(W.shape)} for "
-                         f"a {cell.upper()} of {H} units", path=rec["_path"])
+    if W.ndim != 2 or W.shape[0] != GATES[cell] * H or R.shape[0] != GATES[cell] * H or Rb.shape != Wb.shape:
+        raise InputError(f"metadata '{KEY}': layer '{rec['layer']}': input weights of shape {list(W.shape)}, "
+                         f"recurrent {list(R.shape)}, biases {list(Wb.shape)} and {list(Rb.shape)} for a "
+                         f"{cell.upper()} of {H} units", path=rec["_path"])
     layer = Recurrent(name=rec["layer"], cell=cell, hidden=H, direction=rec["direction"], weights=[w],
                       activations=acts, reset_after=bool(rec.get("reset_after", True)),
                       clip=None if rec.get("clip") is None else float(rec["clip"]),
-                      has_recurrent_bias=cell == "gru" and bool(rec.get("reset_after", True)),
-                      masked_output="zero" if rec.get("masked_output") == "zero" else "previous")
-    return Seq(base, layer, "input", half=rec["_pair"])
+                      has_recurrent_bias=cell == "gru" and (bool(rec.get("reset_after", True))
+                                                            or rec.get("Rb") is not None and bool(np.any(Rb))),
+                      masked_output="zero" if rec.get("masked_output") == "zero" else "previous",
+                      hybrid=_hybrid(rec))
+    return Seq(base, layer, "input", pick=rec.get("pick"), half=rec["_pair"])
+
+
+def _hybrid(rec) -> dict | None:
+    """The layer's `hybrid` setting from its int8 weight tensors (one scale, or one per row), or None when
+    they are float32; the metadata's "hybrid" must agree."""
+    from .reader_hybrid import _scales
+    where = f"metadata '{KEY}': layer '{rec['layer']}'"
+    parts = {"W": [rec["_main"].tensors[rec["W"]]], "R": [rec["_body"].tensors[k] for k in rec["R"]]}
+    if rec.get("proj") is not None:
+        parts["proj"] = [rec["_body"].tensors[rec["proj"]]]
+    flags = [t.quantized for ts in parts.values() for t in ts]
+    if not any(flags) and rec.get("hybrid") is None:
+        return None
+    if not all(flags) or rec.get("hybrid") is None:
+        raise InputError(f"{where}: {sum(flags)} of its {len(flags)} weight tensors are int8 and the metadata says "
+                         f"{'hybrid' if rec.get('hybrid') else 'float'}; a loop's products are all int8 or all "
+                         "float", path=rec["_path"])
+    d = rec["direction"]
+    scales = {f"{d}.{k}": np.concatenate([_scales(t, t.shape[0], True, where) for t in ts]) for k, ts in parts.items()}
+    return {"asymmetric_inputs": rec["hybrid"]["asymmetric_inputs"],
+            "scales": {k: [float(v) for v in s] for k, s in scales.items()}}
 
 
 SPANS_KEY = "rnnconvert.spans"

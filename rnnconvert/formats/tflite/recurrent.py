@@ -42,7 +42,7 @@ def emit_recurrent(e: Emitter, layer: Recurrent, x: Value, quantize=None, mask: 
     if len(x.dims) != 3:
         raise UnsupportedError("a recurrent layer needs a sequence [batch, time, features]", layer=layer.name)
     if fused_form(layer) or mask is not None or force_loop:
-        return _as_loops(e, layer, x, mask)
+        return _as_loops(e, layer, x, mask, quantize)
     act = FUSED[layer.activations[-1].name]
     S, name = layer.state_size, layer.name
     if layer.direction == "bidirectional":
@@ -67,14 +67,15 @@ def emit_recurrent(e: Emitter, layer: Recurrent, x: Value, quantize=None, mask: 
     return e.step(y, last=not first, name=f"{name}/{layer.output}")
 
 
-def _as_loops(e: Emitter, layer: Recurrent, x: Value, mask: Value | None = None) -> Value:
+def _as_loops(e: Emitter, layer: Recurrent, x: Value, mask: Value | None = None, quantize=None) -> Value:
     """Each direction a WHILE loop (`loop.py`), time-aligned; then what the layer returns, merged."""
-    from .loop import emit_loop_direction
+    from .loop import emit_loop_direction, last_processed_only
     ys = []
     for d, w in zip(layer.direction_names(), layer.weights):
+        last = last_processed_only(e, layer, d == "reverse")
         y = emit_loop_direction(e, layer, w, x, d == "reverse", f"{d}/" if len(layer.weights) > 1 else "", e.loops,
-                                mask)
-        ys.append(_pick(e, layer, y, d == "reverse"))
+                                mask, last, quantize)
+        ys.append(y if last else _pick(e, layer, y, d == "reverse"))
     return ys[0] if len(ys) == 1 else _merge(e, layer, ys)
 
 

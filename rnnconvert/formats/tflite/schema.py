@@ -43,6 +43,7 @@ OPS = {
     "SLICE": 65, "EXPAND_DIMS": 70, "LOG": 73, "SUM": 74, "SHAPE": 77, "REDUCE_PROD": 81, "REDUCE_MAX": 82, "PACK": 83,
     "UNPACK": 88, "REDUCE_ANY": 91, "FILL": 94, "NOT_EQUAL": 72, "LEAKY_RELU": 98, "ABS": 101, "REVERSE_V2": 105, "ELU": 111,
     "HARD_SWISH": 117, "WHILE": 119, "BROADCAST_TO": 130, "SELECT_V2": 123, "GELU": 150, "SPLIT_V": 102,
+    "DYNAMIC_UPDATE_SLICE": 151, "FLOOR_DIV": 90,
 }
 OP_NAMES = {v: k for k, v in OPS.items()}
 # OperatorCode.version where an op's kernels start above 1 (the op resolver matches code and version).

@@ -40,8 +40,9 @@ def run(path, x):
     return invoke(load(path), x)
 
 
-def op_counts(path) -> Counter:
-    """Builtin op names of every subgraph, read with LiteRT's own schema module."""
+def op_counts(path, main_only: bool = False) -> Counter:
+    """Builtin op names of every subgraph (or of the main one: a WHILE per direction of a looped layer; a loop
+    returning its sequence nests a second WHILE in its body), read with LiteRT's own schema module."""
     litert()
     from ai_edge_litert import schema_py_generated as S
     names = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
@@ -49,7 +50,7 @@ def op_counts(path) -> Counter:
     codes = [max(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).DeprecatedBuiltinCode())
              for i in range(m.OperatorCodesLength())]
     out = Counter()
-    for g in range(m.SubgraphsLength()):
+    for g in range(1 if main_only else m.SubgraphsLength()):
         sg = m.Subgraphs(g)
         for k in range(sg.OperatorsLength()):
             out[names[codes[sg.Operators(k).OpcodeIndex()]]] += 1
