@@ -2,7 +2,8 @@
 
 On each suite input, with random states and with zero states fed to every state input, the reference
 pass of the source (output and every state output) is compared with the reference pass of the written
-model and with the written file in its own runtime where that runtime takes states (onnxruntime).
+model and with the written file in its own runtime where that runtime takes states (onnxruntime, Keras 3:
+a Keras file takes each row of a port as an input of its own, fed in the ports' order).
 Streaming: the sequence fed in chunks, from the random states, each call's state outputs fed back as the
 next call's state inputs, must equal one call (`streaming(reference, states)`, `streaming(onnxruntime,
 states)`).  A runtime not installed, or failing on a file the user gave, is not run (`Report.not_run`)
@@ -12,6 +13,8 @@ pass, and the zero-state pass is the suite's expected pass when the caller has i
 written model read back identical to the source (`same`) gets no reference(dst) runner: it would repeat the source's.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
@@ -33,6 +36,10 @@ def _runners(src_model, dst_model, dst_fmt, dst_path, same=False):
     if dst_fmt.name == "onnx":
         from ..formats.onnx.runtime import run_states
         out.append(("onnxruntime(dst)", lambda x, f: run_states(dst_path, x, dst_model or src_model, f)))
+    if dst_fmt.name == "keras":          # one Keras tensor per row of src's ports, in order (keras_json/state_io.py)
+        from ..formats.keras.runtime import run_states as keras_states
+        time_major = (dst_model or src_model).input.layout == "time_batch_feature"
+        out.append(("keras(dst)", lambda x, f: keras_states(dst_path, x, src_model, f, time_major)))
     return out
 
 
@@ -90,6 +97,13 @@ def _drop(report, runners, oracle, exc, where, planned, written=False) -> None:
     runners[:] = [r for r in runners if r[0] != oracle]
 
 
+def _ports_in(src_model, dst):
+    """src's state ports with dst's input (its layout): the runners take and return src's ports."""
+    view = copy.copy(src_model)
+    view.input = dst.input
+    return view
+
+
 def _streaming_name(oracle: str) -> str:
     return "streaming " + oracle.replace("(dst)", "(dst), states carried")
 
@@ -117,8 +131,8 @@ def _streaming(report, src_model, dst, runners, x, label, feeds, y, tol, planned
     chunks = chunking(x.shape[time_axis])
     for oracle, run in list(runners):
         what = f"{label} + random states chunks {'+'.join(map(str, chunks))}"
-        try:
-            got, last = states.stream(run, dst, _relayout(x, src_model, dst), feeds, chunks)
+        try:         # src's ports (what the runners take and return) in dst's layout
+            got, last = states.stream(run, _ports_in(src_model, dst), _relayout(x, src_model, dst), feeds, chunks)
         except Exception as exc:  # noqa: BLE001 - not installed, or failing on the file: not run
             _drop(report, runners, oracle, exc, what, planned, written)
             continue
