@@ -52,6 +52,13 @@ def write(model: Model, path, stateful: bool = False, external_data: bool | None
     EXTERNAL_DATA_BYTES.
     """
     path = str(path)
+    split = [p for p in model.state_inputs + model.state_outputs if p.direction is not None]
+    if split:            # Keras's Bidirectional states, one tensor per direction (model/states.py)
+        raise UnsupportedError(f"state '{split[0].name}' holds one direction of the bidirectional layer "
+                               f"'{split[0].layers[0]}' as [batch, size] (Keras's Bidirectional takes and returns "
+                               "each direction's states apart), and ONNX's initial_h/Y_h hold both directions in "
+                               "one tensor: rnnconvert does not write that split yet; write Keras or .rnnc to keep "
+                               "the ports", path=path)
     if stateful and model.has_state_io:
         raise UnsupportedError("--stateful adds state inputs and outputs, but the model already has its own "
                                f"({', '.join(p.name for p in model.state_inputs + model.state_outputs)}), which are "
