@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from ...errors import InputError, UnsupportedError
-from .state_graph import check_inputs, split_node, state_output
+from .state_graph import _node_inputs, check_inputs, split_node, state_output
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
@@ -171,42 +171,6 @@ def _takes_states(layers: dict) -> bool:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def _node_inputs(node) -> tuple[list, list[str]]:
-    """(tensor references [name, node, tensor], names of keyword arguments that carry tensors)."""
-    if isinstance(node, dict):                      # Keras 3
-        refs = _keras3_tensors(node.get("args", []))
-        kw = [k for k, v in (node.get("kwargs") or {}).items() if _keras3_tensors(v)]
-        return refs, kw
-    refs, kw = [], []
-    if node and isinstance(node[0], str):           # TF op layers: one bare [name, node, tensor, kwargs]
-        node = [node]
-    for item in node:                               # Keras 1 / 2: [name, node, tensor(, kwargs)]
-        refs.append(item[:3])
-        if len(item) > 3 and isinstance(item[3], dict):
-            kw += [k for k, v in item[3].items() if _keras2_tensors(v)]
-    return refs, kw
-
-
-def _keras3_tensors(obj) -> list:
-    if isinstance(obj, dict):
-        if obj.get("class_name") == "__keras_tensor__":
-            return [obj.get("config", {}).get("keras_history", ["?", 0, 0])]
-        return [t for v in obj.values() for t in _keras3_tensors(v)]
-    if isinstance(obj, (list, tuple)):
-        return [t for v in obj for t in _keras3_tensors(v)]
-    return []
-
-
-def _keras2_tensors(obj) -> bool:
-    if isinstance(obj, list):
-        if len(obj) >= 3 and isinstance(obj[0], str) and isinstance(obj[1], int):
-            return True
-        return any(_keras2_tensors(v) for v in obj)
-    if isinstance(obj, dict):
-        return obj.get("class_name") == "__keras_tensor__" or any(_keras2_tensors(v) for v in obj.values())
-    return False
 
 
 def input_shape(entries: list[Entry], model_config: dict) -> list | None:

@@ -38,13 +38,11 @@ def state_output(layers: dict, ref) -> tuple[str, int, list[str]] | None:
 
 
 def _refs_of(node) -> list:
-    from .graph import _node_inputs
     return _node_inputs(node)[0]
 
 
 def split_node(cls: str, node) -> tuple[list, list, list[str]]:
     """(sequence refs, initial-state refs, other keyword arguments that carry tensors) of one inbound node."""
-    from .graph import _keras3_tensors, _node_inputs
     if isinstance(node, dict) and cls in RECURRENT:                # Keras 3
         kwargs = node.get("kwargs") or {}
         refs, kw = _node_inputs({"args": node.get("args", []),
@@ -106,3 +104,41 @@ def ports(model, entries, path):
             name = name or f"{layer.name}_{('forward_', 'backward_')[d] if bi else ''}{s}"
             outs.append((order, StatePort(name, s, [layer.name], "batch_size", d if bi else None)))
     return [p for _, p in sorted(ins, key=lambda t: t[0])], [p for _, p in sorted(outs, key=lambda t: t[0])]
+
+
+# -- inbound nodes ----------------------------------------------------------------------------------
+
+def _node_inputs(node) -> tuple[list, list[str]]:
+    """(tensor references [name, node, tensor], names of keyword arguments that carry tensors)."""
+    if isinstance(node, dict):                      # Keras 3
+        refs = _keras3_tensors(node.get("args", []))
+        kw = [k for k, v in (node.get("kwargs") or {}).items() if _keras3_tensors(v)]
+        return refs, kw
+    refs, kw = [], []
+    if node and isinstance(node[0], str):           # TF op layers: one bare [name, node, tensor, kwargs]
+        node = [node]
+    for item in node:                               # Keras 1 / 2: [name, node, tensor(, kwargs)]
+        refs.append(item[:3])
+        if len(item) > 3 and isinstance(item[3], dict):
+            kw += [k for k, v in item[3].items() if _keras2_tensors(v)]
+    return refs, kw
+
+
+def _keras3_tensors(obj) -> list:
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "__keras_tensor__":
+            return [obj.get("config", {}).get("keras_history", ["?", 0, 0])]
+        return [t for v in obj.values() for t in _keras3_tensors(v)]
+    if isinstance(obj, (list, tuple)):
+        return [t for v in obj for t in _keras3_tensors(v)]
+    return []
+
+
+def _keras2_tensors(obj) -> bool:
+    if isinstance(obj, list):
+        if len(obj) >= 3 and isinstance(obj[0], str) and isinstance(obj[1], int):
+            return True
+        return any(_keras2_tensors(v) for v in obj)
+    if isinstance(obj, dict):
+        return obj.get("class_name") == "__keras_tensor__" or any(_keras2_tensors(v) for v in obj.values())
+    return False

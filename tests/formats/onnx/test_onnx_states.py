@@ -166,15 +166,14 @@ def test_predict_cli_takes_and_writes_npz(runner, tmp_path):
                           "and optionally the state inputs h0, c0\n")
 
 
-@pytest.mark.parametrize("dst,target", [("model.keras", "Keras"), ("model.h5", "Keras"),
-                                        ("model.pt", "PyTorch state dict"), ("model.mat", "MATLAB")])
+@pytest.mark.parametrize("dst,target", [("model.pt", "PyTorch state dict"), ("model.mat", "MATLAB")])
 def test_targets_without_states_refuse_naming_them(dst, target, runner, tmp_path):
     path = load("lstm_2layer")[0]
     res = runner.invoke(cli, [str(path), str(tmp_path / dst)])
     assert res.exit_code == 2
     assert res.stderr == (f"rnnconvert: error: {tmp_path / dst}: {target} files cannot take recurrent states as "
                           "inputs or return them, and the model has state inputs h0, c0 and state outputs hn, cn (of "
-                          "'/rnn/LSTM', '/rnn/LSTM_1'); write ONNX or .rnnc to keep them, or C/JavaScript/NumPy code "
+                          "'/rnn/LSTM', '/rnn/LSTM_1'); write ONNX, Keras 3 or .rnnc to keep them, or C/JavaScript/NumPy code "
                           "whose step API carries the states\n")
     assert not (tmp_path / dst).exists()
 
