@@ -30,8 +30,7 @@ STATE_SEED = 7919
 def _runners(src_model, dst_model, dst_fmt, dst_path, same=False):
     """[(oracle, run(x, feeds) -> (y, outs))] of the written model, in dst's layout."""
     out = []
-    if (dst_model is not None and not same
-            and [p.name for p in dst_model.state_inputs] == [p.name for p in src_model.state_inputs]):
+    if dst_model is not None and not same and _same_ports(src_model, dst_model):
         out.append(("reference(dst)", lambda x, f: forward_with_feeds(dst_model, x, f)))
     if dst_fmt.name == "onnx":
         from ..formats.onnx.runtime import run_states
@@ -41,6 +40,14 @@ def _runners(src_model, dst_model, dst_fmt, dst_path, same=False):
         time_major = (dst_model or src_model).input.layout == "time_batch_feature"
         out.append(("keras(dst)", lambda x, f: keras_states(dst_path, x, src_model, f, time_major)))
     return out
+
+
+def _same_ports(src_model, dst_model) -> bool:
+    """Do dst's ports take and return src's tensors (names, layouts, directions)?  A Keras file's are one
+    per row, [batch, size]: then only its runtime, fed src's rows, is run."""
+    def key(m):
+        return [(p.name, p.layout, p.direction) for p in m.state_inputs + m.state_outputs]
+    return key(src_model) == key(dst_model)
 
 
 def state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol, zero_states=None,

@@ -250,6 +250,6 @@ def test_a_model_with_state_outputs_only_is_refused_naming_only_those(runner, tm
                               weights)
     src = tmp_path / "states_out.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(src))
-    res = runner.invoke(cli, [str(src), str(tmp_path / "m.keras")])
+    res = runner.invoke(cli, [str(src), str(tmp_path / "m.pt")])
     assert res.exit_code == 2, res.output + res.stderr
     assert "and the model has state outputs Y_c (of 'lstm'); write ONNX" in res.stderr, res.stderr
