@@ -46,9 +46,10 @@ def write(model: Model, path, keras_version=3, fold_hard_sigmoid=True, selectors
     path = str(path)
     major = _major(keras_version, path)
     if model.has_state_io and major != 3:
-        raise UnsupportedError(f"keras_version={keras_version!r}: state inputs and outputs are written as a Keras 3 "
-                               "functional model (initial_state inputs, return_state outputs); write with "
-                               "keras_version=3", path=path)
+        raise UnsupportedError(f"keras_version={keras_version!r}: Keras 3, which verifies the file, cannot load a "
+                               "tf.keras 2 model whose layers take initial states as inputs, so state inputs and "
+                               "outputs are written as a Keras 3 functional model only; write with keras_version=3",
+                               path=path)
     container = "keras" if path.lower().endswith(".keras") else "h5"
     if container == "keras" and major != 3:
         raise InputError(f"keras_version={keras_version!r}: a .keras file is a Keras 3 file; write a tf.keras 2 "

@@ -117,9 +117,9 @@ def model_config(specs: list[KLayer], model: M.Model, input_name: str, major: in
                 spec.settings["return_state"] = True
                 if "layer" in spec.settings:
                     spec.settings["layer"]["return_state"] = True
-        entries = [spec_entry(s, major, full) for s in specs]
+        entries = [spec_entry(s, major, full, guard) for s in specs]
         return functional(model, states, model_name(model, "functional"), inp, entries, specs,
-                          [s.input_shape for s in specs[1:]] + [None], full)
+                          [s.input_shape for s in specs[1:]] + [None], full, major)
     layers = [_entry("InputLayer", inp, None, full)] + [spec_entry(s, major, full, guard) for s in specs]
     name = model_name(model)
     if major < 3:

@@ -119,7 +119,19 @@ def _tensor(name: str, index: int, shape) -> dict:
             "config": {"shape": list(shape), "dtype": "float32", "keras_history": [name, 0, index]}}
 
 
-def _input_entry(name: str, shape: list, dtype: str, full: bool) -> dict:
+def _node(major: int, first: tuple, extra: list[tuple] = (), kwargs: str = "initial_state") -> list | dict:
+    """One inbound node: `first` = (layer, index, shape) and the `extra` tensors, Keras 3's args/kwargs or
+    Keras 2's (and TF.js's) list, whose tensors after the first are the initial states."""
+    if major < 3:
+        return [[name, 0, index, {}] for name, index, _ in [first, *extra]]
+    return {"args": [_tensor(*first)], "kwargs": {kwargs: [_tensor(*t) for t in extra]} if extra else {}}
+
+
+def _input_entry(name: str, shape: list, dtype: str, full: bool, major: int = 3) -> dict:
+    if major < 3:
+        e = {"class_name": "InputLayer", "config": {"batch_input_shape": shape, "dtype": dtype, "sparse": False,
+                                                     "ragged": False, "name": name}}
+        return {**e, "name": name, "inbound_nodes": []}
     config = {"batch_shape": shape, "dtype": dtype, "sparse": False, "ragged": False, "name": name,
               "optional": False}
     e = {"class_name": "InputLayer", "config": config}
@@ -129,33 +141,34 @@ def _input_entry(name: str, shape: list, dtype: str, full: bool) -> dict:
 
 
 def functional(model: M.Model, sp: StatePlan, name: str, inp: dict, entries: list[dict], specs: list[KLayer],
-               out_shapes: list, full: bool) -> dict:
-    """The Keras 3 Functional config: x and the state inputs, the chain of `entries` (one per spec, as
-    `config.spec_entry` makes them), the linear Activation layers naming the state outputs."""
+               out_shapes: list, full: bool, major: int = 3) -> dict:
+    """The Functional config (Keras 3's, or `major` 2: tf.keras 2's and TF.js's nodes): x and the state
+    inputs, the chain of `entries` (one per spec, as `config.spec_entry` makes them), the linear
+    Activation layers naming the state outputs."""
     sizes = {s.name: [None, state_size(model, s)] for s in sp.inputs + sp.outputs}
-    layers = [_input_entry(inp["name"], inp["batch_shape"], inp["dtype"], full)]
-    layers += [_input_entry(s.name, sizes[s.name], "float32", full) for s in sp.inputs]
-    prev, prev_shape = inp["name"], inp["batch_shape"]
+    shape = inp.get("batch_shape", inp.get("batch_input_shape"))
+    layers = [_input_entry(inp["name"], shape, inp["dtype"], full, major)]
+    layers += [_input_entry(s.name, sizes[s.name], "float32", full, major) for s in sp.inputs]
+    prev, prev_shape = inp["name"], shape
     for spec, e, out_shape in zip(specs, entries, out_shapes):
         e = dict(e, name=spec.name)
-        kwargs = {}
-        if spec.name in sp.initial:
-            kwargs["initial_state"] = [_tensor(n, 0, sizes[n]) for n in sp.initial[spec.name]]
-            if full:
-                e["build_config"] = {"shapes_dict": {"sequences_shape": prev_shape,
-                                                     "initial_state_shape": [sizes[n] for n in sp.initial[spec.name]]}}
-        e["inbound_nodes"] = [{"args": [_tensor(prev, 0, prev_shape)], "kwargs": kwargs}]
+        initial = [(n, 0, sizes[n]) for n in sp.initial.get(spec.name, [])]
+        if initial and full:
+            e["build_config"] = {"shapes_dict": {"sequences_shape": prev_shape,
+                                                 "initial_state_shape": [sizes[n] for n in sp.initial[spec.name]]}}
+        e["inbound_nodes"] = [_node(major, (prev, 0, prev_shape), initial)]
         layers.append(e)
         prev, prev_shape = spec.name, out_shape
     by_port = {s.name: s for s in sp.outputs}
     for s in sp.outputs:
-        config = {"name": s.name, "trainable": True, "dtype": _policy(), "activation": "linear"}
+        config = {"name": s.name, "trainable": True, "dtype": _policy() if major >= 3 else "float32",
+                  "activation": "linear"}
         e = {"class_name": "Activation", "config": config}
         if full:
             e = {"module": "keras.layers", **e, "registered_name": None, "build_config": {"input_shape": sizes[s.name]}}
         index = returned_index(model, by_port[s.name])
-        layers.append({**e, "name": s.name, "inbound_nodes": [
-            {"args": [_tensor(sp.spec_of[s.layer], index, sizes[s.name])], "kwargs": {}}]})
+        layers.append({**e, "name": s.name,
+                       "inbound_nodes": [_node(major, (sp.spec_of[s.layer], index, sizes[s.name]))]})
     config = {"name": name, "trainable": True, "layers": layers,
               "input_layers": [[inp["name"], 0, 0]] + [[s.name, 0, 0] for s in sp.inputs],
               "output_layers": [[prev, 0, 0]] + [[s.name, 0, 0] for s in sp.outputs]}
