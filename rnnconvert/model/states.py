@@ -193,7 +193,7 @@ def refuse_state_io(model, target: str, path=None) -> None:
         return
     from ..errors import UnsupportedError
     raise UnsupportedError(f"{target} files cannot take recurrent states as inputs or return them, and the model has "
-                           f"{_ports_text(model)}; write ONNX, Keras 3 or .rnnc to keep them, or C/JavaScript/NumPy code "
+                           f"{_ports_text(model)}; write ONNX, Keras 3, TF.js or .rnnc to keep them, or C/JavaScript/NumPy code "
                            "whose step API carries the states", path=None if path is None else str(path))
 
 

@@ -2,8 +2,8 @@
 
 On each suite input, with random states and with zero states fed to every state input, the reference
 pass of the source (output and every state output) is compared with the reference pass of the written
-model and with the written file in its own runtime where that runtime takes states (onnxruntime, Keras 3:
-a Keras file takes each row of a port as an input of its own, fed in the ports' order).
+model and with the written file in its own runtime where that runtime takes states (onnxruntime, Keras 3,
+TF.js: a Keras or TF.js file takes each row of a port as an input of its own, fed in the ports' order).
 Streaming: the sequence fed in chunks, from the random states, each call's state outputs fed back as the
 next call's state inputs, must equal one call (`streaming(reference, states)`, `streaming(onnxruntime,
 states)`).  A runtime not installed, or failing on a file the user gave, is not run (`Report.not_run`)
@@ -39,6 +39,9 @@ def _runners(src_model, dst_model, dst_fmt, dst_path, same=False):
         from ..formats.keras.runtime import run_states as keras_states
         time_major = (dst_model or src_model).input.layout == "time_batch_feature"
         out.append(("keras(dst)", lambda x, f: keras_states(dst_path, x, src_model, f, time_major)))
+    if dst_fmt.name == "tfjs":           # likewise, one Node process for every call
+        from ..formats.tfjs.runtime import states_runner
+        out.append(("tfjs(dst)", states_runner(dst_path, _ports_in(src_model, dst_model or src_model))))
     return out
 
 

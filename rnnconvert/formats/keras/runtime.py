@@ -100,20 +100,6 @@ def run_states(path, x: np.ndarray, model, feeds: dict | None = None, time_major
     their initial values).  The Keras inputs after x are the rows of `model.state_inputs` in order, one
     `[batch, size]` tensor each (`keras_json/state_io.py`), the outputs after y likewise the rows of
     `model.state_outputs`; `time_major`: x and y are [time, batch, ...]."""
-    from ...model import states
-    batch = np.shape(x)[1 if time_major else 0]
-    given = {**states.default_feeds(model, batch), **(feeds or {})}
-    extra = []
-    for p in model.state_inputs:
-        v = np.asarray(given[p.name], dtype=np.float32)
-        extra += [v] if p.layout == "batch_size" else list(v)
-    out = _predict(path, x, time_major, extra)
-    want = sum(len(states.rows(model, p)) for p in model.state_outputs)
-    if len(out) != 1 + want:
-        raise ValueError(f"the Keras model returns {len(out)} outputs, expected the output and {want} states")
-    found, k = {}, 1
-    for p in model.state_outputs:
-        n = len(states.rows(model, p))
-        found[p.name] = out[k] if p.layout == "batch_size" else np.stack(out[k:k + n])
-        k += n
-    return out[0], found
+    from ..keras_json.state_io import feed_rows, state_results
+    out = _predict(path, x, time_major, feed_rows(model, feeds, np.shape(x)[1 if time_major else 0]))
+    return out[0], state_results(model, out[1:])

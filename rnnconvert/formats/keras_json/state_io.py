@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ... import model as M
 from ...model import states
 from .specs import KLayer
@@ -109,6 +111,32 @@ def notes(sp: StatePlan) -> list[str]:
                     "its own, so each row r of these ports is the Keras input or output '<name>_<r>' (or renamed "
                     "as noted)")
     return text
+
+
+# -- running a written file --------------------------------------------------------------------------
+
+def feed_rows(model: M.Model, feeds: dict | None, batch: int) -> list:
+    """The Keras inputs after x, in order: each row of each of `model`'s state inputs ([batch, size]),
+    from `feeds` or, where not fed, the model's initial states."""
+    given = {**states.default_feeds(model, batch), **(feeds or {})}
+    out = []
+    for p in model.state_inputs:
+        v = given[p.name]
+        out += [v] if p.layout == "batch_size" else list(v)
+    return out
+
+
+def state_results(model: M.Model, outs: list) -> dict:
+    """{state output name: array} from a Keras model's outputs after y (one per row of each port, in order)."""
+    want = sum(len(states.rows(model, p)) for p in model.state_outputs)
+    if len(outs) != want:
+        raise ValueError(f"the model returns {len(outs) + 1} outputs, expected the output and {want} states")
+    found, k = {}, 0
+    for p in model.state_outputs:
+        n = len(states.rows(model, p))
+        found[p.name] = outs[k] if p.layout == "batch_size" else np.stack(outs[k:k + n])
+        k += n
+    return found
 
 
 # -- the functional config --------------------------------------------------------------------------

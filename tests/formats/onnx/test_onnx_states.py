@@ -173,7 +173,7 @@ def test_targets_without_states_refuse_naming_them(dst, target, runner, tmp_path
     assert res.exit_code == 2
     assert res.stderr == (f"rnnconvert: error: {tmp_path / dst}: {target} files cannot take recurrent states as "
                           "inputs or return them, and the model has state inputs h0, c0 and state outputs hn, cn (of "
-                          "'/rnn/LSTM', '/rnn/LSTM_1'); write ONNX, Keras 3 or .rnnc to keep them, or C/JavaScript/NumPy code "
+                          "'/rnn/LSTM', '/rnn/LSTM_1'); write ONNX, Keras 3, TF.js or .rnnc to keep them, or C/JavaScript/NumPy code "
                           "whose step API carries the states\n")
     assert not (tmp_path / dst).exists()
 
