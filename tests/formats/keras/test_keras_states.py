@@ -121,21 +121,23 @@ def test_written_ports_are_named_after_the_ports(tmp_path):
         ("c0_0", ["rnn_LSTM"], "batch_size"), ("c0_1", ["rnn_LSTM_1"], "batch_size")]
 
 
-def test_onnx_keras_onnx_keeps_the_ports(tmp_path):
-    """onnx -> keras -> onnx: the ports come back (one per row, [batch, size]) and onnxruntime, fed PyTorch's
-    states row by row, returns PyTorch's output and states."""
+@pytest.mark.parametrize("case,ins_,outs_", [("lstm_2layer", ("h0", "c0"), ("hn", "cn")),
+                                             ("gru_bidir", ("h0",), ("hn",))])
+def test_onnx_keras_onnx_keeps_the_ports(case, ins_, outs_, tmp_path):
+    """onnx -> keras -> onnx: the ports come back (one per row, [batch, size]; a bidirectional layer's per
+    direction) and onnxruntime, fed PyTorch's states row by row, returns PyTorch's output and states."""
     from rnnconvert.formats.onnx.runtime import run_states as ort_states
-    d = FIXTURES / "torch_onnx" / "states" / "lstm_2layer"
+    d = FIXTURES / "torch_onnx" / "states" / case
     ins, outs = np.load(d / "inputs.npz"), np.load(d / "outputs.npz")
     rnnconvert.convert(str(d / "model.onnx"), str(tmp_path / "m.keras"))
     rnnconvert.convert(str(tmp_path / "m.keras"), str(tmp_path / "m.onnx"))
     back = rnnconvert.read(tmp_path / "m.onnx")
-    assert [p.name for p in back.state_inputs] == ["h0_0", "h0_1", "c0_0", "c0_1"]
-    assert [p.name for p in back.state_outputs] == ["hn_0", "hn_1", "cn_0", "cn_1"]
-    feeds = {f"{n}_{r}": ins[f"t7.{n}"][r] for n in ("h0", "c0") for r in range(2)}
+    assert [p.name for p in back.state_inputs] == [f"{n}_{r}" for n in ins_ for r in range(2)]
+    assert [p.name for p in back.state_outputs] == [f"{n}_{r}" for n in outs_ for r in range(2)]
+    feeds = {f"{n}_{r}": ins[f"t7.{n}"][r] for n in ins_ for r in range(2)}
     y, got = ort_states(tmp_path / "m.onnx", ins["t7.input"], back, feeds)
     np.testing.assert_allclose(y, outs["t7.output"], atol=1e-4, rtol=1e-4)
-    for n in ("hn", "cn"):
+    for n in outs_:
         np.testing.assert_allclose(np.stack([got[f"{n}_0"], got[f"{n}_1"]]), outs[f"t7.{n}"], atol=1e-4, rtol=1e-4)
 
 
@@ -197,14 +199,32 @@ def test_refuses_keras_2_with_states(tmp_path):
                                "keras_version=3")
 
 
-def test_onnx_refuses_a_per_direction_port(tmp_path):
-    src, dst = FIXTURES / "keras3" / "states" / "bilstm_seq" / "model.keras", tmp_path / "m.onnx"
-    res = CliRunner().invoke(cli, ["convert", str(src), str(dst)])
-    assert res.exit_code == 2, res.output
-    assert res.output.strip().endswith(
-        f"{dst}: state 'h_fw' holds one direction of the bidirectional layer 'bi' as [batch, size] (Keras's "
-        "Bidirectional takes and returns each direction's states apart), and ONNX's initial_h/Y_h hold both "
-        "directions in one tensor: rnnconvert does not write that split yet; write Keras or .rnnc to keep the ports")
+def test_bidirectional_keras_states_to_onnx_and_back(tmp_path):
+    """Keras's per-direction states of a Bidirectional LSTM, to ONNX (Unsqueeze + Concat into initial_h/c, Slice +
+    Squeeze out of Y_h/Y_c): onnxruntime fed the stored states returns Keras's own predictions, the ONNX file
+    reads back with the same ports, and Keras again keeps them."""
+    from rnnconvert.formats.onnx.runtime import run_states as ort_states
+    d, ins, outs = _keras_case("keras3", "bilstm_seq")
+    rnnconvert.convert(str(d / "model.keras"), str(tmp_path / "m.onnx"))
+    back = rnnconvert.read(tmp_path / "m.onnx")
+    src = rnnconvert.read(d / "model.keras")
+    assert back.state_inputs == src.state_inputs and back.state_outputs == src.state_outputs
+    y, got = ort_states(tmp_path / "m.onnx", ins["t40.input"], back, _feeds(back, ins, "t40"))
+    np.testing.assert_allclose(y, outs["t40.output"], atol=1e-4, rtol=1e-4)
+    for k, p in enumerate(back.state_outputs):
+        np.testing.assert_allclose(got[p.name], outs[f"t40.state{k + 1}"], atol=1e-4, rtol=1e-4)
+    rnnconvert.convert(str(tmp_path / "m.onnx"), str(tmp_path / "again.keras"))
+    assert rnnconvert.read(tmp_path / "again.keras").state_inputs == src.state_inputs
+
+
+def test_onnx_refuses_one_direction_fed(tmp_path):
+    model = rnnconvert.read(FIXTURES / "keras3" / "states" / "bilstm_seq" / "model.keras")
+    model.state_inputs = [p for p in model.state_inputs if p.direction == 0]
+    with pytest.raises(UnsupportedError) as info:
+        rnnconvert.write(model, tmp_path / "m.onnx")
+    assert str(info.value) == (f"{tmp_path / 'm.onnx'}: state input 'h_fw' gives the h state of one direction of the "
+                               "bidirectional layer 'bi' and no state input gives the other's; ONNX's initial_h "
+                               "takes both directions in one tensor")
 
 
 HINT = ("; to convert one recurrent layer on its own, pass --layer NAME (recurrent layers found: enc (lstm), "
