@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from ...errors import InputError, UnsupportedError
-from .state_graph import _node_inputs, check_inputs, split_node, state_output
+from .state_graph import check_inputs, split_node, state_output
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
