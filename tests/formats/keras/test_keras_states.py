@@ -153,17 +153,21 @@ def test_convert_checks_the_states_in_keras(tmp_path):
     assert "EQUIVALENT" in res.output and "not run: state inputs/outputs" not in res.output
 
 
-def test_keras_roundtrip_of_a_framework_model(tmp_path):
-    """A Keras 3 streaming model read and written again: Keras 3 runs the new file with the stored
-    states and returns Keras's own stored predictions."""
-    d, ins, outs = _keras_case("keras3", "bilstm_seq")
-    model = rnnconvert.read(d / "model.keras")
+@pytest.mark.parametrize("origin,case", [("keras3", "bilstm_seq"), ("keras3", "gru_backwards_last"),
+                                         ("tfkeras2", "rnn_gru_two_layers"), ("tfkeras2", "lstm_seq_dense")])
+def test_keras_roundtrip_of_a_framework_model(origin, case, tmp_path):
+    """A Keras streaming model (Bidirectional, go_backwards, two layers, from Keras 3 and TF-Keras 2) read and
+    written again: Keras 3 runs the new file with the stored states and returns the framework's own
+    predictions."""
+    d, ins, outs = _keras_case(origin, case)
+    model = rnnconvert.read(d / ("model.keras" if origin == "keras3" else "model.h5"))
     dst = tmp_path / "again.keras"
     rnnconvert.write(model, dst)
-    y, got = run_states(dst, ins["t40.input"], model, _feeds(model, ins, "t40"))
-    np.testing.assert_allclose(y, outs["t40.output"], atol=1e-4, rtol=1e-4)
-    for k, p in enumerate(model.state_outputs):
-        np.testing.assert_allclose(got[p.name], outs[f"t40.state{k + 1}"], atol=1e-4, rtol=1e-4)
+    for label in ("t1", "t40"):
+        y, got = run_states(dst, ins[f"{label}.input"], model, _feeds(model, ins, label))
+        np.testing.assert_allclose(y, outs[f"{label}.output"], atol=1e-4, rtol=1e-4)
+        for k, p in enumerate(model.state_outputs):
+            np.testing.assert_allclose(got[p.name], outs[f"{label}.state{k + 1}"], atol=1e-4, rtol=1e-4)
 
 
 # -- refusals ---------------------------------------------------------------------------------------
@@ -197,34 +201,6 @@ def test_refuses_keras_2_with_states(tmp_path):
                                "load a tf.keras 2 model whose layers take initial states as inputs, so state inputs "
                                "and outputs are written as a Keras 3 functional model only; write with "
                                "keras_version=3")
-
-
-def test_bidirectional_keras_states_to_onnx_and_back(tmp_path):
-    """Keras's per-direction states of a Bidirectional LSTM, to ONNX (Unsqueeze + Concat into initial_h/c, Slice +
-    Squeeze out of Y_h/Y_c): onnxruntime fed the stored states returns Keras's own predictions, the ONNX file
-    reads back with the same ports, and Keras again keeps them."""
-    from rnnconvert.formats.onnx.runtime import run_states as ort_states
-    d, ins, outs = _keras_case("keras3", "bilstm_seq")
-    rnnconvert.convert(str(d / "model.keras"), str(tmp_path / "m.onnx"))
-    back = rnnconvert.read(tmp_path / "m.onnx")
-    src = rnnconvert.read(d / "model.keras")
-    assert back.state_inputs == src.state_inputs and back.state_outputs == src.state_outputs
-    y, got = ort_states(tmp_path / "m.onnx", ins["t40.input"], back, _feeds(back, ins, "t40"))
-    np.testing.assert_allclose(y, outs["t40.output"], atol=1e-4, rtol=1e-4)
-    for k, p in enumerate(back.state_outputs):
-        np.testing.assert_allclose(got[p.name], outs[f"t40.state{k + 1}"], atol=1e-4, rtol=1e-4)
-    rnnconvert.convert(str(tmp_path / "m.onnx"), str(tmp_path / "again.keras"))
-    assert rnnconvert.read(tmp_path / "again.keras").state_inputs == src.state_inputs
-
-
-def test_onnx_refuses_one_direction_fed(tmp_path):
-    model = rnnconvert.read(FIXTURES / "keras3" / "states" / "bilstm_seq" / "model.keras")
-    model.state_inputs = [p for p in model.state_inputs if p.direction == 0]
-    with pytest.raises(UnsupportedError) as info:
-        rnnconvert.write(model, tmp_path / "m.onnx")
-    assert str(info.value) == (f"{tmp_path / 'm.onnx'}: state input 'h_fw' gives the h state of one direction of the "
-                               "bidirectional layer 'bi' and no state input gives the other's; ONNX's initial_h "
-                               "takes both directions in one tensor")
 
 
 HINT = ("; to convert one recurrent layer on its own, pass --layer NAME (recurrent layers found: enc (lstm), "
