@@ -26,14 +26,19 @@ class StatePort:
     (`Model.state_outputs`) the model: `[rows, batch, size]`, the rows being the directions of
     `layers` stacked in order (forward before reverse).  `state` 'h' is the hidden state (size: the
     layers' state_size), 'c' the LSTM cell state (size: hidden).  layout 'batch_size': one direction of one
-    layer as `[batch, size]`, without the rows axis (Keras `initial_state` inputs and `return_state`)."""
+    layer as `[batch, size]`, without the rows axis (Keras `initial_state` inputs and `return_state`);
+    `direction` (0 forward, 1 backward) says which direction of a bidirectional layer it holds (Keras's
+    Bidirectional takes and returns each direction's states as tensors of their own)."""
     name: str
     state: str
     layers: list[str]
     layout: str = "rows_batch_size"
+    direction: int | None = None
 
     def to_dict(self) -> dict:
         d = {"name": self.name, "state": self.state, "layers": list(self.layers)}
+        if self.direction is not None:
+            d["direction"] = self.direction
         return d if self.layout == "rows_batch_size" else {**d, "layout": self.layout}
 
 
@@ -52,8 +57,12 @@ def state_problems(model):
             if port.layout not in PORT_LAYOUTS:
                 yield f"{where}: layout '{port.layout}', expected one of {', '.join(PORT_LAYOUTS)}"
             elif port.layout == "batch_size" and (len(port.layers) != 1 or any(
-                    len(layer.weights) != 1 for layer in model.recurrent_layers if layer.name in port.layers)):
-                yield f"{where}: layout 'batch_size' holds one direction of one layer"
+                    len(layer.weights) != 1 and port.direction not in range(len(layer.weights))
+                    for layer in model.recurrent_layers if layer.name in port.layers)):
+                yield (f"{where}: layout 'batch_size' holds one direction of one layer (of a bidirectional "
+                       "layer: direction 0 or 1)")
+            elif port.direction is not None and port.layout != "batch_size":
+                yield f"{where}: direction {port.direction} is for layout 'batch_size' only"
             sizes = set()
             for name in port.layers:
                 layer = rec.get(name)
@@ -73,6 +82,8 @@ def state_problems(model):
 def rows(model, port: StatePort) -> list[tuple[int, int]]:
     """(index into model.layers, direction) of each row of `port`."""
     index = {layer.name: k for k, layer in enumerate(model.layers)}
+    if port.direction is not None:
+        return [(index[name], port.direction) for name in port.layers]
     return [(index[name], d) for name in port.layers for d in range(len(model.layers[index[name]].weights))]
 
 
@@ -135,9 +146,9 @@ def with_states(model, feeds: dict | None):
 
 def carried(model) -> list[tuple[StatePort, StatePort]]:
     """(state output, state input) pairs that continue a stream: same state of the same layers."""
-    ins = {(p.state, tuple(p.layers), p.layout): p for p in model.state_inputs}
-    return [(o, ins[(o.state, tuple(o.layers), o.layout)]) for o in model.state_outputs
-            if (o.state, tuple(o.layers), o.layout) in ins]
+    ins = {(p.state, tuple(p.layers), p.layout, p.direction): p for p in model.state_inputs}
+    return [(o, ins[(o.state, tuple(o.layers), o.layout, o.direction)]) for o in model.state_outputs
+            if (o.state, tuple(o.layers), o.layout, o.direction) in ins]
 
 
 def stream(run, model, x, feeds: dict, chunks: list[int]):
@@ -189,7 +200,7 @@ def refuse_state_io(model, target: str, path=None) -> None:
         return
     from ..errors import UnsupportedError
     raise UnsupportedError(f"{target} files cannot take recurrent states as inputs or return them, and the model has "
-                           f"{_ports_text(model)}; write ONNX or .rnnc to keep them, or C/JavaScript/NumPy code "
+                           f"{_ports_text(model)}; write ONNX, Keras 3, TF.js or .rnnc to keep them, or C/JavaScript/NumPy code "
                            "whose step API carries the states", path=None if path is None else str(path))
 
 

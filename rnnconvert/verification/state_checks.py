@@ -2,7 +2,8 @@
 
 On each suite input, with random states and with zero states fed to every state input, the reference
 pass of the source (output and every state output) is compared with the reference pass of the written
-model and with the written file in its own runtime where that runtime takes states (onnxruntime).
+model and with the written file in its own runtime where that runtime takes states (onnxruntime, Keras 3,
+TF.js: a Keras or TF.js file takes each row of a port as an input of its own, fed in the ports' order).
 Streaming: the sequence fed in chunks, from the random states, each call's state outputs fed back as the
 next call's state inputs, must equal one call (`streaming(reference, states)`, `streaming(onnxruntime,
 states)`).  A runtime not installed, or failing on a file the user gave, is not run (`Report.not_run`)
@@ -12,6 +13,8 @@ pass, and the zero-state pass is the suite's expected pass when the caller has i
 written model read back identical to the source (`same`) gets no reference(dst) runner: it would repeat the source's.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 
@@ -27,13 +30,27 @@ STATE_SEED = 7919
 def _runners(src_model, dst_model, dst_fmt, dst_path, same=False):
     """[(oracle, run(x, feeds) -> (y, outs))] of the written model, in dst's layout."""
     out = []
-    if (dst_model is not None and not same
-            and [p.name for p in dst_model.state_inputs] == [p.name for p in src_model.state_inputs]):
+    if dst_model is not None and not same and _same_ports(src_model, dst_model):
         out.append(("reference(dst)", lambda x, f: forward_with_feeds(dst_model, x, f)))
     if dst_fmt.name == "onnx":
         from ..formats.onnx.runtime import run_states
         out.append(("onnxruntime(dst)", lambda x, f: run_states(dst_path, x, dst_model or src_model, f)))
+    if dst_fmt.name == "keras":          # one Keras tensor per row of src's ports, in order (keras_json/state_io.py)
+        from ..formats.keras.runtime import run_states as keras_states
+        time_major = (dst_model or src_model).input.layout == "time_batch_feature"
+        out.append(("keras(dst)", lambda x, f: keras_states(dst_path, x, src_model, f, time_major)))
+    if dst_fmt.name == "tfjs":           # likewise, one Node process for every call
+        from ..formats.tfjs.runtime import states_runner
+        out.append(("tfjs(dst)", states_runner(dst_path, _ports_in(src_model, dst_model or src_model))))
     return out
+
+
+def _same_ports(src_model, dst_model) -> bool:
+    """Do dst's ports take and return src's tensors (names, layouts, directions)?  A Keras file's are one
+    per row, [batch, size]: then only its runtime, fed src's rows, is run."""
+    def key(m):
+        return [(p.name, p.layout, p.direction) for p in m.state_inputs + m.state_outputs]
+    return key(src_model) == key(dst_model)
 
 
 def state_checks(report, src_model, dst_model, dst_fmt, dst_path, suite, tol, zero_states=None,
@@ -90,6 +107,13 @@ def _drop(report, runners, oracle, exc, where, planned, written=False) -> None:
     runners[:] = [r for r in runners if r[0] != oracle]
 
 
+def _ports_in(src_model, dst):
+    """src's state ports with dst's input (its layout): the runners take and return src's ports."""
+    view = copy.copy(src_model)
+    view.input = dst.input
+    return view
+
+
 def _streaming_name(oracle: str) -> str:
     return "streaming " + oracle.replace("(dst)", "(dst), states carried")
 
@@ -117,8 +141,8 @@ def _streaming(report, src_model, dst, runners, x, label, feeds, y, tol, planned
     chunks = chunking(x.shape[time_axis])
     for oracle, run in list(runners):
         what = f"{label} + random states chunks {'+'.join(map(str, chunks))}"
-        try:
-            got, last = states.stream(run, dst, _relayout(x, src_model, dst), feeds, chunks)
+        try:         # src's ports (what the runners take and return) in dst's layout
+            got, last = states.stream(run, _ports_in(src_model, dst), _relayout(x, src_model, dst), feeds, chunks)
         except Exception as exc:  # noqa: BLE001 - not installed, or failing on the file: not run
             _drop(report, runners, oracle, exc, what, planned, written)
             continue

@@ -74,10 +74,10 @@ def test_an_api_refusal_names_the_destination_not_its_temporary_file(tmp_path):
     import rnnconvert
     from rnnconvert.errors import UnsupportedError
     states = FIXTURES / "tf2onnx_loop" / "states" / "gru_reset_before_states" / "model.onnx"
-    dst = tmp_path / "m.keras"
+    dst = tmp_path / "m.mat"
     with pytest.raises(UnsupportedError) as info:
         rnnconvert.convert(str(states), str(dst))
-    assert str(info.value).startswith(f"{dst}: Keras files cannot take recurrent states"), str(info.value)
+    assert str(info.value).startswith(f"{dst}: MATLAB files cannot take recurrent states"), str(info.value)
     assert ".tmp" not in str(info.value) and not list(tmp_path.iterdir())
 
 

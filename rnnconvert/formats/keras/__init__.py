@@ -16,7 +16,7 @@ from __future__ import annotations
 from ...errors import InputError, RnnConvertError, UnsupportedError
 from ...model import InputSpec, Model, Recurrent
 from ...model.assumptions import Assumption
-from ..keras_json import graph
+from ..keras_json import graph, state_graph
 from ..keras_json.build import combined, convert_chain, fold_selectors, shape_text
 from . import container
 from ..keras_json.layers import SUPPORTED, Converter
@@ -98,6 +98,7 @@ def _read(path: str, allow_stateful: bool, accept_windows_paths: bool = False) -
                                                  dtype="int64" if tokens else "float32",
                                                  time_steps=time_steps),
                   output_name="output", name=str(name), source=source)
+    model.state_inputs, model.state_outputs = state_graph.ports(model, entries, path)
     return model.validate(path)
 
 

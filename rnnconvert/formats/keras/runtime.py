@@ -70,14 +70,36 @@ def load(path):
 
 
 def run(path, x: np.ndarray, model=None) -> np.ndarray:
-    keras_model = load(path)
     time_major = getattr(getattr(model, "input", None), "layout", "") == "time_batch_feature"
+    if len(load(path).inputs) > 1 or len(load(path).outputs) > 1:     # state inputs at their initial values
+        return run_states(path, x, model, None, time_major)[0]
+    return _predict(path, x, time_major)[0]
+
+
+def _predict(path, x, time_major: bool, extra: list | None = None) -> list[np.ndarray]:
+    """Keras's outputs on `x` (in the given layout) and the `extra` inputs ([batch, size] each, in order)."""
+    keras_model = load(path)
     x = np.asarray(x, dtype=np.float32)
     if time_major:
         x = np.swapaxes(x, 0, 1)
+    feed = [np.ascontiguousarray(x)] + [np.ascontiguousarray(v, dtype=np.float32) for v in extra or []]
+    if len(feed) != len(keras_model.inputs):
+        raise ValueError(f"the Keras model takes {len(keras_model.inputs)} inputs, and the model's input and state "
+                         f"inputs make {len(feed)}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        y = np.asarray(keras_model.predict(np.ascontiguousarray(x), verbose=0, batch_size=max(len(x), 1)))
-    if time_major and y.ndim == 3:
-        y = np.swapaxes(y, 0, 1)
-    return np.ascontiguousarray(y)
+        out = keras_model.predict(feed if len(feed) > 1 else feed[0], verbose=0, batch_size=max(len(x), 1))
+    out = [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
+    if time_major and out[0].ndim == 3:
+        out[0] = np.swapaxes(out[0], 0, 1)
+    return [np.ascontiguousarray(o) for o in out]
+
+
+def run_states(path, x: np.ndarray, model, feeds: dict | None = None, time_major: bool = False):
+    """(output, {state output name: array}): the file on `x` with `model`'s state inputs `feeds` (the rest at
+    their initial values).  The Keras inputs after x are the rows of `model.state_inputs` in order, one
+    `[batch, size]` tensor each (`keras_json/state_io.py`), the outputs after y likewise the rows of
+    `model.state_outputs`; `time_major`: x and y are [time, batch, ...]."""
+    from ..keras_json.state_io import feed_rows, state_results
+    out = _predict(path, x, time_major, feed_rows(model, feeds, np.shape(x)[1 if time_major else 0]))
+    return out[0], state_results(model, out[1:])

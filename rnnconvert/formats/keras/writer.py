@@ -24,7 +24,7 @@ import numpy as np
 from ...errors import InputError, UnsupportedError
 from ...model import Model
 from ...errors import one_line
-from ...model.states import refuse_state_io
+from ..keras_json import state_io
 from ..keras_json.config import inner_name, model_config, model_name, names_hard_sigmoid, weight_paths
 from ..keras_json.graph import snake_case
 from ..keras_json.plan import CELL_NAMES, Planner
@@ -44,8 +44,12 @@ def write(model: Model, path, keras_version=3, fold_hard_sigmoid=True, selectors
     or taken at the last step (else refuse).
     """
     path = str(path)
-    refuse_state_io(model, "Keras", path)
     major = _major(keras_version, path)
+    if model.has_state_io and major != 3:
+        raise UnsupportedError(f"keras_version={keras_version!r}: Keras 3, which verifies the file, cannot load a "
+                               "tf.keras 2 model whose layers take initial states as inputs, so state inputs and "
+                               "outputs are written as a Keras 3 functional model only; write with keras_version=3",
+                               path=path)
     container = "keras" if path.lower().endswith(".keras") else "h5"
     if container == "keras" and major != 3:
         raise InputError(f"keras_version={keras_version!r}: a .keras file is a Keras 3 file; write a tf.keras 2 "
@@ -53,9 +57,11 @@ def write(model: Model, path, keras_version=3, fold_hard_sigmoid=True, selectors
     model.validate(path)
     planner = Planner(model, major, fold_hard_sigmoid=fold_hard_sigmoid, selectors=selectors)
     specs, problems = planner.plan()
+    states, state_problems = state_io.plan(model, planner)
+    problems += state_problems
     if problems:
         raise UnsupportedError(f"cannot write this model as Keras {major}: " + "; ".join(problems), path=path)
-    notes = list(planner.notes)
+    notes = list(planner.notes) + (state_io.notes(states) if states else [])
     if major == 2 and names_hard_sigmoid(specs):
         notes.append("the file names hard_sigmoid in tf.keras 2's sense, clip(0.2x+0.5); it keeps tf.keras 2's "
                      "time_major key so that Keras 3, whose hard_sigmoid is clip(x/6+0.5), refuses to load it")
@@ -63,9 +69,9 @@ def write(model: Model, path, keras_version=3, fold_hard_sigmoid=True, selectors
         notes.append(f"the Keras model takes [batch, time, features]; the source took {model.input.layout} "
                      "(transpose inputs and sequence outputs)")
     if container == "keras":
-        _write_zip(path, specs, model, planner.input_name)
+        _write_zip(path, specs, model, planner.input_name, states)
     else:
-        _write_h5(path, specs, model, planner.input_name, major)
+        _write_h5(path, specs, model, planner.input_name, major, states)
     return notes
 
 
@@ -82,8 +88,8 @@ def _f32(a) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(a() if callable(a) else a, dtype=np.float32))
 
 
-def _write_zip(path: str, specs: list[KLayer], model: Model, input_name: str) -> None:
-    config = model_config(specs, model, input_name, 3, full=True)
+def _write_zip(path: str, specs: list[KLayer], model: Model, input_name: str, states=None) -> None:
+    config = model_config(specs, model, input_name, 3, full=True, states=states)
     meta = {"keras_version": KERAS_VERSIONS[3],
             "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}
 
@@ -91,7 +97,7 @@ def _write_zip(path: str, specs: list[KLayer], model: Model, input_name: str) ->
         weights = tmp + ".weights.h5"      # on disk, not in memory: the zip copies it in chunks
         try:
             with h5py.File(weights, "w") as f:
-                _weights_h5(f, specs, model)
+                _weights_h5(f, specs, model, config if states else None)
             _zip(tmp, meta, config, weights)
         finally:
             if os.path.exists(weights):
@@ -99,24 +105,34 @@ def _write_zip(path: str, specs: list[KLayer], model: Model, input_name: str) ->
     _atomic(path, write_to)
 
 
-def _weights_h5(f, specs: list[KLayer], model: Model) -> None:
-    """model.weights.h5 of a .keras archive, as Keras 3 lays it out."""
+def _weights_h5(f, specs: list[KLayer], model: Model, functional=None) -> None:
+    """model.weights.h5 of a .keras archive, as Keras 3 lays it out (a `functional` config numbers its
+    input and Activation layers too)."""
     used: dict[str, int] = {}
-    for spec in specs:
-        key = _numbered(snake_case(spec.cls), used)
-        _vars(f, f"layers/{key}", spec.name)
-        if spec.cls == "Bidirectional":
-            inner = inner_name(spec)
-            for side in ("forward", "backward"):
-                _vars(f, f"layers/{key}/{side}_layer", f"{side}_{inner}")
-        owners: dict[str, int] = {}
-        for (owner, _), a in zip(weight_paths(spec), spec.weights):
-            k = owners.get(owner, 0)
-            owners[owner] = k + 1
-            group = _vars(f, f"layers/{key}/{owner}".rstrip("/"),
-                          CELL_NAMES[spec.wrapped or spec.cls] if owner.endswith("cell") else spec.name)
-            group.create_dataset(str(k), data=_f32(a))
-    _vars(f, "", model_name(model))
+    by_name = {spec.name: spec for spec in specs}
+    for cls, name in (state_io.weightless(functional) if functional else []):
+        if name not in by_name:
+            _vars(f, f"layers/{_numbered(snake_case(cls), used)}", name)
+            continue
+        _spec_weights(f, by_name[name], _numbered(snake_case(cls), used))
+    for spec in ([] if functional else specs):
+        _spec_weights(f, spec, _numbered(snake_case(spec.cls), used))
+    _vars(f, "", model_name(model, "functional" if functional else "sequential"))
+
+
+def _spec_weights(f, spec: KLayer, key: str) -> None:
+    _vars(f, f"layers/{key}", spec.name)
+    if spec.cls == "Bidirectional":
+        inner = inner_name(spec)
+        for side in ("forward", "backward"):
+            _vars(f, f"layers/{key}/{side}_layer", f"{side}_{inner}")
+    owners: dict[str, int] = {}
+    for (owner, _), a in zip(weight_paths(spec), spec.weights):
+        k = owners.get(owner, 0)
+        owners[owner] = k + 1
+        group = _vars(f, f"layers/{key}/{owner}".rstrip("/"),
+                      CELL_NAMES[spec.wrapped or spec.cls] if owner.endswith("cell") else spec.name)
+        group.create_dataset(str(k), data=_f32(a))
 
 
 def _numbered(base: str, used: dict) -> str:
@@ -141,8 +157,10 @@ def _zip(tmp: str, meta: dict, config: dict, weights: str) -> None:
         z.write(weights, ZIP_WEIGHTS)
 
 
-def _write_h5(path: str, specs: list[KLayer], model: Model, input_name: str, major: int) -> None:
-    config = model_config(specs, model, input_name, major, full=False)
+def _write_h5(path: str, specs: list[KLayer], model: Model, input_name: str, major: int, states=None) -> None:
+    config = model_config(specs, model, input_name, major, full=False, states=states)
+    names = [n for _, n in state_io.weightless(config)] if states else [s.name for s in specs]
+    by_name = {spec.name: spec for spec in specs}
     version = KERAS_VERSIONS[major]
 
     def write_file(tmp):
@@ -153,19 +171,25 @@ def _write_h5(path: str, specs: list[KLayer], model: Model, input_name: str, maj
             root = f.create_group("model_weights")
             root.attrs["backend"] = BACKEND
             root.attrs["keras_version"] = version
-            root.attrs["layer_names"] = _strings([s.name for s in specs])
-            for spec in specs:
-                group = root.create_group(spec.name)
-                names = [_legacy_name(spec, owner, n, model, major) for owner, n in weight_paths(spec)]
-                group.attrs["weight_names"] = _strings(names)
-                for n, a in zip(names, spec.weights):
+            root.attrs["layer_names"] = _strings(names)
+            for name in names:
+                group = root.create_group(name)
+                spec = by_name.get(name)
+                if spec is None:
+                    group.attrs["weight_names"] = _strings([])
+                    continue
+                arrays = [_legacy_name(spec, owner, n, model, major, prefix=not states)
+                          for owner, n in weight_paths(spec)]
+                group.attrs["weight_names"] = _strings(arrays)
+                for n, a in zip(arrays, spec.weights):
                     group.create_dataset(n, data=_f32(a))
             root.create_group("top_level_model_weights").attrs["weight_names"] = _strings([])
     _atomic(path, write_file)
 
 
-def _legacy_name(spec: KLayer, owner: str, var: str, model: Model, major: int) -> str:
-    """`sequential/lstm/lstm_cell/kernel` (Keras 3) or `lstm/lstm_cell/kernel:0` (tf.keras 2)."""
+def _legacy_name(spec: KLayer, owner: str, var: str, model: Model, major: int, prefix: bool = True) -> str:
+    """`sequential/lstm/lstm_cell/kernel` (Keras 3; a Functional model's without the model's name) or
+    `lstm/lstm_cell/kernel:0` (tf.keras 2)."""
     parts = [spec.name]
     if spec.cls == "Bidirectional":
         parts.append(f"{owner.split('_')[0]}_{inner_name(spec)}")
@@ -173,7 +197,7 @@ def _legacy_name(spec: KLayer, owner: str, var: str, model: Model, major: int) -
         parts.append(CELL_NAMES[spec.wrapped or spec.cls])
     parts.append(var)
     if major >= 3:
-        return "/".join([model_name(model)] + parts)
+        return "/".join(([model_name(model)] if prefix else []) + parts)
     return "/".join(parts) + ":0"
 
 

@@ -28,7 +28,8 @@ def layer_config(cls: str, name: str, s: dict, major: int, guard: bool = False) 
     `guard` writes tf.keras 2's `time_major`, which Keras 3 refuses."""
     c = {"name": name, "trainable": True, "dtype": _policy(major)}
     if cls in RNN:
-        c.update(return_sequences=s["return_sequences"], return_state=False, go_backwards=s["go_backwards"],
+        c.update(return_sequences=s["return_sequences"], return_state=bool(s.get("return_state")),
+                 go_backwards=s["go_backwards"],
                  stateful=False, unroll=False)
         zero = s.get("zero_output_for_mask", False)
         c.update({"time_major": False} if guard else {"zero_output_for_mask": zero} if major >= 3 or zero else {})
@@ -98,7 +99,10 @@ def spec_entry(spec: KLayer, major: int, full: bool, guard: bool = False) -> dic
     return _entry("Bidirectional", config, shape, full)
 
 
-def model_config(specs: list[KLayer], model: M.Model, input_name: str, major: int, full: bool) -> dict:
+def model_config(specs: list[KLayer], model: M.Model, input_name: str, major: int, full: bool,
+                 states=None) -> dict:
+    """The model's config: Sequential, or Functional (Keras 3) when `states` (a `state_io.StatePlan`)
+    gives it state inputs and outputs."""
     shape = [None, model.input.time_steps, int(model.input.features)]
     dtype = "float32"
     if str(model.input.dtype).startswith("int"):       # token ids for an Embedding: [batch, time]
@@ -106,6 +110,16 @@ def model_config(specs: list[KLayer], model: M.Model, input_name: str, major: in
     key = "batch_shape" if major >= 3 else "batch_input_shape"
     inp = {key: shape, "dtype": dtype, "sparse": False, "name": input_name}
     guard = major == 2 and names_hard_sigmoid(specs)
+    if states is not None:
+        from .state_io import functional
+        for spec in specs:
+            if spec.name in states.returns:
+                spec.settings["return_state"] = True
+                if "layer" in spec.settings:
+                    spec.settings["layer"]["return_state"] = True
+        entries = [spec_entry(s, major, full, guard) for s in specs]
+        return functional(model, states, model_name(model, "functional"), inp, entries, specs,
+                          [s.input_shape for s in specs[1:]] + [None], full, major)
     layers = [_entry("InputLayer", inp, None, full)] + [spec_entry(s, major, full, guard) for s in specs]
     name = model_name(model)
     if major < 3:
@@ -124,9 +138,9 @@ def names_hard_sigmoid(specs: list[KLayer]) -> bool:
     return any("hard_sigmoid" in acts(spec.settings) for spec in specs)
 
 
-def model_name(model: M.Model) -> str:
+def model_name(model: M.Model, default: str = "sequential") -> str:
     name = re.sub(r"[^A-Za-z0-9_\-]", "_", model.name or "").strip("_")
-    return name if name and name[0].isalpha() else "sequential"
+    return name if name and name[0].isalpha() else default
 
 
 def weight_paths(spec: KLayer) -> list[tuple[str, str]]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...errors import InputError, UnsupportedError
+from .state_graph import check_inputs, split_node, state_output
 
 MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
@@ -24,6 +25,8 @@ class Entry:
     key: str = ""            # the layer's group in a .keras weights file: snake_case(class) + per-class number
     output_index: int = 0    # which output of the layer the next layer (or the model) takes
     build_shape: list | None = None   # Keras 3 build_config input_shape
+    initial_state: list = field(default_factory=list)   # [(order among the model's inputs, Input name)]
+    state_outputs: list = field(default_factory=list)   # [(order among the model's outputs, name, index >= 1)]
 
 
 def snake_case(name: str) -> str:
@@ -96,13 +99,16 @@ def _refs(value) -> list:
 def _functional_chain(cfg: dict, path) -> list[Entry]:
     layers = {layer.get("name") or (layer.get("config") or {}).get("name"): layer for layer in cfg["layers"]}
     inputs, outputs = _refs(cfg.get("input_layers")), _refs(cfg.get("output_layers"))
-    if len(inputs) != 1 or len(outputs) != 1:
+    states = [state_output(layers, r) for r in outputs]
+    main = [r for r, st in zip(outputs, states) if st is None]
+    if not inputs or len(main) != 1 or (len(inputs) > 1 and not any(states) and not _takes_states(layers)):
         raise UnsupportedError(f"the model has {_count(len(inputs), 'input')} and "
                                f"{_count(len(outputs), 'output')}; rnnconvert reads models with one input and "
-                               "one output", path=path)
+                               "one output (and recurrent states as inputs and outputs)", path=path)
     entries: list[Entry] = []
     seen: set = set()                 # the walk is a loop, and its cycle check a set: linear in the chain
-    name, tensor = outputs[0][0], outputs[0][2] if len(outputs[0]) > 2 else 0
+    fed: dict = {}                    # recurrent layer -> its initial-state refs
+    name, tensor = main[0][0], main[0][2] if len(main[0]) > 2 else 0
     while True:
         layer = layers.get(name) if isinstance(name, str) else None
         if layer is None:
@@ -119,7 +125,9 @@ def _functional_chain(cfg: dict, path) -> list[Entry]:
         if len(nodes) != 1:
             raise UnsupportedError(f"layer is called {len(nodes)} times in the model (a shared layer); "
                                    "rnnconvert reads one chain of layers", path=path, layer=name)
-        refs, kw = _node_inputs(nodes[0])
+        refs, initial, kw = split_node(e.cls, nodes[0])
+        if initial:
+            fed[name] = initial
         if kw:
             raise UnsupportedError(f"layer takes a tensor as call argument '{kw[0]}' (for example an initial "
                                    "state); rnnconvert reads one chain of layers", path=path, layer=name)
@@ -129,7 +137,21 @@ def _functional_chain(cfg: dict, path) -> list[Entry]:
                                    "layers from one input to one output", path=path, layer=name)
         name, tensor = refs[0][0], refs[0][2] if len(refs[0]) > 2 else 0
     entries.reverse()
-    on_chain = {e.name for e in entries}
+    names = [r[0] for r in inputs]
+    check_inputs(fed, names, entries[0].name, path)
+    by_name = {e.name: e for e in entries}
+    for e in entries:
+        e.initial_state = [(names.index(r[0]), r[0]) for r in fed.get(e.name, [])]
+    via = set()
+    for k, st in enumerate(states):
+        if st is None:
+            continue
+        if st[0] not in by_name:
+            raise UnsupportedError(f"the model returns a state of layer '{st[0]}', which is not on the path from "
+                                   "the input to the output; rnnconvert reads one chain of layers", path=path)
+        via.update(st[2])
+        by_name[st[0]].state_outputs.append((k, st[2][0] if st[2] else None, st[1]))
+    on_chain = {e.name for e in entries} | {n for refs in fed.values() for n, *_ in refs} | via
     off = [n for n in layers if n not in on_chain]
     if off:
         raise UnsupportedError(f"layers {', '.join(repr(n) for n in off[:10])}"
@@ -138,44 +160,17 @@ def _functional_chain(cfg: dict, path) -> list[Entry]:
     return entries
 
 
+def _takes_states(layers: dict) -> bool:
+    """Does a layer take an initial state (Keras 3 keyword, or Keras 2 tensors after the sequence)?"""
+    for layer in layers.values():
+        for node in layer.get("inbound_nodes") or []:
+            if split_node(layer.get("class_name"), node)[1]:
+                return True
+    return False
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def _node_inputs(node) -> tuple[list, list[str]]:
-    """(tensor references [name, node, tensor], names of keyword arguments that carry tensors)."""
-    if isinstance(node, dict):                      # Keras 3
-        refs = _keras3_tensors(node.get("args", []))
-        kw = [k for k, v in (node.get("kwargs") or {}).items() if _keras3_tensors(v)]
-        return refs, kw
-    refs, kw = [], []
-    if node and isinstance(node[0], str):           # TF op layers: one bare [name, node, tensor, kwargs]
-        node = [node]
-    for item in node:                               # Keras 1 / 2: [name, node, tensor(, kwargs)]
-        refs.append(item[:3])
-        if len(item) > 3 and isinstance(item[3], dict):
-            kw += [k for k, v in item[3].items() if _keras2_tensors(v)]
-    return refs, kw
-
-
-def _keras3_tensors(obj) -> list:
-    if isinstance(obj, dict):
-        if obj.get("class_name") == "__keras_tensor__":
-            return [obj.get("config", {}).get("keras_history", ["?", 0, 0])]
-        return [t for v in obj.values() for t in _keras3_tensors(v)]
-    if isinstance(obj, (list, tuple)):
-        return [t for v in obj for t in _keras3_tensors(v)]
-    return []
-
-
-def _keras2_tensors(obj) -> bool:
-    if isinstance(obj, list):
-        if len(obj) >= 3 and isinstance(obj[0], str) and isinstance(obj[1], int):
-            return True
-        return any(_keras2_tensors(v) for v in obj)
-    if isinstance(obj, dict):
-        return obj.get("class_name") == "__keras_tensor__" or any(_keras2_tensors(v) for v in obj.values())
-    return False
 
 
 def input_shape(entries: list[Entry], model_config: dict) -> list | None:

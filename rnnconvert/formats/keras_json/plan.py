@@ -54,6 +54,7 @@ class Planner:
         self.fold_ok, self.selectors_ok = fold_hard_sigmoid, selectors
         self.notes: list[str] = []
         self.used: set[str] = set()
+        self.spec_of: dict[str, str] = {}     # canonical recurrent layer -> its Keras layer's name (state ports)
         self.input_name = self.unique(model.input.name or "input_layer", f"input '{model.input.name}'")
 
     # -- names --------------------------------------------------------------------------------
@@ -171,7 +172,7 @@ class Planner:
             settings["recurrent_activation"] = acts[0]
         if layer.cell == "gru":
             settings["reset_after"] = bool(layer.reset_after)
-        name = self.unique(layer.name, f"layer '{layer.name}'")
+        name = self.spec_of[layer.name] = self.unique(layer.name, f"layer '{layer.name}'")
         flat = [a for arrays in weights for a in arrays]
         if layer.direction == "bidirectional":
             out = [KLayer("Bidirectional", name, {"merge_mode": layer.merge, "layer": settings}, list(shape),

@@ -26,6 +26,7 @@ from ...errors import UnsupportedError
 from ...model import Model, StatePort
 from ._graph import BIG, describe, node_attrs
 from .glue import RECURRENT
+from .state_dirs import direction_input, direction_output, topological as _topological
 
 SLOTS = {5: "h", 6: "c"}          # recurrent node input slot -> state
 OUT_SLOTS = {1: "h", 2: "c"}      # recurrent node output slot -> state
@@ -52,12 +53,13 @@ def detach(proto: onnx.ModelProto, path: str, keep: str | None = None):
                 if name:
                     users.setdefault(name, []).append((node, slot))
         for vi in extra:
-            port = _input_port(vi.name, users, consts, path)
+            port = direction_input(vi.name, users, consts, _axes, _key) or _input_port(vi.name, users, consts, path)
             if port is not None:
                 ins.append(port)
     producer = {o: n for n in g.node for o in n.output if o}
     consts = consts if extra else _constants(g) if len(g.output) > 1 else {}
-    outs = [p for p in (_output_port(o.name, producer, consts, path) for o in g.output if o.name != keep)
+    outs = [p for p in (_output_port(o.name, producer, consts, path) or direction_output(
+        o.name, producer, consts, _axes, _rows, _key) for o in g.output if o.name != keep)
             if p is not None] if ins or len(g.output) > 1 else []
     if outs and len(outs) == len(g.output):
         outs = outs[1:]          # every output is a node's Y_h/Y_c: the first is the model's output itself
@@ -90,14 +92,14 @@ def attach(model: Model, ins: list, outs: list, node_layers: dict, path: str) ->
                                            f"node '{key}', which is not on the way to the output '{model.output_name}'",
                                            path=path)
                 layer, first = node_layers[key]
-                rows += [(layer, first + d) for d in range(n)]
+                rows += [(layer, first + d) for d in (range(n) if p.get("direction") is None else [p["direction"]])]
             layers = list(dict.fromkeys(name for name, _ in rows))
             dirs = {layer.name: len(layer.weights) for layer in model.recurrent_layers}
-            if rows != [(name, d) for name in layers for d in range(dirs[name])]:
+            if p.get("direction") is None and rows != [(name, d) for name in layers for d in range(dirs[name])]:
                 raise UnsupportedError(f"the graph {p['role']} '{p['name']}' stacks the states of "
                                        f"{', '.join(f'{n}[{d}]' for n, d in rows)}, not every direction of each "
                                        f"layer in order; {HINT}", path=path)
-            out.append(StatePort(p["name"], p["state"], layers, p.get("layout", "rows_batch_size")))
+            out.append(StatePort(p["name"], p["state"], layers, p.get("layout", "rows_batch_size"), p.get("direction")))
         return out
     model.state_inputs, model.state_outputs = ports(ins), ports(outs)
     return model
@@ -354,6 +356,8 @@ def _source(name: str, producer: dict, cut: set) -> bool:
     seen = set()
     while name not in cut:
         n = producer.get(name)
+        if n is not None and n.op_type == "Concat" and name not in seen:     # per-direction states (state_dirs)
+            return all(_source(i, producer, cut) for i in n.input)
         if n is None or n.op_type not in ("Identity", "Slice", "Unsqueeze") or not n.input or name in seen:
             return False
         seen.add(name)
@@ -377,23 +381,3 @@ def _keep(container, pred) -> None:
     keep = [x for x in container if pred(x)]
     del container[:]
     container.extend(keep)
-
-
-def _topological(g) -> None:
-    """Sort nodes so every input is produced before it is used (added Slice/Concat nodes)."""
-    ready = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
-    pending, ordered = list(g.node), []
-    while pending:
-        rest = []
-        for n in pending:
-            if all(i in ready for i in n.input):
-                ordered.append(n)
-                ready.update(n.output)
-            else:
-                rest.append(n)
-        if len(rest) == len(pending):
-            ordered += rest
-            break
-        pending = rest
-    del g.node[:]
-    g.node.extend(ordered)

@@ -18,6 +18,7 @@ tensor is built in one copy and streamed from its buffer into the file (`initial
 from __future__ import annotations
 
 import json
+import copy
 import os
 
 from . import lite as onnx
@@ -74,7 +75,12 @@ def write(model: Model, path, stateful: bool = False, external_data: bool | None
         from .states import add_state_io
         meta = read_json(next(p.value for p in proto.metadata_props if p.key == META_KEY), path, "metadata")
         nodes_of = {e["name"]: e["node"] for e in meta["layers"] if e.get("node") and e.get("form") != "scan"}
-        notes += add_state_io(proto, model, nodes_of, path)
+        whole = copy.copy(model)            # per-direction ports (Keras's Bidirectional) go by state_dirs.py
+        whole.state_inputs = [p for p in model.state_inputs if p.direction is None]
+        whole.state_outputs = [p for p in model.state_outputs if p.direction is None]
+        notes += add_state_io(proto, whole, nodes_of, path) if whole.has_state_io else []
+        from .state_dirs import add_direction_ports
+        notes += add_direction_ports(proto, model, nodes_of, path)
     try:
         _init.check(proto, b)
     except Exception as exc:   # a bug of ours, not the user's: say so plainly

@@ -115,6 +115,8 @@ def _read(path: str) -> Model:
     model = Model(layers=layers, input=InputSpec(name=input_name, features=int(conv.input_features or 0),
                                                  dtype="int64" if tokens else "float32", time_steps=time_steps),
                   output_name="output", name=str(name), source=source)
+    from ..keras_json.state_graph import ports
+    model.state_inputs, model.state_outputs = ports(model, entries, path)
     return model.validate(path)
 
 

@@ -75,10 +75,20 @@ async function run(job) {
   const raw = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
   const data = job.dtype === 'int32' ? new Int32Array(raw) : new Float32Array(raw);
   const x = tf.tensor(data, job.shape, job.dtype);
-  const y = model.predict(x, {batchSize: Math.max(job.shape[0], 1)});
-  writeFileSync(job.y, Buffer.from(new Float32Array(y.dataSync()).buffer));
-  writeFileSync(job.y + '.json', JSON.stringify(y.shape));
-  tf.dispose([x, y]);
+  const inputs = [x];
+  for (const e of job.extra || []) {           // state inputs [batch, size], float32
+    const b = readFileSync(e.path);
+    inputs.push(tf.tensor(new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)), e.shape));
+  }
+  const out = model.predict(inputs.length > 1 ? inputs : x, {batchSize: Math.max(job.shape[0], 1)});
+  const ys = Array.isArray(out) ? out : [out];
+  ys.forEach((y, k) => {
+    const f = k ? `${job.y}.${k}` : job.y;
+    writeFileSync(f, Buffer.from(new Float32Array(y.dataSync()).buffer));
+    writeFileSync(f + '.json', JSON.stringify(y.shape));
+  });
+  writeFileSync(job.y + '.n', String(ys.length));
+  tf.dispose([...inputs, ...ys]);
 }
 if (jobsPath !== '-') {
   for (const job of JSON.parse(readFileSync(jobsPath, 'utf8'))) await run(job);
@@ -176,14 +186,29 @@ def _output(y: str) -> np.ndarray:
     return np.fromfile(y, dtype="<f4").reshape(shape)
 
 
-def _job(folder: str, k, path, x) -> dict:
-    """x written to `folder` in the form Node reads (int32 token ids or float32), and its job."""
+def _outputs(y: str) -> list[np.ndarray]:
+    """Every output of a job: y, then the state outputs (`y.1`, `y.2`, ...) of a model that has them."""
+    with open(y + ".n") as f:
+        n = int(f.read().strip() or 1)
+    return [_output(y)] + [_output(f"{y}.{k}") for k in range(1, n)]
+
+
+def _job(folder: str, k, path, x, extra=()) -> dict:
+    """x (and the `extra` state inputs, float32 [batch, size]) written to `folder` in the form Node reads
+    (int32 token ids or float32), and its job."""
     x = np.asarray(x)
     dtype = "int32" if x.dtype.kind in "iu" else "float32"
     fin, fout = os.path.join(folder, f"x{k}.bin"), os.path.join(folder, f"y{k}.bin")
     np.ascontiguousarray(x, dtype="<i4" if dtype == "int32" else "<f4").tofile(fin)
-    return {"model": os.path.abspath(os.fspath(path)), "x": fin, "y": fout, "shape": list(x.shape), "dtype": dtype,
-            "layers": _layers_module(folder, path)}
+    job = {"model": os.path.abspath(os.fspath(path)), "x": fin, "y": fout, "shape": list(x.shape), "dtype": dtype,
+           "layers": _layers_module(folder, path)}
+    if len(extra):
+        job["extra"] = []
+        for j, v in enumerate(extra):
+            v = np.ascontiguousarray(v, dtype="<f4")
+            v.tofile(os.path.join(folder, f"x{k}.{j}.bin"))
+            job["extra"].append({"path": os.path.join(folder, f"x{k}.{j}.bin"), "shape": list(v.shape)})
+    return job
 
 
 def _layout(x, model, run_batch_major):
@@ -197,14 +222,34 @@ def _layout(x, model, run_batch_major):
 
 def run(path, x, model) -> np.ndarray:
     """The TF.js model at `path` on `x` (in `model.input.layout`), as float32: one Node process."""
+    if model is not None and model.has_state_io:
+        return runner(path, model)(x)
     return _layout(x, model, lambda xb: run_many([(path, xb)])[0])
 
 
 def runner(path, model):
     """x -> output: one Node process, started on the first call, loads the model once and runs every
-    input sent to it (a process per input costs 5x as much); it ends with the runner."""
+    input sent to it (a process per input costs 5x as much); it ends with the runner.  A model with state
+    ports: its state inputs at their initial values."""
     server = _Server(path)
+    if model is not None and model.has_state_io:
+        return lambda x: states_runner(path, model, server)(x, None)[0]
     return lambda x: _layout(x, model, server.run)
+
+
+def states_runner(path, model, server=None):
+    """(x, feeds) -> (output, {state output: array}): x in `model.input.layout`, each row of each of
+    `model`'s state inputs fed to the TF.js input after x, in order (`keras_json/state_io.py`)."""
+    from ..keras_json.state_io import feed_rows, state_results
+    server = server or _Server(path)
+    time_major = model.input.layout == "time_batch_feature"
+
+    def run_with(x, feeds):
+        batch = np.shape(x)[1 if time_major else 0]
+        outs = server.run_all(np.swapaxes(x, 0, 1) if time_major else x, feed_rows(model, feeds, batch))
+        y = np.swapaxes(outs[0], 0, 1) if time_major and outs[0].ndim == 3 else outs[0]
+        return np.ascontiguousarray(y), state_results(model, outs[1:])
+    return run_with
 
 
 class _Server:
@@ -239,10 +284,13 @@ class _Server:
         return line
 
     def run(self, xb) -> np.ndarray:
+        return self.run_all(xb)[0]
+
+    def run_all(self, xb, extra=()) -> list[np.ndarray]:
         if self.proc is None:
             self._start()
         self.count += 1
-        job = _job(self.folder, self.count, self.path, xb)
+        job = _job(self.folder, self.count, self.path, xb, extra)
         try:
             self.proc.stdin.write(json.dumps(job) + "\n")
             self.proc.stdin.flush()
@@ -257,11 +305,11 @@ class _Server:
             raise InputError("TF.js (@tensorflow/tfjs under node) failed: "
                              f"{str(read_json(line[7:], None, 'the error TF.js reported'))[:500]}")
         try:
-            return _output(job["y"])
+            return _outputs(job["y"])
         finally:
-            for f in (job["x"], job["y"], job["y"] + ".json"):
-                if os.path.exists(f):
-                    os.remove(f)
+            for name in os.listdir(self.folder):
+                if name.startswith((f"x{self.count}.", f"y{self.count}.")):
+                    os.remove(os.path.join(self.folder, name))
 
 
 def _stop(proc, err, folder) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ...errors import UnsupportedError
 from ...model import Model
-from ...model.states import refuse_state_io
+from ..keras_json import state_io
 from ...version import __version__
 from ..keras_json.config import inner_name, model_config, weight_paths
 from ..keras_json.specs import KLayer
@@ -45,20 +45,24 @@ def write(model: Model, path, fold_hard_sigmoid=True, selectors=True, **options)
     notes on what changed in form.  fold_hard_sigmoid, selectors: as the Keras writer's."""
     from ...files.atomic import write_files
     path = os.fspath(path)
-    refuse_state_io(model, "TF.js", path)
     model.validate(path)
     planner = Planner(model, MAJOR, fold_hard_sigmoid=fold_hard_sigmoid, selectors=selectors)
     specs, problems = planner.plan()
     specs, more = adapt(specs, planner)
-    problems += more
+    states, state_problems = state_io.plan(model, planner)
+    problems += more + state_problems
     if problems:
         raise UnsupportedError("cannot write this model as TF.js (whose layers are tf.keras 2's): "
                                + "; ".join(problems), path=path)
     notes = [n.replace("in the Keras file", "in the TF.js model") for n in planner.notes]
+    notes += [n.replace("Keras inputs and outputs", "TF.js inputs and outputs").replace("the Keras input",
+                                                                                            "the TF.js input")
+              for n in (state_io.notes(states) if states else [])]
     if model.input.layout != "batch_time_feature":
         notes.append(f"the TF.js model takes [batch, time, features]; the source took {model.input.layout} "
                      "(transpose inputs and sequence outputs)")
-    config = name_custom_classes(model_config(specs, model, planner.input_name, MAJOR, full=False), planner.custom)
+    config = name_custom_classes(model_config(specs, model, planner.input_name, MAJOR, full=False, states=states),
+                                 planner.custom)
     items = [item for spec in specs for item in spec_weights(spec, planner.custom)]
     shard = shard_path(path)
     listed: list[dict] = []

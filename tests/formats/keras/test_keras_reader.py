@@ -679,7 +679,8 @@ def test_functional_branches_and_outputs(tmp_path):
     two = keras.Model(inp, [L.LSTM(4)(inp), L.GRU(2)(inp)])
     two.save(str(path))
     assert refused(path, UnsupportedError) == (f"{path}: the model has 1 input and 2 outputs; rnnconvert reads "
-                                               "models with one input and one output")
+                                               "models with one input and one output (and recurrent states as "
+                                               "inputs and outputs)")
     inp = keras.Input(shape=(None, 3))
     _, _, c = L.LSTM(4, return_state=True, name="enc")(inp)
     keras.Model(inp, L.Dense(2)(c)).save(str(path))

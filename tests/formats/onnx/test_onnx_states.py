@@ -166,15 +166,14 @@ def test_predict_cli_takes_and_writes_npz(runner, tmp_path):
                           "and optionally the state inputs h0, c0\n")
 
 
-@pytest.mark.parametrize("dst,target", [("model.keras", "Keras"), ("model.h5", "Keras"),
-                                        ("model.pt", "PyTorch state dict"), ("model.mat", "MATLAB")])
+@pytest.mark.parametrize("dst,target", [("model.pt", "PyTorch state dict"), ("model.mat", "MATLAB")])
 def test_targets_without_states_refuse_naming_them(dst, target, runner, tmp_path):
     path = load("lstm_2layer")[0]
     res = runner.invoke(cli, [str(path), str(tmp_path / dst)])
     assert res.exit_code == 2
     assert res.stderr == (f"rnnconvert: error: {tmp_path / dst}: {target} files cannot take recurrent states as "
                           "inputs or return them, and the model has state inputs h0, c0 and state outputs hn, cn (of "
-                          "'/rnn/LSTM', '/rnn/LSTM_1'); write ONNX or .rnnc to keep them, or C/JavaScript/NumPy code "
+                          "'/rnn/LSTM', '/rnn/LSTM_1'); write ONNX, Keras 3, TF.js or .rnnc to keep them, or C/JavaScript/NumPy code "
                           "whose step API carries the states\n")
     assert not (tmp_path / dst).exists()
 
@@ -251,6 +250,6 @@ def test_a_model_with_state_outputs_only_is_refused_naming_only_those(runner, tm
                               weights)
     src = tmp_path / "states_out.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(src))
-    res = runner.invoke(cli, [str(src), str(tmp_path / "m.keras")])
+    res = runner.invoke(cli, [str(src), str(tmp_path / "m.pt")])
     assert res.exit_code == 2, res.output + res.stderr
     assert "and the model has state outputs Y_c (of 'lstm'); write ONNX" in res.stderr, res.stderr
