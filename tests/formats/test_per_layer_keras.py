@@ -82,7 +82,7 @@ def test_two_input_model_whole_refused_with_layer_suggestion(two_input_model, tm
     assert res.exit_code == 2
     assert _err(res) == (
         f"rnnconvert: error: {path}: the model has 2 inputs and 2 outputs; rnnconvert reads models with one input "
-        "and one output; to convert one recurrent layer on its own, pass --layer NAME (recurrent layers found: "
+        "and one output (and recurrent states as inputs and outputs); to convert one recurrent layer on its own, pass --layer NAME (recurrent layers found: "
         "enc (lstm), bi (gru, bidirectional))")
 
 
