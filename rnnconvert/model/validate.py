@@ -44,8 +44,23 @@ def _array_problems(model):
                 yield f"layers[{k}] '{layer.name}': tensor '{key}' has shape {list(a.shape)}, an axis over {MAX_DIM}"
 
 
+def _name_problems(model):
+    """Names that are not text (an ONNX string field of bytes that are not UTF-8 comes back as bytes): every
+    message, report and writer takes names as text."""
+    for k, layer in enumerate(model.layers):
+        if not isinstance(layer.name, str):
+            yield f"layers[{k}]: name {short_repr(layer.name)} is not text"
+    for what, name in (("input", model.input.name), ("output", model.output_name)):
+        if name is not None and not isinstance(name, str):
+            yield f"{what} name {short_repr(name)} is not text"
+
+
 def _problems(model):
     yield from _input_problems(model.input)
+    bad_names = list(_name_problems(model))
+    if bad_names:
+        yield from bad_names
+        return
     bad_arrays = list(_array_problems(model))
     if bad_arrays:
         yield from bad_arrays

@@ -3,6 +3,9 @@ Dense-on-sequence seeds): an initializer whose bytes do not make its data type a
 lifted, and a graph input of a data type onnx does not name.  Each is exit 2, one line naming the file."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import onnx
 import pytest
 from click.testing import CliRunner
@@ -39,3 +42,17 @@ def test_a_graph_input_of_an_unknown_data_type(tmp_path):
     assert res.exit_code == 2, res.output
     assert "is data type 65, rnnconvert reads float32 inputs" in res.stderr, res.stderr
     assert not (tmp_path / "m.rnnc").exists()
+
+
+def test_a_node_name_that_is_not_text_is_refused_naming_it(tmp_path):
+    """A name field of bytes that are not UTF-8 comes back from protobuf as bytes, not text: the layer named
+    after that node is refused as such, exit 2, where it reached inspect's table as an internal error."""
+    data = (FIXTURES / "torch_onnx" / "lstm_last_linear" / "model.onnx").read_bytes()
+    field = b"\x1a\x09/rnn/LSTM"                     # NodeProto.name (field 3) of the LSTM node
+    assert data.count(field) == 1
+    path = tmp_path / "m.onnx"
+    path.write_bytes(data.replace(field, b"\x1a\x09" + b"\xff" * 9))
+    res = subprocess.run([sys.executable, "-m", "rnnconvert", "inspect", str(path)], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr == (f"rnnconvert: error: {path}: invalid model: layers[0]: name "
+                          "b'\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff' is not text\n")
