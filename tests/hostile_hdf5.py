@@ -431,3 +431,43 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     main(sys.argv)
+
+
+def h5_vlen_length_lie(d: Path, attribute: str = "keras_version") -> Path:
+    """A Keras 3 .h5 whose root attribute `attribute` (a variable-length string) declares 2**32 - 1 bytes in its
+    on-disk descriptor: libhdf5 allocates that before it reads the heap object (the fuzz suite: 4 GiB)."""
+    src = ROOT / "fixtures" / "keras3" / "stacked_lstm_dense" / "model.h5"
+    with h5py.File(src, "r") as f:
+        value = f.attrs[attribute]
+        addr = h5py.h5o.get_info(f.id).addr
+    data = bytearray(src.read_bytes())
+    name = attribute.encode() + b"\0"
+    at = data.index(name, addr)              # the attribute message, in the root group's object header
+    length = len(value.encode() if isinstance(value, str) else value)
+    descriptor = data.index(struct.pack("<I", length), at)   # its value: length, heap address, object index
+    data[descriptor:descriptor + 4] = struct.pack("<I", (1 << 32) - 1)
+    path = d / "model.h5"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def mat73_fields_length_lie(d: Path) -> Path:
+    """`net` a struct whose MATLAB_fields (variable-length sequences of characters, as MATLAB writes them)
+    declares 2**31 - 1 characters for its first field name: the user block moves every address by 512."""
+    vlen = h5py.vlen_dtype(np.dtype("S1"))
+
+    def build(f, refs):
+        net = f.create_group("net")
+        net.attrs["MATLAB_class"] = np.bytes_("struct")
+        names = np.empty(2, dtype=object)
+        names[0], names[1] = np.array(list(b"Layers"), dtype="S1"), np.array(list(b"Name"), dtype="S1")
+        net.attrs.create("MATLAB_fields", names, dtype=vlen)
+    path = _mat73(d / "fields.mat", build)
+    data = bytearray(path.read_bytes())
+    with h5py.File(path, "r") as f:
+        header = 512 + h5py.h5o.get_info(f["net"].id).addr
+    at = data.index(b"MATLAB_fields\0", header)
+    descriptor = data.index(struct.pack("<I", 6), at)        # the first name's length, 6 ('Layers')
+    data[descriptor:descriptor + 4] = struct.pack("<I", (1 << 31) - 1)
+    path.write_bytes(bytes(data))
+    return path

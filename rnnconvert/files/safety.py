@@ -33,6 +33,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..errors import one_line, short_repr
+from .hdf5_headers import check_vlen_attributes
 
 # Deflate cannot expand its input more than about 1032:1; an HDF5 dataset declaring more is a lie.
 MAX_RATIO = 1100
@@ -96,6 +97,7 @@ def check_hdf5(f, path, file_size: int | None = None, what: str = "HDF5 file", r
     seen: set[int] = set()                   # datasets by address: a hard link twice is one dataset
     declared_total, stored_total, largest = 0, 0, (0, "")
     unstored: list[str] = []                 # datasets declaring far more than they store
+    headers = [h5py.h5o.get_info(f.id).addr]  # every object's header: their attributes are checked too
 
     def visit(name, link):
         nonlocal declared_total, stored_total, largest
@@ -109,6 +111,8 @@ def check_hdf5(f, path, file_size: int | None = None, what: str = "HDF5 file", r
         if not isinstance(link, h5py.HardLink):
             return
         obj = f.get(name)
+        if obj is not None:
+            headers.append(h5py.h5o.get_info(obj.id).addr)
         if not isinstance(obj, h5py.Dataset):
             return
         if obj.is_virtual:
@@ -171,9 +175,11 @@ def check_hdf5(f, path, file_size: int | None = None, what: str = "HDF5 file", r
         end = b
     if raw is not None:
         check_global_heaps(raw, path, what, skip)
+        check_vlen_attributes(raw, headers, path, what)
     elif file_size:
         with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
             check_global_heaps(m, path, what, skip)
+            check_vlen_attributes(m, headers, path, what)
     if problems:
         raise InputError(f"{what} refused: " + "; ".join(problems[:3])
                          + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else "")

@@ -261,3 +261,19 @@ def test_v5_cell_of_200000_arrays_is_refused(made):
 ])
 def test_v5_absurd_dimensions_are_refused(made, cls, dims, message):
     refused(made(hostile.v5_dims, cls, dims), f"MAT-file refused: variable 'net' {message}")
+
+
+@pytest.mark.parametrize("attribute", ["keras_version", "model_config"])
+def test_a_string_attribute_declaring_more_than_the_file_is_refused_before_it_is_read(made, attribute):
+    """libhdf5 takes the length a variable-length descriptor declares before it reads the string: a length
+    past the file's size is refused from the object header's own bytes, within a small memory."""
+    refused(made(hostile.h5_vlen_length_lie, attribute), f"Keras HDF5 file is damaged: attribute '{attribute}' "
+            "declares a variable-length value of 4294967295 bytes, more than the whole file holds (23688 bytes)",
+            memory=512 * MiB)
+
+
+def test_a_matlab_field_name_declaring_more_than_the_file_is_refused_before_it_is_read(made):
+    """The same in a v7.3 MAT-file, whose 512-byte user block every address counts past."""
+    path = made(hostile.mat73_fields_length_lie)
+    refused(path, "MATLAB v7.3 file is damaged: attribute 'MATLAB_fields' declares a variable-length value of "
+            f"2147483647 bytes, more than the whole file holds ({path.stat().st_size} bytes)", memory=512 * MiB)
