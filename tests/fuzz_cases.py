@@ -20,16 +20,21 @@ SEED = 20261123
 FORMATS = ("keras_h5", "keras_zip", "onnx", "torch_pt", "safetensors", "matlab_v5", "matlab_v73", "rnnc",
            "arch_yaml", "mapping_yaml", "batch_plan", "tfjs")
 H5_SEEDS = ["tfkeras2/lstm_last_softmax/model.h5", "tfkeras2/bigru_ave_last/model.h5",
-            "tfkeras2/gru_reset_before_last/model.h5", "keras3/stacked_lstm_dense/model.h5"]
+            "tfkeras2/gru_reset_before_last/model.h5", "keras3/stacked_lstm_dense/model.h5",
+            # functional models with state ports (initial_state inputs, return_state outputs)
+            "tfkeras2/states/bilstm_seq/model.h5", "keras3/states/rnn_gru_two_layers/model.h5"]
 ZIP_SEEDS = ["keras3/lstm_last_softmax/model.keras", "keras3/bigru_sum_seq/model.keras",
-             "keras3/gru_reset_after_seq/model.keras"]
+             "keras3/gru_reset_after_seq/model.keras", "keras3/states/bilstm_seq/model.keras",
+             "keras3/states/gru_backwards_last/model.keras"]
 ONNX_SEEDS = ["torch_onnx/lstm_last_linear/model.onnx", "torch_onnx/gru_2layer_bidir_seq/model.onnx",
               "tf2onnx/gru_dense/model.onnx", "torch_onnx/lstm_initial_state_const/model.onnx",
               # graphs the reader lifts or folds: a masked Loop, a Loop stopped by lengths (read per layer),
               # a plain tf2onnx Loop, a time window, a Dense on a sequence
               "tf2onnx_mask/masking_gru_reset_before_seq/model.onnx", "torch_lengths/gru_lengths_seq/model.onnx",
               "tf2onnx_loop/gru_reset_before_seq/model.onnx", "torch_window/rnn_steps_2_6/model.onnx",
-              "tf2onnx_dense_seq/bilstm_seq_dense_seq/model.onnx"]
+              "tf2onnx_dense_seq/bilstm_seq_dense_seq/model.onnx",
+              # state ports: a bidirectional layer's stacked initial_h / Y_h, two layers' rows
+              "torch_onnx/states/gru_bidir/model.onnx", "torch_onnx/states/lstm_2layer/model.onnx"]
 TORCH_SEEDS = ["torch/gru_linear", "torch/lstm_2layer_bidir_linear", "torch/lstm_proj_linear",
                "torch/rnn_relu_linear"]
 

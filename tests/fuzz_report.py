@@ -6,7 +6,7 @@ through the CLI in-process, and convert a few that read to .rnnc.  Each case end
   read     a model came back (and the CLI / conversion checks on it passed),
   refused  rnnconvert's own error, exit code 2 and a one-line message,
   escaped  anything else (uncaught exception, hang, unjustified allocation, multi-line or wrong exit code,
-           a must-refuse file that was read, NaN/Inf weights converted).
+           a must-refuse file that was read, a written file holding the NaN/Inf a case put in its weights).
 `Tally` adds them up per format; `table()` prints them, `FUZZ_REPORT=path.json` (pytest) or `--json`
 (standalone) writes them as JSON.
 
@@ -85,7 +85,12 @@ def _convert_problem(case, d: Path) -> str | None:
         return None if exc.exit_code == 2 else f"convert exit {exc.exit_code}"
     except Exception as exc:  # noqa: BLE001 - an escape is what is looked for
         return f"convert raised {type(exc).__name__}: {exc}"
-    return "converted weights holding NaN/Inf" if "nonfinite" in case.label else None
+    if "nonfinite" not in case.label:
+        return None
+    # NaN/Inf put into a tensor the model does not compute with (a graph's dead initializer) is dropped with it:
+    # what must not happen is a written file holding it
+    from rnnconvert.model.validate import nonfinite
+    return "converted weights holding NaN/Inf" if nonfinite(rnnconvert.read(d / "out.rnnc")) else None
 
 
 def check_case(case, workdir: Path, runner, tally: Tally, convert: bool) -> bool:

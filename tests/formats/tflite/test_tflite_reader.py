@@ -148,3 +148,28 @@ def test_hostile_loop_metadata_is_an_input_error(tmp_path, monkeypatch, value, w
     monkeypatch.undo()
     with pytest.raises(InputError, match=f"metadata 'rnnconvert.loops'.*{words}"):
         rnnconvert.read(p)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case, quantize", [("keras3/bigru_sum_seq", None), ("keras3/gru_reset_after_seq", "dynamic"),
+                                            ("keras3/embed_mask_gru_backwards_seq_dense", None),
+                                            ("keras3/gru_reset_before_last", None)])
+def test_flipped_bytes_in_written_while_loops_never_crash(case, quantize, tmp_path):
+    """The same on rnnconvert's own WHILE loops, read back through their metadata (`reader_loop`): a sequence
+    in chunks of 32 steps, int8 products, a mask gathered per chunk, a last step carried alone."""
+    path = tmp_path / "loop.tflite"
+    rnnconvert.write(rnnconvert.read(FIXTURES / case / "model.keras"), path, quantize=quantize)
+    good = path.read_bytes()
+    assert b"rnnconvert.loops" in good and _read(tmp_path, good).recurrent_layers
+    rng = np.random.default_rng(29)
+    outcomes = {"read": 0, "refused": 0}
+    for _ in range(120):
+        data = bytearray(good)
+        for pos in rng.integers(8, len(data), 3):
+            data[pos] = int(rng.integers(0, 256))
+        try:
+            _read(tmp_path, bytes(data))
+            outcomes["read"] += 1
+        except InputError:          # UnsupportedError is one too
+            outcomes["refused"] += 1
+    assert outcomes["read"] and outcomes["refused"], outcomes
