@@ -260,7 +260,10 @@ def check_zip(z, path, archive_size: int | None = None, what: str = "zip archive
         if name in seen:
             problems.append(f"member '{name}' appears twice")
         seen.add(name)
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) \
+        if info.flag_bits & 0x61:            # encrypted, patched data, strong encryption
+            problems.append(f"member '{name}' is encrypted or patched (zip flags {info.flag_bits:#x}); rnnconvert "
+                            "reads plain stored or deflated members")
+        elif info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) \
                 or info.extract_version > zipfile.MAX_EXTRACT_VERSION:
             problems.append(f"member '{name}' needs zip version {info.extract_version / 10:.1f} or compression "
                             f"method {info.compress_type}; rnnconvert reads stored or deflated members")
@@ -288,15 +291,25 @@ def read_member(z, name: str, path, limit: int = 100_000_000) -> bytes:
     if info.file_size > limit:
         raise InputError(f"member '{name}' is {_size(info.file_size)}, over the {_size(limit)} rnnconvert reads",
                          path=str(path))
-    with z.open(name) as f:
+    with _open_member(z, name, path) as f:
         return f.read(limit + 1)[:limit]
+
+
+def _open_member(z, name: str, path):
+    """z.open(name), its local header's own refusals (an encryption or patch flag the central directory did
+    not show: RuntimeError, NotImplementedError; a damaged header: BadZipFile) as an InputError."""
+    import zipfile
+    try:
+        return z.open(name)
+    except (RuntimeError, NotImplementedError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise InputError(f"member '{name}' cannot be read ({one_line(exc)})", path=str(path)) from None
 
 
 def read_npy(z, name: str, path):
     """A `.npy` member of zip `z`, its header checked against the member's size before allocating."""
     from numpy.lib import format as npy
     info = z.getinfo(name)
-    with z.open(name) as f:
+    with _open_member(z, name, path) as f:
         try:
             version = npy.read_magic(f)
             shape, fortran, dtype = (npy.read_array_header_1_0(f) if version == (1, 0)

@@ -72,6 +72,8 @@ def _problems(model):
         where = f"layers[{k}] '{layer.name}'"
         if isinstance(layer, Recurrent):
             yield from recurrent_problems(layer, where, features)
+            if not layer.weights:   # (said above) the layers after it are measured from its output: none
+                return
             if not seq:
                 yield f"{where}: a recurrent layer needs a sequence but the layer before returns one step"
             features = layer.units_out

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import rnnconvert
-from conftest import ROOT, cases
+from conftest import FIXTURES, ROOT, cases
 from rnnconvert.errors import InputError
 from rnnconvert.formats import canonical
 from rnnconvert.model import layer_fields
@@ -81,3 +81,24 @@ def test_inconsistent_shapes_all_reported(tmp_path):
     msg = str(exc.value)
     assert msg.startswith("x.rnnc: invalid model: ")
     assert ".forward.R: shape (3, 3), expected" in msg and "kernel shape (2, 2), expected" in msg
+
+
+def test_a_recurrent_layer_without_weight_sets_is_refused_naming_it(tmp_path):
+    """A manifest whose recurrent layer lists no weight set: its output width cannot be measured, so the
+    layers after it are not, and the one problem is said (an IndexError before; fuzz at 5000 cases)."""
+    src = tmp_path / "m.rnnc"
+    rnnconvert.write(rnnconvert.read(FIXTURES / "torch_onnx" / "lstm_last_linear" / "model.onnx"), src)
+    with zipfile.ZipFile(src) as z:
+        members = {i.filename: z.read(i.filename) for i in z.infolist()}
+    doc = json.loads(members["model.json"])
+    recurrent = next(layer for layer in doc["layers"] if "cell" in layer)
+    recurrent["weights"] = []
+    members["model.json"] = json.dumps(doc).encode()
+    bad = tmp_path / "bad.rnnc"
+    with zipfile.ZipFile(bad, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    with pytest.raises(InputError) as err:
+        rnnconvert.read(bad)
+    assert str(err.value) == (f"{bad}: invalid model: layers[0] '{recurrent['name']}': 0 weight sets for "
+                              f"direction '{recurrent['direction']}'")
