@@ -39,19 +39,25 @@ def test_every_truncation_is_an_input_error(good, tmp_path):
             _read(tmp_path, good[:n])
 
 
-def test_flipped_bytes_never_crash(good, tmp_path):
-    rng = np.random.default_rng(17)
+def _flipped(tmp_path, good: bytes, seed: int, cases: int, flips: int) -> dict:
+    """Read `cases` copies of `good` with `flips` random bytes changed each: how many read and how many were
+    refused; anything else (a crash) fails the test."""
+    rng = np.random.default_rng(seed)
     outcomes = {"read": 0, "refused": 0}
-    for _ in range(150):
+    for _ in range(cases):
         data = bytearray(good)
-        for pos in rng.integers(8, len(data), 4):
+        for pos in rng.integers(8, len(data), flips):
             data[pos] = int(rng.integers(0, 256))
         try:
             _read(tmp_path, bytes(data))
             outcomes["read"] += 1
         except InputError:          # UnsupportedError is one too
             outcomes["refused"] += 1
-    assert outcomes["refused"] > 0
+    return outcomes
+
+
+def test_flipped_bytes_never_crash(good, tmp_path):
+    assert _flipped(tmp_path, good, 17, 150, 4)["refused"] > 0
 
 
 @pytest.mark.slow
@@ -60,16 +66,7 @@ def test_flipped_bytes_never_crash(good, tmp_path):
 def test_flipped_bytes_in_tensorflow_files_never_crash(case, tmp_path):
     """The same on files TensorFlow wrote: its int8 hybrid ops (`reader_hybrid`) and its WHILE loops
     (`lift_while`, whose candidate cells run on the file's weights) end in a model or an InputError."""
-    good = (FIXTURES / "tflite" / case / "model.tflite").read_bytes()
-    rng = np.random.default_rng(23)
-    for _ in range(120):
-        data = bytearray(good)
-        for pos in rng.integers(8, len(data), 3):
-            data[pos] = int(rng.integers(0, 256))
-        try:
-            _read(tmp_path, bytes(data))
-        except InputError:          # UnsupportedError is one too
-            pass
+    _flipped(tmp_path, (FIXTURES / "tflite" / case / "model.tflite").read_bytes(), 23, 120, 3)
 
 
 def test_a_vector_claiming_four_billion_elements(good, tmp_path):
@@ -161,15 +158,5 @@ def test_flipped_bytes_in_written_while_loops_never_crash(case, quantize, tmp_pa
     rnnconvert.write(rnnconvert.read(FIXTURES / case / "model.keras"), path, quantize=quantize)
     good = path.read_bytes()
     assert b"rnnconvert.loops" in good and _read(tmp_path, good).recurrent_layers
-    rng = np.random.default_rng(29)
-    outcomes = {"read": 0, "refused": 0}
-    for _ in range(120):
-        data = bytearray(good)
-        for pos in rng.integers(8, len(data), 3):
-            data[pos] = int(rng.integers(0, 256))
-        try:
-            _read(tmp_path, bytes(data))
-            outcomes["read"] += 1
-        except InputError:          # UnsupportedError is one too
-            outcomes["refused"] += 1
+    outcomes = _flipped(tmp_path, good, 29, 120, 3)
     assert outcomes["read"] and outcomes["refused"], outcomes
