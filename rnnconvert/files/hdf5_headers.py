@@ -4,17 +4,16 @@ libhdf5 reads a variable-length string (Keras's `model_config`, `keras_version`,
 by allocating the length its on-disk descriptor declares, and only then fetches the global heap object and
 finds that the sizes disagree: a damaged length makes it take gigabytes for a file of kilobytes (the fuzz
 suite: 4 GiB of memory for a 23 KB Keras file).  `check_vlen_attributes` walks the object headers h5py
-names (version 1 and 2, their continuation blocks included), reads each attribute message whose datatype is
+names (version 1 and 2, their continuation blocks included, past a user block), reads each attribute message whose datatype is
 variable-length, and refuses a descriptor declaring more bytes than the whole file holds.  A header it does
 not recognise is passed over: libhdf5 then reads it as before.
 """
 from __future__ import annotations
 
-
 from ..errors import InputError
 
 VLEN_CLASS = 9
-ATTRIBUTE, CONTINUATION, DATASPACE = 0x0C, 0x10, 0x01
+ATTRIBUTE, CONTINUATION = 0x0C, 0x10          # header message types
 MAX_MESSAGES = 100_000          # per object header: no model has a thousandth of that
 
 
@@ -39,6 +38,7 @@ def _u(buf, at: int, width: int) -> int:
 
 
 def _b(buf, at: int) -> int:
+    """The byte at `at`, by slicing (see `_u`)."""
     return _u(buf, at, 1)
 
 
