@@ -82,8 +82,10 @@ class RuntimePass:
         if any(isinstance(v, Exception) for v in self._kept.values()):
             return None
         start = time.perf_counter()
-        self._kept[_key(x)] = self._output(x)
-        return None if isinstance(self._kept[_key(x)], Exception) else time.perf_counter() - start
+        out = self._output(x)
+        seconds = time.perf_counter() - start
+        self._kept[_key(x)] = out
+        return None if isinstance(out, Exception) else seconds
 
     def _output(self, x):
         try:
