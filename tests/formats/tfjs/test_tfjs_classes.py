@@ -19,7 +19,7 @@ from rnnconvert.cli import cli
 from rnnconvert.formats.tfjs import layers_js, runtime
 from rnnconvert.model import Recurrent
 from rnnconvert.reference.network import forward
-from tfjs_oracle import require_tfjs, run_all
+from tfjs_oracle import require_tfjs, resave, run_all
 
 # One model of each kind of class: reset_after GRU (bidirectional), initial states (batch-fixed and broadcast),
 # an LSTM projection (PyTorch proj_size), masked zero outputs (Bidirectional), masked global average pooling.
@@ -163,36 +163,13 @@ def test_initial_state_weights_without_their_setting_are_refused(runner, tmp_pat
         f"layer '{name}': weights initial_h, initial_c that its config does not use"), res.stderr
 
 
-RESAVE = """
-import * as tf from '@tensorflow/tfjs';
-import { readFileSync, writeFileSync } from 'node:fs';
-import './rnnconvert.layers.mjs';
-const fetchFunc = async (url) => new Response(readFileSync(String(url)));
-for (const stem of process.argv.slice(2)) {
-  const model = await tf.loadLayersModel(tf.io.http(stem + '.json', {fetchFunc}));
-  await model.save(tf.io.withSaveHandler(async (a) => {
-    writeFileSync(stem + '.saved.bin', Buffer.from(a.weightData));
-    writeFileSync(stem + '.saved.json', JSON.stringify({format: 'layers-model', modelTopology: a.modelTopology,
-      weightsManifest: [{paths: [stem.split('/').pop() + '.saved.bin'], weights: a.weightSpecs}]}));
-    return {modelArtifactsInfo: {dateSaved: new Date(), modelTopologyType: 'JSON'}};
-  }));
-}
-"""
-
-
 def test_what_tfjs_saves_of_the_classes_is_read_back(tmp_path):
     """TF.js loads each model written with the classes and saves it again (model.save: the classes' getConfig,
     TF.js's own weight names and order); rnnconvert reads what TF.js wrote to the framework outputs."""
-    require_tfjs()
-    os.symlink(os.path.dirname(os.path.dirname(runtime.find_tfjs())), tmp_path / "node_modules")
-    (tmp_path / "rnnconvert.layers.mjs").write_text(layers_js.SOURCE)
-    (tmp_path / "resave.mjs").write_text(RESAVE)
     stems = [str(tmp_path / f"m{k}") for k in range(len(KINDS))]
     for stem, key in zip(stems, KINDS):
         rnnconvert.write(source(key), stem + ".json")
-    res = subprocess.run([shutil.which("node"), "resave.mjs", *stems], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=300)
-    assert res.returncode == 0, res.stderr
+    resave(tmp_path, stems)
     for stem, key in zip(stems, KINDS):
         saved = json.loads(open(stem + ".saved.json").read())
         assert KINDS[key][1] in json.dumps(saved["modelTopology"])

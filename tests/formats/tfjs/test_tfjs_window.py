@@ -6,9 +6,6 @@ saves it again), and a window config that is no window is refused, exit 2."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -18,7 +15,7 @@ from conftest import FIXTURES
 from rnnconvert.cli import cli
 from rnnconvert.formats.tfjs import layers_js, runtime
 from rnnconvert.model import TimeWindow
-from tfjs_oracle import require_tfjs, run_all
+from tfjs_oracle import require_tfjs, resave, run_all
 
 TOL = 1e-4
 # case -> (start, stop, single), as the source framework cuts the sequence
@@ -91,34 +88,12 @@ def test_the_window_class_reads_back_as_the_window(tmp_path):
             np.testing.assert_allclose(rnnconvert.predict(back, x), y, atol=1e-5, rtol=1e-5, err_msg=f"{case} {key}")
 
 
-RESAVE = """
-import * as tf from '@tensorflow/tfjs';
-import { readFileSync, writeFileSync } from 'node:fs';
-import './rnnconvert.layers.mjs';
-const fetchFunc = async (url) => new Response(readFileSync(String(url)));
-const stem = process.argv[2];
-const model = await tf.loadLayersModel(tf.io.http(stem + '.json', {fetchFunc}));
-await model.save(tf.io.withSaveHandler(async (a) => {
-  writeFileSync(stem + '.saved.bin', Buffer.from(a.weightData));
-  writeFileSync(stem + '.saved.json', JSON.stringify({format: 'layers-model', modelTopology: a.modelTopology,
-    weightsManifest: [{paths: [stem.split('/').pop() + '.saved.bin'], weights: a.weightSpecs}]}));
-  return {modelArtifactsInfo: {dateSaved: new Date(), modelTopologyType: 'JSON'}};
-}));
-"""
-
-
 def test_what_tfjs_saves_of_a_window_reads_back(tmp_path):
     """TF.js loads the model and saves it again (the class's getConfig): still the same window."""
-    require_tfjs()
     case = "torch_window/gru_bi_step3_dense"
     model = rnnconvert.read(str(FIXTURES / case / "model.onnx"))
     rnnconvert.write(model, str(tmp_path / "m.json"))
-    os.symlink(os.path.dirname(os.path.dirname(runtime.find_tfjs())), tmp_path / "node_modules")
-    (tmp_path / "rnnconvert.layers.mjs").write_text(layers_js.SOURCE)
-    (tmp_path / "resave.mjs").write_text(RESAVE)
-    res = subprocess.run([shutil.which("node"), "resave.mjs", str(tmp_path / "m")], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
+    resave(tmp_path, [str(tmp_path / "m")])
     back = rnnconvert.read(str(tmp_path / "m.saved.json"))
     assert (_window(back).start, _window(back).stop, _window(back).single) == CASES[case]
     xs, ys = _io(case)

@@ -26,6 +26,40 @@ def run_all(jobs):
     return runtime.run_many(jobs)
 
 
+RESAVE = """
+import * as tf from '@tensorflow/tfjs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import './rnnconvert.layers.mjs';
+const fetchFunc = async (url) => new Response(readFileSync(String(url)));
+for (const stem of process.argv.slice(2)) {
+  const model = await tf.loadLayersModel(tf.io.http(stem + '.json', {fetchFunc}));
+  await model.save(tf.io.withSaveHandler(async (a) => {
+    writeFileSync(stem + '.saved.bin', Buffer.from(a.weightData));
+    writeFileSync(stem + '.saved.json', JSON.stringify({format: 'layers-model', modelTopology: a.modelTopology,
+      weightsManifest: [{paths: [stem.split('/').pop() + '.saved.bin'], weights: a.weightSpecs}]}));
+    return {modelArtifactsInfo: {dateSaved: new Date(), modelTopologyType: 'JSON'}};
+  }));
+}
+"""
+
+
+def resave(folder, stems: list[str]) -> None:
+    """TF.js loads each written `<stem>.json` (in `folder`, with rnnconvert's layer classes) and saves it again
+    as `<stem>.saved.json` / `.saved.bin`: what TF.js itself writes of the model."""
+    import shutil
+    import subprocess
+    from rnnconvert.formats.tfjs import layers_js
+    require_tfjs()
+    os.symlink(os.path.dirname(os.path.dirname(runtime.find_tfjs())), os.path.join(folder, "node_modules"))
+    with open(os.path.join(folder, "rnnconvert.layers.mjs"), "w") as fh:
+        fh.write(layers_js.SOURCE)
+    with open(os.path.join(folder, "resave.mjs"), "w") as fh:
+        fh.write(RESAVE)
+    res = subprocess.run([shutil.which("node"), "resave.mjs", *stems], cwd=folder, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+
+
 def require_chromium() -> str:
     """Headless Chromium (the system package), as tests/pictures uses it; absent, skip, or fail under CI."""
     import shutil
