@@ -69,14 +69,17 @@ def initial_states(model: M.Model, ins: list[KState]) -> tuple[dict, list[str]]:
     return out, problems
 
 
+def _layer(model: M.Model, s: KState) -> M.Recurrent:
+    return next(layer for layer in model.recurrent_layers if layer.name == s.layer)
+
+
 def returned_index(model: M.Model, s: KState) -> int:
     """The output index of `s` in its layer's return_state outputs ([y, states...])."""
-    layer = next(layer for layer in model.recurrent_layers if layer.name == s.layer)
-    return 1 + slots(layer).index((s.direction, s.state))
+    return 1 + slots(_layer(model, s)).index((s.direction, s.state))
 
 
 def state_size(model: M.Model, s: KState) -> int:
-    layer = next(layer for layer in model.recurrent_layers if layer.name == s.layer)
+    layer = _layer(model, s)
     return layer.state_size if s.state == "h" else layer.hidden
 
 
@@ -147,12 +150,12 @@ def _tensor(name: str, index: int, shape) -> dict:
             "config": {"shape": list(shape), "dtype": "float32", "keras_history": [name, 0, index]}}
 
 
-def _node(major: int, first: tuple, extra: list[tuple] = (), kwargs: str = "initial_state") -> list | dict:
+def _node(major: int, first: tuple, extra: list[tuple] = ()) -> list | dict:
     """One inbound node: `first` = (layer, index, shape) and the `extra` tensors, Keras 3's args/kwargs or
     Keras 2's (and TF.js's) list, whose tensors after the first are the initial states."""
     if major < 3:
         return [[name, 0, index, {}] for name, index, _ in [first, *extra]]
-    return {"args": [_tensor(*first)], "kwargs": {kwargs: [_tensor(*t) for t in extra]} if extra else {}}
+    return {"args": [_tensor(*first)], "kwargs": {"initial_state": [_tensor(*t) for t in extra]} if extra else {}}
 
 
 def _input_entry(name: str, shape: list, dtype: str, full: bool, major: int = 3) -> dict:
