@@ -73,9 +73,11 @@ def oracle_passes(src_model, dst_model, dst_fmt, src_fmt=None, layer: bool = Fal
     if src_model.has_state_io:
         # the source from random states (its streaming check compares with that pass) and from zero states
         # (the suite's own pass when its state inputs start from zeros: `SourcePass.zero_states`); each
-        # runner's three
-        n += 1 + (not states.inputs_start_at_zero(src_model)) + 3 * reference_dst
-        runtime += 3 * (dst_fmt.name == "onnx")
+        # runner's three (`state_checks.runner_oracles`)
+        from .state_checks import runner_oracles
+        oracles = runner_oracles(src_model, dst_model, dst_fmt, same)
+        n += 1 + (not states.inputs_start_at_zero(src_model)) + 3 * ("reference(dst)" in oracles)
+        runtime += 3 * (len(oracles) - ("reference(dst)" in oracles))
     return Passes(n, runtime)
 
 
@@ -83,7 +85,7 @@ def planned_checks(src_model, dst_model, dst_fmt, suite, src_fmt=None, layer: bo
                    same: bool = False) -> int:
     """How many checks `oracles.check_models` (and --layer's node check) will report on `suite`, for
     progress (check i of n); a runtime that turns out missing takes its checks off (`Report.not_run`)."""
-    from .state_checks import planned_per_runner
+    from .state_checks import planned_per_runner, runner_oracles
     time_axis = 0 if src_model.input.layout == "time_batch_feature" else 1
     long = sum(x.shape[time_axis] > 1 for _, x in suite)
     n = len(suite) * (bool(dst_fmt.runtime) + bool(src_fmt is not None and src_fmt.runtime) + bool(layer))
@@ -91,7 +93,7 @@ def planned_checks(src_model, dst_model, dst_fmt, suite, src_fmt=None, layer: bo
     if reference_dst:
         n += len(suite) + (long if streaming_undefined(dst_model) is None else 0)
     if src_model.has_state_io:
-        n += (reference_dst + (dst_fmt.name == "onnx")) * planned_per_runner(src_model, suite)
+        n += len(runner_oracles(src_model, dst_model, dst_fmt, same)) * planned_per_runner(src_model, suite)
     return n
 
 

@@ -27,10 +27,21 @@ from .suite import chunking, streaming_undefined
 STATE_SEED = 7919
 
 
+STATE_RUNTIMES = {"onnx": "onnxruntime(dst)", "keras": "keras(dst)", "tfjs": "tfjs(dst)"}
+
+
+def runner_oracles(src_model, dst_model, dst_fmt, same=False) -> list[str]:
+    """The oracles `state_checks` runs with states fed: reference(dst) when dst takes src's ports as they are
+    (and is not read back identical), then dst's runtime where it takes states.  Budget and progress count these."""
+    out = ["reference(dst)"] if dst_model is not None and not same and _same_ports(src_model, dst_model) else []
+    return out + ([STATE_RUNTIMES[dst_fmt.name]] if dst_fmt.name in STATE_RUNTIMES else [])
+
+
 def _runners(src_model, dst_model, dst_fmt, dst_path, same=False):
-    """[(oracle, run(x, feeds) -> (y, outs))] of the written model, in dst's layout."""
+    """[(oracle, run(x, feeds) -> (y, outs))] of the written model, in dst's layout (`runner_oracles`)."""
+    oracles = runner_oracles(src_model, dst_model, dst_fmt, same)
     out = []
-    if dst_model is not None and not same and _same_ports(src_model, dst_model):
+    if "reference(dst)" in oracles:
         out.append(("reference(dst)", lambda x, f: forward_with_feeds(dst_model, x, f)))
     if dst_fmt.name == "onnx":
         from ..formats.onnx.runtime import run_states

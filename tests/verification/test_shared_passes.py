@@ -30,6 +30,7 @@ from rnnconvert.verification.suite import input_suite
 pytest.importorskip("onnxruntime")
 STATES = FIXTURES / "torch_onnx" / "states" / "lstm_linear_batch_first" / "model.onnx"
 KERAS = FIXTURES / "keras3" / "stacked_lstm_dense" / "model.keras"
+KERAS_STATES = FIXTURES / "keras3" / "states" / "lstm_seq_dense" / "model.keras"   # initial_state, return_state
 ONNX_TWO_BIASES = FIXTURES / "torch_onnx" / "lstm_last_linear" / "model.onnx"   # Keras keeps their sum
 IDENTICAL = ("reference(dst){} and streaming(reference) not run: the file reads back identical to the source, "
              "every setting and every tensor, so they would repeat reference(src)")
@@ -104,8 +105,10 @@ def test_the_progress_total_falls_when_a_runtime_is_missing(tmp_path, monkeypatc
     assert all(total == lines[-1][1] for _, total in lines)
 
 
-def test_the_progress_total_is_exact_for_a_state_port_model(tmp_path):
-    lines = _progress_lines(lambda p: rnnconvert.convert(STATES, tmp_path / "m.onnx", progress=p,
+@pytest.mark.parametrize("src, dst", [(STATES, "m.onnx"),                 # rows ports, onnxruntime's runner
+                                      (KERAS_STATES, "m.keras")])         # Keras 3's runner, reference(dst)'s
+def test_the_progress_total_is_exact_for_a_state_port_model(tmp_path, src, dst):
+    lines = _progress_lines(lambda p: rnnconvert.convert(src, tmp_path / dst, progress=p,
                                                          time_budget=float("inf")))
     assert [done for done, _ in lines] == list(range(1, len(lines) + 1))
     assert {total for _, total in lines} == {len(lines)}
